@@ -1,0 +1,154 @@
+"""Ingest throughput: our validated, idempotent paths vs a raw COPY of the same rows.
+
+Prints events/s for
+  * raw COPY          - pre-built rows COPY-ed straight into ``events`` (no validation, not idempotent): the ceiling
+  * copy_events       - dicts -> pydantic validation -> COPY into a temp table -> INSERT ... ON CONFLICT DO NOTHING
+                        (+ players / matches upserts), one transaction per batch
+  * stream worker     - entries already in a Redis Stream -> XREADGROUP -> the same write path -> XACK
+and each path's ratio to raw COPY (goal: >= 0.7 and >= 100k events/s).  Figures only, no assertions.
+
+Starts its own throwaway PostgreSQL and Redis (game_analytics.testing) unless ``--dsn`` and ``--redis-url`` are given
+(then the ``events``, ``players``, ``matches`` and ``dead_letters`` tables there are TRUNCATED between runs).
+
+    .venv/bin/python benchmarks/bench_ingest.py --events 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+from prometheus_client import CollectorRegistry
+
+from game_analytics.events import validate_event
+from game_analytics.storage.engine import libpq_dsn
+from game_analytics.storage.migrate import upgrade
+from game_analytics.workers.ingest import (
+    IngestConfig,
+    IngestMetrics,
+    IngestWorker,
+    copy_events,
+    event_row,
+    publish_events,
+)
+
+COLUMNS = "event_id, event_type, occurred_at, player_id, game, region, payload"
+
+
+def synthetic_events(n: int) -> list[dict]:
+    """``n`` events shaped like the converted real data: 90% CDNOW-like purchases, 10% Bundesliga-like matches."""
+    events = []
+    for i in range(n):
+        if i % 10 == 9:
+            events.append({"event_id": f"match-{i}", "event_type": "match_result",
+                           "occurred_at": f"{1963 + i % 46}-09-{1 + i % 28:02d}T15:30:00Z",
+                           "player_id": f"team-{i % 52}", "game": "bundesliga", "region": "DE",
+                           "payload": {"home_team": f"team-{i % 52}", "away_team": f"team-{(i + 7) % 52}",
+                                       "home_goals": i % 5, "away_goals": (i // 5) % 4, "season": 1963 + i % 46,
+                                       "round": 1 + i % 34}})  # fmt: skip
+        else:
+            events.append({"event_id": f"purchase-{i}", "event_type": "purchase",
+                           "occurred_at": f"1997-{1 + i % 12:02d}-{1 + i % 28:02d}T00:00:00Z",
+                           "player_id": f"{i % 23570:05d}", "game": "cdnow",
+                           "payload": {"quantity": 1 + i % 4, "amount": round(3.5 + (i % 997) * 0.31, 2),
+                                       "currency": "USD"}})  # fmt: skip
+    return events
+
+
+def truncate(dsn: str) -> None:
+    with psycopg.connect(libpq_dsn(dsn)) as conn:
+        conn.execute("TRUNCATE events, players, matches, dead_letters")
+
+
+@contextlib.contextmanager
+def services(args: argparse.Namespace) -> Iterator[tuple[callable, str]]:
+    """Yield ``(fresh_db() -> dsn, redis_url)``."""
+    if args.dsn and args.redis_url:
+        def fresh() -> str:
+            truncate(args.dsn)
+            return args.dsn
+
+        upgrade(args.dsn)
+        yield fresh, args.redis_url
+        return
+    from game_analytics.testing.postgres import start_postgres
+    from game_analytics.testing.redis import start_redis
+
+    pg, rd = start_postgres(), start_redis()
+    try:
+        upgrade(pg.create_database("bench_template"))
+
+        def fresh() -> str:
+            return pg.create_database(f"bench_{uuid.uuid4().hex[:8]}", template="bench_template")
+
+        yield fresh, rd.url
+    finally:
+        rd.stop()
+        pg.stop()
+
+
+def raw_copy(dsn: str, rows: list[tuple], batch_size: int) -> float:
+    started = time.perf_counter()
+    with psycopg.connect(libpq_dsn(dsn)) as conn:
+        for start in range(0, len(rows), batch_size):
+            with conn.transaction(), conn.cursor() as cur, cur.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
+                for row in rows[start : start + batch_size]:
+                    copy.write_row(row)
+    return time.perf_counter() - started
+
+
+def stream_worker(dsn: str, redis_url: str, events: list[dict], batch_size: int) -> tuple[float, float]:
+    stream = f"bench-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    publish_events(events, redis_url, stream=stream, chunk=batch_size)
+    published = time.perf_counter() - started
+    config = IngestConfig(redis_url=redis_url, dsn=dsn, stream=stream, consumer="bench", batch_size=batch_size)
+    with IngestWorker(config, IngestMetrics(CollectorRegistry())) as worker:
+        started = time.perf_counter()
+        handled = worker.recover()
+        while handled < len(events):
+            handled += worker.run_once(block_ms=100)
+        return published, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per path; the best is reported")
+    parser.add_argument("--dsn")
+    parser.add_argument("--redis-url")
+    args = parser.parse_args(argv)
+
+    events = synthetic_events(args.events)
+    rows = [event_row(validate_event(e)) for e in events]
+    n = len(events)
+    best: dict[str, float] = {}
+    with services(args) as (fresh_db, redis_url):
+        for _ in range(args.repeat):
+            t = raw_copy(fresh_db(), rows, args.batch_size)
+            best["raw COPY (no validation, not idempotent)"] = min(best.get("raw COPY (no validation, not idempotent)", t), t)
+            dsn = fresh_db()
+            started = time.perf_counter()
+            result = copy_events(events, dsn, batch_size=args.batch_size)
+            t = time.perf_counter() - started
+            assert result.inserted == n, result
+            best["copy_events (validate + stage + ON CONFLICT)"] = min(best.get("copy_events (validate + stage + ON CONFLICT)", t), t)
+            published, t = stream_worker(fresh_db(), redis_url, events, args.batch_size)
+            best["stream worker (XREADGROUP .. XACK)"] = min(best.get("stream worker (XREADGROUP .. XACK)", t), t)
+            best["  publish to stream (XADD, for reference)"] = min(best.get("  publish to stream (XADD, for reference)", published), published)
+
+    raw = best["raw COPY (no validation, not idempotent)"]
+    print(f"ingest benchmark: {n} events, batch {args.batch_size}, best of {args.repeat}")
+    print(f"{'path':48} {'seconds':>9} {'events/s':>11} {'vs raw':>7}")
+    for name, seconds in best.items():
+        print(f"{name:48} {seconds:9.3f} {n / seconds:11,.0f} {raw / seconds:7.2f}")
+    print("goal: our paths >= 0.70 x raw COPY and >= 100,000 events/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Churn: the BG/NBD probabilistic model and a supervised churn classifier."""

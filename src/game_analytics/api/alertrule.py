@@ -1,0 +1,282 @@
+"""AlertRule: a player, economic, system or ML-anomaly alert, with where its notifications go."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import BaseStatus, Duration, LocalObjectReference, Model, SecretKeyRef, cel
+
+
+class Category(StrEnum):
+    PLAYER = "player"
+    ECONOMIC = "economic"
+    SYSTEM = "system"
+    ANOMALY = "anomaly"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class SuddenWealthChange(Model):
+    """A player's wealth changes by more than ``thresholdRatio`` (e.g. 3.0 = +300 % or -75 %) within ``window``."""
+
+    threshold_ratio: float = Field(gt=1.0, le=1000.0, description="Ratio of new to old wealth (or its inverse).")
+    window: Duration = Field(default="1h", description="Look-back window, e.g. 1h.")
+    min_wealth: float = Field(
+        default=0.0, ge=0, description="Ignore players whose wealth stays below this amount (noise floor)."
+    )
+
+
+class RapidAssetTransfer(Model):
+    """A player sends more than ``count`` trades or gifts within ``window``."""
+
+    count: int = Field(ge=1, le=1_000_000, description="Number of outgoing transfers that triggers the rule.")
+    window: Duration = Field(default="10m", description="Look-back window, e.g. 10m.")
+
+
+class UnusualLoginPattern(Model):
+    """A player logs in from more than ``maxDistinctRegions`` regions, or more than ``maxLogins`` times, in ``window``."""
+
+    max_distinct_regions: int = Field(default=2, ge=1, le=100, description="Distinct regions allowed per window.")
+    max_logins: int = Field(default=50, ge=1, le=100_000, description="Logins allowed per window.")
+    window: Duration = Field(default="1h", description="Look-back window, e.g. 1h.")
+
+
+class CurrencyInflation(Model):
+    """The game's price index grows faster than ``rate`` per ``window`` (0.05 = 5 %)."""
+
+    rate: float = Field(gt=0, le=100, description="Growth rate per window that triggers the rule (0.05 = 5 %).")
+    window: Duration = Field(default="1d", description="Comparison window, e.g. 1d.")
+    currency: str = Field(default="USD", max_length=16, description="Currency to watch.")
+
+
+class MarketManipulation(Model):
+    """An item's price moves by more than ``priceChange`` (0.5 = 50 %) within ``window``."""
+
+    price_change: float = Field(gt=0, le=100, description="Relative price change that triggers the rule.")
+    window: Duration = Field(default="1h", description="Comparison window, e.g. 1h.")
+
+
+class MonopolyFormation(Model):
+    """A single player holds more than ``marketShare`` (0..1) of a market's volume over ``window``."""
+
+    market_share: float = Field(gt=0, le=1, description="Share of trade volume held by one player (0..1).")
+    window: Duration = Field(default="1d", description="Look-back window, e.g. 1d.")
+
+
+class HighErrorRate(Model):
+    """Error events exceed ``ratio`` (0..1) of all events over ``window``."""
+
+    ratio: float = Field(gt=0, le=1, description="Errors as a fraction of all events.")
+    window: Duration = Field(default="5m", description="Rate window, e.g. 5m.")
+
+
+class ActivityPeriod(StrEnum):
+    HOUR = "1h"
+    DAY = "1d"
+    WEEK = "7d"
+    MONTH = "30d"
+
+
+class LowEngagement(Model):
+    """Fewer than ``minActivePlayers`` distinct players were active in the last ``period`` (the exporter's
+    ``game_analytics_active_players{period=...}`` gauge: hourly, daily, weekly or monthly active players)."""
+
+    min_active_players: int = Field(ge=1, le=1_000_000_000, description="Active players below this alert.")
+    period: ActivityPeriod = Field(default=ActivityPeriod.HOUR, description="Activity period: 1h, 1d (DAU), 7d (WAU) or 30d (MAU).")
+
+
+class IngestLag(Model):
+    """The ingest worker is more than ``maxLagSeconds`` behind the event stream."""
+
+    max_lag_seconds: float = Field(gt=0, le=86_400, description="Allowed lag, in seconds.")
+
+
+class AnomalyScore(Model):
+    """An IsolationForest anomaly score (0..1, higher is stranger) above ``threshold`` for an activity type."""
+
+    activity_type: str = Field(
+        default="purchase", min_length=1, max_length=63, description="Event type whose per-player features are scored."
+    )
+    threshold: float = Field(default=0.7, gt=0, lt=1, description="Score above which a player is flagged.")
+    contamination: float = Field(
+        default=0.01, gt=0, le=0.5, description="Expected share of anomalies when fitting the forest."
+    )
+
+
+class PromQLExpression(Model):
+    """A raw PromQL expression, for anything the detectors do not cover. It is parsed before anything is created."""
+
+    expr: str = Field(min_length=1, max_length=8192, description="PromQL expression; the alert fires while it returns series.")
+
+
+#: detector field name -> the category it belongs to (``promql`` fits any category).
+DETECTOR_CATEGORIES: dict[str, Category | None] = {
+    "suddenWealthChange": Category.PLAYER,
+    "rapidAssetTransfer": Category.PLAYER,
+    "unusualLoginPattern": Category.PLAYER,
+    "currencyInflation": Category.ECONOMIC,
+    "marketManipulation": Category.ECONOMIC,
+    "monopolyFormation": Category.ECONOMIC,
+    "highErrorRate": Category.SYSTEM,
+    "lowEngagement": Category.SYSTEM,
+    "ingestLag": Category.SYSTEM,
+    "anomalyScore": Category.ANOMALY,
+    "promql": None,
+}
+
+
+def _exactly_one(fields: list[str]) -> str:
+    return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields) + " == 1"
+
+
+class Detector(Model):
+    """What the rule detects. Exactly one member must be set (a Kubernetes-style union)."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(_exactly_one(list(DETECTOR_CATEGORIES)), "exactly one detector must be set", reason="FieldValueInvalid")
+            ]
+        }
+    }
+
+    sudden_wealth_change: SuddenWealthChange | None = Field(default=None, description="Player: sudden wealth change.")
+    rapid_asset_transfer: RapidAssetTransfer | None = Field(default=None, description="Player: rapid asset transfer.")
+    unusual_login_pattern: UnusualLoginPattern | None = Field(default=None, description="Player: unusual logins.")
+    currency_inflation: CurrencyInflation | None = Field(default=None, description="Economic: currency inflation.")
+    market_manipulation: MarketManipulation | None = Field(default=None, description="Economic: price manipulation.")
+    monopoly_formation: MonopolyFormation | None = Field(default=None, description="Economic: monopoly formation.")
+    high_error_rate: HighErrorRate | None = Field(default=None, description="System: high error rate.")
+    low_engagement: LowEngagement | None = Field(default=None, description="System: low engagement.")
+    ingest_lag: IngestLag | None = Field(default=None, description="System: ingest lag.")
+    anomaly_score: AnomalyScore | None = Field(default=None, description="Anomaly: IsolationForest score.")
+    promql: PromQLExpression | None = Field(default=None, description="Any category: a raw PromQL expression.")
+
+    def kind(self) -> str:
+        """The camelCase name of the member that is set, e.g. ``suddenWealthChange``.
+
+        Raises:
+            ValueError: if not exactly one member is set (the CRD's CEL rule normally prevents this).
+        """
+        chosen = [name for name in self.to_api()]
+        if len(chosen) != 1:
+            raise ValueError(f"spec.detector: exactly one detector must be set, found {chosen or 'none'}")
+        return chosen[0]
+
+    def params(self) -> Model:
+        """The parameters of the detector that is set."""
+        return getattr(self, to_snake(self.kind()))
+
+
+def to_snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)
+
+
+class SlackChannel(Model):
+    """A Slack incoming webhook."""
+
+    channel: str = Field(min_length=1, max_length=80, description="Channel name, e.g. #game-alerts.")
+    api_url_secret_ref: SecretKeyRef = Field(alias="apiURLSecretRef", description="Secret key holding the incoming webhook URL.")
+
+
+class DiscordChannel(Model):
+    """A Discord webhook."""
+
+    webhook_url_secret_ref: SecretKeyRef = Field(alias="webhookURLSecretRef", description="Secret key holding the Discord webhook URL.")
+
+
+class PagerDutyChannel(Model):
+    """A PagerDuty service integration."""
+
+    routing_key_secret_ref: SecretKeyRef = Field(description="Secret key holding the Events API v2 routing key.")
+
+
+class EmailChannel(Model):
+    """Email through an SMTP server."""
+
+    to: str = Field(min_length=3, max_length=1024, description="Recipient address(es), comma separated.")
+    from_: str = Field(alias="from", min_length=3, max_length=254, description="Sender address.")
+    smarthost: str = Field(pattern=r"^[^:\s]+:[0-9]{1,5}$", description="SMTP server as host:port.")
+    auth_username: str | None = Field(default=None, max_length=254, description="SMTP user name.")
+    auth_password_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the SMTP password.")
+    require_tls: bool = Field(default=True, alias="requireTLS", description="Require STARTTLS.")
+
+
+class WebhookChannel(Model):
+    """A generic webhook receiving Alertmanager's JSON payload."""
+
+    url_secret_ref: SecretKeyRef = Field(alias="urlSecretRef", description="Secret key holding the webhook URL.")
+
+
+CHANNEL_TYPES = ["slack", "discord", "pagerduty", "email", "webhook"]
+
+
+class Channel(Model):
+    """One notification target. Exactly one of its members must be set."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [cel(_exactly_one(CHANNEL_TYPES), "exactly one channel type must be set")]
+        }
+    }
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63, description="Unique name of the channel in this rule.")
+    slack: SlackChannel | None = Field(default=None, description="Post to a Slack channel.")
+    discord: DiscordChannel | None = Field(default=None, description="Post to a Discord channel.")
+    pagerduty: PagerDutyChannel | None = Field(default=None, description="Page through PagerDuty Events API v2.")
+    email: EmailChannel | None = Field(default=None, description="Send an email.")
+    webhook: WebhookChannel | None = Field(default=None, description="POST Alertmanager's JSON to a URL.")
+
+    def type(self) -> str:
+        """Which channel type is set (``slack``, ``discord``, ...)."""
+        return next(t for t in CHANNEL_TYPES if getattr(self, t) is not None)
+
+
+_CATEGORY_RULE = " && ".join(
+    f"(self.category == '{cat.value}' || !has(self.detector.{field}))"
+    for field, cat in DETECTOR_CATEGORIES.items()
+    if cat is not None
+)
+
+
+class AlertRuleSpec(Model):
+    """Desired state of an AlertRule."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(_CATEGORY_RULE, "the detector does not belong to spec.category", ".detector"),
+                cel(
+                    "!has(self.channels) || self.channels.all(c, self.channels.exists_one(d, d.name == c.name))",
+                    "channel names must be unique",
+                    ".channels",
+                ),
+            ]
+        }
+    }
+
+    category: Category = Field(description="player, economic, system or anomaly.")
+    detector: Detector = Field(description="What to detect; exactly one detector is set.")
+    severity: Severity = Field(default=Severity.WARNING, description="critical pages on-call; warning and info notify.")
+    for_: Duration = Field(default="0s", alias="for", description="How long the condition must hold before firing.")
+    team: str = Field(default="game-ops", pattern=r"^[a-z0-9][-a-z0-9_]*$", max_length=63, description="Owning team; used for routing.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the alert.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the alert.")
+    runbook_url: str = Field(alias="runbookURL", pattern=r"^https?://\S+$", max_length=2048, description="Runbook for whoever is paged.")
+    channels: list[Channel] = Field(default_factory=list, max_length=16, description="Where notifications go.")
+    data_source_ref: LocalObjectReference = Field(
+        default_factory=lambda: LocalObjectReference(name="default"),
+        description="The GameDataSource whose detection worker evaluates this rule.",
+    )
+    suspend: bool = Field(default=False, description="Stop alerting without deleting the rule.")
+
+
+class AlertRuleStatus(BaseStatus):
+    expression: str | None = Field(default=None, description="The PromQL expression the rule compiled to.")
+    detector: str | None = Field(default=None, description="The detector type in use.")

@@ -1,0 +1,140 @@
+"""Building blocks shared by every custom resource: naming conventions, references, conditions.
+
+All spec models use Python snake_case attributes with camelCase aliases, which is what users write in YAML and what
+the generated CRD schemas contain. Models forbid unknown fields so that typos are caught by the API server
+(structural schema pruning would otherwise drop them silently).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "gameanalytics.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "game-analytics"
+
+#: Prometheus-style duration: ``30s``, ``5m``, ``1h30m``, ``7d``. Same grammar as Prometheus' ``model.Duration``.
+DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
+#: A five-field cron expression or one of the ``@hourly``-style macros accepted by Kubernetes CronJobs. The exact
+#: grammar is checked by the operator with croniter; this pattern only rejects obvious garbage at admission.
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+#: An IANA time-zone name such as ``UTC`` or ``Europe/Berlin``. Existence is checked by the operator.
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
+#: A Kubernetes resource quantity such as ``100m``, ``1``, ``256Mi`` or ``10Gi``.
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
+ResourceName = Annotated[str, Field(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63)]
+
+
+def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
+    """One ``x-kubernetes-validations`` entry (a CEL rule evaluated by the API server at admission).
+
+    ``field_path`` (a JSONPath relative to the object carrying the rule, e.g. ``.sentinel.quorum``) makes the API
+    server name that field in its error, which is what users see from ``kubectl apply``.
+    """
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    if reason:
+        entry["reason"] = reason
+    return entry
+
+
+class Model(BaseModel):
+    """Base for spec models: camelCase aliases, unknown fields rejected, values validated on assignment."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", validate_assignment=True
+    )
+
+    def to_api(self) -> dict[str, Any]:
+        """Dump as the API server sees it: camelCase keys, unset optional fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class SecretKeyRef(Model):
+    """A key in a Secret of the custom resource's namespace (the ``secretKeyRef`` convention of core/v1)."""
+
+    name: ResourceName = Field(description="Name of the Secret in the same namespace.")
+    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret's data.")
+
+
+class LocalObjectReference(Model):
+    """A reference by name to another object in the same namespace."""
+
+    name: ResourceName = Field(description="Name of the referenced object in the same namespace.")
+
+
+class ResourceList(Model):
+    """CPU and memory amounts, as in a container's ``resources.requests`` or ``resources.limits``."""
+
+    cpu: Quantity | None = Field(default=None, description="CPU, e.g. 100m or 1.")
+    memory: Quantity | None = Field(default=None, description="Memory, e.g. 256Mi or 1Gi.")
+
+
+class Resources(Model):
+    """Compute resources for a container. Defaults are filled in by the operator when left empty."""
+
+    requests: ResourceList | None = Field(default=None, description="Minimum resources the scheduler reserves.")
+    limits: ResourceList | None = Field(default=None, description="Maximum resources the container may use.")
+
+
+class Storage(Model):
+    """A PersistentVolumeClaim template for a stateful component."""
+
+    size: Quantity = Field(default="1Gi", description="Requested volume size, e.g. 10Gi.")
+    storage_class_name: str | None = Field(
+        default=None, max_length=253, description="StorageClass to use; the cluster default when unset."
+    )
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(Model):
+    """A status condition in the standard Kubernetes shape (metav1.Condition)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    type: str = Field(max_length=316, description="Condition type, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the condition was computed from."
+    )
+    last_transition_time: datetime | None = Field(
+        default=None, description="When the condition last changed status."
+    )
+
+
+class BaseStatus(Model):
+    """Status fields every kind shares."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the operator last reconciled."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Current state: Ready plus kind-specific conditions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, truncated to seconds (the precision of Kubernetes timestamps)."""
+    return datetime.now(UTC).replace(microsecond=0)

@@ -1,0 +1,70 @@
+"""GameDataSource: where a game's analytics data lives, and the always-on workers that process it.
+
+Every other kind points at a GameDataSource through ``dataSourceRef``. It holds the PostgreSQL DSN (by Secret
+reference) and the Redis endpoint, and reconciles into the ingest, exporter and detection worker Deployments.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .common import BaseStatus, LocalObjectReference, Model, Resources, SecretKeyRef, cel
+
+
+class PostgresRef(Model):
+    dsn_secret_ref: SecretKeyRef = Field(alias="dsnSecretRef", description="Secret key holding a postgresql:// DSN.")
+
+
+class SentinelRef(Model):
+    redis_failover_ref: LocalObjectReference = Field(description="A RedisFailover in the same namespace.")
+
+
+class RedisRef(Model):
+    """A Redis endpoint: exactly one of a URL Secret or a RedisFailover (reached through its Sentinels)."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("has(self.urlSecretRef) != has(self.sentinel)", "set exactly one of urlSecretRef or sentinel")
+            ]
+        }
+    }
+
+    url_secret_ref: SecretKeyRef | None = Field(default=None, alias="urlSecretRef", description="Secret key holding a redis:// URL.")
+    sentinel: SentinelRef | None = Field(default=None, description="Use a RedisFailover through its Sentinels.")
+
+
+class StreamSettings(Model):
+    name: str = Field(default="game-events", max_length=128, description="Redis Stream that game servers publish to.")
+    consumer_group: str = Field(default="ingest", max_length=128, description="Consumer group of the ingest workers.")
+    dead_letter_stream: str = Field(default="game-events-dead", max_length=128, description="Stream for rejected events.")
+
+
+class WorkerSettings(Model):
+    replicas: int = Field(default=1, ge=0, le=50, description="Pods of this worker.")
+    resources: Resources = Field(default_factory=Resources, description="Container resources.")
+
+
+class DetectionSettings(WorkerSettings):
+    interval_seconds: int = Field(default=30, ge=1, le=3600, description="Seconds between detection passes.")
+
+
+class Workers(Model):
+    image: str | None = Field(default=None, max_length=512, description="Worker image; the operator's default when unset.")
+    ingest: WorkerSettings = Field(default_factory=WorkerSettings, description="Stream-to-Postgres ingest.")
+    exporter: WorkerSettings = Field(default_factory=WorkerSettings, description="Prometheus exporter of analytics.")
+    detection: DetectionSettings = Field(default_factory=DetectionSettings, description="Rule and anomaly detection.")
+
+
+class GameDataSourceSpec(Model):
+    """Desired state of a GameDataSource."""
+
+    games: list[str] = Field(default_factory=list, max_length=100, description="Games served (all when empty).")
+    postgres: PostgresRef = Field(description="The analytics store.")
+    redis: RedisRef = Field(description="The event stream and leaderboard cache.")
+    stream: StreamSettings = Field(default_factory=StreamSettings, description="Event stream names.")
+    workers: Workers = Field(default_factory=Workers, description="Always-on workers.")
+
+
+class GameDataSourceStatus(BaseStatus):
+    ready_workers: int | None = Field(default=None, ge=0, description="Worker Deployments that are available.")

@@ -1,0 +1,142 @@
+"""RankingJob: rate players from match results, keep leaderboards and leagues, reset seasons."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import CRON_PATTERN, TIME_ZONE_PATTERN, BaseStatus, Duration, LocalObjectReference, Model, cel
+
+
+class Algorithm(StrEnum):
+    GLICKO2 = "glicko2"
+    ELO = "elo"
+    OPENSKILL = "openskill"
+
+
+class MatchSource(Model):
+    """Where the match results come from: events of ``eventType`` for ``game`` in the data source's store."""
+
+    game: str = Field(min_length=1, max_length=63, description="Game whose matches are rated.")
+    event_type: str = Field(default="match_result", max_length=63, description="Event type holding match results.")
+
+
+class Glicko2Params(Model):
+    """Glicko-2 system constants (Glickman 2013)."""
+
+    tau: float = Field(default=0.5, ge=0.2, le=1.2, description="System constant constraining volatility change.")
+    initial_rating: float = Field(default=1500.0, ge=0, le=5000, description="Rating of a new player.")
+    initial_rd: float = Field(default=350.0, gt=0, le=1000, alias="initialRD", description="Rating deviation of a new player.")
+    initial_volatility: float = Field(default=0.06, gt=0, le=1, description="Volatility of a new player.")
+    rating_period: Duration = Field(default="7d", description="Length of a rating period.")
+
+
+class EloParams(Model):
+    k_factor: float = Field(default=20.0, gt=0, le=400, description="Maximum rating change per match.")
+    home_advantage: float = Field(default=0.0, ge=0, le=400, description="Rating points added to the home side.")
+    initial_rating: float = Field(default=1500.0, ge=0, le=5000, description="Rating of a new player.")
+
+
+class OpenSkillModel(StrEnum):
+    PLACKETT_LUCE = "PlackettLuce"
+    BRADLEY_TERRY_FULL = "BradleyTerryFull"
+    BRADLEY_TERRY_PART = "BradleyTerryPart"
+    THURSTONE_MOSTELLER_FULL = "ThurstoneMostellerFull"
+    THURSTONE_MOSTELLER_PART = "ThurstoneMostellerPart"
+
+
+class OpenSkillParams(Model):
+    model: OpenSkillModel = Field(default=OpenSkillModel.PLACKETT_LUCE, description="OpenSkill model.")
+    mu: float = Field(default=25.0, gt=0, le=1000, description="Initial mean skill.")
+    sigma: float = Field(default=25.0 / 3, gt=0, le=1000, description="Initial skill uncertainty.")
+
+
+class InactivityDecay(Model):
+    """Rating deviation grows while a player is inactive: RD' = min(sqrt(RD^2 + c^2 t), maxRD) (Glickman)."""
+
+    enabled: bool = Field(default=True, description="Grow uncertainty of inactive players.")
+    c: float = Field(default=34.6, ge=0, le=350, description="RD growth per inactive rating period.")
+    max_rd: float = Field(default=350.0, gt=0, le=1000, alias="maxRD", description="Upper bound of the rating deviation.")
+
+
+class League(Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_ ]*$", max_length=32, description="League name, e.g. Gold.")
+    min_percentile: float = Field(ge=0, lt=100, description="Lowest percentile (0..100) that belongs to this league.")
+
+
+class Leaderboard(Model):
+    size: int = Field(default=100, ge=1, le=10_000, description="Entries kept in the fast top-N leaderboard.")
+
+
+class SeasonReset(Model):
+    schedule: str = Field(pattern=CRON_PATTERN, max_length=128, description="Cron schedule of season resets.")
+    time_zone: str = Field(default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64, description="IANA time zone.")
+    soft_reset_factor: float = Field(
+        default=0.5, ge=0, le=1, description="Ratings move this fraction of the way back to the initial rating."
+    )
+
+
+DEFAULT_LEAGUES = [("Bronze", 0.0), ("Silver", 50.0), ("Gold", 80.0), ("Platinum", 95.0), ("Diamond", 99.0)]
+
+
+class RankingJobSpec(Model):
+    """Desired state of a RankingJob."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.algorithm == 'glicko2' || !has(self.glicko2)", "glicko2 parameters need algorithm glicko2", ".glicko2"),
+                cel("self.algorithm == 'elo' || !has(self.elo)", "elo parameters need algorithm elo", ".elo"),
+                cel(
+                    "self.algorithm == 'openskill' || !has(self.openskill)",
+                    "openskill parameters need algorithm openskill",
+                    ".openskill",
+                ),
+                cel(
+                    "self.leagues.exists(l, l.minPercentile == 0.0)",
+                    "one league must start at minPercentile 0",
+                    ".leagues",
+                ),
+                cel(
+                    "self.leagues.all(l, self.leagues.exists_one(m, m.minPercentile == l.minPercentile))",
+                    "league minPercentile values must be distinct",
+                    ".leagues",
+                ),
+            ]
+        }
+    }
+
+    source: MatchSource = Field(description="Where match results come from.")
+    algorithm: Algorithm = Field(default=Algorithm.GLICKO2, description="glicko2, elo or openskill.")
+    glicko2: Glicko2Params | None = Field(default=None, description="Glicko-2 parameters.")
+    elo: EloParams | None = Field(default=None, description="Elo parameters.")
+    openskill: OpenSkillParams | None = Field(default=None, description="OpenSkill parameters.")
+    inactivity_decay: InactivityDecay = Field(default_factory=InactivityDecay, description="Uncertainty growth of inactive players.")
+    schedule: str = Field(default="*/15 * * * *", pattern=CRON_PATTERN, max_length=128, description="Cron schedule of rating runs.")
+    time_zone: str = Field(default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64, description="IANA time zone.")
+    leaderboard: Leaderboard = Field(default_factory=Leaderboard, description="Leaderboard settings.")
+    leagues: list[League] = Field(
+        default_factory=lambda: [League(name=n, min_percentile=p) for n, p in DEFAULT_LEAGUES],
+        min_length=1,
+        max_length=20,
+        description="Leagues as percentile tiers; a player belongs to the league with the highest minPercentile <= theirs.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    season_reset: SeasonReset | None = Field(default=None, description="Periodic season reset.")
+    data_source_ref: LocalObjectReference = Field(
+        default_factory=lambda: LocalObjectReference(name="default"), description="The GameDataSource to read and write."
+    )
+    suspend: bool = Field(default=False, description="Pause rating runs without deleting the job.")
+
+    def algorithm_params(self) -> Glicko2Params | EloParams | OpenSkillParams:
+        """The chosen algorithm's parameters, defaults filled in when the spec leaves them out."""
+        defaults = {Algorithm.GLICKO2: Glicko2Params, Algorithm.ELO: EloParams, Algorithm.OPENSKILL: OpenSkillParams}
+        return getattr(self, self.algorithm.value) or defaults[self.algorithm]()
+
+
+class RankingJobStatus(BaseStatus):
+    last_run_time: datetime | None = Field(default=None, description="When ratings were last computed.")
+    players_rated: int | None = Field(default=None, ge=0, description="Players in the last computed leaderboard.")
+    season: int | None = Field(default=None, ge=0, description="Current season number.")

@@ -1,0 +1,133 @@
+"""ScheduledReport: analytics reports rendered on a cron schedule and delivered by webhook or email."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import (
+    CRON_PATTERN,
+    TIME_ZONE_PATTERN,
+    BaseStatus,
+    Duration,
+    LocalObjectReference,
+    Model,
+    SecretKeyRef,
+    cel,
+)
+
+
+class ReportType(StrEnum):
+    PLAYER_ACTIVITY = "playerActivity"
+    ECONOMIC_HEALTH = "economicHealth"
+    RETENTION = "retention"
+    RANKINGS = "rankings"
+    SECURITY = "security"
+
+
+class ReportFormat(StrEnum):
+    HTML = "html"
+    CSV = "csv"
+    JSON = "json"
+
+
+class WebhookStyle(StrEnum):
+    SLACK = "slack"
+    DISCORD = "discord"
+    GENERIC = "generic"
+
+
+class TimeRange(Model):
+    """The period a report covers, ending at the run's start."""
+
+    lookback: Duration = Field(default="7d", description="How far back the report looks, e.g. 24h, 7d, 30d.")
+
+
+class ReportFilters(Model):
+    """Filters applied to every query of the report. Values are bound as SQL parameters, never pasted into SQL."""
+
+    games: list[str] = Field(default_factory=list, max_length=50, description="Only these games (all when empty).")
+    regions: list[str] = Field(default_factory=list, max_length=50, description="Only these regions (all when empty).")
+    event_types: list[str] = Field(default_factory=list, max_length=50, description="Only these event types.")
+    top_n: int = Field(default=10, ge=1, le=1000, description="Rows in top-N tables.")
+
+
+class WebhookDelivery(Model):
+    """A Slack-, Discord- or generic JSON webhook."""
+
+    url_secret_ref: SecretKeyRef = Field(alias="urlSecretRef", description="Secret key holding the webhook URL.")
+    style: WebhookStyle = Field(default=WebhookStyle.SLACK, description="Payload shape: slack, discord or generic JSON.")
+
+
+class SMTPServer(Model):
+    """An SMTP server."""
+
+    host: str = Field(min_length=1, max_length=253, description="SMTP server host name.")
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP server port.")
+    starttls: bool = Field(default=True, alias="startTLS", description="Upgrade the connection with STARTTLS.")
+    username: str | None = Field(default=None, max_length=254, description="SMTP user name.")
+    password_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the SMTP password.")
+
+
+class EmailDelivery(Model):
+    """Email with the report files attached."""
+
+    to: list[str] = Field(min_length=1, max_length=50, description="Recipient addresses.")
+    from_: str = Field(alias="from", min_length=3, max_length=254, description="Sender address.")
+    smtp: SMTPServer = Field(description="The SMTP server to send through.")
+
+
+class Delivery(Model):
+    """Where finished reports go. At least one of webhook or email should be set; with neither, reports are only stored."""
+
+    webhook: WebhookDelivery | None = Field(default=None, description="Post a summary with a link or attachment to a webhook.")
+    email: EmailDelivery | None = Field(default=None, description="Email the report files as attachments.")
+
+
+class ScheduledReportSpec(Model):
+    """Desired state of a ScheduledReport."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel(
+                    "self.reports.all(r, self.reports.exists_one(s, s == r))",
+                    "report types must not repeat",
+                    ".reports",
+                ),
+            ]
+        }
+    }
+
+    reports: list[ReportType] = Field(min_length=1, max_length=5, description="Report types to render in each run.")
+    schedule: str = Field(pattern=CRON_PATTERN, max_length=128, description="Cron schedule, e.g. '0 6 * * 1'.")
+    time_zone: str = Field(default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64, description="IANA time zone of the schedule.")
+    time_range: TimeRange = Field(default_factory=TimeRange, description="Period each report covers.")
+    filters: ReportFilters = Field(default_factory=ReportFilters, description="Filters bound into every query.")
+    formats: list[ReportFormat] = Field(
+        default_factory=lambda: [ReportFormat.HTML], min_length=1, max_length=3, description="Output formats."
+    )
+    delivery: Delivery = Field(default_factory=Delivery, description="Where finished reports are sent.")
+    starting_deadline_seconds: int = Field(
+        default=300, ge=10, le=86_400, description="A run that cannot start within this many seconds counts as missed."
+    )
+    successful_runs_history_limit: int = Field(default=3, ge=0, le=100, description="Finished Jobs to keep.")
+    failed_runs_history_limit: int = Field(default=3, ge=0, le=100, description="Failed Jobs to keep.")
+    data_source_ref: LocalObjectReference = Field(
+        default_factory=lambda: LocalObjectReference(name="default"), description="The GameDataSource to report on."
+    )
+    suspend: bool = Field(default=False, description="Pause the schedule without deleting the report.")
+
+
+class RunOutcome(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class ScheduledReportStatus(BaseStatus):
+    last_schedule_time: datetime | None = Field(default=None, description="When a run was last started.")
+    last_successful_time: datetime | None = Field(default=None, description="When a run last succeeded.")
+    last_outcome: RunOutcome | None = Field(default=None, description="Outcome of the last finished run.")
+    consecutive_failures: int = Field(default=0, ge=0, description="Failed runs since the last success.")

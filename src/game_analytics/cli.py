@@ -1,0 +1,66 @@
+"""The ``game-analytics`` command line: one entry point for the operator's tools, the workers and one-off runs.
+
+Subcommands import their modules lazily so that ``game-analytics --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from .crdgen import write_all
+
+    paths = write_all(Path(args.output))
+    if args.chart:
+        paths += write_all(Path(args.chart) / "crds")
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _delegate(module: str, func: str = "main") -> Callable[[argparse.Namespace], int]:
+    """A subcommand that hands its remaining arguments to ``module.func(argv)``."""
+
+    def run(args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module(module), func)(args.rest) or 0)
+
+    return run
+
+
+#: name -> (module, help) for subcommands implemented elsewhere, taking their own argv.
+DELEGATED: dict[str, tuple[str, str]] = {
+    "data": ("game_analytics.data.__main__", "fetch the real data sets into the cache"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="game-analytics", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
+    crds.add_argument("--output", default="crds", help="folder for the CRD YAML files (default: crds)")
+    crds.add_argument("--chart", help="also write them into this Helm chart's crds/ folder")
+    crds.set_defaults(func=_crds)
+
+    for name, (module, help_) in DELEGATED.items():
+        p = sub.add_parser(name, help=help_, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_delegate(module))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Kopf handlers: the only code that reacts to cluster events. Each kind is reconciled by the same function.
+
+Run with ``kopf run -m game_analytics.controller.handlers`` (the operator/ entry script and the Helm chart do).
+Environment:
+    GAME_ANALYTICS_RESYNC_SECONDS   interval of the drift-repair timer (default 60)
+    GAME_ANALYTICS_METRICS_PORT     port of the operator's /metrics (default 9090; 0 disables)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from ..api import GROUP, KINDS, VERSION, KindInfo
+from ..config import Images
+from .k8s import Cluster
+from .reconcile import TransientError, reconcile
+
+RESYNC_SECONDS = float(os.environ.get("GAME_ANALYTICS_RESYNC_SECONDS", "60"))
+METRICS_PORT = int(os.environ.get("GAME_ANALYTICS_METRICS_PORT", "9090"))
+
+_state: dict[str, Any] = {}
+
+
+def cluster() -> Cluster:
+    if "cluster" not in _state:
+        _state["cluster"] = Cluster()
+    return _state["cluster"]
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
+    """Keep Kopf's bookkeeping in annotations, post only warnings as Events, and serve /metrics."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = 8
+    if os.environ.get("GAME_ANALYTICS_PEERING_RANDOM_PRIORITY") == "true":
+        # Equal priorities make every replica freeze; a random one lets exactly one become active.
+        settings.peering.priority = random.randint(1, 2**15)
+    _state["images"] = Images.from_env()
+    if METRICS_PORT and not _state.get("metrics"):
+        start_http_server(METRICS_PORT)
+        _state["metrics"] = True
+        logger.info("serving metrics on :%d/metrics", METRICS_PORT)
+
+
+def _handler(info: KindInfo):
+    def handle(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+        try:
+            outcome = reconcile(info, body, cluster(), _state.get("images") or Images.from_env())
+        except TransientError as exc:
+            raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
+        for type_, reason, message in outcome.events:
+            (kopf.warn if type_ == "Warning" else kopf.info)(body, reason=reason, message=message)
+            logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s: %s", reason, message)
+        changed = outcome.status_patch(body.get("status"))
+        if changed:
+            patch.setdefault("status", {}).update(changed)
+
+    handle.__name__ = f"reconcile_{info.singular}"
+    return handle
+
+
+def register(info: KindInfo) -> None:
+    """Reconcile ``info``'s objects on create, spec update, operator restart, and every resync interval."""
+    handle = _handler(info)
+    resource = (GROUP, VERSION, info.plural)
+    kopf.on.resume(*resource, id=f"{info.singular}-resume")(handle)
+    kopf.on.create(*resource, id=f"{info.singular}-create")(handle)
+    kopf.on.update(*resource, field="spec", id=f"{info.singular}-update")(handle)
+    kopf.timer(*resource, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, id=f"{info.singular}-resync")(handle)
+
+
+for _info in KINDS:
+    register(_info)

@@ -1,0 +1,184 @@
+"""A small client for what the operator does to children: read, compare, server-side apply, prune.
+
+It talks REST through the official ``kubernetes`` client's :class:`ApiClient` (which handles kubeconfig, in-cluster
+tokens and TLS) with a static table of the resources the operator touches, so it needs no discovery round-trips.
+Writes happen only when the live object differs from the desired one: an idle resync costs reads, never writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ..api import GROUP, KINDS, VERSION
+from ..objects.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
+
+FIELD_MANAGER = "game-analytics-operator"
+log = logging.getLogger(__name__)
+
+#: (apiVersion, kind) -> plural, for every resource the operator reads or writes (all namespaced).
+PLURALS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Secret"): "secrets",
+    ("v1", "Service"): "services",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("v1", "Pod"): "pods",
+    ("apps/v1", "Deployment"): "deployments",
+    ("apps/v1", "StatefulSet"): "statefulsets",
+    ("batch/v1", "CronJob"): "cronjobs",
+    ("batch/v1", "Job"): "jobs",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("rbac.authorization.k8s.io/v1", "Role"): "roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrules",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): "alertmanagerconfigs",
+    **{(f"{GROUP}/{VERSION}", k.kind): k.plural for k in KINDS},
+}
+
+
+def path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    """The REST path of a namespaced resource collection, or of one object when ``name`` is given."""
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    out = f"{base}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{out}/{name}" if name else out
+
+
+def drifted(desired: Any, live: Any) -> bool:
+    """True when ``live`` does not contain ``desired``: every key and list item the operator sets must match.
+
+    Fields the API server or other controllers add (defaults, status, annotations of others) are ignored, so that
+    a freshly applied object compares equal to its desired form and a resync writes nothing.
+    """
+    if isinstance(desired, dict):
+        return not isinstance(live, dict) or any(drifted(v, live.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (not isinstance(live, list) or len(desired) != len(live)
+                or any(drifted(d, v) for d, v in zip(desired, live, strict=True)))
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return desired is not live
+    if isinstance(desired, (int, float)) and isinstance(live, (int, float)):
+        return float(desired) != float(live)
+    return desired != live
+
+
+@dataclass
+class ApplyResult:
+    """What an :meth:`Cluster.ensure` call changed."""
+
+    applied: list[str] = field(default_factory=list)  # "Kind/name" created or updated
+    pruned: list[str] = field(default_factory=list)  # "Kind/name" deleted because no longer desired
+    unavailable: list[str] = field(default_factory=list)  # apiVersions the cluster does not serve
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied or self.pruned)
+
+
+class Cluster:
+    """Thin REST helper over :class:`kubernetes.client.ApiClient`."""
+
+    def __init__(self, api_client: client.ApiClient | None = None):
+        self.api = api_client or new_api_client()
+        self._served: dict[str, tuple[bool, float]] = {}
+
+    def request(self, method: str, url: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
+                content_type: str = "application/json") -> Any:
+        """One REST call; returns the decoded JSON body (or None). Raises :class:`ApiException` on HTTP errors."""
+        raw = self.api.call_api(
+            url, method, query_params=query or [], header_params={"Content-Type": content_type,
+                                                                   "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+        )
+        data = raw.data
+        return json.loads(data) if data else None
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        try:
+            return self.request("GET", path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict]:
+        result = self.request("GET", path(api_version, kind, namespace), query=[("labelSelector", label_selector)])
+        return result.get("items", [])
+
+    def apply(self, manifest: Manifest) -> dict:
+        """Server-side apply ``manifest`` with the operator's field manager, taking ownership of its fields."""
+        meta = manifest["metadata"]
+        url = path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+        return self.request("PATCH", url, body=manifest, content_type="application/apply-patch+yaml",
+                            query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        try:
+            self.request("DELETE", path(api_version, kind, namespace, name),
+                         body={"propagationPolicy": "Background"})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def serves(self, api_version: str, ttl: float = 60.0) -> bool:
+        """Whether the cluster serves ``api_version`` (e.g. prometheus-operator's CRDs), cached for ``ttl`` s."""
+        if api_version == "v1" or "/" in api_version and not api_version.startswith("monitoring.coreos.com"):
+            return True
+        cached = self._served.get(api_version)
+        if cached and time.monotonic() - cached[1] < ttl:
+            return cached[0]
+        try:
+            self.request("GET", f"/apis/{api_version}")
+            served = True
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            served = False
+        self._served[api_version] = (served, time.monotonic())
+        return served
+
+    def ensure(self, owner_kind: str, owner_name: str, namespace: str, desired: list[Manifest],
+               child_types: list[tuple[str, str]]) -> ApplyResult:
+        """Make the owner's children exactly ``desired``: apply what drifted, delete what is no longer desired.
+
+        ``child_types`` lists every (apiVersion, kind) this owner kind can ever produce, so that children dropped
+        from ``desired`` (say, the AlertmanagerConfig after the last channel is removed) are found and pruned.
+        Types whose API the cluster does not serve are skipped and listed in ``ApplyResult.unavailable``.
+        """
+        result = ApplyResult()
+        for manifest in desired:
+            api_version, kind, name = manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"]
+            if not self.serves(api_version):
+                result.unavailable.append(api_version)
+                continue
+            live = self.get(api_version, kind, namespace, name)
+            if live is None or drifted(manifest, live):
+                self.apply(manifest)
+                result.applied.append(f"{kind}/{name}")
+        wanted = {(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in desired}
+        selector = f"{LABEL_OWNER_KIND}={owner_kind},{LABEL_OWNER_NAME}={owner_name}"
+        for api_version, kind in child_types:
+            if not self.serves(api_version):
+                continue
+            for live in self.list(api_version, kind, namespace, selector):
+                name = live["metadata"]["name"]
+                if (api_version, kind, name) not in wanted:
+                    self.delete(api_version, kind, namespace, name)
+                    result.pruned.append(f"{kind}/{name}")
+        result.unavailable = sorted(set(result.unavailable))
+        return result
+
+
+def new_api_client() -> client.ApiClient:
+    """An API client from the in-cluster service account, or else from the kubeconfig (``$KUBECONFIG``)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()

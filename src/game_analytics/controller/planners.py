@@ -1,0 +1,121 @@
+"""Per-kind planning: parse the spec, check it, look up what it references, and render the desired children.
+
+A planner may read the cluster (to resolve references such as ``dataSourceRef``) but never writes; the rendering
+itself is done by the pure functions in :mod:`game_analytics.objects`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import validation
+from ..api import API_VERSION, KindInfo
+from ..api.gamedatasource import GameDataSourceSpec
+from ..config import Images
+from ..objects import alertrule, gamedatasource, rankingjob, scheduledreport
+from ..objects.common import Manifest, Owner
+from ..validation import SpecError
+from .k8s import Cluster
+
+
+class DependencyError(Exception):
+    """A referenced object is missing or not usable yet. ``reason`` is a CamelCase condition reason."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Plan:
+    """What one reconcile of one object should achieve."""
+
+    children: list[Manifest]
+    child_types: list[tuple[str, str]]
+    required_apis: set[str] = field(default_factory=set)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def parse(info: KindInfo, body: Any) -> Any:
+    """The validated spec model. Raises :class:`SpecError` naming the first bad field."""
+    try:
+        return info.spec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as exc:
+        raise validation.from_validation_error(exc) from None
+
+
+def data_source(cluster: Cluster, namespace: str, name: str) -> GameDataSourceSpec:
+    body = cluster.get(API_VERSION, "GameDataSource", namespace, name)
+    if body is None:
+        raise DependencyError("DataSourceNotFound",
+                              f"spec.dataSourceRef.name: GameDataSource {namespace}/{name} does not exist")
+    try:
+        return GameDataSourceSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        raise DependencyError("DataSourceInvalid", f"GameDataSource {namespace}/{name} has an invalid spec") from None
+
+
+MONITORING_V1 = "monitoring.coreos.com/v1"
+MONITORING_V1ALPHA1 = "monitoring.coreos.com/v1alpha1"
+
+
+def plan_alert_rule(owner: Owner, spec: Any, cluster: Cluster, images: Images) -> Plan:
+    validation.check_alert_rule(spec)
+    children = alertrule.render(owner, spec)
+    required = {MONITORING_V1} | ({MONITORING_V1ALPHA1} if spec.channels else set())
+    expr = children[0]["spec"]["groups"][0]["rules"][0]["expr"] if not spec.suspend else None
+    return Plan(children, [(MONITORING_V1, "PrometheusRule"), (MONITORING_V1ALPHA1, "AlertmanagerConfig"),
+                           ("v1", "ConfigMap")], required,
+                {"detector": spec.detector.kind(), "expression": expr})
+
+
+def plan_scheduled_report(owner: Owner, spec: Any, cluster: Cluster, images: Images) -> Plan:
+    validation.check_scheduled_report(spec)
+    source = data_source(cluster, owner.namespace, spec.data_source_ref.name)
+    children = scheduledreport.render(owner, spec, image=images.worker, data_source=source)
+    return Plan(children, [("v1", "ConfigMap"), ("batch/v1", "CronJob")])
+
+
+def plan_ranking_job(owner: Owner, spec: Any, cluster: Cluster, images: Images) -> Plan:
+    validation.check_ranking_job(spec)
+    source = data_source(cluster, owner.namespace, spec.data_source_ref.name)
+    children = rankingjob.render(owner, spec, image=images.worker, data_source=source)
+    return Plan(children, [("v1", "ConfigMap"), ("batch/v1", "CronJob")])
+
+
+def plan_game_data_source(owner: Owner, spec: Any, cluster: Cluster, images: Images) -> Plan:
+    master, password_ref = None, None
+    if spec.redis.sentinel:
+        ref = spec.redis.sentinel.redis_failover_ref.name
+        failover = cluster.get(API_VERSION, "RedisFailover", owner.namespace, ref)
+        if failover is None:
+            raise DependencyError("RedisFailoverNotFound",
+                                  f"spec.redis.sentinel.redisFailoverRef.name: RedisFailover {ref} does not exist")
+        fspec = failover.get("spec") or {}
+        master = fspec.get("masterName", "mymaster")
+        if fspec.get("authSecretRef"):
+            from ..api.common import SecretKeyRef
+
+            password_ref = SecretKeyRef.model_validate(fspec["authSecretRef"])
+    children = gamedatasource.render(owner, spec, image=images.worker, sentinel_master=master,
+                                     redis_password_ref=password_ref)
+    return Plan(children, [("v1", "ConfigMap"), ("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"),
+                           ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("apps/v1", "Deployment"),
+                           ("v1", "Service"), (MONITORING_V1, "ServiceMonitor")])
+
+
+Planner = Callable[[Owner, Any, Cluster, Images], Plan]
+
+PLANNERS: dict[str, Planner] = {
+    "AlertRule": plan_alert_rule,
+    "ScheduledReport": plan_scheduled_report,
+    "RankingJob": plan_ranking_job,
+    "GameDataSource": plan_game_data_source,
+}
+
+__all__ = ["PLANNERS", "DependencyError", "Plan", "SpecError", "parse"]

@@ -1,0 +1,116 @@
+"""One reconcile of one custom resource: plan, apply, and compute the new status.
+
+Kept free of Kopf so that it can be driven by tests and by the handlers alike. The outcome is a status dict that
+the caller writes only when it differs from the live status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from ..api import KindInfo
+from ..config import Images
+from ..objects.common import Owner
+from . import conditions, metrics
+from .k8s import ApplyResult, Cluster, drifted
+from .planners import PLANNERS, DependencyError, SpecError, parse
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """A failure worth retrying after ``delay`` seconds (API server unavailable, conflict, throttling)."""
+
+    def __init__(self, message: str, delay: float):
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass
+class Outcome:
+    """The result of a reconcile: the status to write and the events worth posting."""
+
+    status: dict[str, Any]
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type Normal|Warning, reason, message)
+    applied: ApplyResult | None = None
+
+    def status_patch(self, live_status: dict | None) -> dict[str, Any]:
+        """The status fields to patch: empty when the live status already holds them (so no write)."""
+        live_status = live_status or {}
+        return {k: v for k, v in self.status.items() if drifted(v, live_status.get(k)) or k not in live_status}
+
+
+def _ready(ok: bool, reason: str, message: str, generation: int | None) -> dict:
+    return conditions.condition("Ready", ok, reason, message, generation)
+
+
+def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Outcome:
+    """Reconcile one object of kind ``info``; never raises for bad input.
+
+    Raises:
+        TransientError: when the API server failed in a way worth retrying (5xx, 409, 429, 403 from RBAC).
+    """
+    owner = Owner.from_body(body)
+    generation = owner.generation
+    live_status = dict(body.get("status") or {})
+    previous_ready = conditions.get(live_status.get("conditions"), "Ready")
+    events: list[tuple[str, str, str]] = []
+    extra: dict[str, Any] = {}
+    applied: ApplyResult | None = None
+    started = time.monotonic()
+    try:
+        spec = parse(info, body)
+        plan = PLANNERS[info.kind](owner, spec, cluster, images)
+        applied = cluster.ensure(info.kind, owner.name, owner.namespace, plan.children, plan.child_types)
+        extra = plan.status
+        missing = sorted(plan.required_apis & set(applied.unavailable))
+        if missing:
+            ready = _ready(False, "MissingAPI",
+                           f"the cluster does not serve {', '.join(missing)}; install the prometheus-operator CRDs",
+                           generation)
+        else:
+            ready = _ready(True, "Reconciled", f"{len(plan.children)} children up to date", generation)
+        if applied.changed:
+            events.append(("Normal", "Applied", "; ".join(
+                [f"applied {', '.join(applied.applied)}"] * bool(applied.applied)
+                + [f"pruned {', '.join(applied.pruned)}"] * bool(applied.pruned))))
+        metrics.RECONCILES.labels(info.kind, "success").inc()
+    except SpecError as exc:
+        ready = _ready(False, "InvalidSpec", str(exc), generation)
+        metrics.RECONCILES.labels(info.kind, "invalid").inc()
+    except DependencyError as exc:
+        ready = _ready(False, exc.reason, exc.message, generation)
+        metrics.RECONCILES.labels(info.kind, "waiting").inc()
+    except ApiException as exc:
+        metrics.RECONCILES.labels(info.kind, "error").inc()
+        metrics.RECONCILE_ERRORS.labels(info.kind, f"HTTP{exc.status}").inc()
+        if exc.status in (400, 404, 422):  # the API server rejected what we rendered: retrying will not help
+            ready = _ready(False, "ApplyRejected", f"{exc.status} {exc.reason}: {_api_message(exc)}", generation)
+        else:
+            raise TransientError(f"{exc.status} {exc.reason}: {_api_message(exc)}",
+                                 delay=60.0 if exc.status == 403 else 10.0) from exc
+    finally:
+        metrics.RECONCILE_DURATION.labels(info.kind).observe(time.monotonic() - started)
+
+    if ready["status"] == "False" and (not previous_ready or previous_ready.get("message") != ready["message"]):
+        events.append(("Warning", ready["reason"], ready["message"]))
+    status = {
+        "observedGeneration": generation,
+        "conditions": conditions.merge(live_status.get("conditions"), [ready]),
+        **{k: v for k, v in extra.items() if v is not None},
+    }
+    return Outcome(status, events, applied)
+
+
+def _api_message(exc: ApiException) -> str:
+    import json
+
+    try:
+        return json.loads(exc.body).get("message", "")
+    except (TypeError, ValueError):
+        return str(exc.body or "")[:500]

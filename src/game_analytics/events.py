@@ -1,0 +1,299 @@
+"""Event schema: pydantic v2 models of everything that enters the analytics store.
+
+An event is a JSON object::
+
+    {"event_id": "bl-1963-1-1", "event_type": "match_result", "occurred_at": "1963-08-24T17:00:00Z",
+     "player_id": "Hamburger SV", "game": "bundesliga", "region": "DE",
+     "payload": {"home_team": "Hamburger SV", "away_team": "Preussen Muenster", "home_goals": 1,
+                 "away_goals": 1, "season": 1963, "round": 1}}
+
+``event_type`` selects the payload model (a discriminated union): ``login``, ``logout``, ``purchase``, ``trade``,
+``currency_change``, ``match_result``, ``error``.  Every string is length-bounded, every number range-bounded, unknown
+keys are rejected, and a whole serialized event may not exceed :data:`MAX_EVENT_BYTES`.  ``occurred_at`` accepts ISO
+8601 strings or datetimes; naive values are taken as UTC and all values are normalised to UTC.
+
+:func:`parse_event` (bytes from a stream) and :func:`validate_event` (a dict) return the model or raise
+:class:`EventError`, whose ``field`` names the offending field (dotted path, e.g. ``payload.home_goals``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_EVENT_BYTES",
+    "AnyEvent",
+    "CurrencyChangeEvent",
+    "ErrorEvent",
+    "EventError",
+    "LoginEvent",
+    "LogoutEvent",
+    "MatchResultEvent",
+    "PurchaseEvent",
+    "TradeEvent",
+    "parse_event",
+    "validate_event",
+]
+
+#: Largest accepted serialized event, in bytes (UTF-8 JSON).
+MAX_EVENT_BYTES = 16 * 1024
+
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError(f"timestamp {value.isoformat()} outside [1900, 2200)")
+    return value
+
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+Timestamp = Annotated[datetime, AfterValidator(_to_utc)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Money = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
+Goals = Annotated[int, Field(ge=0, le=1000)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- payloads -------------------------------------------------------------------------------------------------
+
+
+class LoginPayload(_Strict):
+    """Login details; all optional."""
+
+    platform: Code | None = None
+    client_version: Code | None = None
+    session_id: Identifier | None = None
+
+
+class LogoutPayload(_Strict):
+    """Logout details; ``session_seconds`` is the session length in seconds (at most 7 days)."""
+
+    session_id: Identifier | None = None
+    session_seconds: Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False)] | None = None
+
+
+class PurchasePayload(_Strict):
+    """A real-money purchase: ``quantity`` items for ``amount`` (total, in ``currency`` units, e.g. dollars)."""
+
+    quantity: Count
+    amount: Money
+    currency: Currency = "USD"
+    item_id: Identifier | None = None
+
+
+class TradePayload(_Strict):
+    """A player-to-player trade of ``quantity`` x ``item_id`` with ``counterparty_id`` at in-game ``value``."""
+
+    counterparty_id: Identifier
+    item_id: Identifier
+    quantity: Count
+    value: Money | None = None
+
+
+class CurrencyChangePayload(_Strict):
+    """Change of an in-game currency balance: ``delta`` (signed) and ``balance_after`` (>= 0), with a reason."""
+
+    currency: Code
+    delta: Annotated[int, Field(ge=-(10**12), le=10**12)]
+    balance_after: Annotated[int, Field(ge=0, le=10**15)] | None = None
+    reason: Code
+
+
+class MatchResultPayload(_Strict):
+    """Final score of a match; ``season`` is a year (e.g. 1963) or a label (e.g. ``"2024-S1"``)."""
+
+    home_team: Name
+    away_team: Name
+    home_goals: Goals
+    away_goals: Goals
+    season: Annotated[int, Field(ge=1800, le=2200)] | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    round: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+    @model_validator(mode="after")
+    def _distinct_teams(self) -> MatchResultPayload:
+        if self.home_team == self.away_team:
+            raise ValueError("home_team and away_team must differ")
+        return self
+
+
+class ErrorPayload(_Strict):
+    """A client or server error report."""
+
+    code: Code
+    message: Annotated[str, StringConstraints(max_length=2048)]
+    component: Code | None = None
+
+
+# --- events ---------------------------------------------------------------------------------------------------
+
+
+class _EventBase(_Strict):
+    event_id: Identifier
+    occurred_at: Timestamp
+    game: Code
+    region: Code | None = None
+
+
+class LoginEvent(_EventBase):
+    """A player logged in."""
+
+    event_type: Literal["login"]
+    player_id: Identifier
+    payload: LoginPayload = LoginPayload()
+
+
+class LogoutEvent(_EventBase):
+    """A player logged out (session end)."""
+
+    event_type: Literal["logout"]
+    player_id: Identifier
+    payload: LogoutPayload = LogoutPayload()
+
+
+class PurchaseEvent(_EventBase):
+    """A player bought something with real money."""
+
+    event_type: Literal["purchase"]
+    player_id: Identifier
+    payload: PurchasePayload
+
+
+class TradeEvent(_EventBase):
+    """Two players traded items."""
+
+    event_type: Literal["trade"]
+    player_id: Identifier
+    payload: TradePayload
+
+
+class CurrencyChangeEvent(_EventBase):
+    """An in-game currency balance changed (faucet or sink)."""
+
+    event_type: Literal["currency_change"]
+    player_id: Identifier
+    payload: CurrencyChangePayload
+
+
+class MatchResultEvent(_EventBase):
+    """A match finished; ``player_id`` is optional (for team sports it may name the home team)."""
+
+    event_type: Literal["match_result"]
+    player_id: Identifier | None = None
+    payload: MatchResultPayload
+
+
+class ErrorEvent(_EventBase):
+    """An error was reported, optionally for a player."""
+
+    event_type: Literal["error"]
+    player_id: Identifier | None = None
+    payload: ErrorPayload
+
+
+AnyEvent = Annotated[
+    LoginEvent | LogoutEvent | PurchaseEvent | TradeEvent | CurrencyChangeEvent | MatchResultEvent | ErrorEvent,
+    Field(discriminator="event_type"),
+]
+EVENT_TYPES: tuple[str, ...] = (
+    "login", "logout", "purchase", "trade", "currency_change", "match_result", "error",
+)  # fmt: skip
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+class EventError(ValueError):
+    """An event failed validation.
+
+    Attributes:
+        reason: human-readable reason, starting with the field name (``"payload.amount: ..."``).
+        field: dotted path of the first offending field, ``"event_type"`` for unknown types, or None when the
+            problem concerns the whole message (malformed JSON, oversize).
+        kind: short machine label for metrics: ``json_invalid``, ``too_large``, ``unknown_event_type``,
+            ``missing_field``, ``extra_field``, ``invalid_value``.
+    """
+
+    def __init__(self, reason: str, field: str | None, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+        self.kind = kind
+
+
+def _from_validation_error(exc: ValidationError) -> EventError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    etype, loc = first["type"], [str(p) for p in first["loc"]]
+    if etype == "json_invalid":
+        return EventError(f"message: malformed JSON ({first['msg']})", None, "json_invalid")
+    if etype in ("union_tag_invalid", "union_tag_not_found"):
+        got = first.get("input", {}).get("event_type") if isinstance(first.get("input"), dict) else None
+        if etype == "union_tag_not_found":
+            return EventError("event_type: field required", "event_type", "missing_field")
+        return EventError(
+            f"event_type: unknown event type {got!r} (expected one of {', '.join(EVENT_TYPES)})",
+            "event_type",
+            "unknown_event_type",
+        )
+    if etype == "model_type" and not loc:
+        return EventError(f"message: {first['msg']}", None, "invalid_value")
+    if loc and loc[0] in EVENT_TYPES:
+        loc = loc[1:]  # drop the discriminator tag pydantic prepends
+    # For union members (season: int | str) pydantic appends the member name; keep the field path only.
+    loc = [p for p in loc if p not in ("int", "str", "float") and not p.startswith("constrained-")] or loc
+    field = ".".join(loc) or None
+    kind = {"missing": "missing_field", "extra_forbidden": "extra_field"}.get(etype, "invalid_value")
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return EventError(f"{field or 'message'}: {first['msg']}{more}", field, kind)
+
+
+def parse_event(raw: bytes | str) -> AnyEvent:
+    """Validate one serialized event (UTF-8 JSON).
+
+    Raises:
+        EventError: larger than :data:`MAX_EVENT_BYTES`, malformed JSON, unknown ``event_type`` or any invalid field.
+    """
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > MAX_EVENT_BYTES:
+        raise EventError(f"message: {size} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes", None, "too_large")
+    try:
+        return _ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise _from_validation_error(exc) from None
+
+
+def validate_event(data: dict[str, Any]) -> AnyEvent:
+    """Validate one event given as a dict (datetimes or ISO strings for ``occurred_at``).
+
+    Raises:
+        EventError: as :func:`parse_event`; the size limit applies to the JSON form of the event.
+    """
+    try:
+        event = _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise _from_validation_error(exc) from None
+    size = len(event.model_dump_json())
+    if size > MAX_EVENT_BYTES:
+        raise EventError(f"message: {size} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes", None, "too_large")
+    return event

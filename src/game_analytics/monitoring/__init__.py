@@ -1,0 +1,1 @@
+"""Monitoring artefacts: metric names, PromQL templates, Alertmanager routing and Grafana dashboards."""

@@ -1,0 +1,81 @@
+"""AlertRule detectors rendered to PromQL over the workers' real metric names, one template per detector type.
+
+Player-level detectors (wealth jumps, transfers, logins, price moves, market share, anomaly scores) are evaluated by
+the detection worker in SQL, because Prometheus must never hold a series per player. The worker exports how many
+subjects each rule currently flags, and the alert fires while that count is positive. Aggregate detectors
+(inflation, error rate, engagement, ingest lag) are evaluated by Prometheus itself over the exporter's gauges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import promql_parser
+
+from ..api.alertrule import Detector
+from . import names
+
+WORKER_EVALUATED = frozenset({
+    "suddenWealthChange", "rapidAssetTransfer", "unusualLoginPattern", "marketManipulation", "monopolyFormation",
+    "anomalyScore",
+})
+
+
+class InvalidPromQL(ValueError):
+    """A PromQL expression that does not parse; ``str()`` is the parser's message."""
+
+
+def rule_id(namespace: str, name: str) -> str:
+    """The ``rule`` label value that ties worker metrics, alerts and routes to one AlertRule."""
+    return f"{namespace}/{name}"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _flagged(rule: str, detector: str) -> str:
+    return f"max by (rule) ({names.DETECTION_FLAGGED}{{rule={_quote(rule)},detector={_quote(detector)}}}) > 0"
+
+
+_TEMPLATES: dict[str, Callable[[Detector, str], str]] = {
+    "currencyInflation": lambda d, rule: (
+        f"(max by (game, currency) ({names.PRICE_INDEX}{{currency={_quote(d.currency_inflation.currency)}}})"
+        f" / max by (game, currency) ({names.PRICE_INDEX}{{currency={_quote(d.currency_inflation.currency)}}}"
+        f" offset {d.currency_inflation.window})) - 1 > {d.currency_inflation.rate}"
+    ),
+    "highErrorRate": lambda d, rule: (
+        f"sum by (game) (rate({names.EVENTS_INGESTED}{{event_type=\"error\"}}[{d.high_error_rate.window}]))"
+        f" / sum by (game) (rate({names.EVENTS_INGESTED}[{d.high_error_rate.window}])) > {d.high_error_rate.ratio}"
+    ),
+    "lowEngagement": lambda d, rule: (
+        f"sum by (game) ({names.ACTIVE_PLAYERS}{{period={_quote(d.low_engagement.period.value)}}})"
+        f" < {d.low_engagement.min_active_players}"
+    ),
+    "ingestLag": lambda d, rule: f"max by (stream) ({names.INGEST_LAG}) > {d.ingest_lag.max_lag_seconds:g}",
+    "promql": lambda d, rule: d.promql.expr,
+}
+
+
+def check(expr: str) -> None:
+    """Parse ``expr`` with the Prometheus parser (``promql-parser``, a port of Prometheus' own grammar).
+
+    Raises:
+        InvalidPromQL: if it does not parse.
+    """
+    try:
+        promql_parser.parse(expr)
+    except Exception as exc:  # the parser raises plain ValueError/RuntimeError with its message
+        raise InvalidPromQL(str(exc)) from exc
+
+
+def render(detector: Detector, rule: str) -> str:
+    """The alert expression for ``detector`` of the AlertRule identified by ``rule`` (see :func:`rule_id`).
+
+    Raises:
+        InvalidPromQL: if the result does not parse (only possible for a user's raw ``promql`` detector).
+    """
+    kind = detector.kind()
+    expr = _flagged(rule, kind) if kind in WORKER_EVALUATED else _TEMPLATES[kind](detector, rule)
+    check(expr)
+    return expr

@@ -1,0 +1,1 @@
+"""Alembic revision scripts (package so that they ship in wheels)."""

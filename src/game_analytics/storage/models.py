@@ -1,0 +1,293 @@
+"""SQLAlchemy 2 ORM models: the relational schema of the analytics store (PostgreSQL).
+
+The Alembic migrations in :mod:`game_analytics.storage.migrations` create exactly this schema (a test compares them
+with ``alembic.autogenerate.compare_metadata``).  All timestamps are ``timestamptz``; JSON documents are ``jsonb``.
+
+Tables:
+    events               raw gameplay/commerce events, unique by ``event_id`` (idempotent ingest)
+    players              one row per player seen, with first/last activity
+    matches              match results (home/away participants and scores) feeding the rating workers
+    rating_history       rating trajectory per player, algorithm and rating period
+    leaderboard_entries  ranked boards per season with percentile and league
+    detections           anomaly / rule detections with their evidence
+    interventions        the human work queue created from detections
+    report_runs          one row per ScheduledReport execution
+    audit_log            append-only, hash-chained audit trail (see :mod:`game_analytics.audit`)
+    dead_letters         stream entries rejected by the ingest worker, with the reason
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    Enum,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AuditLogEntry",
+    "Base",
+    "DeadLetter",
+    "Detection",
+    "Event",
+    "Intervention",
+    "InterventionStatus",
+    "LeaderboardEntry",
+    "Match",
+    "Player",
+    "RatingHistory",
+    "ReportRun",
+]
+
+#: Deterministic constraint names, so that migrations and models agree and can be dropped by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TZ = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the shared :class:`~sqlalchemy.MetaData` with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Event(Base):
+    """A validated event (see :mod:`game_analytics.events`); ``payload`` holds the type-specific fields."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(TZ)
+    player_id: Mapped[str | None] = mapped_column(String(128))
+    game: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    ingested_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+    __table_args__ = (
+        Index(None, "player_id", "occurred_at"),
+        Index(None, "event_type", "occurred_at"),
+        Index(None, "game", "occurred_at"),
+    )
+
+
+class Player(Base):
+    """A player (or team, for team sports data) with the time span of its activity."""
+
+    __tablename__ = "players"
+
+    player_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    region: Mapped[str | None] = mapped_column(String(32))
+    first_seen_at: Mapped[datetime | None] = mapped_column(TZ)
+    last_seen_at: Mapped[datetime | None] = mapped_column(TZ)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class Match(Base):
+    """A finished match between a home and an away participant; ``match_id`` is the source event id."""
+
+    __tablename__ = "matches"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    match_id: Mapped[str] = mapped_column(String(128), unique=True)
+    game: Mapped[str] = mapped_column(String(64))
+    season: Mapped[str] = mapped_column(String(32))
+    round: Mapped[int | None] = mapped_column(Integer)
+    home_id: Mapped[str] = mapped_column(String(128))
+    away_id: Mapped[str] = mapped_column(String(128))
+    home_score: Mapped[int] = mapped_column(Integer)
+    away_score: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(TZ)
+
+    __table_args__ = (
+        Index(None, "game", "season", "occurred_at"),
+        Index(None, "home_id", "occurred_at"),
+        Index(None, "away_id", "occurred_at"),
+    )
+
+
+class RatingHistory(Base):
+    """A player's rating after rating period ``period`` (an ordinal such as a season year) under ``algorithm``.
+
+    ``rd`` (rating deviation) and ``volatility`` are Glicko-2 quantities (Glickman 2013); for other algorithms
+    ``rd`` holds the uncertainty (e.g. OpenSkill sigma) and ``volatility`` may be NULL.
+    """
+
+    __tablename__ = "rating_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    player_id: Mapped[str] = mapped_column(String(128))
+    algorithm: Mapped[str] = mapped_column(String(32))
+    period: Mapped[int] = mapped_column(Integer)
+    rating: Mapped[float] = mapped_column(Double)
+    rd: Mapped[float | None] = mapped_column(Double)
+    volatility: Mapped[float | None] = mapped_column(Double)
+    job: Mapped[str | None] = mapped_column(String(253))
+    computed_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+    __table_args__ = (Index(None, "player_id", "algorithm", "period"),)
+
+
+class LeaderboardEntry(Base):
+    """One ranked row of leaderboard ``board`` for ``season``; ``percentile`` in [0, 100], 100 = best."""
+
+    __tablename__ = "leaderboard_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    board: Mapped[str] = mapped_column(String(253))
+    season: Mapped[str] = mapped_column(String(32))
+    player_id: Mapped[str] = mapped_column(String(128))
+    rating: Mapped[float] = mapped_column(Double)
+    rank: Mapped[int] = mapped_column(Integer)
+    percentile: Mapped[float] = mapped_column(Double)
+    league: Mapped[str | None] = mapped_column(String(32))
+    computed_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("board", "season", "player_id"),
+        Index(None, "board", "season", "rank"),
+    )
+
+
+class Detection(Base):
+    """A detection produced by an AlertRule / anomaly rule; ``evidence`` holds the figures that triggered it."""
+
+    __tablename__ = "detections"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(253))
+    category: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    player_id: Mapped[str | None] = mapped_column(String(128))
+    score: Mapped[float] = mapped_column(Double)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    detected_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+    __table_args__ = (
+        Index(None, "rule", "detected_at"),
+        Index(None, "player_id", "detected_at"),
+    )
+
+
+class InterventionStatus(enum.StrEnum):
+    """Life cycle of an intervention: open -> in_progress -> resolved | dismissed."""
+
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    DISMISSED = "dismissed"
+
+
+class Intervention(Base):
+    """A queued human action for a detection; lower ``priority`` numbers are handled first."""
+
+    __tablename__ = "interventions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    detection_id: Mapped[int] = mapped_column(ForeignKey("detections.id", ondelete="RESTRICT"))
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    category: Mapped[str] = mapped_column(String(64))
+    status: Mapped[InterventionStatus] = mapped_column(
+        Enum(
+            InterventionStatus,
+            name="intervention_status",
+            values_callable=lambda members: [m.value for m in members],
+        ),
+        server_default=InterventionStatus.OPEN.value,
+    )
+    assignee: Mapped[str | None] = mapped_column(String(253))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(TZ)
+
+    __table_args__ = (
+        Index(None, "status", "priority"),
+        Index(None, "detection_id"),
+    )
+
+
+class ReportRun(Base):
+    """One execution of a ScheduledReport; ``outcome`` is ``running``, ``succeeded`` or ``failed``."""
+
+    __tablename__ = "report_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    report_name: Mapped[str] = mapped_column(String(253))
+    namespace: Mapped[str] = mapped_column(String(63))
+    report_type: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    started_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(TZ)
+    duration_seconds: Mapped[float | None] = mapped_column(Double)
+    outcome: Mapped[str] = mapped_column(String(16), server_default="running")
+    artifact_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "namespace", "report_name", "started_at"),)
+
+
+class AuditLogEntry(Base):
+    """A row of the append-only, hash-chained audit log (written only through :mod:`game_analytics.audit`).
+
+    ``hash`` = SHA-256 (hex) over the canonical JSON of the row content and ``prev_hash``; a database trigger
+    created by the migration rejects UPDATE, DELETE and TRUNCATE.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(TZ)
+    actor: Mapped[str] = mapped_column(String(253))
+    action: Mapped[str] = mapped_column(String(64))
+    object_ref: Mapped[str] = mapped_column(String(512))
+    before: Mapped[Any | None] = mapped_column(JSONB)
+    after: Mapped[Any | None] = mapped_column(JSONB)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class DeadLetter(Base):
+    """A rejected stream entry: the raw bytes, why it was rejected and, when known, the offending field."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(256))
+    stream_id: Mapped[str] = mapped_column(String(64))
+    raw_payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(String(256))
+    received_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("stream", "stream_id"),
+        Index(None, "received_at"),
+    )

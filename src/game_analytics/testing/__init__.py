@@ -1,0 +1,1 @@
+"""Process harnesses that run real components (PostgreSQL, Redis, ...) on loopback for tests."""

@@ -1,0 +1,1 @@
+"""Long-running workers: ingest, exporter, detection, ranking, reports."""

@@ -1,0 +1,580 @@
+"""Ingest worker: Redis Stream -> validated events in PostgreSQL, exactly once per ``event_id``.
+
+Delivery model (at-least-once from Redis, idempotent into PostgreSQL):
+
+1. Entries are read with ``XREADGROUP`` in a consumer group.  On start the worker first re-reads its own pending
+   entries (delivered before a crash, never acknowledged) and takes over entries other consumers left pending for
+   longer than ``claim_idle_ms`` (``XAUTOCLAIM``); the claim is repeated periodically.
+2. Each entry's ``data`` field is validated with :func:`game_analytics.events.parse_event`.
+3. In ONE transaction: valid events are ``COPY``-ed into a session temp table, then
+   ``INSERT INTO events ... SELECT ... ON CONFLICT (event_id) DO NOTHING``; participants are upserted into ``players``
+   and match results into ``matches``; invalid entries go to ``dead_letters`` (unique per stream entry).
+4. After the commit, rejected entries are also published to the dead-letter stream (field ``reason`` and
+   ``field``), then all entries are ``XACK``-ed.  A crash anywhere before the XACK only causes a redelivery, which
+   the unique keys turn into no-ops: no event is lost and none is stored twice.  (The dead-letter *stream* is
+   therefore at-least-once; consumers de-duplicate on its ``stream_id`` field.)
+
+Bad entries never block the stream: they are stored with their reason and acknowledged like good ones.
+
+Also here: :func:`copy_events` (bulk COPY straight into PostgreSQL, for ``game-analytics load``),
+:func:`publish_events` (XADD to the stream, the demo's real path) and :func:`load_events` choosing between them.
+
+Run: ``python -m game_analytics.workers.ingest --redis-url redis://... --dsn postgresql://...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+import redis
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from game_analytics.events import AnyEvent, EventError, parse_event, validate_event
+from game_analytics.storage.engine import libpq_dsn
+
+__all__ = [
+    "DATA_FIELD",
+    "DEFAULT_GROUP",
+    "DEFAULT_STREAM",
+    "DeadLetterRecord",
+    "IngestConfig",
+    "IngestMetrics",
+    "IngestWorker",
+    "LoadResult",
+    "copy_events",
+    "event_row",
+    "load_events",
+    "main",
+    "publish_events",
+    "validate_entries",
+    "write_batch",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STREAM = "game-events"
+DEFAULT_GROUP = "ingest"
+#: Stream entry field holding the event's UTF-8 JSON.
+DATA_FIELD = b"data"
+
+STAGE_TABLE = "_ingest_stage"
+_STAGE_COLUMNS = "event_id, event_type, occurred_at, player_id, game, region, payload"
+
+_CREATE_STAGE = f"""
+CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
+    event_id text, event_type text, occurred_at timestamptz, player_id text,
+    game text, region text, payload jsonb
+)
+"""
+
+_INSERT_EVENTS = f"""
+WITH inserted AS (
+    INSERT INTO events ({_STAGE_COLUMNS})
+    SELECT {_STAGE_COLUMNS} FROM {STAGE_TABLE}
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_type
+)
+SELECT event_type, count(*) FROM inserted GROUP BY event_type
+"""
+
+_UPSERT_PLAYERS = f"""
+INSERT INTO players (player_id, region, first_seen_at, last_seen_at)
+SELECT pid, max(region), min(occurred_at), max(occurred_at)
+FROM (
+    SELECT player_id AS pid, region, occurred_at FROM {STAGE_TABLE} WHERE player_id IS NOT NULL
+    UNION ALL
+    SELECT payload->>'home_team', region, occurred_at FROM {STAGE_TABLE} WHERE event_type = 'match_result'
+    UNION ALL
+    SELECT payload->>'away_team', region, occurred_at FROM {STAGE_TABLE} WHERE event_type = 'match_result'
+) AS participants
+GROUP BY pid
+ORDER BY pid
+ON CONFLICT (player_id) DO UPDATE SET
+    first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
+    last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at),
+    region = COALESCE(players.region, EXCLUDED.region)
+"""
+
+_INSERT_MATCHES = f"""
+INSERT INTO matches (match_id, game, season, round, home_id, away_id, home_score, away_score, occurred_at)
+SELECT event_id, game, payload->>'season', (payload->>'round')::integer,
+       payload->>'home_team', payload->>'away_team',
+       (payload->>'home_goals')::integer, (payload->>'away_goals')::integer, occurred_at
+FROM {STAGE_TABLE}
+WHERE event_type = 'match_result'
+ON CONFLICT (match_id) DO NOTHING
+"""
+
+_INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (stream, stream_id, raw_payload, reason, field)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (stream, stream_id) DO NOTHING
+"""
+
+
+# --- pure helpers ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """A rejected entry: its stream id, raw bytes, the reason, the offending field (or None) and a metric label."""
+
+    stream_id: str
+    raw: bytes
+    reason: str
+    field: str | None
+    kind: str
+
+
+def event_row(event: AnyEvent) -> tuple[Any, ...]:
+    """The staging-table row of a validated event: ``(event_id, event_type, occurred_at, player_id, game,
+    region, payload_json)``; ``occurred_at`` is a UTC datetime, ``payload_json`` a JSON string."""
+    return (
+        event.event_id,
+        event.event_type,
+        event.occurred_at,
+        event.player_id,
+        event.game,
+        event.region,
+        event.payload.model_dump_json(),
+    )
+
+
+def validate_entries(
+    entries: Sequence[tuple[bytes | str, dict[bytes, bytes] | None]],
+) -> tuple[list[tuple[Any, ...]], list[DeadLetterRecord]]:
+    """Validate stream entries ``(entry_id, fields)``; return ``(rows, dead_letters)``.
+
+    ``rows`` are :func:`event_row` tuples of the valid entries.  Entries without a ``data`` field, or whose data
+    fails :func:`~game_analytics.events.parse_event`, become :class:`DeadLetterRecord` s.  Entries whose fields are
+    None (deleted from the stream while pending) are skipped.
+    """
+    rows: list[tuple[Any, ...]] = []
+    dead: list[DeadLetterRecord] = []
+    for entry_id, fields in entries:
+        sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        if fields is None:
+            continue
+        raw = fields.get(DATA_FIELD)
+        if raw is None:
+            names = ", ".join(sorted(k.decode(errors="replace") for k in fields))
+            dead.append(
+                DeadLetterRecord(sid, json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
+                                                  for k, v in fields.items()}).encode(),
+                                 f"message: missing stream field 'data' (got: {names})", None, "missing_field")
+            )  # fmt: skip
+            continue
+        try:
+            rows.append(event_row(parse_event(raw)))
+        except EventError as exc:
+            dead.append(DeadLetterRecord(sid, raw, exc.reason, exc.field, exc.kind))
+    return rows, dead
+
+
+# --- database -------------------------------------------------------------------------------------------------
+
+
+def prepare_connection(conn: psycopg.Connection) -> None:
+    """Create the session's staging temp table (idempotent; commits)."""
+    with conn.transaction():
+        conn.execute(_CREATE_STAGE)
+
+
+def write_batch(
+    conn: psycopg.Connection,
+    rows: Sequence[tuple[Any, ...]],
+    dead_letters: Sequence[DeadLetterRecord] = (),
+    stream: str = DEFAULT_STREAM,
+) -> dict[str, int]:
+    """Write one batch in the caller's open transaction; return the number of NEW events per event type.
+
+    Rows already present (same ``event_id``) are skipped, so re-writing a batch is a no-op.  The caller commits.
+    Requires :func:`prepare_connection` on ``conn``.  Raises ``psycopg.Error`` on database errors.
+    """
+    inserted: dict[str, int] = {}
+    if rows:
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY {STAGE_TABLE} ({_STAGE_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(_INSERT_EVENTS)
+            inserted = {etype: int(n) for etype, n in cur.fetchall()}
+            cur.execute(_UPSERT_PLAYERS)
+            cur.execute(_INSERT_MATCHES)
+            cur.execute(f"TRUNCATE {STAGE_TABLE}")
+    if dead_letters:
+        with conn.cursor() as cur:
+            cur.executemany(
+                _INSERT_DEAD_LETTER, [(stream, d.stream_id, d.raw, d.reason[:4000], d.field) for d in dead_letters]
+            )
+    return inserted
+
+
+# --- metrics --------------------------------------------------------------------------------------------------
+
+
+class IngestMetrics:
+    """Prometheus metrics of the ingest worker, registered in ``registry`` (default: the global one).
+
+    * ``game_analytics_ingest_events_total{event_type}`` - new events stored
+    * ``game_analytics_ingest_duplicates_total`` - redelivered / repeated events skipped
+    * ``game_analytics_ingest_dead_letters_total{reason}`` - rejected entries by reason kind
+    * ``game_analytics_ingest_batch_duration_seconds`` - validate + write + commit + ack time per batch
+    * ``game_analytics_ingest_stream_lag{stream,group}`` - entries not yet delivered to the group (XINFO lag)
+    * ``game_analytics_ingest_pending{stream,group}`` - delivered but unacknowledged entries
+    """
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.events = Counter("game_analytics_ingest_events", "Events stored, by type.", ["event_type"],
+                              registry=registry)  # fmt: skip
+        self.duplicates = Counter("game_analytics_ingest_duplicates", "Events skipped as already stored.",
+                                  registry=registry)  # fmt: skip
+        self.dead_letters = Counter("game_analytics_ingest_dead_letters", "Entries rejected, by reason kind.",
+                                    ["reason"], registry=registry)  # fmt: skip
+        self.batch_duration = Histogram(
+            "game_analytics_ingest_batch_duration_seconds", "Time to validate, store and acknowledge one batch.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=registry,
+        )  # fmt: skip
+        self.lag = Gauge("game_analytics_ingest_stream_lag", "Stream entries not yet delivered to the group.",
+                         ["stream", "group"], registry=registry)  # fmt: skip
+        self.pending = Gauge("game_analytics_ingest_pending", "Delivered but unacknowledged entries.",
+                             ["stream", "group"], registry=registry)  # fmt: skip
+
+
+_DEFAULT_METRICS: IngestMetrics | None = None
+
+
+def default_metrics() -> IngestMetrics:
+    """The process-wide metrics in the global registry (created on first use)."""
+    global _DEFAULT_METRICS
+    if _DEFAULT_METRICS is None:
+        _DEFAULT_METRICS = IngestMetrics()
+    return _DEFAULT_METRICS
+
+
+# --- the worker -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestConfig:
+    """Worker settings.
+
+    Attributes:
+        redis_url: ``redis://`` URL of the stream's server.
+        dsn: PostgreSQL URL (SQLAlchemy or libpq form).
+        stream / group / consumer: stream key, consumer group and this consumer's stable name.
+        batch_size: entries per XREADGROUP / transaction.
+        block_ms: how long XREADGROUP blocks waiting for entries.
+        claim_idle_ms: pending entries idle longer than this are taken over from other consumers.
+        claim_every_s: how often to look for such entries while running.
+        dead_letter_stream: stream receiving rejected entries (default ``<stream>:dead-letters``).
+    """
+
+    redis_url: str
+    dsn: str
+    stream: str = DEFAULT_STREAM
+    group: str = DEFAULT_GROUP
+    consumer: str = field(default_factory=socket.gethostname)
+    batch_size: int = 1000
+    block_ms: int = 1000
+    claim_idle_ms: int = 30_000
+    claim_every_s: float = 15.0
+    dead_letter_stream: str | None = None
+
+    @property
+    def dead_letters_key(self) -> str:
+        """Name of the dead-letter stream."""
+        return self.dead_letter_stream or f"{self.stream}:dead-letters"
+
+
+class IngestWorker:
+    """Consumes :attr:`IngestConfig.stream` into PostgreSQL (see the module docstring for the guarantees).
+
+    Use as a context manager or call :meth:`close`.  Not thread-safe; run one worker per thread/process.
+    """
+
+    def __init__(self, config: IngestConfig, metrics: IngestMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or default_metrics()
+        self.redis = redis.Redis.from_url(config.redis_url)
+        self.db = psycopg.connect(libpq_dsn(config.dsn))
+        prepare_connection(self.db)
+        self._ensure_group()
+        self._last_claim = 0.0
+        self._last_lag = 0.0
+
+    def __enter__(self) -> IngestWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the Redis and PostgreSQL connections."""
+        self.redis.close()
+        self.db.close()
+
+    def _ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.config.stream, self.config.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # reading ------------------------------------------------------------------------------------------------
+
+    def _read(self, entry_id: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+        reply = self.redis.xreadgroup(self.config.group, self.config.consumer, {self.config.stream: entry_id},
+                                      count=self.config.batch_size, block=block_ms)  # fmt: skip
+        if not reply:
+            return []
+        if isinstance(reply, dict):  # RESP3
+            return [e for batch in reply.values() for e in (batch[0] if batch and isinstance(batch[0], list)
+                                                            else batch)]  # fmt: skip
+        return list(reply[0][1])
+
+    def recover(self) -> int:
+        """Process this consumer's own pending entries, then claim others' stale ones; return entries handled."""
+        handled = 0
+        while True:  # our own un-acked entries from before a crash (XREADGROUP with id 0)
+            entries = self._read("0", None)
+            if not entries:
+                break
+            handled += self.process(entries)
+        return handled + self.claim_stale()
+
+    def claim_stale(self) -> int:
+        """``XAUTOCLAIM`` entries pending longer than ``claim_idle_ms`` for any consumer and process them."""
+        handled, start = 0, "0-0"
+        while True:
+            reply = self.redis.xautoclaim(self.config.stream, self.config.group, self.config.consumer,
+                                          self.config.claim_idle_ms, start_id=start,
+                                          count=self.config.batch_size)  # fmt: skip
+            start = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+            if reply[1]:
+                handled += self.process(reply[1])
+            if start == "0-0":
+                break
+        self._last_claim = time.monotonic()
+        return handled
+
+    def run_once(self, block_ms: int | None = None) -> int:
+        """Read and process at most one batch of new entries (blocking up to ``block_ms``); return its size."""
+        if time.monotonic() - self._last_claim > self.config.claim_every_s:
+            self.claim_stale()
+        entries = self._read(">", self.config.block_ms if block_ms is None else block_ms)
+        handled = self.process(entries) if entries else 0
+        if time.monotonic() - self._last_lag > 1.0 or not entries:
+            self.update_lag()
+        return handled
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Recover, then process batches until ``stop`` is set (checked between batches)."""
+        stop = stop or threading.Event()
+        self.recover()
+        while not stop.is_set():
+            self.run_once()
+
+    def update_lag(self) -> None:
+        """Refresh the lag and pending gauges from ``XINFO GROUPS`` (Redis >= 7 reports ``lag``)."""
+        labels = (self.config.stream, self.config.group)
+        for info in self.redis.xinfo_groups(self.config.stream):
+            name = info.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == self.config.group:
+                if info.get("lag") is not None:
+                    self.metrics.lag.labels(*labels).set(info["lag"])
+                self.metrics.pending.labels(*labels).set(info.get("pending", 0))
+        self._last_lag = time.monotonic()
+
+    # processing ---------------------------------------------------------------------------------------------
+
+    def process(self, entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
+        """Validate, store (one transaction), dead-letter and acknowledge ``entries``; return how many."""
+        started = time.perf_counter()
+        rows, dead = validate_entries(entries)
+        with self.db.transaction():
+            inserted = write_batch(self.db, rows, dead, self.config.stream)
+        if dead:
+            pipe = self.redis.pipeline(transaction=False)
+            for d in dead:
+                pipe.xadd(self.config.dead_letters_key, {"stream": self.config.stream, "stream_id": d.stream_id,
+                                                         "reason": d.reason, "field": d.field or "",
+                                                         "data": d.raw})  # fmt: skip
+            pipe.execute()
+        ids = [entry_id for entry_id, _ in entries]
+        self.redis.xack(self.config.stream, self.config.group, *ids)
+        for etype, n in inserted.items():
+            self.metrics.events.labels(etype).inc(n)
+        if len(rows) > sum(inserted.values()):
+            self.metrics.duplicates.inc(len(rows) - sum(inserted.values()))
+        for kind, n in Tally(d.kind for d in dead).items():
+            self.metrics.dead_letters.labels(kind).inc(n)
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+        return len(entries)
+
+
+# --- bulk loading ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    """Outcome of a bulk load: events newly stored, skipped as duplicates, and rejected."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _to_json_bytes(event: dict[str, Any] | bytes | str) -> bytes:
+    if isinstance(event, bytes):
+        return event
+    if isinstance(event, str):
+        return event.encode()
+    return json.dumps(event, default=_json_default, separators=(",", ":")).encode()
+
+
+def copy_events(
+    events: Iterable[dict[str, Any]], dsn: str, *, batch_size: int = 10_000, source: str = "bulk"
+) -> LoadResult:
+    """Validate event dicts and store them with the COPY fast path, ``batch_size`` per transaction.
+
+    Idempotent by ``event_id``.  Invalid events are written to ``dead_letters`` with stream ``load:<source>`` and
+    their 0-based position as ``stream_id``.  Raises ``psycopg.Error`` on database errors (committed batches stay).
+    """
+    result = LoadResult()
+    stream = f"load:{source}"
+    with psycopg.connect(libpq_dsn(dsn)) as conn:
+        prepare_connection(conn)
+        rows: list[tuple[Any, ...]] = []
+        dead: list[DeadLetterRecord] = []
+
+        def flush() -> None:
+            with conn.transaction():
+                inserted = sum(write_batch(conn, rows, dead, stream).values())
+            result.inserted += inserted
+            result.duplicates += len(rows) - inserted
+            result.dead_lettered += len(dead)
+            rows.clear()
+            dead.clear()
+
+        for index, data in enumerate(events):
+            try:
+                rows.append(event_row(validate_event(data)))
+            except EventError as exc:
+                dead.append(DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind))
+            if len(rows) + len(dead) >= batch_size:
+                flush()
+        if rows or dead:
+            flush()
+    return result
+
+
+def publish_events(
+    events: Iterable[dict[str, Any] | bytes | str], redis_url: str, *, stream: str = DEFAULT_STREAM,
+    chunk: int = 1000,
+) -> int:  # fmt: skip
+    """``XADD`` events (dicts are JSON-encoded; bytes/str sent as is) to ``stream`` in pipelined chunks.
+
+    No validation here: the ingest worker validates and dead-letters.  Returns the number of entries added.
+    Raises ``redis.RedisError`` on connection errors.
+    """
+    client = redis.Redis.from_url(redis_url)
+    count = 0
+    try:
+        pipe = client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(stream, {DATA_FIELD: _to_json_bytes(event)})
+            count += 1
+            if count % chunk == 0:
+                pipe.execute()
+        pipe.execute()
+    finally:
+        client.close()
+    return count
+
+
+def load_events(
+    events: Iterable[dict[str, Any]], *, dsn: str | None = None, redis_url: str | None = None,
+    stream: str = DEFAULT_STREAM, batch_size: int = 10_000, source: str = "bulk",
+) -> LoadResult:  # fmt: skip
+    """Load events either straight into PostgreSQL (``dsn``: :func:`copy_events`) or through the stream
+    (``redis_url``: :func:`publish_events`; the ingest worker stores them, so only ``inserted`` = published is set).
+
+    Raises ``ValueError`` unless exactly one of ``dsn`` / ``redis_url`` is given.
+    """
+    if (dsn is None) == (redis_url is None):
+        raise ValueError("give exactly one of dsn= (direct COPY) or redis_url= (publish to the stream)")
+    if dsn is not None:
+        return copy_events(events, dsn, batch_size=batch_size, source=source)
+    assert redis_url is not None
+    return LoadResult(inserted=publish_events(events, redis_url, stream=stream))
+
+
+# --- command line ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of the worker (defaults from ``GA_REDIS_URL`` / ``GA_DSN`` when set)."""
+    p = argparse.ArgumentParser(prog="game-analytics-ingest", description="Redis Stream -> PostgreSQL ingest worker")
+    p.add_argument("--redis-url", default=os.environ.get("GA_REDIS_URL"), required="GA_REDIS_URL" not in os.environ)
+    p.add_argument("--dsn", default=os.environ.get("GA_DSN"), required="GA_DSN" not in os.environ)
+    p.add_argument("--stream", default=DEFAULT_STREAM)
+    p.add_argument("--group", default=DEFAULT_GROUP)
+    p.add_argument("--consumer", default=socket.gethostname(), help="stable consumer name (default: hostname)")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--block-ms", type=int, default=1000)
+    p.add_argument("--claim-idle-ms", type=int, default=30_000)
+    p.add_argument("--dead-letter-stream", default=None)
+    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on this port (0: off)")
+    p.add_argument("--migrate", action="store_true", help="run the database migrations before starting")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the worker until SIGTERM/SIGINT; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.migrate:
+        from game_analytics.storage.migrate import upgrade
+        from game_analytics.storage.engine import sqlalchemy_url
+
+        upgrade(sqlalchemy_url(args.dsn))
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    config = IngestConfig(
+        redis_url=args.redis_url, dsn=args.dsn, stream=args.stream, group=args.group, consumer=args.consumer,
+        batch_size=args.batch_size, block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms,
+        dead_letter_stream=args.dead_letter_stream,
+    )  # fmt: skip
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with IngestWorker(config) as worker:
+        log.info("ingesting stream %s as %s/%s", config.stream, config.group, config.consumer)
+        worker.run(stop)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
