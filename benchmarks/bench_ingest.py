@@ -68,6 +68,7 @@ def truncate(dsn: str) -> None:
 def services(args: argparse.Namespace) -> Iterator[tuple[callable, str]]:
     """Yield ``(fresh_db() -> dsn, redis_url)``."""
     if args.dsn and args.redis_url:
+
         def fresh() -> str:
             truncate(args.dsn)
             return args.dsn
@@ -95,7 +96,11 @@ def raw_copy(dsn: str, rows: list[tuple], batch_size: int) -> float:
     started = time.perf_counter()
     with psycopg.connect(libpq_dsn(dsn)) as conn:
         for start in range(0, len(rows), batch_size):
-            with conn.transaction(), conn.cursor() as cur, cur.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy,
+            ):
                 for row in rows[start : start + batch_size]:
                     copy.write_row(row)
     return time.perf_counter() - started
@@ -106,13 +111,15 @@ def stream_worker(dsn: str, redis_url: str, events: list[dict], batch_size: int)
     started = time.perf_counter()
     publish_events(events, redis_url, stream=stream, chunk=batch_size)
     published = time.perf_counter() - started
-    config = IngestConfig(redis_url=redis_url, dsn=dsn, stream=stream, consumer="bench", batch_size=batch_size)
+    config = IngestConfig(
+        redis_url=redis_url, dsn=dsn, stream=stream, consumer="bench", batch_size=batch_size
+    )
     with IngestWorker(config, IngestMetrics(CollectorRegistry())) as worker:
         started = time.perf_counter()
-        handled = worker.recover()
-        while handled < len(events):
-            handled += worker.run_once(block_ms=100)
-        return published, time.perf_counter() - started
+        handled = worker.run(until_idle=True)
+        elapsed = time.perf_counter() - started
+    assert handled == len(events), handled
+    return published, elapsed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,16 +138,24 @@ def main(argv: list[str] | None = None) -> None:
     with services(args) as (fresh_db, redis_url):
         for _ in range(args.repeat):
             t = raw_copy(fresh_db(), rows, args.batch_size)
-            best["raw COPY (no validation, not idempotent)"] = min(best.get("raw COPY (no validation, not idempotent)", t), t)
+            best["raw COPY (no validation, not idempotent)"] = min(
+                best.get("raw COPY (no validation, not idempotent)", t), t
+            )
             dsn = fresh_db()
             started = time.perf_counter()
             result = copy_events(events, dsn, batch_size=args.batch_size)
             t = time.perf_counter() - started
             assert result.inserted == n, result
-            best["copy_events (validate + stage + ON CONFLICT)"] = min(best.get("copy_events (validate + stage + ON CONFLICT)", t), t)
+            best["copy_events (validate + stage + ON CONFLICT)"] = min(
+                best.get("copy_events (validate + stage + ON CONFLICT)", t), t
+            )
             published, t = stream_worker(fresh_db(), redis_url, events, args.batch_size)
-            best["stream worker (XREADGROUP .. XACK)"] = min(best.get("stream worker (XREADGROUP .. XACK)", t), t)
-            best["  publish to stream (XADD, for reference)"] = min(best.get("  publish to stream (XADD, for reference)", published), published)
+            best["stream worker (XREADGROUP .. XACK)"] = min(
+                best.get("stream worker (XREADGROUP .. XACK)", t), t
+            )
+            best["  publish to stream (XADD, for reference)"] = min(
+                best.get("  publish to stream (XADD, for reference)", published), published
+            )
 
     raw = best["raw COPY (no validation, not idempotent)"]
     print(f"ingest benchmark: {n} events, batch {args.batch_size}, best of {args.repeat}")

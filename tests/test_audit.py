@@ -50,7 +50,12 @@ def test_hash_covers_every_field() -> None:
         (lambda c: c[:3] + [dataclasses.replace(c[3], after={"k": 999})] + c[4:], 4),  # edited
         (lambda c: c[:2] + c[3:], 3),  # deleted seq 3
         (lambda c: c[:2] + [c[3], c[2]] + c[4:], 3),  # reordered (storage order)
-        (lambda c: c[:1] + [dataclasses.replace(c[4], seq=2), *c[2:4], dataclasses.replace(c[1], seq=5)] + c[5:], 2),
+        (
+            lambda c: (
+                c[:1] + [dataclasses.replace(c[4], seq=2), *c[2:4], dataclasses.replace(c[1], seq=5)] + c[5:]
+            ),
+            2,
+        ),
     ],
     ids=["edited", "deleted", "reordered", "seq-swapped"],
 )
@@ -109,7 +114,10 @@ def test_appended_chain_round_trips_and_verifies(log: AuditLog) -> None:
 
 
 def test_trigger_rejects_update_and_delete(log: AuditLog, engine) -> None:
-    for statement in ("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", "DELETE FROM audit_log WHERE seq = 8"):
+    for statement in (
+        "UPDATE audit_log SET actor = 'mallory' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 8",
+    ):
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
     assert log.verify().ok

@@ -51,7 +51,9 @@ def _format_at(at: datetime) -> str:
 
 def canonical_json(value: Any) -> bytes:
     """Deterministic UTF-8 JSON of ``value``: sorted keys, no whitespace, no NaN/Infinity (raises ValueError)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 @dataclass(frozen=True)
@@ -117,17 +119,25 @@ def verify_chain(entries: Iterable[AuditEntry], anchor: tuple[int, str] | None =
         checked += 1
         if entry.seq != expected_seq:
             if entry.seq > expected_seq:
-                missing = f"{expected_seq}" if entry.seq == expected_seq + 1 else f"{expected_seq}..{entry.seq - 1}"
+                missing = (
+                    f"{expected_seq}" if entry.seq == expected_seq + 1 else f"{expected_seq}..{entry.seq - 1}"
+                )
                 return VerifyResult(False, checked, expected_seq, f"seq {missing} missing (deleted row)")
-            return VerifyResult(False, checked, entry.seq, f"seq {entry.seq} out of order after {expected_seq - 1}")
+            return VerifyResult(
+                False, checked, entry.seq, f"seq {entry.seq} out of order after {expected_seq - 1}"
+            )
         if entry.prev_hash != prev_hash:
             return VerifyResult(False, checked, entry.seq, f"seq {entry.seq}: prev_hash does not match seq "
                                                           f"{entry.seq - 1}")  # fmt: skip
         if entry_hash(entry) != entry.hash:
-            return VerifyResult(False, checked, entry.seq, f"seq {entry.seq}: content does not match its hash")
+            return VerifyResult(
+                False, checked, entry.seq, f"seq {entry.seq}: content does not match its hash"
+            )
         if anchor is not None and entry.seq == anchor[0]:
             if entry.hash != anchor[1]:
-                return VerifyResult(False, checked, entry.seq, f"seq {entry.seq}: hash differs from the anchor")
+                return VerifyResult(
+                    False, checked, entry.seq, f"seq {entry.seq}: hash differs from the anchor"
+                )
             anchor_seen = True
         prev_hash, expected_seq = entry.hash, expected_seq + 1
     if not anchor_seen:

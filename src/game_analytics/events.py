@@ -128,7 +128,10 @@ class MatchResultPayload(_Strict):
     away_team: Name
     home_goals: Goals
     away_goals: Goals
-    season: Annotated[int, Field(ge=1800, le=2200)] | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    season: (
+        Annotated[int, Field(ge=1800, le=2200)]
+        | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    )
     round: Annotated[int, Field(ge=0, le=10_000)] | None = None
 
     @model_validator(mode="after")
@@ -213,7 +216,13 @@ class ErrorEvent(_EventBase):
 
 
 AnyEvent = Annotated[
-    LoginEvent | LogoutEvent | PurchaseEvent | TradeEvent | CurrencyChangeEvent | MatchResultEvent | ErrorEvent,
+    LoginEvent
+    | LogoutEvent
+    | PurchaseEvent
+    | TradeEvent
+    | CurrencyChangeEvent
+    | MatchResultEvent
+    | ErrorEvent,
     Field(discriminator="event_type"),
 ]
 EVENT_TYPES: tuple[str, ...] = (
@@ -276,7 +285,9 @@ def parse_event(raw: bytes | str) -> AnyEvent:
     """
     size = len(raw.encode() if isinstance(raw, str) else raw)
     if size > MAX_EVENT_BYTES:
-        raise EventError(f"message: {size} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes", None, "too_large")
+        raise EventError(
+            f"message: {size} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes", None, "too_large"
+        )
     try:
         return _ADAPTER.validate_json(raw)
     except ValidationError as exc:
@@ -295,5 +306,7 @@ def validate_event(data: dict[str, Any]) -> AnyEvent:
         raise _from_validation_error(exc) from None
     size = len(event.model_dump_json())
     if size > MAX_EVENT_BYTES:
-        raise EventError(f"message: {size} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes", None, "too_large")
+        raise EventError(
+            f"message: {size} bytes exceeds the limit of {MAX_EVENT_BYTES} bytes", None, "too_large"
+        )
     return event

@@ -133,21 +133,29 @@ def test_idle_players_only_gain_deviation_capped_at_max() -> None:
 
 
 def test_rate_periods_equals_manual_chain_and_returns_pre_match() -> None:
+    """Many players sit out periods here, which exercises the lazy idle-RD growth."""
     rng = np.random.default_rng(3)
-    n, m = 12, 90
-    a = rng.integers(0, n, m)
-    b = (a + rng.integers(1, n, m)) % n
+    n, m, periods = 40, 60, 6
+    a = rng.integers(0, n - 1, m)  # the last player never plays
+    b = (a + rng.integers(1, n - 1, m)) % (n - 1)
     s = rng.choice([0.0, 0.5, 1.0], m)
-    period = rng.integers(0, 5, m)
-    start = Glicko2Ratings.initial(n)
+    period = rng.integers(0, periods, m) * 10  # labels need not be consecutive
+    start = Glicko2Ratings(
+        rating=rng.normal(1500, 100, n), rd=rng.uniform(30, 350, n), volatility=rng.uniform(0.03, 0.2, n)
+    )
+    start.rd[-1], start.volatility[-1] = 340.0, 0.2
     final, pre = rate_periods(start, period, a, b, s, return_pre_match=True)
     state = start
-    for p in range(5):
-        sel = period == p
+    for p in range(periods):
+        sel = period == p * 10
         np.testing.assert_allclose(pre.rating[sel, 0], state.rating[a[sel]])
+        np.testing.assert_allclose(pre.rd[sel, 0], state.rd[a[sel]])
         np.testing.assert_allclose(pre.rd[sel, 1], state.rd[b[sel]])
+        np.testing.assert_allclose(pre.volatility[sel, 1], state.volatility[b[sel]])
         state = rate_period(state, a[sel], b[sel], s[sel])
+    assert state.rd[-1] == 350.0  # the idle player reached the cap
     np.testing.assert_allclose(final.rating, state.rating)
+    np.testing.assert_allclose(final.rd, state.rd)
     np.testing.assert_allclose(final.volatility, state.volatility)
 
 

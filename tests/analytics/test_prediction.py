@@ -15,6 +15,7 @@ from game_analytics.analytics.ratings.prediction import (
     multiclass_brier,
     multiclass_log_loss,
     outcome_class,
+    predict_pairing,
 )
 
 
@@ -65,3 +66,14 @@ def test_bundesliga_holdout_beats_home_advantage_baseline(bundesliga: pd.DataFra
     assert report.model.beta > 0
     assert report.log_loss < report.baseline_log_loss
     assert report.brier < report.baseline_brier
+
+
+def test_predict_pairing_orders_by_rating_gap() -> None:
+    model = OrderedLogit(beta=1.0, gamma=0.3, cut=0.6)
+    proba, quality = predict_pairing(
+        model, [1500, 1900, 1500], [50, 50, 50], [1500, 1500, 1500], [50, 50, 350], home=0.0
+    )
+    np.testing.assert_allclose(proba[0], proba[0][::-1])  # equal players on neutral ground
+    assert proba[1, 2] > proba[0, 2]
+    assert quality[0] > quality[1]  # an even pairing is a better match
+    assert quality[2] > quality[1]

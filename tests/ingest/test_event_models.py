@@ -51,7 +51,9 @@ def test_purchase_shape_is_accepted_from_dict_and_json() -> None:
 
 
 def test_offsets_are_normalised_to_utc() -> None:
-    event = validate_event(dict(PURCHASE, occurred_at=datetime(1997, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))))
+    event = validate_event(
+        dict(PURCHASE, occurred_at=datetime(1997, 1, 1, 2, tzinfo=timezone(timedelta(hours=2))))
+    )
     assert event.occurred_at == datetime(1997, 1, 1, 0, tzinfo=UTC)
     assert event.occurred_at.utcoffset() == timedelta(0)
 
@@ -132,7 +134,13 @@ def test_every_event_type_has_a_valid_example() -> None:
         "purchase": {"quantity": 2, "amount": 9.98},
         "trade": {"counterparty_id": "p2", "item_id": "sword", "quantity": 1, "value": 10},
         "currency_change": {"currency": "gold", "delta": -50, "balance_after": 950, "reason": "shop"},
-        "match_result": {"home_team": "p1", "away_team": "p2", "home_goals": 3, "away_goals": 0, "season": "S1"},
+        "match_result": {
+            "home_team": "p1",
+            "away_team": "p2",
+            "home_goals": 3,
+            "away_goals": 0,
+            "season": "S1",
+        },
         "error": {"code": "E1", "message": "boom"},
     }
     assert set(payloads) == set(EVENT_TYPES)

@@ -62,7 +62,9 @@ def rclient(redis_url: str):
 
 
 def make_worker(redis_url: str, dsn: str, stream: str, **kw) -> IngestWorker:
-    config = IngestConfig(redis_url=redis_url, dsn=dsn, stream=stream, consumer=kw.pop("consumer", "c1"), **kw)
+    config = IngestConfig(
+        redis_url=redis_url, dsn=dsn, stream=stream, consumer=kw.pop("consumer", "c1"), **kw
+    )
     return IngestWorker(config, IngestMetrics(CollectorRegistry()))
 
 
@@ -152,7 +154,9 @@ BAD_ENTRIES = {
 }  # fmt: skip
 
 
-def test_bad_entries_are_dead_lettered_and_the_stream_keeps_flowing(db_dsn, redis_url, stream, rclient) -> None:
+def test_bad_entries_are_dead_lettered_and_the_stream_keeps_flowing(
+    db_dsn, redis_url, stream, rclient
+) -> None:
     good = [purchase(i) for i in range(60)]
     # interleave: good, bad, good, bad, ... and one entry without a data field
     mixed: list[dict | bytes] = []

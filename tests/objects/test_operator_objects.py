@@ -1,6 +1,7 @@
 """Render functions of the operator-core kinds, tested without a cluster."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,8 +14,6 @@ from game_analytics.monitoring.promql import InvalidPromQL
 from game_analytics.objects import alertrule, gamedatasource, rankingjob, scheduledreport
 from game_analytics.objects.common import Owner
 from game_analytics.testing.podsecurity import pod_template, violations
-
-from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

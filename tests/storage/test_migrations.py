@@ -74,7 +74,9 @@ def test_upgrade_downgrade_roundtrip(empty_db_dsn: str) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log", "TRUNCATE audit_log"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log", "TRUNCATE audit_log"]
+)
 def test_audit_log_rejects_changes(db_dsn: str, statement: str) -> None:
     engine = create_engine(db_dsn, poolclass=pool.NullPool)
     try:

@@ -26,3 +26,40 @@ DETECTIONS = f"{PREFIX}_detections_total"  # counter{rule, category, severity}
 RECONCILES = f"{PREFIX}_operator_reconciles_total"  # counter{kind, result}
 RECONCILE_ERRORS = f"{PREFIX}_operator_reconcile_errors_total"  # counter{kind, reason}
 RECONCILE_DURATION = f"{PREFIX}_operator_reconcile_duration_seconds"  # histogram{kind}
+
+# exporter: activity (dashboards "activity monitor"); region is one of the game's configured regions (bounded)
+ACTIVE_PLAYERS_BY_REGION = f"{PREFIX}_region_active_players"  # gauge{game, region}: distinct players active in the last hour
+SESSIONS = f"{PREFIX}_sessions_total"  # counter{game, region}: sessions started
+SESSION_DURATION = f"{PREFIX}_session_duration_seconds"  # histogram{game}: length of finished sessions
+
+# exporter: economy. Distributions over players are exported as OpenMetrics *gauge histograms* (``_bucket{le}``,
+# ``_gcount``, ``_gsum``) recomputed from the database on every refresh, with the FIXED buckets below, so the
+# number of series never depends on the number of players.
+PLAYER_WEALTH = f"{PREFIX}_player_wealth"  # gauge histogram{game, currency}: players by total wealth
+WEALTH_BUCKETS = (0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
+
+# exporter: rankings (``ranking`` is the RankingJob's name; leagues and ranks are bounded enumerations)
+PLAYER_RATING = f"{PREFIX}_player_rating"  # gauge histogram{game, ranking}: players by rating (ordinal)
+RATING_BUCKETS = (0, 500, 750, 1_000, 1_250, 1_500, 1_750, 2_000, 2_250, 2_500, 3_000)
+LEAGUE_PLAYERS = f"{PREFIX}_league_players"  # gauge{game, ranking, league}
+# Top movers as a bounded gauge: the N largest rating changes of the last ranking run, labelled by their rank
+# (1..TOP_MOVERS) and direction, never by player id. The table of who moved is in the ranking report.
+TOP_MOVER_RATING_CHANGE = f"{PREFIX}_ranking_top_mover_rating_change"  # gauge{game, ranking, rank="1".."10", direction="up|down"}
+TOP_MOVERS = 10
+
+# exporter: detections and interventions (from the detection worker's tables)
+DETECTIONS_OPEN = f"{PREFIX}_detections_open"  # gauge{category, status, priority}
+INTERVENTIONS_OPEN = f"{PREFIX}_interventions_open"  # gauge{action, status, priority}
+
+# exporter: scheduled jobs (ScheduledReport and RankingJob CronJobs). Their pods live too briefly to be scraped,
+# so the exporter derives these from the runs the jobs record in PostgreSQL. kind = "ScheduledReport" | "RankingJob",
+# name = the custom resource's name.
+SCHEDULED_RUNS = f"{PREFIX}_scheduled_job_runs_total"  # counter{kind, name, outcome="success|failure"}
+SCHEDULED_LAST_SUCCESS = f"{PREFIX}_scheduled_job_last_success_timestamp_seconds"  # gauge{kind, name}: Unix time
+SCHEDULED_INTERVAL = f"{PREFIX}_scheduled_job_interval_seconds"  # gauge{kind, name}: seconds between two scheduled runs
+
+#: every metric family the project itself exports (a histogram counts once, by its base name)
+OWN_METRICS = frozenset(
+    value for key, value in dict(globals()).items()
+    if key.isupper() and isinstance(value, str) and value.startswith(PREFIX + "_")
+)

@@ -7,7 +7,18 @@ from typing import Any
 from ..api.common import Resources
 from ..api.gamedatasource import GameDataSourceSpec
 from ..settings import ENV_PREFIX
-from .common import Manifest, Owner, container, exec_probe, labels, manifest, metadata, pod_spec, resources, secret_env
+from .common import (
+    Manifest,
+    Owner,
+    container,
+    exec_probe,
+    labels,
+    manifest,
+    metadata,
+    pod_spec,
+    resources,
+    secret_env,
+)
 from .gamedatasource import workers_config_name
 
 CONFIG_DIR = "/etc/game-analytics"

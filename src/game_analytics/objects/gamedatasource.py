@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..api.gamedatasource import GameDataSourceSpec, WorkerSettings as WorkerSpec
+from ..api.gamedatasource import GameDataSourceSpec
+from ..api.gamedatasource import WorkerSettings as WorkerSpec
 from ..settings import ENV_PREFIX, WorkerSettings
 from .alertrule import LABEL_DATA_SOURCE, LABEL_DETECTOR_CONFIG
 from .common import (

@@ -84,7 +84,9 @@ def _run_as_prefix() -> tuple[list[str], pwd.struct_passwd | None]:
     try:
         user = pwd.getpwnam("postgres")
     except KeyError as exc:  # pragma: no cover - depends on the machine
-        raise PostgresStartError("running as root but there is no 'postgres' system user to run the server") from exc
+        raise PostgresStartError(
+            "running as root but there is no 'postgres' system user to run the server"
+        ) from exc
     setpriv = shutil.which("setpriv")
     if setpriv is None:  # pragma: no cover - util-linux is essential on Debian
         raise PostgresStartError("running as root but 'setpriv' (util-linux) is not installed")
@@ -210,7 +212,9 @@ def start_postgres(
     if initdb.returncode != 0:
         if owns_dir:
             shutil.rmtree(base, ignore_errors=True)
-        raise PostgresStartError(f"initdb failed ({initdb.returncode}): {initdb.stderr.decode(errors='replace')}")
+        raise PostgresStartError(
+            f"initdb failed ({initdb.returncode}): {initdb.stderr.decode(errors='replace')}"
+        )
 
     options = {
         "listen_addresses": "127.0.0.1",

@@ -48,7 +48,9 @@ class RedisStartError(RuntimeError):
 def _binary(name: str) -> str:
     path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
     if path is None:
-        raise RedisStartError(f"{name} not found (install the Debian packages 'redis-server' and 'redis-sentinel')")
+        raise RedisStartError(
+            f"{name} not found (install the Debian packages 'redis-server' and 'redis-sentinel')"
+        )
     return path
 
 
@@ -159,7 +161,9 @@ def _wait_ping(server: RedisServer, timeout: float) -> bool:
         client.close()
 
 
-def start_redis(work_dir: Path | None = None, *, extra_config: str = "", timeout: float = 15.0) -> RedisServer:
+def start_redis(
+    work_dir: Path | None = None, *, extra_config: str = "", timeout: float = 15.0
+) -> RedisServer:
     """Start a non-persistent ``redis-server`` on a free loopback port.
 
     Args:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..api.common import Condition, ConditionStatus
 from ..api.redisfailover import RedisFailoverSpec
@@ -144,12 +146,17 @@ def _replica(entry: Mapping[str, Any]) -> ReplicaState:
     )
 
 
+def _client(address: Address, password: str | None, timeout: float) -> redis.Redis:
+    # No retries: a dead Sentinel must cost one timeout, not redis-py's default backoff series.
+    return redis.Redis(host=address[0], port=address[1], password=password, socket_timeout=timeout,
+                       socket_connect_timeout=timeout, decode_responses=True, retry=Retry(NoBackoff(), 0))
+
+
 def probe_one(address: Address, master_name: str, *, password: str | None = None,
               timeout: float = 2.0) -> SentinelReport:
     """Ask one Sentinel about ``master_name``; never raises for server or network errors (they are recorded)."""
     where = format_address(*address)
-    client = redis.Redis(host=address[0], port=address[1], password=password, socket_timeout=timeout,
-                         socket_connect_timeout=timeout, decode_responses=True)
+    client = _client(address, password, timeout)
     try:
         try:
             master = client.sentinel_master(master_name)
@@ -372,8 +379,7 @@ def failover(sentinel_addrs: Sequence[Address], master_name: str, password: str 
     """
     errors = []
     for host, port in sentinel_addrs:
-        client = redis.Redis(host=host, port=port, password=password, socket_timeout=5,
-                             socket_connect_timeout=5, decode_responses=True)
+        client = _client((host, port), password, 5.0)
         try:
             addr = client.sentinel_get_master_addr_by_name(master_name)
             if not addr:

@@ -34,6 +34,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -106,6 +107,9 @@ ON CONFLICT (player_id) DO UPDATE SET
     first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
     last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at),
     region = COALESCE(players.region, EXCLUDED.region)
+WHERE EXCLUDED.first_seen_at < players.first_seen_at OR players.first_seen_at IS NULL
+   OR EXCLUDED.last_seen_at > players.last_seen_at OR players.last_seen_at IS NULL
+   OR (players.region IS NULL AND EXCLUDED.region IS NOT NULL)
 """
 
 _INSERT_MATCHES = f"""
@@ -218,7 +222,8 @@ def write_batch(
     if dead_letters:
         with conn.cursor() as cur:
             cur.executemany(
-                _INSERT_DEAD_LETTER, [(stream, d.stream_id, d.raw, d.reason[:4000], d.field) for d in dead_letters]
+                _INSERT_DEAD_LETTER,
+                [(stream, d.stream_id, d.raw, d.reason[:4000], d.field) for d in dead_letters],
             )
     return inserted
 
@@ -381,12 +386,45 @@ class IngestWorker:
             self.update_lag()
         return handled
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        """Recover, then process batches until ``stop`` is set (checked between batches)."""
+    def run(self, stop: threading.Event | None = None, *, until_idle: bool = False) -> int:
+        """Recover, then process batches until ``stop`` is set (or, with ``until_idle``, a read finds nothing).
+
+        Pipelined: while one batch is written and committed on a helper thread, the next one is read and
+        validated, so the Python work overlaps PostgreSQL's.  Batches are still committed and acknowledged
+        strictly in order, each XACK after its own commit.  Returns the number of entries handled; re-raises the
+        first error of a write.
+        """
         stop = stop or threading.Event()
-        self.recover()
-        while not stop.is_set():
-            self.run_once()
+        handled = self.recover()
+        inflight: Future[None] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+            try:
+                while not stop.is_set():
+                    if time.monotonic() - self._last_claim > self.config.claim_every_s:
+                        if inflight is not None:
+                            inflight.result()
+                            inflight = None
+                        handled += self.claim_stale()
+                    entries = self._read(">", self.config.block_ms if not until_idle else 50)
+                    if not entries:
+                        if inflight is not None:
+                            inflight.result()
+                            inflight = None
+                        self.update_lag()
+                        if until_idle:
+                            break
+                        continue
+                    prepared = self._prepare(entries)
+                    if inflight is not None:
+                        inflight.result()
+                    inflight = writer.submit(self._commit, *prepared)
+                    handled += len(entries)
+                    if time.monotonic() - self._last_lag > 1.0:
+                        self.update_lag()
+            finally:
+                if inflight is not None:
+                    inflight.result()
+        return handled
 
     def update_lag(self) -> None:
         """Refresh the lag and pending gauges from ``XINFO GROUPS`` (Redis >= 7 reports ``lag``)."""
@@ -403,8 +441,20 @@ class IngestWorker:
 
     def process(self, entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
         """Validate, store (one transaction), dead-letter and acknowledge ``entries``; return how many."""
+        self._commit(*self._prepare(entries))
+        return len(entries)
+
+    def _prepare(
+        self, entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]]
+    ) -> tuple[list[bytes], list[tuple[Any, ...]], list[DeadLetterRecord], float]:
         started = time.perf_counter()
         rows, dead = validate_entries(entries)
+        return [entry_id for entry_id, _ in entries], rows, dead, time.perf_counter() - started
+
+    def _commit(
+        self, ids: list[bytes], rows: list[tuple[Any, ...]], dead: list[DeadLetterRecord], spent: float
+    ) -> None:
+        started = time.perf_counter()
         with self.db.transaction():
             inserted = write_batch(self.db, rows, dead, self.config.stream)
         if dead:
@@ -414,16 +464,15 @@ class IngestWorker:
                                                          "reason": d.reason, "field": d.field or "",
                                                          "data": d.raw})  # fmt: skip
             pipe.execute()
-        ids = [entry_id for entry_id, _ in entries]
-        self.redis.xack(self.config.stream, self.config.group, *ids)
+        if ids:
+            self.redis.xack(self.config.stream, self.config.group, *ids)
         for etype, n in inserted.items():
             self.metrics.events.labels(etype).inc(n)
         if len(rows) > sum(inserted.values()):
             self.metrics.duplicates.inc(len(rows) - sum(inserted.values()))
         for kind, n in Tally(d.kind for d in dead).items():
             self.metrics.dead_letters.labels(kind).inc(n)
-        self.metrics.batch_duration.observe(time.perf_counter() - started)
-        return len(entries)
+        self.metrics.batch_duration.observe(spent + time.perf_counter() - started)
 
 
 # --- bulk loading ---------------------------------------------------------------------------------------------
@@ -462,29 +511,36 @@ def copy_events(
     """
     result = LoadResult()
     stream = f"load:{source}"
-    with psycopg.connect(libpq_dsn(dsn)) as conn:
+
+    def write(rows: list[tuple[Any, ...]], dead: list[DeadLetterRecord]) -> None:
+        with conn.transaction():
+            inserted = sum(write_batch(conn, rows, dead, stream).values())
+        result.inserted += inserted
+        result.duplicates += len(rows) - inserted
+        result.dead_lettered += len(dead)
+
+    with psycopg.connect(libpq_dsn(dsn)) as conn, ThreadPoolExecutor(1, "load-writer") as writer:
         prepare_connection(conn)
+        inflight: Future[None] | None = None
         rows: list[tuple[Any, ...]] = []
         dead: list[DeadLetterRecord] = []
-
-        def flush() -> None:
-            with conn.transaction():
-                inserted = sum(write_batch(conn, rows, dead, stream).values())
-            result.inserted += inserted
-            result.duplicates += len(rows) - inserted
-            result.dead_lettered += len(dead)
-            rows.clear()
-            dead.clear()
-
+        # Validation of batch n+1 (this thread) overlaps the COPY/INSERT of batch n (writer thread).
         for index, data in enumerate(events):
             try:
                 rows.append(event_row(validate_event(data)))
             except EventError as exc:
-                dead.append(DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind))
+                dead.append(
+                    DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind)
+                )
             if len(rows) + len(dead) >= batch_size:
-                flush()
+                if inflight is not None:
+                    inflight.result()
+                inflight = writer.submit(write, rows, dead)
+                rows, dead = [], []
+        if inflight is not None:
+            inflight.result()
         if rows or dead:
-            flush()
+            write(rows, dead)
     return result
 
 
@@ -534,12 +590,18 @@ def load_events(
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the worker (defaults from ``GA_REDIS_URL`` / ``GA_DSN`` when set)."""
-    p = argparse.ArgumentParser(prog="game-analytics-ingest", description="Redis Stream -> PostgreSQL ingest worker")
-    p.add_argument("--redis-url", default=os.environ.get("GA_REDIS_URL"), required="GA_REDIS_URL" not in os.environ)
+    p = argparse.ArgumentParser(
+        prog="game-analytics-ingest", description="Redis Stream -> PostgreSQL ingest worker"
+    )
+    p.add_argument(
+        "--redis-url", default=os.environ.get("GA_REDIS_URL"), required="GA_REDIS_URL" not in os.environ
+    )
     p.add_argument("--dsn", default=os.environ.get("GA_DSN"), required="GA_DSN" not in os.environ)
     p.add_argument("--stream", default=DEFAULT_STREAM)
     p.add_argument("--group", default=DEFAULT_GROUP)
-    p.add_argument("--consumer", default=socket.gethostname(), help="stable consumer name (default: hostname)")
+    p.add_argument(
+        "--consumer", default=socket.gethostname(), help="stable consumer name (default: hostname)"
+    )
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--block-ms", type=int, default=1000)
     p.add_argument("--claim-idle-ms", type=int, default=30_000)
@@ -553,10 +615,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the worker until SIGTERM/SIGINT; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.migrate:
-        from game_analytics.storage.migrate import upgrade
         from game_analytics.storage.engine import sqlalchemy_url
+        from game_analytics.storage.migrate import upgrade
 
         upgrade(sqlalchemy_url(args.dsn))
     if args.metrics_port:

@@ -201,7 +201,7 @@ def _new_volatility(
     return np.exp(big_a / 2.0)
 
 
-def _update(
+def _update_players(
     mu: NDArray[np.float64],
     phi: NDArray[np.float64],
     sigma: NDArray[np.float64],
@@ -210,8 +210,12 @@ def _update(
     s: NDArray[np.float64],
     config: Glicko2Config,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Steps 3-7 on the Glicko-2 scale for validated inputs; returns new (mu, phi, sigma)."""
-    n = mu.shape[0]
+    """Steps 3-7 on the Glicko-2 scale for the k players of one period (local indices 0..k-1).
+
+    ``mu``, ``phi``, ``sigma`` have shape (k,) and hold the start-of-period values; ``a``, ``b``, ``s``
+    are the period's matches in local indices. Returns new (mu, phi, sigma), RD not yet capped.
+    """
+    k = mu.shape[0]
     # Each match seen from both sides: (player, opponent, score).
     me = np.concatenate([a, b])
     opp = np.concatenate([b, a])
@@ -219,24 +223,75 @@ def _update(
 
     g_opp = _g(phi[opp])
     e = 1.0 / (1.0 + np.exp(-g_opp * (mu[me] - mu[opp])))
-    v_inv = np.bincount(me, weights=g_opp * g_opp * e * (1.0 - e), minlength=n)  # step 3
-    score_sum = np.bincount(me, weights=g_opp * (score - e), minlength=n)  # step 4 (without v)
+    v_inv = np.bincount(me, weights=g_opp * g_opp * e * (1.0 - e), minlength=k)  # step 3
+    score_sum = np.bincount(me, weights=g_opp * (score - e), minlength=k)  # step 4 (without v)
 
+    # A player whose v_inv underflowed to 0 (absurd rating gaps) is treated as idle.
     new_mu = mu.copy()
-    new_phi = np.sqrt(phi * phi + sigma * sigma)  # step 6 for everyone; overwritten for players
+    new_phi = np.hypot(phi, sigma)
     new_sigma = sigma.copy()
     p = np.flatnonzero(v_inv > 0)
     if p.size:
         v = 1.0 / v_inv[p]
         delta = v * score_sum[p]
         sig_p = _new_volatility(delta, phi[p], v, sigma[p], config.tau, config.epsilon, config.max_iterations)
-        phi_star = np.sqrt(phi[p] ** 2 + sig_p**2)  # step 6
+        phi_star = np.hypot(phi[p], sig_p)  # step 6
         phi_p = 1.0 / np.sqrt(1.0 / (phi_star * phi_star) + 1.0 / v)  # step 7
         new_mu[p] = mu[p] + phi_p * phi_p * score_sum[p]
         new_phi[p] = phi_p
         new_sigma[p] = sig_p
-    np.minimum(new_phi, config.max_rd / GLICKO2_SCALE, out=new_phi)
     return new_mu, new_phi, new_sigma
+
+
+def _run_periods(
+    ratings: Glicko2Ratings,
+    a: NDArray[np.intp],
+    b: NDArray[np.intp],
+    s: NDArray[np.float64],
+    periods: list[NDArray[np.intp]],
+    config: Glicko2Config,
+    pre: NDArray[np.float64] | None,
+) -> Glicko2Ratings:
+    """Apply the rating periods ``periods`` (arrays of match positions) in order.
+
+    Idle RD growth is applied lazily: a player idle for ``j`` periods gets
+    ``min(sqrt(phi^2 + j sigma^2), max)`` when next seen (or at the end), which equals ``j`` single
+    capped steps because sigma does not change while idle and the cap is monotone. Work per period
+    is therefore O(matches in the period), not O(players).
+    """
+    n = len(ratings)
+    mu = (ratings.rating - 1500.0) / GLICKO2_SCALE  # step 2
+    phi = ratings.rd / GLICKO2_SCALE
+    sigma = ratings.volatility.copy()
+    max_phi = config.max_rd / GLICKO2_SCALE
+    last = np.full(n, -1, dtype=np.int64)  # last period whose update was applied
+    pos = np.empty(n, dtype=np.intp)  # scratch: global -> local index
+    for k, sel in enumerate(periods):
+        pa, pb = a[sel], b[sel]
+        me = np.concatenate([pa, pb])
+        slots = np.arange(me.size)
+        pos[me] = slots
+        players = me[pos[me] == slots]  # one entry per distinct player
+        pos[players] = np.arange(players.size)
+        la, lb = pos[pa], pos[pb]
+        idle = (k - 1 - last[players]).astype(np.float64)
+        sig_p = sigma[players]
+        phi_p = np.minimum(np.sqrt(phi[players] ** 2 + idle * sig_p * sig_p), max_phi)
+        mu_p = mu[players]
+        if pre is not None:
+            for col, local in ((0, la), (1, lb)):
+                pre[0, sel, col] = mu_p[local]
+                pre[1, sel, col] = phi_p[local]
+                pre[2, sel, col] = sig_p[local]
+        new_mu, new_phi, new_sig = _update_players(mu_p, phi_p, sig_p, la, lb, s[sel], config)
+        mu[players] = new_mu
+        phi[players] = np.minimum(new_phi, max_phi)
+        sigma[players] = new_sig
+        last[players] = k
+    idle = (len(periods) - 1 - last).astype(np.float64)
+    phi = np.minimum(np.sqrt(phi * phi + idle * sigma * sigma), max_phi)
+    # Step 8: back to the Glicko scale.
+    return Glicko2Ratings(rating=mu * GLICKO2_SCALE + 1500.0, rd=phi * GLICKO2_SCALE, volatility=sigma)
 
 
 def rate_period(
@@ -265,17 +320,7 @@ def rate_period(
     """
     config = config or Glicko2Config()
     a, b, s = _as_matches(len(ratings), player_a, player_b, score_a)
-    mu, phi, sigma = _update(
-        (ratings.rating - 1500.0) / GLICKO2_SCALE,  # step 2
-        ratings.rd / GLICKO2_SCALE,
-        ratings.volatility,
-        a,
-        b,
-        s,
-        config,
-    )
-    # Step 8: back to the Glicko scale.
-    return Glicko2Ratings(rating=mu * GLICKO2_SCALE + 1500.0, rd=phi * GLICKO2_SCALE, volatility=sigma)
+    return _run_periods(ratings, a, b, s, [np.arange(a.size)], config, None)
 
 
 def rate_periods(
@@ -314,25 +359,12 @@ def rate_periods(
         raise ValueError("period must have the same shape as the match arrays")
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
-    bounds = np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 1
-    starts = np.concatenate([[0], bounds]) if a.size else np.array([], dtype=np.intp)
-    ends = np.concatenate([bounds, [a.size]]) if a.size else np.array([], dtype=np.intp)
-
-    mu = (ratings.rating - 1500.0) / GLICKO2_SCALE
-    phi = ratings.rd / GLICKO2_SCALE
-    sigma = ratings.volatility
+    cuts = np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 1
+    periods = np.split(order, cuts) if a.size else []
     pre = np.empty((3, a.size, 2)) if return_pre_match else None
-    for lo, hi in zip(starts, ends, strict=True):
-        sel = order[lo:hi]
-        if pre is not None:
-            for col, who in ((0, a[sel]), (1, b[sel])):
-                pre[0, sel, col] = mu[who]
-                pre[1, sel, col] = phi[who]
-                pre[2, sel, col] = sigma[who]
-        mu, phi, sigma = _update(mu, phi, sigma, a[sel], b[sel], s[sel], config)
-    ratings = Glicko2Ratings(rating=mu * GLICKO2_SCALE + 1500.0, rd=phi * GLICKO2_SCALE, volatility=sigma)
+    final = _run_periods(ratings, a, b, s, periods, config, pre)
     if pre is None:
-        return ratings
+        return final
     pre[0] = pre[0] * GLICKO2_SCALE + 1500.0
     pre[1] *= GLICKO2_SCALE
-    return ratings, PreMatchRatings(rating=pre[0], rd=pre[1], volatility=pre[2])
+    return final, PreMatchRatings(rating=pre[0], rd=pre[1], volatility=pre[2])

@@ -137,6 +137,29 @@ def match_quality(proba: ArrayLike) -> NDArray[np.float64]:
     return -(p * np.log(p)).sum(axis=-1) / math.log(3.0)
 
 
+def predict_pairing(
+    model: OrderedLogit,
+    rating_a: ArrayLike,
+    rd_a: ArrayLike,
+    rating_b: ArrayLike,
+    rd_b: ArrayLike,
+    home: ArrayLike = 1.0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Outcome probabilities and match quality for pairings of Glicko-2 rated players.
+
+    Args:
+        model: a fitted :class:`OrderedLogit`.
+        rating_a, rd_a, rating_b, rd_b: Glicko-scale ratings and deviations (broadcast, shape (m,)).
+        home: 1 if ``a`` plays at home, 0 on neutral ground.
+
+    Returns:
+        ``(proba, quality)``: shape (m, 3) probabilities of (b wins, draw, a wins) and shape (m,)
+        :func:`match_quality`.
+    """
+    proba = model.predict_proba(np.atleast_1d(rating_feature(rating_a, rd_a, rating_b, rd_b)), home)
+    return proba, match_quality(proba)
+
+
 def multiclass_brier(y: ArrayLike, proba: ArrayLike) -> float:
     """Mean over matches of ``sum_k (p_k - 1[y = k])^2`` (Brier 1950, multi-category form; range [0, 2])."""
     p = np.asarray(proba, dtype=np.float64)

@@ -1,0 +1,98 @@
+"""Run the operator as a local process (``kopf run``), as the e2e tier and ``make demo`` do.
+
+The process gets its own kubeconfig (in tests: the chart ServiceAccount's, so that the chart's RBAC is what is
+exercised), a liveness endpoint on a free loopback port, and a log file. It is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OperatorProcess:
+    """``kopf run -m game_analytics.controller.handlers`` in a subprocess.
+
+    Args:
+        kubeconfig: credentials the operator uses.
+        log_path: file receiving stdout and stderr (appended, so restarts keep history).
+        resync_seconds: drift-repair interval (short in tests).
+        namespaces: namespaces to watch; all when empty.
+    """
+
+    def __init__(self, kubeconfig: Path, log_path: Path, *, resync_seconds: float = 60,
+                 namespaces: list[str] | None = None, env: dict[str, str] | None = None):
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.resync_seconds = resync_seconds
+        self.namespaces = namespaces or []
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.health_port = 0
+        self.metrics_port = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        """Start and wait until Kopf's liveness endpoint answers. Raises RuntimeError with the log tail."""
+        self.health_port, self.metrics_port = free_port(), free_port()
+        scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
+        argv = [sys.executable, "-m", "kopf", "run", "-m", "game_analytics.controller.handlers", "--standalone",
+                *scope, f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+               "GAME_ANALYTICS_RESYNC_SECONDS": str(self.resync_seconds),
+               "GAME_ANALYTICS_METRICS_PORT": str(self.metrics_port), **self.extra_env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"operator not healthy after {timeout}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL by PID: no cleanup, as when a node dies or the OOM killer strikes."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, grace: float = 15) -> None:
+        """SIGTERM by PID, then SIGKILL after ``grace`` seconds."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+            return resp.read().decode()

@@ -1,0 +1,174 @@
+"""The reconcile core against an in-memory API: children, drift repair, idempotence, bad input, errors."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from game_analytics.api import KINDS_BY_NAME
+from game_analytics.config import Images
+from game_analytics.controller import conditions
+from game_analytics.controller.k8s import drifted
+from game_analytics.controller.reconcile import TransientError, reconcile
+
+from .fake_cluster import FakeCluster, api_error
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+IMAGES = Images()
+
+
+def body(example: str, name: str | None = None, generation: int = 1) -> dict:
+    doc = yaml.safe_load((EXAMPLES / example).read_text())
+    doc["metadata"].update(namespace="games", uid=f"uid-{doc['metadata']['name']}", generation=generation)
+    if name:
+        doc["metadata"]["name"] = name
+    doc["status"] = {}
+    return doc
+
+
+def run(kind: str, obj: dict, cluster: FakeCluster):
+    """Reconcile and write the status back onto ``obj`` as the handler would."""
+    outcome = reconcile(KINDS_BY_NAME[kind], obj, cluster, IMAGES)
+    obj["status"].update(outcome.status_patch(obj["status"]))
+    return outcome
+
+
+def ready(obj: dict) -> dict:
+    return conditions.get(obj["status"]["conditions"], "Ready")
+
+
+def test_alert_rule_children_then_idle_resync_writes_nothing():
+    cluster, rule = FakeCluster(), body("alertrule-wealth-jump.yaml")
+    first = run("AlertRule", rule, cluster)
+    assert sorted(first.applied.applied) == ["AlertmanagerConfig/whale-wealth-jump", "ConfigMap/whale-wealth-jump-detector",
+                                             "PrometheusRule/whale-wealth-jump"]
+    assert ready(rule)["status"] == "True" and ready(rule)["observedGeneration"] == 1
+    assert rule["status"]["detector"] == "suddenWealthChange"
+    writes = len(cluster.writes)
+    second = run("AlertRule", rule, cluster)
+    assert len(cluster.writes) == writes, "an idle resync must not write children"
+    assert second.status_patch(rule["status"]) == {}, "an idle resync must not write status"
+    assert second.events == []
+
+
+def test_drift_is_repaired():
+    cluster, rule = FakeCluster(), body("alertrule-wealth-jump.yaml")
+    run("AlertRule", rule, cluster)
+    prom_path = next(p for p in cluster.objects if "/prometheusrules/" in p)
+    cluster.objects[prom_path]["spec"]["groups"][0]["rules"][0]["expr"] = "vector(1)"
+    cm_path = next(p for p in cluster.objects if "/configmaps/" in p)
+    del cluster.objects[cm_path]
+    outcome = run("AlertRule", rule, cluster)
+    assert sorted(outcome.applied.applied) == ["ConfigMap/whale-wealth-jump-detector", "PrometheusRule/whale-wealth-jump"]
+    assert "vector(1)" not in str(cluster.objects[prom_path])
+
+
+def test_removed_channels_prune_the_alertmanager_config():
+    cluster, rule = FakeCluster(), body("alertrule-wealth-jump.yaml")
+    run("AlertRule", rule, cluster)
+    rule["spec"]["channels"] = []
+    rule["metadata"]["generation"] = 2
+    outcome = run("AlertRule", rule, cluster)
+    assert outcome.applied.pruned == ["AlertmanagerConfig/whale-wealth-jump"]
+    assert not any("/alertmanagerconfigs/" in p for p in cluster.objects)
+    assert ready(rule)["observedGeneration"] == 2
+
+
+def test_unparseable_promql_is_reported_and_creates_nothing():
+    cluster, rule = FakeCluster(), body("alertrule-ingest-lag.yaml", name="broken")
+    rule["spec"]["detector"] = {"promql": {"expr": "sum(rate(errors_total[5m])"}}
+    outcome = run("AlertRule", rule, cluster)
+    assert cluster.writes == []
+    cond = ready(rule)
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec")
+    assert cond["message"].startswith("spec.detector.promql.expr: does not parse")
+    assert outcome.events and outcome.events[0][0] == "Warning"
+    again = run("AlertRule", rule, cluster)
+    assert again.events == [] and again.status_patch(rule["status"]) == {}, "no event or status storm on resync"
+
+
+def test_one_bad_rule_does_not_block_another():
+    cluster = FakeCluster()
+    bad = body("alertrule-ingest-lag.yaml", name="bad")
+    bad["spec"]["detector"] = {"promql": {"expr": "((("}}
+    good = body("alertrule-inflation.yaml")
+    run("AlertRule", bad, cluster)
+    run("AlertRule", good, cluster)
+    assert ready(bad)["status"] == "False" and ready(good)["status"] == "True"
+
+
+def test_schema_violation_names_the_field():
+    cluster, report = FakeCluster(), body("scheduledreport.yaml")
+    report["spec"]["formats"] = ["pdf"]
+    run("ScheduledReport", report, cluster)
+    assert ready(report)["reason"] == "InvalidSpec" and ready(report)["message"].startswith("spec.formats.0")
+
+
+def test_missing_data_source_waits_then_reconciles():
+    cluster, report = FakeCluster(), body("scheduledreport.yaml")
+    run("ScheduledReport", report, cluster)
+    assert ready(report)["reason"] == "DataSourceNotFound"
+    assert "spec.dataSourceRef.name" in ready(report)["message"]
+    cluster.add(body("gamedatasource.yaml"))
+    run("ScheduledReport", report, cluster)
+    assert ready(report)["status"] == "True"
+    assert any(p.endswith("/cronjobs/weekly-studio-report-report") for p in cluster.objects)
+
+
+def test_data_source_resolves_the_redis_failover():
+    cluster, source = FakeCluster(), body("gamedatasource.yaml")
+    run("GameDataSource", source, cluster)
+    assert ready(source)["reason"] == "RedisFailoverNotFound"
+    cluster.add(body("redisfailover.yaml"))
+    run("GameDataSource", source, cluster)
+    assert ready(source)["status"] == "True"
+    config = next(o for p, o in cluster.objects.items() if p.endswith("/configmaps/default-workers"))
+    assert config["data"]["GAME_ANALYTICS_REDIS_MASTER"] == "leaderboards"
+    deployment = next(o for p, o in cluster.objects.items() if p.endswith("/deployments/default-ingest"))
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GAME_ANALYTICS_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "leaderboards-redis"
+
+
+def test_without_prometheus_operator_alert_rules_are_not_ready():
+    cluster, rule = FakeCluster(served_groups=()), body("alertrule-inflation.yaml")
+    run("AlertRule", rule, cluster)
+    assert ready(rule)["reason"] == "MissingAPI"
+    assert [k for k in cluster.objects] == ["/api/v1/namespaces/games/configmaps/currency-inflation-detector"]
+
+
+@pytest.mark.parametrize("status,delay", [(500, 10.0), (409, 10.0), (403, 60.0)])
+def test_transient_api_errors_are_retried_later(status, delay):
+    cluster, rule = FakeCluster(), body("alertrule-inflation.yaml")
+    cluster.fail_next = api_error(status)
+    with pytest.raises(TransientError) as err:
+        run("AlertRule", rule, cluster)
+    assert err.value.delay == delay
+
+
+def test_rejected_apply_is_reported_not_retried():
+    cluster, rule = FakeCluster(), body("alertrule-inflation.yaml")
+    cluster.fail_next = api_error(422, "spec.groups[0].rules[0].for: invalid")
+    run("AlertRule", rule, cluster)
+    assert ready(rule)["reason"] == "ApplyRejected" and "invalid" in ready(rule)["message"]
+
+
+def test_condition_transition_time_is_kept_while_status_holds():
+    first = conditions.merge([], [conditions.condition("Ready", True, "Reconciled", "ok", 1)])
+    later = conditions.merge(copy.deepcopy(first), [conditions.condition("Ready", True, "Reconciled", "ok", 1)])
+    assert later == first
+    flipped = conditions.merge(first, [conditions.condition("Ready", False, "InvalidSpec", "bad", 2)])
+    assert flipped[0]["status"] == "False" and flipped[0]["observedGeneration"] == 2
+
+
+@pytest.mark.parametrize("desired,live,expected", [
+    ({"a": 1}, {"a": 1, "b": 2}, False),
+    ({"a": 1}, {"a": 2}, True),
+    ({"a": [1, 2]}, {"a": [1]}, True),
+    ({"a": {"b": "x"}}, {"a": {"b": "x", "c": "default"}}, False),
+    ({"replicas": 1}, {"replicas": 1.0}, False),
+    ({"suspend": False}, {"suspend": 0}, True),
+    ({"a": None}, {}, False),
+])
+def test_drifted(desired, live, expected):
+    assert drifted(desired, live) is expected

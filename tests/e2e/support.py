@@ -1,0 +1,106 @@
+"""Shared pieces of the e2e tier: kubectl, polling, and the installed chart with a running operator.
+
+The fixtures are session-scoped (one helm install and one operator process per session) and exported to the tests
+through conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from game_analytics.api import KINDS
+from game_analytics.testing.operator_process import OperatorProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".cache" / "bin"
+EXAMPLES = ROOT / "examples"
+RELEASE, SYSTEM_NS, GAMES_NS = "ga", "game-analytics-system", "games"
+OPERATOR_SA = "ga-game-analytics"
+RESYNC = 3.0
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not found:
+        pytest.fail(f"{name} not found: run `make tools`", pytrace=False)
+    return found
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: Path):
+        self.kubeconfig = kubeconfig
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([tool("kubectl"), f"--kubeconfig={self.kubeconfig}", *args], input=input,
+                                capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def get(self, kind: str, name: str, ns: str = GAMES_NS) -> dict | None:
+        result = self.run("get", kind, name, "-n", ns, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 60, interval: float = 0.5) -> object:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def ready_condition(obj: dict | None) -> dict | None:
+    for c in (obj or {}).get("status", {}).get("conditions", []):
+        if c["type"] == "Ready":
+            return c
+    return None
+
+
+def is_ready(obj: dict | None) -> bool:
+    c = ready_condition(obj)
+    return bool(c and c["status"] == "True" and c.get("observedGeneration") == obj["metadata"]["generation"])
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane) -> Kubectl:
+    return Kubectl(control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def installed(control_plane, kubectl) -> Path:
+    """The chart installed with helm, plus stand-ins of prometheus-operator's CRDs; returns the SA kubeconfig."""
+    kubectl.run("apply", "-f", str(Path(__file__).parent / "manifests" / "prometheus-operator-crds.yaml"))
+    subprocess.run([tool("helm"), "install", RELEASE, str(ROOT / "charts" / "game-analytics"), "--namespace",
+                    SYSTEM_NS, "--create-namespace", "--kubeconfig", str(control_plane.kubeconfig), "--wait=false",
+                    "--set", "replicaCount=0"], check=True, capture_output=True, text=True, timeout=120)
+    for info in KINDS:
+        kubectl.run("wait", "--for=condition=Established", f"crd/{info.crd_name}", "--timeout=60s")
+    kubectl.run("create", "namespace", GAMES_NS, check=False)
+    return control_plane.service_account_kubeconfig(SYSTEM_NS, OPERATOR_SA, create=False)
+
+
+@pytest.fixture(scope="session")
+def operator(installed, tmp_path_factory) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    proc = OperatorProcess(installed, log, resync_seconds=RESYNC).start()
+    yield proc
+    proc.stop()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, f"the operator logged a traceback:\n{proc.log_tail(80)}"
+
+
