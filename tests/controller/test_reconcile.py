@@ -172,3 +172,17 @@ def test_condition_transition_time_is_kept_while_status_holds():
 ])
 def test_drifted(desired, live, expected):
     assert drifted(desired, live) is expected
+
+
+def test_redis_failover_reports_unreachable_sentinels_honestly():
+    cluster, failover = FakeCluster(), body("redisfailover.yaml")
+    failover["metadata"]["annotations"] = {"gameanalytics.io/probe-addresses": "127.0.0.1:1"}
+    run("RedisFailover", failover, cluster)
+    assert ready(failover)["status"] == "True"
+    by_type = {c["type"]: c for c in failover["status"]["conditions"]}
+    assert {"MasterElected", "SentinelQuorum", "ReplicasInSync", "SplitBrain"} <= set(by_type)
+    assert by_type["MasterElected"]["status"] == "Unknown"
+    assert by_type["MasterElected"]["reason"] == "SentinelsUnreachable"
+    assert failover["status"]["sentinelsReachable"] == 0
+    again = run("RedisFailover", failover, cluster)
+    assert again.status_patch(failover["status"]) == {}, "a stable probe result must not rewrite status"

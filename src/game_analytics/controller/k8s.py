@@ -126,6 +126,18 @@ class Cluster:
             if exc.status != 404:
                 raise
 
+    def label_pods(self, namespace: str, wanted: dict[str, dict[str, str]]) -> list[str]:
+        """Merge-patch labels onto existing pods where they differ; returns ``Pod/name`` of those patched."""
+        patched = []
+        for pod, labels in sorted(wanted.items()):
+            live = self.get("v1", "Pod", namespace, pod)
+            if live is None or not drifted(labels, live["metadata"].get("labels", {})):
+                continue
+            self.request("PATCH", path("v1", "Pod", namespace, pod), body={"metadata": {"labels": labels}},
+                         content_type="application/merge-patch+json")
+            patched.append(f"Pod/{pod}")
+        return patched
+
     def serves(self, api_version: str, ttl: float = 60.0) -> bool:
         """Whether the cluster serves ``api_version`` (e.g. prometheus-operator's CRDs), cached for ``ttl`` s."""
         if api_version == "v1" or "/" in api_version and not api_version.startswith("monitoring.coreos.com"):

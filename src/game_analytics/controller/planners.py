@@ -6,6 +6,7 @@ itself is done by the pure functions in :mod:`game_analytics.objects`.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,11 +14,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import validation
-from ..api import API_VERSION, KindInfo
+from ..api import API_VERSION, GROUP, KindInfo
+from ..api.common import SecretKeyRef
 from ..api.gamedatasource import GameDataSourceSpec
 from ..config import Images
-from ..objects import alertrule, gamedatasource, rankingjob, scheduledreport
-from ..objects.common import Manifest, Owner
+from ..objects import alertrule, gamedatasource, rankingjob, redisfailover, scheduledreport
+from ..objects.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest, Owner
+from ..topology import sentinel
 from ..validation import SpecError
 from .k8s import Cluster
 
@@ -39,6 +42,10 @@ class Plan:
     child_types: list[tuple[str, str]]
     required_apis: set[str] = field(default_factory=set)
     status: dict[str, Any] = field(default_factory=dict)
+    #: kind-specific conditions besides Ready (e.g. the Sentinels' view of a RedisFailover)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    #: labels to keep on existing pods: {pod name: {label: value}} (e.g. the Redis master's role)
+    pod_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def parse(info: KindInfo, body: Any) -> Any:
@@ -64,7 +71,7 @@ MONITORING_V1 = "monitoring.coreos.com/v1"
 MONITORING_V1ALPHA1 = "monitoring.coreos.com/v1alpha1"
 
 
-def plan_alert_rule(owner: Owner, spec: Any, cluster: Cluster, images: Images) -> Plan:
+def plan_alert_rule(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
     validation.check_alert_rule(spec)
     children = alertrule.render(owner, spec)
     required = {MONITORING_V1} | ({MONITORING_V1ALPHA1} if spec.channels else set())
@@ -74,21 +81,21 @@ def plan_alert_rule(owner: Owner, spec: Any, cluster: Cluster, images: Images) -
                 {"detector": spec.detector.kind(), "expression": expr})
 
 
-def plan_scheduled_report(owner: Owner, spec: Any, cluster: Cluster, images: Images) -> Plan:
+def plan_scheduled_report(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
     validation.check_scheduled_report(spec)
     source = data_source(cluster, owner.namespace, spec.data_source_ref.name)
     children = scheduledreport.render(owner, spec, image=images.worker, data_source=source)
     return Plan(children, [("v1", "ConfigMap"), ("batch/v1", "CronJob")])
 
 
-def plan_ranking_job(owner: Owner, spec: Any, cluster: Cluster, images: Images) -> Plan:
+def plan_ranking_job(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
     validation.check_ranking_job(spec)
     source = data_source(cluster, owner.namespace, spec.data_source_ref.name)
     children = rankingjob.render(owner, spec, image=images.worker, data_source=source)
     return Plan(children, [("v1", "ConfigMap"), ("batch/v1", "CronJob")])
 
 
-def plan_game_data_source(owner: Owner, spec: Any, cluster: Cluster, images: Images) -> Plan:
+def plan_game_data_source(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
     master, password_ref = None, None
     if spec.redis.sentinel:
         ref = spec.redis.sentinel.redis_failover_ref.name
@@ -99,8 +106,6 @@ def plan_game_data_source(owner: Owner, spec: Any, cluster: Cluster, images: Ima
         fspec = failover.get("spec") or {}
         master = fspec.get("masterName", "mymaster")
         if fspec.get("authSecretRef"):
-            from ..api.common import SecretKeyRef
-
             password_ref = SecretKeyRef.model_validate(fspec["authSecretRef"])
     children = gamedatasource.render(owner, spec, image=images.worker, sentinel_master=master,
                                      redis_password_ref=password_ref)
@@ -109,13 +114,49 @@ def plan_game_data_source(owner: Owner, spec: Any, cluster: Cluster, images: Ima
                            ("v1", "Service"), (MONITORING_V1, "ServiceMonitor")])
 
 
-Planner = Callable[[Owner, Any, Cluster, Images], Plan]
+#: Annotation listing ``host:port`` Sentinel addresses to probe instead of the pods' cluster DNS names, for an
+#: operator running outside the cluster (``make demo``, the e2e tier).
+PROBE_ADDRESSES_ANNOTATION = f"{GROUP}/probe-addresses"
+
+
+def _secret_value(cluster: Cluster, namespace: str, ref: Any) -> str | None:
+    secret = cluster.get("v1", "Secret", namespace, ref.name)
+    raw = ((secret or {}).get("data") or {}).get(ref.key)
+    return base64.b64decode(raw).decode() if raw else None
+
+
+def plan_redis_failover(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
+    children = redisfailover.render(owner, spec, images)
+    annotations = ((body or {}).get("metadata") or {}).get("annotations") or {}
+    if annotations.get(PROBE_ADDRESSES_ANNOTATION):
+        addresses = [(h, int(p)) for h, _, p in (a.strip().rpartition(":")
+                                                 for a in annotations[PROBE_ADDRESSES_ANNOTATION].split(","))]
+    else:
+        addresses = redisfailover.sentinel_pod_addresses(owner.name, owner.namespace, spec.sentinel.replicas)
+    password = _secret_value(cluster, owner.namespace, spec.auth_secret_ref) if spec.auth_secret_ref else None
+    view = sentinel.probe(addresses, spec.master_name, password=password, timeout=1.0)
+    master = view.agreed_master
+    pods = [p["metadata"]["name"] for p in cluster.list("v1", "Pod", owner.namespace,
+                                                         f"{LABEL_OWNER_KIND}=RedisFailover,{LABEL_OWNER_NAME}={owner.name},"
+                                                         "app.kubernetes.io/component=redis")]
+    return Plan(
+        children,
+        [("v1", "ConfigMap"), ("apps/v1", "StatefulSet"), ("v1", "Service"), ("policy/v1", "PodDisruptionBudget"),
+         (MONITORING_V1, "ServiceMonitor")],
+        status={"master": master, "sentinelsReachable": len(view.reachable)},
+        conditions=sentinel.conditions(view, spec, owner.generation),
+        pod_labels=redisfailover.role_labels(pods, master) if master else {},
+    )
+
+
+Planner = Callable[..., Plan]
 
 PLANNERS: dict[str, Planner] = {
     "AlertRule": plan_alert_rule,
     "ScheduledReport": plan_scheduled_report,
     "RankingJob": plan_ranking_job,
     "GameDataSource": plan_game_data_source,
+    "RedisFailover": plan_redis_failover,
 }
 
 __all__ = ["PLANNERS", "DependencyError", "Plan", "SpecError", "parse"]

@@ -61,13 +61,16 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
     previous_ready = conditions.get(live_status.get("conditions"), "Ready")
     events: list[tuple[str, str, str]] = []
     extra: dict[str, Any] = {}
+    kind_conditions: list[dict] = []
     applied: ApplyResult | None = None
     started = time.monotonic()
     try:
         spec = parse(info, body)
-        plan = PLANNERS[info.kind](owner, spec, cluster, images)
+        plan = PLANNERS[info.kind](owner, spec, cluster, images, body=body)
         applied = cluster.ensure(info.kind, owner.name, owner.namespace, plan.children, plan.child_types)
+        applied.applied += cluster.label_pods(owner.namespace, plan.pod_labels)
         extra = plan.status
+        kind_conditions = plan.conditions
         missing = sorted(plan.required_apis & set(applied.unavailable))
         if missing:
             ready = _ready(False, "MissingAPI",
@@ -101,7 +104,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
         events.append(("Warning", ready["reason"], ready["message"]))
     status = {
         "observedGeneration": generation,
-        "conditions": conditions.merge(live_status.get("conditions"), [ready]),
+        "conditions": conditions.merge(live_status.get("conditions"), [ready, *kind_conditions]),
         **{k: v for k, v in extra.items() if v is not None},
     }
     return Outcome(status, events, applied)
