@@ -1,4 +1,4 @@
-"""The ``game-analytics`` command line: one entry point for the operator's tools, the workers and one-off runs.
+"""The game-analytics command line: one entry point for the operator tools, the workers and one-off runs.
 
 Subcommands import their modules lazily so that ``game-analytics --help`` stays fast.
 """
@@ -25,19 +25,34 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module: str, func: str = "main") -> Callable[[argparse.Namespace], int]:
-    """A subcommand that hands its remaining arguments to ``module.func(argv)``."""
+def _delegate(target: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand that hands its remaining arguments to ``module:function(argv)`` (default function ``main``)."""
+    module, _, func = target.partition(":")
 
     def run(args: argparse.Namespace) -> int:
-        return int(getattr(importlib.import_module(module), func)(args.rest) or 0)
+        return int(getattr(importlib.import_module(module), func or "main")(args.rest) or 0)
 
     return run
 
 
-#: name -> (module, help) for subcommands implemented elsewhere, taking their own argv.
+#: name -> (module[:function], help) for subcommands implemented elsewhere; each parses its own argv.
 DELEGATED: dict[str, tuple[str, str]] = {
     "data": ("game_analytics.data.__main__", "fetch the real data sets into the cache"),
+    "load": ("game_analytics.workers.load", "replay the real data sets as events (stream or bulk COPY)"),
+    "rate": ("game_analytics.workers.ranking:rate_main", "rate a match CSV and print the leaderboard"),
+    "report": ("game_analytics.workers.report:cli_main", "run a report once: report run --type ... --format ..."),
+    "audit": ("game_analytics.audit:main", "audit trail tools: audit verify"),
+    "mongo": ("game_analytics.topology.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
+    "demo": ("game_analytics.demo:main", "run the whole stack on real data on this machine"),
 }
+
+#: worker name -> module whose ``main(argv)`` runs it (``game-analytics worker NAME ...``).
+WORKERS = ("ingest", "exporter", "detection", "ranking", "report")
+
+
+def _worker(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"game_analytics.workers.{args.name}")
+    return int(module.main(args.rest) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--output", default="crds", help="folder for the CRD YAML files (default: crds)")
     crds.add_argument("--chart", help="also write them into this Helm chart's crds/ folder")
     crds.set_defaults(func=_crds)
+
+    worker = sub.add_parser("worker", help="run a worker: " + ", ".join(WORKERS))
+    worker.add_argument("name", choices=WORKERS)
+    worker.add_argument("rest", nargs=argparse.REMAINDER)
+    worker.set_defaults(func=_worker)
 
     for name, (module, help_) in DELEGATED.items():
         p = sub.add_parser(name, help=help_, add_help=False)

@@ -24,6 +24,7 @@ import asyncio
 import copy
 import datetime
 import itertools
+import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -83,6 +84,12 @@ def _set_meta(patch: Any, **fields: Any) -> Any:
     return out
 
 
+def _amend(request: kmock.Request, **fields: Any) -> None:
+    """Replace fields of a recorded (frozen) kmock request in place."""
+    for name, value in fields.items():
+        object.__setattr__(request, name, value)
+
+
 @attrs.define(kw_only=True)
 class ApiServerEmulator(kmock.KubernetesEmulator):
     """kmock's Kubernetes emulator plus the API server behaviours listed in this module's docstring."""
@@ -95,29 +102,33 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             return await super()._handle(request)
         async with self._write_lock:  # previews below must see the state the write is applied to
             try:
-                request = self._complete(request)
+                self._complete(request)
                 return await super()._handle(request)
             except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
                 raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from None
 
-    def _complete(self, request: kmock.Request) -> kmock.Request:
-        """The request with the metadata a real API server would set, or turned into a create (apply)."""
+    def _complete(self, request: kmock.Request) -> None:
+        """Add the metadata a real API server would set, or turn an apply of a missing object into a create.
+
+        The request is amended in place: kmock matches its reactions against the request objects it recorded,
+        by identity, so a copy would match none of them.
+        """
         if request.action == kmock.action.CREATE:
-            return attrs.evolve(request, data=self._new_object(request.data))
+            _amend(request, data=self._new_object(request.data))
+            return
         key = (request.resource, request.namespace, request.name)
-        exists = key in self.objects and not self.objects[key].deleted
-        if not exists:
+        if key not in self.objects or self.objects[key].deleted:
             if request.headers.get("Content-Type", "").startswith(APPLY_PATCH) and isinstance(request.data, dict):
                 data = copy.deepcopy(request.data)
                 data.setdefault("metadata", {}).update(name=request.name, namespace=request.namespace)
-                return attrs.evolve(request, action=kmock.action.CREATE, data=self._new_object(data))
-            return request  # kmock answers 404
+                _amend(request, action=kmock.action.CREATE, data=self._new_object(data))
+            return  # otherwise kmock answers 404
         current = self.objects[key].raw
         preview = dicts.patch_dict(copy.deepcopy(current), request.data or {})  # raises on failed JSON-patch tests
         meta = {"resourceVersion": str(next(self._versions))}
         if request.subresource is None and preview.get("spec") != current.get("spec"):
             meta["generation"] = int(current.get("metadata", {}).get("generation") or 0) + 1
-        return attrs.evolve(request, data=_set_meta(request.data or {}, **meta))
+        _amend(request, data=_set_meta(request.data or {}, **meta))
 
     def _new_object(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -170,3 +181,134 @@ def kubeconfig(server: str, namespace: str = "default") -> dict:
         "users": [{"name": "kmock", "user": {"token": "kmock-test-token"}}],
         "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": namespace}}],
     }
+
+
+class EmulatorThread:
+    """An :class:`ApiServerEmulator` served over HTTP on 127.0.0.1 from its own thread and event loop.
+
+    Its own loop keeps it independent of the operator's: Kopf's shutdown waits for (and then cancels) every task
+    spawned in its loop, which would include the emulator's never-ending watch streams. Tests talk to it with
+    :meth:`call` (run a function in the emulator's loop, e.g. to read ``objects`` consistently) and :meth:`create`.
+
+    Usage::
+
+        with EmulatorThread() as api:
+            api.create(manifest)
+            live = api.get("gameanalytics.io/v1alpha1/alertrules", "games", "name")
+    """
+
+    def __init__(self, timeout: float = 10.0):
+        self.timeout = timeout
+        self.emulator: ApiServerEmulator | None = None
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kmock", daemon=True)
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> EmulatorThread:
+        self._thread.start()
+        if not self._ready.wait(self.timeout) or self._error:
+            raise RuntimeError("the kmock emulator did not start") from self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(self.timeout)
+        if self._thread.is_alive():
+            raise RuntimeError("the kmock emulator did not stop")
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        try:
+            async with ApiServerEmulator() as emulator, kmock.Server(emulator) as server:
+                emulator.resources.load_bundled()  # discovery of built-in kinds (v1, apps/v1, batch/v1 ...)
+                emulator.register_crds()
+                emulator.register_monitoring()
+                self.emulator, self.url = emulator, f"http://{server.host}:{server.port}"
+                self._ready.set()
+                await self._stop.wait()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            raise
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` run in the emulator's loop (awaited if it returns an awaitable); returns its result."""
+        async def invoke() -> Any:
+            result = fn(*args)
+            return await result if asyncio.iscoroutine(result) else result
+
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(invoke(), self._loop).result(self.timeout)
+
+    def create(self, manifest: dict) -> dict:
+        """POST ``manifest`` (namespaced; ``metadata.namespace`` required) as a client would; returns the stored body.
+
+        Raises:
+            AssertionError: when the emulator answers with an error status.
+        """
+        api_version, plural = manifest["apiVersion"], self.plural(manifest["apiVersion"], manifest["kind"])
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        url = f"{base}/namespaces/{manifest['metadata']['namespace']}/{plural}"
+
+        async def post() -> tuple[int, Any]:
+            assert self.emulator is not None
+            async with self.emulator.post(url, json=manifest) as response:
+                return response.status, await response.json()
+
+        status, body = self.call(post)
+        assert status in (200, 201), f"POST {url} -> {status}: {body}"
+        return body
+
+    def patch(self, resource: str, namespace: str, name: str, patch: dict) -> dict:
+        """JSON-merge-patch an object over HTTP (like ``kubectl patch --type=merge``); returns the stored body."""
+        group_version, _, plural = resource.rpartition("/")
+        base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        url = f"{base}/namespaces/{namespace}/{plural}/{name}"
+
+        async def send() -> tuple[int, Any]:
+            assert self.emulator is not None
+            async with self.emulator.patch(url, json=patch,
+                                           headers={"Content-Type": "application/merge-patch+json"}) as response:
+                return response.status, await response.json()
+
+        status, body = self.call(send)
+        assert status == 200, f"PATCH {url} -> {status}: {body}"
+        return body
+
+    def plural(self, api_version: str, kind: str) -> str:
+        """The plural name the emulator serves for ``kind`` in ``api_version``."""
+        assert self.emulator is not None
+        group, _, version = api_version.rpartition("/")
+        for resource in self.emulator.resources:
+            info = self.emulator.resources[resource]
+            if resource.group == group and resource.version == version and info.kind == kind:
+                return resource.plural
+        raise KeyError(f"{api_version} {kind} is not served")
+
+    def get(self, resource: str, namespace: str, name: str) -> dict | None:
+        """A deep copy of the stored object (``resource`` as ``group/version/plural`` or ``v1/plural``), or None."""
+        def read() -> dict | None:
+            assert self.emulator is not None
+            key = (resource, namespace, name)
+            if key not in self.emulator.objects or self.emulator.objects[key].deleted:
+                return None
+            return copy.deepcopy(self.emulator.objects[key].raw)
+
+        return self.call(read)
+
+    def list(self, resource: str, namespace: str) -> list[dict]:
+        """Deep copies of all live objects of ``resource`` in ``namespace``."""
+        def read() -> list[dict]:
+            assert self.emulator is not None
+            wanted = kmock.resource(resource)
+            return [copy.deepcopy(obj.raw) for (res, ns, _), obj in self.emulator.objects.items()
+                    if res == wanted and ns == namespace and not obj.deleted]
+
+        return self.call(read)

@@ -254,3 +254,38 @@ def test_load_events_requires_one_target() -> None:
         load_events([], dsn="postgresql://x", redis_url="redis://x")
     with pytest.raises(ValueError):
         load_events([])
+
+
+def test_pipelined_run_stores_everything_in_order_of_acks(db_dsn, redis_url, stream, rclient) -> None:
+    events = [purchase(i) for i in range(1000)]
+    publish_events(events[:500] + [b"not json"] + events[500:], redis_url, stream=stream)
+    with make_worker(redis_url, db_dsn, stream, batch_size=97) as worker:
+        assert worker.run(until_idle=True) == 1001
+    assert scalar(db_dsn, "SELECT count(*) FROM events") == 1000
+    assert scalar(db_dsn, "SELECT count(*) FROM dead_letters") == 1
+    assert pending(rclient, stream) == 0
+
+
+def test_pipelined_run_surfaces_write_errors_and_leaves_entries_pending(
+    db_dsn, redis_url, stream, rclient
+) -> None:
+    publish_events([purchase(i) for i in range(500)], redis_url, stream=stream)
+    worker = make_worker(redis_url, db_dsn, stream, batch_size=100)
+    original, calls = worker._commit, []
+
+    def failing_commit(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise psycopg.OperationalError("database went away")
+        return original(*args)
+
+    worker._commit = failing_commit
+    with pytest.raises(psycopg.OperationalError):
+        worker.run(until_idle=True)
+    worker.close()
+    assert scalar(db_dsn, "SELECT count(*) FROM events") == 200  # batches 1 and 2 only
+    assert pending(rclient, stream) >= 100  # batch 3 (and possibly 4, read ahead) not acknowledged
+    with make_worker(redis_url, db_dsn, stream, batch_size=100) as restarted:
+        restarted.run(until_idle=True)
+    assert scalar(db_dsn, "SELECT count(*) FROM events") == 500
+    assert pending(rclient, stream) == 0

@@ -12,7 +12,8 @@ period simultaneously on masked arrays.
 
 Players who did not play in a period only have their deviation increased,
 ``phi' = sqrt(phi^2 + sigma^2)`` (paper, step 6 for non-competing players), capped at
-:attr:`Glicko2Config.max_rd`.
+:attr:`Glicko2Config.max_rd`. Over many periods this growth is applied lazily (when a player
+next plays, or at the end), so one period costs O(its matches), not O(all players).
 """
 
 from __future__ import annotations
@@ -336,9 +337,9 @@ def rate_periods(
     """Run :func:`rate_period` over consecutive rating periods.
 
     Each distinct value of ``period`` (any sortable labels, e.g. ``year * 100 + round``) is one
-    rating period; periods are processed in ascending order. Periods without matches are not
-    represented (callers wanting inactivity between sparse labels should add empty periods or
-    use :func:`game_analytics.analytics.ratings.decay.inactivity_rd`).
+    rating period; periods are processed in ascending order. Gaps between labels are not counted
+    as idle periods (label 10 followed by label 30 is two consecutive periods); for wall-clock
+    decay use :func:`game_analytics.analytics.ratings.decay.inactivity_rd`.
 
     Args:
         ratings: starting ratings of ``n`` players.
