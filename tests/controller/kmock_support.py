@@ -296,7 +296,7 @@ class EmulatorThread:
         """A deep copy of the stored object (``resource`` as ``group/version/plural`` or ``v1/plural``), or None."""
         def read() -> dict | None:
             assert self.emulator is not None
-            key = (resource, namespace, name)
+            key = (kmock.resource(resource), namespace, name)  # kmock 0.8: `in` does not parse string keys
             if key not in self.emulator.objects or self.emulator.objects[key].deleted:
                 return None
             return copy.deepcopy(self.emulator.objects[key].raw)

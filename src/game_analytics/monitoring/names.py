@@ -63,3 +63,46 @@ OWN_METRICS = frozenset(
     value for key, value in dict(globals()).items()
     if key.isupper() and isinstance(value, str) and value.startswith(PREFIX + "_")
 )
+
+# Metrics of third-party exporters that alert rules and dashboards use. Kept here so that every name a query
+# uses is listed in one file; a live scrape of each exporter can check these sets.
+PROMETHEUS = frozenset({"up"})  # synthesized by Prometheus for every target
+# oliver006/redis_exporter (names checked against its exporter/exporter.go and exporter/sentinels.go);
+# the redis_sentinel_* families appear only when the exporter scrapes a Sentinel.
+REDIS_EXPORTER = frozenset({
+    "redis_up", "redis_instance_info", "redis_connected_clients", "redis_connected_slaves", "redis_master_link_up",
+    "redis_memory_used_bytes", "redis_memory_max_bytes", "redis_commands_processed_total",
+    "redis_sentinel_master_ckquorum_status", "redis_sentinel_master_ok_sentinels", "redis_sentinel_master_status",
+})
+# percona/mongodb_exporter: mongodb_up (general collector, no topology labels) and the mongos sharding collector
+# (checked against its source); mongodb_rs_members_health comes from its replSetGetStatus collector (checked only
+# against its documentation).
+MONGODB_EXPORTER = frozenset({
+    "mongodb_up", "mongodb_rs_members_health", "mongodb_mongos_sharding_shard_chunks_total",
+})
+# kubernetes/kube-state-metrics v2
+KUBE_STATE_METRICS = frozenset({
+    "kube_job_status_failed", "kube_job_owner", "kube_cronjob_next_schedule_time", "kube_cronjob_spec_suspend",
+    "kube_statefulset_status_replicas_ready", "kube_statefulset_replicas", "kube_deployment_status_replicas_available",
+})
+EXTERNAL_METRICS = PROMETHEUS | REDIS_EXPORTER | MONGODB_EXPORTER | KUBE_STATE_METRICS
+
+#: suffixes Prometheus adds to the series of a histogram (gauge histograms use _gcount and _gsum)
+HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum", "_gcount", "_gsum")
+
+
+def family(series_name: str) -> str:
+    """The metric family a series name belongs to: ``foo_seconds_bucket`` -> ``foo_seconds`` when that family is ours
+    or external; otherwise the name itself."""
+    known = OWN_METRICS | EXTERNAL_METRICS
+    if series_name in known:
+        return series_name
+    for suffix in HISTOGRAM_SUFFIXES:
+        if series_name.endswith(suffix) and series_name.removesuffix(suffix) in known:
+            return series_name.removesuffix(suffix)
+    return series_name
+
+
+def is_known(series_name: str) -> bool:
+    """Whether a series name belongs to a family listed in this module (ours or a known exporter's)."""
+    return family(series_name) in OWN_METRICS | EXTERNAL_METRICS

@@ -69,6 +69,42 @@ def check(expr: str) -> None:
         raise InvalidPromQL(str(exc)) from exc
 
 
+def metric_names(expr: str) -> set[str]:
+    """Names of every metric ``expr`` selects, read from the parsed AST (``promql-parser``), not by pattern matching.
+
+    A selector names its metric either before the braces (``foo{a="b"}``) or with an exact ``__name__`` matcher
+    (``{__name__="foo"}``). Histogram series keep their suffix (``foo_bucket``).
+
+    Raises:
+        InvalidPromQL: if ``expr`` does not parse.
+        ValueError: if a selector has no exact metric name (``{__name__=~"foo.*"}``), since it could select anything.
+    """
+    try:
+        tree = promql_parser.parse(expr)
+    except Exception as exc:
+        raise InvalidPromQL(str(exc)) from exc
+    found: set[str] = set()
+    unnamed: list[str] = []
+
+    def visit(node: object) -> None:
+        if not isinstance(node, promql_parser.VectorSelector):
+            return
+        if node.name:
+            found.add(node.name)
+            return
+        exact = [m.value for m in node.matchers.matchers
+                 if m.name == "__name__" and m.op == promql_parser.MatchOp.Equal]
+        if exact:
+            found.update(exact)
+        else:
+            unnamed.append(str(node.prettify()))
+
+    promql_parser.walk(tree, visit)
+    if unnamed:
+        raise ValueError(f"selectors without an exact metric name in {expr!r}: {unnamed}")
+    return found
+
+
 def render(detector: Detector, rule: str) -> str:
     """The alert expression for ``detector`` of the AlertRule identified by ``rule`` (see :func:`rule_id`).
 

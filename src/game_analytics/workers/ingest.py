@@ -42,6 +42,8 @@ from typing import Any
 import psycopg
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from game_analytics.events import AnyEvent, EventError, parse_event, validate_event
 from game_analytics.storage.engine import libpq_dsn
@@ -197,27 +199,61 @@ def prepare_connection(conn: psycopg.Connection) -> None:
         conn.execute(_CREATE_STAGE)
 
 
+class JsonTextBinaryDumper(Dumper):
+    """Binary COPY dumper for ``jsonb`` from an already serialised JSON ``str`` (jsonb wire format: 0x01 + text).
+
+    Registered for the ``jsonb`` OID only (Python type None), so it applies just where COPY ``set_types`` names
+    ``jsonb``; the server still parses and checks the JSON.
+    """
+
+    format = Format.BINARY
+    oid = 3802  # jsonb
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
+
+
+#: Column types of :func:`event_row` tuples for binary COPY.
+ROW_TYPES = ["text", "text", "timestamptz", "text", "text", "text", "jsonb"]
+
+
+def copy_rows(cur: psycopg.Cursor, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Binary ``COPY table (event columns) FROM STDIN`` of :func:`event_row` tuples (aware datetimes required)."""
+    cur.adapters.register_dumper(None, JsonTextBinaryDumper)
+    with cur.copy(f"COPY {table} ({_STAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(ROW_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
 def write_batch(
     conn: psycopg.Connection,
     rows: Sequence[tuple[Any, ...]],
     dead_letters: Sequence[DeadLetterRecord] = (),
     stream: str = DEFAULT_STREAM,
+    *,
+    derive: bool = True,
 ) -> dict[str, int]:
     """Write one batch in the caller's open transaction; return the number of NEW events per event type.
 
-    Rows already present (same ``event_id``) are skipped, so re-writing a batch is a no-op.  The caller commits.
-    Requires :func:`prepare_connection` on ``conn``.  Raises ``psycopg.Error`` on database errors.
+    ``rows`` (:func:`event_row` tuples) are COPY-ed into the session's staging table, then inserted into
+    ``events`` with ``ON CONFLICT (event_id) DO NOTHING``: rows already present are skipped, so re-writing a batch
+    is a no-op.  With ``derive`` the batch's participants are upserted into ``players`` (first/last seen) and its
+    match results inserted into ``matches`` (idempotent too).  ``dead_letters`` go to ``dead_letters`` (unique per
+    ``(stream, stream_id)``).  The caller commits.  Requires :func:`prepare_connection` on ``conn``.
+
+    Raises:
+        psycopg.Error: on database errors (the caller's transaction is then to be rolled back).
     """
     inserted: dict[str, int] = {}
     if rows:
         with conn.cursor() as cur:
-            with cur.copy(f"COPY {STAGE_TABLE} ({_STAGE_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            copy_rows(cur, STAGE_TABLE, rows)
             cur.execute(_INSERT_EVENTS)
             inserted = {etype: int(n) for etype, n in cur.fetchall()}
-            cur.execute(_UPSERT_PLAYERS)
-            cur.execute(_INSERT_MATCHES)
+            if derive:
+                cur.execute(_UPSERT_PLAYERS)
+                cur.execute(_INSERT_MATCHES)
             cur.execute(f"TRUNCATE {STAGE_TABLE}")
     if dead_letters:
         with conn.cursor() as cur:
@@ -286,6 +322,7 @@ class IngestConfig:
         claim_idle_ms: pending entries idle longer than this are taken over from other consumers.
         claim_every_s: how often to look for such entries while running.
         dead_letter_stream: stream receiving rejected entries (default ``<stream>:dead-letters``).
+        derive: also maintain ``players`` and ``matches`` in the same transaction (see :func:`write_batch`).
     """
 
     redis_url: str
@@ -298,6 +335,7 @@ class IngestConfig:
     claim_idle_ms: int = 30_000
     claim_every_s: float = 15.0
     dead_letter_stream: str | None = None
+    derive: bool = True
 
     @property
     def dead_letters_key(self) -> str:
@@ -456,7 +494,7 @@ class IngestWorker:
     ) -> None:
         started = time.perf_counter()
         with self.db.transaction():
-            inserted = write_batch(self.db, rows, dead, self.config.stream)
+            inserted = write_batch(self.db, rows, dead, self.config.stream, derive=self.config.derive)
         if dead:
             pipe = self.redis.pipeline(transaction=False)
             for d in dead:
@@ -502,11 +540,17 @@ def _to_json_bytes(event: dict[str, Any] | bytes | str) -> bytes:
 
 
 def copy_events(
-    events: Iterable[dict[str, Any]], dsn: str, *, batch_size: int = 10_000, source: str = "bulk"
+    events: Iterable[dict[str, Any]],
+    dsn: str,
+    *,
+    batch_size: int = 10_000,
+    source: str = "bulk",
+    derive: bool = True,
 ) -> LoadResult:
     """Validate event dicts and store them with the COPY fast path, ``batch_size`` per transaction.
 
-    Idempotent by ``event_id``.  Invalid events are written to ``dead_letters`` with stream ``load:<source>`` and
+    Idempotent by ``event_id``; ``derive`` as in :func:`write_batch`.  Invalid events are written to
+    ``dead_letters`` with stream ``load:<source>`` and
     their 0-based position as ``stream_id``.  Raises ``psycopg.Error`` on database errors (committed batches stay).
     """
     result = LoadResult()
@@ -514,7 +558,7 @@ def copy_events(
 
     def write(rows: list[tuple[Any, ...]], dead: list[DeadLetterRecord]) -> None:
         with conn.transaction():
-            inserted = sum(write_batch(conn, rows, dead, stream).values())
+            inserted = sum(write_batch(conn, rows, dead, stream, derive=derive).values())
         result.inserted += inserted
         result.duplicates += len(rows) - inserted
         result.dead_lettered += len(dead)
@@ -606,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-ms", type=int, default=1000)
     p.add_argument("--claim-idle-ms", type=int, default=30_000)
     p.add_argument("--dead-letter-stream", default=None)
+    p.add_argument("--no-derive", action="store_true", help="do not maintain the players / matches tables")
     p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on this port (0: off)")
     p.add_argument("--migrate", action="store_true", help="run the database migrations before starting")
     p.add_argument("--log-level", default="INFO")
@@ -629,6 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis_url=args.redis_url, dsn=args.dsn, stream=args.stream, group=args.group, consumer=args.consumer,
         batch_size=args.batch_size, block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms,
         dead_letter_stream=args.dead_letter_stream,
+        derive=not args.no_derive,
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

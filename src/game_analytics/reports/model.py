@@ -1,0 +1,220 @@
+"""The report data model: periods, filters, key figures, tables, chart specifications (pure, no I/O).
+
+A :class:`Report` is what a builder (see :mod:`game_analytics.reports.builders`) returns and what every output format
+(:mod:`game_analytics.reports.render`) and delivery channel (:mod:`game_analytics.reports.delivery`) consumes:
+
+* ``figures``: the headline numbers, each with a label and unit (``players``, ``USD``, ``%`` ...);
+* ``tables``: named :class:`pandas.DataFrame` objects (one CSV file each);
+* ``charts``: declarative :class:`ChartSpec` objects that point at a table's columns, drawn by
+  :mod:`game_analytics.reports.charts`;
+* ``notes``: caveats about the data (e.g. "timestamps have day resolution").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+
+from ..api.scheduledreport import ReportFilters, ReportType
+
+__all__ = [
+    "MAX_FILTER_VALUE_LENGTH",
+    "ChartSpec",
+    "Figure",
+    "Report",
+    "ReportPeriod",
+    "Table",
+    "bucket_unit",
+    "parse_duration",
+    "validate_filters",
+]
+
+#: Longest accepted filter value, in characters (the widest filtered column, ``events.game``, holds 64).
+MAX_FILTER_VALUE_LENGTH = 128
+
+_DURATION_UNITS = {
+    "y": timedelta(days=365), "w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
+    "m": timedelta(minutes=1), "s": timedelta(seconds=1), "ms": timedelta(milliseconds=1),
+}  # fmt: skip
+_DURATION_PART = re.compile(r"([0-9]+)(ms|y|w|d|h|m|s)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a Prometheus-style duration (``30s``, ``1h30m``, ``7d``, ``2w``; ``y`` = 365 days).
+
+    Raises:
+        ValueError: empty, zero, or not of the form ``<int><unit>...`` with units y, w, d, h, m, s, ms.
+    """
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 24h, 7d, 30d, 1h30m")
+    total = sum((int(n) * _DURATION_UNITS[u] for n, u in parts), timedelta())
+    if total <= timedelta():
+        raise ValueError(f"duration {text!r} must be positive")
+    return total
+
+
+@dataclass(frozen=True)
+class ReportPeriod:
+    """A half-open time range ``[start, end)`` in UTC.
+
+    Raises:
+        ValueError: naive datetimes, or ``end <= start``.
+    """
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("report period bounds must be timezone-aware")
+        object.__setattr__(self, "start", self.start.astimezone(UTC))
+        object.__setattr__(self, "end", self.end.astimezone(UTC))
+        if self.end <= self.start:
+            raise ValueError(f"report period end {self.end.isoformat()} is not after start {self.start.isoformat()}")
+
+    @classmethod
+    def lookback(cls, end: datetime, duration: str | timedelta) -> ReportPeriod:
+        """The period of length ``duration`` (a timedelta or a duration string) ending at ``end``."""
+        delta = parse_duration(duration) if isinstance(duration, str) else duration
+        return cls(end - delta, end)
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+    def previous(self) -> ReportPeriod:
+        """The period of the same length immediately before this one (for churn)."""
+        return ReportPeriod(self.start - self.length, self.start)
+
+    def label(self) -> str:
+        """``2024-01-01 00:00 – 2024-01-08 00:00 UTC`` (end exclusive)."""
+        return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+
+
+def bucket_unit(period: ReportPeriod) -> Literal["day", "week", "month"]:
+    """Time bucket for series and cohorts: ``day`` up to 31 days, ``week`` up to 26 weeks, else ``month``."""
+    if period.length <= timedelta(days=31):
+        return "day"
+    if period.length <= timedelta(weeks=26):
+        return "week"
+    return "month"
+
+
+def validate_filters(filters: ReportFilters) -> ReportFilters:
+    """Check every filter value beyond what the pydantic model checks, and return the filters unchanged.
+
+    Values may contain any printable characters (quotes, semicolons ...): they are always bound as SQL parameters,
+    so they can only ever match (or not match) stored values. Rejected are values PostgreSQL cannot store in
+    ``text`` or that could never match a stored column.
+
+    Raises:
+        ValueError: naming the filter (``filters.games[2]``) for an empty value, a value longer than
+            :data:`MAX_FILTER_VALUE_LENGTH` characters, or one containing control characters (e.g. NUL).
+    """
+    for name in ("games", "regions", "event_types"):
+        for i, value in enumerate(getattr(filters, name)):
+            where = f"filters.{name}[{i}]"
+            if not value:
+                raise ValueError(f"{where}: empty value")
+            if len(value) > MAX_FILTER_VALUE_LENGTH:
+                raise ValueError(f"{where}: longer than {MAX_FILTER_VALUE_LENGTH} characters")
+            if any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise ValueError(f"{where}: contains control characters")
+    return filters
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A headline number: ``value`` (int, float, str or None when undefined) with a label and a unit."""
+
+    key: str
+    label: str
+    value: int | float | str | None
+    unit: str = ""
+
+    def formatted(self) -> str:
+        """Human-readable value with unit: ``12,345 players``, ``23.4 %``, ``n/a``."""
+        v = self.value
+        if v is None:
+            text = "n/a"
+        elif isinstance(v, bool) or isinstance(v, str):
+            text = str(v)
+        elif isinstance(v, int):
+            text = f"{v:,}"
+        else:
+            text = f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+        return f"{text} {self.unit}".strip() if v is not None else text
+
+
+@dataclass(frozen=True)
+class Table:
+    """A named result table; ``name`` is a file-name-safe identifier (``top_spenders``)."""
+
+    name: str
+    title: str
+    frame: pd.DataFrame
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    """A chart drawn from one table.
+
+    Attributes:
+        kind: ``line`` (x numeric/time, one line per ``y`` column), ``bar`` (one bar per row of ``x``, first ``y``
+            column; ``horizontal`` for long labels), ``heatmap`` (``x`` = column holding the row labels, ``y`` =
+            the value columns, values in [0, 1] shown as percent).
+        table: name of the source table in the same report.
+        x: column for the x axis (or the row labels of a heatmap).
+        y: value columns.
+        xlabel, ylabel: axis labels including units, e.g. ``"Day (UTC)"``, ``"Players"``.
+        diagonal: draw the line of equality y = x (Lorenz curves).
+        percent: format the y axis (or heatmap cells) as percentages of 1.
+    """
+
+    name: str
+    title: str
+    kind: Literal["line", "bar", "heatmap"]
+    table: str
+    x: str
+    y: tuple[str, ...]
+    xlabel: str
+    ylabel: str
+    horizontal: bool = False
+    diagonal: bool = False
+    percent: bool = False
+
+
+@dataclass
+class Report:
+    """A finished report (see the module docstring)."""
+
+    report_type: ReportType
+    title: str
+    period: ReportPeriod
+    filters: ReportFilters
+    generated_at: datetime
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    charts: list[ChartSpec] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """The frame of table ``name``. Raises KeyError if there is none."""
+        for t in self.tables:
+            if t.name == name:
+                return t.frame
+        raise KeyError(name)
+
+    def figure(self, key: str) -> Any:
+        """The value of figure ``key``. Raises KeyError if there is none."""
+        for f in self.figures:
+            if f.key == key:
+                return f.value
+        raise KeyError(key)
