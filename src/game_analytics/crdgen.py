@@ -118,7 +118,6 @@ def crd(info: KindInfo) -> dict[str, Any]:
                                     "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
                                     "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters, "
                                     "so that the names of generated objects stay valid",
-                                    "fieldPath": ".metadata.name",
                                 }
                             ],
                             "properties": {

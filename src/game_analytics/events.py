@@ -2,10 +2,13 @@
 
 An event is a JSON object::
 
-    {"event_id": "bl-1963-1-1", "event_type": "match_result", "occurred_at": "1963-08-24T17:00:00Z",
-     "player_id": "Hamburger SV", "game": "bundesliga", "region": "DE",
-     "payload": {"home_team": "Hamburger SV", "away_team": "Preussen Muenster", "home_goals": 1,
-                 "away_goals": 1, "season": 1963, "round": 1}}
+    {"event_id": "5f0c...", "event_type": "match_result", "occurred_at": "1963-08-24T00:00:00Z",
+     "player_id": "hamburger-sv", "game": "bundesliga", "region": "DE",
+     "payload": {"home_team": "Hamburger SV", "away_team": "Preussen Muenster",
+                 "home_player_id": "hamburger-sv", "away_player_id": "preussen-muenster",
+                 "home_score": 1, "away_score": 1, "outcome": "draw", "season": 1963, "round": 1}}
+
+This is exactly what :mod:`game_analytics.data.events` produces from the real data sets.
 
 ``event_type`` selects the payload model (a discriminated union): ``login``, ``logout``, ``purchase``, ``trade``,
 ``currency_change``, ``match_result``, ``error``.  Every string is length-bounded, every number range-bounded, unknown
@@ -23,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -95,12 +99,17 @@ class LogoutPayload(_Strict):
 
 
 class PurchasePayload(_Strict):
-    """A real-money purchase: ``quantity`` items for ``amount`` (total, in ``currency`` units, e.g. dollars)."""
+    """A real-money purchase: ``quantity`` items for ``amount`` (total, in ``currency`` units, e.g. dollars).
+
+    ``customer_id`` is the source system's numeric customer number (CDNOW) and ``item`` an item kind, when known.
+    """
 
     quantity: Count
     amount: Money
     currency: Currency = "USD"
+    item: Code | None = None
     item_id: Identifier | None = None
+    customer_id: Annotated[int, Field(ge=0, le=2**53)] | None = None
 
 
 class TradePayload(_Strict):

@@ -13,6 +13,7 @@ a documented behaviour of the real API server (see docs/testing.md, "kmock tier"
   field ownership: fields the manager stopped setting are not removed.
 * Equality-based ``labelSelector`` on list requests (``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``).
 * A failed JSON-patch ``test`` operation answers 422 (as the API server does), not 500.
+* Watches subscribe to changes atomically with their initial snapshot, so no event is lost in between.
 
 The API discovery of built-in kinds comes from kmock's bundled resource list; our CRDs are registered from
 ``crds/*.yaml``, and the prometheus-operator kinds the operator writes are registered by hand.
@@ -26,7 +27,7 @@ import datetime
 import itertools
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,12 @@ def _set_meta(patch: Any, **fields: Any) -> Any:
     out = dict(patch)
     out["metadata"] = {**(out.get("metadata") or {}), **fields}
     return out
+
+
+def _watched(request: kmock.Request, resource: Any, namespace: str | None, name: str | None) -> bool:
+    """Whether a watch ``request`` covers the object (cluster-wide watches see all namespaces)."""
+    return (resource == request.resource and (request.namespace is None or namespace == request.namespace)
+            and (request.name is None or name == request.name))
 
 
 def _amend(request: kmock.Request, **fields: Any) -> None:
@@ -140,6 +147,29 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(self._versions)), generation=1,
                     creationTimestamp=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         return data
+
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
+        """kmock's watch, but subscribed to the event bus in the same critical section as the initial snapshot.
+
+        kmock 0.8 subscribes only after it has streamed the snapshot; a write landing in between (Kopf patching
+        the object it has just listed) is then never delivered on that stream, and Kopf waits forever.
+        """
+        yield b""  # send the headers now
+        assert request.resource is not None
+        bus = self._buses[request.resource]
+        async with self._lock:  # writes publish to the bus while holding this lock
+            marker = await bus.mark()
+            snapshot = [{"type": "ADDED", "object": obj.raw} for (res, ns, name), obj in self.objects.items()
+                        if not obj.deleted and _watched(request, res, ns, name)]
+        try:
+            for event in snapshot:
+                yield event
+            async for event in bus.stream(since=marker):
+                meta = event.get("object", {}).get("metadata", {})
+                if _watched(request, request.resource, meta.get("namespace"), meta.get("name")):
+                    yield event
+        finally:
+            await bus.unmark(marker)
 
     async def _serve_list(self, request: kmock.Request) -> Any:
         result = await super()._serve_list(request)

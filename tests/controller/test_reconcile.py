@@ -186,3 +186,19 @@ def test_redis_failover_reports_unreachable_sentinels_honestly():
     assert failover["status"]["sentinelsReachable"] == 0
     again = run("RedisFailover", failover, cluster)
     assert again.status_patch(failover["status"]) == {}, "a stable probe result must not rewrite status"
+
+
+def test_mongo_cluster_bootstrap_progress_follows_its_job():
+    cluster, mongo = FakeCluster(), body("mongoshardedcluster.yaml")
+    run("MongoShardedCluster", mongo, cluster)
+    assert ready(mongo)["status"] == "True"
+    boot = conditions.get(mongo["status"]["conditions"], "Bootstrapped")
+    assert (boot["status"], boot["reason"]) == ("Unknown", "BootstrapPending")
+    assert [rs["initialized"] for rs in mongo["status"]["replicaSets"]] == [False, False, False]
+    job_path = next(p for p in cluster.objects if "/jobs/" in p)
+    cluster.objects[job_path]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    run("MongoShardedCluster", mongo, cluster)
+    boot = conditions.get(mongo["status"]["conditions"], "Bootstrapped")
+    assert (boot["status"], boot["reason"]) == ("True", "Complete")
+    assert [(rs["initialized"], rs["addedAsShard"]) for rs in mongo["status"]["replicaSets"]] == [
+        (True, False), (True, True), (True, True)]

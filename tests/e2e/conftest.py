@@ -56,3 +56,7 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+# The installed chart and the running operator, shared by the operator tests (see support.py).
+from .support import installed, kubectl, operator  # noqa: E402, F401

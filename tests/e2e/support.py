@@ -85,9 +85,10 @@ def kubectl(control_plane) -> Kubectl:
 def installed(control_plane, kubectl) -> Path:
     """The chart installed with helm, plus stand-ins of prometheus-operator's CRDs; returns the SA kubeconfig."""
     kubectl.run("apply", "-f", str(Path(__file__).parent / "manifests" / "prometheus-operator-crds.yaml"))
-    subprocess.run([tool("helm"), "install", RELEASE, str(ROOT / "charts" / "game-analytics"), "--namespace",
-                    SYSTEM_NS, "--create-namespace", "--kubeconfig", str(control_plane.kubeconfig), "--wait=false",
-                    "--set", "replicaCount=0"], check=True, capture_output=True, text=True, timeout=120)
+    helm = subprocess.run([tool("helm"), "install", RELEASE, str(ROOT / "charts" / "game-analytics"), "--namespace",
+                           SYSTEM_NS, "--create-namespace", "--kubeconfig", str(control_plane.kubeconfig),
+                           "--set", "replicaCount=0"], capture_output=True, text=True, timeout=120)
+    assert helm.returncode == 0, f"helm install failed:\n{helm.stderr}"
     for info in KINDS:
         kubectl.run("wait", "--for=condition=Established", f"crd/{info.crd_name}", "--timeout=60s")
     kubectl.run("create", "namespace", GAMES_NS, check=False)

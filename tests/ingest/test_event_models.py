@@ -24,8 +24,9 @@ MATCH = {
                 "season": 1963, "round": 1},
 }  # fmt: skip
 PURCHASE = {
-    "event_id": "cdnow-1-0", "event_type": "purchase", "occurred_at": datetime(1997, 1, 1), "player_id": "00001",
-    "game": "cdnow", "payload": {"quantity": 1, "amount": 11.77, "currency": "USD"},
+    "event_id": "cdnow-1-0", "event_type": "purchase", "occurred_at": datetime(1997, 1, 1), "player_id": "cdnow-00001",
+    "game": "cdnow", "region": "US",
+    "payload": {"customer_id": 1, "item": "cd", "quantity": 1, "amount": 11.77, "currency": "USD"},
 }  # fmt: skip
 
 
@@ -35,11 +36,32 @@ def _error(data: dict | bytes) -> EventError:
     return info.value
 
 
+CONVERTED_MATCH = MATCH | {
+    "player_id": "hamburger-sv",
+    "payload": {"home_player_id": "hamburger-sv", "away_player_id": "preussen-muenster",
+                "home_team": "Hamburger SV", "away_team": "Preussen Muenster", "home_score": 1, "away_score": 1,
+                "outcome": "draw", "season": 1963, "round": 1, "date_imputed": False},
+}  # fmt: skip
+
+
 def test_match_result_shape_is_accepted() -> None:
     event = validate_event(MATCH)
     assert isinstance(event, MatchResultEvent)
-    assert event.payload.home_goals == 1 and event.payload.season == 1963
+    assert event.payload.home_score == 1 and event.payload.season == 1963
     assert event.occurred_at == datetime(1963, 8, 24, 17, tzinfo=UTC)  # naive -> UTC
+    # goals are stored under the canonical score names
+    assert json.loads(event.payload.model_dump_json())["home_score"] == 1
+
+
+def test_converter_match_shape_is_accepted() -> None:
+    event = validate_event(CONVERTED_MATCH)
+    assert event.payload.home_player_id == "hamburger-sv" and event.payload.outcome == "draw"
+
+
+def test_outcome_must_agree_with_score() -> None:
+    bad = CONVERTED_MATCH | {"payload": CONVERTED_MATCH["payload"] | {"outcome": "home_win"}}
+    error = _error(bad)
+    assert error.field == "payload" and "contradicts" in error.reason
 
 
 def test_purchase_shape_is_accepted_from_dict_and_json() -> None:
@@ -69,6 +91,8 @@ def test_offsets_are_normalised_to_utc() -> None:
         (lambda e: e | {"payload": e["payload"] | {"referee": "x"}}, "payload.referee", "extra_field"),
         (lambda e: e | {"payload": {k: v for k, v in e["payload"].items() if k != "away_team"}},
          "payload.away_team", "missing_field"),
+        (lambda e: e | {"payload": {k: v for k, v in e["payload"].items() if k != "away_goals"}},
+         "payload.away_score", "missing_field"),
         (lambda e: e | {"event_id": "x" * 129}, "event_id", "invalid_value"),
         (lambda e: e | {"occurred_at": "yesterday"}, "occurred_at", "invalid_value"),
         (lambda e: e | {"occurred_at": "2400-01-01T00:00:00Z"}, "occurred_at", "invalid_value"),

@@ -152,4 +152,6 @@ def test_run_from_environment_rejects_wrong_cluster(tmp_path) -> None:
            mb.ENV_ADMIN_USERNAME: "admin", mb.ENV_ADMIN_PASSWORD: "pw"}
     with pytest.raises(ValueError):
         mb.run_from_environment("other", env)
+    with pytest.raises(SystemExit):
+        mb.main(["bootstrap"])  # --cluster is required
     assert mb.Credentials.keyfile_password_from("abc def\n ghi") == "abcdefghi"

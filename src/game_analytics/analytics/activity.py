@@ -261,7 +261,8 @@ def retention_matrix(bind: Bind, filters: Filters = Filters(), *, period: str = 
     sizes = counts[0].rename("players")
     matrix = counts.div(sizes, axis=0)
     # periods after the last observed one are unknown, not zero
-    last = long["cohort"].max()
+    step = pd.DateOffset(months=1) if period == "month" else pd.DateOffset(weeks=1)
+    last = max(c + step * int(k) for c, k in zip(long["cohort"], long["k"], strict=True))
     horizon = {c: _periods_between(c, last, period) for c in matrix.index}
     for cohort, h in horizon.items():
         matrix.loc[cohort, [k for k in matrix.columns if k > h]] = float("nan")

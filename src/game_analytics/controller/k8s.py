@@ -91,12 +91,14 @@ class Cluster:
     def request(self, method: str, url: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
                 content_type: str = "application/json") -> Any:
         """One REST call; returns the decoded JSON body (or None). Raises :class:`ApiException` on HTTP errors."""
-        raw = self.api.call_api(
-            url, method, query_params=query or [], header_params={"Content-Type": content_type,
-                                                                   "Accept": "application/json"},
-            body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+        method_, url_, headers, body_, _ = self.api.param_serialize(
+            method, url, query_params=query or [], body=body, auth_settings=["BearerToken"],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
         )
-        data = raw.data
+        response = self.api.call_api(method_, url_, header_params=headers, body=body_, _request_timeout=30)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
         return json.loads(data) if data else None
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:

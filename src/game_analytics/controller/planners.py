@@ -18,9 +18,10 @@ from ..api import API_VERSION, GROUP, KindInfo
 from ..api.common import SecretKeyRef
 from ..api.gamedatasource import GameDataSourceSpec
 from ..config import Images
-from ..objects import alertrule, gamedatasource, rankingjob, redisfailover, scheduledreport
+from ..objects import alertrule, gamedatasource, mongoshardedcluster, rankingjob, redisfailover, scheduledreport
 from ..objects.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest, Owner
-from ..topology import sentinel
+from ..topology import mongo_bootstrap, sentinel
+from . import conditions as conditions_
 from ..validation import SpecError
 from .k8s import Cluster
 
@@ -149,6 +150,41 @@ def plan_redis_failover(owner: Owner, spec: Any, cluster: Cluster, images: Image
     )
 
 
+def _job_state(job: dict | None) -> tuple[bool | None, str, str]:
+    """(succeeded?, reason, message) of a Job: True done, False failed, None still pending or running."""
+    if job is None:
+        return None, "BootstrapPending", "the bootstrap Job does not exist yet"
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Complete" and cond.get("status") == "True":
+            return True, "Complete", f"Job {job['metadata']['name']} completed"
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return False, "BootstrapFailed", f"Job {job['metadata']['name']} failed: {cond.get('message', '')}"
+    return None, "BootstrapPending", f"Job {job['metadata']['name']} has not completed yet"
+
+
+def plan_mongo_sharded_cluster(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
+    """Children from the renderer; bootstrap progress from the bootstrap Job, which runs inside the cluster.
+
+    The operator never talks to mongod itself: the Job's completion is the proof that every replica set was
+    initiated and every shard added (the bootstrap only exits 0 when its plan is empty).
+    """
+    children = mongoshardedcluster.render(owner, spec, images)
+    want = mongo_bootstrap.desired(owner.name, owner.namespace, spec)
+    job_name = mongoshardedcluster.bootstrap_job_name(owner.name, want)
+    done, reason, message = _job_state(cluster.get("batch/v1", "Job", owner.namespace, job_name))
+    replica_sets = [{"name": rs.name, "initialized": bool(done), "addedAsShard": bool(done) and not rs.configsvr}
+                    for rs in want.replica_sets]
+    status = None if done is None else done
+    return Plan(
+        children,
+        [("v1", "Service"), ("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"),
+         ("policy/v1", "PodDisruptionBudget"), ("batch/v1", "Job")],
+        status={"replicaSets": replica_sets},
+        conditions=[conditions_.condition(mongo_bootstrap.COND_BOOTSTRAPPED, status, reason, message,
+                                          owner.generation)],
+    )
+
+
 Planner = Callable[..., Plan]
 
 PLANNERS: dict[str, Planner] = {
@@ -157,6 +193,7 @@ PLANNERS: dict[str, Planner] = {
     "RankingJob": plan_ranking_job,
     "GameDataSource": plan_game_data_source,
     "RedisFailover": plan_redis_failover,
+    "MongoShardedCluster": plan_mongo_sharded_cluster,
 }
 
 __all__ = ["PLANNERS", "DependencyError", "Plan", "SpecError", "parse"]

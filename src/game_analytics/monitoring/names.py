@@ -66,20 +66,17 @@ OWN_METRICS = frozenset(
 
 # Metrics of third-party exporters that alert rules and dashboards use. Kept here so that every name a query
 # uses is listed in one file; a live scrape of each exporter can check these sets.
-PROMETHEUS = frozenset({"up"})  # synthesized by Prometheus for every target
+PROMETHEUS = frozenset({"up", "ALERTS"})  # synthesized by Prometheus: per target, and per pending/firing alert
 # oliver006/redis_exporter (names checked against its exporter/exporter.go and exporter/sentinels.go);
 # the redis_sentinel_* families appear only when the exporter scrapes a Sentinel.
 REDIS_EXPORTER = frozenset({
     "redis_up", "redis_instance_info", "redis_connected_clients", "redis_connected_slaves", "redis_master_link_up",
-    "redis_memory_used_bytes", "redis_memory_max_bytes", "redis_commands_processed_total",
-    "redis_sentinel_master_ckquorum_status", "redis_sentinel_master_ok_sentinels", "redis_sentinel_master_status",
+    "redis_memory_used_bytes", "redis_commands_processed_total",
+    "redis_sentinel_master_ckquorum_status", "redis_sentinel_master_ok_sentinels",
 })
 # percona/mongodb_exporter: mongodb_up (general collector, no topology labels) and the mongos sharding collector
-# (checked against its source); mongodb_rs_members_health comes from its replSetGetStatus collector (checked only
-# against its documentation).
-MONGODB_EXPORTER = frozenset({
-    "mongodb_up", "mongodb_rs_members_health", "mongodb_mongos_sharding_shard_chunks_total",
-})
+# (both checked against its source).
+MONGODB_EXPORTER = frozenset({"mongodb_up", "mongodb_mongos_sharding_shard_chunks_total"})
 # kubernetes/kube-state-metrics v2
 KUBE_STATE_METRICS = frozenset({
     "kube_job_status_failed", "kube_job_owner", "kube_cronjob_next_schedule_time", "kube_cronjob_spec_suspend",

@@ -148,18 +148,22 @@ class Figure:
         elif isinstance(v, int):
             text = f"{v:,}"
         else:
-            text = f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+            text = f"{v:,.3f}" if abs(v) < 1 else f"{v:,.2f}" if abs(v) < 10 else f"{v:,.1f}"
         return f"{text} {self.unit}".strip() if v is not None else text
 
 
 @dataclass(frozen=True)
 class Table:
-    """A named result table; ``name`` is a file-name-safe identifier (``top_spenders``)."""
+    """A named result table; ``name`` is a file-name-safe identifier (``top_spenders``).
+
+    ``percent_columns`` hold shares in [0, 1] that the HTML view shows as percentages (CSV/JSON keep the shares).
+    """
 
     name: str
     title: str
     frame: pd.DataFrame
     description: str = ""
+    percent_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

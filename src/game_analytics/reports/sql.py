@@ -9,6 +9,7 @@ a string that matches no game.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -51,6 +52,14 @@ def player_filter_sql(filters: ReportFilters, column: str) -> tuple[str, dict[st
 
 
 def fetch_frame(conn: Connection, sql: str, params: Mapping[str, Any]) -> pd.DataFrame:
-    """Run ``sql`` with bound ``params`` and return the rows as a DataFrame (columns in SELECT order)."""
+    """Run ``sql`` with bound ``params`` and return the rows as a DataFrame (columns in SELECT order).
+
+    ``numeric`` results (``Decimal``, e.g. from ``sum(bigint)`` or ``extract(epoch ...)``) become float64.
+    """
     result = conn.execute(text(sql), dict(params))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    for column in frame.columns:
+        values = frame[column].dropna()
+        if len(values) and isinstance(values.iloc[0], Decimal):
+            frame[column] = frame[column].astype("float64")
+    return frame

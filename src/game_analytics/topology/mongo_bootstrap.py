@@ -522,3 +522,15 @@ def run_from_environment(cluster: str, environ: Mapping[str, str] | None = None)
         print(f"bootstrap failed: {exc}")
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``game-analytics mongo bootstrap --cluster <name>`` (argv excludes ``mongo``); returns the exit code."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="game-analytics mongo", description="sharded MongoDB tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    boot = sub.add_parser("bootstrap", help="initiate replica sets, add shards, create the admin user (idempotent)")
+    boot.add_argument("--cluster", required=True, help="MongoShardedCluster name")
+    args = parser.parse_args(argv)
+    return run_from_environment(args.cluster)

@@ -34,7 +34,6 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -99,9 +98,11 @@ SELECT pid, max(region), min(occurred_at), max(occurred_at)
 FROM (
     SELECT player_id AS pid, region, occurred_at FROM {STAGE_TABLE} WHERE player_id IS NOT NULL
     UNION ALL
-    SELECT payload->>'home_team', region, occurred_at FROM {STAGE_TABLE} WHERE event_type = 'match_result'
+    SELECT COALESCE(payload->>'home_player_id', payload->>'home_team'), region, occurred_at
+    FROM {STAGE_TABLE} WHERE event_type = 'match_result'
     UNION ALL
-    SELECT payload->>'away_team', region, occurred_at FROM {STAGE_TABLE} WHERE event_type = 'match_result'
+    SELECT COALESCE(payload->>'away_player_id', payload->>'away_team'), region, occurred_at
+    FROM {STAGE_TABLE} WHERE event_type = 'match_result'
 ) AS participants
 GROUP BY pid
 ORDER BY pid
@@ -117,8 +118,9 @@ WHERE EXCLUDED.first_seen_at < players.first_seen_at OR players.first_seen_at IS
 _INSERT_MATCHES = f"""
 INSERT INTO matches (match_id, game, season, round, home_id, away_id, home_score, away_score, occurred_at)
 SELECT event_id, game, payload->>'season', (payload->>'round')::integer,
-       payload->>'home_team', payload->>'away_team',
-       (payload->>'home_goals')::integer, (payload->>'away_goals')::integer, occurred_at
+       COALESCE(payload->>'home_player_id', payload->>'home_team'),
+       COALESCE(payload->>'away_player_id', payload->>'away_team'),
+       (payload->>'home_score')::integer, (payload->>'away_score')::integer, occurred_at
 FROM {STAGE_TABLE}
 WHERE event_type = 'match_result'
 ON CONFLICT (match_id) DO NOTHING
@@ -425,43 +427,16 @@ class IngestWorker:
         return handled
 
     def run(self, stop: threading.Event | None = None, *, until_idle: bool = False) -> int:
-        """Recover, then process batches until ``stop`` is set (or, with ``until_idle``, a read finds nothing).
-
-        Pipelined: while one batch is written and committed on a helper thread, the next one is read and
-        validated, so the Python work overlaps PostgreSQL's.  Batches are still committed and acknowledged
-        strictly in order, each XACK after its own commit.  Returns the number of entries handled; re-raises the
-        first error of a write.
-        """
+        """Recover, then process batches until ``stop`` is set (checked between batches) or, with ``until_idle``,
+        until a read finds no new entries.  Returns the number of entries handled; database and Redis errors
+        propagate (unacknowledged entries are then redelivered to the next run)."""
         stop = stop or threading.Event()
         handled = self.recover()
-        inflight: Future[None] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
-            try:
-                while not stop.is_set():
-                    if time.monotonic() - self._last_claim > self.config.claim_every_s:
-                        if inflight is not None:
-                            inflight.result()
-                            inflight = None
-                        handled += self.claim_stale()
-                    entries = self._read(">", self.config.block_ms if not until_idle else 50)
-                    if not entries:
-                        if inflight is not None:
-                            inflight.result()
-                            inflight = None
-                        self.update_lag()
-                        if until_idle:
-                            break
-                        continue
-                    prepared = self._prepare(entries)
-                    if inflight is not None:
-                        inflight.result()
-                    inflight = writer.submit(self._commit, *prepared)
-                    handled += len(entries)
-                    if time.monotonic() - self._last_lag > 1.0:
-                        self.update_lag()
-            finally:
-                if inflight is not None:
-                    inflight.result()
+        while not stop.is_set():
+            n = self.run_once(block_ms=50 if until_idle else None)
+            handled += n
+            if until_idle and n == 0:
+                break
         return handled
 
     def update_lag(self) -> None:
@@ -556,19 +531,20 @@ def copy_events(
     result = LoadResult()
     stream = f"load:{source}"
 
-    def write(rows: list[tuple[Any, ...]], dead: list[DeadLetterRecord]) -> None:
-        with conn.transaction():
-            inserted = sum(write_batch(conn, rows, dead, stream, derive=derive).values())
-        result.inserted += inserted
-        result.duplicates += len(rows) - inserted
-        result.dead_lettered += len(dead)
-
-    with psycopg.connect(libpq_dsn(dsn)) as conn, ThreadPoolExecutor(1, "load-writer") as writer:
+    with psycopg.connect(libpq_dsn(dsn)) as conn:
         prepare_connection(conn)
-        inflight: Future[None] | None = None
         rows: list[tuple[Any, ...]] = []
         dead: list[DeadLetterRecord] = []
-        # Validation of batch n+1 (this thread) overlaps the COPY/INSERT of batch n (writer thread).
+
+        def flush() -> None:
+            with conn.transaction():
+                inserted = sum(write_batch(conn, rows, dead, stream, derive=derive).values())
+            result.inserted += inserted
+            result.duplicates += len(rows) - inserted
+            result.dead_lettered += len(dead)
+            rows.clear()
+            dead.clear()
+
         for index, data in enumerate(events):
             try:
                 rows.append(event_row(validate_event(data)))
@@ -577,14 +553,9 @@ def copy_events(
                     DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind)
                 )
             if len(rows) + len(dead) >= batch_size:
-                if inflight is not None:
-                    inflight.result()
-                inflight = writer.submit(write, rows, dead)
-                rows, dead = [], []
-        if inflight is not None:
-            inflight.result()
+                flush()
         if rows or dead:
-            write(rows, dead)
+            flush()
     return result
 
 

@@ -252,6 +252,7 @@ def _run_periods(
     periods: list[NDArray[np.intp]],
     config: Glicko2Config,
     pre: NDArray[np.float64] | None,
+    post: NDArray[np.float64] | None = None,
 ) -> Glicko2Ratings:
     """Apply the rating periods ``periods`` (arrays of match positions) in order.
 
@@ -285,9 +286,15 @@ def _run_periods(
                 pre[1, sel, col] = phi_p[local]
                 pre[2, sel, col] = sig_p[local]
         new_mu, new_phi, new_sig = _update_players(mu_p, phi_p, sig_p, la, lb, s[sel], config)
+        new_phi = np.minimum(new_phi, max_phi)
         mu[players] = new_mu
-        phi[players] = np.minimum(new_phi, max_phi)
+        phi[players] = new_phi
         sigma[players] = new_sig
+        if post is not None:
+            for col, local in ((0, la), (1, lb)):
+                post[0, sel, col] = new_mu[local]
+                post[1, sel, col] = new_phi[local]
+                post[2, sel, col] = new_sig[local]
         last[players] = k
     idle = (len(periods) - 1 - last).astype(np.float64)
     phi = np.minimum(np.sqrt(phi * phi + idle * sigma * sigma), max_phi)
@@ -333,7 +340,8 @@ def rate_periods(
     config: Glicko2Config | None = None,
     *,
     return_pre_match: bool = False,
-) -> Glicko2Ratings | tuple[Glicko2Ratings, PreMatchRatings]:
+    return_post_match: bool = False,
+) -> Glicko2Ratings | tuple[Glicko2Ratings, PreMatchRatings] | tuple[Glicko2Ratings, PreMatchRatings, PreMatchRatings]:
     """Run :func:`rate_period` over consecutive rating periods.
 
     Each distinct value of ``period`` (any sortable labels, e.g. ``year * 100 + round``) is one
@@ -348,10 +356,13 @@ def rate_periods(
         config: system parameters.
         return_pre_match: also return, per match, both players' ratings at the start of the
             match's period (useful as leakage-free prediction features).
+        return_post_match: also return, per match, both players' ratings at the end of the
+            match's period (a player's rating history, one value per period played).
 
     Returns:
         Final ratings, or ``(final, pre)`` where ``pre`` is a :class:`PreMatchRatings` in the
-        input match order.
+        input match order, or ``(final, pre, post)`` with ``return_post_match`` (``pre`` is then
+        None unless ``return_pre_match`` is also set).
     """
     config = config or Glicko2Config()
     labels = np.asarray(period)
@@ -363,9 +374,18 @@ def rate_periods(
     cuts = np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 1
     periods = np.split(order, cuts) if a.size else []
     pre = np.empty((3, a.size, 2)) if return_pre_match else None
-    final = _run_periods(ratings, a, b, s, periods, config, pre)
-    if pre is None:
+    post = np.empty((3, a.size, 2)) if return_post_match else None
+    final = _run_periods(ratings, a, b, s, periods, config, pre, post)
+    if pre is None and post is None:
         return final
-    pre[0] = pre[0] * GLICKO2_SCALE + 1500.0
-    pre[1] *= GLICKO2_SCALE
-    return final, PreMatchRatings(rating=pre[0], rd=pre[1], volatility=pre[2])
+    outputs: list[PreMatchRatings | None] = []
+    for arr in (pre, post):
+        if arr is None:
+            outputs.append(None)
+            continue
+        arr[0] = arr[0] * GLICKO2_SCALE + 1500.0
+        arr[1] *= GLICKO2_SCALE
+        outputs.append(PreMatchRatings(rating=arr[0], rd=arr[1], volatility=arr[2]))
+    if post is None:
+        return final, outputs[0]  # type: ignore[return-value]
+    return final, outputs[0], outputs[1]  # type: ignore[return-value]

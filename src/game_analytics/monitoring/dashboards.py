@@ -1,0 +1,462 @@
+"""Grafana dashboards as code (``grafana-foundation-sdk``), generated into ``grafana_dashboards/``.
+
+Six dashboards with stable UIDs: activity, economy, rankings, alerts and interventions, operator health, and
+Redis/MongoDB topology. Each has a Prometheus data source variable and the template variables ``namespace``,
+``game`` and ``region``. Every query uses metric names from :mod:`game_analytics.monitoring.names` (ours, or the
+listed exporters'), which :func:`metric_names_used` extracts from the PromQL syntax tree for tests and for checks
+against a live scrape.
+
+Run ``python -m game_analytics.monitoring.dashboards --output grafana_dashboards`` to regenerate:
+
+* ``<name>.json``: the dashboard model (import it in Grafana, or provision it from a file);
+* ``configmaps/<name>.yaml``: a ConfigMap labelled ``grafana_dashboard: "1"``, the label the Grafana sidecar of
+  kube-prometheus-stack watches by default;
+* ``grafana-operator/<name>.yaml``: a ``grafana.integreatly.org/v1beta1`` GrafanaDashboard for grafana-operator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from grafana_foundation_sdk.builders import bargauge, heatmap, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dbm
+from grafana_foundation_sdk.models import prometheus as prom
+
+from . import names, promql
+
+DATASOURCE_VAR = "datasource"
+DATASOURCE = dbm.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VAR}}}")
+TAGS = ["game-analytics"]
+UID_PREFIX = "game-analytics-"
+#: a ConfigMap holds at most 1 MiB of data (etcd's object size limit is a little above that)
+CONFIGMAP_LIMIT_BYTES = 1024 * 1024
+CONFIGMAP_LABEL = {"grafana_dashboard": "1"}
+
+# label filters bound to the template variables
+NS = 'namespace=~"$namespace"'
+GAME = f'{NS}, game=~"$game"'
+REGION = f'{GAME}, region=~"$region"'
+RATE = "$__rate_interval"
+
+
+def _query(expr: str, legend: str = "", *, ref: str = "A", instant: bool = False,
+           fmt: prom.PromQueryFormat | None = None) -> prometheus.Dataquery:
+    q = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE)
+    if legend:
+        q = q.legend_format(legend)
+    q = q.instant() if instant else q.range()
+    if fmt is not None:
+        q = q.format(fmt)
+    return q
+
+
+def _targets(panel: Any, queries: Iterable[tuple[str, str]], **kwargs: Any) -> Any:
+    for i, (expr, legend) in enumerate(queries):
+        panel = panel.with_target(_query(expr, legend, ref=chr(ord("A") + i), **kwargs))
+    return panel
+
+
+def _common(panel: Any, title: str, description: str, unit: str, span: int, height: int) -> Any:
+    return panel.title(title).description(description).datasource(DATASOURCE).unit(unit).span(span).height(height)
+
+
+def timeseries_panel(title: str, description: str, queries: list[tuple[str, str]], *, unit: str = "short",
+                     span: int = 12, height: int = 8) -> timeseries.Panel:
+    """A time series panel; ``queries`` are ``(PromQL, legend format)`` pairs."""
+    return _targets(_common(timeseries.Panel(), title, description, unit, span, height), queries)
+
+
+def stat_panel(title: str, description: str, expr: str, *, unit: str = "short", span: int = 6,
+               height: int = 4) -> stat.Panel:
+    """A single-value panel of an instant query."""
+    return _targets(_common(stat.Panel(), title, description, unit, span, height), [(expr, "")], instant=True)
+
+
+def distribution_panel(title: str, description: str, bucket_expr: str, *, unit: str = "short", span: int = 12,
+                       height: int = 8) -> bargauge.Panel:
+    """Bars of a (gauge) histogram at the current time: one bar per bucket, counts per bucket (Grafana turns
+    cumulative ``le`` buckets into per-bucket counts with the ``heatmap`` format)."""
+    panel = _common(bargauge.Panel(), title, description, unit, span, height)
+    return _targets(panel, [(bucket_expr, "{{le}}")], instant=True, fmt=prom.PromQueryFormat.HEATMAP)
+
+
+def rows_heatmap_panel(title: str, description: str, expr: str, legend: str, *, unit: str = "short",
+                       span: int = 24, height: int = 9) -> heatmap.Panel:
+    """A heat map with one row per series (e.g. per region) over time, not calculated from buckets."""
+    panel = _common(heatmap.Panel(), title, description, unit, span, height).calculate(False)
+    return _targets(panel, [(expr, legend)])
+
+
+def table_panel(title: str, description: str, queries: list[tuple[str, str]], *, span: int = 12,
+                height: int = 8) -> table.Panel:
+    """A table of instant queries (one column per label, ``Value`` columns per query)."""
+    panel = _common(table.Panel(), title, description, "short", span, height)
+    return _targets(panel, queries, instant=True, fmt=prom.PromQueryFormat.TABLE)
+
+
+def _variables() -> list[Any]:
+    def query_var(name: str, label: str, query: str) -> db.QueryVariable:
+        return (db.QueryVariable(name).label(label).query(query).datasource(DATASOURCE)
+                .multi(True).include_all(True).all_value(".*")
+                .refresh(dbm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dbm.VariableSort.ALPHABETICAL_ASC)
+                .current(dbm.VariableOption(selected=True, text="All", value="$__all")))
+
+    return [
+        db.DatasourceVariable(DATASOURCE_VAR).label("Data source").type("prometheus"),
+        query_var("namespace", "Namespace", "label_values(up, namespace)"),
+        query_var("game", "Game", f'label_values({names.ACTIVE_PLAYERS}{{{NS}}}, game)'),
+        query_var("region", "Region", f'label_values({names.ACTIVE_PLAYERS_BY_REGION}{{{GAME}}}, region)'),
+    ]
+
+
+def _dashboard(slug: str, title: str, description: str, rows: list[tuple[str, list[Any]]]) -> dict[str, Any]:
+    builder = (db.Dashboard(title).uid(UID_PREFIX + slug).description(description).tags(TAGS)
+               .editable().time("now-6h", "now").refresh("1m").timezone("browser")
+               .tooltip(dbm.DashboardCursorSync.CROSSHAIR).variables(_variables()))
+    for row_title, panels in rows:
+        builder = builder.with_row(db.Row(row_title))
+        for panel in panels:
+            builder = builder.with_panel(panel)
+    model = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    for number, panel in enumerate(model["panels"], start=1):  # stable panel ids, in layout order
+        panel["id"] = number
+        if panel.get("options") is None and panel["type"] != "row":
+            panel["options"] = {}  # unset in the builder: Grafana applies the plugin's defaults
+    return model
+
+
+def activity() -> dict[str, Any]:
+    """Activity monitor: DAU/WAU/MAU, sessions, events per second, session length, activity heat map by region."""
+    active = names.ACTIVE_PLAYERS
+    return _dashboard("activity", "Game analytics / Activity", "Who plays, how much, and where.", [
+        ("Active players", [
+            stat_panel("DAU", "Distinct players active in the last day.",
+                       f'sum({active}{{{GAME}, period="1d"}})'),
+            stat_panel("WAU", "Distinct players active in the last 7 days.",
+                       f'sum({active}{{{GAME}, period="7d"}})'),
+            stat_panel("MAU", "Distinct players active in the last 30 days.",
+                       f'sum({active}{{{GAME}, period="30d"}})'),
+            stat_panel("DAU / MAU", "Stickiness: the share of monthly players who play on a given day.",
+                       f'sum({active}{{{GAME}, period="1d"}}) / sum({active}{{{GAME}, period="30d"}})',
+                       unit="percentunit"),
+            timeseries_panel("Active players by period", "Hourly, daily, weekly and monthly active players.",
+                             [(f"sum by (period) ({active}{{{GAME}}})", "{{period}}")]),
+            timeseries_panel("Active players by game (last hour)", "Distinct players active in the last hour.",
+                             [(f'sum by (game) ({active}{{{GAME}, period="1h"}})', "{{game}}")]),
+        ]),
+        ("Sessions and events", [
+            timeseries_panel("Sessions started per second", "By game.",
+                             [(f"sum by (game) (rate({names.SESSIONS}{{{REGION}}}[{RATE}]))", "{{game}}")],
+                             unit="ops", span=8),
+            timeseries_panel("Session length", "Median and 90th percentile of finished sessions.", [
+                (f"histogram_quantile(0.5, sum by (le) (rate({names.SESSION_DURATION}_bucket{{{GAME}}}[{RATE}])))",
+                 "p50"),
+                (f"histogram_quantile(0.9, sum by (le) (rate({names.SESSION_DURATION}_bucket{{{GAME}}}[{RATE}])))",
+                 "p90"),
+            ], unit="s", span=8),
+            timeseries_panel("Events ingested per second", "By event type, from the ingest worker.",
+                             [(f"sum by (event_type) (rate({names.EVENTS_INGESTED}{{{GAME}}}[{RATE}]))",
+                               "{{event_type}}")], unit="ops", span=8),
+        ]),
+        ("Regions", [
+            rows_heatmap_panel("Activity by region", "Players active in the last hour, one row per region.",
+                               f"sum by (region) ({names.ACTIVE_PLAYERS_BY_REGION}{{{REGION}}})", "{{region}}"),
+        ]),
+    ])
+
+
+def economy() -> dict[str, Any]:
+    """Economy: wealth distribution, Gini coefficient, inflation (price index), trade volume."""
+    wealth = f"{names.PLAYER_WEALTH}_bucket"
+    price = names.PRICE_INDEX
+    return _dashboard("economy", "Game analytics / Economy", "Wealth, inequality, prices and trade.", [
+        ("Wealth", [
+            distribution_panel("Players by wealth", "How many players hold each range of total wealth "
+                               "(fixed buckets).", f"sum by (le) ({wealth}{{{GAME}}})"),
+            timeseries_panel("Wealth percentiles", "Median, 90th and 99th percentile of player wealth.", [
+                (f"histogram_quantile({q}, sum by (le) ({wealth}{{{GAME}}}))", f"p{round(q * 100)}")
+                for q in (0.5, 0.9, 0.99)
+            ]),
+            timeseries_panel("Gini coefficient", "Inequality of wealth per currency: 0 equal, 1 one player holds "
+                             "everything.", [(f"max by (game, currency) ({names.GINI}{{{GAME}}})",
+                                              "{{game}} {{currency}}")], unit="percentunit"),
+        ]),
+        ("Prices and trade", [
+            timeseries_panel("Price index", "The in-game price index per currency.",
+                             [(f"max by (game, currency) ({price}{{{GAME}}})", "{{game}} {{currency}}")]),
+            timeseries_panel("Inflation (day over day)", "Relative change of the price index against a day before.",
+                             [(f"max by (game, currency) ({price}{{{GAME}}}) / "
+                               f"max by (game, currency) ({price}{{{GAME}}} offset 1d) - 1",
+                               "{{game}} {{currency}}")], unit="percentunit"),
+            timeseries_panel("Trade volume", "Traded value per currency.",
+                             [(f"sum by (game, currency) ({names.TRADE_VOLUME}{{{GAME}}})", "{{game}} {{currency}}")],
+                             span=24),
+        ]),
+    ])
+
+
+def rankings() -> dict[str, Any]:
+    """Rankings: rating distribution, league sizes, top movers of the last ranking run."""
+    rating = f"{names.PLAYER_RATING}_bucket"
+    movers = names.TOP_MOVER_RATING_CHANGE
+    return _dashboard("rankings", "Game analytics / Rankings", "Skill ratings, leagues and who moved.", [
+        ("Ratings", [
+            distribution_panel("Players by rating", "Rating distribution of the selected ranking (fixed buckets).",
+                               f"sum by (le) ({rating}{{{GAME}}})"),
+            timeseries_panel("Rating percentiles", "Median and 90th percentile rating per ranking.", [
+                (f"histogram_quantile(0.5, sum by (ranking, le) ({rating}{{{GAME}}}))", "{{ranking}} p50"),
+                (f"histogram_quantile(0.9, sum by (ranking, le) ({rating}{{{GAME}}}))", "{{ranking}} p90"),
+            ]),
+        ]),
+        ("Leagues and movers", [
+            bargauge_panel("League sizes", "Players per league.",
+                           f"sum by (league) ({names.LEAGUE_PLAYERS}{{{GAME}}})", "{{league}}"),
+            table_panel("Top movers", f"The {names.TOP_MOVERS} largest rating changes up and down in the last "
+                        "ranking run, by rank (player names are in the ranking report).",
+                        [(f"max by (ranking, direction, rank) ({movers}{{{GAME}}})", "")]),
+        ]),
+    ])
+
+
+def bargauge_panel(title: str, description: str, expr: str, legend: str, *, span: int = 12,
+                   height: int = 8) -> bargauge.Panel:
+    """Horizontal bars of an instant query, one per series."""
+    return _targets(_common(bargauge.Panel(), title, description, "short", span, height), [(expr, legend)],
+                    instant=True)
+
+
+def alerts() -> dict[str, Any]:
+    """Alerts and interventions: firing alerts, flagged subjects, detections, open cases."""
+    return _dashboard("alerts", "Game analytics / Alerts and interventions", "What the AlertRules find.", [
+        ("Alerts", [
+            stat_panel("Firing AlertRules", "AlertRule alerts firing now.",
+                       f'count(ALERTS{{{NS}, alertstate="firing", rule!=""}}) or vector(0)'),
+            stat_panel("Flagged subjects", "Players or items currently flagged by worker-evaluated rules.",
+                       f"sum({names.DETECTION_FLAGGED}{{{NS}}}) or vector(0)"),
+            stat_panel("Open detections", "Detections not yet resolved.",
+                       f'sum({names.DETECTIONS_OPEN}{{{NS}, status!="resolved"}}) or vector(0)'),
+            stat_panel("Open interventions", "Interventions not yet closed.",
+                       f'sum({names.INTERVENTIONS_OPEN}{{{NS}, status!="closed"}}) or vector(0)'),
+            timeseries_panel("Flagged subjects by rule", "What each worker-evaluated rule flags.",
+                             [(f"max by (rule) ({names.DETECTION_FLAGGED}{{{NS}}})", "{{rule}}")]),
+            timeseries_panel("Detections per hour", "By category and severity.",
+                             [(f"sum by (category, severity) (increase({names.DETECTIONS}{{{NS}}}[1h]))",
+                               "{{category}} {{severity}}")]),
+        ]),
+        ("Cases", [
+            table_panel("Detections open", "By status and priority.",
+                        [(f"sum by (category, status, priority) ({names.DETECTIONS_OPEN}{{{NS}}})", "")]),
+            table_panel("Interventions open", "By action, status and priority.",
+                        [(f"sum by (action, status, priority) ({names.INTERVENTIONS_OPEN}{{{NS}}})", "")]),
+        ]),
+    ])
+
+
+def operator_health() -> dict[str, Any]:
+    """Operator and workers: reconciles, errors, durations, worker targets, ingest lag, scheduled jobs."""
+    return _dashboard("operator", "Game analytics / Operator and workers", "Health of the stack itself.", [
+        ("Operator", [
+            timeseries_panel("Reconciles per second", "By kind and result.",
+                             [(f"sum by (kind, result) (rate({names.RECONCILES}[{RATE}]))", "{{kind}} {{result}}")],
+                             unit="ops", span=8),
+            timeseries_panel("Reconcile errors per second", "By kind and reason.",
+                             [(f"sum by (kind, reason) (rate({names.RECONCILE_ERRORS}[{RATE}]))",
+                               "{{kind}} {{reason}}")], unit="ops", span=8),
+            timeseries_panel("Reconcile duration p99", "By kind.",
+                             [(f"histogram_quantile(0.99, sum by (kind, le) "
+                               f"(rate({names.RECONCILE_DURATION}_bucket[{RATE}])))", "{{kind}}")], unit="s", span=8),
+        ]),
+        ("Workers", [
+            timeseries_panel("Worker targets up", "1 while Prometheus scrapes the worker.",
+                             [(f'up{{{NS}, container=~"ingest|exporter|detection"}}', "{{pod}}")], span=8),
+            timeseries_panel("Ingest lag", "How far the ingest worker is behind each stream.",
+                             [(f"max by (stream) ({names.INGEST_LAG}{{{NS}}})", "{{stream}}")], unit="s", span=8),
+            timeseries_panel("Dead letters per second", "Rejected events by reason.",
+                             [(f"sum by (reason) (rate({names.DEAD_LETTERS}{{{NS}}}[{RATE}]))", "{{reason}}")],
+                             unit="ops", span=8),
+            timeseries_panel("Ingest batch duration p99", "Time to write one batch of events.",
+                             [(f"histogram_quantile(0.99, sum by (le) "
+                               f"(rate({names.INGEST_BATCH_DURATION}_bucket{{{NS}}}[{RATE}])))", "p99")], unit="s"),
+            timeseries_panel("Scheduled job runs per hour", "Report and ranking runs by outcome.",
+                             [(f"sum by (kind, name, outcome) (increase({names.SCHEDULED_RUNS}{{{NS}}}[1h]))",
+                               "{{kind}} {{name}} {{outcome}}")]),
+            table_panel("Scheduled jobs", "Time since the last successful run, and the schedule's interval.", [
+                (f"time() - max by (kind, name) ({names.SCHEDULED_LAST_SUCCESS}{{{NS}}})", ""),
+                (f"max by (kind, name) ({names.SCHEDULED_INTERVAL}{{{NS}}})", ""),
+            ]),
+        ]),
+    ])
+
+
+def topology() -> dict[str, Any]:
+    """Redis (Sentinel) and MongoDB (sharded) topology health, from redis_exporter, mongodb_exporter and
+    kube-state-metrics."""
+    return _dashboard("topology", "Game analytics / Redis and MongoDB", "Masters, replicas, Sentinels, shards.", [
+        ("Redis", [
+            stat_panel("Redis masters", "Instances reporting role master (exactly 1 per RedisFailover).",
+                       f'count(redis_instance_info{{{NS}, role="master"}}) or vector(0)'),
+            stat_panel("Redis instances down", "Instances the exporter cannot query.",
+                       f"count(redis_up{{{NS}}} == 0) or vector(0)"),
+            stat_panel("Sentinel quorum failures", "Masters whose Sentinels fail CKQUORUM.",
+                       f"count(redis_sentinel_master_ckquorum_status{{{NS}}} == 0) or vector(0)"),
+            stat_panel("Ready Sentinels", "Ready Sentinel pods over desired.",
+                       f'sum(kube_statefulset_status_replicas_ready{{{NS}, statefulset=~".+-sentinel"}}) / '
+                       f'sum(kube_statefulset_replicas{{{NS}, statefulset=~".+-sentinel"}})', unit="percentunit"),
+            timeseries_panel("Roles", "Instances by role per Service.",
+                             [(f"count by (service, role) (redis_instance_info{{{NS}}})", "{{service}} {{role}}")],
+                             span=8),
+            timeseries_panel("Connected replicas", "Replicas attached to each master.",
+                             [(f'redis_connected_slaves * on (namespace, pod) group_left () '
+                               f'redis_instance_info{{{NS}, role="master"}}', "{{pod}}")], span=8),
+            timeseries_panel("Memory used", "Per instance.",
+                             [(f"redis_memory_used_bytes{{{NS}}}", "{{pod}}")], unit="bytes", span=8),
+            timeseries_panel("Replication link up", "On replicas: 1 while the link to the master is up.",
+                             [(f"redis_master_link_up{{{NS}}}", "{{pod}}")], span=6),
+            timeseries_panel("Commands per second", "Per instance.",
+                             [(f"rate(redis_commands_processed_total{{{NS}}}[{RATE}])", "{{pod}}")], unit="ops", span=6),
+            timeseries_panel("Connected clients", "Per instance.",
+                             [(f"redis_connected_clients{{{NS}}}", "{{pod}}")], span=6),
+            timeseries_panel("Healthy Sentinels per master", "Sentinels that see the master as up (when an "
+                             "exporter scrapes the Sentinels).",
+                             [(f"max by (master_name) (redis_sentinel_master_ok_sentinels{{{NS}}})",
+                               "{{master_name}}")], span=6),
+        ]),
+        ("MongoDB", [
+            timeseries_panel("mongod / mongos up", "1 while each exporter can ping its server.",
+                             [(f"mongodb_up{{{NS}}}", "{{service}} {{pod}}")], span=8),
+            timeseries_panel("Shard members up", "Members up per shard Service.",
+                             [(f'sum by (service) (mongodb_up{{{NS}, service=~".+-shard-[0-9]+"}})', "{{service}}")],
+                             span=8),
+            timeseries_panel("Chunks per shard", "Balance of the sharded collections.",
+                             [(f"max by (shard) (mongodb_mongos_sharding_shard_chunks_total{{{NS}}})", "{{shard}}")],
+                             span=8),
+        ]),
+    ])
+
+
+DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
+    "activity": activity,
+    "economy": economy,
+    "rankings": rankings,
+    "alerts": alerts,
+    "operator": operator_health,
+    "topology": topology,
+}
+
+_GRAFANA_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+_INTERVALS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
+
+
+def expand_variables(expr: str) -> str:
+    """Replace Grafana's template variables by sample values so that the result is plain PromQL
+    (``$__rate_interval`` -> ``5m``, ``$namespace`` -> ``x``)."""
+    def sample(match: re.Match[str]) -> str:
+        name = next(g for g in match.groups() if g)
+        return _INTERVALS.get(name, "x")
+    return _GRAFANA_VARIABLE.sub(sample, expr)
+
+
+def panel_queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression of every panel (rows' nested panels included), as written (with variables)."""
+    exprs = []
+    for panel in dashboard.get("panels", []):
+        for inner in [panel, *panel.get("panels", [])]:
+            exprs += [t["expr"] for t in inner.get("targets", []) if t.get("expr")]
+    return exprs
+
+
+def variable_queries(dashboard: dict[str, Any]) -> list[str]:
+    """The series selectors inside the ``label_values(<selector>, <label>)`` queries of template variables."""
+    out = []
+    for var in dashboard.get("templating", {}).get("list", []):
+        query = var.get("query")
+        if var.get("type") == "query" and isinstance(query, str) and query.startswith("label_values("):
+            out.append(query[len("label_values("):query.rindex(",")])
+    return out
+
+
+def metric_names_used(dashboard_json: dict[str, Any] | str) -> set[str]:
+    """Names of all metrics the dashboard's panel and variable queries select, read from the PromQL AST.
+
+    Args:
+        dashboard_json: the dashboard model, as a dict or JSON text.
+
+    Raises:
+        promql.InvalidPromQL: if a query does not parse once Grafana's variables are expanded.
+    """
+    model = json.loads(dashboard_json) if isinstance(dashboard_json, str) else dashboard_json
+    used: set[str] = set()
+    for expr in panel_queries(model) + variable_queries(model):
+        used |= promql.metric_names(expand_variables(expr))
+    return used
+
+
+def to_json(dashboard: dict[str, Any]) -> str:
+    """Stable JSON text of a dashboard (sorted keys, two-space indent, final newline)."""
+    return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
+
+
+def config_map(name: str, dashboard: dict[str, Any]) -> dict[str, Any]:
+    """A ConfigMap the kube-prometheus-stack Grafana sidecar loads (label ``grafana_dashboard: "1"``)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{UID_PREFIX}{name}-dashboard",
+                     "labels": {**CONFIGMAP_LABEL, "app.kubernetes.io/part-of": "game-analytics"}},
+        "data": {f"{UID_PREFIX}{name}.json": to_json(dashboard)},
+    }
+
+
+def grafana_dashboard(name: str, dashboard: dict[str, Any]) -> dict[str, Any]:
+    """A grafana-operator (v5) GrafanaDashboard for Grafana instances labelled ``dashboards: grafana``."""
+    return {
+        "apiVersion": "grafana.integreatly.org/v1beta1",
+        "kind": "GrafanaDashboard",
+        "metadata": {"name": f"{UID_PREFIX}{name}", "labels": {"app.kubernetes.io/part-of": "game-analytics"}},
+        "spec": {"instanceSelector": {"matchLabels": {"dashboards": "grafana"}},
+                 "folder": "Game analytics", "json": to_json(dashboard)},
+    }
+
+
+def render_files() -> dict[str, str]:
+    """Relative path -> content of every generated file (the generator's whole output)."""
+    files: dict[str, str] = {}
+    for name, build in DASHBOARDS.items():
+        model = build()
+        files[f"{name}.json"] = to_json(model)
+        files[f"configmaps/{name}.yaml"] = yaml.safe_dump(config_map(name, model), sort_keys=False, width=1000)
+        files[f"grafana-operator/{name}.yaml"] = yaml.safe_dump(grafana_dashboard(name, model), sort_keys=False,
+                                                                width=1000)
+    return files
+
+
+def write(output: Path) -> list[Path]:
+    """Write :func:`render_files` under ``output``; returns the paths written."""
+    written = []
+    for relative, content in render_files().items():
+        path = output / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=Path("grafana_dashboards"), help="output directory")
+    args = parser.parse_args(argv)
+    for path in write(args.output):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
