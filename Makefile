@@ -9,7 +9,7 @@ BIN    := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 ARGS ?=
 
-.PHONY: help venv debs tools data envtest crds lint test e2e bench demo cluster chart-lint clean
+.PHONY: help venv debs tools data envtest crds dashboards lint test e2e bench demo cluster clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ envtest: debs ## build kube-apiserver + kube-controller-manager from Go modules 
 
 crds: venv ## regenerate crds/ and the chart's CRDs from the pydantic models
 	$(PY) -m game_analytics.cli crds --output crds --chart charts/game-analytics
+
+dashboards: venv ## regenerate grafana_dashboards/ from monitoring/dashboards.py
+	$(PY) -m game_analytics.monitoring.dashboards --output grafana_dashboards
 
 lint: venv ## static checks
 	$(PY) -m ruff check src tests operator benchmarks

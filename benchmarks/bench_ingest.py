@@ -11,7 +11,8 @@ and each path's ratio to raw COPY (goal: >= 0.7 and >= 100k events/s).  Figures 
 Starts its own throwaway PostgreSQL and Redis (game_analytics.testing) unless ``--dsn`` and ``--redis-url`` are given
 (then the ``events``, ``players``, ``matches`` and ``dead_letters`` tables there are TRUNCATED between runs).
 
-    .venv/bin/python benchmarks/bench_ingest.py --events 200000
+    .venv/bin/python benchmarks/bench_ingest.py                      # the real data sets (make data)
+    .venv/bin/python benchmarks/bench_ingest.py --source synthetic --events 200000
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ from game_analytics.workers.ingest import (
 )
 
 COLUMNS = "event_id, event_type, occurred_at, player_id, game, region, payload"
+
+
+def real_events() -> list[dict]:
+    """The real data sets as events: Bundesliga matches + the CDNOW purchase log (about 84k events)."""
+    from game_analytics.data.datasets import load_bundesliga, load_cdnow_master
+    from game_analytics.data.events import match_events, purchase_events
+
+    return match_events(load_bundesliga()) + purchase_events(load_cdnow_master())
 
 
 def synthetic_events(n: int) -> list[dict]:
@@ -135,14 +144,20 @@ RAW = "raw COPY into events (no validation)"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument(
+        "--source",
+        choices=["real", "synthetic"],
+        default="real",
+        help="real: the cached data sets (make data); synthetic: --events generated events",
+    )
+    parser.add_argument("--events", type=int, default=200_000, help="number of synthetic events")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=2, help="runs per path; the best is reported")
     parser.add_argument("--dsn")
     parser.add_argument("--redis-url")
     args = parser.parse_args(argv)
 
-    events = synthetic_events(args.events)
+    events = real_events() if args.source == "real" else synthetic_events(args.events)
     rows = [event_row(validate_event(e)) for e in events]
     n = len(events)
     best: dict[str, float] = {}

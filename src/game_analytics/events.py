@@ -131,22 +131,44 @@ class CurrencyChangePayload(_Strict):
 
 
 class MatchResultPayload(_Strict):
-    """Final score of a match; ``season`` is a year (e.g. 1963) or a label (e.g. ``"2024-S1"``)."""
+    """Final score of a match between a home and an away participant.
+
+    ``home_team`` / ``away_team`` are display names; ``home_player_id`` / ``away_player_id`` their player ids
+    (default: the names).  Scores are given as ``home_score`` / ``away_score`` (``home_goals`` / ``away_goals``
+    are accepted as input aliases).  ``season`` is a year (e.g. 1963, the year the season starts) or a label
+    (e.g. ``"2024-S1"``); ``round`` the 1-based matchday.  ``outcome``, when given, must agree with the scores;
+    ``date_imputed`` flags a source date filled in by the converter.
+    """
 
     home_team: Name
     away_team: Name
-    home_goals: Goals
-    away_goals: Goals
+    home_player_id: Identifier | None = None
+    away_player_id: Identifier | None = None
+    home_score: Goals = Field(validation_alias=AliasChoices("home_score", "home_goals"))
+    away_score: Goals = Field(validation_alias=AliasChoices("away_score", "away_goals"))
+    outcome: Literal["home_win", "draw", "away_win"] | None = None
     season: (
         Annotated[int, Field(ge=1800, le=2200)]
         | Annotated[str, StringConstraints(min_length=1, max_length=32)]
     )
     round: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    date_imputed: bool = False
 
     @model_validator(mode="after")
-    def _distinct_teams(self) -> MatchResultPayload:
-        if self.home_team == self.away_team:
-            raise ValueError("home_team and away_team must differ")
+    def _consistent(self) -> MatchResultPayload:
+        if (self.home_player_id or self.home_team) == (self.away_player_id or self.away_team):
+            raise ValueError("home and away participant must differ")
+        if self.outcome is not None:
+            if self.home_score > self.away_score:
+                expected = "home_win"
+            elif self.home_score < self.away_score:
+                expected = "away_win"
+            else:
+                expected = "draw"
+            if self.outcome != expected:
+                raise ValueError(
+                    f"outcome {self.outcome!r} contradicts the score {self.home_score}:{self.away_score}"
+                )
         return self
 
 

@@ -43,6 +43,8 @@ def cdnow_engine(postgres_server, _migrated_template, cdnow_master: pd.DataFrame
     result = copy_events(events, dsn)
     assert result.inserted == len(cdnow_master) and result.dead_lettered == 0
     engine = make_engine(dsn)
+    with engine.begin() as conn:  # fresh planner statistics, as autovacuum would gather after a bulk load
+        conn.execute(text("ANALYZE"))
     yield engine
     engine.dispose()
     postgres_server.drop_database(name)

@@ -97,7 +97,8 @@ def operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     errors meanwhile (failed handlers, failed API requests, unrecoverable watch errors).
     """
     module, registry = load_handlers(monkeypatch)
-    module._state["cluster"] = Cluster(kube_config.new_client_from_config(config_file=str(tmp_path / "kubeconfig.yaml")))
+    api_client = kube_config.new_client_from_config(config_file=str(tmp_path / "kubeconfig.yaml"))
+    module._state["cluster"] = Cluster(api_client)  # no process-wide kubernetes-client defaults
     settings = kopf.OperatorSettings()
     settings.queueing.idle_timeout = 0.5  # per-object workers exit soon after the events stop
     settings.queueing.exit_timeout = 0.5
@@ -107,8 +108,8 @@ def operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         yield runner
     assert runner.exception is None
     assert runner.exit_code == 0
-    errors = [f"{r.name}: {r.getMessage()}" for r in caplog.records
-              if r.levelno >= logging.ERROR and r.name.startswith("kopf")]
+    records = caplog.get_records("setup") + caplog.get_records("call") + caplog.records  # records: this phase's
+    errors = [f"{r.name}: {r.getMessage()}" for r in records if r.levelno >= logging.ERROR and r.name.startswith("kopf")]
     assert errors == []
 
 

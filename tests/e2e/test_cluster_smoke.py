@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -227,8 +228,9 @@ def test_pod_security_restricted_rejects_privileged(api_client: client.ApiClient
         with pytest.raises(client.ApiException) as err:
             core.create_namespaced_pod(ns, pod)
         assert err.value.status == 403
-        assert 'violates PodSecurity "restricted:latest"' in err.value.body
-        assert "privileged" in err.value.body
+        message = json.loads(err.value.body)["message"]
+        assert 'violates PodSecurity "restricted:latest"' in message
+        assert "privileged (container \"c\" must not set securityContext.privileged=true)" in message
         # Same pod in an unlabelled namespace is admitted: the rejection is PodSecurity's doing.
         other = f"e2e-privileged-{uuid.uuid4().hex[:6]}"
         core.create_namespace({"metadata": {"name": other}})

@@ -92,7 +92,7 @@ def test_valid_events_are_stored_with_players_and_matches(db_dsn, redis_url, str
         assert metrics.lag.labels(stream, "ingest")._value.get() == 0
     assert scalar(db_dsn, "SELECT count(*) FROM events") == 320
     stored = rows(db_dsn, "SELECT payload, occurred_at, player_id FROM events WHERE event_id = 'p-7'")[0]
-    assert stored[0] == {"quantity": 2, "amount": 7.59, "currency": "USD", "item_id": None}
+    assert stored[0] == {"quantity": 2, "amount": 7.59, "currency": "USD"}  # None fields are not stored
     assert stored[1].isoformat() == "1997-01-08T10:00:00+00:00" and stored[2] == "c7"
     assert rows(db_dsn, "SELECT home_id, away_id, home_score, away_score, season, round FROM matches "
                         "WHERE match_id = 'm-3'") == [("team3", "team4", 3, 1, "1963", 4)]  # fmt: skip

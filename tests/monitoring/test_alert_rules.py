@@ -228,7 +228,7 @@ def test_sudden_wealth_change_rule_fires_while_subjects_are_flagged(promtool, tm
                     "exp_labels": labels,
                     "exp_annotations": {
                         "summary": f"Player alert {name} (suddenWealthChange)",
-                        "description": f"AlertRule {rule_id} fired: map[rule:{rule_id}] value 3.",
+                        "description": f"AlertRule {rule_id} (suddenWealthChange) fired with value 3.",
                         "dashboard": doc["spec"]["annotations"]["dashboard"],
                         "runbook_url": doc["spec"]["runbookURL"],
                     },

@@ -333,7 +333,7 @@ def topology() -> dict[str, Any]:
             timeseries_panel("mongod / mongos up", "1 while each exporter can ping its server.",
                              [(f"mongodb_up{{{NS}}}", "{{service}} {{pod}}")], span=8),
             timeseries_panel("Shard members up", "Members up per shard Service.",
-                             [(f'sum by (service) (mongodb_up{{{NS}, service=~".+-shard-[0-9]+"}})', "{{service}}")],
+                             [(f'sum by (service) (mongodb_up{{{NS}, service=~".+-shard-[0-9]+(-headless)?"}})', "{{service}}")],
                              span=8),
             timeseries_panel("Chunks per shard", "Balance of the sharded collections.",
                              [(f"max by (shard) (mongodb_mongos_sharding_shard_chunks_total{{{NS}}})", "{{shard}}")],

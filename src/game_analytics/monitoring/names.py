@@ -49,7 +49,8 @@ TOP_MOVERS = 10
 
 # exporter: detections and interventions (from the detection worker's tables)
 DETECTIONS_OPEN = f"{PREFIX}_detections_open"  # gauge{category, status, priority}
-INTERVENTIONS_OPEN = f"{PREFIX}_interventions_open"  # gauge{action, status, priority}
+INTERVENTIONS_OPEN = f"{PREFIX}_interventions_open"  # gauge{action="review_<category>", status, priority}
+DETECTIONS_STORED = f"{PREFIX}_detections_stored"  # gauge{rule, category, severity}: detections recorded
 
 # exporter: scheduled jobs (ScheduledReport and RankingJob CronJobs). Their pods live too briefly to be scraped,
 # so the exporter derives these from the runs the jobs record in PostgreSQL. kind = "ScheduledReport" | "RankingJob",
@@ -57,6 +58,19 @@ INTERVENTIONS_OPEN = f"{PREFIX}_interventions_open"  # gauge{action, status, pri
 SCHEDULED_RUNS = f"{PREFIX}_scheduled_job_runs_total"  # counter{kind, name, outcome="success|failure"}
 SCHEDULED_LAST_SUCCESS = f"{PREFIX}_scheduled_job_last_success_timestamp_seconds"  # gauge{kind, name}: Unix time
 SCHEDULED_INTERVAL = f"{PREFIX}_scheduled_job_interval_seconds"  # gauge{kind, name}: seconds between two scheduled runs
+
+# exporter: more activity, the stream seen from Redis, and the exporter itself
+PERIOD_EVENTS = f"{PREFIX}_period_events"  # gauge{game, event_type, period="1h|1d|7d|30d"}: events in the window
+INGEST_GROUP_LAG = f"{PREFIX}_ingest_group_lag_entries"  # gauge{stream, group}: entries not yet delivered
+INGEST_GROUP_PENDING = f"{PREFIX}_ingest_group_pending_entries"  # gauge{stream, group}: delivered, not acked
+EXPORTER_AS_OF = f"{PREFIX}_exporter_as_of_timestamp_seconds"  # gauge: Unix time the windows end at
+EXPORTER_REFRESH_DURATION = f"{PREFIX}_exporter_refresh_duration_seconds"  # gauge: last refresh of the aggregates
+EXPORTER_QUERY_ERRORS = f"{PREFIX}_exporter_query_errors_total"  # counter{query}
+
+# detection worker: passes and the anomaly model
+DETECTION_PASS_DURATION = f"{PREFIX}_detection_pass_duration_seconds"  # gauge: last evaluation pass
+DETECTION_RULES = f"{PREFIX}_detection_rules"  # gauge{state="active|suspended|invalid"}: rules loaded
+DETECTION_ERRORS = f"{PREFIX}_detection_errors_total"  # counter{rule}: failed rule evaluations
 
 #: every metric family the project itself exports (a histogram counts once, by its base name)
 OWN_METRICS = frozenset(

@@ -35,7 +35,8 @@ def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str) -> Manifest:
         },
         "annotations": {
             "summary": f"{spec.category.value.capitalize()} alert {owner.name} ({spec.detector.kind()})",
-            "description": f"AlertRule {rule} fired: {{{{ $labels }}}} value {{{{ $value }}}}.",
+            "description": f"AlertRule {rule} ({spec.detector.kind()}) fired with value {{{{ $value }}}}"
+                           f"{{{{ with $labels.game }}}} in game {{{{ . }}}}{{{{ end }}}}.",
             **spec.annotations,
             "runbook_url": spec.runbook_url,
         },

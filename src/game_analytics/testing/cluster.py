@@ -527,6 +527,12 @@ class LocalControlPlane:
             pki / "controller-manager",
             certs.issue_certificate(ca, "system:kube-controller-manager", client=True),
         )
+        # Front proxy (aggregation layer): its own CA, so only this client may assert X-Remote-* headers.
+        front_ca = certs.generate_ca("game-analytics-test-front-proxy-ca")
+        self._write_pair(pki / "front-proxy-ca", front_ca)
+        self._write_pair(
+            pki / "front-proxy-client", certs.issue_certificate(front_ca, "front-proxy-client", client=True)
+        )
         private, public = certs.generate_signing_key()
         (pki / "sa.key").write_bytes(private)
         (pki / "sa.key").chmod(0o600)
@@ -643,6 +649,15 @@ class LocalControlPlane:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            # The "kubernetes" Service's Endpoints may not point at loopback; nothing routes to it here anyway.
+            "--endpoint-reconciler-type=none",
             f"--audit-policy-file={self.work_dir / 'audit' / 'audit-policy.yaml'}",
             f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json",

@@ -149,7 +149,8 @@ class DeadLetterRecord:
 
 def event_row(event: AnyEvent) -> tuple[Any, ...]:
     """The staging-table row of a validated event: ``(event_id, event_type, occurred_at, player_id, game,
-    region, payload_json)``; ``occurred_at`` is a UTC datetime, ``payload_json`` a JSON string."""
+    region, payload_json)``; ``occurred_at`` is a UTC datetime, ``payload_json`` the normalised payload as JSON
+    without null fields."""
     return (
         event.event_id,
         event.event_type,
@@ -157,7 +158,7 @@ def event_row(event: AnyEvent) -> tuple[Any, ...]:
         event.player_id,
         event.game,
         event.region,
-        event.payload.model_dump_json(),
+        event.payload.model_dump_json(exclude_none=True),
     )
 
 

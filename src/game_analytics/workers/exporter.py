@@ -1,0 +1,473 @@
+"""Exporter worker: analytics aggregates from PostgreSQL (and the ingest stream's lag from Redis) for Prometheus.
+
+A custom ``prometheus_client`` collector (:class:`AnalyticsCollector`) runs a handful of aggregate SQL queries
+when scraped and caches the result for ``ttl`` seconds: concurrent or frequent scrapes wait for one refresh and
+share it instead of each querying PostgreSQL.  Every label is a bounded enumeration (game, currency, period,
+event type, region, ranking, league, rule, category, severity, status, priority); per-player figures are exported
+only as gauge histograms over the FIXED buckets of :mod:`game_analytics.monitoring.names`, so the number of series
+never depends on the number of players.
+
+Exported families (names from :mod:`game_analytics.monitoring.names`):
+
+* ``ACTIVE_PLAYERS{game, period}``: distinct players active in the last 1h / 1d / 7d / 30d;
+  ``ACTIVE_PLAYERS_BY_REGION{game, region}``: in the last hour (at most :data:`MAX_REGIONS` regions per game,
+  the rest summed as ``other``); ``PERIOD_EVENTS{game, event_type, period}``: events in those windows.
+* ``SESSIONS{game, region}`` (counter: ``login`` events stored) and ``SESSION_DURATION{game}`` (histogram of the
+  ``session_seconds`` of ``logout`` events).  Sources without logins (CDNOW) have none; the SQL sessionization of
+  :func:`game_analytics.analytics.activity.sessions` is for reports, too costly per scrape.
+* ``PRICE_INDEX``, ``GINI``, ``TRADE_VOLUME`` ``{game, currency}`` and the ``PLAYER_WEALTH`` gauge histogram:
+  see :mod:`game_analytics.analytics.economy_sql` (trade volume = value traded in the last day).
+* ``PLAYER_RATING{game, ranking}`` gauge histogram and ``LEAGUE_PLAYERS{game, ranking, league}`` over the latest
+  season of each leaderboard (``ranking`` = the board name).
+* ``DETECTIONS_OPEN{category, status, priority}``: detections whose intervention is open or in progress;
+  ``INTERVENTIONS_OPEN{action, status, priority}`` likewise, ``action = review_<category>``;
+  ``DETECTIONS_STORED{rule, category, severity}``: all detections recorded.
+* ``SCHEDULED_RUNS`` / ``SCHEDULED_LAST_SUCCESS{kind="ScheduledReport", name}`` from ``report_runs``.
+* ``INGEST_LAG{stream}``: seconds since the oldest entry the consumer group has not acknowledged (the oldest
+  pending entry, else the first undelivered one; 0 when caught up), with ``INGEST_GROUP_LAG`` and
+  ``INGEST_GROUP_PENDING{stream, group}`` (entries, from ``XINFO GROUPS``).
+* ``EXPORTER_AS_OF`` (evaluation time), ``EXPORTER_REFRESH_DURATION``, ``EXPORTER_QUERY_ERRORS{query}``.
+
+Evaluation time: windows end at "now" by default.  For replayed historical data (the demo replays CDNOW's 1997-98
+purchases) every window would be empty, so ``--as-of latest`` evaluates relative to the newest stored event (and
+``--as-of 1998-06-30T00:00:00Z`` at a fixed time).  The ingest lag is always wall-clock.
+
+Run: ``game-analytics worker exporter [--dsn ...] [--as-of latest] [--port 9102]``; settings default to the
+``GAME_ANALYTICS_*`` environment (:class:`game_analytics.settings.WorkerSettings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import Connection, Engine, text
+
+from game_analytics.analytics import activity, economy_sql
+from game_analytics.events import EVENT_TYPES
+from game_analytics.monitoring import names
+from game_analytics.settings import WorkerSettings
+from game_analytics.storage.engine import make_engine
+
+__all__ = ["AnalyticsCollector", "build_parser", "latest_event_time", "main", "parse_as_of", "stream_lag"]
+
+log = logging.getLogger(__name__)
+
+MAX_REGIONS = 50
+SESSION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+
+
+def parse_as_of(value: str) -> str | datetime:
+    """``"now"``, ``"latest"`` or an ISO 8601 time (naive = UTC).
+
+    Raises:
+        ValueError: anything else, with the accepted forms in the message.
+    """
+    if value in ("now", "latest"):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--as-of: expected 'now', 'latest' or an ISO 8601 time, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def latest_event_time(conn: Connection) -> datetime | None:
+    """Newest ``occurred_at`` in ``events`` (one index probe per event type), or None when empty."""
+    sql = """SELECT max(t) FROM (SELECT (SELECT max(occurred_at) FROM events WHERE event_type = et) AS t
+                                 FROM unnest(CAST(:types AS text[])) AS et) AS per_type"""
+    return conn.execute(text(sql), {"types": list(EVENT_TYPES)}).scalar_one()
+
+
+def resolve_as_of(conn: Connection, as_of: str | datetime, clock: Callable[[], float] = time.time) -> datetime:
+    """The evaluation time for ``as_of`` (see :func:`parse_as_of`); ``latest`` on an empty store means now."""
+    if isinstance(as_of, datetime):
+        return as_of
+    if as_of == "latest":
+        latest = latest_event_time(conn)
+        if latest is not None:
+            return latest
+    return datetime.fromtimestamp(clock(), UTC)
+
+
+def _stream_id_seconds(entry_id: bytes | str) -> float:
+    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(raw.split("-", 1)[0]) / 1000.0
+
+
+def stream_lag(client: redis.Redis, stream: str, group: str, now: float) -> tuple[float, int | None, int] | None:
+    """``(lag_seconds, undelivered_entries, pending_entries)`` of consumer ``group`` on ``stream``, or None when
+    the stream or group does not exist.
+
+    ``lag_seconds`` = ``now`` (Unix seconds) minus the time of the oldest entry the group has not acknowledged:
+    its oldest pending entry, else the first entry after its last-delivered id; 0 when it is caught up.
+    ``undelivered_entries`` is ``XINFO GROUPS``' ``lag`` (None when Redis cannot tell, e.g. after XDEL).
+    """
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:
+        return None
+    info = next((g for g in groups if (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) == group),
+                None)  # fmt: skip
+    if info is None:
+        return None
+    pending = int(info.get("pending") or 0)
+    lag = info.get("lag")
+    oldest: float | None = None
+    if pending:
+        summary = client.xpending(stream, group)
+        if summary.get("min"):
+            oldest = _stream_id_seconds(summary["min"])
+    if oldest is None and (lag is None or lag > 0):
+        last = info.get("last-delivered-id") or b"0-0"
+        last = last.decode() if isinstance(last, bytes) else last
+        first = client.xrange(stream, min=f"({last}", count=1)
+        if first:
+            oldest = _stream_id_seconds(first[0][0])
+    seconds = max(0.0, now - oldest) if oldest is not None else 0.0
+    return seconds, None if lag is None else int(lag), pending
+
+
+class AnalyticsCollector(Collector):
+    """The exporter's collector: aggregate queries on ``engine`` (and ``redis_client``), cached for ``ttl`` s.
+
+    Args:
+        engine: SQLAlchemy engine of the analytics store.
+        games: only these games (empty = all).
+        as_of: ``"now"``, ``"latest"`` or a datetime (see the module docstring).
+        ttl: seconds a refresh is reused; 0 refreshes on every scrape.
+        redis_client, stream, group: where to measure the ingest lag (None = no ingest metrics).
+        clock: Unix time source (tests).
+    """
+
+    def __init__(
+        self, engine: Engine, *, games: Sequence[str] = (), as_of: str | datetime = "now", ttl: float = 15.0,
+        redis_client: redis.Redis | None = None, stream: str = "game-events", group: str = "ingest",
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.engine = engine
+        self.games = list(games)
+        self.as_of = as_of
+        self.ttl = ttl
+        self.redis = redis_client
+        self.stream = stream
+        self.group = group
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cached: list[Metric] = []
+        self._expires = float("-inf")
+        self._errors: dict[str, int] = {}
+        self.refreshes = 0
+        self.last_refresh_seconds = 0.0
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing: registering must not run the queries (prometheus_client calls describe on register)."""
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        """The cached families, refreshed first when older than ``ttl`` (one refresh at a time)."""
+        with self._lock:
+            if time.monotonic() >= self._expires:
+                self._cached = self.refresh()
+                self._expires = time.monotonic() + self.ttl
+            return list(self._cached)
+
+    # --- refresh ------------------------------------------------------------------------------------------------
+
+    def refresh(self) -> list[Metric]:
+        """Run every query now and return the metric families (a failing query is logged, counted in
+        ``EXPORTER_QUERY_ERRORS{query}`` and its families left out; the others are still exported)."""
+        started = time.perf_counter()
+        families: list[Metric] = []
+        with self.engine.connect() as conn:
+            conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            as_of = resolve_as_of(conn, self.as_of, self.clock)
+            for name, section in (
+                ("activity", self._activity), ("sessions", self._sessions), ("economy", self._economy),
+                ("rankings", self._rankings), ("detections", self._detections), ("scheduled", self._scheduled),
+            ):  # fmt: skip
+                try:
+                    with conn.begin_nested():
+                        families += section(conn, as_of)
+                except Exception:  # noqa: BLE001 - one broken query must not blank the whole scrape
+                    log.exception("exporter query %s failed", name)
+                    self._errors[name] = self._errors.get(name, 0) + 1
+            conn.rollback()
+        if self.redis is not None:
+            try:
+                families += self._ingest()
+            except redis.RedisError:
+                log.exception("reading the stream lag failed")
+                self._errors["ingest"] = self._errors.get("ingest", 0) + 1
+        self.refreshes += 1
+        self.last_refresh_seconds = time.perf_counter() - started
+        families += self._self_metrics(as_of)
+        return families
+
+    def _activity(self, conn: Connection, as_of: datetime) -> list[Metric]:
+        active = GaugeMetricFamily(names.ACTIVE_PLAYERS, "Distinct players active in the trailing period.",
+                                   labels=["game", "period"])  # fmt: skip
+        for row in activity.active_players_by_period(conn, as_of, self.games).itertuples():
+            active.add_metric([row.game, row.period], row.players)
+        params: dict[str, Any] = {"as_of": as_of, "games": self.games or None}
+        span = dict(activity.ACTIVITY_PERIODS)
+        params.update({f"since_{i}": as_of - d for i, d in enumerate(span.values())})
+        counts = ", ".join(f"count(*) FILTER (WHERE occurred_at > :since_{i})" for i in range(len(span)))
+        rows = conn.execute(text(f"""
+            SELECT game, event_type, {counts} FROM events
+            WHERE occurred_at > :since_{len(span) - 1} AND occurred_at <= :as_of
+              AND (CAST(:games AS text[]) IS NULL OR game = ANY(CAST(:games AS text[])))
+            GROUP BY 1, 2 ORDER BY 1, 2"""), params).all()
+        events = GaugeMetricFamily(names.PERIOD_EVENTS, "Events in the trailing period.",
+                                   labels=["game", "event_type", "period"])  # fmt: skip
+        for game, event_type, *values in rows:
+            for label, value in zip(span, values, strict=True):
+                events.add_metric([game, event_type, label], value)
+        rows = conn.execute(text("""
+            SELECT game, coalesce(region, 'unknown'), count(DISTINCT player_id) FROM events
+            WHERE occurred_at > :since_0 AND occurred_at <= :as_of AND player_id IS NOT NULL
+              AND (CAST(:games AS text[]) IS NULL OR game = ANY(CAST(:games AS text[])))
+            GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"""), params).all()
+        regions = GaugeMetricFamily(names.ACTIVE_PLAYERS_BY_REGION, "Distinct players active in the last hour, "
+                                    "by region.", labels=["game", "region"])  # fmt: skip
+        per_game: dict[str, list[tuple[str, int]]] = {}
+        for game, region, players in rows:
+            per_game.setdefault(game, []).append((region, players))
+        for game, items in per_game.items():
+            for region, players in items[:MAX_REGIONS]:
+                regions.add_metric([game, region], players)
+            if len(items) > MAX_REGIONS:  # a player active in two of these regions counts twice here
+                regions.add_metric([game, "other"], sum(p for _, p in items[MAX_REGIONS:]))
+        return [active, events, regions]
+
+    def _sessions(self, conn: Connection, as_of: datetime) -> list[Metric]:
+        params = {"as_of": as_of, "games": self.games or None}
+        game_cond = "AND (CAST(:games AS text[]) IS NULL OR game = ANY(CAST(:games AS text[])))"
+        started = CounterMetricFamily(names.SESSIONS, "Sessions started (login events).", labels=["game", "region"])
+        for game, region, count in conn.execute(text(f"""
+                SELECT game, coalesce(region, 'unknown'), count(*) FROM events
+                WHERE event_type = 'login' AND occurred_at <= :as_of {game_cond} GROUP BY 1, 2 ORDER BY 1, 2"""),
+                params):  # fmt: skip
+            started.add_metric([game, region], count)
+        bounds = [-float(b) for b in reversed(SESSION_BUCKETS)]
+        rows = conn.execute(text(f"""
+            SELECT game, width_bucket(-s, CAST(:bounds AS float8[])) AS b, count(*), sum(s) FROM (
+                SELECT game, (payload->>'session_seconds')::float8 AS s FROM events
+                WHERE event_type = 'logout' AND payload ? 'session_seconds' AND occurred_at <= :as_of {game_cond}
+            ) AS x GROUP BY 1, 2"""), {**params, "bounds": bounds}).all()
+        duration = HistogramMetricFamily(names.SESSION_DURATION, "Length of finished sessions (logout events).",
+                                         labels=["game"])  # fmt: skip
+        for game, buckets, total in _cumulate(rows, len(SESSION_BUCKETS)).items():
+            duration.add_metric([game], _le(SESSION_BUCKETS, buckets), sum_value=total)
+        return [started, duration]
+
+    def _economy(self, conn: Connection, as_of: datetime) -> list[Metric]:
+        labels = ["game", "currency"]
+        price = GaugeMetricFamily(names.PRICE_INDEX, "Unit price of the last 30 days relative to the market's first "
+                                  "month (1 = unchanged).", labels=labels)  # fmt: skip
+        for row in economy_sql.price_index_at(conn, as_of, self.games).itertuples():
+            if row.index is not None:
+                price.add_metric([row.game, row.currency], float(row.index))
+        gini = GaugeMetricFamily(names.GINI, "Gini coefficient of player wealth (0 equal .. 1 one holder).",
+                                 labels=labels)  # fmt: skip
+        for row in economy_sql.gini_by_market(conn, as_of, self.games).itertuples():
+            gini.add_metric([row.game, row.currency], row.gini)
+        volume = GaugeMetricFamily(names.TRADE_VOLUME, "Value traded in the last day (purchases in their currency, "
+                                   "trades in item value).", labels=labels)  # fmt: skip
+        for row in economy_sql.trade_volume_since(conn, as_of - timedelta(days=1), as_of, self.games).itertuples():
+            volume.add_metric([row.game, row.currency], float(row.value))
+        wealth = GaugeHistogramMetricFamily(names.PLAYER_WEALTH, "Players by total wealth (fixed buckets).",
+                                            labels=labels)  # fmt: skip
+        hist = economy_sql.wealth_histogram(conn, names.WEALTH_BUCKETS, as_of, self.games)
+        for (game, currency), (counts, total) in hist.items():
+            wealth.add_metric([game, currency], _le(names.WEALTH_BUCKETS, counts), gsum_value=total)
+        return [price, gini, volume, wealth]
+
+    def _rankings(self, conn: Connection, as_of: datetime) -> list[Metric]:
+        bounds = [float(b) for b in names.RATING_BUCKETS]
+        rows = conn.execute(text("""
+            WITH latest AS (SELECT DISTINCT ON (board) board, season FROM leaderboard_entries
+                            ORDER BY board, computed_at DESC, season DESC),
+            entries AS (SELECT l.board, l.rating, l.league FROM leaderboard_entries l JOIN latest USING (board, season)),
+            boards AS (SELECT b.board, coalesce((SELECT m.game FROM leaderboard_entries x JOIN matches m
+                                                 ON m.home_id = x.player_id OR m.away_id = x.player_id
+                                                 WHERE x.board = b.board LIMIT 1), 'unknown') AS game
+                       FROM latest b)
+            SELECT boards.game, e.board, width_bucket(-e.rating, CAST(:bounds AS float8[])) AS b, count(*),
+                   sum(e.rating), e.league
+            FROM entries e JOIN boards USING (board) GROUP BY 1, 2, 3, 6"""),
+            {"bounds": [-b for b in reversed(bounds)]}).all()  # fmt: skip
+        rating = GaugeHistogramMetricFamily(names.PLAYER_RATING, "Players by rating in the latest season of each "
+                                            "ranking (fixed buckets).", labels=["game", "ranking"])  # fmt: skip
+        leagues = GaugeMetricFamily(names.LEAGUE_PLAYERS, "Players per league in the latest season.",
+                                    labels=["game", "ranking", "league"])  # fmt: skip
+        per_board = _cumulate([((g, b), k, n, s) for g, b, k, n, s, _ in rows], len(bounds))
+        for (game, board), (buckets, total) in per_board.items():
+            rating.add_metric([game, board], _le(names.RATING_BUCKETS, buckets), gsum_value=total)
+        league_counts: dict[tuple[str, str, str], int] = {}
+        for game, board, _, count, _, league in rows:
+            if league is not None:
+                key = (game, board, league)
+                league_counts[key] = league_counts.get(key, 0) + count
+        for key, count in sorted(league_counts.items()):
+            leagues.add_metric(list(key), count)
+        return [rating, leagues]
+
+    def _detections(self, conn: Connection, as_of: datetime) -> list[Metric]:
+        stored = GaugeMetricFamily(names.DETECTIONS_STORED, "Detections recorded, by rule.",
+                                   labels=["rule", "category", "severity"])  # fmt: skip
+        for rule, category, severity, count in conn.execute(text(
+                "SELECT rule, category, severity, count(*) FROM detections GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")):
+            stored.add_metric([rule, category, severity], count)
+        open_detections = GaugeMetricFamily(names.DETECTIONS_OPEN, "Detections whose intervention is not closed.",
+                                            labels=["category", "status", "priority"])  # fmt: skip
+        interventions = GaugeMetricFamily(names.INTERVENTIONS_OPEN, "Interventions not closed.",
+                                          labels=["action", "status", "priority"])  # fmt: skip
+        for category, status, priority, n_det, n_int in conn.execute(text("""
+                SELECT d.category, i.status::text, i.priority, count(DISTINCT d.id), count(*)
+                FROM interventions i JOIN detections d ON d.id = i.detection_id
+                WHERE i.status IN ('open', 'in_progress') GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")):
+            open_detections.add_metric([category, status, str(priority)], n_det)
+            interventions.add_metric([f"review_{category}", status, str(priority)], n_int)
+        return [stored, open_detections, interventions]
+
+    def _scheduled(self, conn: Connection, as_of: datetime) -> list[Metric]:
+        runs = CounterMetricFamily(names.SCHEDULED_RUNS, "Finished scheduled job runs.",
+                                   labels=["kind", "name", "outcome"])  # fmt: skip
+        last = GaugeMetricFamily(names.SCHEDULED_LAST_SUCCESS, "Unix time of the last successful run.",
+                                 labels=["kind", "name"])  # fmt: skip
+        rows = conn.execute(text("""
+            SELECT namespace || '/' || report_name, outcome, count(*), extract(epoch FROM max(finished_at))
+            FROM report_runs WHERE outcome IN ('succeeded', 'failed') GROUP BY 1, 2 ORDER BY 1, 2""")).all()
+        for name, outcome, count, latest in rows:
+            runs.add_metric(["ScheduledReport", name, "success" if outcome == "succeeded" else "failure"], count)
+            if outcome == "succeeded" and latest is not None:
+                last.add_metric(["ScheduledReport", name], float(latest))
+        return [runs, last]
+
+    def _ingest(self) -> list[Metric]:
+        lag = GaugeMetricFamily(names.INGEST_LAG, "Seconds since the oldest stream entry not yet acknowledged by "
+                                "the ingest group (0 = caught up).", labels=["stream"])  # fmt: skip
+        behind = GaugeMetricFamily(names.INGEST_GROUP_LAG, "Stream entries not yet delivered to the ingest group.",
+                                   labels=["stream", "group"])  # fmt: skip
+        pending = GaugeMetricFamily(names.INGEST_GROUP_PENDING, "Entries delivered to the ingest group but not "
+                                    "acknowledged.", labels=["stream", "group"])  # fmt: skip
+        found = stream_lag(self.redis, self.stream, self.group, self.clock())
+        if found is not None:
+            seconds, undelivered, n_pending = found
+            lag.add_metric([self.stream], seconds)
+            if undelivered is not None:
+                behind.add_metric([self.stream, self.group], undelivered)
+            pending.add_metric([self.stream, self.group], n_pending)
+        return [lag, behind, pending]
+
+    def _self_metrics(self, as_of: datetime) -> list[Metric]:
+        at = GaugeMetricFamily(names.EXPORTER_AS_OF, "Unix time the analytics windows end at.")
+        at.add_metric([], as_of.timestamp())
+        took = GaugeMetricFamily(names.EXPORTER_REFRESH_DURATION, "Duration of the last refresh of the aggregates.")
+        took.add_metric([], self.last_refresh_seconds)
+        errors = CounterMetricFamily(names.EXPORTER_QUERY_ERRORS, "Failed aggregate queries.", labels=["query"])
+        for query, count in sorted(self._errors.items()):
+            errors.add_metric([query], count)
+        return [at, took, errors]
+
+
+def _cumulate(rows: Iterable[tuple[Any, Any, int, float]], n_bounds: int) -> dict[Any, tuple[list[int], float]]:
+    """``(key, width_bucket(-x, reversed negated bounds), count, sum)`` rows -> ``{key: (cumulative counts per
+    bound + Inf, sum)}`` with upper-inclusive (``le``) buckets."""
+    out: dict[Any, tuple[list[int], float]] = {}
+    for key, ge, count, total in rows:
+        counts, acc = out.get(key, ([0] * (n_bounds + 1), 0.0))
+        counts[n_bounds - int(ge)] += int(count)
+        out[key] = (counts, acc + float(total or 0.0))
+    for key, (counts, total) in out.items():
+        running, cumulative = 0, []
+        for c in counts:
+            running += c
+            cumulative.append(running)
+        out[key] = (cumulative, total)
+    return out
+
+
+def _le(bounds: Sequence[float], cumulative: Sequence[int]) -> list[tuple[str, float]]:
+    return [(_bound(b), float(c)) for b, c in zip(bounds, cumulative, strict=False)] + [("+Inf", float(cumulative[-1]))]
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+# --- command line ---------------------------------------------------------------------------------------------
+
+
+def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentParser:
+    """Flags of ``game-analytics worker exporter``; defaults come from ``settings`` (the environment)."""
+    s = settings or WorkerSettings()
+    parser = argparse.ArgumentParser(prog="game-analytics worker exporter", description=__doc__.split("\n")[0])
+    parser.add_argument("--dsn", default=s.dsn, help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
+    parser.add_argument("--games", default=",".join(s.games), help="comma-separated games (default: all)")
+    parser.add_argument("--as-of", default=os.environ.get("GAME_ANALYTICS_AS_OF", "now"), type=parse_as_of,
+                        help="'now' (default), 'latest' (newest event; for replayed data) or an ISO time")
+    parser.add_argument("--ttl", type=float, default=15.0, help="seconds a refresh is cached (default 15)")
+    parser.add_argument("--port", type=int, default=s.metrics_port, help="metrics port (default %(default)s)")
+    parser.add_argument("--listen", default="0.0.0.0", help="listen address (default %(default)s)")
+    parser.add_argument("--no-redis", action="store_true", help="do not export the ingest stream lag")
+    parser.add_argument("--once", action="store_true", help="print one scrape to stdout and exit")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the metrics until SIGTERM/SIGINT (or print one scrape with ``--once``); returns the exit code."""
+    settings = WorkerSettings.from_env()
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.dsn:
+        parser.error("--dsn (or GAME_ANALYTICS_DSN) is required")
+    client = None
+    if not args.no_redis and (settings.redis_url or settings.redis_sentinels):
+        from game_analytics.redis_client import connect
+
+        client = connect(settings)
+    engine = make_engine(args.dsn, pool_size=2, max_overflow=0)
+    collector = AnalyticsCollector(
+        engine, games=[g for g in args.games.split(",") if g], as_of=args.as_of, ttl=args.ttl, redis_client=client,
+        stream=settings.stream, group=settings.consumer_group,
+    )  # fmt: skip
+    registry = CollectorRegistry()
+    registry.register(collector)
+    if args.once:
+        sys.stdout.write(generate_latest(registry).decode())
+        return 0
+    server, thread = start_http_server(args.port, addr=args.listen, registry=registry)
+    log.info("serving analytics metrics on %s:%d (as of %s, ttl %.0fs)", args.listen, args.port, args.as_of, args.ttl)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,413 @@
+"""The report worker: renders ScheduledReport runs and delivers them; also ``game-analytics report run``.
+
+Two entry points:
+
+* :func:`main` is the CronJob's container command (``game-analytics worker report --config
+  /etc/game-analytics/report.json``).  It reads the report document rendered by the operator
+  (:func:`game_analytics.objects.scheduledreport.report_document`: the ScheduledReport spec in camelCase plus
+  ``name`` and ``namespace``), builds every report type of the spec over ``timeRange.lookback`` ending now, writes
+  the formats into ``--output-dir``, delivers them, records each report type in ``report_runs`` and exits non-zero
+  when any report or any delivery failed, so that the Job fails and Kubernetes' CronJob history shows it.
+  Secrets come from the environment: ``GAME_ANALYTICS_REPORT_WEBHOOK_URL`` and
+  ``GAME_ANALYTICS_REPORT_SMTP_PASSWORD``; the database from ``GAME_ANALYTICS_DSN`` (or ``--dsn``).
+* :func:`cli_main` runs one report by hand: ``game-analytics report run --type playerActivity --format html
+  [--format csv] [--from 1997-01-01 --to 1998-07-01 | --as-of latest [--lookback 30d]] [--output DIR]
+  [--dsn URL]`` and prints the artefact paths; ``game-analytics report history`` lists recent runs.
+
+Exit codes: 0 success, 1 a report or a delivery failed (recorded as failed), 2 bad flags, config or environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
+from sqlalchemy.exc import ArgumentError
+
+from ..api.scheduledreport import (
+    EmailDelivery,
+    ReportFilters,
+    ReportFormat,
+    ReportType,
+    ScheduledReportSpec,
+    WebhookStyle,
+)
+from ..reports.builders import build_report, latest_event_time
+from ..reports.delivery import RetryPolicy, RunSummary, deliver_all
+from ..reports.history import FAILED, SUCCEEDED, finish_run, recent_runs, start_run
+from ..reports.model import ReportPeriod, validate_filters
+from ..reports.render import write_report
+from ..settings import ENV_PREFIX, WorkerSettings
+from ..storage.engine import make_engine
+
+__all__ = ["ENV_SMTP_PASSWORD", "ENV_WEBHOOK_URL", "RunConfig", "RunResult", "cli_main", "main", "run_reports"]
+
+log = logging.getLogger(__name__)
+
+ENV_WEBHOOK_URL = f"{ENV_PREFIX}REPORT_WEBHOOK_URL"
+ENV_SMTP_PASSWORD = f"{ENV_PREFIX}REPORT_SMTP_PASSWORD"
+DEFAULT_CONFIG = "/etc/game-analytics/report.json"
+DEFAULT_OUTPUT = "/tmp/reports"
+
+
+class UsageError(ValueError):
+    """Bad flags, config file or environment (exit code 2)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs.
+
+    Attributes:
+        name, namespace: the ScheduledReport (``cli`` for hand-made runs), recorded in ``report_runs``.
+        reports: report types, built in this order.
+        period: the period every report covers.
+        filters: filters bound into every query.
+        formats: output formats; one file per report and format.
+        output_dir: where files are written.
+        webhook: ``(url, style)``, or None; a configured webhook whose URL is missing is ``("", style)`` and fails
+            the delivery (never skipped silently).
+        email: email delivery, or None.
+        smtp_password: SMTP password from the environment.
+        retry: webhook retry policy.
+    """
+
+    name: str
+    namespace: str
+    reports: list[ReportType]
+    period: ReportPeriod
+    filters: ReportFilters
+    formats: list[ReportFormat]
+    output_dir: Path
+    webhook: tuple[str, WebhookStyle] | None = None
+    email: EmailDelivery | None = None
+    smtp_password: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def parameters(self) -> dict[str, object]:
+        """The run parameters stored in ``report_runs.parameters`` (no secrets)."""
+        return {
+            "period": {"start": self.period.start.isoformat(), "end": self.period.end.isoformat()},
+            "filters": self.filters.to_api(),
+            "formats": [f.value for f in self.formats],
+            "delivery": {"webhook": self.webhook[1].value if self.webhook else None,
+                         "email": list(self.email.to) if self.email else None},
+        }  # fmt: skip
+
+
+@dataclass
+class RunResult:
+    """Outcome of :func:`run_reports`: the summary (reports, failures, artefacts), delivery errors, run ids."""
+
+    summary: RunSummary
+    delivery_errors: list[str]
+    run_ids: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return self.summary.ok and not self.delivery_errors
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = None,
+                progress: Progress | None = None) -> RunResult:  # fmt: skip
+    """Build, write, deliver and record every report of ``config``.
+
+    Each report type gets a ``report_runs`` row before it is built.  A report that fails is recorded as failed at
+    once and the others still run; delivery then reports the successes and the failures, and when delivery fails
+    every report of the run is recorded as failed with the delivery error.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the run history cannot be written (database down).
+    """
+    summary = RunSummary(config.name, config.namespace)
+    pending: list[tuple[int, list[Path]]] = []
+    run_ids: dict[str, int] = {}
+    params = config.parameters()
+    for rtype in config.reports:
+        run_id = start_run(engine, name=config.name, namespace=config.namespace, report_type=rtype.value,
+                           parameters=params)  # fmt: skip
+        run_ids[rtype.value] = run_id
+        task = progress.add_task(f"{rtype.value}", total=None) if progress else None
+        try:
+            report = build_report(engine, rtype, config.period, config.filters, now)
+            paths = write_report(report, config.formats, config.output_dir, prefix=f"{config.name}-")
+        except Exception as exc:  # noqa: BLE001 - any failure of one report is recorded and fails the run
+            log.exception("report %s failed", rtype.value)
+            error = f"{type(exc).__name__}: {exc}"
+            summary.failures[rtype.value] = error
+            finish_run(engine, run_id, outcome=FAILED, error=error)
+        else:
+            summary.reports.append(report)
+            summary.artifacts += paths
+            pending.append((run_id, paths))
+        finally:
+            if progress is not None and task is not None:
+                progress.update(task, total=1, completed=1)
+
+    delivery_errors: list[str] = []
+    if config.webhook is not None or config.email is not None:
+        if config.webhook is not None and not config.webhook[0]:
+            delivery_errors.append(f"webhook configured but {ENV_WEBHOOK_URL} is not set")
+            webhook = None
+        else:
+            webhook = config.webhook
+        delivery_errors += deliver_all(summary, webhook=webhook, email=config.email,
+                                       smtp_password=config.smtp_password, policy=config.retry)  # fmt: skip
+    for run_id, paths in pending:
+        size = sum(p.stat().st_size for p in paths)
+        run_params = {**params, "artifacts": [str(p) for p in paths]}
+        if delivery_errors:
+            finish_run(engine, run_id, outcome=FAILED, artifact_bytes=size, parameters=run_params,
+                       error="delivery failed: " + "; ".join(delivery_errors))  # fmt: skip
+        else:
+            finish_run(engine, run_id, outcome=SUCCEEDED, artifact_bytes=size, parameters=run_params)
+    return RunResult(summary, delivery_errors, run_ids)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _parse_time(value: str, flag: str) -> datetime:
+    """ISO 8601 date or datetime; naive values are UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{flag}: {value!r} is not an ISO 8601 date or datetime (e.g. 1997-01-01)") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _engine(dsn: str | None) -> Engine:
+    if not dsn:
+        raise UsageError(f"no database: pass --dsn or set {ENV_PREFIX}DSN")
+    try:
+        return make_engine(dsn)
+    except ArgumentError as exc:
+        raise UsageError(f"--dsn / {ENV_PREFIX}DSN: not a database URL ({exc})") from None
+
+
+def _console_progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=False)  # fmt: skip
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)  # fmt: skip
+
+
+def load_report_document(path: Path) -> tuple[str, str, ScheduledReportSpec]:
+    """Read a ``report.json`` document: ``(name, namespace, spec)``.
+
+    Raises:
+        UsageError: unreadable file, invalid JSON, or a spec that does not validate (naming the file and field).
+    """
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--config {path}: invalid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise UsageError(f"--config {path}: expected a JSON object")
+    name, namespace = document.pop("name", None), document.pop("namespace", None)
+    if not name or not namespace:
+        raise UsageError(f"--config {path}: 'name' and 'namespace' are required")
+    try:
+        spec = ScheduledReportSpec.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"--config {path}: {where}: {first['msg']}") from None
+    return str(name), str(namespace), spec
+
+
+# --------------------------------------------------------------------------------------------- CronJob worker
+
+
+def _worker_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="game-analytics worker report",
+                                description="Render a ScheduledReport run, deliver it and record it.")  # fmt: skip
+    p.add_argument("--config", default=os.environ.get(f"{ENV_PREFIX}REPORT_CONFIG", DEFAULT_CONFIG),
+                   type=Path, help=f"report.json rendered by the operator (default: {DEFAULT_CONFIG})")
+    p.add_argument("--output-dir", type=Path, default=Path(DEFAULT_OUTPUT),
+                   help=f"where report files are written (default: {DEFAULT_OUTPUT})")
+    p.add_argument("--dsn", help=f"database URL (default: ${ENV_PREFIX}DSN)")
+    p.add_argument("--now", help="end of the reporting period, ISO 8601 (default: the current time)")
+    p.add_argument("--log-level", default="INFO")
+    return p  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CronJob entry point (see the module docstring); returns the exit code."""
+    args = _worker_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        name, namespace, spec = load_report_document(args.config)
+        settings = WorkerSettings.from_env()
+        now = _parse_time(args.now, "--now") if args.now else datetime.now(UTC)
+        filters = validate_filters(spec.filters)
+        webhook = None
+        if spec.delivery.webhook is not None:
+            webhook = (os.environ.get(ENV_WEBHOOK_URL, ""), spec.delivery.webhook.style)
+        config = RunConfig(
+            name=name, namespace=namespace, reports=list(spec.reports),
+            period=ReportPeriod.lookback(now, spec.time_range.lookback), filters=filters,
+            formats=list(spec.formats), output_dir=args.output_dir, webhook=webhook, email=spec.delivery.email,
+            smtp_password=os.environ.get(ENV_SMTP_PASSWORD),
+        )  # fmt: skip
+        engine = _engine(args.dsn or settings.dsn)
+    except (UsageError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        result = run_reports(engine, config, now=now)
+    finally:
+        engine.dispose()
+    for path in result.summary.artifacts:
+        log.info("wrote %s (%d bytes)", path, path.stat().st_size)
+    for kind, error in result.summary.failures.items():
+        log.error("report %s failed: %s", kind, error)
+    for error in result.delivery_errors:
+        log.error("delivery failed: %s", error)
+    log.info("run %s/%s %s in %.2f s", namespace, name, "succeeded" if result.ok else "FAILED",
+             time.monotonic() - started)  # fmt: skip
+    return result.exit_code
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def _cli_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="game-analytics report", description="Run analytics reports by hand.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run one or more reports once and print the file paths")
+    run.add_argument("--type", dest="types", action="append", required=True, choices=[t.value for t in ReportType],
+                     help="report type (repeatable)")
+    run.add_argument("--format", dest="formats", action="append", choices=[f.value for f in ReportFormat],
+                     help="output format (repeatable; default: html)")
+    run.add_argument("--from", dest="start", help="period start, ISO 8601 (inclusive; UTC if no offset)")
+    run.add_argument("--to", dest="end", help="period end, ISO 8601 (exclusive; UTC if no offset)")
+    run.add_argument("--as-of", help="period end: 'latest' (midnight UTC after the newest matching event) or ISO 8601")
+    run.add_argument("--lookback", default="7d", help="period length with --as-of or without dates (default: 7d)")
+    run.add_argument("--game", dest="games", action="append", default=[], help="only this game (repeatable)")
+    run.add_argument("--region", dest="regions", action="append", default=[], help="only this region (repeatable)")
+    run.add_argument("--event-type", dest="event_types", action="append", default=[],
+                     help="only this event type (repeatable)")
+    run.add_argument("--top-n", type=int, default=10, help="rows of top-N tables (1-1000, default: 10)")
+    run.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT),
+                     help=f"output folder (default: {DEFAULT_OUTPUT})")
+    run.add_argument("--dsn", help=f"database URL (default: ${ENV_PREFIX}DSN)")
+    run.add_argument("--name", default="cli", help="name recorded in report_runs (default: cli)")
+    run.add_argument("--namespace", default=None, help="namespace recorded in report_runs")
+    run.add_argument("--webhook-url", help="also post the summary to this webhook")
+    run.add_argument("--webhook-style", default="generic", choices=[s.value for s in WebhookStyle])
+    run.add_argument("--log-level", default="WARNING")
+    hist = sub.add_parser("history", help="list recent report runs")
+    hist.add_argument("--dsn", help=f"database URL (default: ${ENV_PREFIX}DSN)")
+    hist.add_argument("--name")
+    hist.add_argument("--limit", type=int, default=20)
+    return p  # fmt: skip
+
+
+def _cli_period(args: argparse.Namespace, engine: Engine | None, filters: ReportFilters) -> ReportPeriod:
+    if args.as_of and (args.start or args.end):
+        raise UsageError("--as-of cannot be combined with --from/--to")
+    if args.start or args.end:
+        if not (args.start and args.end):
+            raise UsageError("--from and --to go together")
+        start, end = _parse_time(args.start, "--from"), _parse_time(args.end, "--to")
+        if end <= start:
+            raise UsageError(f"--to {args.end} must be after --from {args.start}")
+        return ReportPeriod(start, end)
+    if args.as_of == "latest":
+        assert engine is not None
+        latest = latest_event_time(engine, filters)
+        if latest is None:
+            raise UsageError("--as-of latest: no event matches the filters")
+        end = datetime(latest.year, latest.month, latest.day, tzinfo=UTC) + timedelta(days=1)
+    elif args.as_of:
+        end = _parse_time(args.as_of, "--as-of")
+    else:
+        end = datetime.now(UTC)
+    try:
+        return ReportPeriod.lookback(end, args.lookback)
+    except ValueError as exc:
+        raise UsageError(f"--lookback: {exc}") from None
+
+
+def _cli_run(args: argparse.Namespace) -> int:
+    settings = WorkerSettings.from_env()
+    try:
+        filters = validate_filters(ReportFilters(games=args.games, regions=args.regions,
+                                                 event_types=args.event_types, top_n=args.top_n))  # fmt: skip
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    if args.start or args.end or args.as_of not in (None, "latest"):
+        _cli_period(args, None, filters)  # flag errors before connecting
+    engine = _engine(args.dsn or settings.dsn)
+    try:
+        period = _cli_period(args, engine, filters)
+        config = RunConfig(
+            name=args.name, namespace=args.namespace or settings.namespace,
+            reports=list(dict.fromkeys(ReportType(t) for t in args.types)), period=period, filters=filters,
+            formats=[ReportFormat(f) for f in (args.formats or ["html"])], output_dir=args.output,
+            webhook=(args.webhook_url, WebhookStyle(args.webhook_style)) if args.webhook_url else None,
+        )  # fmt: skip
+        with _console_progress() as progress:
+            result = run_reports(engine, config, progress=progress)
+    finally:
+        engine.dispose()
+    for path in result.summary.artifacts:
+        print(path)
+    for kind, error in result.summary.failures.items():
+        print(f"error: report {kind} failed: {error}", file=sys.stderr)
+    for error in result.delivery_errors:
+        print(f"error: delivery failed: {error}", file=sys.stderr)
+    return result.exit_code
+
+
+def _cli_history(args: argparse.Namespace) -> int:
+    engine = _engine(args.dsn or WorkerSettings.from_env().dsn)
+    try:
+        runs = recent_runs(engine, name=args.name, limit=args.limit)
+    finally:
+        engine.dispose()
+    for r in runs:
+        duration = "-" if r.duration_seconds is None else f"{r.duration_seconds:.2f}s"
+        size = "-" if r.artifact_bytes is None else f"{r.artifact_bytes}B"
+        print(f"{r.id}\t{r.started_at:%Y-%m-%dT%H:%M:%SZ}\t{r.namespace}/{r.report_name}\t{r.report_type}\t"
+              f"{r.outcome}\t{duration}\t{size}\t{r.error or ''}")  # fmt: skip
+    return 0
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``game-analytics report run|history ...`` (see the module docstring); returns the exit code."""
+    args = _cli_parser().parse_args(argv)
+    _setup_logging(getattr(args, "log_level", "WARNING"))
+    try:
+        return _cli_run(args) if args.command == "run" else _cli_history(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())
