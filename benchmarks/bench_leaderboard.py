@@ -54,10 +54,11 @@ def main() -> None:
         players = [(ids[i],) for i in rng.integers(0, n, args.samples)]
         _latencies(board.top, [(100,)] * 200)  # warm-up
         rows = [
-            ("top(100): ZRANGE + HMGET", _latencies(board.top, [(100,)] * args.samples)),
+            ("PING (round-trip noise floor)", _latencies(client.ping, [()] * args.samples)),
+            ("top(100): one Lua ZRANGE + HGETs", _latencies(board.top, [(100,)] * args.samples)),
             ("rank(player): ZSCORE", _latencies(board.rank, players)),
             ("entry(player): ZSCORE + HGET, pipelined", _latencies(board.entry, players)),
-            ("around(player, 5): ZSCORE, ZRANGE + HMGET", _latencies(board.around, [(p[0], 5) for p in players])),
+            ("around(player, 5): ZSCORE, then top script", _latencies(board.around, [(p[0], 5) for p in players])),
         ]
         assert board.top(1)[0].player_id == entries[0].player_id and board.rank(entries[-1].player_id) == n
     finally:

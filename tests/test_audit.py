@@ -158,3 +158,18 @@ def test_append_continues_chain_after_reconnect(log: AuditLog, engine) -> None:
     assert (entry.seq, entry.prev_hash) == (9, previous_head[1])
     assert again.head() == (9, entry.hash)
     assert again.verify().ok
+
+
+def test_cli_verify_and_head(log: AuditLog, engine, db_dsn: str, capsys) -> None:
+    from game_analytics.audit import main
+
+    assert main(["head", "--dsn", db_dsn]) == 0
+    anchor = capsys.readouterr().out.strip()
+    assert anchor == f"8:{log.head()[1]}"
+    assert main(["verify", "--dsn", db_dsn, "--anchor", anchor]) == 0
+    assert "8 entries" in capsys.readouterr().out
+    attack(engine, "DELETE FROM audit_log WHERE seq = 8")
+    assert main(["verify", "--dsn", db_dsn]) == 0  # a cut tail needs the anchor
+    capsys.readouterr()
+    assert main(["verify", "--dsn", db_dsn, "--anchor", anchor]) == 1
+    assert "BROKEN at seq 8" in capsys.readouterr().out

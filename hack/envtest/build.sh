@@ -5,7 +5,8 @@
 #
 # Output: $ENVTEST_BIN_DIR (default <repo>/.cache/bin) holds kube-apiserver,
 # kube-controller-manager, etcd (a symlink) and .envtest-stamp. The Go toolchain's caches live in
-# <repo>/.cache/go so the whole build is self-contained and can be cached by CI.
+# $ENVTEST_SHARED_CACHE (default ~/.cache/game-analytics/envtest), shared by every clone on the machine, so that
+# CI's fresh clone reuses a build made by an earlier clone (binaries are copied from there when the stamp matches).
 #
 # Idempotent: binaries are reused when present and the stamp (Kubernetes version, Go version,
 # go.sum digest) matches. If KUBEBUILDER_ASSETS names a directory holding kube-apiserver and
@@ -72,11 +73,22 @@ if [[ $all_present -eq 1 && -f "$bin_dir/.envtest-stamp" && "$(cat "$bin_dir/.en
   exit 0
 fi
 
-# 3. Build.
-export GOPATH="$root/.cache/go"
+# 3. A build made by another clone on this machine (e.g. CI's fresh clone reuses the developer's).
+shared="${ENVTEST_SHARED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/game-analytics/envtest}"
+if [[ -f "$shared/bin/.envtest-stamp" && "$(cat "$shared/bin/.envtest-stamp")" == "$stamp" ]]; then
+  for b in "${binaries[@]}"; do cp -f "$shared/bin/$b" "$bin_dir/$b"; done
+  echo "$stamp" > "$bin_dir/.envtest-stamp"
+  log "copied from the machine's shared cache $shared/bin: $stamp"
+  elapsed
+  echo "$bin_dir"
+  exit 0
+fi
+
+# 4. Build.
+export GOPATH="$shared/go"
 export GOMODCACHE="$GOPATH/mod"
 export GOCACHE="$GOPATH/build"
-export GOFLAGS="-mod=mod -buildvcs=false -trimpath"
+export GOFLAGS="-mod=readonly -buildvcs=false -trimpath"
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0
 
@@ -108,5 +120,8 @@ for b in "${binaries[@]}"; do
   log "$b: $(du -h "$bin_dir/$b" | cut -f1) $("$bin_dir/$b" --version 2>&1 | head -n1)"
 done
 echo "$stamp" > "$bin_dir/.envtest-stamp"
+mkdir -p "$shared/bin"
+for b in "${binaries[@]}"; do cp -f "$bin_dir/$b" "$shared/bin/$b"; done
+echo "$stamp" > "$shared/bin/.envtest-stamp"
 elapsed
 echo "$bin_dir"

@@ -33,6 +33,7 @@ __all__ = [
     "VerifyResult",
     "canonical_json",
     "entry_hash",
+    "main",
     "verify_chain",
 ]
 
@@ -210,3 +211,43 @@ class AuditLog:
     def verify(self, anchor: tuple[int, str] | None = None) -> VerifyResult:
         """Verify the stored chain (see :func:`verify_chain`)."""
         return verify_chain(self.entries(), anchor)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``game-analytics audit verify|head [--dsn URL] [--anchor SEQ:HASH]``.
+
+    ``verify`` checks the whole chain (exit code 1 and the first bad seq when broken); ``head`` prints the newest
+    ``SEQ:HASH`` to keep as an anchor elsewhere.  ``--dsn`` defaults to ``GAME_ANALYTICS_DSN``.
+    """
+    import argparse
+
+    from game_analytics.settings import WorkerSettings
+    from game_analytics.storage.engine import make_engine
+
+    dsn = WorkerSettings.from_env().dsn
+    parser = argparse.ArgumentParser(prog="game-analytics audit", description="audit trail tools")
+    parser.add_argument("command", choices=["verify", "head"])
+    parser.add_argument("--dsn", default=dsn, required=dsn is None, help="PostgreSQL URL")
+    parser.add_argument("--anchor", help="SEQ:HASH recorded earlier with 'head' (detects a truncated tail)")
+    args = parser.parse_args(argv)
+    anchor = None
+    if args.anchor:
+        seq, _, digest = args.anchor.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            parser.error("--anchor must be SEQ:HASH (decimal seq, 64 hex digits)")
+        anchor = (int(seq), digest)
+    engine = make_engine(args.dsn)
+    try:
+        log = AuditLog(engine)
+        if args.command == "head":
+            head = log.head()
+            print("empty" if head is None else f"{head[0]}:{head[1]}")
+            return 0
+        result = log.verify(anchor)
+    finally:
+        engine.dispose()
+    if result.ok:
+        print(f"ok: {result.checked} entries, hash chain intact")
+        return 0
+    print(f"BROKEN at seq {result.first_bad_seq}: {result.problem}")
+    return 1

@@ -28,9 +28,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psycopg
@@ -52,10 +51,20 @@ __all__ = [
 
 _CHUNK = 10_000
 
+#: ZRANGE by index plus each member's info, flattened as id1, info1, id2, info2, ... (one round trip).
+_TOP_LUA = """
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
+local out = {}
+for i, id in ipairs(ids) do
+    out[2 * i - 1] = id
+    out[2 * i] = redis.call('HGET', KEYS[2], id) or false
+end
+return out
+"""
 
-@dataclass(frozen=True)
-class Entry:
-    """One leaderboard row.
+
+class Entry(NamedTuple):
+    """One leaderboard row (an immutable named tuple: cheap to create by the million).
 
     Attributes:
         rank: 1-based position.
@@ -77,7 +86,7 @@ class Entry:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (floats rounded to 4 decimals)."""
-        d = asdict(self)
+        d = self._asdict()
         for key in ("rating", "percentile", "rd"):
             if d[key] is not None:
                 d[key] = round(d[key], 4)
@@ -127,12 +136,11 @@ def build_entries(
         return []
     order = leaderboard_order(r, d, g, ids)
     pct = percentile_ranks(r)
-    league = assign_leagues(pct, leagues)
-    return [
-        Entry(rank=k + 1, player_id=str(ids[i]), rating=float(r[i]), percentile=float(pct[i]), league=league[i],
-              rd=float(d[i]) if rd_present else None, games=int(g[i]))  # fmt: skip
-        for k, i in enumerate(order.tolist())
-    ]
+    league = assign_leagues(pct[order], leagues)
+    # Plain Python lists: per-element numpy scalar access would dominate at a million players.
+    cols = zip(ids[order].tolist(), r[order].tolist(), pct[order].tolist(), league,
+               d[order].tolist() if rd_present else [None] * r.size, g[order].tolist(), strict=True)  # fmt: skip
+    return [Entry(k, pid, rating, p, lg, dev, games) for k, (pid, rating, p, lg, dev, games) in enumerate(cols, 1)]
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------------------------
@@ -222,6 +230,7 @@ class Leaderboard:
         self.rank_key = f"{prefix}:rank"
         self.info_key = f"{prefix}:info"
         self.meta_key = f"{prefix}:meta"
+        self._top_script = client.register_script(_TOP_LUA)
 
     # writing -----------------------------------------------------------------------------------------------
 
@@ -259,18 +268,12 @@ class Leaderboard:
 
     # reading -------------------------------------------------------------------------------------------------
 
-    def _entries(self, ids: list[bytes | str], ranks: list[float]) -> list[Entry]:
-        if not ids:
-            return []
-        infos = self.client.hmget(self.info_key, ids)
-        return [_decode(pid, int(rank), info) for pid, rank, info in zip(ids, ranks, infos, strict=True)]
-
     def top(self, n: int = 100, offset: int = 0) -> list[Entry]:
-        """Entries of ranks ``offset+1 .. offset+n`` (two round trips: ZRANGE, HMGET)."""
+        """Entries of ranks ``offset+1 .. offset+n``, in one round trip (a server-side ZRANGE + HGET script)."""
         if n <= 0:
             return []
-        rows = self.client.zrange(self.rank_key, offset, offset + n - 1, withscores=True)
-        return self._entries([m for m, _ in rows], [s for _, s in rows])
+        reply = self._top_script(keys=[self.rank_key, self.info_key], args=[offset, offset + n - 1])
+        return [_decode(reply[i], offset + i // 2 + 1, reply[i + 1]) for i in range(0, len(reply), 2)]
 
     def rank(self, player_id: str) -> int | None:
         """The player's rank (1 = best), or None if not on the board (one ZSCORE)."""

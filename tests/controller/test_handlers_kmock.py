@@ -163,7 +163,7 @@ def test_alert_rule_gets_children_with_owner_references_and_ready_status(api: Em
     expr = children["PrometheusRule"]["spec"]["groups"][0]["rules"][0]["expr"]
     assert expr == status["expression"]
 
-    # A spec change reaches the update handler: observedGeneration follows metadata.generation.
+    # A spec change is reconciled (update handler or resync timer): observedGeneration follows the generation.
     patched = api.patch(ALERTRULES, NAMESPACE, name, {"spec": {"severity": "critical"}})
     assert patched["metadata"]["generation"] == 2
     wait_for(lambda: (ready_condition(api, ALERTRULES, name) or {}).get("observedGeneration") == 2,

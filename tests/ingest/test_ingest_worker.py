@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
 
+import httpx
 import psycopg
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
 from game_analytics.storage.engine import libpq_dsn
+from game_analytics.storage.migrate import upgrade
+from game_analytics.testing.postgres import free_port, start_postgres
+from game_analytics.testing.redis import redis_sentinel_set
 from game_analytics.workers.ingest import (
     IngestConfig,
     IngestMetrics,
@@ -183,7 +188,7 @@ def test_bad_entries_are_dead_lettered_and_the_stream_keeps_flowing(
         assert reason.startswith(f"{field or 'message'}:"), (name, reason)
     assert any(sid == no_data_id and "data" in reason for reason, _f, sid in stored.values())
 
-    dead_stream = rclient.xrange(f"{stream}:dead-letters")
+    dead_stream = rclient.xrange(f"{stream}-dead")
     assert len(dead_stream) == len(BAD_ENTRIES) + 1
     fields = {f[b"data"]: f for _, f in dead_stream}
     unknown = fields[BAD_ENTRIES["unknown_type"][0]]
@@ -191,11 +196,12 @@ def test_bad_entries_are_dead_lettered_and_the_stream_keeps_flowing(
 
 
 def test_sigkill_mid_batch_loses_and_duplicates_nothing(db_dsn, redis_url, stream, rclient) -> None:
-    total = 20_000
+    total = 10_000
     events = [purchase(i, player=i % 2000) for i in range(total)]
     publish_events(events, redis_url, stream=stream)
     cmd = [sys.executable, "-m", "game_analytics.workers.ingest", "--redis-url", redis_url, "--dsn", db_dsn,
-           "--stream", stream, "--consumer", "worker-0", "--batch-size", "500", "--block-ms", "100"]  # fmt: skip
+           "--stream", stream, "--consumer", "worker-0", "--batch-size", "500", "--block-ms", "100",
+           "--metrics-port", "0"]  # fmt: skip
 
     killed_mid_batch = 0
     for _attempt in range(5):
@@ -287,3 +293,57 @@ def test_run_surfaces_write_errors_and_leaves_entries_pending(db_dsn, redis_url,
         restarted.run(until_idle=True)
     assert scalar(db_dsn, "SELECT count(*) FROM events") == 500
     assert pending(rclient, stream) == 0
+
+
+def test_worker_rides_out_a_postgres_crash(redis_url, stream, rclient) -> None:
+
+    # synchronous_commit=on (the PostgreSQL default): with the harness's "off", a crash may lose the last commits
+    # the worker was told succeeded - and has acknowledged.
+    pg = start_postgres(settings={"synchronous_commit": "on"})
+    base, port = pg.base_dir, pg.port
+    proc = None
+    try:
+        dsn = pg.dsn()
+        upgrade(dsn)
+        metrics_port = free_port()
+        cmd = [sys.executable, "-m", "game_analytics.workers.ingest", "--redis-url", redis_url, "--dsn", dsn,
+               "--stream", stream, "--consumer", "w", "--batch-size", "200", "--block-ms", "100",
+               "--metrics-port", str(metrics_port)]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        publish_events([purchase(i) for i in range(1000)], redis_url, stream=stream)
+        deadline = time.monotonic() + 60
+        while scalar(dsn, "SELECT count(*) FROM events") == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pg.crash()
+        publish_events([purchase(i) for i in range(1000, 1500)], redis_url, stream=stream)
+        time.sleep(0.5)  # the worker now fails to write and retries
+        assert proc.poll() is None, proc.stderr.read().decode()
+        pg = start_postgres(base, port=port, settings={"synchronous_commit": "on"})
+        while time.monotonic() < deadline:
+            if scalar(dsn, "SELECT count(*) FROM events") == 1500 and pending(rclient, stream) == 0:
+                break
+            time.sleep(0.1)
+        assert scalar(dsn, "SELECT count(*) FROM events") == 1500
+        assert pending(rclient, stream) == 0
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        stored = [ln for ln in metrics.splitlines() if ln.startswith("game_analytics_ingest_events_total{")]
+        assert stored == ['game_analytics_ingest_events_total{event_type="purchase"} 1500.0']
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert b"reconnecting" in proc.stderr.read()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_worker_finds_the_master_through_sentinels(db_dsn) -> None:
+    with redis_sentinel_set(master_name="ga-ingest") as cluster:
+        publish_events([purchase(i) for i in range(50)], cluster.master.url, stream="events")
+        config = IngestConfig(redis_url="", dsn=db_dsn, stream="events", consumer="c1",
+                              sentinels=cluster.sentinel_addresses, sentinel_master="ga-ingest")  # fmt: skip
+        with IngestWorker(config, IngestMetrics(CollectorRegistry())) as worker:
+            assert worker.run(until_idle=True) == 50
+        assert cluster.master.client().xpending("events", "ingest")["pending"] == 0
+    assert scalar(db_dsn, "SELECT count(*) FROM events") == 50

@@ -13,7 +13,13 @@ from sqlalchemy import Engine, text
 
 from game_analytics.analytics.leagues import assign_tiers, leaderboard_order, percentile_ranks
 from game_analytics.analytics.ratings import Glicko2Ratings, rate_period
-from game_analytics.data import load_bundesliga, load_cdnow_master, load_cdnow_sample, purchase_events, team_player_id
+from game_analytics.data import (
+    load_bundesliga,
+    load_cdnow_master,
+    load_cdnow_sample,
+    purchase_events,
+    team_player_id,
+)
 from game_analytics.storage.engine import make_engine
 from game_analytics.testing.postgres import PostgresServer
 from game_analytics.workers.ingest import copy_events

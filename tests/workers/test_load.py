@@ -27,7 +27,10 @@ def test_converted_events_pass_the_strict_event_schema(bundesliga_events: list[d
     assert len(bundesliga_events) == len(df)
     first = validate_event(bundesliga_events[0])
     assert first.payload.home_team != first.payload.away_team
-    goals = sum(e["payload"]["home_goals"] + e["payload"]["away_goals"] for e in bundesliga_events)
+    goals = 0
+    for e in bundesliga_events:
+        payload = validate_event(e).payload.model_dump()
+        goals += payload.get("home_score", payload.get("home_goals")) + payload.get("away_score", payload.get("away_goals"))
     assert goals == int(df["HomeGoals"].sum() + df["AwayGoals"].sum())
     times = [e["occurred_at"] for e in bundesliga_events]
     assert times == sorted(times)

@@ -24,7 +24,7 @@ BOARD = "league/bundesliga"
 
 
 def _config(tmp_path: Path, **spec: object) -> Path:
-    doc = ranking_document(Owner(name="bundesliga", namespace="league", uid="u1"),
+    doc = ranking_document(Owner(api_version="gameanalytics.io/v1alpha1", kind="RankingJob", name="bundesliga", namespace="league", uid="u1"),
                            RankingJobSpec.model_validate({"source": {"game": "bundesliga"}, **spec}))
     path = tmp_path / "ranking.json"
     path.write_text(json.dumps(doc))

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from ..analytics.economy import gini, inflation_rate, wealth_summary
+from ..analytics.economy import inflation_rate, wealth_summary
 from ..api.scheduledreport import ReportFilters, ReportType
 from ..audit import AuditLog
 from .compute import bucket_starts, churn_rate, cohort_matrix, lorenz_curve, retention_curve
@@ -462,7 +462,7 @@ def build_rankings(ctx: BuildContext) -> Report:
     mf, mp = "", {}
     if ctx.filters.games:
         mf, mp = " AND m.game = ANY(CAST(:f_games AS text[]))", {"f_games": list(ctx.filters.games)}
-    p = ctx.params(**lp, **hp, **mp)
+    p = ctx.params(**{**lp, **hp, **mp})  # the same filter values under the same names
     with ctx.engine.connect() as conn:
         board = fetch_frame(conn, f"""
             WITH latest AS (

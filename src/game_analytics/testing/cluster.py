@@ -122,6 +122,8 @@ def find_binaries(bin_dir: str | os.PathLike[str] | None = None) -> Binaries:
         on_path = shutil.which(name)
         if on_path:
             candidates.append(Path(on_path))
+        if name == "etcd":
+            candidates.append(Path("/usr/bin/etcd"))  # Debian's etcd-server
         hit = next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
         if hit is None:
             missing.append(name)
@@ -130,7 +132,7 @@ def find_binaries(bin_dir: str | os.PathLike[str] | None = None) -> Binaries:
     if missing:
         raise BinariesNotFound(
             f"missing control-plane binaries: {', '.join(missing)} (searched {', '.join(map(str, dirs))} "
-            f"and PATH); build them with `{BUILD_SCRIPT.relative_to(REPO_ROOT)}` "
+            f"and PATH); build them with `bash {BUILD_SCRIPT}` (make envtest) "
             "or point KUBEBUILDER_ASSETS at a directory holding them"
         )
     return Binaries(paths["etcd"], paths["kube-apiserver"], paths["kube-controller-manager"])

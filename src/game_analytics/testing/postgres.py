@@ -2,7 +2,8 @@
 
 Starts a real ``postgres`` process from the Debian ``postgresql`` package on a random free loopback port, with
 its data directory and Unix socket in a temporary directory, and stops it by PID.  Durability is switched off
-(``fsync=off``, ``synchronous_commit=off``, ``full_page_writes=off``) because the cluster is thrown away.
+(``fsync=off``, ``synchronous_commit=off``, ``full_page_writes=off``) because the cluster is thrown away; tests
+that crash the server and count on acknowledged commits must pass ``settings={"synchronous_commit": "on"}``.
 
 PostgreSQL refuses to run as root, so when the current user is root the server binaries run as the unprivileged
 ``postgres`` system user (created by the Debian package) through ``setpriv``.
@@ -156,6 +157,16 @@ class PostgresServer:
         with psycopg.connect(self.dsn(driver="postgresql"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def crash(self, timeout: float = 20.0) -> None:
+        """Simulate a crash: immediate shutdown (SIGQUIT: no checkpoint, crash recovery on the next start).
+
+        The data directory is kept, so ``start_postgres(server.base_dir, port=server.port)`` restarts it.
+        """
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGQUIT)
+            self.process.wait(timeout=timeout)
+
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the server by PID (SIGINT = fast shutdown, SIGKILL after ``timeout`` s) and remove its files."""
         if self.process.poll() is None:
@@ -181,7 +192,9 @@ def start_postgres(
     """Initialise a cluster in a temporary directory and start ``postgres`` on a free loopback port.
 
     Args:
-        base_dir: directory to use (created if missing); a fresh ``tempfile.mkdtemp`` by default, removed on stop.
+        base_dir: directory to use (created if missing; kept on stop); a fresh ``tempfile.mkdtemp`` by default,
+            removed on stop.  If it already holds a cluster (``data/PG_VERSION``), that cluster is started again,
+            which lets tests restart a server on the same data and port.
         port: TCP port; a free one by default.
         timeout: seconds to wait for ``initdb`` and for the server to accept connections.
         settings: extra ``-c name=value`` server settings, overriding the defaults.
@@ -204,17 +217,18 @@ def start_postgres(
             os.chown(path, user.pw_uid, user.pw_gid)
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
 
-    initdb = subprocess.run(
-        [*prefix, str(bindir / "initdb"), "-D", str(data_dir), "-U", SUPERUSER, "--auth=trust",
-         "--encoding=UTF8", "--locale=C", "--no-sync"],
-        env=env, capture_output=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    if initdb.returncode != 0:
-        if owns_dir:
-            shutil.rmtree(base, ignore_errors=True)
-        raise PostgresStartError(
-            f"initdb failed ({initdb.returncode}): {initdb.stderr.decode(errors='replace')}"
-        )
+    if not (data_dir / "PG_VERSION").exists():  # a fresh cluster, unless restarting on an existing one
+        initdb = subprocess.run(
+            [*prefix, str(bindir / "initdb"), "-D", str(data_dir), "-U", SUPERUSER, "--auth=trust",
+             "--encoding=UTF8", "--locale=C", "--no-sync"],
+            env=env, capture_output=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if initdb.returncode != 0:
+            if owns_dir:
+                shutil.rmtree(base, ignore_errors=True)
+            raise PostgresStartError(
+                f"initdb failed ({initdb.returncode}): {initdb.stderr.decode(errors='replace')}"
+            )
 
     options = {
         "listen_addresses": "127.0.0.1",

@@ -304,13 +304,15 @@ class AnalyticsCollector(Collector):
     def _rankings(self, conn: Connection, as_of: datetime) -> list[Metric]:
         bounds = [float(b) for b in names.RATING_BUCKETS]
         rows = conn.execute(text("""
-            WITH latest AS (SELECT DISTINCT ON (board) board, season FROM leaderboard_entries
-                            ORDER BY board, computed_at DESC, season DESC),
+            WITH latest AS MATERIALIZED (
+                SELECT DISTINCT ON (board) board, season, player_id AS sample_player FROM leaderboard_entries
+                ORDER BY board, computed_at DESC, season DESC),
             entries AS (SELECT l.board, l.rating, l.league FROM leaderboard_entries l JOIN latest USING (board, season)),
-            boards AS (SELECT b.board, coalesce((SELECT m.game FROM leaderboard_entries x JOIN matches m
-                                                 ON m.home_id = x.player_id OR m.away_id = x.player_id
-                                                 WHERE x.board = b.board LIMIT 1), 'unknown') AS game
-                       FROM latest b)
+            boards AS MATERIALIZED (
+                SELECT b.board, coalesce((SELECT m.game FROM matches m WHERE m.home_id = b.sample_player LIMIT 1),
+                                         (SELECT m.game FROM matches m WHERE m.away_id = b.sample_player LIMIT 1),
+                                         'unknown') AS game
+                FROM latest b)
             SELECT boards.game, e.board, width_bucket(-e.rating, CAST(:bounds AS float8[])) AS b, count(*),
                    sum(e.rating), e.league
             FROM entries e JOIN boards USING (board) GROUP BY 1, 2, 3, 6"""),

@@ -14,12 +14,16 @@ Delivery model (at-least-once from Redis, idempotent into PostgreSQL):
    the unique keys turn into no-ops: no event is lost and none is stored twice.  (The dead-letter *stream* is
    therefore at-least-once; consumers de-duplicate on its ``stream_id`` field.)
 
+The guarantee needs PostgreSQL's ``synchronous_commit`` on (its default): with it off, a database crash can lose
+commits that were already reported successful, and so acknowledged.
+
 Bad entries never block the stream: they are stored with their reason and acknowledged like good ones.
 
 Also here: :func:`copy_events` (bulk COPY straight into PostgreSQL, for ``game-analytics load``),
 :func:`publish_events` (XADD to the stream, the demo's real path) and :func:`load_events` choosing between them.
 
-Run: ``python -m game_analytics.workers.ingest --redis-url redis://... --dsn postgresql://...``.
+Run: ``python -m game_analytics.workers.ingest --redis-url redis://... --dsn postgresql://...`` (or
+``game-analytics worker ingest ...``); options default to the ``GAME_ANALYTICS_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import socket
 import threading
@@ -43,8 +46,10 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
+from redis.sentinel import Sentinel
 
 from game_analytics.events import AnyEvent, EventError, parse_event, validate_event
+from game_analytics.settings import WorkerSettings
 from game_analytics.storage.engine import libpq_dsn
 
 __all__ = [
@@ -324,8 +329,11 @@ class IngestConfig:
         block_ms: how long XREADGROUP blocks waiting for entries.
         claim_idle_ms: pending entries idle longer than this are taken over from other consumers.
         claim_every_s: how often to look for such entries while running.
-        dead_letter_stream: stream receiving rejected entries (default ``<stream>:dead-letters``).
+        dead_letter_stream: stream receiving rejected entries (default ``<stream>-dead``).
         derive: also maintain ``players`` and ``matches`` in the same transaction (see :func:`write_batch`).
+        sentinels / sentinel_master: Sentinel ``(host, port)`` addresses and master name; used instead of
+            ``redis_url`` when given.
+        redis_password: password of the Redis data nodes, if any.
     """
 
     redis_url: str
@@ -339,11 +347,25 @@ class IngestConfig:
     claim_every_s: float = 15.0
     dead_letter_stream: str | None = None
     derive: bool = True
+    sentinels: list[tuple[str, int]] = field(default_factory=list)
+    sentinel_master: str = "mymaster"
+    redis_password: str | None = None
 
     @property
     def dead_letters_key(self) -> str:
         """Name of the dead-letter stream."""
-        return self.dead_letter_stream or f"{self.stream}:dead-letters"
+        return self.dead_letter_stream or f"{self.stream}-dead"
+
+    def redis_client(self) -> redis.Redis:
+        """A client for the stream's server: the current master via the Sentinels if any, else ``redis_url``.
+
+        A Sentinel-managed client follows a failover on its next reconnect.
+        """
+        if self.sentinels:
+            sentinel = Sentinel(self.sentinels, socket_timeout=5, password=None,
+                                sentinel_kwargs={"socket_timeout": 5})  # fmt: skip
+            return sentinel.master_for(self.sentinel_master, password=self.redis_password, protocol=2)
+        return redis.Redis.from_url(self.redis_url, password=self.redis_password, protocol=2)
 
 
 class IngestWorker:
@@ -355,7 +377,7 @@ class IngestWorker:
     def __init__(self, config: IngestConfig, metrics: IngestMetrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or default_metrics()
-        self.redis = redis.Redis.from_url(config.redis_url)
+        self.redis = config.redis_client()  # RESP2: the reply shapes parsed below
         self.db = psycopg.connect(libpq_dsn(config.dsn))
         prepare_connection(self.db)
         self._ensure_group()
@@ -385,12 +407,7 @@ class IngestWorker:
     def _read(self, entry_id: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
         reply = self.redis.xreadgroup(self.config.group, self.config.consumer, {self.config.stream: entry_id},
                                       count=self.config.batch_size, block=block_ms)  # fmt: skip
-        if not reply:
-            return []
-        if isinstance(reply, dict):  # RESP3
-            return [e for batch in reply.values() for e in (batch[0] if batch and isinstance(batch[0], list)
-                                                            else batch)]  # fmt: skip
-        return list(reply[0][1])
+        return list(reply[0][1]) if reply else []
 
     def recover(self) -> int:
         """Process this consumer's own pending entries, then claim others' stale ones; return entries handled."""
@@ -604,34 +621,42 @@ def load_events(
 # --- command line ---------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line options of the worker (defaults from ``GA_REDIS_URL`` / ``GA_DSN`` when set)."""
-    p = argparse.ArgumentParser(
-        prog="game-analytics-ingest", description="Redis Stream -> PostgreSQL ingest worker"
-    )
-    p.add_argument(
-        "--redis-url", default=os.environ.get("GA_REDIS_URL"), required="GA_REDIS_URL" not in os.environ
-    )
-    p.add_argument("--dsn", default=os.environ.get("GA_DSN"), required="GA_DSN" not in os.environ)
-    p.add_argument("--stream", default=DEFAULT_STREAM)
-    p.add_argument("--group", default=DEFAULT_GROUP)
+def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentParser:
+    """Command-line options of the worker; defaults come from ``GAME_ANALYTICS_*`` variables
+    (:class:`game_analytics.settings.WorkerSettings`), which the operator renders into the worker's pod."""
+    s = settings or WorkerSettings.from_env()
+    p = argparse.ArgumentParser(prog="game-analytics worker ingest", description="Redis Stream -> PostgreSQL")
+    p.add_argument("--redis-url", default=s.redis_url, help="redis:// URL (or use --sentinel)")
+    p.add_argument("--sentinel", action="append", default=list(s.redis_sentinels), metavar="HOST:PORT",
+                   help="a Sentinel address (repeat); the master is looked up by --sentinel-master")  # fmt: skip
+    p.add_argument("--sentinel-master", default=s.redis_master)
+    p.add_argument("--dsn", default=s.dsn, required=s.dsn is None, help="PostgreSQL URL")
+    p.add_argument("--stream", default=s.stream)
+    p.add_argument("--group", default=s.consumer_group)
     p.add_argument(
         "--consumer", default=socket.gethostname(), help="stable consumer name (default: hostname)"
     )
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--block-ms", type=int, default=1000)
     p.add_argument("--claim-idle-ms", type=int, default=30_000)
-    p.add_argument("--dead-letter-stream", default=None)
+    p.add_argument("--dead-letter-stream", default=s.dead_letter_stream)
     p.add_argument("--no-derive", action="store_true", help="do not maintain the players / matches tables")
-    p.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on this port (0: off)")
+    p.add_argument("--metrics-port", type=int, default=s.metrics_port, help="serve /metrics here (0: off)")
     p.add_argument("--migrate", action="store_true", help="run the database migrations before starting")
     p.add_argument("--log-level", default="INFO")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the worker until SIGTERM/SIGINT; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    """Run the worker until SIGTERM/SIGINT, reconnecting with exponential backoff (0.5 s .. 30 s) after
+    PostgreSQL/Redis connection errors; returns the process exit code (0 after a signal, 2 on bad usage)."""
+    settings = WorkerSettings.from_env()
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    if not args.redis_url and not args.sentinel:
+        parser.error(
+            "give --redis-url or --sentinel (or GAME_ANALYTICS_REDIS_URL / GAME_ANALYTICS_REDIS_SENTINELS)"
+        )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -642,18 +667,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         upgrade(sqlalchemy_url(args.dsn))
     if args.metrics_port:
         start_http_server(args.metrics_port)
+    sentinels = [(h, int(port)) for h, _, port in (a.rpartition(":") for a in args.sentinel)]
     config = IngestConfig(
-        redis_url=args.redis_url, dsn=args.dsn, stream=args.stream, group=args.group, consumer=args.consumer,
+        redis_url=args.redis_url or "", dsn=args.dsn, stream=args.stream, group=args.group, consumer=args.consumer,
         batch_size=args.batch_size, block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms,
-        dead_letter_stream=args.dead_letter_stream,
-        derive=not args.no_derive,
+        dead_letter_stream=args.dead_letter_stream, derive=not args.no_derive, sentinels=sentinels,
+        sentinel_master=args.sentinel_master, redis_password=settings.redis_password,
     )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with IngestWorker(config) as worker:
-        log.info("ingesting stream %s as %s/%s", config.stream, config.group, config.consumer)
-        worker.run(stop)
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            with IngestWorker(config) as worker:
+                log.info("ingesting stream %s as %s/%s", config.stream, config.group, config.consumer)
+                backoff = 0.5
+                worker.run(stop)
+        except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
+            # Nothing is lost: unacknowledged entries stay pending and are re-read after reconnecting.
+            log.warning("connection problem (%s); reconnecting in %.1f s", exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
     log.info("stopped")
     return 0
 

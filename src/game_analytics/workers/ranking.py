@@ -194,9 +194,11 @@ def _rate_segment(
         final_elo, expected = rate_elo(n, a, b, s, config_elo, initial=state["mu"])
         # Post-match ratings from the zero-sum deltas: each side's running sum of its own deltas.
         delta = config_elo.k * (s - expected)
-        sides = pd.DataFrame({"p": np.concatenate([a, b]), "d": np.concatenate([delta, -delta])})
-        running = sides.groupby("p")["d"].cumsum().to_numpy() + state["mu"][sides["p"].to_numpy()]
-        post[0, :, 0], post[0, :, 1] = running[: a.size], running[a.size :]
+        # Interleave the sides in match order (home of match 0, away of match 0, home of match 1, ...).
+        player = np.column_stack([a, b]).ravel()
+        sides = pd.DataFrame({"p": player, "d": np.column_stack([delta, -delta]).ravel()})
+        running = sides.groupby("p")["d"].cumsum().to_numpy() + state["mu"][player]
+        post[0] = running.reshape(-1, 2)
         return {"mu": final_elo, "rd": state["rd"], "vol": state["vol"]}, post
     assert isinstance(params, OpenSkillParams)
     model = _openskill_model(params)

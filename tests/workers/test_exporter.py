@@ -1,0 +1,282 @@
+"""The exporter against real PostgreSQL and Redis: scrape its HTTP endpoint, compare with SQL, promtool-check it."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import redis
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, text
+
+from game_analytics.analytics import economy, economy_sql
+from game_analytics.data.datasets import load_cdnow_master
+from game_analytics.data.events import purchase_events
+from game_analytics.monitoring import names
+from game_analytics.storage.engine import make_engine
+from game_analytics.workers import exporter
+from game_analytics.workers.exporter import AnalyticsCollector
+from game_analytics.workers.ingest import copy_events
+
+_names = itertools.count()
+
+
+def model_events(events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Data-set purchase events in the event model's payload schema."""
+    for event in events:
+        payload = {k: v for k, v in event["payload"].items() if k != "customer_id"}
+        if "item" in payload:
+            payload["item_id"] = payload.pop("item")
+        yield {**event, "payload": payload}
+
+
+def add_synthetic_players(engine: Engine, n: int, *, game: str = "synth", board: str = "synth-elo") -> None:
+    """``n`` players with 2 purchases each in the 40 days before 2024-01-01 and a leaderboard row each."""
+    with engine.begin() as conn:
+        conn.execute(text("""
+            INSERT INTO events (event_id, event_type, occurred_at, player_id, game, region, payload)
+            SELECT 'syn-' || g || '-' || k, 'purchase',
+                   timestamptz '2024-01-01' - (g % 40) * interval '1 day' - k * interval '1 minute',
+                   'p' || g, :game, (ARRAY['EU', 'US', 'AS'])[1 + (g + k) % 3],
+                   jsonb_build_object('quantity', 1 + g % 5, 'amount', ((g * 7919) % 100000) / 100.0,
+                                      'currency', 'USD')
+            FROM generate_series(1, :n) AS g, generate_series(1, 2) AS k"""), {"n": n, "game": game})
+        conn.execute(text("""
+            INSERT INTO leaderboard_entries (board, season, player_id, rating, rank, percentile, league)
+            SELECT :board, '2024', 'p' || g, 400 + (g * 37) % 2800, g, 100.0 * (:n - g) / :n,
+                   (ARRAY['bronze', 'silver', 'gold'])[1 + g % 3]
+            FROM generate_series(1, :n) AS g"""), {"n": n, "board": board})
+        conn.execute(text("ANALYZE"))
+
+
+@pytest.fixture(scope="module")
+def store(postgres_server, _migrated_template) -> Iterator[Engine]:
+    """CDNOW purchases, a leaderboard, detections with interventions and a finished report run."""
+    name = f"ga_exporter_{next(_names)}"
+    dsn = postgres_server.create_database(name, template=_migrated_template)
+    result = copy_events(model_events(purchase_events(load_cdnow_master())), dsn)
+    assert result.dead_lettered == 0
+    engine = make_engine(dsn)
+    add_synthetic_players(engine, 300)
+    with engine.begin() as conn:
+        conn.execute(text("""
+            INSERT INTO detections (rule, category, severity, player_id, score, evidence)
+            VALUES ('ns/a', 'player', 'critical', 'cdnow-00001', 9, '{}'), ('ns/a', 'player', 'critical', 'cdnow-00002', 8, '{}'),
+                   ('ns/b', 'economic', 'warning', NULL, 2, '{}')"""))  # fmt: skip
+        conn.execute(text("""
+            INSERT INTO interventions (detection_id, priority, category, status)
+            SELECT id, CASE severity WHEN 'critical' THEN 1 ELSE 2 END, category,
+                   CASE WHEN player_id = 'cdnow-00002' THEN 'resolved' ELSE 'open' END::intervention_status
+            FROM detections"""))
+        conn.execute(text("""
+            INSERT INTO report_runs (report_name, namespace, report_type, finished_at, outcome)
+            VALUES ('weekly', 'ns', 'economy', '2024-01-02T00:00:00Z', 'succeeded'),
+                   ('weekly', 'ns', 'economy', '2024-01-03T00:00:00Z', 'failed')"""))
+        conn.execute(text("ANALYZE"))
+    yield engine
+    engine.dispose()
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def stream(clean_redis_url: str) -> redis.Redis:
+    """A stream with 5 entries: 2 delivered but not acknowledged by group ``ingest``, 3 not delivered."""
+    client = redis.Redis.from_url(clean_redis_url)
+    client.xgroup_create("game-events", "ingest", id="0", mkstream=True)
+    for i in range(5):
+        client.xadd("game-events", {"data": f"{i}"}, id=f"{1_700_000_000_000 + i}-0")
+    client.xreadgroup("ingest", "c1", {"game-events": ">"}, count=2)
+    return client
+
+
+def serve(collector: AnalyticsCollector) -> tuple[str, Any]:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    return f"http://127.0.0.1:{server.server_port}/metrics", server
+
+
+def scrape(url: str) -> str:
+    response = httpx.get(url, timeout=60)
+    response.raise_for_status()
+    return response.text
+
+
+def samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(found: dict, metric: str, /, **labels: str) -> float:
+    return found[(metric, tuple(sorted(labels.items())))]
+
+
+def test_as_of_latest_is_the_newest_event(store: Engine) -> None:
+    found = samples(exporter.generate_latest(_registry(AnalyticsCollector(store, as_of="latest"))).decode())
+    with store.connect() as conn:
+        newest = conn.execute(text("SELECT max(occurred_at) FROM events")).scalar_one()
+    assert value(found, names.EXPORTER_AS_OF) == newest.timestamp()
+    assert value(found, names.ACTIVE_PLAYERS, game="synth", period="1d") > 0
+    now = samples(exporter.generate_latest(_registry(AnalyticsCollector(store, as_of="now"))).decode())
+    assert not any(key[0] == names.ACTIVE_PLAYERS for key in now)  # nothing happened in the last 30 days
+
+
+def test_scrape_values_against_sql(store: Engine, stream: redis.Redis) -> None:
+    as_of = datetime(1998, 6, 30, tzinfo=UTC)
+    collector = AnalyticsCollector(store, games=["cdnow"], as_of=as_of, ttl=60, redis_client=stream,
+                                   clock=lambda: 1_700_000_100.0)  # fmt: skip
+    url, server = serve(collector)
+    try:
+        body = scrape(url)
+    finally:
+        server.shutdown()
+    found = samples(body)
+    cdnow = load_cdnow_master()
+    cdnow["day"] = cdnow["date"].dt.normalize()
+
+    for period, days in (("1d", 1), ("7d", 7), ("30d", 30)):
+        since = pd.Timestamp("1998-06-30") - pd.Timedelta(days=days)
+        assert value(found, names.ACTIVE_PLAYERS, game="cdnow", period=period) == (
+            cdnow.loc[cdnow["day"] > since, "customer_id"].nunique())
+    assert value(found, names.ACTIVE_PLAYERS_BY_REGION, game="cdnow", region="US") == (
+        cdnow.loc[cdnow["day"] == "1998-06-30", "customer_id"].nunique())
+    assert not any(key[1] and ("game", "synth") in key[1] for key in found)  # --games filter
+
+    spend = cdnow.groupby("customer_id")["dollar_value"].sum().to_numpy()
+    assert value(found, names.GINI, game="cdnow", currency="USD") == pytest.approx(economy.gini(spend), abs=1e-9)
+    assert value(found, names.PLAYER_WEALTH + "_gcount", game="cdnow", currency="USD") == len(spend)
+    assert value(found, names.PLAYER_WEALTH + "_gsum", game="cdnow", currency="USD") == pytest.approx(spend.sum())
+    for bound in names.WEALTH_BUCKETS:
+        assert value(found, names.PLAYER_WEALTH + "_bucket", game="cdnow", currency="USD", le=str(float(bound))) == (
+            (spend <= bound).sum())
+    index = economy_sql.price_index_at(store, as_of, ["cdnow"]).iloc[0]["index"]
+    assert value(found, names.PRICE_INDEX, game="cdnow", currency="USD") == pytest.approx(index)
+    last_day = cdnow[cdnow["day"] == "1998-06-30"]["dollar_value"].sum()
+    assert value(found, names.TRADE_VOLUME, game="cdnow", currency="USD") == pytest.approx(last_day)
+
+    # leaderboard (not game-filtered: rankings are per board): 300 synthetic entries in three leagues
+    assert value(found, names.PLAYER_RATING + "_gcount", game="unknown", ranking="synth-elo") == 300
+    assert sum(value(found, names.LEAGUE_PLAYERS, game="unknown", ranking="synth-elo", league=lg)
+               for lg in ("bronze", "silver", "gold")) == 300  # fmt: skip
+    assert value(found, names.DETECTIONS_STORED, rule="ns/a", category="player", severity="critical") == 2
+    assert value(found, names.DETECTIONS_OPEN, category="player", status="open", priority="1") == 1
+    assert value(found, names.INTERVENTIONS_OPEN, action="review_economic", status="open", priority="2") == 1
+    assert value(found, names.SCHEDULED_RUNS, kind="ScheduledReport", name="ns/weekly", outcome="failure") == 1
+    assert value(found, names.SCHEDULED_LAST_SUCCESS, kind="ScheduledReport", name="ns/weekly") == (
+        datetime(2024, 1, 2, tzinfo=UTC).timestamp())
+
+    # stream: 2 pending (oldest entry at 1_700_000_000.000), 3 undelivered
+    assert value(found, names.INGEST_LAG, stream="game-events") == pytest.approx(100.0)
+    assert value(found, names.INGEST_GROUP_PENDING, stream="game-events", group="ingest") == 2
+    assert value(found, names.INGEST_GROUP_LAG, stream="game-events", group="ingest") == 3
+
+
+def test_ingest_lag_follows_acknowledgements(stream: redis.Redis) -> None:
+    now = 1_700_000_010.0
+    assert exporter.stream_lag(stream, "game-events", "ingest", now) == (pytest.approx(10.0), 3, 2)
+    ids = [entry_id for entry_id, _ in stream.xrange("game-events", count=2)]
+    stream.xack("game-events", "ingest", *ids)
+    # nothing pending: the lag is the age of the first undelivered entry (the third, 2 ms later)
+    assert exporter.stream_lag(stream, "game-events", "ingest", now)[0] == pytest.approx(9.998)
+    stream.xreadgroup("ingest", "c1", {"game-events": ">"})
+    stream.xack("game-events", "ingest", *[e for e, _ in stream.xrange("game-events")])
+    assert exporter.stream_lag(stream, "game-events", "ingest", now) == (0.0, 0, 0)
+    assert exporter.stream_lag(stream, "no-such-stream", "ingest", now) is None
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
+def test_promtool_accepts_the_scrape(store: Engine, stream: redis.Redis) -> None:
+    url, server = serve(AnalyticsCollector(store, as_of="latest", redis_client=stream))
+    try:
+        body = scrape(url)
+    finally:
+        server.shutdown()
+    check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and check.stdout == "" and check.stderr == "", check.stdout + check.stderr
+
+
+def test_series_count_does_not_grow_with_players(postgres_server, _migrated_template) -> None:
+    counts = []
+    for n in (100, 10_000):
+        name = f"ga_exporter_{next(_names)}"
+        engine = make_engine(postgres_server.create_database(name, template=_migrated_template))
+        try:
+            add_synthetic_players(engine, n)
+            found = samples(exporter.generate_latest(_registry(AnalyticsCollector(engine, as_of="latest"))).decode())
+            counts.append(sorted(key for key in found))
+            with engine.connect() as conn:
+                expected = conn.execute(text(
+                    "SELECT count(DISTINCT player_id) FROM events"
+                    " WHERE occurred_at > (SELECT max(occurred_at) FROM events) - interval '30 days'")).scalar_one()
+            assert value(found, names.ACTIVE_PLAYERS, game="synth", period="30d") == expected > 0.7 * n
+        finally:
+            engine.dispose()
+            postgres_server.drop_database(name)
+    assert counts[0] == counts[1]
+    assert len(counts[0]) < 200
+
+
+def _registry(collector: AnalyticsCollector) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry
+
+
+def test_ttl_cache_serves_concurrent_scrapes_with_one_refresh(store: Engine) -> None:
+    collector = AnalyticsCollector(store, as_of="latest", ttl=300)
+    url, server = serve(collector)
+    try:
+        bodies: list[str] = []
+        threads = [threading.Thread(target=lambda: bodies.append(scrape(url))) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        started = time.perf_counter()
+        again = scrape(url)
+        cached = time.perf_counter() - started
+    finally:
+        server.shutdown()
+    assert collector.refreshes == 1
+    assert len(set(bodies)) == 1 and again == bodies[0]
+    assert cached < collector.last_refresh_seconds + 1.0
+    zero = AnalyticsCollector(store, as_of="latest", ttl=0)
+    list(zero.collect()), list(zero.collect())
+    assert zero.refreshes == 2
+
+
+def test_a_failing_query_is_counted_and_the_rest_exported(store: Engine) -> None:
+    collector = AnalyticsCollector(store, as_of="latest", ttl=0)
+
+    def broken(conn: Any, as_of: datetime) -> list:
+        conn.execute(text("SELECT * FROM no_such_table"))
+        return []
+
+    collector._rankings = broken  # type: ignore[method-assign]
+    found = samples(exporter.generate_latest(_registry(collector)).decode())
+    assert value(found, names.EXPORTER_QUERY_ERRORS, query="rankings") == 1
+    assert value(found, names.ACTIVE_PLAYERS, game="synth", period="30d") > 0
+    assert not any(key[0].startswith(names.PLAYER_RATING) for key in found)
+
+
+def test_main_once_and_flag_errors(store: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn = store.url.render_as_string(hide_password=False)
+    assert exporter.main(["--dsn", dsn, "--as-of", "1998-06-30", "--once", "--no-redis"]) == 0
+    out = capsys.readouterr().out
+    assert f'{names.ACTIVE_PLAYERS}{{game="cdnow",period="30d"}}' in out
+    with pytest.raises(SystemExit):
+        exporter.main(["--dsn", dsn, "--as-of", "yesterday"])
+    assert "--as-of" in capsys.readouterr().err
