@@ -31,7 +31,9 @@ def _latencies(fn, args_list) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--players", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=5000)
     args = parser.parse_args()
@@ -58,7 +60,10 @@ def main() -> None:
             ("top(100): one Lua ZRANGE + HGETs", _latencies(board.top, [(100,)] * args.samples)),
             ("rank(player): ZSCORE", _latencies(board.rank, players)),
             ("entry(player): ZSCORE + HGET, pipelined", _latencies(board.entry, players)),
-            ("around(player, 5): ZSCORE, then top script", _latencies(board.around, [(p[0], 5) for p in players])),
+            (
+                "around(player, 5): ZSCORE, then top script",
+                _latencies(board.around, [(p[0], 5) for p in players]),
+            ),
         ]
         assert board.top(1)[0].player_id == entries[0].player_id and board.rank(entries[-1].player_id) == n
     finally:

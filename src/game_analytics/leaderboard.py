@@ -140,7 +140,9 @@ def build_entries(
     # Plain Python lists: per-element numpy scalar access would dominate at a million players.
     cols = zip(ids[order].tolist(), r[order].tolist(), pct[order].tolist(), league,
                d[order].tolist() if rd_present else [None] * r.size, g[order].tolist(), strict=True)  # fmt: skip
-    return [Entry(k, pid, rating, p, lg, dev, games) for k, (pid, rating, p, lg, dev, games) in enumerate(cols, 1)]
+    return [
+        Entry(k, pid, rating, p, lg, dev, games) for k, (pid, rating, p, lg, dev, games) in enumerate(cols, 1)
+    ]
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------------------------
@@ -149,7 +151,12 @@ _STAGE = "_leaderboard_stage"
 
 
 def write_entries(
-    conn: psycopg.Connection, board: str, season: int, entries: Sequence[Entry], *, computed_at: datetime | None = None
+    conn: psycopg.Connection,
+    board: str,
+    season: int,
+    entries: Sequence[Entry],
+    *,
+    computed_at: datetime | None = None,
 ) -> None:
     """Upsert ``entries`` as ``board``'s leaderboard of ``season`` in the caller's transaction.
 
@@ -180,7 +187,9 @@ def write_entries(
         cur.execute(f"TRUNCATE {_STAGE}")
 
 
-def read_entries(conn: psycopg.Connection, board: str, season: int | None = None) -> tuple[int | None, list[Entry]]:
+def read_entries(
+    conn: psycopg.Connection, board: str, season: int | None = None
+) -> tuple[int | None, list[Entry]]:
     """``(season, entries)`` of ``board`` from PostgreSQL in rank order; ``season`` None = the newest season."""
     with conn.cursor() as cur:
         if season is None:
@@ -196,7 +205,9 @@ def read_entries(conn: psycopg.Connection, board: str, season: int | None = None
             "WHERE board = %s AND season = %s ORDER BY rank, player_id",
             (board, str(season)),
         )
-        return season, [Entry(rank=r, player_id=p, rating=x, percentile=q, league=lg) for r, p, x, q, lg in cur]
+        return season, [
+            Entry(rank=r, player_id=p, rating=x, percentile=q, league=lg) for r, p, x, q, lg in cur
+        ]
 
 
 def rating_history(

@@ -37,7 +37,9 @@ def test_ties_are_broken_deterministically_in_any_input_order() -> None:
     rng = np.random.default_rng(0)
     for _ in range(5):
         p = rng.permutation(len(players))
-        entries = build_entries([players[i] for i in p], np.take(rating, p), np.take(rd, p), np.take(games, p), LEAGUES)
+        entries = build_entries(
+            [players[i] for i in p], np.take(rating, p), np.take(rd, p), np.take(games, p), LEAGUES
+        )
         assert [e.player_id for e in entries] == expected
         assert [e.rank for e in entries] == [1, 2, 3, 4, 5, 6]
     tied = [e for e in entries if e.rating == 1600.0]
@@ -48,7 +50,10 @@ def test_league_sizes_match_percentile_cut_points() -> None:
     n = 10_000
     rating = np.random.default_rng(1).normal(1500, 200, n)  # distinct ratings
     entries = build_entries([f"p{i:05d}" for i in range(n)], rating, np.zeros(n), np.zeros(n), LEAGUES)
-    sizes = {name: sum(e.league == name for e in entries) for name in ("Bronze", "Silver", "Gold", "Platinum", "Diamond")}
+    sizes = {
+        name: sum(e.league == name for e in entries)
+        for name in ("Bronze", "Silver", "Gold", "Platinum", "Diamond")
+    }
     assert sizes == {"Bronze": 5000, "Silver": 3000, "Gold": 1500, "Platinum": 400, "Diamond": 100}
     assert entries[0].league == "Diamond" and entries[-1].league == "Bronze"
     assert assign_leagues([0.0, 49.99, 50.0, 99.0], LEAGUES) == ["Bronze", "Bronze", "Silver", "Diamond"]
@@ -103,7 +108,10 @@ def test_publish_replaces_atomically_and_upsert_keeps_first_seen(db_dsn: str, cl
     ]
     assert not [k for k in client.scan_iter("ga:lb:*tmp*")]
     with psycopg.connect(libpq_dsn(db_dsn)) as conn:
-        assert conn.execute("SELECT count(*) FROM leaderboard_entries WHERE board = 'ns/job'").fetchone()[0] == 200
+        assert (
+            conn.execute("SELECT count(*) FROM leaderboard_entries WHERE board = 'ns/job'").fetchone()[0]
+            == 200
+        )
     Leaderboard(client, "ns/job").publish([], 3)
     assert board.size() == 0 and board.season() == 3
 

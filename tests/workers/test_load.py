@@ -30,7 +30,9 @@ def test_converted_events_pass_the_strict_event_schema(bundesliga_events: list[d
     goals = 0
     for e in bundesliga_events:
         payload = validate_event(e).payload.model_dump()
-        goals += payload.get("home_score", payload.get("home_goals")) + payload.get("away_score", payload.get("away_goals"))
+        goals += payload.get("home_score", payload.get("home_goals")) + payload.get(
+            "away_score", payload.get("away_goals")
+        )
     assert goals == int(df["HomeGoals"].sum() + df["AwayGoals"].sum())
     times = [e["occurred_at"] for e in bundesliga_events]
     assert times == sorted(times)
@@ -44,25 +46,41 @@ def test_cdnow_purchase_events_validate() -> None:
 
 
 def test_copy_loads_matches_idempotently(db_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert load.main(["--dataset", "bundesliga", "--via", "copy", "--limit", "900", "--dsn", db_dsn, "--quiet"]) == 0
+    assert (
+        load.main(["--dataset", "bundesliga", "--via", "copy", "--limit", "900", "--dsn", db_dsn, "--quiet"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["bundesliga"] == {"events": 900, "inserted": 900, "duplicates": 0, "dead_lettered": 0}
     with psycopg.connect(libpq_dsn(db_dsn)) as conn:
         assert conn.execute("SELECT count(*) FROM matches WHERE game = 'bundesliga'").fetchone()[0] == 900
-        home, away = conn.execute("SELECT home_id, away_id FROM matches ORDER BY occurred_at, id LIMIT 1").fetchone()
+        home, away = conn.execute(
+            "SELECT home_id, away_id FROM matches ORDER BY occurred_at, id LIMIT 1"
+        ).fetchone()
         assert home == home.lower() and " " not in home and home != away
     assert load.main(["--dataset", "bundesliga", "--limit", "900", "--dsn", db_dsn, "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["bundesliga"]["duplicates"] == 900
 
 
 def test_stream_publishes_every_event(clean_redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--dataset", "bundesliga", "--via", "stream", "--limit", "1234", "--redis-url", clean_redis_url,
-            "--stream", "test-events", "--quiet"]
+    argv = [
+        "--dataset",
+        "bundesliga",
+        "--via",
+        "stream",
+        "--limit",
+        "1234",
+        "--redis-url",
+        clean_redis_url,
+        "--stream",
+        "test-events",
+        "--quiet",
+    ]
     assert load.main(argv) == 0
     assert json.loads(capsys.readouterr().out)["bundesliga"] == {"events": 1234, "published": 1234}
     client = redis.Redis.from_url(clean_redis_url)
     assert client.xlen("test-events") == 1234
-    (_, fields), = client.xrange("test-events", count=1)
+    ((_, fields),) = client.xrange("test-events", count=1)
     assert validate_event(json.loads(fields[b"data"])).event_type == "match_result"
 
 

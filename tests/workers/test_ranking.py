@@ -14,7 +14,7 @@ import redis
 
 from game_analytics.analytics.ratings.elo import EloConfig, rate_elo
 from game_analytics.api.rankingjob import RankingJobSpec
-from game_analytics.leaderboard import Leaderboard, read_entries, rating_history
+from game_analytics.leaderboard import Leaderboard, rating_history, read_entries
 from game_analytics.objects.common import Owner
 from game_analytics.objects.rankingjob import ranking_document
 from game_analytics.storage.engine import libpq_dsn
@@ -24,8 +24,16 @@ BOARD = "league/bundesliga"
 
 
 def _config(tmp_path: Path, **spec: object) -> Path:
-    doc = ranking_document(Owner(api_version="gameanalytics.io/v1alpha1", kind="RankingJob", name="bundesliga", namespace="league", uid="u1"),
-                           RankingJobSpec.model_validate({"source": {"game": "bundesliga"}, **spec}))
+    doc = ranking_document(
+        Owner(
+            api_version="gameanalytics.io/v1alpha1",
+            kind="RankingJob",
+            name="bundesliga",
+            namespace="league",
+            uid="u1",
+        ),
+        RankingJobSpec.model_validate({"source": {"game": "bundesliga"}, **spec}),
+    )
     path = tmp_path / "ranking.json"
     path.write_text(json.dumps(doc))
     return path
@@ -71,7 +79,10 @@ def test_bundesliga_end_to_end(db_dsn: str, clean_redis_url: str, tmp_path: Path
     with psycopg.connect(libpq_dsn(db_dsn)) as conn:
         _, old = read_entries(conn, BOARD, season=1)
         _, new = read_entries(conn, BOARD, season=2)
-        assert conn.execute("SELECT count(*) FROM rating_history WHERE job = %s", (BOARD,)).fetchone()[0] == n_history
+        assert (
+            conn.execute("SELECT count(*) FROM rating_history WHERE job = %s", (BOARD,)).fetchone()[0]
+            == n_history
+        )
     old_by_id = {e.player_id: e.rating for e in old}
     for e in new:
         assert e.rating == pytest.approx(1500 + 0.5 * (old_by_id[e.player_id] - 1500), abs=1e-6)
@@ -87,7 +98,9 @@ def test_other_algorithms_run_and_rank_bayern_high(algorithm: str, db_dsn: str, 
     assert load.main(["--dataset", "bundesliga", "--dsn", db_dsn, "--quiet"]) == 0
     capsys.readouterr()
     spec = {"algorithm": algorithm, algorithm: {"homeAdvantage": 60.0} if algorithm == "elo" else {}}
-    summary = _run(capsys, "--config", str(_config(tmp_path, **spec)), "--dsn", db_dsn, "--redis-url", clean_redis_url)
+    summary = _run(
+        capsys, "--config", str(_config(tmp_path, **spec)), "--dsn", db_dsn, "--redis-url", clean_redis_url
+    )
     assert summary["algorithm"] == algorithm and summary["players"] == 52
     assert "bayern-muenchen" in [e["player_id"] for e in summary["top"][:3]]
 
@@ -100,7 +113,10 @@ def test_worker_errors(tmp_path: Path, db_dsn: str, capsys: pytest.CaptureFixtur
     assert ranking.main(["--config", str(bad), "--dsn", db_dsn]) == 1
     assert "algorithm" in capsys.readouterr().err
     good = _config(tmp_path)
-    assert ranking.main(["--config", str(good), "--dsn", "postgresql://nobody@127.0.0.1:1/none", "--no-redis"]) == 3
+    assert (
+        ranking.main(["--config", str(good), "--dsn", "postgresql://nobody@127.0.0.1:1/none", "--no-redis"])
+        == 3
+    )
     assert "failed" in capsys.readouterr().err
 
 
@@ -119,9 +135,19 @@ def test_elo_engine_agrees_with_rate_elo_and_history_ends_at_final() -> None:
     rows = []
     for day in range(60):
         i, j = rng.choice(8, 2, replace=False)
-        rows.append((names[i], names[j], int(rng.integers(0, 4)), int(rng.integers(0, 4)), f"2024-01-01T{day % 24:02d}:00Z"))
+        rows.append(
+            (
+                names[i],
+                names[j],
+                int(rng.integers(0, 4)),
+                int(rng.integers(0, 4)),
+                f"2024-01-01T{day % 24:02d}:00Z",
+            )
+        )
     frame = _matches(rows).sort_values("occurred_at", kind="stable").reset_index(drop=True)
-    spec = RankingJobSpec.model_validate({"source": {"game": "g"}, "algorithm": "elo", "elo": {"kFactor": 32}})
+    spec = RankingJobSpec.model_validate(
+        {"source": {"game": "g"}, "algorithm": "elo", "elo": {"kFactor": 32}}
+    )
     result = ranking.rate_matches(frame, spec)
     idx = {p: k for k, p in enumerate(result.players)}
     score = (np.sign(frame["home_score"] - frame["away_score"]).to_numpy() + 1) / 2
@@ -132,10 +158,14 @@ def test_elo_engine_agrees_with_rate_elo_and_history_ends_at_final() -> None:
 
 
 def test_season_reset_replay_and_decay() -> None:
-    frame = _matches([("a", "b", 1, 0, "2024-01-01"), ("a", "c", 2, 0, "2024-01-02"), ("b", "c", 0, 0, "2024-03-01")])
+    frame = _matches(
+        [("a", "b", 1, 0, "2024-01-01"), ("a", "c", 2, 0, "2024-01-02"), ("b", "c", 0, 0, "2024-03-01")]
+    )
     spec = RankingJobSpec.model_validate({"source": {"game": "g"}, "inactivityDecay": {"enabled": False}})
     base = ranking.rate_matches(frame.iloc[:2], spec)
-    reset = ranking.rate_matches(frame.iloc[:2], spec, [datetime(2024, 2, 1, tzinfo=UTC)], soft_reset_factor=0.25)
+    reset = ranking.rate_matches(
+        frame.iloc[:2], spec, [datetime(2024, 2, 1, tzinfo=UTC)], soft_reset_factor=0.25
+    )
     assert reset.season == 2 and reset.games.sum() == 0
     np.testing.assert_allclose(reset.rating, 1500 + 0.75 * (base.rating - 1500))
     np.testing.assert_allclose(reset.rd, 350 + 0.75 * (base.rd - 350))

@@ -531,7 +531,7 @@ def build_rankings(ctx: BuildContext) -> Report:
     report.tables.append(Table("leaderboard_chart", "Top of the first leaderboard", first_board))
     report.charts += [
         ChartSpec("leaderboard", "Leaderboard (first board, newest season)", "bar", "leaderboard_chart", "player_id",
-                  ("rating",), "Player", "Rating (points)", horizontal=True),
+                  ("rating",), "Player", "Rating (points)", horizontal=True, zero_based=False),
         ChartSpec("league_sizes", "Players per league", "bar", "league_sizes", "league", ("players",), "League",
                   "Players"),
         ChartSpec("biggest_movers", "Biggest rating movers", "bar", "biggest_movers", "player_id", ("change",),

@@ -73,7 +73,10 @@ def _bar(ax, spec: ChartSpec, frame: pd.DataFrame) -> None:  # type: ignore[no-u
         ax.set_yticks(pos, labels, fontsize=8 if len(labels) > 15 else 9)
         ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
         ax.grid(True, axis="x", alpha=0.3)
-        ax.axvline(0, color="#555", linewidth=0.8)
+        if spec.zero_based:
+            ax.axvline(0, color="#555", linewidth=0.8)
+        else:
+            ax.set_xlim(*_zoom(values))
     else:
         pos = np.arange(len(labels))
         ax.bar(pos, values, color=colors)
@@ -81,6 +84,15 @@ def _bar(ax, spec: ChartSpec, frame: pd.DataFrame) -> None:  # type: ignore[no-u
         ax.set_xticks(pos, labels, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
         ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
         ax.grid(True, axis="y", alpha=0.3)
+        if not spec.zero_based:
+            ax.set_ylim(*_zoom(values))
+
+
+def _zoom(values: np.ndarray) -> tuple[float, float]:
+    """Axis limits around the data with a margin of 10 % of the range (at least 1)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = max((hi - lo) * 0.1, 1.0)
+    return lo - pad, hi + pad
 
 
 def _heatmap(ax, spec: ChartSpec, frame: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]

@@ -180,6 +180,7 @@ class ChartSpec:
         xlabel, ylabel: axis labels including units, e.g. ``"Day (UTC)"``, ``"Players"``.
         diagonal: draw the line of equality y = x (Lorenz curves).
         percent: format the y axis (or heatmap cells) as percentages of 1.
+        zero_based: start the value axis of a bar chart at 0; False zooms to the data (e.g. ratings near 1500).
     """
 
     name: str
@@ -193,6 +194,7 @@ class ChartSpec:
     horizontal: bool = False
     diagonal: bool = False
     percent: bool = False
+    zero_based: bool = True
 
 
 @dataclass

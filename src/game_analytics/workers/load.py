@@ -111,13 +111,17 @@ def _tracked(events: Sequence[dict[str, Any]], advance: Callable[[int], None]) -
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``game-analytics load``."""
-    p = argparse.ArgumentParser(prog="game-analytics load", description="Replay the real data sets as events.")
+    p = argparse.ArgumentParser(
+        prog="game-analytics load", description="Replay the real data sets as events."
+    )
     p.add_argument("--dataset", choices=[*DATASETS, "all"], default="all")
     p.add_argument("--via", choices=["stream", "copy"], default="copy",
                    help="copy: straight into PostgreSQL (COPY); stream: XADD for the ingest worker")  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="at most N events per data set (the earliest)")
     p.add_argument("--dsn", help="PostgreSQL URL for --via copy (default: GAME_ANALYTICS_DSN)")
-    p.add_argument("--redis-url", help="Redis URL for --via stream (default: GAME_ANALYTICS_REDIS_URL / _SENTINELS)")
+    p.add_argument(
+        "--redis-url", help="Redis URL for --via stream (default: GAME_ANALYTICS_REDIS_URL / _SENTINELS)"
+    )
     p.add_argument("--stream", help="stream key (default: GAME_ANALYTICS_STREAM or game-events)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

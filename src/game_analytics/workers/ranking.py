@@ -202,7 +202,9 @@ def _rate_segment(
         return {"mu": final_elo, "rd": state["rd"], "vol": state["vol"]}, post
     assert isinstance(params, OpenSkillParams)
     model = _openskill_model(params)
-    ratings = [model.rating(mu=float(m), sigma=float(sg)) for m, sg in zip(state["mu"], state["rd"], strict=True)]
+    ratings = [
+        model.rating(mu=float(m), sigma=float(sg)) for m, sg in zip(state["mu"], state["rd"], strict=True)
+    ]
     ranks = {1.0: [0, 1], 0.5: [0, 0], 0.0: [1, 0]}
     for i, (x, y, sc) in enumerate(zip(a.tolist(), b.tolist(), s.tolist(), strict=True)):
         (rx,), (ry,) = model.rate([[ratings[x]], [ratings[y]]], ranks=ranks[sc])
@@ -294,7 +296,12 @@ def rate_matches(
         "rating": np.concatenate([post[0, :, 0], post[0, :, 1]]), "rd": np.concatenate([post[1, :, 0], post[1, :, 1]]),
         "volatility": np.concatenate([post[2, :, 0], post[2, :, 1]]),
     })  # fmt: skip
-    history = sides.sort_values(["order"], kind="stable").groupby(["player", "period"], sort=True).last().reset_index()
+    history = (
+        sides.sort_values(["order"], kind="stable")
+        .groupby(["player", "period"], sort=True)
+        .last()
+        .reset_index()
+    )
     history.insert(0, "player_id", players[history["player"].to_numpy()])
     history = history.drop(columns=["player", "order"])
 
@@ -355,12 +362,15 @@ def read_seasons(conn: psycopg.Connection, board: str) -> dict[int, datetime]:
 def write_history(conn: psycopg.Connection, board: str, algorithm: str, history: pd.DataFrame) -> None:
     """Replace ``board``'s ``rating_history`` rows of ``algorithm`` with ``history`` (caller's transaction)."""
     conn.execute("DELETE FROM rating_history WHERE job = %s AND algorithm = %s", (board, algorithm))
-    with conn.cursor() as cur, cur.copy(
-        "COPY rating_history (player_id, algorithm, period, rating, rd, volatility, job) FROM STDIN"
-    ) as copy:
-        for pid, period, rating, rd, vol in history[["player_id", "period", "rating", "rd", "volatility"]].itertuples(
-            index=False
-        ):
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY rating_history (player_id, algorithm, period, rating, rd, volatility, job) FROM STDIN"
+        ) as copy,
+    ):
+        for pid, period, rating, rd, vol in history[
+            ["player_id", "period", "rating", "rd", "volatility"]
+        ].itertuples(index=False):
             copy.write_row((pid, algorithm, int(period), float(rating), None if rd != rd else float(rd),
                             None if vol != vol else float(vol), board))  # fmt: skip
 
@@ -462,14 +472,18 @@ def _parse_time(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``game-analytics worker ranking``; --dsn / --redis-url override the environment settings."""
-    p = argparse.ArgumentParser(prog="game-analytics worker ranking", description="Compute ratings and leaderboards.")
+    p = argparse.ArgumentParser(
+        prog="game-analytics worker ranking", description="Compute ratings and leaderboards."
+    )
     p.add_argument("--config", required=True, help="ranking.json: the RankingJob document")
     p.add_argument("--dsn", help="PostgreSQL URL (default: GAME_ANALYTICS_DSN)")
     p.add_argument("--redis-url", help="Redis URL (default: GAME_ANALYTICS_REDIS_URL / _REDIS_SENTINELS)")
     p.add_argument("--no-redis", action="store_true", help="only write PostgreSQL")
     p.add_argument("--season-reset", action="store_true", help="start a new season with a soft reset")
     p.add_argument("--reset-at", type=_parse_time, help="start time of the new season (default: now)")
-    p.add_argument("--as-of", type=_parse_time, help="reference time of inactivity decay (default: newest match)")
+    p.add_argument(
+        "--as-of", type=_parse_time, help="reference time of inactivity decay (default: newest match)"
+    )
     return p
 
 
@@ -502,7 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc} (or pass --no-redis)", file=sys.stderr)
             return 2
     try:
-        summary = run(job, dsn, client, as_of=args.as_of, season_reset=args.season_reset, reset_at=args.reset_at)
+        summary = run(
+            job, dsn, client, as_of=args.as_of, season_reset=args.season_reset, reset_at=args.reset_at
+        )
     except Exception as exc:  # noqa: BLE001 - report any storage failure as a failed run
         log.exception("ranking run failed")
         print(f"error: ranking run of {job.board} failed: {exc}", file=sys.stderr)
@@ -568,8 +584,12 @@ def rate_main(argv: Sequence[str] | None = None) -> int:
     Returns 0, or 1 for a missing/invalid file (the message names the file or the missing columns);
     argparse exits with 2 for a bad option such as an unknown algorithm.
     """
-    p = argparse.ArgumentParser(prog="game-analytics rate", description="Rate a match CSV and print the leaderboard.")
-    p.add_argument("file", help="CSV with home, away, home_score, away_score[, date] (or the Bundesliga columns)")
+    p = argparse.ArgumentParser(
+        prog="game-analytics rate", description="Rate a match CSV and print the leaderboard."
+    )
+    p.add_argument(
+        "file", help="CSV with home, away, home_score, away_score[, date] (or the Bundesliga columns)"
+    )
     p.add_argument("--algorithm", choices=[a.value for a in Algorithm], default="glicko2")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--top", type=int, default=20, help="rows to print (default 20; 0 = all)")
@@ -587,7 +607,9 @@ def rate_main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.file}: no such file", file=sys.stderr)
         return 1
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        print(f"error: {exc}" if str(args.file) in str(exc) else f"error: {args.file}: {exc}", file=sys.stderr)
+        print(
+            f"error: {exc}" if str(args.file) in str(exc) else f"error: {args.file}: {exc}", file=sys.stderr
+        )
         return 1
     doc: dict[str, Any] = {"source": {"game": "csv"}, "algorithm": args.algorithm,
                            "inactivityDecay": {"enabled": False}}  # fmt: skip

@@ -1,0 +1,277 @@
+"""The detection worker on real PostgreSQL with the CDNOW log: injected wealth jumps, transfer bursts and absurd
+purchase patterns are flagged, recorded with evidence and queued once; metrics stay bounded."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, text
+
+from game_analytics.data.datasets import load_cdnow_master
+from game_analytics.data.events import purchase_events
+from game_analytics.monitoring import names
+from game_analytics.monitoring.promql import render
+from game_analytics.api.alertrule import Detector
+from game_analytics.storage.engine import make_engine
+from game_analytics.workers import detection
+from game_analytics.workers.detection import DetectionWorker, load_rules_dir
+from game_analytics.workers.ingest import copy_events
+
+_names = itertools.count()
+END = datetime(1998, 6, 30, tzinfo=UTC)  # the last day of the CDNOW log
+
+
+def model_events(events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Data-set purchase events in the event model's payload schema."""
+    for event in events:
+        payload = {k: v for k, v in event["payload"].items() if k != "customer_id"}
+        if "item" in payload:
+            payload["item_id"] = payload.pop("item")
+        yield {**event, "payload": payload}
+
+
+@pytest.fixture(scope="module")
+def cdnow_template(postgres_server, _migrated_template) -> Iterator[str]:
+    """Name of a database holding the CDNOW log, copied for every test."""
+    name = f"ga_cdnow_tpl_{next(_names)}"
+    dsn = postgres_server.create_database(name, template=_migrated_template)
+    assert copy_events(model_events(purchase_events(load_cdnow_master())), dsn).dead_lettered == 0
+    engine = make_engine(dsn)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    engine.dispose()
+    yield name
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def store(postgres_server, cdnow_template: str) -> Iterator[Engine]:
+    name = f"ga_detect_{next(_names)}"
+    engine = make_engine(postgres_server.create_database(name, template=cdnow_template))
+    yield engine
+    engine.dispose()
+    postgres_server.drop_database(name)
+
+
+def write_rule(root: Path, name: str, detector: str, params: dict[str, Any], *, category: str = "player",
+               severity: str = "critical", suspended: bool = False) -> str:  # fmt: skip
+    """A rule.json as the operator renders it (objects/alertrule.py detector_config)."""
+    rule = f"games/{name}"
+    (root / name).mkdir(parents=True, exist_ok=True)
+    (root / name / "rule.json").write_text(json.dumps({
+        "rule": rule, "category": category, "severity": severity, "detector": detector, "params": params,
+        "suspended": suspended,
+    }))  # fmt: skip
+    return rule
+
+
+def insert(engine: Engine, events: list[dict[str, Any]]) -> None:
+    assert copy_events(events, engine.url.render_as_string(hide_password=False)).inserted == len(events)
+
+
+def purchase(i: str, player: str, when: datetime, amount: float, quantity: int = 1) -> dict[str, Any]:
+    return {"event_id": f"inj-{i}", "event_type": "purchase", "occurred_at": when, "player_id": player,
+            "game": "cdnow", "region": "US", "payload": {"quantity": quantity, "amount": amount, "currency": "USD"}}
+
+
+def open_cases(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(text("""
+            SELECT d.rule, d.player_id, d.severity, d.score, d.evidence, i.priority, i.status::text AS status
+            FROM detections d JOIN interventions i ON i.detection_id = d.id ORDER BY d.id""")).mappings()]
+
+
+def scrape(worker: DetectionWorker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body = generate_latest(worker.registry).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}  # fmt: skip
+
+
+def test_injected_wealth_jump_flags_exactly_that_player(store: Engine, tmp_path: Path) -> None:
+    cdnow = load_cdnow_master()
+    victim = 4242
+    before = cdnow.loc[cdnow["customer_id"] == victim, "dollar_value"].sum()
+    assert 0 < before < 500
+    insert(store, [purchase("jump", f"cdnow-{victim:05d}", END - timedelta(days=1), 50_000.0, 3)])
+    rule = write_rule(tmp_path, "wealth-jump", "suddenWealthChange",
+                      {"thresholdRatio": 20, "window": "30d", "minWealth": 500})  # fmt: skip
+    worker = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest", model_dir=tmp_path / "m")
+
+    result = worker.run_once()
+    assert result.as_of == END and result.errors == []
+    cases = open_cases(store)
+    assert [c["player_id"] for c in cases] == [f"cdnow-{victim:05d}"]
+    case = cases[0]
+    assert case["status"] == "open" and case["priority"] == 1 and case["rule"] == rule
+    evidence = case["evidence"]
+    assert evidence["wealth_before"] == pytest.approx(before)
+    assert evidence["wealth_after"] == pytest.approx(before + 50_000)
+    assert evidence["ratio"] == pytest.approx((before + 50_000) / 500) == case["score"]
+    assert evidence["direction"] == "gain" and evidence["as_of"].startswith("1998-06-30")
+
+    found = scrape(worker)
+    labels = (("category", "player"), ("detector", "suddenWealthChange"), ("rule", rule), ("severity", "critical"))
+    assert found[(names.DETECTION_FLAGGED, labels)] == 1
+    assert found[(names.DETECTIONS, (("category", "player"), ("rule", rule), ("severity", "critical")))] == 1
+
+    # the same player flagged again in the same window: no second detection or intervention
+    again = worker.run_once()
+    assert again.flagged[rule] == 1 and again.inserted[rule] == 0
+    assert len(open_cases(store)) == 1
+    assert scrape(worker)[(names.DETECTIONS, (("category", "player"), ("rule", rule), ("severity", "critical")))] == 1
+
+    # once the case is resolved, a new flag opens a new case
+    with store.begin() as conn:
+        conn.execute(text("UPDATE interventions SET status = 'resolved'"))
+    assert worker.run_once().inserted[rule] == 1
+    assert [c["status"] for c in open_cases(store)] == ["resolved", "open"]
+
+    # the PromQL alert of such an AlertRule watches exactly this series
+    expr = render(Detector.model_validate({"suddenWealthChange": {"thresholdRatio": 20}}), rule)
+    assert f'rule="{rule}"' in expr and 'detector="suddenWealthChange"' in expr and names.DETECTION_FLAGGED in expr
+
+
+def test_no_natural_cdnow_customer_is_flagged(store: Engine, tmp_path: Path) -> None:
+    write_rule(tmp_path, "wealth-jump", "suddenWealthChange", {"thresholdRatio": 20, "window": "30d", "minWealth": 500})
+    result = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest").run_once()
+    assert result.flagged == {"games/wealth-jump": 0}
+    assert open_cases(store) == []
+
+
+def test_rapid_transfer_burst(store: Engine, tmp_path: Path) -> None:
+    t = END - timedelta(minutes=30)
+
+    def trade(i: int, player: str, minutes: float) -> dict[str, Any]:
+        return {"event_id": f"tr-{player}-{i}", "event_type": "trade", "occurred_at": t + timedelta(minutes=minutes),
+                "player_id": player, "game": "cdnow", "region": "US",
+                "payload": {"counterparty_id": f"mule-{i % 7}", "item_id": "cd", "quantity": 1, "value": 12.0}}
+
+    burst = [trade(i, "cdnow-00007", i * 0.5) for i in range(30)]
+    normal = [trade(i, "cdnow-00008", i * 9) for i in range(3)]
+    old = [trade(i, "cdnow-00009", -600 - i) for i in range(40)]  # a burst, but 10 hours earlier
+    insert(store, burst + normal + old)
+    rule = write_rule(tmp_path, "transfers", "rapidAssetTransfer", {"count": 20, "window": "1h"}, severity="warning")
+    result = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest").run_once()
+    assert result.flagged == {rule: 1}
+    case = open_cases(store)[0]
+    assert case["player_id"] == "cdnow-00007" and case["priority"] == 2
+    assert case["evidence"]["transfers"] == 30 and case["evidence"]["counterparties"] == 7
+    assert case["evidence"]["value"] == pytest.approx(360.0)
+
+
+def test_absurd_purchase_pattern_gets_the_top_anomaly_score(store: Engine, tmp_path: Path) -> None:
+    whale = "cdnow-99999"
+    insert(store, [purchase(f"a{i}", whale, datetime(1997, 3, 1, tzinfo=UTC) + timedelta(days=i), 9_000.0, 900)
+                   for i in range(60)])  # fmt: skip
+    rule = write_rule(tmp_path, "odd-buyers", "anomalyScore", {"activityType": "purchase", "threshold": 0.75},
+                      category="anomaly", severity="info")  # fmt: skip
+    models = tmp_path / "models"
+    worker = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest", model_dir=models)
+    result = worker.run_once()
+
+    scores = pd.read_csv(models / "games_odd-buyers.purchase.scores.csv", index_col=0)
+    assert scores.index[0] == whale
+    assert scores["score"].iloc[0] > 0.75 and scores["score"].iloc[0] > scores["score"].iloc[1]
+    assert len(scores) == load_cdnow_master()["customer_id"].nunique() + 1
+    assert (models / "games_odd-buyers.purchase.joblib").is_file()
+    cases = open_cases(store)
+    assert whale in [c["player_id"] for c in cases] and len(cases) == result.flagged[rule] < 20
+    top = max(cases, key=lambda c: c["score"])
+    assert top["player_id"] == whale and top["priority"] == 3
+    assert top["evidence"]["features"]["events"] == 60
+
+
+def test_metrics_are_bounded_and_suspended_rules_do_nothing(store: Engine, tmp_path: Path) -> None:
+    insert(store, [purchase("jump", "cdnow-04242", END - timedelta(days=1), 50_000.0)])
+    params = {"thresholdRatio": 20, "window": "30d", "minWealth": 500}
+    write_rule(tmp_path, "paused", "suddenWealthChange", params, suspended=True)
+    worker = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest")
+    result = worker.run_once()
+    assert result.flagged == {} and open_cases(store) == []
+    found = scrape(worker)
+    assert not any(key[0] == names.DETECTION_FLAGGED for key in found)
+    assert found[(names.DETECTION_RULES, (("state", "suspended"),))] == 1
+
+    active = write_rule(tmp_path, "active", "suddenWealthChange", params)
+    worker.run_once()
+    body = generate_latest(worker.registry).decode()
+    assert "cdnow-" not in body  # never a label per player
+    flagged = [key for key in scrape(worker) if key[0] == names.DETECTION_FLAGGED]
+    assert [dict(labels)["rule"] for _, labels in flagged] == [active]
+    assert {name for name, _ in flagged[0][1]} == {"rule", "detector", "category", "severity"}
+
+    # suspending the active rule removes its series and it writes nothing more
+    write_rule(tmp_path, "active", "suddenWealthChange", params, suspended=True)
+    with store.begin() as conn:
+        conn.execute(text("UPDATE interventions SET status = 'dismissed'"))
+    assert worker.run_once().flagged == {}
+    assert not any(key[0] == names.DETECTION_FLAGGED for key in scrape(worker))
+    assert [c["status"] for c in open_cases(store)] == ["dismissed"]
+
+
+def test_login_market_and_monopoly_detectors(db_dsn: str, tmp_path: Path) -> None:
+    now = datetime(2024, 3, 1, 12, tzinfo=UTC)
+    events: list[dict[str, Any]] = []
+
+    def add(kind: str, player: str, minutes_ago: float, payload: dict[str, Any], region: str = "EU") -> None:
+        events.append({"event_id": f"e{len(events)}", "event_type": kind, "player_id": player, "game": "mmo",
+                       "region": region, "occurred_at": now - timedelta(minutes=minutes_ago), "payload": payload})
+
+    for i, region in enumerate(["EU", "US", "BR", "JP"]):  # traveller: 4 regions within the hour
+        add("login", "traveller", 10 + i, {}, region)
+    for i in range(3):
+        add("login", "homebody", 10 + i, {})
+    for i in range(10):  # sword price: 10 per unit last hour, 30 per unit now
+        add("trade", f"t{i}", 90 + i, {"counterparty_id": "x", "item_id": "sword", "quantity": 1, "value": 10.0})
+        add("trade", f"t{i}", 5 + i, {"counterparty_id": "x", "item_id": "sword", "quantity": 1, "value": 30.0})
+        add("trade", f"t{i}", 95 + i, {"counterparty_id": "x", "item_id": "shield", "quantity": 2, "value": 20.0})
+        add("trade", f"t{i}", 6 + i, {"counterparty_id": "x", "item_id": "shield", "quantity": 2, "value": 21.0})
+    add("trade", "baron", 1, {"counterparty_id": "x", "item_id": "castle", "quantity": 1, "value": 5000.0})
+    engine = make_engine(db_dsn)
+    try:
+        insert(engine, events)
+        write_rule(tmp_path, "logins", "unusualLoginPattern", {"maxDistinctRegions": 2, "window": "1h"})
+        write_rule(tmp_path, "prices", "marketManipulation", {"priceChange": 0.5, "window": "1h"}, category="economic")
+        write_rule(tmp_path, "monopoly", "monopolyFormation", {"marketShare": 0.5, "window": "1d"},
+                   category="economic")  # fmt: skip
+        result = DetectionWorker(engine, lambda: load_rules_dir(tmp_path), as_of=now).run_once()
+        assert result.flagged == {"games/logins": 1, "games/prices": 1, "games/monopoly": 1}
+        by_rule = {c["rule"]: c for c in open_cases(engine)}
+        assert by_rule["games/logins"]["player_id"] == "traveller"
+        assert by_rule["games/logins"]["evidence"]["distinct_regions"] == 4
+        prices = by_rule["games/prices"]
+        assert prices["player_id"] is None and prices["evidence"]["subject"] == "item:mmo/sword"
+        assert prices["evidence"]["relative_change"] == pytest.approx(2.0)
+        monopoly = by_rule["games/monopoly"]
+        assert monopoly["player_id"] == "baron"
+        assert monopoly["evidence"]["share"] == pytest.approx(5000 / (5000 + 400 + 410))
+    finally:
+        engine.dispose()
+
+
+def test_invalid_rules_are_reported_with_their_file(store: Engine, tmp_path: Path, capsys) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "rule.json").write_text(json.dumps(
+        {"rule": "games/bad", "category": "player", "detector": "suddenWealthChange", "params": {"thresholdRatio": 0.5}}))
+    (tmp_path / "broken.json").write_text("{not json")
+    rules, errors = load_rules_dir(tmp_path)
+    assert rules == [] and len(errors) == 2
+    assert any("bad/rule.json: params.thresholdRatio" in e for e in errors)
+    dsn = store.url.render_as_string(hide_password=False)
+    assert detection.main(["--dsn", dsn, "--rules-dir", str(tmp_path), "--once", "--as-of", "latest"]) == 1
+    assert "params.thresholdRatio" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        detection.main(["--dsn", dsn, "--rules-dir", str(tmp_path / "missing"), "--once"])
+    assert "--rules-dir" in capsys.readouterr().err
+    assert detection.parse_duration("1h30m") == timedelta(minutes=90)
+    with pytest.raises(ValueError, match="duration"):
+        detection.parse_duration("1 hour")
