@@ -15,8 +15,8 @@ from sqlalchemy import Engine, text
 from game_analytics.analytics import activity, economy, economy_sql
 from game_analytics.analytics.activity import Filters
 from game_analytics.data.events import customer_player_id, purchase_events
-from game_analytics.storage.engine import make_engine
 from game_analytics.events import validate_event
+from game_analytics.storage.engine import make_engine
 from game_analytics.workers.ingest import copy_events
 
 _names = itertools.count()

@@ -137,3 +137,11 @@ def test_idle_resync_writes_nothing(operator, kubectl, control_plane):
     new = operator_writes()[before:]
     assert new == [], "idle resync wrote: " + ", ".join(
         f"{e['verb']} {e['objectRef'].get('resource')}/{e['objectRef'].get('name')}" for e in new)
+
+
+def test_operator_exports_reconcile_metrics(operator, kubectl):
+    apply_examples(kubectl)
+    wait_for("rule ready", lambda: is_ready(kubectl.get("alertrule", "whale-wealth-jump")))
+    text = operator.metrics()
+    assert 'game_analytics_operator_reconciles_total{kind="AlertRule",result="success"}' in text
+    assert 'game_analytics_operator_reconcile_duration_seconds_bucket{kind="AlertRule",le="0.5"}' in text

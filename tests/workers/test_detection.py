@@ -16,11 +16,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
+from game_analytics.api.alertrule import Detector
 from game_analytics.data.datasets import load_cdnow_master
 from game_analytics.data.events import purchase_events
 from game_analytics.monitoring import names
 from game_analytics.monitoring.promql import render
-from game_analytics.api.alertrule import Detector
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import detection
 from game_analytics.workers.detection import DetectionWorker, load_rules_dir

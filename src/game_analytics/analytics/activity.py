@@ -34,6 +34,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
 __all__ = [
+    "ALL",
     "Filters",
     "active_players_by_period",
     "daily_active_players",
@@ -66,6 +67,10 @@ class Filters:
     games: Sequence[str] = field(default_factory=tuple)
     regions: Sequence[str] = field(default_factory=tuple)
     event_types: Sequence[str] = field(default_factory=tuple)
+
+
+#: no filter: every event with a player
+ALL = Filters()
 
 
 def where(filters: Filters, alias: str = "e", *, prefix: str = "f") -> tuple[str, dict[str, Any]]:
@@ -105,7 +110,7 @@ def _utc(period: str, column: str) -> str:
 # --- DAU / WAU / MAU --------------------------------------------------------------------------------------------
 
 
-def daily_active_players(bind: Bind, filters: Filters = Filters(), *, by_game: bool = False) -> pd.DataFrame:
+def daily_active_players(bind: Bind, filters: Filters = ALL, *, by_game: bool = False) -> pd.DataFrame:
     """DAU, WAU and MAU for every day from the first to the last active day in ``filters``.
 
     Returns:
@@ -156,7 +161,7 @@ def active_players_by_period(
     periods = ACTIVITY_PERIODS if periods is None else periods
     params: dict[str, Any] = {"as_of": as_of, "lo": as_of - max(periods.values())}
     columns = []
-    for i, (label, span) in enumerate(periods.items()):
+    for i, span in enumerate(periods.values()):
         params[f"since_{i}"] = as_of - span
         columns.append(f"count(DISTINCT player_id) FILTER (WHERE occurred_at > :since_{i}) AS p{i}")
     game_cond = ""
@@ -180,7 +185,7 @@ def active_players_by_period(
 # --- sessions ---------------------------------------------------------------------------------------------------
 
 
-def sessions(bind: Bind, filters: Filters = Filters(), *, gap: timedelta = timedelta(minutes=30)) -> pd.DataFrame:
+def sessions(bind: Bind, filters: Filters = ALL, *, gap: timedelta = timedelta(minutes=30)) -> pd.DataFrame:
     """Sessionize the events (see the module docstring) and return one row per session.
 
     Returns:
@@ -221,7 +226,7 @@ def sessions(bind: Bind, filters: Filters = Filters(), *, gap: timedelta = timed
 # --- cohort retention -------------------------------------------------------------------------------------------
 
 
-def retention_matrix(bind: Bind, filters: Filters = Filters(), *, period: str = "month") -> tuple[pd.DataFrame, pd.Series]:
+def retention_matrix(bind: Bind, filters: Filters = ALL, *, period: str = "month") -> tuple[pd.DataFrame, pd.Series]:
     """Cohort retention: the share of each first-activity cohort active ``k`` periods later.
 
     Args:
@@ -280,7 +285,7 @@ def _periods_between(first: pd.Timestamp, last: pd.Timestamp, period: str) -> in
 
 
 def funnel(
-    bind: Bind, steps: Sequence[str], filters: Filters = Filters(), *, window: timedelta = timedelta(days=1)
+    bind: Bind, steps: Sequence[str], filters: Filters = ALL, *, window: timedelta = timedelta(days=1)
 ) -> pd.DataFrame:
     """Ordered funnel over event types.
 
@@ -328,7 +333,7 @@ def funnel(
 # --- activity by type and hour ----------------------------------------------------------------------------------
 
 
-def events_by_type(bind: Bind, filters: Filters = Filters()) -> pd.DataFrame:
+def events_by_type(bind: Bind, filters: Filters = ALL) -> pd.DataFrame:
     """Events and distinct players per game and event type: columns ``game``, ``event_type``, ``events``,
     ``players`` (ints), ordered by game then most events first."""
     cond, params = where(filters)
@@ -339,7 +344,7 @@ def events_by_type(bind: Bind, filters: Filters = Filters()) -> pd.DataFrame:
     return _frame(bind, sql, params)
 
 
-def events_by_hour(bind: Bind, filters: Filters = Filters()) -> pd.DataFrame:
+def events_by_hour(bind: Bind, filters: Filters = ALL) -> pd.DataFrame:
     """Events and distinct players by UTC hour of day: columns ``hour`` (0..23, every hour present), ``events``,
     ``players``."""
     cond, params = where(filters)

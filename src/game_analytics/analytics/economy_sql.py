@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from .activity import Bind, Filters, _frame, _utc, where
+from .activity import ALL, Bind, Filters, _frame, _utc, where
 
 __all__ = [
     "gini_by_market",
@@ -72,7 +72,7 @@ def wealth_sql(as_of: datetime | None = None, games: Sequence[str] = ()) -> tupl
     return sql, params
 
 
-def spend_per_player(bind: Bind, filters: Filters = Filters()) -> pd.DataFrame:
+def spend_per_player(bind: Bind, filters: Filters = ALL) -> pd.DataFrame:
     """Purchases per player: columns ``game``, ``currency``, ``player_id``, ``purchases`` (int), ``quantity``
     (int, items bought), ``amount`` (float, money spent), ordered by amount descending."""
     cond, params = where(filters)
@@ -164,7 +164,7 @@ def wealth_histogram(
     return out
 
 
-def price_index(bind: Bind, filters: Filters = Filters(), *, period: str = "month") -> pd.DataFrame:
+def price_index(bind: Bind, filters: Filters = ALL, *, period: str = "month") -> pd.DataFrame:
     """Unit value price index per (game, currency, period) (see module docstring).
 
     Returns columns ``game``, ``currency``, ``period`` (datetime64, naive UTC), ``quantity`` (int), ``amount``
@@ -221,7 +221,7 @@ def price_index_at(
 
 
 def trade_volume(
-    bind: Bind, filters: Filters = Filters(), *, period: str = "month", event_types: Sequence[str] = ("trade", "purchase")
+    bind: Bind, filters: Filters = ALL, *, period: str = "month", event_types: Sequence[str] = ("trade", "purchase")
 ) -> pd.DataFrame:
     """Transactions and traded value per (game, period): columns ``game``, ``period`` (datetime64, naive UTC),
     ``trades`` (int), ``value`` (float).  Periods without transactions are absent."""
