@@ -56,7 +56,7 @@ def generate(engine: Engine, players: int, per_player: int) -> float:
             SELECT 'b-' || g || '-' || k, 'purchase',
                    timestamptz '2024-01-01' - (g % 40) * interval '1 day' - k * interval '1 minute',
                    'p' || g, 'bench', (ARRAY['EU', 'US', 'AS'])[1 + (g + k) % 3],
-                   jsonb_build_object('quantity', 1 + g % 5, 'amount', ((g * 7919 + k) % 100000) / 100.0,
+                   jsonb_build_object('quantity', 1 + g % 5, 'amount', ((g::bigint * 7919 + k) % 100000) / 100.0,
                                       'currency', 'USD')
             FROM generate_series(1, :n) AS g, generate_series(1, :k) AS k"""), {"n": players, "k": per_player})
         conn.execute(text("""

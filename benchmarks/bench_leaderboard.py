@@ -57,7 +57,7 @@ def main() -> None:
         _latencies(board.top, [(100,)] * 200)  # warm-up
         rows = [
             ("PING (round-trip noise floor)", _latencies(client.ping, [()] * args.samples)),
-            ("top(100): one Lua ZRANGE + HGETs", _latencies(board.top, [(100,)] * args.samples)),
+            ("top(100): one Lua ZRANGE + HMGET", _latencies(board.top, [(100,)] * args.samples)),
             ("rank(player): ZSCORE", _latencies(board.rank, players)),
             ("entry(player): ZSCORE + HGET, pipelined", _latencies(board.entry, players)),
             (

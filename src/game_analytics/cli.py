@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Delegated commands parse their own flags (argparse.REMAINDER would swallow a leading --help).
+    if argv and argv[0] in DELEGATED:
+        return _delegate(DELEGATED[argv[0]][0])(argparse.Namespace(rest=argv[1:]))
+    if len(argv) >= 2 and argv[0] == "worker" and argv[1] in WORKERS:
+        return _worker(argparse.Namespace(name=argv[1], rest=argv[2:]))
     args = build_parser().parse_args(argv)
     return args.func(args)
 

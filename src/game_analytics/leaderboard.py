@@ -24,11 +24,13 @@ Percentiles are :func:`game_analytics.analytics.leagues.percentile_ranks` (share
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import count
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -51,13 +53,17 @@ __all__ = [
 
 _CHUNK = 10_000
 
-#: ZRANGE by index plus each member's info, flattened as id1, info1, id2, info2, ... (one round trip).
+#: ZRANGE by index plus each member's info (HMGET in chunks of 1,000), flattened as id1, info1, id2, info2, ... (one round trip).
 _TOP_LUA = """
 local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
 local out = {}
-for i, id in ipairs(ids) do
-    out[2 * i - 1] = id
-    out[2 * i] = redis.call('HGET', KEYS[2], id) or false
+for first = 1, #ids, 1000 do
+    local chunk = {unpack(ids, first, math.min(first + 999, #ids))}
+    local infos = redis.call('HMGET', KEYS[2], unpack(chunk))
+    for i, id in ipairs(chunk) do
+        out[2 * (first + i - 1) - 1] = id
+        out[2 * (first + i - 1)] = infos[i] or false
+    end
 end
 return out
 """
@@ -284,7 +290,9 @@ class Leaderboard:
         if n <= 0:
             return []
         reply = self._top_script(keys=[self.rank_key, self.info_key], args=[offset, offset + n - 1])
-        return [_decode(reply[i], offset + i // 2 + 1, reply[i + 1]) for i in range(0, len(reply), 2)]
+        return [
+            _decode(pid, rank, info) for rank, pid, info in zip(count(offset + 1), reply[::2], reply[1::2])
+        ]
 
     def rank(self, player_id: str) -> int | None:
         """The player's rank (1 = best), or None if not on the board (one ZSCORE)."""
@@ -334,9 +342,10 @@ def _encode(e: Entry) -> str:
 
 
 def _decode(player_id: bytes | str, rank: int, info: bytes | str | None) -> Entry:
-    rating, percentile, league = _str(info).split("|", 2) if info is not None else ("nan", "nan", "")
-    return Entry(rank=rank, player_id=_str(player_id), rating=float(rating), percentile=float(percentile),
-                 league=league or None)  # fmt: skip
+    if info is None:
+        return Entry(rank, _str(player_id), math.nan, math.nan, None)
+    rating, percentile, league = _str(info).split("|", 2)
+    return Entry(rank, _str(player_id), float(rating), float(percentile), league or None)
 
 
 def rebuild_from_postgres(client: redis.Redis, conn: psycopg.Connection, board: str) -> int:

@@ -48,7 +48,7 @@ def add_synthetic_players(engine: Engine, n: int, *, game: str = "synth", board:
             SELECT 'syn-' || g || '-' || k, 'purchase',
                    timestamptz '2024-01-01' - (g % 40) * interval '1 day' - k * interval '1 minute',
                    'p' || g, :game, (ARRAY['EU', 'US', 'AS'])[1 + (g + k) % 3],
-                   jsonb_build_object('quantity', 1 + g % 5, 'amount', ((g * 7919) % 100000) / 100.0,
+                   jsonb_build_object('quantity', 1 + g % 5, 'amount', ((g::bigint * 7919) % 100000) / 100.0,
                                       'currency', 'USD')
             FROM generate_series(1, :n) AS g, generate_series(1, 2) AS k"""), {"n": n, "game": game})
         conn.execute(text("""

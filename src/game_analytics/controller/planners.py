@@ -18,11 +18,18 @@ from ..api import API_VERSION, GROUP, KindInfo
 from ..api.common import SecretKeyRef
 from ..api.gamedatasource import GameDataSourceSpec
 from ..config import Images
-from ..objects import alertrule, gamedatasource, mongoshardedcluster, rankingjob, redisfailover, scheduledreport
+from ..objects import (
+    alertrule,
+    gamedatasource,
+    mongoshardedcluster,
+    rankingjob,
+    redisfailover,
+    scheduledreport,
+)
 from ..objects.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest, Owner
 from ..topology import mongo_bootstrap, sentinel
-from . import conditions as conditions_
 from ..validation import SpecError
+from . import conditions as conditions_
 from .k8s import Cluster
 
 

@@ -444,6 +444,9 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
             current = max(seasons, default=1)
             starts = [seasons[k] for k in sorted(seasons) if k > 1]
             if season_reset:
+                # Final standings of the ending season first (matches may have arrived since the last run).
+                ending = rate_matches(matches, spec, starts, as_of=as_of)
+                write_entries(conn, job.board, current, leaderboard_entries(ending, spec.leagues))
                 current += 1
                 starts.append(reset_at or datetime.now(UTC))
             result = rate_matches(matches, spec, starts, as_of=as_of)
