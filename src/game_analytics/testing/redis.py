@@ -68,6 +68,7 @@ class RedisServer:
     work_dir: Path
     process: subprocess.Popen[bytes]
     host: str = "127.0.0.1"
+    password: str | None = None
     _owns_dir: bool = field(default=True, repr=False)
 
     @property
@@ -78,7 +79,8 @@ class RedisServer:
     @property
     def url(self) -> str:
         """``redis://host:port/0`` URL."""
-        return f"redis://{self.host}:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -87,7 +89,7 @@ class RedisServer:
 
     def client(self, **kwargs: object) -> redis.Redis:
         """A new :class:`redis.Redis` client for this server."""
-        return redis.Redis(host=self.host, port=self.port, **kwargs)  # type: ignore[arg-type]
+        return redis.Redis(host=self.host, port=self.port, password=self.password, **kwargs)  # type: ignore[arg-type]
 
     def log_tail(self, lines: int = 30) -> str:
         """Last ``lines`` lines of the server log."""
@@ -116,7 +118,8 @@ class RedisServer:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
-def _launch(binary: str, config: str, work_dir: Path | None, timeout: float, prefix: str) -> RedisServer:
+def _launch(binary: str, config: str, work_dir: Path | None, timeout: float, prefix: str,
+            password: str | None = None) -> RedisServer:
     owns_dir = work_dir is None
     base = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=prefix))
     base.mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,7 @@ def _launch(binary: str, config: str, work_dir: Path | None, timeout: float, pre
         )
         process = subprocess.Popen([binary, str(conf)], cwd=base, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        server = RedisServer(port=port, work_dir=base, process=process, _owns_dir=owns_dir)
+        server = RedisServer(port=port, work_dir=base, process=process, password=password, _owns_dir=owns_dir)
         if _wait_ping(server, timeout):
             atexit.register(server.stop)
             return server
@@ -162,7 +165,7 @@ def _wait_ping(server: RedisServer, timeout: float) -> bool:
 
 
 def start_redis(
-    work_dir: Path | None = None, *, extra_config: str = "", timeout: float = 15.0
+    work_dir: Path | None = None, *, extra_config: str = "", timeout: float = 15.0, password: str | None = None
 ) -> RedisServer:
     """Start a non-persistent ``redis-server`` on a free loopback port.
 
@@ -170,12 +173,15 @@ def start_redis(
         work_dir: working directory (a fresh temporary one by default, removed on stop).
         extra_config: extra ``redis.conf`` lines, e.g. ``"replicaof 127.0.0.1 6380\\n"``.
         timeout: seconds to wait for ``PING`` to succeed.
+        password: ``requirepass`` (and ``masterauth``, for replicas of a server with the same password).
 
     Raises:
         RedisStartError: binary missing or the server exited / did not answer in time.
     """
     config = 'save ""\nappendonly no\n' + extra_config
-    return _launch(_binary("redis-server"), config, work_dir, timeout, "ga-redis-")
+    if password:
+        config += f'requirepass "{password}"\nmasterauth "{password}"\n'
+    return _launch(_binary("redis-server"), config, work_dir, timeout, "ga-redis-", password)
 
 
 @dataclass
@@ -206,21 +212,23 @@ def start_sentinel_set(
     down_after_ms: int = 1000,
     failover_timeout_ms: int = 5000,
     timeout: float = 30.0,
+    password: str | None = None,
 ) -> RedisSentinelSet:
     """Start a master, a replica of it and ``sentinels`` sentinels, and wait until the set is fully discovered.
 
     Ready means: the replica reports ``master_link_status:up`` and every sentinel sees the replica and the other
     ``sentinels - 1`` sentinels.  Failover settings: ``down-after-milliseconds`` = ``down_after_ms``,
-    ``failover-timeout`` = ``failover_timeout_ms``.
+    ``failover-timeout`` = ``failover_timeout_ms``. With ``password``, the data servers require it and the Sentinels
+    authenticate with it (``sentinel auth-pass``); the Sentinels themselves stay open, as in a RedisFailover.
 
     Raises:
         RedisStartError: a process did not start or the set was not discovered within ``timeout`` seconds.
     """
     started: list[RedisServer] = []
     try:
-        master = start_redis()
+        master = start_redis(password=password)
         started.append(master)
-        replica = start_redis(extra_config=f"replicaof {master.host} {master.port}\n")
+        replica = start_redis(extra_config=f"replicaof {master.host} {master.port}\n", password=password)
         started.append(replica)
         sentinel_conf = (
             f"sentinel monitor {master_name} {master.host} {master.port} {quorum}\n"
@@ -228,6 +236,8 @@ def start_sentinel_set(
             f"sentinel failover-timeout {master_name} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {master_name} 1\n"
         )
+        if password:
+            sentinel_conf += f'sentinel auth-pass {master_name} "{password}"\n'
         nodes = []
         for _ in range(sentinels):
             node = _launch(_binary("redis-sentinel"), sentinel_conf, None, timeout, "ga-sentinel-")
