@@ -105,7 +105,7 @@ def main() -> None:
         server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
         url = f"http://127.0.0.1:{server.server_port}/metrics"
         try:
-            with httpx.Client() as client:
+            with httpx.Client(timeout=600) as client:
                 started = time.perf_counter()
                 client.get(url).raise_for_status()  # refresh() does not fill the cache: this scrape is cold
                 first = time.perf_counter() - started

@@ -84,7 +84,7 @@ def kubectl(control_plane) -> Kubectl:
 @pytest.fixture(scope="session")
 def installed(control_plane, kubectl) -> Path:
     """The chart installed with helm, plus stand-ins of prometheus-operator's CRDs; returns the SA kubeconfig."""
-    kubectl.run("apply", "-f", str(Path(__file__).parent / "manifests" / "prometheus-operator-crds.yaml"))
+    kubectl.run("apply", "-f", str(ROOT / "hack" / "crds" / "prometheus-operator-crds.yaml"))
     helm = subprocess.run([tool("helm"), "install", RELEASE, str(ROOT / "charts" / "game-analytics"), "--namespace",
                            SYSTEM_NS, "--create-namespace", "--kubeconfig", str(control_plane.kubeconfig),
                            "--set", "replicaCount=0"], capture_output=True, text=True, timeout=120)

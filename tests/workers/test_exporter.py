@@ -253,13 +253,22 @@ def test_ttl_cache_serves_concurrent_scrapes_with_one_refresh(store: Engine) -> 
     assert collector.refreshes == 1
     assert len(set(bodies)) == 1 and again == bodies[0]
     assert cached < collector.last_refresh_seconds + 1.0
-    zero = AnalyticsCollector(store, as_of="latest", ttl=0)
+    zero = AnalyticsCollector(store, as_of="latest", ttl=0, background=False)
     list(zero.collect()), list(zero.collect())
     assert zero.refreshes == 2
+    # stale-while-revalidate: a stale snapshot is served at once and refreshed in the background
+    lazy = AnalyticsCollector(store, as_of="latest", ttl=0)
+    first = list(lazy.collect())
+    assert lazy.refreshes == 1
+    assert list(lazy.collect()) == first  # served from the snapshot while the refresh runs
+    deadline = time.monotonic() + 60
+    while lazy.refreshes < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lazy.refreshes == 2
 
 
 def test_a_failing_query_is_counted_and_the_rest_exported(store: Engine) -> None:
-    collector = AnalyticsCollector(store, as_of="latest", ttl=0)
+    collector = AnalyticsCollector(store, as_of="latest", ttl=0, background=False)
 
     def broken(conn: Any, as_of: datetime) -> list:
         conn.execute(text("SELECT * FROM no_such_table"))

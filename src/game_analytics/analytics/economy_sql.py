@@ -37,6 +37,7 @@ __all__ = [
     "spend_per_player",
     "trade_volume",
     "trade_volume_since",
+    "wealth_distribution",
     "wealth_histogram",
     "wealth_per_player",
     "wealth_values",
@@ -162,6 +163,48 @@ def wealth_histogram(
             per_bucket[n - int(ge)] += int(players)
         out[(str(game), str(currency))] = (np.cumsum(per_bucket).tolist(), float(rows["total"].sum()))
     return out
+
+
+def wealth_distribution(
+    bind: Bind, buckets: Sequence[float], as_of: datetime | None = None, games: Sequence[str] = ()
+) -> tuple[pd.DataFrame, dict[tuple[str, str], tuple[list[int], float]]]:
+    """:func:`gini_by_market` and :func:`wealth_histogram` in ONE statement, aggregating the wealth once (the
+    exporter's path).  Returns ``(gini_frame, histogram)`` with the same shapes as those two functions."""
+    bounds = [float(b) for b in buckets]
+    if not bounds or any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
+        raise ValueError("buckets must be a non-empty strictly increasing sequence")
+    wealth, params = wealth_sql(as_of, games)
+    params["neg_bounds"] = [-b for b in reversed(bounds)]
+    sql = f"""
+    WITH w AS MATERIALIZED (SELECT game, currency, greatest(wealth, 0) AS x FROM ({wealth}) AS raw),
+    g AS (
+        SELECT game, currency, count(*) AS n, sum(x) AS total,
+               CASE WHEN sum(x) = 0 THEN 0.0
+                    ELSE 2.0 * sum(i * x) / (count(*) * sum(x)) - (count(*) + 1.0) / count(*) END AS gini
+        FROM (SELECT game, currency, x, row_number() OVER (PARTITION BY game, currency ORDER BY x) AS i FROM w) r
+        GROUP BY 1, 2
+    ), h AS (
+        SELECT game, currency, width_bucket(-x, CAST(:neg_bounds AS float8[])) AS ge, count(*) AS n, sum(x) AS total
+        FROM w GROUP BY 1, 2, 3
+    )
+    SELECT 'g' AS part, game, currency, NULL::int AS ge, n, total, gini FROM g
+    UNION ALL SELECT 'h', game, currency, ge, n, total, NULL FROM h
+    """
+    rows = _frame(bind, sql, params)
+    gini_rows = rows[rows["part"] == "g"]
+    gini = pd.DataFrame({
+        "game": gini_rows["game"], "currency": gini_rows["currency"], "players": gini_rows["n"].astype("int64"),
+        "total": gini_rows["total"].astype(float), "gini": gini_rows["gini"].astype(float),
+    }).sort_values(["game", "currency"]).reset_index(drop=True)  # fmt: skip
+    n = len(bounds)
+    histogram: dict[tuple[str, str], tuple[list[int], float]] = {}
+    hist_rows = rows[rows["part"] == "h"]
+    for (game, currency), group in hist_rows.groupby(["game", "currency"], sort=True):
+        per_bucket = np.zeros(n + 1, dtype=np.int64)
+        for ge, players in zip(group["ge"], group["n"], strict=True):
+            per_bucket[n - int(ge)] += int(players)
+        histogram[(str(game), str(currency))] = (np.cumsum(per_bucket).tolist(), float(group["total"].sum()))
+    return gini, histogram
 
 
 def price_index(bind: Bind, filters: Filters = ALL, *, period: str = "month") -> pd.DataFrame:

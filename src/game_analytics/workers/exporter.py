@@ -156,14 +156,18 @@ class AnalyticsCollector(Collector):
         ttl: seconds a refresh is reused; 0 refreshes on every scrape.
         redis_client, stream, group: where to measure the ingest lag (None = no ingest metrics).
         clock: Unix time source (tests).
+        background: refresh stale snapshots in a background thread (see :meth:`collect`).
     """
 
     def __init__(
         self, engine: Engine, *, games: Sequence[str] = (), as_of: str | datetime = "now", ttl: float = 15.0,
         redis_client: redis.Redis | None = None, stream: str = "game-events", group: str = "ingest",
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, background: bool = True,
     ) -> None:  # fmt: skip
         self.engine = engine
+        self.background = background
+        self._has_snapshot = False
+        self._refreshing = False
         self.games = list(games)
         self.as_of = as_of
         self.ttl = ttl
@@ -183,12 +187,35 @@ class AnalyticsCollector(Collector):
         return []
 
     def collect(self) -> Iterable[Metric]:
-        """The cached families, refreshed first when older than ``ttl`` (one refresh at a time)."""
+        """The cached families; when older than ``ttl`` they are refreshed (one refresh at a time).
+
+        With ``background`` (the default) a stale snapshot is served at once while a background thread refreshes
+        it (stale-while-revalidate), so a scrape never waits for the queries once the first refresh is done;
+        without it the scrape that finds the snapshot stale runs the refresh and the others wait for it.
+        """
         with self._lock:
-            if time.monotonic() >= self._expires:
-                self._cached = self.refresh()
-                self._expires = time.monotonic() + self.ttl
+            stale = time.monotonic() >= self._expires
+            if stale and (not self.background or not self._has_snapshot):
+                self._store(self.refresh())
+            elif stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh_in_background, name="exporter-refresh", daemon=True).start()
             return list(self._cached)
+
+    def _store(self, families: list[Metric]) -> None:
+        self._cached = families
+        self._has_snapshot = True
+        self._expires = time.monotonic() + self.ttl
+
+    def _refresh_in_background(self) -> None:
+        try:
+            families = self.refresh()
+            with self._lock:
+                self._store(families)
+        except Exception:  # noqa: BLE001 - keep serving the old snapshot; the next scrape retries
+            log.exception("background refresh failed")
+        finally:
+            self._refreshing = False
 
     # --- refresh ------------------------------------------------------------------------------------------------
 
@@ -210,6 +237,8 @@ class AnalyticsCollector(Collector):
                 except Exception:  # noqa: BLE001 - one broken query must not blank the whole scrape
                     log.exception("exporter query %s failed", name)
                     self._errors[name] = self._errors.get(name, 0) + 1
+                    if conn.invalidated:
+                        break
             conn.rollback()
         if self.redis is not None:
             try:
@@ -286,9 +315,10 @@ class AnalyticsCollector(Collector):
         for row in economy_sql.price_index_at(conn, as_of, self.games).itertuples():
             if row.index is not None:
                 price.add_metric([row.game, row.currency], float(row.index))
+        gini_frame, hist = economy_sql.wealth_distribution(conn, names.WEALTH_BUCKETS, as_of, self.games)
         gini = GaugeMetricFamily(names.GINI, "Gini coefficient of player wealth (0 equal .. 1 one holder).",
                                  labels=labels)  # fmt: skip
-        for row in economy_sql.gini_by_market(conn, as_of, self.games).itertuples():
+        for row in gini_frame.itertuples():
             gini.add_metric([row.game, row.currency], row.gini)
         volume = GaugeMetricFamily(names.TRADE_VOLUME, "Value traded in the last day (purchases in their currency, "
                                    "trades in item value).", labels=labels)  # fmt: skip
@@ -296,7 +326,6 @@ class AnalyticsCollector(Collector):
             volume.add_metric([row.game, row.currency], float(row.value))
         wealth = GaugeHistogramMetricFamily(names.PLAYER_WEALTH, "Players by total wealth (fixed buckets).",
                                             labels=labels)  # fmt: skip
-        hist = economy_sql.wealth_histogram(conn, names.WEALTH_BUCKETS, as_of, self.games)
         for (game, currency), (counts, total) in hist.items():
             wealth.add_metric([game, currency], _le(names.WEALTH_BUCKETS, counts), gsum_value=total)
         return [price, gini, volume, wealth]
