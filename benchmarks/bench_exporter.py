@@ -94,6 +94,7 @@ def main() -> None:
               f"min {min(cold) * 1000:,.0f} ms over {args.repeat} runs; {len(families)} families, {series} series")
 
         with engine.connect() as conn:
+            conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": collector.work_mem})
             as_of = resolve_as_of(conn, "latest")
             for name in ("_activity", "_sessions", "_economy", "_rankings", "_detections", "_scheduled"):
                 started = time.perf_counter()

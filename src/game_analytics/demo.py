@@ -42,7 +42,7 @@ DATABASE = "game_analytics"
 REDIS_PASSWORD = "demo-" + "leaderboards"
 WATCHED_ALERT = "WhaleWealthJump"
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 class DemoError(RuntimeError):
@@ -366,7 +366,7 @@ class Demo:
         from sqlalchemy import create_engine, text
 
         py = [sys.executable, "-m", "game_analytics.cli"]
-        redis_url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{self.redis.master.port}/0"
+        self.redis_url = redis_url = self.redis.master.url
         started = time.monotonic()
         load = subprocess.run([*py, "load", "--dataset", "all", "--via", "stream", "--redis-url", redis_url,
                                "--stream", self.env["GAME_ANALYTICS_STREAM"]], env=self.env, cwd=ROOT,
@@ -410,8 +410,9 @@ class Demo:
         return [(r.rank, r.player_id, float(r.rating)) for r in rows]
 
     def inject_and_page(self) -> None:
-        import redis
         from sqlalchemy import text
+
+        from .workers.ingest import publish_events
 
         with self.engine.connect() as conn:
             # a customer with a modest history, so that one big purchase is a sudden jump in wealth
@@ -423,9 +424,8 @@ class Demo:
         event = {"event_id": str(uuid.uuid4()), "event_type": "purchase", "occurred_at": at.isoformat(),
                  "player_id": player, "game": "cdnow", "region": "US",
                  "payload": {"quantity": 400, "amount": 25_000.0, "currency": "USD"}}
-        client = redis.Redis(port=self.redis.master.port, password=REDIS_PASSWORD)
         sent = time.time()
-        client.xadd(self.env["GAME_ANALYTICS_STREAM"], {"event": json.dumps(event)})
+        publish_events([event], self.redis_url, stream=self.env["GAME_ANALYTICS_STREAM"])
         console.print(f"      injected a sudden wealth jump: {player} buys $25,000 at {at:%Y-%m-%d %H:%M} UTC")
 
         def paged() -> dict | None:
@@ -498,8 +498,8 @@ class Demo:
             ("Workers from the rendered configuration; Prometheus and Alertmanager", self.workers),
             ("Replay the real data through the event stream; rate the Bundesliga", lambda: (self.replay(),
                                                                                            self.rank())),
-            ("Inject a sudden wealth jump and wait for the page", self.inject_and_page),
             ("Run the ScheduledReport once and wait for webhook and email delivery", self.report),
+            ("Inject a sudden wealth jump and wait for the page", self.inject_and_page),
         ]
         for number, (title, action) in enumerate(steps, 1):
             with step(number, len(steps), title):

@@ -275,15 +275,15 @@ def test_run_until_idle_stores_everything(db_dsn, redis_url, stream, rclient) ->
 def test_run_surfaces_write_errors_and_leaves_entries_pending(db_dsn, redis_url, stream, rclient) -> None:
     publish_events([purchase(i) for i in range(500)], redis_url, stream=stream)
     worker = make_worker(redis_url, db_dsn, stream, batch_size=100)
-    original, calls = worker._commit, []
+    original, calls = worker.process, []
 
-    def failing_commit(*args):
+    def process_losing_the_database(entries):
         calls.append(1)
         if len(calls) == 3:
-            raise psycopg.OperationalError("database went away")
-        return original(*args)
+            worker.db.close()  # the database goes away while the third batch is being processed
+        return original(entries)
 
-    worker._commit = failing_commit
+    worker.process = process_losing_the_database
     with pytest.raises(psycopg.OperationalError):
         worker.run(until_idle=True)
     worker.close()

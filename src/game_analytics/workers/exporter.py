@@ -157,14 +157,16 @@ class AnalyticsCollector(Collector):
         redis_client, stream, group: where to measure the ingest lag (None = no ingest metrics).
         clock: Unix time source (tests).
         background: refresh stale snapshots in a background thread (see :meth:`collect`).
+        work_mem: PostgreSQL ``work_mem`` for the refresh transaction (per sort/hash node).
     """
 
     def __init__(
         self, engine: Engine, *, games: Sequence[str] = (), as_of: str | datetime = "now", ttl: float = 15.0,
         redis_client: redis.Redis | None = None, stream: str = "game-events", group: str = "ingest",
-        clock: Callable[[], float] = time.time, background: bool = True,
+        clock: Callable[[], float] = time.time, background: bool = True, work_mem: str = "256MB",
     ) -> None:  # fmt: skip
         self.engine = engine
+        self.work_mem = work_mem
         self.background = background
         self._has_snapshot = False
         self._refreshing = False
@@ -226,6 +228,8 @@ class AnalyticsCollector(Collector):
         families: list[Metric] = []
         with self.engine.connect() as conn:
             conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            # per-player aggregates hash ~1M groups: give them memory instead of spilling to disk
+            conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": self.work_mem})
             as_of = resolve_as_of(conn, self.as_of, self.clock)
             for name, section in (
                 ("activity", self._activity), ("sessions", self._sessions), ("economy", self._economy),

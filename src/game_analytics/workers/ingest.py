@@ -6,9 +6,12 @@ Delivery model (at-least-once from Redis, idempotent into PostgreSQL):
    entries (delivered before a crash, never acknowledged) and takes over entries other consumers left pending for
    longer than ``claim_idle_ms`` (``XAUTOCLAIM``); the claim is repeated periodically.
 2. Each entry's ``data`` field is validated with :func:`game_analytics.events.parse_event`.
-3. In ONE transaction: valid events are ``COPY``-ed into a session temp table, then
-   ``INSERT INTO events ... SELECT ... ON CONFLICT (event_id) DO NOTHING``; participants are upserted into ``players``
-   and match results into ``matches``; invalid entries go to ``dead_letters`` (unique per stream entry).
+3. In ONE transaction (:func:`write_batch`): valid events are binary-``COPY``-ed straight into ``events`` inside a
+   SAVEPOINT, validated lazily while the server stores what was already sent.  Should an ``event_id`` already be
+   stored (a redelivery), the COPY fails on the unique key; the batch then rolls back to the savepoint and goes
+   through a session temp table and ``INSERT INTO events ... ON CONFLICT (event_id) DO NOTHING``.  Participants are
+   upserted into ``players`` and match results into ``matches`` from arrays built while validating; invalid
+   entries go to ``dead_letters`` (unique per stream entry).
 4. After the commit, rejected entries are also published to the dead-letter stream (field ``reason`` and
    ``field``), then all entries are ``XACK``-ed.  A crash anywhere before the XACK only causes a redelivery, which
    the unique keys turn into no-ops: no event is lost and none is stored twice.  (The dead-letter *stream* is
@@ -36,8 +39,9 @@ import socket
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from datetime import date, datetime
 from typing import Any
 
@@ -62,11 +66,13 @@ __all__ = [
     "IngestWorker",
     "LoadResult",
     "copy_events",
+    "Batch",
+    "BatchOutcome",
     "event_row",
+    "iter_valid_events",
     "load_events",
     "main",
     "publish_events",
-    "validate_entries",
     "write_batch",
 ]
 
@@ -97,20 +103,9 @@ WITH inserted AS (
 SELECT event_type, count(*) FROM inserted GROUP BY event_type
 """
 
-_UPSERT_PLAYERS = f"""
+_UPSERT_PLAYERS = """
 INSERT INTO players (player_id, region, first_seen_at, last_seen_at)
-SELECT pid, max(region), min(occurred_at), max(occurred_at)
-FROM (
-    SELECT player_id AS pid, region, occurred_at FROM {STAGE_TABLE} WHERE player_id IS NOT NULL
-    UNION ALL
-    SELECT COALESCE(payload->>'home_player_id', payload->>'home_team'), region, occurred_at
-    FROM {STAGE_TABLE} WHERE event_type = 'match_result'
-    UNION ALL
-    SELECT COALESCE(payload->>'away_player_id', payload->>'away_team'), region, occurred_at
-    FROM {STAGE_TABLE} WHERE event_type = 'match_result'
-) AS participants
-GROUP BY pid
-ORDER BY pid
+SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
 ON CONFLICT (player_id) DO UPDATE SET
     first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
     last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at),
@@ -120,14 +115,10 @@ WHERE EXCLUDED.first_seen_at < players.first_seen_at OR players.first_seen_at IS
    OR (players.region IS NULL AND EXCLUDED.region IS NOT NULL)
 """
 
-_INSERT_MATCHES = f"""
+_INSERT_MATCHES = """
 INSERT INTO matches (match_id, game, season, round, home_id, away_id, home_score, away_score, occurred_at)
-SELECT event_id, game, payload->>'season', (payload->>'round')::integer,
-       COALESCE(payload->>'home_player_id', payload->>'home_team'),
-       COALESCE(payload->>'away_player_id', payload->>'away_team'),
-       (payload->>'home_score')::integer, (payload->>'away_score')::integer, occurred_at
-FROM {STAGE_TABLE}
-WHERE event_type = 'match_result'
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::integer[],
+                     %s::integer[], %s::timestamptz[])
 ON CONFLICT (match_id) DO NOTHING
 """
 
@@ -153,7 +144,7 @@ class DeadLetterRecord:
 
 
 def event_row(event: AnyEvent) -> tuple[Any, ...]:
-    """The staging-table row of a validated event: ``(event_id, event_type, occurred_at, player_id, game,
+    """The ``events`` row of a validated event: ``(event_id, event_type, occurred_at, player_id, game,
     region, payload_json)``; ``occurred_at`` is a UTC datetime, ``payload_json`` the normalised payload as JSON
     without null fields."""
     return (
@@ -167,23 +158,80 @@ def event_row(event: AnyEvent) -> tuple[Any, ...]:
     )
 
 
-def validate_entries(
-    entries: Sequence[tuple[bytes | str, dict[bytes, bytes] | None]],
-) -> tuple[list[tuple[Any, ...]], list[DeadLetterRecord]]:
-    """Validate stream entries ``(entry_id, fields)``; return ``(rows, dead_letters)``.
+@dataclass
+class Batch:
+    """The rows one transaction writes, accumulated event by event with :meth:`add` (pure, no I/O).
 
-    ``rows`` are :func:`event_row` tuples of the valid entries.  Entries without a ``data`` field, or whose data
-    fails :func:`~game_analytics.events.parse_event`, become :class:`DeadLetterRecord` s.  Entries whose fields are
-    None (deleted from the stream while pending) are skipped.
+    Attributes:
+        rows: :func:`event_row` tuples, in input order (duplicates included).
+        players: ``player_id -> [region, first_seen_at, last_seen_at]`` over every participant of the batch: the
+            ``player_id`` of each event and both sides of each match result (``*_player_id``, else the team
+            name); ``region`` is the greatest non-null region seen (as SQL ``max``), the times are UTC datetimes.
+        matches: ``matches`` rows ``(match_id = event_id, game, season as text, round, home_id, away_id,
+            home_score, away_score, occurred_at)`` of the batch's match results.
     """
-    rows: list[tuple[Any, ...]] = []
-    dead: list[DeadLetterRecord] = []
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    players: dict[str, list[Any]] = field(default_factory=dict)
+    matches: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add(self, event: AnyEvent) -> tuple[Any, ...]:
+        """Append ``event``'s row, fold its participants into :attr:`players` and its match into
+        :attr:`matches`; return the row."""
+        row = event_row(event)
+        self.rows.append(row)
+        at, region = event.occurred_at, event.region
+        if event.player_id is not None:
+            self._seen(event.player_id, region, at)
+        if event.event_type == "match_result":
+            p = event.payload
+            home, away = p.home_player_id or p.home_team, p.away_player_id or p.away_team
+            self._seen(home, region, at)
+            self._seen(away, region, at)
+            self.matches.append(
+                (event.event_id, event.game, str(p.season), p.round, home, away, p.home_score, p.away_score, at)
+            )
+        return row
+
+    def _seen(self, player_id: str, region: str | None, at: datetime) -> None:
+        seen = self.players.get(player_id)
+        if seen is None:
+            self.players[player_id] = [region, at, at]
+            return
+        if region is not None and (seen[0] is None or region > seen[0]):
+            seen[0] = region
+        if at < seen[1]:
+            seen[1] = at
+        elif at > seen[2]:
+            seen[2] = at
+
+    def player_columns(self) -> list[list[Any]]:
+        """:attr:`players` as four column lists ``[ids, regions, first_seen, last_seen]``, sorted by id (a fixed
+        lock order, so concurrent writers cannot deadlock on ``players``)."""
+        ids = sorted(self.players)
+        return [ids, *(list(column) for column in zip(*(self.players[i] for i in ids), strict=True))]
+
+    def match_columns(self) -> list[list[Any]]:
+        """:attr:`matches` as nine column lists (for ``unnest``)."""
+        return [list(column) for column in zip(*self.matches, strict=True)]
+
+
+def iter_valid_events(
+    entries: Iterable[tuple[bytes | str, dict[bytes, bytes] | None]], dead: list[DeadLetterRecord]
+) -> Iterator[AnyEvent]:
+    """Validate stream entries ``(entry_id, fields)`` lazily: yield the valid events, append the rejected ones
+    to ``dead``.
+
+    Entries without a ``data`` field, or whose data fails :func:`~game_analytics.events.parse_event`, become
+    :class:`DeadLetterRecord` s.  Entries whose fields are None (deleted from the stream while pending) are
+    skipped.
+    """
     for entry_id, fields in entries:
-        sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         if fields is None:
             continue
         raw = fields.get(DATA_FIELD)
         if raw is None:
+            sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             names = ", ".join(sorted(k.decode(errors="replace") for k in fields))
             dead.append(
                 DeadLetterRecord(sid, json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
@@ -192,10 +240,10 @@ def validate_entries(
             )  # fmt: skip
             continue
         try:
-            rows.append(event_row(parse_event(raw)))
+            yield parse_event(raw)
         except EventError as exc:
+            sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             dead.append(DeadLetterRecord(sid, raw, exc.reason, exc.field, exc.kind))
-    return rows, dead
 
 
 # --- database -------------------------------------------------------------------------------------------------
@@ -226,7 +274,11 @@ ROW_TYPES = ["text", "text", "timestamptz", "text", "text", "text", "jsonb"]
 
 
 def copy_rows(cur: psycopg.Cursor, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Binary ``COPY table (event columns) FROM STDIN`` of :func:`event_row` tuples (aware datetimes required)."""
+    """Binary ``COPY table (event columns) FROM STDIN`` of :func:`event_row` tuples (aware datetimes required).
+
+    ``rows`` may be lazy: psycopg sends the data in blocks of about 32 KiB as they fill, so the server stores
+    the first rows while later ones are still being produced (on two cores, validation and storage overlap).
+    """
     cur.adapters.register_dumper(None, JsonTextBinaryDumper)
     with cur.copy(f"COPY {table} ({_STAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(ROW_TYPES)
@@ -234,42 +286,83 @@ def copy_rows(cur: psycopg.Cursor, table: str, rows: Iterable[tuple[Any, ...]]) 
             copy.write_row(row)
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What :func:`write_batch` did: NEW events per event type, valid events seen (including duplicates), and
+    whether the direct COPY succeeded (False: the batch took the staging-table path)."""
+
+    inserted: dict[str, int]
+    valid: int
+    direct: bool
+
+    @property
+    def duplicates(self) -> int:
+        """Valid events that were already stored (or repeated within the batch)."""
+        return self.valid - sum(self.inserted.values())
+
+
 def write_batch(
     conn: psycopg.Connection,
-    rows: Sequence[tuple[Any, ...]],
+    events: Iterable[AnyEvent],
     dead_letters: Sequence[DeadLetterRecord] = (),
     stream: str = DEFAULT_STREAM,
     *,
     derive: bool = True,
-) -> dict[str, int]:
-    """Write one batch in the caller's open transaction; return the number of NEW events per event type.
+    direct: bool = True,
+) -> BatchOutcome:
+    """Write one batch of validated events in the caller's open transaction; the caller commits.
 
-    ``rows`` (:func:`event_row` tuples) are COPY-ed into the session's staging table, then inserted into
-    ``events`` with ``ON CONFLICT (event_id) DO NOTHING``: rows already present are skipped, so re-writing a batch
-    is a no-op.  With ``derive`` the batch's participants are upserted into ``players`` (first/last seen) and its
-    match results inserted into ``matches`` (idempotent too).  ``dead_letters`` go to ``dead_letters`` (unique per
-    ``(stream, stream_id)``).  The caller commits.  Requires :func:`prepare_connection` on ``conn``.
+    Storage is idempotent by ``event_id``: re-writing a batch is a no-op.
+
+    * Direct path (``direct``): the rows are COPY-ed straight into ``events`` inside a SAVEPOINT.  ``events``
+      may be a lazy iterable (e.g. :func:`iter_valid_events`): validation then overlaps with the server storing
+      the rows already sent.
+    * If that COPY hits a unique violation (an ``event_id`` already stored, or repeated within the batch), or
+      with ``direct=False``: roll back to the savepoint, COPY the rows into the session's staging table and
+      ``INSERT INTO events ... ON CONFLICT (event_id) DO NOTHING``.  Pass ``direct=False`` when duplicates are
+      likely (e.g. after the previous batch had some) to skip the failing attempt.
+
+    With ``derive`` the batch's participants are upserted into ``players`` (first/last seen; see
+    :class:`Batch`) and its match results inserted into ``matches`` with ``ON CONFLICT DO NOTHING``, both
+    set-based from arrays.  ``dead_letters`` go to ``dead_letters`` (unique per ``(stream, stream_id)``); the
+    sequence is read only after ``events`` is exhausted, so a generator validating the input may append to it.
+    Requires :func:`prepare_connection` on ``conn``.
 
     Raises:
-        psycopg.Error: on database errors (the caller's transaction is then to be rolled back).
+        psycopg.Error: on database errors (the caller's transaction is then to be rolled back); exceptions
+            raised by ``events`` propagate likewise.
     """
-    inserted: dict[str, int] = {}
-    if rows:
+    batch = Batch()
+    rows = map(batch.add, events)
+    inserted: dict[str, int] | None = None
+    if direct:
+        try:
+            with conn.transaction(), conn.cursor() as cur:  # a SAVEPOINT inside the caller's transaction
+                copy_rows(cur, "events", rows)
+            inserted = dict(Tally(row[1] for row in batch.rows))
+        except psycopg.errors.UniqueViolation:
+            for _ in rows:  # finish validating the rest, should the error have cut the COPY short
+                pass
+    went_direct = inserted is not None
+    if inserted is None:
+        for _ in rows:
+            pass
         with conn.cursor() as cur:
-            copy_rows(cur, STAGE_TABLE, rows)
+            copy_rows(cur, STAGE_TABLE, batch.rows)
             cur.execute(_INSERT_EVENTS)
             inserted = {etype: int(n) for etype, n in cur.fetchall()}
-            if derive:
-                cur.execute(_UPSERT_PLAYERS)
-                cur.execute(_INSERT_MATCHES)
             cur.execute(f"TRUNCATE {STAGE_TABLE}")
-    if dead_letters:
-        with conn.cursor() as cur:
+    with conn.cursor() as cur:
+        if derive and batch.players:
+            cur.execute(_UPSERT_PLAYERS, batch.player_columns())
+        if derive and batch.matches:
+            cur.execute(_INSERT_MATCHES, batch.match_columns())
+        if dead_letters:
             cur.executemany(
                 _INSERT_DEAD_LETTER,
                 [(stream, d.stream_id, d.raw, d.reason[:4000], d.field) for d in dead_letters],
             )
-    return inserted
+    return BatchOutcome(inserted, len(batch.rows), went_direct)
 
 
 # --- metrics --------------------------------------------------------------------------------------------------
@@ -383,6 +476,7 @@ class IngestWorker:
         self._ensure_group()
         self._last_claim = 0.0
         self._last_lag = 0.0
+        self._direct = True  # try the direct COPY (see write_batch)
 
     def __enter__(self) -> IngestWorker:
         return self
@@ -472,22 +566,12 @@ class IngestWorker:
 
     def process(self, entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
         """Validate, store (one transaction), dead-letter and acknowledge ``entries``; return how many."""
-        self._commit(*self._prepare(entries))
-        return len(entries)
-
-    def _prepare(
-        self, entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]]
-    ) -> tuple[list[bytes], list[tuple[Any, ...]], list[DeadLetterRecord], float]:
         started = time.perf_counter()
-        rows, dead = validate_entries(entries)
-        return [entry_id for entry_id, _ in entries], rows, dead, time.perf_counter() - started
-
-    def _commit(
-        self, ids: list[bytes], rows: list[tuple[Any, ...]], dead: list[DeadLetterRecord], spent: float
-    ) -> None:
-        started = time.perf_counter()
+        dead: list[DeadLetterRecord] = []
         with self.db.transaction():
-            inserted = write_batch(self.db, rows, dead, self.config.stream, derive=self.config.derive)
+            outcome = write_batch(self.db, iter_valid_events(entries, dead), dead, self.config.stream,
+                                  derive=self.config.derive, direct=self._direct)  # fmt: skip
+        self._direct = outcome.duplicates == 0  # after duplicates (a redelivery), expect more: skip the attempt
         if dead:
             pipe = self.redis.pipeline(transaction=False)
             for d in dead:
@@ -495,15 +579,16 @@ class IngestWorker:
                                                          "reason": d.reason, "field": d.field or "",
                                                          "data": d.raw})  # fmt: skip
             pipe.execute()
-        if ids:
-            self.redis.xack(self.config.stream, self.config.group, *ids)
-        for etype, n in inserted.items():
+        if entries:
+            self.redis.xack(self.config.stream, self.config.group, *(entry_id for entry_id, _ in entries))
+        for etype, n in outcome.inserted.items():
             self.metrics.events.labels(etype).inc(n)
-        if len(rows) > sum(inserted.values()):
-            self.metrics.duplicates.inc(len(rows) - sum(inserted.values()))
+        if outcome.duplicates:
+            self.metrics.duplicates.inc(outcome.duplicates)
         for kind, n in Tally(d.kind for d in dead).items():
             self.metrics.dead_letters.labels(kind).inc(n)
-        self.metrics.batch_duration.observe(spent + time.perf_counter() - started)
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+        return len(entries)
 
 
 # --- bulk loading ---------------------------------------------------------------------------------------------
@@ -548,32 +633,26 @@ def copy_events(
     """
     result = LoadResult()
     stream = f"load:{source}"
+    numbered = enumerate(events)
+
+    def valid(chunk: list[tuple[int, dict[str, Any]]], dead: list[DeadLetterRecord]) -> Iterator[AnyEvent]:
+        for index, data in chunk:
+            try:
+                yield validate_event(data)
+            except EventError as exc:
+                dead.append(DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind))
 
     with psycopg.connect(libpq_dsn(dsn)) as conn:
         prepare_connection(conn)
-        rows: list[tuple[Any, ...]] = []
-        dead: list[DeadLetterRecord] = []
-
-        def flush() -> None:
+        direct = True
+        while chunk := list(islice(numbered, batch_size)):
+            dead: list[DeadLetterRecord] = []
             with conn.transaction():
-                inserted = sum(write_batch(conn, rows, dead, stream, derive=derive).values())
-            result.inserted += inserted
-            result.duplicates += len(rows) - inserted
+                outcome = write_batch(conn, valid(chunk, dead), dead, stream, derive=derive, direct=direct)
+            direct = outcome.duplicates == 0
+            result.inserted += outcome.valid - outcome.duplicates
+            result.duplicates += outcome.duplicates
             result.dead_lettered += len(dead)
-            rows.clear()
-            dead.clear()
-
-        for index, data in enumerate(events):
-            try:
-                rows.append(event_row(validate_event(data)))
-            except EventError as exc:
-                dead.append(
-                    DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind)
-                )
-            if len(rows) + len(dead) >= batch_size:
-                flush()
-        if rows or dead:
-            flush()
     return result
 
 
