@@ -569,8 +569,9 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 pass
         return 0
-    except (DemoError, OSError, subprocess.SubprocessError) as exc:
-        console.print(f"[bold red]Demo failed:[/] {exc}")
+    except Exception as exc:  # every failure ends in a clear message and a full clean-up
+        what = "" if isinstance(exc, DemoError) else f"{type(exc).__name__}: "
+        console.print(f"[bold red]Demo failed:[/] {what}{exc}")
         console.print(f"Logs: {demo.logs}")
         return 1
     except KeyboardInterrupt:
