@@ -10,7 +10,7 @@ Delivery model (at-least-once from Redis, idempotent into PostgreSQL):
    SAVEPOINT, validated lazily while the server stores what was already sent.  Should an ``event_id`` already be
    stored (a redelivery), the COPY fails on the unique key; the batch then rolls back to the savepoint and goes
    through a session temp table and ``INSERT INTO events ... ON CONFLICT (event_id) DO NOTHING``.  Participants are
-   upserted into ``players`` and match results into ``matches`` from arrays built while validating; invalid
+   upserted into ``players`` and match results into ``matches``, set-based from rows folded while validating; invalid
    entries go to ``dead_letters`` (unique per stream entry).
 4. After the commit, rejected entries are also published to the dead-letter stream (field ``reason`` and
    ``field``), then all entries are ``XACK``-ed.  A crash anywhere before the XACK only causes a redelivery, which
@@ -85,12 +85,25 @@ DATA_FIELD = b"data"
 
 STAGE_TABLE = "_ingest_stage"
 _STAGE_COLUMNS = "event_id, event_type, occurred_at, player_id, game, region, payload"
+_PLAYER_COLUMNS = "player_id, region, first_seen_at, last_seen_at"
+_PLAYER_TYPES = ["text", "text", "timestamptz", "timestamptz"]
+_MATCH_COLUMNS = "match_id, game, season, round, home_id, away_id, home_score, away_score, occurred_at"
+_MATCH_TYPES = ["text", "text", "text", "int4", "text", "text", "int4", "int4", "timestamptz"]
 
+# Session temp tables, emptied by every commit.  Rows reach them by binary COPY, which psycopg encodes in C: far
+# cheaper than adapting Python lists as array parameters.
 _CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
     event_id text, event_type text, occurred_at timestamptz, player_id text,
     game text, region text, payload jsonb
-)
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _ingest_players (
+    player_id text, region text, first_seen_at timestamptz, last_seen_at timestamptz
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _ingest_matches (
+    match_id text, game text, season text, round integer, home_id text, away_id text,
+    home_score integer, away_score integer, occurred_at timestamptz
+) ON COMMIT DELETE ROWS
 """
 
 _INSERT_EVENTS = f"""
@@ -103,9 +116,10 @@ WITH inserted AS (
 SELECT event_type, count(*) FROM inserted GROUP BY event_type
 """
 
-_UPSERT_PLAYERS = """
-INSERT INTO players (player_id, region, first_seen_at, last_seen_at)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+# Rows arrive one per player, sorted by player_id: concurrent writers lock players in the same order.
+_UPSERT_PLAYERS = f"""
+INSERT INTO players ({_PLAYER_COLUMNS})
+SELECT {_PLAYER_COLUMNS} FROM _ingest_players
 ON CONFLICT (player_id) DO UPDATE SET
     first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
     last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at),
@@ -115,10 +129,9 @@ WHERE EXCLUDED.first_seen_at < players.first_seen_at OR players.first_seen_at IS
    OR (players.region IS NULL AND EXCLUDED.region IS NOT NULL)
 """
 
-_INSERT_MATCHES = """
-INSERT INTO matches (match_id, game, season, round, home_id, away_id, home_score, away_score, occurred_at)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::integer[],
-                     %s::integer[], %s::timestamptz[])
+_INSERT_MATCHES = f"""
+INSERT INTO matches ({_MATCH_COLUMNS})
+SELECT {_MATCH_COLUMNS} FROM _ingest_matches
 ON CONFLICT (match_id) DO NOTHING
 """
 
@@ -205,15 +218,10 @@ class Batch:
         elif at > seen[2]:
             seen[2] = at
 
-    def player_columns(self) -> list[list[Any]]:
-        """:attr:`players` as four column lists ``[ids, regions, first_seen, last_seen]``, sorted by id (a fixed
+    def player_rows(self) -> list[tuple[Any, ...]]:
+        """:attr:`players` as ``(player_id, region, first_seen_at, last_seen_at)`` rows sorted by id (a fixed
         lock order, so concurrent writers cannot deadlock on ``players``)."""
-        ids = sorted(self.players)
-        return [ids, *(list(column) for column in zip(*(self.players[i] for i in ids), strict=True))]
-
-    def match_columns(self) -> list[list[Any]]:
-        """:attr:`matches` as nine column lists (for ``unnest``)."""
-        return [list(column) for column in zip(*self.matches, strict=True)]
+        return [(pid, *self.players[pid]) for pid in sorted(self.players)]
 
 
 def iter_valid_events(
@@ -250,7 +258,7 @@ def iter_valid_events(
 
 
 def prepare_connection(conn: psycopg.Connection) -> None:
-    """Create the session's staging temp table (idempotent; commits)."""
+    """Create the session's staging temp tables (idempotent; commits)."""
     with conn.transaction():
         conn.execute(_CREATE_STAGE)
 
@@ -273,15 +281,19 @@ class JsonTextBinaryDumper(Dumper):
 ROW_TYPES = ["text", "text", "timestamptz", "text", "text", "text", "jsonb"]
 
 
-def copy_rows(cur: psycopg.Cursor, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Binary ``COPY table (event columns) FROM STDIN`` of :func:`event_row` tuples (aware datetimes required).
+def copy_rows(
+    cur: psycopg.Cursor, table: str, rows: Iterable[tuple[Any, ...]], columns: str = _STAGE_COLUMNS,
+    types: Sequence[str] = ROW_TYPES,
+) -> None:  # fmt: skip
+    """Binary ``COPY table (columns) FROM STDIN`` of tuples of ``types`` (default: :func:`event_row` tuples;
+    aware datetimes required).
 
     ``rows`` may be lazy: psycopg sends the data in blocks of about 32 KiB as they fill, so the server stores
     the first rows while later ones are still being produced (on two cores, validation and storage overlap).
     """
     cur.adapters.register_dumper(None, JsonTextBinaryDumper)
-    with cur.copy(f"COPY {table} ({_STAGE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(ROW_TYPES)
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
         for row in rows:
             copy.write_row(row)
 
@@ -324,7 +336,7 @@ def write_batch(
 
     With ``derive`` the batch's participants are upserted into ``players`` (first/last seen; see
     :class:`Batch`) and its match results inserted into ``matches`` with ``ON CONFLICT DO NOTHING``, both
-    set-based from arrays.  ``dead_letters`` go to ``dead_letters`` (unique per ``(stream, stream_id)``); the
+    set-based (COPY into a temp table, then one INSERT ... SELECT).  ``dead_letters`` go to ``dead_letters`` (unique per ``(stream, stream_id)``); the
     sequence is read only after ``events`` is exhausted, so a generator validating the input may append to it.
     Requires :func:`prepare_connection` on ``conn``.
 
@@ -351,12 +363,13 @@ def write_batch(
             copy_rows(cur, STAGE_TABLE, batch.rows)
             cur.execute(_INSERT_EVENTS)
             inserted = {etype: int(n) for etype, n in cur.fetchall()}
-            cur.execute(f"TRUNCATE {STAGE_TABLE}")
     with conn.cursor() as cur:
         if derive and batch.players:
-            cur.execute(_UPSERT_PLAYERS, batch.player_columns())
+            copy_rows(cur, "_ingest_players", batch.player_rows(), _PLAYER_COLUMNS, _PLAYER_TYPES)
+            cur.execute(_UPSERT_PLAYERS)
         if derive and batch.matches:
-            cur.execute(_INSERT_MATCHES, batch.match_columns())
+            copy_rows(cur, "_ingest_matches", batch.matches, _MATCH_COLUMNS, _MATCH_TYPES)
+            cur.execute(_INSERT_MATCHES)
         if dead_letters:
             cur.executemany(
                 _INSERT_DEAD_LETTER,

@@ -1,0 +1,132 @@
+"""The batch write path: the direct COPY, its fallback on already stored events, and the derived tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from game_analytics.events import validate_event
+from game_analytics.storage.engine import libpq_dsn
+from game_analytics.workers.ingest import Batch, copy_events, prepare_connection, write_batch
+
+
+def purchase(i: int, player: str, day: int, region: str | None = None) -> dict:
+    event = {"event_id": f"p-{i}", "event_type": "purchase", "occurred_at": f"2024-03-{day:02d}T12:00:00Z",
+             "player_id": player, "game": "shop", "payload": {"quantity": 1, "amount": 2.5}}  # fmt: skip
+    return event | ({"region": region} if region else {})
+
+
+def match(i: int, home: str, away: str, day: int, **payload) -> dict:
+    return {"event_id": f"m-{i}", "event_type": "match_result", "occurred_at": f"2024-03-{day:02d}T18:00:00Z",
+            "game": "league", "region": "EU",
+            "payload": {"home_team": home, "away_team": away, "home_score": 2, "away_score": 1, "season": 2024,
+                        **payload}}  # fmt: skip
+
+
+def at(day: int, hour: int) -> datetime:
+    return datetime(2024, 3, day, hour, tzinfo=UTC)
+
+
+def test_batch_folds_participants_and_matches() -> None:
+    batch = Batch()
+    for data in [
+        purchase(1, "ann", 5),
+        purchase(2, "ann", 2, region="EU"),
+        purchase(3, "ann", 9, region="AS"),
+        match(1, "Lions", "Tigers", 4, home_player_id="lions", round=3),
+        match(2, "Tigers", "Bears", 7, season="2024-S2"),
+    ]:
+        row = batch.add(validate_event(data))
+        assert row[0] == data["event_id"]
+    assert [r[0] for r in batch.rows] == ["p-1", "p-2", "p-3", "m-1", "m-2"]
+    assert batch.players == {
+        "ann": ["EU", at(2, 12), at(9, 12)],  # the greatest region, like SQL max(); earliest and latest activity
+        "lions": ["EU", at(4, 18), at(4, 18)],  # the player id wins over the team name
+        "Tigers": ["EU", at(4, 18), at(7, 18)],
+        "Bears": ["EU", at(7, 18), at(7, 18)],
+    }
+    assert batch.matches == [
+        ("m-1", "league", "2024", 3, "lions", "Tigers", 2, 1, at(4, 18)),
+        ("m-2", "league", "2024-S2", None, "Tigers", "Bears", 2, 1, at(7, 18)),
+    ]
+    players = batch.player_rows()
+    assert [p[0] for p in players] == sorted(batch.players)
+    assert players[0] == ("Bears", "EU", at(7, 18), at(7, 18))
+
+
+@pytest.fixture
+def conn(db_dsn: str):
+    with psycopg.connect(libpq_dsn(db_dsn)) as connection:
+        prepare_connection(connection)
+        yield connection
+
+
+def write(conn: psycopg.Connection, events: list[dict], *, direct: bool = True):
+    with conn.transaction():
+        return write_batch(conn, (validate_event(e) for e in events), direct=direct)
+
+
+def test_fresh_batch_takes_the_direct_copy(conn) -> None:
+    events = [purchase(i, f"u{i % 7}", 1 + i % 20) for i in range(300)] + [match(1, "A", "B", 3)]
+    outcome = write(conn, events)
+    assert outcome.direct and outcome.valid == 301 and outcome.duplicates == 0
+    assert outcome.inserted == {"purchase": 300, "match_result": 1}
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 301
+    assert conn.execute("SELECT count(*) FROM players").fetchone()[0] == 9
+    assert conn.execute("SELECT home_id, away_id, season FROM matches").fetchall() == [("A", "B", "2024")]
+
+
+@pytest.mark.parametrize("position", ["first", "last"])
+def test_an_already_stored_event_falls_back_to_insert_on_conflict(conn, position: str) -> None:
+    old = purchase(0, "u0", 1)
+    write(conn, [old])
+    # a batch large enough that the COPY streams many blocks before or after the duplicate
+    fresh = [purchase(i, f"u{i % 50}", 1 + i % 28) for i in range(1, 20_001)]
+    batch = [old, *fresh] if position == "first" else [*fresh, old]
+    outcome = write(conn, batch)
+    assert not outcome.direct
+    assert outcome.inserted == {"purchase": 20_000} and outcome.duplicates == 1
+    assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (20_001, 20_001)
+    assert conn.execute("SELECT count(*) FROM players").fetchone()[0] == 50
+    first_last = conn.execute("SELECT min(first_seen_at), max(last_seen_at) FROM players").fetchone()
+    assert first_last == (at(1, 12), at(28, 12))
+
+
+def test_duplicates_within_one_batch_are_stored_once(conn) -> None:
+    events = [purchase(i, "u", 3) for i in range(10)]
+    outcome = write(conn, events + events[:4])
+    assert not outcome.direct and outcome.valid == 14 and outcome.duplicates == 4
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 10
+
+
+def test_both_paths_store_the_same(postgres_server, _migrated_template: str) -> None:
+    events = [purchase(i, f"u{i % 5}", 1 + i % 9, region="EU" if i % 2 else None) for i in range(40)]
+    events += [match(i, f"T{i}", f"T{i + 1}", 1 + i, round=i) for i in range(6)]
+    query = ("SELECT (SELECT array_agg((event_id, event_type, occurred_at, player_id, game, region, payload)::text "
+             "ORDER BY event_id) FROM events), (SELECT array_agg(p::text ORDER BY player_id) FROM "
+             "(SELECT player_id, region, first_seen_at, last_seen_at FROM players) p), "
+             "(SELECT array_agg(m::text ORDER BY match_id) FROM (SELECT match_id, game, season, round, home_id, "
+             "away_id, home_score, away_score, occurred_at FROM matches) m)")  # fmt: skip
+    stored = []
+    for direct in (True, False):
+        dsn = postgres_server.create_database(f"ga_paths_{direct}", template=_migrated_template)
+        try:
+            with psycopg.connect(libpq_dsn(dsn)) as conn:
+                prepare_connection(conn)
+                assert write(conn, events, direct=direct).direct is direct
+                stored.append(conn.execute(query).fetchone())
+        finally:
+            postgres_server.drop_database(f"ga_paths_{direct}")
+    assert stored[0] == stored[1] and all(stored[0])
+
+
+def test_copy_events_reload_overlapping_data(db_dsn: str) -> None:
+    first = [purchase(i, f"u{i % 30}", 1 + i % 28) for i in range(1000)]
+    second = [purchase(i, f"u{i % 30}", 1 + i % 28) for i in range(500, 1500)]
+    assert copy_events(first, db_dsn, batch_size=300).inserted == 1000
+    result = copy_events(second, db_dsn, batch_size=300)
+    assert (result.inserted, result.duplicates, result.dead_lettered) == (500, 500, 0)
+    with psycopg.connect(libpq_dsn(db_dsn)) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (1500, 1500)
