@@ -46,6 +46,11 @@ class FakeCluster(Cluster):
             return {"items": copy.deepcopy(items)}
         if method == "GET":
             raise ApiException(status=404, reason="Not Found")
+        if method == "PATCH" and content_type == "application/merge-patch+json":
+            stored = self.objects[url]
+            stored["metadata"].setdefault("labels", {}).update(body["metadata"]["labels"])
+            self.writes.append(("merge", url))
+            return copy.deepcopy(stored)
         if method == "PATCH":
             assert content_type == "application/apply-patch+yaml" and query["fieldManager"]
             stored = copy.deepcopy(body)

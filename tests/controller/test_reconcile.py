@@ -202,3 +202,60 @@ def test_mongo_cluster_bootstrap_progress_follows_its_job():
     assert (boot["status"], boot["reason"]) == ("True", "Complete")
     assert [(rs["initialized"], rs["addedAsShard"]) for rs in mongo["status"]["replicaSets"]] == [
         (True, False), (True, True), (True, True)]
+
+
+def _healthy_view(master: str, replicas: list[str]):
+    from game_analytics.topology.sentinel import ReplicaState, SentinelReport, SentinelView
+
+    reports = tuple(SentinelReport(f"s{i}:26379", master=master, master_flags=("master",), known_sentinels=3,
+                                   quorum=2, ckquorum_ok=True, ckquorum="OK 3 usable Sentinels",
+                                   replicas=tuple(ReplicaState(r, master=master) for r in replicas))
+                    for i in range(3))
+    return SentinelView("leaderboards", reports)
+
+
+def test_redis_rolling_restart_replicas_first_then_failover(monkeypatch):
+    from game_analytics.controller import planners
+
+    host = "leaderboards-redis-{}.leaderboards-redis-headless.games.svc:6379"
+    monkeypatch.setattr(planners.sentinel, "probe",
+                        lambda *a, **k: _healthy_view(host.format(0), [host.format(1), host.format(2)]))
+    failovers = []
+    monkeypatch.setattr(planners.sentinel, "failover", lambda *a, **k: failovers.append(a))
+    cluster, failover = FakeCluster(), body("redisfailover.yaml")
+    run("RedisFailover", failover, cluster)  # creates the StatefulSet
+    sts_path = next(p for p in cluster.objects if p.endswith("/statefulsets/leaderboards-redis"))
+    cluster.objects[sts_path]["status"] = {"updateRevision": "rev-2"}
+    for i, rev in enumerate(["rev-1", "rev-1", "rev-2"]):
+        cluster.add({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": f"leaderboards-redis-{i}", "namespace": "games", "labels": {
+                "gameanalytics.io/owner-kind": "RedisFailover", "gameanalytics.io/owner-name": "leaderboards",
+                "app.kubernetes.io/component": "redis", "controller-revision-hash": rev}}})
+    outcome = run("RedisFailover", failover, cluster)
+    assert "restart Pod/leaderboards-redis-1 to apply revision rev-2" in outcome.applied.applied
+    assert not any(p.endswith("/pods/leaderboards-redis-1") for p in cluster.objects)
+    assert failovers == [], "the master is left for last"
+    cluster.objects[next(p for p in cluster.objects if p.endswith("/pods/leaderboards-redis-2"))]["metadata"][
+        "labels"]["controller-revision-hash"] = "rev-2"
+    outcome = run("RedisFailover", failover, cluster)  # only the master is outdated now
+    assert failovers and outcome.applied.applied[-1].startswith("failover away from master leaderboards-redis-0")
+    pod0 = cluster.objects[next(p for p in cluster.objects if p.endswith("/pods/leaderboards-redis-0"))]
+    assert pod0["metadata"]["labels"]["gameanalytics.io/redis-role"] == "master"
+
+
+def test_no_restart_while_unhealthy(monkeypatch):
+    from game_analytics.controller import planners
+
+    host = "leaderboards-redis-{}.leaderboards-redis-headless.games.svc:6379"
+    view = _healthy_view(host.format(0), [host.format(1)])  # one replica short of spec.redis.replicas - 1
+    monkeypatch.setattr(planners.sentinel, "probe", lambda *a, **k: view)
+    cluster, failover = FakeCluster(), body("redisfailover.yaml")
+    run("RedisFailover", failover, cluster)
+    sts_path = next(p for p in cluster.objects if p.endswith("/statefulsets/leaderboards-redis"))
+    cluster.objects[sts_path]["status"] = {"updateRevision": "rev-2"}
+    cluster.add({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "leaderboards-redis-1", "namespace": "games",
+                 "labels": {"gameanalytics.io/owner-kind": "RedisFailover", "gameanalytics.io/owner-name": "leaderboards",
+                            "app.kubernetes.io/component": "redis", "controller-revision-hash": "rev-1"}}})
+    outcome = run("RedisFailover", failover, cluster)
+    assert not any("restart" in a for a in outcome.applied.applied)
+    assert any(p.endswith("/pods/leaderboards-redis-1") for p in cluster.objects)

@@ -81,6 +81,35 @@ def test_offsets_are_normalised_to_utc() -> None:
 
 
 @pytest.mark.parametrize(
+    ("occurred_at", "accepted"),
+    [
+        ("1900-01-01T00:00:00Z", True),
+        ("1899-12-31T23:59:59Z", False),
+        ("1900-01-01T00:30:00+01:00", False),  # 1899-12-31T23:30Z
+        ("1899-12-31T23:30:00-01:00", True),  # 1900-01-01T00:30Z
+        ("2199-12-31T23:59:59Z", True),
+        ("2200-01-01T00:00:00Z", False),
+        ("2199-12-31T23:30:00-01:00", False),  # 2200-01-01T00:30Z
+        ("2200-01-01T00:30:00+01:00", True),  # 2199-12-31T23:30Z
+        ("2199-12-31T23:59:59", True),  # naive: taken as UTC
+        ("0001-01-01T00:30:00+01:00", False),  # would overflow when converted to UTC
+        ("9999-12-31T23:30:00-01:00", False),
+    ],
+)
+def test_timestamps_are_bounded_in_utc(occurred_at: str, accepted: bool) -> None:
+    raw = json.dumps(PURCHASE | {"occurred_at": occurred_at}).encode()
+    if accepted:
+        event = parse_event(raw)
+        assert event.occurred_at.utcoffset() == timedelta(0)
+        given = datetime.fromisoformat(occurred_at)
+        assert event.occurred_at == (given if given.tzinfo else given.replace(tzinfo=UTC))
+    else:
+        error = _error(raw)
+        assert (error.field, error.kind) == ("occurred_at", "invalid_value")
+        assert "outside [1900, 2200)" in error.reason
+
+
+@pytest.mark.parametrize(
     ("mutate", "field", "kind"),
     [
         (lambda e: e | {"event_type": "teleport"}, "event_type", "unknown_event_type"),

@@ -54,6 +54,16 @@ class Plan:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     #: labels to keep on existing pods: {pod name: {label: value}} (e.g. the Redis master's role)
     pod_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: at most one disruptive step per reconcile (a controlled failover, or a pod restart), run after the apply
+    action: Action | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """A disruptive step the reconcile performs after applying children; ``run`` raises on failure."""
+
+    description: str
+    run: Callable[[Cluster], None]
 
 
 def parse(info: KindInfo, body: Any) -> Any:
@@ -144,17 +154,43 @@ def plan_redis_failover(owner: Owner, spec: Any, cluster: Cluster, images: Image
     password = _secret_value(cluster, owner.namespace, spec.auth_secret_ref) if spec.auth_secret_ref else None
     view = sentinel.probe(addresses, spec.master_name, password=password, timeout=1.0)
     master = view.agreed_master
-    pods = [p["metadata"]["name"] for p in cluster.list("v1", "Pod", owner.namespace,
-                                                         f"{LABEL_OWNER_KIND}=RedisFailover,{LABEL_OWNER_NAME}={owner.name},"
-                                                         "app.kubernetes.io/component=redis")]
+    conditions = sentinel.conditions(view, spec, owner.generation)
+    redis_pods = cluster.list("v1", "Pod", owner.namespace, f"{LABEL_OWNER_KIND}=RedisFailover,"
+                              f"{LABEL_OWNER_NAME}={owner.name},app.kubernetes.io/component=redis")
     return Plan(
         children,
         [("v1", "ConfigMap"), ("apps/v1", "StatefulSet"), ("v1", "Service"), ("policy/v1", "PodDisruptionBudget"),
          (MONITORING_V1, "ServiceMonitor")],
         status={"master": master, "sentinelsReachable": len(view.reachable)},
-        conditions=sentinel.conditions(view, spec, owner.generation),
-        pod_labels=redisfailover.role_labels(pods, master) if master else {},
+        conditions=conditions,
+        pod_labels=redisfailover.role_labels([p["metadata"]["name"] for p in redis_pods], master) if master else {},
+        action=_rolling_restart_step(owner, cluster, redis_pods, master, conditions,
+                                     lambda: sentinel.failover(addresses, spec.master_name, password, timeout=20)),
     )
+
+
+def _rolling_restart_step(owner: Owner, cluster: Cluster, pods: list[dict], master: str | None,
+                          conditions: list[dict], failover: Callable[[], Any]) -> Action | None:
+    """The next step of a rolling restart of the Redis pods (their StatefulSet uses ``OnDelete``).
+
+    Only while the set is healthy (master elected, quorum, replicas in sync, no split brain): replicas first, then a
+    controlled Sentinel failover away from the master, then the old master. One step per reconcile; the next
+    reconcile re-probes, so every step starts from a healthy, re-checked state.
+    """
+    statefulset = cluster.get("apps/v1", "StatefulSet", owner.namespace, redisfailover.redis_name(owner.name))
+    update_revision = ((statefulset or {}).get("status") or {}).get("updateRevision")
+    if not update_revision or not master or not sentinel.healthy(conditions):
+        return None
+    revisions = {p["metadata"]["name"]: p["metadata"].get("labels", {}).get("controller-revision-hash", "")
+                 for p in pods}
+    steps = sentinel.plan_rolling_restart(revisions, update_revision, redisfailover.pod_name_from_host(master))
+    if not steps:
+        return None
+    first = steps[0]
+    if first.action == "failover":
+        return Action(f"failover away from master {first.pod} before restarting it", lambda _: failover())
+    return Action(f"restart Pod/{first.pod} to apply revision {update_revision}",
+                  lambda c: c.delete("v1", "Pod", owner.namespace, first.pod))
 
 
 def _job_state(job: dict | None) -> tuple[bool | None, str, str]:

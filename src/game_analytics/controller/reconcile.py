@@ -69,6 +69,13 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
         plan = PLANNERS[info.kind](owner, spec, cluster, images, body=body)
         applied = cluster.ensure(info.kind, owner.name, owner.namespace, plan.children, plan.child_types)
         applied.applied += cluster.label_pods(owner.namespace, plan.pod_labels)
+        if plan.action is not None:
+            try:
+                plan.action.run(cluster)
+            except (ApiException, RuntimeError) as exc:  # e.g. sentinel.FailoverError: try again next time
+                metrics.RECONCILE_ERRORS.labels(info.kind, "ActionFailed").inc()
+                raise TransientError(f"{plan.action.description} failed: {exc}", delay=30.0) from exc
+            applied.applied.append(plan.action.description)
         extra = plan.status
         kind_conditions = plan.conditions
         missing = sorted(plan.required_apis & set(applied.unavailable))
