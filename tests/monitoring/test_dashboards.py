@@ -86,11 +86,16 @@ def test_metric_names_come_from_names_py(name):
 
 
 REQUIRED = {
-    "activity": {names.ACTIVE_PLAYERS, names.SESSIONS, names.EVENTS_INGESTED, names.ACTIVE_PLAYERS_BY_REGION},
+    "activity": {names.ACTIVE_PLAYERS, names.SESSIONS, names.EVENTS_INGESTED, names.ACTIVE_PLAYERS_BY_REGION,
+                 names.PERIOD_EVENTS},
     "economy": {names.PLAYER_WEALTH, names.GINI, names.PRICE_INDEX, names.TRADE_VOLUME},
     "rankings": {names.PLAYER_RATING, names.LEAGUE_PLAYERS, names.TOP_MOVER_RATING_CHANGE},
-    "alerts": {names.DETECTION_FLAGGED, names.DETECTIONS, names.DETECTIONS_OPEN, names.INTERVENTIONS_OPEN},
-    "operator": {names.RECONCILES, names.RECONCILE_ERRORS, names.RECONCILE_DURATION, names.INGEST_LAG},
+    "alerts": {names.DETECTION_FLAGGED, names.DETECTIONS, names.DETECTIONS_OPEN, names.INTERVENTIONS_OPEN,
+               names.DETECTIONS_STORED},
+    "operator": {names.RECONCILES, names.RECONCILE_ERRORS, names.RECONCILE_DURATION, names.INGEST_LAG,
+                 names.INGEST_GROUP_LAG, names.INGEST_GROUP_PENDING, names.EXPORTER_REFRESH_DURATION,
+                 names.EXPORTER_QUERY_ERRORS, names.EXPORTER_AS_OF, names.DETECTION_PASS_DURATION,
+                 names.DETECTION_RULES, names.DETECTION_ERRORS},
     "topology": {"redis_instance_info", "redis_sentinel_master_ckquorum_status", "mongodb_up"},
 }
 

@@ -166,6 +166,14 @@ def activity() -> dict[str, Any]:
                              [(f"sum by (event_type) (rate({names.EVENTS_INGESTED}{{{GAME}}}[{RATE}]))",
                                "{{event_type}}")], unit="ops", span=8),
         ]),
+        ("Events", [
+            timeseries_panel("Events in the last day", "Stored events of the trailing day by type (the "
+                             "exporter's windows end at its evaluation time).",
+                             [(f'sum by (event_type) ({names.PERIOD_EVENTS}{{{GAME}, period="1d"}})',
+                               "{{event_type}}")], span=12),
+            table_panel("Events by period", "Stored events per game and type in the trailing hour, day, week and "
+                        "month.", [(f"sum by (game, event_type, period) ({names.PERIOD_EVENTS}{{{GAME}}})", "")]),
+        ]),
         ("Regions", [
             rows_heatmap_panel("Activity by region", "Players active in the last hour, one row per region.",
                                f"sum by (region) ({names.ACTIVE_PLAYERS_BY_REGION}{{{REGION}}})", "{{region}}"),
@@ -250,6 +258,9 @@ def alerts() -> dict[str, Any]:
             timeseries_panel("Detections per hour", "By category and severity.",
                              [(f"sum by (category, severity) (increase({names.DETECTIONS}{{{NS}}}[1h]))",
                                "{{category}} {{severity}}")]),
+            table_panel("Detections stored by rule", "Every detection recorded so far, by rule and severity "
+                        "(from the database, so it survives worker restarts).",
+                        [(f"sum by (rule, category, severity) ({names.DETECTIONS_STORED}{{{NS}}})", "")], span=24),
         ]),
         ("Cases", [
             table_panel("Detections open", "By status and priority.",
@@ -261,7 +272,8 @@ def alerts() -> dict[str, Any]:
 
 
 def operator_health() -> dict[str, Any]:
-    """Operator and workers: reconciles, errors, durations, worker targets, ingest lag, scheduled jobs."""
+    """Operator and workers: reconciles, errors, durations, worker targets, ingest lag and stream backlog,
+    scheduled jobs, the exporter's refreshes and errors, the detection worker's passes, rules and errors."""
     return _dashboard("operator", "Game analytics / Operator and workers", "Health of the stack itself.", [
         ("Operator", [
             timeseries_panel("Reconciles per second", "By kind and result.",
@@ -292,6 +304,38 @@ def operator_health() -> dict[str, Any]:
                 (f"time() - max by (kind, name) ({names.SCHEDULED_LAST_SUCCESS}{{{NS}}})", ""),
                 (f"max by (kind, name) ({names.SCHEDULED_INTERVAL}{{{NS}}})", ""),
             ]),
+            timeseries_panel("Stream entries behind", "Entries not yet delivered to the ingest consumer group "
+                             "(XINFO GROUPS lag).",
+                             [(f"max by (stream, group) ({names.INGEST_GROUP_LAG}{{{NS}}})", "{{stream}} {{group}}")]),
+            timeseries_panel("Stream entries pending", "Entries delivered to the ingest group but not yet "
+                             "acknowledged (in flight, or stuck with a dead consumer).",
+                             [(f"max by (stream, group) ({names.INGEST_GROUP_PENDING}{{{NS}}})",
+                               "{{stream}} {{group}}")]),
+        ]),
+        ("Exporter", [
+            timeseries_panel("Exporter refresh duration", "Time the last refresh of the analytics aggregates "
+                             "took (scrapes are served from the cached snapshot meanwhile).",
+                             [(f"max by (pod) ({names.EXPORTER_REFRESH_DURATION}{{{NS}}})", "{{pod}}")],
+                             unit="s", span=8),
+            timeseries_panel("Exporter query errors per second", "Failed aggregate queries by query section.",
+                             [(f"sum by (query) (rate({names.EXPORTER_QUERY_ERRORS}{{{NS}}}[{RATE}]))", "{{query}}")],
+                             unit="ops", span=8),
+            timeseries_panel("Evaluation time behind now", "Now minus the time the exporter's windows end at "
+                             "(large for replayed historical data evaluated with --as-of latest).",
+                             [(f"time() - max by (pod) ({names.EXPORTER_AS_OF}{{{NS}}})", "{{pod}}")],
+                             unit="s", span=8),
+        ]),
+        ("Detection", [
+            timeseries_panel("Detection pass duration", "Time the last pass over all active rules took; it "
+                             "should stay well below the pass interval.",
+                             [(f"max by (pod) ({names.DETECTION_PASS_DURATION}{{{NS}}})", "{{pod}}")],
+                             unit="s", span=8),
+            timeseries_panel("Detector rules by state", "Rules the detection worker loaded: active, suspended, "
+                             "invalid (invalid rules are logged with the file or ConfigMap at fault).",
+                             [(f"max by (state) ({names.DETECTION_RULES}{{{NS}}})", "{{state}}")], span=8),
+            timeseries_panel("Rule evaluation errors per second", "Failed rule evaluations by rule.",
+                             [(f"sum by (rule) (rate({names.DETECTION_ERRORS}{{{NS}}}[{RATE}]))", "{{rule}}")],
+                             unit="ops", span=8),
         ]),
     ])
 
