@@ -12,7 +12,8 @@ from game_analytics.storage.migrate import current_revision, head_revision
 
 EXPECTED_TABLES = {
     "events", "players", "matches", "rating_history", "leaderboard_entries", "detections",
-    "interventions", "report_runs", "audit_log", "dead_letters",
+    "interventions", "report_runs", "audit_log", "dead_letters", "player_balances", "player_activity",
+    "aggregate_state",
 }  # fmt: skip
 
 

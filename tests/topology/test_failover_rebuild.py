@@ -41,7 +41,7 @@ def test_leaderboard_rebuilt_from_postgres_after_master_crash(db_dsn):
             i = 0
             while not stop.is_set():
                 try:
-                    client.zadd(f"ga:lb:{BOARD}:rank", {players[i % 300]: float(i % 300 + 1)})
+                    client.zadd(board.rank_key, {players[i % 300]: float(i % 300 + 1)})
                     if failing_since is not None:
                         resumed_after.append(time.monotonic() - failing_since)
                         failing_since = None

@@ -14,6 +14,9 @@ Tables:
     report_runs          one row per ScheduledReport execution
     audit_log            append-only, hash-chained audit trail (see :mod:`game_analytics.audit`)
     dead_letters         stream entries rejected by the ingest worker, with the reason
+    player_balances      running wealth per (game, currency, player), maintained from ``events`` by the exporter
+    player_activity      last event time per (game, player), likewise
+    aggregate_state      the snapshot up to which those aggregates include ``events`` (see ``Event.xact_id``)
 """
 
 from __future__ import annotations
@@ -32,17 +35,20 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Numeric,
     MetaData,
     SmallInteger,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AggregateState",
     "AuditLogEntry",
     "Base",
     "DeadLetter",
@@ -53,6 +59,8 @@ __all__ = [
     "LeaderboardEntry",
     "Match",
     "Player",
+    "PlayerActivity",
+    "PlayerBalance",
     "RatingHistory",
     "ReportRun",
 ]
@@ -76,7 +84,12 @@ class Base(DeclarativeBase):
 
 
 class Event(Base):
-    """A validated event (see :mod:`game_analytics.events`); ``payload`` holds the type-specific fields."""
+    """A validated event (see :mod:`game_analytics.events`); ``payload`` holds the type-specific fields.
+
+    ``xact_id`` is the 64-bit id of the transaction that stored the row (``pg_current_xact_id()``, set by the
+    server): the rows committed since a snapshot ``S`` are exactly those with ``xact_id >= pg_snapshot_xmin(S)``
+    not visible in ``S``, which lets running aggregates catch up without rescanning the table.
+    """
 
     __tablename__ = "events"
 
@@ -89,11 +102,13 @@ class Event(Base):
     region: Mapped[str | None] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     ingested_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    xact_id: Mapped[int] = mapped_column(BigInteger, server_default=text("((pg_current_xact_id())::text)::bigint"))
 
     __table_args__ = (
         Index(None, "player_id", "occurred_at"),
         Index(None, "event_type", "occurred_at"),
         Index(None, "game", "occurred_at"),
+        Index(None, "xact_id"),
     )
 
 
@@ -173,6 +188,7 @@ class LeaderboardEntry(Base):
     __table_args__ = (
         UniqueConstraint("board", "season", "player_id"),
         Index(None, "board", "season", "rank"),
+        Index(None, "board", "computed_at", "season"),
     )
 
 
@@ -291,3 +307,44 @@ class DeadLetter(Base):
         UniqueConstraint("stream", "stream_id"),
         Index(None, "received_at"),
     )
+
+
+class PlayerBalance(Base):
+    """Running wealth of a player in a (game, currency): the exact (``numeric``) sum of the ``purchase.amount`` and
+    ``currency_change.delta`` flows of the ``events`` included so far, and how many such events there were.
+
+    Maintained incrementally (see :mod:`game_analytics.analytics.economy_sql`); the wealth definition is the one of
+    ``economy_sql.wealth_sql``.
+    """
+
+    __tablename__ = "player_balances"
+
+    game: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(64), primary_key=True)
+    player_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    wealth: Mapped[Any] = mapped_column(Numeric)
+    events: Mapped[int] = mapped_column(BigInteger)
+
+
+class PlayerActivity(Base):
+    """Time of the newest event of a player in a game among the ``events`` included so far."""
+
+    __tablename__ = "player_activity"
+
+    game: Mapped[str] = mapped_column(String(64), primary_key=True)
+    player_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_at: Mapped[datetime] = mapped_column(TZ)
+
+    __table_args__ = (Index(None, "game", "last_at"),)
+
+
+class AggregateState(Base):
+    """Bookkeeping of the running aggregates: ``snapshot`` (a ``pg_snapshot`` as text; NULL = nothing included
+    yet) is the snapshot whose visible ``events`` they include; ``events`` counts the rows included so far."""
+
+    __tablename__ = "aggregate_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    snapshot: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())

@@ -40,7 +40,6 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from datetime import date, datetime
@@ -649,39 +648,24 @@ def copy_events(
     stream = f"load:{source}"
     numbered = enumerate(events)
 
-    def validate(chunk: list[tuple[int, dict[str, Any]]], dead: list[DeadLetterRecord]) -> list[AnyEvent]:
-        valid = []
+    def valid(chunk: list[tuple[int, dict[str, Any]]], dead: list[DeadLetterRecord]) -> Iterator[AnyEvent]:
         for index, data in chunk:
             try:
-                valid.append(validate_event(data))
+                yield validate_event(data)
             except EventError as exc:
                 dead.append(DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind))
-        return valid
 
-    def store(valid: list[AnyEvent], dead: list[DeadLetterRecord], direct: bool) -> BatchOutcome:
-        with conn.transaction():
-            return write_batch(conn, valid, dead, stream, derive=derive, direct=direct)
-
-    # One batch is written by a background thread (mostly waiting for the server, without the GIL) while this
-    # one validates the next: client and server work overlap on two cores.  The connection is only ever used by
-    # the writer thread.
-    with psycopg.connect(libpq_dsn(dsn)) as conn, ThreadPoolExecutor(1, "ingest-copy") as writer:
+    with psycopg.connect(libpq_dsn(dsn)) as conn:
         prepare_connection(conn)
-        pending: Future[BatchOutcome] | None = None
         direct = True
-        while True:
-            chunk = list(islice(numbered, batch_size))
+        while chunk := list(islice(numbered, batch_size)):
             dead: list[DeadLetterRecord] = []
-            valid = validate(chunk, dead)
-            if pending is not None:
-                outcome = pending.result()
-                direct = outcome.duplicates == 0  # after duplicates (a re-load), expect more: skip the attempt
-                result.inserted += outcome.valid - outcome.duplicates
-                result.duplicates += outcome.duplicates
-            if not chunk:
-                break
+            with conn.transaction():  # validation streams into the COPY: see write_batch
+                outcome = write_batch(conn, valid(chunk, dead), dead, stream, derive=derive, direct=direct)
+            direct = outcome.duplicates == 0  # after duplicates (a re-load), expect more: skip the attempt
+            result.inserted += outcome.valid - outcome.duplicates
+            result.duplicates += outcome.duplicates
             result.dead_lettered += len(dead)
-            pending = writer.submit(store, valid, dead, direct)
     return result
 
 

@@ -1,0 +1,320 @@
+"""The real alert path, event to page: Redis stream -> ingest worker -> PostgreSQL -> detection worker ->
+Prometheus -> Alertmanager -> webhook, all real processes on loopback.
+
+Shared by ``tests/monitoring/test_alert_path.py`` (one run, asserted) and ``benchmarks/bench_alert_latency.py``
+(several runs, figures). Everything is configured from ``examples/alertrule-wealth-jump.yaml``: the PrometheusRule
+group and the detector document come from :func:`game_analytics.objects.alertrule.render`, the Alertmanager routing
+from :func:`game_analytics.monitoring.alertmanager.render`. The PagerDuty channel of the example is left out
+(PagerDuty is unreachable from here, as in ``make demo``); its Slack and webhook channels both post to a local
+:class:`~game_analytics.testing.monitoring_stack.WebhookReceiver`.
+
+Event-to-page latency = wall-clock time from just before ``XADD`` of the wealth jump to the webhook's receipt of
+the firing notification, both measured in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
+
+from game_analytics.api.alertrule import AlertRuleSpec
+from game_analytics.data.datasets import load_cdnow_master
+from game_analytics.data.events import purchase_events
+from game_analytics.monitoring import alertmanager as am
+from game_analytics.monitoring import names
+from game_analytics.objects import alertrule
+from game_analytics.objects.common import Owner
+from game_analytics.testing.monitoring_stack import Alertmanager, Prometheus, WebhookReceiver
+from game_analytics.testing.operator_process import free_port
+from game_analytics.workers.ingest import copy_events, publish_events
+from game_analytics.workers.load import to_event
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "alertrule-wealth-jump.yaml"
+NAMESPACE = "games"
+#: CDNOW customers 1..CUSTOMERS (of 23,570): about a tenth of the purchase log, enough history for wealth
+CUSTOMERS = 2_000
+JUMP_AMOUNT = 25_000.0
+
+T = TypeVar("T")
+
+
+class PathError(AssertionError):
+    """A stage of the path did not happen in time; the message names it and quotes the relevant log."""
+
+
+def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float = 0.05,
+             alive: Callable[[], None] | None = None) -> T:
+    """Poll ``check`` until it returns something truthy and return it.
+
+    Raises:
+        PathError: after ``timeout`` seconds, naming ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive:
+            alive()
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise PathError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Worker:
+    """A worker run as ``python -m game_analytics.cli worker <name> ...`` with its log in ``<logs>/<name>.log``;
+    stopped by PID (its own process group)."""
+
+    def __init__(self, name: str, argv: list[str], logs: Path):
+        self.name = name
+        self.log = logs / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GAME_ANALYTICS_")}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "game_analytics.cli", "worker", name, *argv],
+                                         env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                         start_new_session=True)
+
+    def log_tail(self, lines: int = 25) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        """Raises PathError with the log tail when the process has exited."""
+        if self.proc.poll() is not None:
+            raise PathError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``{(sample name, sorted labels): value}`` of ``http://127.0.0.1:<port>/metrics`` ({} if not reachable)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            body = response.read().decode()
+    except OSError:
+        return {}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
+
+
+def example_rule() -> tuple[Owner, AlertRuleSpec]:
+    """The wealth-jump example as (owner, spec), PagerDuty channel left out (unreachable from here)."""
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["spec"]["channels"] = [c for c in doc["spec"]["channels"] if "pagerduty" not in c]
+    owner = Owner(doc["apiVersion"], doc["kind"], doc["metadata"]["name"], NAMESPACE, "uid-alert-path", 1)
+    return owner, AlertRuleSpec.model_validate(doc["spec"])
+
+
+def cdnow_subset(customers: int = CUSTOMERS) -> list[dict[str, Any]]:
+    """Purchase events of CDNOW customers ``1..customers`` in the ingest schema (real data, ``make data``)."""
+    frame = load_cdnow_master()
+    return [to_event(e) for e in purchase_events(frame[frame["customer_id"] <= customers])]
+
+
+@dataclass
+class Page:
+    """One alert of a webhook notification and when it arrived (Unix seconds)."""
+
+    path: str
+    received_at: float
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+@dataclass
+class AlertPath:
+    """Start the path on an existing migrated database ``dsn`` and Redis ``redis_url`` (see the module docstring).
+
+    Call :meth:`start`, then :meth:`load_history`, :meth:`inject_jump` / :meth:`wait_page`, :meth:`advance` /
+    :meth:`wait_resolved`; always :meth:`stop` (stops every process it started, by PID).
+
+    Args:
+        workdir: logs, configuration and TSDB folders (created).
+        dsn: SQLAlchemy URL of a migrated database (loaded here with a CDNOW subset).
+        redis_url: ``redis://`` URL; the stream name is unique per instance.
+        interval: detection interval in seconds (``--interval``).
+    """
+
+    workdir: Path
+    dsn: str
+    redis_url: str
+    interval: float = 0.5
+    stream: str = field(default_factory=lambda: f"alert-path-{uuid.uuid4().hex[:8]}")
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.logs = self.workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.owner, self.spec = example_rule()
+        self.rule = f"{NAMESPACE}/{self.owner.name}"
+        self.alert_name = alertrule.alert_name(self.owner.name)
+        self.engine = create_engine(self.dsn)
+        self._stops.append(self.engine.dispose)
+        self.workers: list[Worker] = []
+
+    # -- processes --------------------------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> Worker:
+        worker = Worker(name, argv, self.logs)
+        self._stops.append(worker.stop)
+        self.workers.append(worker)
+        return worker
+
+    def alive(self) -> None:
+        """Raises PathError if a worker died."""
+        for worker in self.workers:
+            worker.check_alive()
+
+    def start(self) -> AlertPath:
+        """Render the rule, start the webhook, Alertmanager, ingest and detection workers and Prometheus."""
+        children = {m["kind"]: m for m in alertrule.render(self.owner, self.spec)}
+        groups = children["PrometheusRule"]["spec"]["groups"]
+        rules_dir = self.workdir / "rules" / self.owner.name
+        rules_dir.mkdir(parents=True, exist_ok=True)
+        (rules_dir / alertrule.DETECTOR_CONFIG_KEY).write_text(
+            children["ConfigMap"]["data"][alertrule.DETECTOR_CONFIG_KEY])
+
+        self.pager = WebhookReceiver(log_file=self.workdir / "pages.jsonl")
+        self._stops.append(self.pager.stop)
+        secrets = {("alerting-secrets", "pager-webhook-url"): f"{self.pager.url}/ops",
+                   ("alerting-secrets", "slack-webhook-url"): f"{self.pager.url}/slack"}
+        secrets_dir = self.workdir / "alertmanager-secrets"
+        options = am.Options(resolve_secret=lambda name, key: secrets[(name, key)], secrets_dir=str(secrets_dir),
+                             group_wait="0s", group_interval="1s", repeat_interval="1h")
+        routing = [am.RuleRouting(NAMESPACE, self.owner.name, self.spec)]
+        for name, keys in am.mounted_secrets(routing, options).items():
+            for key in keys:  # what the Alertmanager pod would mount from the Secret
+                (secrets_dir / name).mkdir(parents=True, exist_ok=True)
+                (secrets_dir / name / key).write_text(secrets[(name, key)])
+        self.alertmanager = Alertmanager(self.workdir / "alertmanager", am.render(routing, options))
+        self._stops.append(self.alertmanager.stop)
+
+        self.ingest_port, self.detection_port = free_port(), free_port()
+        self._spawn("ingest", ["--redis-url", self.redis_url, "--dsn", self.dsn, "--stream", self.stream,
+                               "--group", "ingest", "--consumer", "alert-path", "--block-ms", "100",
+                               "--metrics-port", str(self.ingest_port)])
+        self._spawn("detection", ["--dsn", self.dsn, "--rules-dir", str(self.workdir / "rules"),
+                                  "--interval", str(self.interval), "--as-of", "latest",
+                                  "--model-dir", str(self.workdir / "models"), "--port", str(self.detection_port)])
+        self.prometheus = Prometheus(self.workdir / "prometheus", {
+            "ingest": [f"127.0.0.1:{self.ingest_port}"], "detection": [f"127.0.0.1:{self.detection_port}"],
+        }, groups, alertmanager=self.alertmanager.address, interval="1s")
+        self._stops.append(self.prometheus.stop)
+        return self
+
+    def stop(self) -> None:
+        """Stop everything started, in reverse order (processes by PID)."""
+        while self._stops:
+            self._stops.pop()()
+
+    # -- data -------------------------------------------------------------------------------------------------
+    def flagged(self) -> float | None:
+        """The detection worker's current flagged-subjects value for the rule (None before its first pass)."""
+        for (name, labels), value in scrape(self.detection_port).items():
+            if name == names.DETECTION_FLAGGED and dict(labels).get("rule") == self.rule:
+                return value
+        return None
+
+    def load_history(self) -> int:
+        """COPY the CDNOW subset into PostgreSQL; wait until Prometheus sees the workers up and the rule evaluated
+        on the history with nothing flagged. Returns the number of events stored."""
+        result = copy_events(cdnow_subset(), self.dsn)
+        assert result.dead_lettered == 0, result
+        wait_for("Prometheus to scrape both workers", lambda: len([
+            r for r in self.prometheus.query("up == 1")]) == 2, 60, interval=0.2, alive=self.alive)
+        wait_for("the first detection pass on the history", lambda: self.flagged() is not None, 60,
+                 alive=self.alive)
+        if (value := self.flagged()) != 0:
+            raise PathError(f"the real history alone flags {value} subjects: pick another subset")
+        return result.inserted
+
+    def latest(self) -> datetime:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT max(occurred_at) FROM events")).scalar_one()
+
+    def modest_customer(self) -> str:
+        """A customer whose whole history is worth $150-400, so that one big purchase is a sudden jump."""
+        with self.engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT player_id FROM events WHERE event_type = 'purchase' GROUP BY player_id "
+                "HAVING sum((payload->>'amount')::numeric) BETWEEN 150 AND 400 ORDER BY player_id LIMIT 1")
+            ).scalar_one()
+
+    def publish(self, player: str, at: datetime, amount: float) -> float:
+        """Publish one purchase through the Redis stream; returns the Unix time just before ``XADD``."""
+        event = {"event_id": str(uuid.uuid4()), "event_type": "purchase", "occurred_at": at.astimezone(UTC).isoformat(),
+                 "player_id": player, "game": "cdnow", "region": "US",
+                 "payload": {"quantity": 1, "amount": amount, "currency": "USD"}}
+        sent = time.time()
+        publish_events([event], self.redis_url, stream=self.stream)
+        return sent
+
+    def inject_jump(self) -> tuple[str, datetime, float]:
+        """A modest customer buys :data:`JUMP_AMOUNT` 30 minutes after the newest event; returns
+        ``(player, occurred_at, sent_at)``."""
+        player, at = self.modest_customer(), self.latest() + timedelta(minutes=30)
+        return player, at, self.publish(player, at, JUMP_AMOUNT)
+
+    def advance(self, after: datetime) -> float:
+        """Move ``--as-of latest`` two hours past ``after`` with a small first purchase of a new customer (below
+        the rule's ``minWealth``, so it flags nothing): the jump leaves the 1 h window. Returns the send time."""
+        return self.publish(f"cdnow-probe-{uuid.uuid4().hex[:6]}", after + timedelta(hours=2), 10.0)
+
+    # -- pages ------------------------------------------------------------------------------------------------
+    def pages(self) -> list[Page]:
+        return [Page(entry["path"], entry["received_at"], alert["status"], alert["labels"], alert["annotations"])
+                for entry in list(self.pager.received) for alert in entry["body"].get("alerts", [])
+                if alert["labels"].get("alertname") == self.alert_name]
+
+    def wait_page(self, status: str, since: float, timeout: float = 60) -> Page:
+        """The first ``status`` ("firing" / "resolved") page of the rule received after ``since``."""
+        def found() -> Page | None:
+            return next((p for p in self.pages() if p.status == status and p.received_at >= since), None)
+        return wait_for(f"a {status} {self.alert_name} page (logs in {self.logs}, {self.workdir})", found, timeout,
+                        alive=self.alive)
+
+
+def run_once(workdir: Path, dsn: str, redis_url: str, *, interval: float = 0.5) -> dict[str, Any]:
+    """One full run (start, load, jump, page, advance, resolve, stop); returns the figures and the pages."""
+    path = AlertPath(workdir, dsn, redis_url, interval=interval)
+    try:
+        path.start()
+        started = time.monotonic()
+        events = path.load_history()
+        ready_seconds = time.monotonic() - started
+        player, at, sent = path.inject_jump()
+        firing = path.wait_page("firing", sent)
+        cleared = path.advance(at)
+        resolved = path.wait_page("resolved", cleared)
+        return {"events": events, "ready_seconds": ready_seconds, "player": player, "rule": path.rule,
+                "alert": path.alert_name, "latency": firing.received_at - sent,
+                "resolve_latency": resolved.received_at - cleared, "firing": firing, "resolved": resolved,
+                "pages": path.pages(), "stored": _detections(path)}
+    finally:
+        path.stop()
+
+
+def _detections(path: AlertPath) -> list[tuple[str, str]]:
+    with path.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT rule, player_id FROM detections ORDER BY id"))]
