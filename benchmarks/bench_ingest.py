@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--events", type=int, default=200_000, help="number of synthetic events")
     parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=3, help="rounds over all paths; the best of each is reported")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds over all paths; the best is reported")
     parser.add_argument("--dsn")
     parser.add_argument("--redis-url")
     args = parser.parse_args(argv)

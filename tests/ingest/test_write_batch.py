@@ -42,7 +42,11 @@ def test_batch_folds_participants_and_matches() -> None:
         assert row[0] == data["event_id"]
     assert [r[0] for r in batch.rows] == ["p-1", "p-2", "p-3", "m-1", "m-2"]
     assert batch.players == {
-        "ann": ["EU", at(2, 12), at(9, 12)],  # the greatest region, like SQL max(); earliest and latest activity
+        "ann": [
+            "EU",
+            at(2, 12),
+            at(9, 12),
+        ],  # the greatest region, like SQL max(); earliest and latest activity
         "lions": ["EU", at(4, 18), at(4, 18)],  # the player id wins over the team name
         "Tigers": ["EU", at(4, 18), at(7, 18)],
         "Bears": ["EU", at(7, 18), at(7, 18)],
@@ -88,7 +92,10 @@ def test_an_already_stored_event_falls_back_to_insert_on_conflict(conn, position
     outcome = write(conn, batch)
     assert not outcome.direct
     assert outcome.inserted == {"purchase": 20_000} and outcome.duplicates == 1
-    assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (20_001, 20_001)
+    assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (
+        20_001,
+        20_001,
+    )
     assert conn.execute("SELECT count(*) FROM players").fetchone()[0] == 50
     first_last = conn.execute("SELECT min(first_seen_at), max(last_seen_at) FROM players").fetchone()
     assert first_last == (at(1, 12), at(28, 12))
@@ -129,4 +136,7 @@ def test_copy_events_reload_overlapping_data(db_dsn: str) -> None:
     result = copy_events(second, db_dsn, batch_size=300)
     assert (result.inserted, result.duplicates, result.dead_lettered) == (500, 500, 0)
     with psycopg.connect(libpq_dsn(db_dsn)) as conn:
-        assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (1500, 1500)
+        assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (
+            1500,
+            1500,
+        )

@@ -310,7 +310,8 @@ def run_once(workdir: Path, dsn: str, redis_url: str, *, interval: float = 0.5) 
         return {"events": events, "ready_seconds": ready_seconds, "player": player, "rule": path.rule,
                 "alert": path.alert_name, "latency": firing.received_at - sent,
                 "resolve_latency": resolved.received_at - cleared, "firing": firing, "resolved": resolved,
-                "pages": path.pages(), "stored": _detections(path)}
+                "pages": path.pages(),
+                "received": list(path.pager.received), "stored": _detections(path)}
     finally:
         path.stop()
 

@@ -43,7 +43,7 @@ def test_children_names_and_owner() -> None:
         ("ConfigMap", "lb-redis-config"), ("StatefulSet", "lb-redis"), ("StatefulSet", "lb-sentinel"),
         ("Service", "lb-redis-headless"), ("Service", "lb-redis-master"), ("Service", "lb-sentinel"),
         ("Service", "lb-sentinel-headless"), ("PodDisruptionBudget", "lb-redis"),
-        ("PodDisruptionBudget", "lb-sentinel"), ("ServiceMonitor", "lb-redis"),
+        ("PodDisruptionBudget", "lb-sentinel"), ("ServiceMonitor", "lb-redis"), ("ServiceMonitor", "lb-sentinel"),
     ]
     assert_owned(children, "uid-7")
     assert all(c["metadata"]["namespace"] == "games" for c in children)
@@ -123,7 +123,15 @@ def test_exporter_sidecar_toggle() -> None:
     assert [c["name"] for c in pod["containers"]] == ["redis", "exporter"]
     assert pod["containers"][1]["image"] == "exp:1"
     assert any(p["name"] == "metrics" for p in _by(on, "Service", "lb-redis-headless")["spec"]["ports"])
+    sentinel_pod = _by(on, "StatefulSet", "lb-sentinel")["spec"]["template"]["spec"]
+    assert [c["name"] for c in sentinel_pod["containers"]] == ["sentinel", "exporter"]
+    assert sentinel_pod["containers"][1]["env"] == [{"name": "REDIS_ADDR", "value": "redis://localhost:26379"}]
+    assert any(p["name"] == "metrics" for p in _by(on, "Service", "lb-sentinel-headless")["spec"]["ports"])
+    monitor = _by(on, "ServiceMonitor", "lb-sentinel")["spec"]["selector"]["matchLabels"]
+    assert monitor["app.kubernetes.io/component"] == "sentinel"
     off = rf.render(OWNER, _spec(exporter={"enabled": False}), Images())
+    assert [c["name"] for c in _by(off, "StatefulSet", "lb-sentinel")["spec"]["template"]["spec"]["containers"]] == [
+        "sentinel"]
     pod = _by(off, "StatefulSet", "lb-redis")["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["redis"]
     assert not any(c["kind"] == "ServiceMonitor" for c in off)

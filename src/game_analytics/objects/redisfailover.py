@@ -375,15 +375,7 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
     )
     containers = [redis]
     if spec.exporter.enabled:
-        containers.append(container(
-            "exporter", spec.exporter.image or images.redis_exporter,
-            env=[{"name": "REDIS_ADDR", "value": f"redis://localhost:{REDIS_PORT}"},
-                 *_password_env(spec, "REDIS_PASSWORD")],
-            ports=[{"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}],
-            resources_=resources(None, cpu="10m", memory="32Mi", memory_limit="128Mi"),
-            liveness=http_probe("/health", "metrics", period=20),
-            readiness=http_probe("/health", "metrics", period=10),
-        ))
+        containers.append(_exporter(spec, images, REDIS_PORT, _password_env(spec, "REDIS_PASSWORD")))
     match = selector(owner, "redis")
     pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run")], affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [init]
@@ -401,6 +393,19 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
         "volumeClaimTemplates": [_volume_claim("data", spec.redis.storage)],
         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
     })
+
+
+def _exporter(spec: RedisFailoverSpec, images: Images, port: int, env: list[dict[str, Any]]) -> dict[str, Any]:
+    """A redis_exporter sidecar for the server on ``localhost:port`` (pointed at a Sentinel, it exports the
+    ``redis_sentinel_*`` metrics the quorum alerts use)."""
+    return container(
+        "exporter", spec.exporter.image or images.redis_exporter,
+        env=[{"name": "REDIS_ADDR", "value": f"redis://localhost:{port}"}, *env],
+        ports=[{"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}],
+        resources_=resources(None, cpu="10m", memory="32Mi", memory_limit="128Mi"),
+        liveness=http_probe("/health", "metrics", period=20),
+        readiness=http_probe("/health", "metrics", period=10),
+    )
 
 
 def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, config_digest: str) -> Manifest:
@@ -439,7 +444,8 @@ def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, 
         volume_mounts=[run_mount, {"name": "data", "mountPath": "/data"}],
     )
     match = selector(owner, "sentinel")
-    pod = pod_spec([sentinel], volumes=[_config_volume(owner), _memory_dir("run"), _memory_dir("data", "16Mi")],
+    containers = [sentinel, *([_exporter(spec, images, SENTINEL_PORT, [])] if spec.exporter.enabled else [])]
+    pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run"), _memory_dir("data", "16Mi")],
                    affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [init]
     return manifest("apps/v1", "StatefulSet", metadata(owner, sentinel_name(name), "sentinel"), spec={
@@ -469,13 +475,10 @@ def services(owner: Owner, spec: RedisFailoverSpec) -> list[Manifest]:
                      selector_labels={**selector(owner, "redis"), LABEL_ROLE: ROLE_MASTER})
     master["metadata"]["labels"][LABEL_SERVICE_ROLE] = "master"
     sentinel_port = {"name": "sentinel", "port": SENTINEL_PORT, "targetPort": "sentinel"}
-    return [
-        headless,
-        master,
-        service(owner, sentinel_name(name), "sentinel", [sentinel_port]),
-        service(owner, sentinel_headless_name(name), "sentinel", [sentinel_port], headless=True,
-                publish_not_ready=True),
-    ]
+    sentinel_headless = service(owner, sentinel_headless_name(name), "sentinel",
+                                [sentinel_port, *headless_ports[1:]], headless=True, publish_not_ready=True)
+    sentinel_headless["metadata"]["labels"][LABEL_SERVICE_ROLE] = "headless"
+    return [headless, master, service(owner, sentinel_name(name), "sentinel", [sentinel_port]), sentinel_headless]
 
 
 def disruption_budgets(owner: Owner, spec: RedisFailoverSpec) -> list[Manifest]:
@@ -486,19 +489,22 @@ def disruption_budgets(owner: Owner, spec: RedisFailoverSpec) -> list[Manifest]:
     return [pod_disruption_budget(owner, redis_name(owner.name), "redis", max_unavailable=1), sentinel_pdb]
 
 
-def service_monitor(owner: Owner) -> Manifest:
-    """Prometheus-operator ServiceMonitor scraping the exporter sidecars through the headless Service."""
-    return manifest("monitoring.coreos.com/v1", "ServiceMonitor", metadata(owner, redis_name(owner.name), "redis"), spec={
-        "selector": {"matchLabels": {**selector(owner, "redis"), LABEL_SERVICE_ROLE: "headless"}},
-        "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}],
-    })
+def service_monitors(owner: Owner) -> list[Manifest]:
+    """Prometheus-operator ServiceMonitors scraping the exporter sidecars of Redis and of the Sentinels through
+    their headless Services."""
+    return [
+        manifest("monitoring.coreos.com/v1", "ServiceMonitor", metadata(owner, f"{owner.name}-{component}", component),
+                 spec={"selector": {"matchLabels": {**selector(owner, component), LABEL_SERVICE_ROLE: "headless"}},
+                       "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}]})
+        for component in ("redis", "sentinel")
+    ]
 
 
 def render(owner: Owner, spec: RedisFailoverSpec, images: Images) -> list[Manifest]:
     """All children of a RedisFailover, in a fixed order (ConfigMap first, so pods never start without it).
 
-    Returns: ConfigMap, Redis StatefulSet, Sentinel StatefulSet, 4 Services, 2 PodDisruptionBudgets, and a
-    ServiceMonitor when ``spec.exporter.enabled``.
+    Returns: ConfigMap, Redis StatefulSet, Sentinel StatefulSet, 4 Services, 2 PodDisruptionBudgets, and two
+    ServiceMonitors (Redis, Sentinels) when ``spec.exporter.enabled``.
     """
     data = config_data(owner, spec)
     auth = "auth" if spec.auth_secret_ref else "noauth"
@@ -513,7 +519,7 @@ def render(owner: Owner, spec: RedisFailoverSpec, images: Images) -> list[Manife
         *disruption_budgets(owner, spec),
     ]
     if spec.exporter.enabled:
-        children.append(service_monitor(owner))
+        children += service_monitors(owner)
     return children
 
 

@@ -41,8 +41,8 @@ import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from datetime import date, datetime
+from itertools import islice
 from typing import Any
 
 import psycopg
@@ -201,9 +201,9 @@ class Batch:
             home, away = p.home_player_id or p.home_team, p.away_player_id or p.away_team
             self._seen(home, region, at)
             self._seen(away, region, at)
-            self.matches.append(
-                (event.event_id, event.game, str(p.season), p.round, home, away, p.home_score, p.away_score, at)
-            )
+            season = str(p.season)
+            self.matches.append((event.event_id, event.game, season, p.round, home, away, p.home_score,
+                                 p.away_score, at))  # fmt: skip
         return row
 
     def _seen(self, player_id: str, region: str | None, at: datetime) -> None:
@@ -584,7 +584,8 @@ class IngestWorker:
         with self.db.transaction():
             outcome = write_batch(self.db, iter_valid_events(entries, dead), dead, self.config.stream,
                                   derive=self.config.derive, direct=self._direct)  # fmt: skip
-        self._direct = outcome.duplicates == 0  # after duplicates (a redelivery), expect more: skip the attempt
+        # After duplicates (a redelivery) expect more: then skip the direct attempt for the next batch.
+        self._direct = outcome.duplicates == 0
         if dead:
             pipe = self.redis.pipeline(transaction=False)
             for d in dead:
@@ -653,7 +654,8 @@ def copy_events(
             try:
                 yield validate_event(data)
             except EventError as exc:
-                dead.append(DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind))
+                raw = _to_json_bytes(data)
+                dead.append(DeadLetterRecord(str(index), raw, exc.reason, exc.field, exc.kind))
 
     with psycopg.connect(libpq_dsn(dsn)) as conn:
         prepare_connection(conn)
