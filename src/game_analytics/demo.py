@@ -229,7 +229,8 @@ class Demo:
         from .testing.postgres import start_postgres
         from .testing.redis import start_sentinel_set
 
-        self.pg = start_postgres(self.workdir / "postgres", settings={"synchronous_commit": "on"})
+        # its own temporary directory: the server runs as the unprivileged postgres user when we are root
+        self.pg = start_postgres(settings={"synchronous_commit": "on"})
         self.stack.add("postgres", self.pg.stop, self.pg.pid)
         self.dsn = self.pg.create_database(DATABASE)
         upgrade(self.dsn)

@@ -140,3 +140,21 @@ def test_copy_events_reload_overlapping_data(db_dsn: str) -> None:
             1500,
             1500,
         )
+
+
+def test_several_batches_in_one_transaction(conn) -> None:
+    first = [purchase(i, "u1", 1) for i in range(5)] + [match(1, "A", "B", 2)]
+    second = [purchase(i, "u1", 9) for i in range(3, 8)] + [match(1, "A", "B", 2), match(2, "B", "C", 3)]
+    with conn.transaction():
+        one = write_batch(conn, [validate_event(e) for e in first])
+        two = write_batch(conn, [validate_event(e) for e in second])
+    assert one.inserted == {"purchase": 5, "match_result": 1}
+    assert not two.direct and two.inserted == {"purchase": 3, "match_result": 1} and two.duplicates == 3
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 10
+    assert conn.execute("SELECT count(*) FROM matches").fetchone()[0] == 2
+    assert conn.execute(
+        "SELECT first_seen_at, last_seen_at FROM players WHERE player_id = 'u1'"
+    ).fetchone() == (
+        at(1, 12),
+        at(9, 12),
+    )

@@ -295,23 +295,36 @@ class AlertPath:
                         alive=self.alive)
 
 
-def run_once(workdir: Path, dsn: str, redis_url: str, *, interval: float = 0.5) -> dict[str, Any]:
-    """One full run (start, load, jump, page, advance, resolve, stop); returns the figures and the pages."""
+    def cycle(self) -> dict[str, Any]:
+        """Inject a jump, wait for its page, advance past the window, wait for the resolved page.
+
+        Returns ``{"player", "latency" (event to page, s), "resolve_latency" (clearing event to resolved page, s),
+        "firing": Page, "resolved": Page}``. Raises PathError when a page does not come within 60 s.
+        """
+        player, at, sent = self.inject_jump()
+        firing = self.wait_page("firing", sent)
+        cleared = self.advance(at)
+        resolved = self.wait_page("resolved", cleared)
+        return {"player": player, "latency": firing.received_at - sent,
+                "resolve_latency": resolved.received_at - cleared, "firing": firing, "resolved": resolved}
+
+
+def run(workdir: Path, dsn: str, redis_url: str, *, cycles: int = 1, interval: float = 0.5) -> dict[str, Any]:
+    """Start the path, load the history, run ``cycles`` jump/page/resolve cycles, stop everything.
+
+    Returns ``{"events", "ready_seconds", "rule", "alert", "cycles": [cycle results], "pages", "received",
+    "stored": [(rule, player) of the detections]}``.
+    """
     path = AlertPath(workdir, dsn, redis_url, interval=interval)
     try:
         path.start()
         started = time.monotonic()
         events = path.load_history()
         ready_seconds = time.monotonic() - started
-        player, at, sent = path.inject_jump()
-        firing = path.wait_page("firing", sent)
-        cleared = path.advance(at)
-        resolved = path.wait_page("resolved", cleared)
-        return {"events": events, "ready_seconds": ready_seconds, "player": player, "rule": path.rule,
-                "alert": path.alert_name, "latency": firing.received_at - sent,
-                "resolve_latency": resolved.received_at - cleared, "firing": firing, "resolved": resolved,
-                "pages": path.pages(),
-                "received": list(path.pager.received), "stored": _detections(path)}
+        results = [path.cycle() for _ in range(cycles)]
+        return {"events": events, "ready_seconds": ready_seconds, "rule": path.rule, "alert": path.alert_name,
+                "cycles": results, "pages": path.pages(), "received": list(path.pager.received),
+                "stored": _detections(path)}
     finally:
         path.stop()
 

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from .activity import ALL, Bind, Filters, _frame, _utc, where
 
 __all__ = [
+    "balances_sql",
     "gini_by_market",
     "price_index",
     "price_index_at",
@@ -165,15 +166,46 @@ def wealth_histogram(
     return out
 
 
+def balances_sql(as_of: datetime | None = None, games: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
+    """Like :func:`wealth_sql`, from the running ``player_balances`` (see
+    :func:`game_analytics.analytics.activity.catch_up_aggregates`) instead of all events: the balance minus the
+    flows of the events after ``as_of`` (an index range scan; none when ``as_of`` is the newest event).  Players
+    whose every flow is after ``as_of`` are absent, as in :func:`wealth_sql`.  ``wealth`` is ``float8``."""
+    late_cond, params = _market_filter(None, games)
+    game_cond = "AND b.game = ANY(:games)" if games else ""
+    if as_of is None:
+        return f"SELECT game, currency, player_id, wealth::float8 AS wealth FROM player_balances b WHERE TRUE {game_cond}", params
+    params["as_of"] = as_of
+    flow = _FLOW.replace("::float8", "::numeric")
+    sql = f"""
+    SELECT b.game, b.currency, b.player_id, (b.wealth - coalesce(l.flow, 0))::float8 AS wealth
+    FROM player_balances b LEFT JOIN (
+        SELECT e.game, {_CURRENCY} AS currency, e.player_id, sum({flow}) AS flow, count(*) AS n
+        FROM events e WHERE {late_cond} AND e.occurred_at > :as_of GROUP BY 1, 2, 3
+    ) AS l USING (game, currency, player_id)
+    WHERE b.events > coalesce(l.n, 0) {game_cond}
+    """
+    return sql, params
+
+
 def wealth_distribution(
-    bind: Bind, buckets: Sequence[float], as_of: datetime | None = None, games: Sequence[str] = ()
+    bind: Bind, buckets: Sequence[float], as_of: datetime | None = None, games: Sequence[str] = (),
+    *, aggregates: bool = False,
 ) -> tuple[pd.DataFrame, dict[tuple[str, str], tuple[list[int], float]]]:
     """:func:`gini_by_market` and :func:`wealth_histogram` in ONE statement, aggregating the wealth once (the
-    exporter's path).  Returns ``(gini_frame, histogram)`` with the same shapes as those two functions."""
+    exporter's path).  Returns ``(gini_frame, histogram)`` with the same shapes as those two functions.
+
+    With ``aggregates`` the wealth comes from ``player_balances`` (:func:`balances_sql`; exact when
+    ``catch_up_aggregates`` ran in the same REPEATABLE READ transaction), one row per player instead of every
+    event.
+
+    Raises:
+        ValueError: ``buckets`` empty or not strictly increasing.
+    """
     bounds = [float(b) for b in buckets]
     if not bounds or any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
         raise ValueError("buckets must be a non-empty strictly increasing sequence")
-    wealth, params = wealth_sql(as_of, games)
+    wealth, params = (balances_sql if aggregates else wealth_sql)(as_of, games)
     params["neg_bounds"] = [-b for b in reversed(bounds)]
     sql = f"""
     WITH w AS MATERIALIZED (SELECT game, currency, greatest(wealth, 0) AS x FROM ({wealth}) AS raw),

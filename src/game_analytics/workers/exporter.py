@@ -60,6 +60,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from game_analytics.analytics import activity, economy_sql
 from game_analytics.events import EVENT_TYPES
@@ -183,6 +184,9 @@ class AnalyticsCollector(Collector):
         self._errors: dict[str, int] = {}
         self.refreshes = 0
         self.last_refresh_seconds = 0.0
+        self.last_catch_up_seconds = 0.0
+        self.last_catch_up_events = 0
+        self._as_of = datetime.fromtimestamp(0, UTC)
 
     def describe(self) -> Iterable[Metric]:
         """Nothing: registering must not run the queries (prometheus_client calls describe on register)."""
@@ -223,27 +227,22 @@ class AnalyticsCollector(Collector):
 
     def refresh(self) -> list[Metric]:
         """Run every query now and return the metric families (a failing query is logged, counted in
-        ``EXPORTER_QUERY_ERRORS{query}`` and its families left out; the others are still exported)."""
+        ``EXPORTER_QUERY_ERRORS{query}`` and its families left out; the others are still exported).
+
+        One REPEATABLE READ transaction: first the running per-player aggregates catch up with the events
+        committed since the previous refresh (:func:`activity.catch_up_aggregates`; its cost grows with the new
+        events, not with the store), then every section reads the same snapshot.  If the catch-up fails, the
+        sections that read those aggregates (activity, economy) are left out as failed.
+        """
         started = time.perf_counter()
         families: list[Metric] = []
-        with self.engine.connect() as conn:
-            conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-            # per-player aggregates hash ~1M groups: give them memory instead of spilling to disk
-            conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": self.work_mem})
-            as_of = resolve_as_of(conn, self.as_of, self.clock)
-            for name, section in (
-                ("activity", self._activity), ("sessions", self._sessions), ("economy", self._economy),
-                ("rankings", self._rankings), ("detections", self._detections), ("scheduled", self._scheduled),
-            ):  # fmt: skip
-                try:
-                    with conn.begin_nested():
-                        families += section(conn, as_of)
-                except Exception:  # noqa: BLE001 - one broken query must not blank the whole scrape
-                    log.exception("exporter query %s failed", name)
-                    self._errors[name] = self._errors.get(name, 0) + 1
-                    if conn.invalidated:
-                        break
-            conn.rollback()
+        for attempt in range(3):
+            try:
+                families = self._refresh_sections()
+                break
+            except OperationalError as exc:  # another exporter caught up concurrently: retry on a new snapshot
+                if getattr(exc.orig, "sqlstate", None) != "40001" or attempt == 2:
+                    raise
         if self.redis is not None:
             try:
                 families += self._ingest()
@@ -252,13 +251,54 @@ class AnalyticsCollector(Collector):
                 self._errors["ingest"] = self._errors.get("ingest", 0) + 1
         self.refreshes += 1
         self.last_refresh_seconds = time.perf_counter() - started
-        families += self._self_metrics(as_of)
+        families += self._self_metrics(self._as_of)
         return families
+
+    def _refresh_sections(self) -> list[Metric]:
+        families: list[Metric] = []
+        with self.engine.connect() as conn:
+            conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            # per-player aggregates hash ~1M groups: give them memory instead of spilling to disk
+            conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": self.work_mem})
+            caught_up = True
+            try:
+                with conn.begin_nested():
+                    started = time.perf_counter()
+                    self.last_catch_up_events = activity.catch_up_aggregates(conn)
+                    self.last_catch_up_seconds = time.perf_counter() - started
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "40001":
+                    raise
+                caught_up = self._failed("aggregates", conn)
+            except Exception:  # noqa: BLE001 - the sections that do not need the aggregates still run
+                caught_up = self._failed("aggregates", conn)
+            as_of = self._as_of = resolve_as_of(conn, self.as_of, self.clock)
+            for name, section in (
+                ("activity", self._activity), ("sessions", self._sessions), ("economy", self._economy),
+                ("rankings", self._rankings), ("detections", self._detections), ("scheduled", self._scheduled),
+            ):  # fmt: skip
+                if not caught_up and name in ("activity", "economy"):
+                    self._errors[name] = self._errors.get(name, 0) + 1
+                    continue
+                try:
+                    with conn.begin_nested():
+                        families += section(conn, as_of)
+                except Exception:  # noqa: BLE001 - one broken query must not blank the whole scrape
+                    self._failed(name, conn)
+                    if conn.invalidated:
+                        break
+            conn.commit()
+        return families
+
+    def _failed(self, name: str, conn: Connection) -> bool:
+        log.exception("exporter query %s failed", name)
+        self._errors[name] = self._errors.get(name, 0) + 1
+        return False
 
     def _activity(self, conn: Connection, as_of: datetime) -> list[Metric]:
         active = GaugeMetricFamily(names.ACTIVE_PLAYERS, "Distinct players active in the trailing period.",
                                    labels=["game", "period"])  # fmt: skip
-        for row in activity.active_players_by_period(conn, as_of, self.games).itertuples():
+        for row in activity.active_players_by_period(conn, as_of, self.games, aggregates=True).itertuples():
             active.add_metric([row.game, row.period], row.players)
         params: dict[str, Any] = {"as_of": as_of, "games": self.games or None}
         span = dict(activity.ACTIVITY_PERIODS)
@@ -319,7 +359,8 @@ class AnalyticsCollector(Collector):
         for row in economy_sql.price_index_at(conn, as_of, self.games).itertuples():
             if row.index is not None:
                 price.add_metric([row.game, row.currency], float(row.index))
-        gini_frame, hist = economy_sql.wealth_distribution(conn, names.WEALTH_BUCKETS, as_of, self.games)
+        gini_frame, hist = economy_sql.wealth_distribution(
+            conn, names.WEALTH_BUCKETS, as_of, self.games, aggregates=True)
         gini = GaugeMetricFamily(names.GINI, "Gini coefficient of player wealth (0 equal .. 1 one holder).",
                                  labels=labels)  # fmt: skip
         for row in gini_frame.itertuples():

@@ -90,8 +90,8 @@ _PLAYER_TYPES = ["text", "text", "timestamptz", "timestamptz"]
 _MATCH_COLUMNS = "match_id, game, season, round, home_id, away_id, home_score, away_score, occurred_at"
 _MATCH_TYPES = ["text", "text", "text", "int4", "text", "text", "int4", "int4", "timestamptz"]
 
-# Session temp tables, emptied by every commit.  Rows reach them by binary COPY, which psycopg encodes in C: far
-# cheaper than adapting Python lists as array parameters.
+# Session temp tables.  Rows reach them by binary COPY, which psycopg encodes in C (far cheaper than adapting
+# Python lists as array parameters); the INSERT reading them deletes them, and every commit empties them.
 _CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
     event_id text, event_type text, occurred_at timestamptz, player_id text,
@@ -107,19 +107,20 @@ CREATE TEMP TABLE IF NOT EXISTS _ingest_matches (
 """
 
 _INSERT_EVENTS = f"""
-WITH inserted AS (
+WITH staged AS (DELETE FROM {STAGE_TABLE} RETURNING *), inserted AS (
     INSERT INTO events ({_STAGE_COLUMNS})
-    SELECT {_STAGE_COLUMNS} FROM {STAGE_TABLE}
+    SELECT {_STAGE_COLUMNS} FROM staged
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_type
 )
 SELECT event_type, count(*) FROM inserted GROUP BY event_type
 """
 
-# Rows arrive one per player, sorted by player_id: concurrent writers lock players in the same order.
+# One row per player; ORDER BY: concurrent writers lock players in the same order (no deadlocks).
 _UPSERT_PLAYERS = f"""
+WITH staged AS (DELETE FROM _ingest_players RETURNING *)
 INSERT INTO players ({_PLAYER_COLUMNS})
-SELECT {_PLAYER_COLUMNS} FROM _ingest_players
+SELECT {_PLAYER_COLUMNS} FROM staged ORDER BY player_id
 ON CONFLICT (player_id) DO UPDATE SET
     first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
     last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at),
@@ -130,8 +131,9 @@ WHERE EXCLUDED.first_seen_at < players.first_seen_at OR players.first_seen_at IS
 """
 
 _INSERT_MATCHES = f"""
+WITH staged AS (DELETE FROM _ingest_matches RETURNING *)
 INSERT INTO matches ({_MATCH_COLUMNS})
-SELECT {_MATCH_COLUMNS} FROM _ingest_matches
+SELECT {_MATCH_COLUMNS} FROM staged
 ON CONFLICT (match_id) DO NOTHING
 """
 
@@ -219,8 +221,7 @@ class Batch:
             seen[2] = at
 
     def player_rows(self) -> list[tuple[Any, ...]]:
-        """:attr:`players` as ``(player_id, region, first_seen_at, last_seen_at)`` rows sorted by id (a fixed
-        lock order, so concurrent writers cannot deadlock on ``players``)."""
+        """:attr:`players` as ``(player_id, region, first_seen_at, last_seen_at)`` rows, sorted by id."""
         return [(pid, *self.players[pid]) for pid in sorted(self.players)]
 
 
@@ -336,9 +337,10 @@ def write_batch(
 
     With ``derive`` the batch's participants are upserted into ``players`` (first/last seen; see
     :class:`Batch`) and its match results inserted into ``matches`` with ``ON CONFLICT DO NOTHING``, both
-    set-based (COPY into a temp table, then one INSERT ... SELECT).  ``dead_letters`` go to ``dead_letters`` (unique per ``(stream, stream_id)``); the
-    sequence is read only after ``events`` is exhausted, so a generator validating the input may append to it.
-    Requires :func:`prepare_connection` on ``conn``.
+    set-based (COPY into a temp table, then one INSERT ... SELECT).  ``dead_letters`` go to ``dead_letters``
+    (unique per ``(stream, stream_id)``); the sequence is read only after ``events`` is exhausted, so a generator
+    validating the input may append to it.  Requires :func:`prepare_connection` on ``conn``; several calls may
+    share one transaction.
 
     Raises:
         psycopg.Error: on database errors (the caller's transaction is then to be rolled back); exceptions
@@ -353,11 +355,10 @@ def write_batch(
                 copy_rows(cur, "events", rows)
             inserted = dict(Tally(row[1] for row in batch.rows))
         except psycopg.errors.UniqueViolation:
-            for _ in rows:  # finish validating the rest, should the error have cut the COPY short
-                pass
+            pass
     went_direct = inserted is not None
     if inserted is None:
-        for _ in rows:
+        for _ in rows:  # validate what is left: all, or the rest should the error have cut the COPY short
             pass
         with conn.cursor() as cur:
             copy_rows(cur, STAGE_TABLE, batch.rows)
