@@ -5,8 +5,8 @@ Starts a throwaway PostgreSQL and Redis, then the path of ``tests/monitoring/ale
 ``examples/alertrule-wealth-jump.yaml`` on a CDNOW subset, and runs ``--runs`` cycles on it: publish a sudden
 wealth jump, wait for the firing page, publish a later event so the jump leaves the 1 h window, wait for the
 resolved page. Prints each cycle and p50 / max of event-to-page and clear-to-resolved latency (goal: page < 5 s).
-With ``--fresh``, every run starts the whole stack again on a new database (slower; includes no start-up time
-in the figures either). Figures only, no assertions.
+With ``--fresh``, every run starts the whole stack again on a new database (slower; start-up time is printed
+apart and is not part of the latency figures). Figures only, no assertions.
 
     .venv/bin/python benchmarks/bench_alert_latency.py               # 5 cycles on one stack
     .venv/bin/python benchmarks/bench_alert_latency.py --runs 5 --fresh --interval 0.5
