@@ -1,7 +1,7 @@
 """Event-to-page latency of the real alert path: Redis stream -> ingest worker -> PostgreSQL -> detection worker ->
 Prometheus (1 s scrape and evaluation) -> Alertmanager (group_wait 0 s) -> webhook.
 
-Starts a throwaway PostgreSQL and Redis, then the path of ``tests/monitoring/alert_path.py`` configured from
+Starts a throwaway PostgreSQL and Redis, then the path of ``game_analytics.testing.alert_path`` configured from
 ``examples/alertrule-wealth-jump.yaml`` on a CDNOW subset, and runs ``--runs`` cycles on it: publish a sudden
 wealth jump, wait for the firing page, publish a later event so the jump leaves the 1 h window, wait for the
 resolved page. Prints each cycle and p50 / max of event-to-page and clear-to-resolved latency (goal: page < 5 s).
@@ -15,28 +15,17 @@ apart and is not part of the latency figures). Figures only, no assertions.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from game_analytics.storage.migrate import upgrade
+from game_analytics.testing import alert_path
 from game_analytics.testing.postgres import start_postgres
 from game_analytics.testing.redis import start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _alert_path_module():
-    """``tests/monitoring/alert_path.py``, the path shared with the test suite, loaded from its file (``tests``
-    is not an installed package)."""
-    spec = importlib.util.spec_from_file_location("alert_path", ROOT / "tests" / "monitoring" / "alert_path.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["alert_path"] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -54,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    alert_path = _alert_path_module()
     postgres, redis_server = start_postgres(), start_redis()
     workdir = Path(tempfile.mkdtemp(prefix="bench-alert-latency-"))
     cycles = []

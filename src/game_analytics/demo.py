@@ -33,7 +33,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[2]
+from .testing.processes import REPO_ROOT, LoggedProcess
+
+ROOT = REPO_ROOT
 EXAMPLES = ROOT / "examples"
 NAMESPACE = "games"
 SYSTEM_NAMESPACE = "game-analytics-system"
@@ -73,35 +75,6 @@ class Stack:
             except Exception as exc:  # keep stopping the rest
                 console.print(f"  [yellow]could not stop {name}: {exc}[/]")
         (self.workdir / "state.json").unlink(missing_ok=True)
-
-
-class Process:
-    """A worker or tool run as a local process with its output in ``logs/<name>.log``, stopped by PID."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path):
-        self.name = name
-        self.log = logs / f"{name}.log"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                         start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
-            raise DemoError(f"{self.name} exited with {self.proc.returncode}; see {self.log}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5,
@@ -193,8 +166,8 @@ class Demo:
             raise DemoError(f"{name} not found: run `make tools` (or plain `make demo`, which installs it)")
         return found
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Process:
-        process = Process(name, argv, env, self.logs)
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> LoggedProcess:
+        process = LoggedProcess(name, argv, env, self.logs)
         self.stack.add(name, process.stop, process.pid)
         return process
 
@@ -313,7 +286,6 @@ class Demo:
 
         env = self.worker_env()
         self.env = env
-        py = [sys.executable, "-m", "game_analytics.cli"]
         self.ports: dict[str, int] = {}
         procs = []
         for worker, extra in (("ingest", []), ("exporter", ["--ttl", "1"]), ("detection", [])):
@@ -323,7 +295,7 @@ class Demo:
             if worker == "detection":  # reads its rules with the ServiceAccount the operator made for it
                 wenv["KUBECONFIG"] = str(self.cp.service_account_kubeconfig(NAMESPACE, "default-detection",
                                                                             create=False))
-            procs.append(self.spawn(worker, [*py, "worker", worker, *extra], wenv))
+            procs.append(self.spawn(worker, LoggedProcess.cli("worker", worker, *extra), wenv))
         self.worker_procs = procs
         console.print("      ingest, exporter and detection workers running: "
                       + ", ".join(f"{p.name} pid {p.pid} :{self.ports[p.name]}" for p in procs))

@@ -15,9 +15,6 @@ the firing notification, both measured in this process.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -40,11 +37,11 @@ from game_analytics.objects import alertrule
 from game_analytics.objects.common import Owner
 from game_analytics.testing.monitoring_stack import Alertmanager, Prometheus, WebhookReceiver
 from game_analytics.testing.operator_process import free_port
+from game_analytics.testing.processes import REPO_ROOT, LoggedProcess
 from game_analytics.workers.ingest import copy_events, publish_events
 from game_analytics.workers.load import to_event
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "alertrule-wealth-jump.yaml"
+EXAMPLE = REPO_ROOT / "examples" / "alertrule-wealth-jump.yaml"
 NAMESPACE = "games"
 #: CDNOW customers 1..CUSTOMERS (of 23,570): about a tenth of the purchase log, enough history for wealth
 CUSTOMERS = 2_000
@@ -76,35 +73,12 @@ def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float 
         time.sleep(interval)
 
 
-class Worker:
-    """A worker run as ``python -m game_analytics.cli worker <name> ...`` with its log in ``<logs>/<name>.log``;
-    stopped by PID (its own process group)."""
+class Worker(LoggedProcess):
+    """A worker run as ``game-analytics worker <name> ...``, without the caller's GAME_ANALYTICS_* variables."""
 
     def __init__(self, name: str, argv: list[str], logs: Path):
-        self.name = name
-        self.log = logs / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("GAME_ANALYTICS_")}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "game_analytics.cli", "worker", name, *argv],
-                                         env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                         start_new_session=True)
-
-    def log_tail(self, lines: int = 25) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def check_alive(self) -> None:
-        """Raises PathError with the log tail when the process has exited."""
-        if self.proc.poll() is not None:
-            raise PathError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        super().__init__(name, self.cli("worker", name, *argv), env, logs)
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
