@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import redis
@@ -289,3 +290,50 @@ def test_main_once_and_flag_errors(store: Engine, capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit):
         exporter.main(["--dsn", dsn, "--as-of", "yesterday"])
     assert "--as-of" in capsys.readouterr().err
+
+
+def test_refresh_folds_in_only_the_new_events(postgres_server, _migrated_template) -> None:
+    name = f"ga_exporter_{next(_names)}"
+    engine = make_engine(postgres_server.create_database(name, template=_migrated_template))
+    try:
+        add_synthetic_players(engine, 50)
+        collector = AnalyticsCollector(engine, as_of="latest", ttl=300)
+        collector.warm_up().join(60)
+        assert collector.refreshes == 1 and collector.last_catch_up_events == 100
+        list(collector.collect())
+        assert collector.refreshes == 1  # the first scrape was served from the warm-up's snapshot
+        with engine.begin() as conn:  # 3 more purchases of player p1 at the newest time
+            conn.execute(text("""
+                INSERT INTO events (event_id, event_type, occurred_at, player_id, game, payload)
+                SELECT 'new-' || k, 'purchase', (SELECT max(occurred_at) FROM events), 'p1', 'synth',
+                       '{"amount": 1000.25, "quantity": 1}' FROM generate_series(1, 3) AS k"""))
+        found = samples(exporter.generate_latest(_registry(collector)).decode())  # cached
+        before = value(found, names.PLAYER_WEALTH + "_gsum", game="synth", currency="USD")
+        found = samples(_refreshed(collector))
+        assert collector.last_catch_up_events == 3
+        assert value(found, names.PLAYER_WEALTH + "_gsum", game="synth", currency="USD") == pytest.approx(
+            before + 3000.75)
+        with engine.connect() as conn:
+            spend = conn.execute(text("""SELECT sum((payload->>'amount')::float8) FROM events
+                                         GROUP BY player_id"""), {}).scalars().all()  # fmt: skip
+        assert value(found, names.GINI, game="synth", currency="USD") == pytest.approx(
+            economy.gini(np.array(spend)), abs=1e-9)
+        _refreshed(collector)
+        assert collector.last_catch_up_events == 0
+    finally:
+        engine.dispose()
+        postgres_server.drop_database(name)
+
+
+def _refreshed(collector: AnalyticsCollector) -> str:
+    registry = CollectorRegistry()
+    registry.register(_Fixed(collector.refresh()))
+    return exporter.generate_latest(registry).decode()
+
+
+class _Fixed:
+    def __init__(self, families: list) -> None:
+        self.families = families
+
+    def collect(self) -> list:
+        return self.families

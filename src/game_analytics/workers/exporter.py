@@ -208,6 +208,23 @@ class AnalyticsCollector(Collector):
                 threading.Thread(target=self._refresh_in_background, name="exporter-refresh", daemon=True).start()
             return list(self._cached)
 
+    def warm_up(self) -> threading.Thread:
+        """Start the first refresh in a background thread now (at start-up), so that the first scrape is served
+        from the cache instead of running the queries; a scrape arriving earlier waits for it.  Returns the
+        thread."""
+
+        def first() -> None:
+            with self._lock:
+                if not self._has_snapshot:
+                    try:
+                        self._store(self.refresh())
+                    except Exception:  # noqa: BLE001 - the first scrape will retry
+                        log.exception("warm-up refresh failed")
+
+        thread = threading.Thread(target=first, name="exporter-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def _store(self, families: list[Metric]) -> None:
         self._cached = families
         self._has_snapshot = True
@@ -314,11 +331,15 @@ class AnalyticsCollector(Collector):
         for game, event_type, *values in rows:
             for label, value in zip(span, values, strict=True):
                 events.add_metric([game, event_type, label], value)
+        # the last hour, one (event_type, occurred_at) index range per event type (no index leads with the time)
         rows = conn.execute(text("""
-            SELECT game, coalesce(region, 'unknown'), count(DISTINCT player_id) FROM events
-            WHERE occurred_at > :since_0 AND occurred_at <= :as_of AND player_id IS NOT NULL
-              AND (CAST(:games AS text[]) IS NULL OR game = ANY(CAST(:games AS text[])))
-            GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"""), params).all()
+            SELECT game, coalesce(region, 'unknown'), count(DISTINCT player_id)
+            FROM unnest(CAST(:types AS text[])) AS et CROSS JOIN LATERAL (
+                SELECT game, region, player_id FROM events
+                WHERE event_type = et AND occurred_at > :since_0 AND occurred_at <= :as_of AND player_id IS NOT NULL
+                  AND (CAST(:games AS text[]) IS NULL OR game = ANY(CAST(:games AS text[])))
+            ) AS recent
+            GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"""), {**params, "types": list(EVENT_TYPES)}).all()
         regions = GaugeMetricFamily(names.ACTIVE_PLAYERS_BY_REGION, "Distinct players active in the last hour, "
                                     "by region.", labels=["game", "region"])  # fmt: skip
         per_game: dict[str, list[tuple[str, int]]] = {}
@@ -378,18 +399,28 @@ class AnalyticsCollector(Collector):
     def _rankings(self, conn: Connection, as_of: datetime) -> list[Metric]:
         bounds = [float(b) for b in names.RATING_BUCKETS]
         rows = conn.execute(text("""
-            WITH latest AS MATERIALIZED (
-                SELECT DISTINCT ON (board) board, season, player_id AS sample_player FROM leaderboard_entries
-                ORDER BY board, computed_at DESC, season DESC),
-            entries AS (SELECT l.board, l.rating, l.league FROM leaderboard_entries l JOIN latest USING (board, season)),
+            WITH RECURSIVE names AS (  -- the distinct boards, one index probe each (a loose index scan)
+                SELECT min(board) AS board FROM leaderboard_entries
+                UNION ALL
+                SELECT (SELECT min(board) FROM leaderboard_entries WHERE board > names.board) FROM names
+                WHERE names.board IS NOT NULL),
+            latest AS MATERIALIZED (  -- the newest season of each board (index board, computed_at, season)
+                SELECT names.board, l.season, l.player_id AS sample_player FROM names CROSS JOIN LATERAL (
+                    SELECT season, player_id FROM leaderboard_entries e WHERE e.board = names.board
+                    ORDER BY computed_at DESC, season DESC LIMIT 1) AS l
+                WHERE names.board IS NOT NULL),
             boards AS MATERIALIZED (
-                SELECT b.board, coalesce((SELECT m.game FROM matches m WHERE m.home_id = b.sample_player LIMIT 1),
-                                         (SELECT m.game FROM matches m WHERE m.away_id = b.sample_player LIMIT 1),
-                                         'unknown') AS game
+                SELECT b.board, b.season,
+                       coalesce((SELECT m.game FROM matches m WHERE m.home_id = b.sample_player LIMIT 1),
+                                (SELECT m.game FROM matches m WHERE m.away_id = b.sample_player LIMIT 1),
+                                'unknown') AS game
                 FROM latest b)
-            SELECT boards.game, e.board, width_bucket(-e.rating, CAST(:bounds AS float8[])) AS b, count(*),
-                   sum(e.rating), e.league
-            FROM entries e JOIN boards USING (board) GROUP BY 1, 2, 3, 6"""),
+            SELECT boards.game, boards.board, e.b, e.n, e.total, e.league
+            FROM boards CROSS JOIN LATERAL (  -- per board: no join of every entry on the text keys
+                SELECT width_bucket(-l.rating, CAST(:bounds AS float8[])) AS b, count(*) AS n, sum(l.rating) AS total,
+                       l.league
+                FROM leaderboard_entries l WHERE l.board = boards.board AND l.season = boards.season GROUP BY 1, 4
+            ) AS e"""),
             {"bounds": [-b for b in reversed(bounds)]}).all()  # fmt: skip
         rating = GaugeHistogramMetricFamily(names.PLAYER_RATING, "Players by rating in the latest season of each "
                                             "ranking (fixed buckets).", labels=["game", "ranking"])  # fmt: skip
@@ -534,6 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.once:
         sys.stdout.write(generate_latest(registry).decode())
         return 0
+    collector.warm_up()
     server, thread = start_http_server(args.port, addr=args.listen, registry=registry)
     log.info("serving analytics metrics on %s:%d (as of %s, ttl %.0fs)", args.listen, args.port, args.as_of, args.ttl)
     stop = threading.Event()
