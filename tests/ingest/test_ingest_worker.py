@@ -90,8 +90,8 @@ def test_valid_events_are_stored_with_players_and_matches(db_dsn, redis_url, str
     with make_worker(redis_url, db_dsn, stream, batch_size=64) as worker:
         assert drain(worker) == 320
         metrics = worker.metrics
-        assert metrics.events.labels("purchase")._value.get() == 300
-        assert metrics.events.labels("match_result")._value.get() == 20
+        assert metrics.events.labels("cdnow", "purchase")._value.get() == 300
+        assert metrics.events.labels("bundesliga", "match_result")._value.get() == 20
         assert metrics.batch_duration._sum.get() > 0
         worker.update_lag()
         assert metrics.lag.labels(stream, "ingest")._value.get() == 0
@@ -326,8 +326,8 @@ def test_worker_rides_out_a_postgres_crash(redis_url, stream, rclient) -> None:
         assert scalar(dsn, "SELECT count(*) FROM events") == 1500
         assert pending(rclient, stream) == 0
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-        stored = [ln for ln in metrics.splitlines() if ln.startswith("game_analytics_ingest_events_total{")]
-        assert stored == ['game_analytics_ingest_events_total{event_type="purchase"} 1500.0']
+        stored = [ln for ln in metrics.splitlines() if ln.startswith("game_analytics_events_ingested_total{")]
+        assert stored == ['game_analytics_events_ingested_total{event_type="purchase",game="cdnow"} 1500.0']
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert b"reconnecting" in proc.stderr.read()

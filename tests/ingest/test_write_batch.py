@@ -76,7 +76,7 @@ def test_fresh_batch_takes_the_direct_copy(conn) -> None:
     events = [purchase(i, f"u{i % 7}", 1 + i % 20) for i in range(300)] + [match(1, "A", "B", 3)]
     outcome = write(conn, events)
     assert outcome.direct and outcome.valid == 301 and outcome.duplicates == 0
-    assert outcome.inserted == {"purchase": 300, "match_result": 1}
+    assert outcome.inserted == {("shop", "purchase"): 300, ("league", "match_result"): 1}
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 301
     assert conn.execute("SELECT count(*) FROM players").fetchone()[0] == 9
     assert conn.execute("SELECT home_id, away_id, season FROM matches").fetchall() == [("A", "B", "2024")]
@@ -91,7 +91,7 @@ def test_an_already_stored_event_falls_back_to_insert_on_conflict(conn, position
     batch = [old, *fresh] if position == "first" else [*fresh, old]
     outcome = write(conn, batch)
     assert not outcome.direct
-    assert outcome.inserted == {"purchase": 20_000} and outcome.duplicates == 1
+    assert outcome.inserted == {("shop", "purchase"): 20_000} and outcome.duplicates == 1
     assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (
         20_001,
         20_001,
@@ -148,7 +148,7 @@ def test_several_batches_in_one_transaction(conn) -> None:
     with conn.transaction():
         one = write_batch(conn, [validate_event(e) for e in first])
         two = write_batch(conn, [validate_event(e) for e in second])
-    assert one.inserted == {"purchase": 5, "match_result": 1}
+    assert one.inserted == {("shop", "purchase"): 5, ("league", "match_result"): 1}
     assert not two.direct and two.inserted == {"purchase": 3, "match_result": 1} and two.duplicates == 3
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 10
     assert conn.execute("SELECT count(*) FROM matches").fetchone()[0] == 2

@@ -52,13 +52,14 @@ from game_analytics.data.events import match_events
 from game_analytics.monitoring import dashboards, names, promql
 from game_analytics.objects import alertrule
 from game_analytics.storage.engine import make_engine
+from game_analytics.testing.alert_path import cdnow_subset, example_rule
 from game_analytics.testing.operator_process import free_port
+from game_analytics.testing.processes import REPO_ROOT as REPO
 from game_analytics.workers import ranking
 from game_analytics.workers.detection import DetectionWorker, load_rules_dir
 from game_analytics.workers.ingest import copy_events, publish_events
 from game_analytics.workers.load import to_event
 
-from .alert_path import REPO, cdnow_subset, example_rule
 from .test_alert_rules import ALL_ALERTS
 
 _databases = itertools.count()
@@ -254,10 +255,6 @@ def test_the_scrape_saw_real_data(scraped):
 #: Names used but exported by nobody when this test was written: bugs owned by the workers, tracked here as strict
 #: expected failures so the suite stays usable; a fix makes the case XPASS, which fails until the entry is removed.
 KNOWN_GAPS = {
-    names.EVENTS_INGESTED: "the ingest worker exports game_analytics_ingest_events_total{event_type} "
-                           "(workers/ingest.py IngestMetrics) instead of names.EVENTS_INGESTED{game, event_type}",
-    names.DEAD_LETTERS: "the ingest worker exports game_analytics_ingest_dead_letters_total{reason} "
-                        "instead of names.DEAD_LETTERS",
     names.TOP_MOVER_RATING_CHANGE: "no component exports the ranking top movers yet (ranking worker / exporter)",
     names.SCHEDULED_INTERVAL: "the exporter exports scheduled job runs and last success, not the schedule interval",
 }

@@ -53,6 +53,7 @@ from psycopg.pq import Format
 from redis.sentinel import Sentinel
 
 from game_analytics.events import AnyEvent, EventError, parse_event, validate_event
+from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings
 from game_analytics.storage.engine import libpq_dsn
 
@@ -111,9 +112,9 @@ WITH staged AS (DELETE FROM {STAGE_TABLE} RETURNING *), inserted AS (
     INSERT INTO events ({_STAGE_COLUMNS})
     SELECT {_STAGE_COLUMNS} FROM staged
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_type
+    RETURNING game, event_type
 )
-SELECT event_type, count(*) FROM inserted GROUP BY event_type
+SELECT game, event_type, count(*) FROM inserted GROUP BY game, event_type
 """
 
 # One row per player; ORDER BY: concurrent writers lock players in the same order (no deadlocks).
@@ -304,7 +305,7 @@ class BatchOutcome:
     """What :func:`write_batch` did: NEW events per event type, valid events seen (including duplicates), and
     whether the direct COPY succeeded (False: the batch took the staging-table path)."""
 
-    inserted: dict[str, int]
+    inserted: dict[tuple[str, str], int]  # (game, event type) -> events stored
     valid: int
     direct: bool
 
@@ -348,12 +349,12 @@ def write_batch(
     """
     batch = Batch()
     rows = map(batch.add, events)
-    inserted: dict[str, int] | None = None
+    inserted: dict[tuple[str, str], int] | None = None
     if direct:
         try:
             with conn.transaction(), conn.cursor() as cur:  # a SAVEPOINT inside the caller's transaction
                 copy_rows(cur, "events", rows)
-            inserted = dict(Tally(row[1] for row in batch.rows))
+            inserted = dict(Tally((row[4], row[1]) for row in batch.rows))
         except psycopg.errors.UniqueViolation:
             pass
     went_direct = inserted is not None
@@ -363,7 +364,7 @@ def write_batch(
         with conn.cursor() as cur:
             copy_rows(cur, STAGE_TABLE, batch.rows)
             cur.execute(_INSERT_EVENTS)
-            inserted = {etype: int(n) for etype, n in cur.fetchall()}
+            inserted = {(game, etype): int(n) for game, etype, n in cur.fetchall()}
     with conn.cursor() as cur:
         if derive and batch.players:
             copy_rows(cur, "_ingest_players", batch.player_rows(), _PLAYER_COLUMNS, _PLAYER_TYPES)
@@ -385,20 +386,20 @@ def write_batch(
 class IngestMetrics:
     """Prometheus metrics of the ingest worker, registered in ``registry`` (default: the global one).
 
-    * ``game_analytics_ingest_events_total{event_type}`` - new events stored
+    * ``game_analytics_events_ingested_total{game, event_type}`` - new events stored
     * ``game_analytics_ingest_duplicates_total`` - redelivered / repeated events skipped
-    * ``game_analytics_ingest_dead_letters_total{reason}`` - rejected entries by reason kind
+    * ``game_analytics_dead_letters_total{reason}`` - rejected entries by reason kind
     * ``game_analytics_ingest_batch_duration_seconds`` - validate + write + commit + ack time per batch
     * ``game_analytics_ingest_stream_lag{stream,group}`` - entries not yet delivered to the group (XINFO lag)
     * ``game_analytics_ingest_pending{stream,group}`` - delivered but unacknowledged entries
     """
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.events = Counter("game_analytics_ingest_events", "Events stored, by type.", ["event_type"],
-                              registry=registry)  # fmt: skip
+        self.events = Counter(names.EVENTS_INGESTED.removesuffix("_total"), "Events stored, by game and type.",
+                              ["game", "event_type"], registry=registry)  # fmt: skip
         self.duplicates = Counter("game_analytics_ingest_duplicates", "Events skipped as already stored.",
                                   registry=registry)  # fmt: skip
-        self.dead_letters = Counter("game_analytics_ingest_dead_letters", "Entries rejected, by reason kind.",
+        self.dead_letters = Counter(names.DEAD_LETTERS.removesuffix("_total"), "Entries rejected, by reason kind.",
                                     ["reason"], registry=registry)  # fmt: skip
         self.batch_duration = Histogram(
             "game_analytics_ingest_batch_duration_seconds", "Time to validate, store and acknowledge one batch.",
@@ -596,8 +597,8 @@ class IngestWorker:
             pipe.execute()
         if entries:
             self.redis.xack(self.config.stream, self.config.group, *(entry_id for entry_id, _ in entries))
-        for etype, n in outcome.inserted.items():
-            self.metrics.events.labels(etype).inc(n)
+        for (game, etype), n in outcome.inserted.items():
+            self.metrics.events.labels(game, etype).inc(n)
         if outcome.duplicates:
             self.metrics.duplicates.inc(outcome.duplicates)
         for kind, n in Tally(d.kind for d in dead).items():
