@@ -149,7 +149,7 @@ def test_several_batches_in_one_transaction(conn) -> None:
         one = write_batch(conn, [validate_event(e) for e in first])
         two = write_batch(conn, [validate_event(e) for e in second])
     assert one.inserted == {("shop", "purchase"): 5, ("league", "match_result"): 1}
-    assert not two.direct and two.inserted == {"purchase": 3, "match_result": 1} and two.duplicates == 3
+    assert not two.direct and two.inserted == {("shop", "purchase"): 3, ("league", "match_result"): 1} and two.duplicates == 3
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 10
     assert conn.execute("SELECT count(*) FROM matches").fetchone()[0] == 2
     assert conn.execute(
