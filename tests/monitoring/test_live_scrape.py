@@ -255,8 +255,6 @@ def test_the_scrape_saw_real_data(scraped):
 #: Names used but exported by nobody when this test was written: bugs owned by the workers, tracked here as strict
 #: expected failures so the suite stays usable; a fix makes the case XPASS, which fails until the entry is removed.
 KNOWN_GAPS = {
-    names.TOP_MOVER_RATING_CHANGE: "no component exports the ranking top movers yet (ranking worker / exporter)",
-    names.SCHEDULED_INTERVAL: "the exporter exports scheduled job runs and last success, not the schedule interval",
 }
 
 

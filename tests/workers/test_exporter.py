@@ -337,3 +337,15 @@ class _Fixed:
 
     def collect(self) -> list:
         return self.families
+
+
+def test_schedule_interval_from_cron():
+    from datetime import UTC, datetime
+
+    from game_analytics.workers.exporter import schedule_interval_seconds
+
+    monday = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    assert schedule_interval_seconds("0 6 * * 1", "Europe/Berlin", monday) == 7 * 24 * 3600
+    assert schedule_interval_seconds("*/15 * * * *", "UTC", monday) == 900
+    assert schedule_interval_seconds("61 * * * *", "UTC", monday) is None
+    assert schedule_interval_seconds("0 6 * * 1", "Mars/Olympus", monday) is None

@@ -300,9 +300,8 @@ def operator_health() -> dict[str, Any]:
             timeseries_panel("Scheduled job runs per hour", "Report and ranking runs by outcome.",
                              [(f"sum by (kind, name, outcome) (increase({names.SCHEDULED_RUNS}{{{NS}}}[1h]))",
                                "{{kind}} {{name}} {{outcome}}")]),
-            table_panel("Scheduled jobs", "Time since the last successful run, and the schedule's interval.", [
+            table_panel("Scheduled jobs", "Time since the last successful run.", [
                 (f"time() - max by (kind, name) ({names.SCHEDULED_LAST_SUCCESS}{{{NS}}})", ""),
-                (f"max by (kind, name) ({names.SCHEDULED_INTERVAL}{{{NS}}})", ""),
             ]),
             timeseries_panel("Stream entries behind", "Entries not yet delivered to the ingest consumer group "
                              "(XINFO GROUPS lag).",

@@ -56,8 +56,8 @@ DETECTIONS_STORED = f"{PREFIX}_detections_stored"  # gauge{rule, category, sever
 # so the exporter derives these from the runs the jobs record in PostgreSQL. kind = "ScheduledReport" | "RankingJob",
 # name = the custom resource's name.
 SCHEDULED_RUNS = f"{PREFIX}_scheduled_job_runs_total"  # counter{kind, name, outcome="success|failure"}
-SCHEDULED_LAST_SUCCESS = f"{PREFIX}_scheduled_job_last_success_timestamp_seconds"  # gauge{kind, name}: Unix time
 SCHEDULED_INTERVAL = f"{PREFIX}_scheduled_job_interval_seconds"  # gauge{kind, name}: seconds between two scheduled runs
+SCHEDULED_LAST_SUCCESS = f"{PREFIX}_scheduled_job_last_success_timestamp_seconds"  # gauge{kind, name}: Unix time
 
 # exporter: more activity, the stream seen from Redis, and the exporter itself
 PERIOD_EVENTS = f"{PREFIX}_period_events"  # gauge{game, event_type, period="1h|1d|7d|30d"}: events in the window

@@ -48,8 +48,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import redis
+from croniter import croniter
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -74,6 +76,17 @@ log = logging.getLogger(__name__)
 
 MAX_REGIONS = 50
 SESSION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+
+
+def schedule_interval_seconds(schedule: str, time_zone: str, after: datetime) -> float | None:
+    """Seconds between the next two fire times of a cron ``schedule`` in ``time_zone`` after ``after``; None when
+    the expression or the zone is not valid (the operator reports those on the custom resource)."""
+    try:
+        fires = croniter(schedule, after.astimezone(ZoneInfo(time_zone)))
+        first = fires.get_next(datetime)
+        return (fires.get_next(datetime) - first).total_seconds()
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return None
 
 
 def parse_as_of(value: str) -> str | datetime:
@@ -436,7 +449,36 @@ class AnalyticsCollector(Collector):
                 league_counts[key] = league_counts.get(key, 0) + count
         for key, count in sorted(league_counts.items()):
             leagues.add_metric(list(key), count)
-        return [rating, leagues]
+        games = {board: game for game, board, *_ in rows}
+        return [rating, leagues, self._top_movers(conn, games)]
+
+    @staticmethod
+    def _top_movers(conn: Connection, games: dict[str, str]) -> Metric:
+        """The ``TOP_MOVERS`` largest rating changes up and down between each job's two latest rating periods.
+
+        Labelled by rank (1 = largest move) and direction, never by player: who moved is in the rankings report.
+        """
+        rows = conn.execute(text("""
+            WITH last AS (SELECT job, max(period) AS period FROM rating_history WHERE job IS NOT NULL GROUP BY job),
+            moves AS (
+                SELECT h.job, h.rating - prev.rating AS change
+                FROM last JOIN rating_history h ON h.job = last.job AND h.period = last.period
+                CROSS JOIN LATERAL (SELECT p.rating FROM rating_history p
+                                    WHERE p.player_id = h.player_id AND p.algorithm = h.algorithm
+                                      AND p.job = h.job AND p.period < h.period
+                                    ORDER BY p.period DESC LIMIT 1) AS prev),
+            ranked AS (
+                SELECT job, change, CASE WHEN change >= 0 THEN 'up' ELSE 'down' END AS direction,
+                       row_number() OVER (PARTITION BY job, change >= 0 ORDER BY abs(change) DESC) AS rank
+                FROM moves WHERE change <> 0)
+            SELECT job, direction, rank, change FROM ranked WHERE rank <= :top ORDER BY job, direction, rank"""),
+            {"top": names.TOP_MOVERS}).all()  # fmt: skip
+        movers = GaugeMetricFamily(names.TOP_MOVER_RATING_CHANGE, "Largest rating changes between the two latest "
+                                   "rating periods, by rank and direction.",
+                                   labels=["game", "ranking", "rank", "direction"])  # fmt: skip
+        for job, direction, rank, change in rows:
+            movers.add_metric([games.get(job, "unknown"), job, str(rank), direction], float(change))
+        return movers
 
     def _detections(self, conn: Connection, as_of: datetime) -> list[Metric]:
         stored = GaugeMetricFamily(names.DETECTIONS_STORED, "Detections recorded, by rule.",
@@ -468,7 +510,16 @@ class AnalyticsCollector(Collector):
             runs.add_metric(["ScheduledReport", name, "success" if outcome == "succeeded" else "failure"], count)
             if outcome == "succeeded" and latest is not None:
                 last.add_metric(["ScheduledReport", name], float(latest))
-        return [runs, last]
+        interval = GaugeMetricFamily(names.SCHEDULED_INTERVAL, "Seconds between two runs of the job's schedule.",
+                                     labels=["kind", "name"])  # fmt: skip
+        for name, schedule, zone in conn.execute(text("""
+                SELECT DISTINCT ON (namespace, report_name) namespace || '/' || report_name,
+                       parameters->>'schedule', coalesce(parameters->>'timeZone', 'UTC')
+                FROM report_runs WHERE parameters ? 'schedule' ORDER BY namespace, report_name, started_at DESC""")):
+            seconds = schedule_interval_seconds(schedule, zone, as_of)
+            if seconds is not None:
+                interval.add_metric(["ScheduledReport", name], seconds)
+        return [runs, last, interval]
 
     def _ingest(self) -> list[Metric]:
         lag = GaugeMetricFamily(names.INGEST_LAG, "Seconds since the oldest stream entry not yet acknowledged by "

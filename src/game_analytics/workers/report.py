@@ -82,6 +82,8 @@ class RunConfig:
         email: email delivery, or None.
         smtp_password: SMTP password from the environment.
         retry: webhook retry policy.
+        schedule: ``(cron expression, time zone)`` of the ScheduledReport, recorded so that the exporter can tell
+            a missed schedule; None for hand-made runs.
     """
 
     name: str
@@ -95,6 +97,7 @@ class RunConfig:
     email: EmailDelivery | None = None
     smtp_password: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    schedule: tuple[str, str] | None = None
 
     def parameters(self) -> dict[str, object]:
         """The run parameters stored in ``report_runs.parameters`` (no secrets)."""
@@ -104,6 +107,7 @@ class RunConfig:
             "formats": [f.value for f in self.formats],
             "delivery": {"webhook": self.webhook[1].value if self.webhook else None,
                          "email": list(self.email.to) if self.email else None},
+            **({"schedule": self.schedule[0], "timeZone": self.schedule[1]} if self.schedule else {}),
         }  # fmt: skip
 
 
@@ -269,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name=name, namespace=namespace, reports=list(spec.reports),
             period=ReportPeriod.lookback(now, spec.time_range.lookback), filters=filters,
             formats=list(spec.formats), output_dir=args.output_dir, webhook=webhook, email=spec.delivery.email,
-            smtp_password=os.environ.get(ENV_SMTP_PASSWORD),
+            smtp_password=os.environ.get(ENV_SMTP_PASSWORD), schedule=(spec.schedule, spec.time_zone),
         )  # fmt: skip
         engine = _engine(args.dsn or settings.dsn)
     except (UsageError, ValueError) as exc:
