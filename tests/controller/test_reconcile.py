@@ -259,3 +259,24 @@ def test_no_restart_while_unhealthy(monkeypatch):
     outcome = run("RedisFailover", failover, cluster)
     assert not any("restart" in a for a in outcome.applied.applied)
     assert any(p.endswith("/pods/leaderboards-redis-1") for p in cluster.objects)
+
+
+def test_scheduled_report_status_follows_its_runs():
+    cluster, report = FakeCluster(), body("scheduledreport.yaml")
+    cluster.add(body("gamedatasource.yaml"))
+    run("ScheduledReport", report, cluster)
+    assert report["status"]["consecutiveFailures"] == 0 and "lastOutcome" not in report["status"]
+    cron = next(o for p, o in cluster.objects.items() if p.endswith("/cronjobs/weekly-studio-report-report"))
+    cron["status"] = {"lastScheduleTime": "2026-11-23T05:00:00Z", "lastSuccessfulTime": "2026-11-16T05:03:10Z"}
+    labels = {"gameanalytics.io/owner-kind": "ScheduledReport", "gameanalytics.io/owner-name": "weekly-studio-report",
+              "app.kubernetes.io/component": "report"}
+    for created, outcome in [("2026-11-16T05:00:00Z", "Complete"), ("2026-11-23T05:00:00Z", "Failed"),
+                             ("2026-11-23T06:00:00Z", "Failed")]:
+        cluster.add({"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+            "name": f"run-{created[8:10]}-{created[11:13]}", "namespace": "games", "labels": labels,
+            "creationTimestamp": created}, "status": {"conditions": [{"type": outcome, "status": "True"}]}})
+    run("ScheduledReport", report, cluster)
+    status = report["status"]
+    assert (status["lastOutcome"], status["consecutiveFailures"]) == ("Failed", 2)
+    assert status["lastScheduleTime"] == "2026-11-23T05:00:00Z"
+    assert status["lastSuccessfulTime"] == "2026-11-16T05:03:10Z"

@@ -99,18 +99,42 @@ def plan_alert_rule(owner: Owner, spec: Any, cluster: Cluster, images: Images, b
                 {"detector": spec.detector.kind(), "expression": expr})
 
 
+def run_history(cluster: Cluster, owner: Owner, component: str) -> dict[str, Any]:
+    """Schedule status of a CronJob-backed kind, from its CronJob and the Jobs it left (newest first).
+
+    Returns ``lastScheduleTime``, ``lastSuccessfulTime``, ``lastOutcome`` (Succeeded/Failed of the newest finished
+    Job) and ``consecutiveFailures`` (failed Jobs since the last success). Job history is bounded by the
+    CronJob's history limits, so the count saturates there.
+    """
+    cronjob = cluster.get("batch/v1", "CronJob", owner.namespace, f"{owner.name}-{component}") or {}
+    jobs = cluster.list("batch/v1", "Job", owner.namespace, f"{LABEL_OWNER_KIND}={owner.kind},"
+                        f"{LABEL_OWNER_NAME}={owner.name},app.kubernetes.io/component={component}")
+    outcomes = []
+    for job in sorted(jobs, key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True):
+        done = {c["type"] for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+        if "Complete" in done or "Failed" in done:
+            outcomes.append("Succeeded" if "Complete" in done else "Failed")
+    failures = next((i for i, o in enumerate(outcomes) if o == "Succeeded"), len(outcomes))
+    status = (cronjob.get("status") or {})
+    return {"lastScheduleTime": status.get("lastScheduleTime"), "lastSuccessfulTime": status.get("lastSuccessfulTime"),
+            "lastOutcome": outcomes[0] if outcomes else None, "consecutiveFailures": failures}
+
+
 def plan_scheduled_report(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
     validation.check_scheduled_report(spec)
     source = data_source(cluster, owner.namespace, spec.data_source_ref.name)
     children = scheduledreport.render(owner, spec, image=images.worker, data_source=source)
-    return Plan(children, [("v1", "ConfigMap"), ("batch/v1", "CronJob")])
+    return Plan(children, [("v1", "ConfigMap"), ("batch/v1", "CronJob")],
+                status=run_history(cluster, owner, "report"))
 
 
 def plan_ranking_job(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
     validation.check_ranking_job(spec)
     source = data_source(cluster, owner.namespace, spec.data_source_ref.name)
     children = rankingjob.render(owner, spec, image=images.worker, data_source=source)
-    return Plan(children, [("v1", "ConfigMap"), ("batch/v1", "CronJob")])
+    history = run_history(cluster, owner, "ranking")
+    return Plan(children, [("v1", "ConfigMap"), ("batch/v1", "CronJob")],
+                status={"lastRunTime": history["lastSuccessfulTime"]})
 
 
 def plan_game_data_source(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
@@ -127,9 +151,15 @@ def plan_game_data_source(owner: Owner, spec: Any, cluster: Cluster, images: Ima
             password_ref = SecretKeyRef.model_validate(fspec["authSecretRef"])
     children = gamedatasource.render(owner, spec, image=images.worker, sentinel_master=master,
                                      redis_password_ref=password_ref)
+    available = 0
+    for worker in gamedatasource.WORKERS:
+        deployment = cluster.get("apps/v1", "Deployment", owner.namespace, f"{owner.name}-{worker}") or {}
+        want = (deployment.get("spec") or {}).get("replicas", 1)
+        available += (deployment.get("status") or {}).get("availableReplicas", 0) >= want > 0
     return Plan(children, [("v1", "ConfigMap"), ("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"),
                            ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("apps/v1", "Deployment"),
-                           ("v1", "Service"), (MONITORING_V1, "ServiceMonitor")])
+                           ("v1", "Service"), (MONITORING_V1, "ServiceMonitor")],
+                status={"readyWorkers": available})
 
 
 #: Annotation listing ``host:port`` Sentinel addresses to probe instead of the pods' cluster DNS names, for an
