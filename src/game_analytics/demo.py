@@ -138,12 +138,8 @@ def local_overlay(doc: dict, *, sentinels: list[tuple[str, int]], smtp_port: int
 class Demo:
     """The demo's steps; attributes hold what later steps need."""
 
-    TOTAL = 7
-
-    def __init__(self, workdir: Path, keep: bool, timeout: float):
+    def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.keep = keep
-        self.timeout = timeout
         self.logs = workdir / "logs"
         self.stack = Stack(workdir)
         self.figures: dict[str, Any] = {}
@@ -252,8 +248,7 @@ class Demo:
                     for c in i.get("status", {}).get("conditions", [])) for i in items)
 
         wait_for("every custom resource to be Ready (see logs/operator.log)", all_ready, 120,
-                 alive=lambda: self.operator.proc.poll() is None or (_ for _ in ()).throw(
-                     DemoError(f"the operator exited; see {self.operator.log_path}")))
+                 alive=self.operator_alive)
         console.print(self.kubectl("get", "game-analytics", "-n", NAMESPACE).rstrip())
         failover = self.get("redisfailover", "leaderboards")
         for c in failover["status"]["conditions"]:
@@ -300,6 +295,10 @@ class Demo:
         console.print("      ingest, exporter and detection workers running: "
                       + ", ".join(f"{p.name} pid {p.pid} :{self.ports[p.name]}" for p in procs))
         self.monitoring()
+
+    def operator_alive(self) -> None:
+        if self.operator.proc.poll() is not None:
+            raise DemoError(f"the operator exited; see {self.operator.log_path}")
 
     def alive(self) -> None:
         for p in self.worker_procs:
@@ -523,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     shutil.rmtree(args.workdir, ignore_errors=True)
     (args.workdir / "logs").mkdir(parents=True)
-    demo = Demo(args.workdir, args.keep, args.timeout)
+    demo = Demo(args.workdir)
     started = time.monotonic()
 
     def out_of_time(*_: object) -> None:
