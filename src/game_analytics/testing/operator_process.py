@@ -30,15 +30,18 @@ class OperatorProcess:
         log_path: file receiving stdout and stderr (appended, so restarts keep history).
         resync_seconds: drift-repair interval (short in tests).
         namespaces: namespaces to watch; all when empty.
+        peering: a Kopf peering name (several replicas, one active), or None for ``--standalone``.
     """
 
     def __init__(self, kubeconfig: Path, log_path: Path, *, resync_seconds: float = 60,
-                 namespaces: list[str] | None = None, env: dict[str, str] | None = None):
+                 namespaces: list[str] | None = None, env: dict[str, str] | None = None,
+                 peering: str | None = None):
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.resync_seconds = resync_seconds
         self.namespaces = namespaces or []
         self.extra_env = env or {}
+        self.peering = peering
         self.proc: subprocess.Popen | None = None
         self.health_port = 0
         self.metrics_port = 0
@@ -51,7 +54,8 @@ class OperatorProcess:
         """Start and wait until Kopf's liveness endpoint answers. Raises RuntimeError with the log tail."""
         self.health_port, self.metrics_port = free_port(), free_port()
         scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
-        argv = [sys.executable, "-m", "kopf", "run", "-m", "game_analytics.controller.handlers", "--standalone",
+        peering = [f"--peering={self.peering}"] if self.peering else ["--standalone"]
+        argv = [sys.executable, "-m", "kopf", "run", "-m", "game_analytics.controller.handlers", *peering,
                 *scope, f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "GAME_ANALYTICS_RESYNC_SECONDS": str(self.resync_seconds),
