@@ -20,6 +20,8 @@ from ..api import GROUP, KINDS, VERSION
 from ..objects.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
 
 FIELD_MANAGER = "game-analytics-operator"
+#: API groups a cluster may not serve; children of these kinds are skipped (and reported) when it does not.
+OPTIONAL_GROUPS = ("monitoring.coreos.com/",)
 log = logging.getLogger(__name__)
 
 #: (apiVersion, kind) -> plural, for every resource the operator reads or writes (all namespaced).
@@ -141,8 +143,12 @@ class Cluster:
         return patched
 
     def serves(self, api_version: str, ttl: float = 60.0) -> bool:
-        """Whether the cluster serves ``api_version`` (e.g. prometheus-operator's CRDs), cached for ``ttl`` s."""
-        if api_version == "v1" or "/" in api_version and not api_version.startswith("monitoring.coreos.com"):
+        """Whether the cluster serves ``api_version``, cached for ``ttl`` s.
+
+        Only the optional groups (prometheus-operator's, which a cluster may lack) are probed; built-in groups and
+        the operator's own are always there.
+        """
+        if not api_version.startswith(OPTIONAL_GROUPS):
             return True
         cached = self._served.get(api_version)
         if cached and time.monotonic() - cached[1] < ttl:
