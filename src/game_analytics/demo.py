@@ -163,7 +163,7 @@ class Demo:
         return found
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> LoggedProcess:
-        process = LoggedProcess(name, argv, env, self.logs)
+        process = LoggedProcess(name, argv, env, self.logs / f"{name}.log")
         self.stack.add(name, process.stop, process.pid)
         return process
 

@@ -78,7 +78,7 @@ class Worker(LoggedProcess):
 
     def __init__(self, name: str, argv: list[str], logs: Path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("GAME_ANALYTICS_")}
-        super().__init__(name, self.cli("worker", name, *argv), env, logs)
+        super().__init__(name, self.cli("worker", name, *argv), env, logs / f"{name}.log")
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

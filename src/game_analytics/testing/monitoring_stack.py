@@ -7,9 +7,8 @@ free loopback port and is stopped by PID.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from .operator_process import free_port
+from .processes import LoggedProcess
 
 
 class ServerError(RuntimeError):
@@ -36,40 +36,13 @@ def _binary(name: str) -> str:
     return path
 
 
-class _Process:
-    def __init__(self, name: str, argv: list[str], workdir: Path, ready_url: str, timeout: float = 30):
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-                                         start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerError(f"{name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(ready_url, timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise ServerError(f"{name} not ready after {timeout}s:\n{self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def _start(name: str, argv: list[str], workdir: Path, ready_url: str) -> LoggedProcess:
+    process = LoggedProcess(name, argv, dict(os.environ), workdir / f"{name}.log")
+    try:
+        process.wait_until_ready(ready_url)
+    except RuntimeError as exc:
+        raise ServerError(str(exc)) from None
+    return process
 
 
 def _get_json(url: str) -> Any:
@@ -102,7 +75,7 @@ class Prometheus:
         if alertmanager:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self._process = _Process("prometheus", [
+        self._process = _start("prometheus", [
             _binary("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
             "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
@@ -135,7 +108,7 @@ class Alertmanager:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self._process = _Process("alertmanager", [
+        self._process = _start("alertmanager", [
             _binary("prometheus-alertmanager"), f"--config.file={workdir / 'alertmanager.yml'}",
             f"--storage.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",  # a single instance: no gossip port

@@ -11,9 +11,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from .processes import LoggedProcess
 
 
 def free_port() -> int:
@@ -60,21 +61,10 @@ class OperatorProcess:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "GAME_ANALYTICS_RESYNC_SECONDS": str(self.resync_seconds),
                "GAME_ANALYTICS_METRICS_PORT": str(self.metrics_port), **self.extra_env}
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"operator not healthy after {timeout}s:\n{self.log_tail()}")
+        self._process = LoggedProcess("operator", argv, env, self.log_path)
+        self.proc = self._process.proc
+        self._process.wait_until_ready(f"http://127.0.0.1:{self.health_port}/healthz", timeout)
+        return self
 
     def kill(self) -> None:
         """SIGKILL by PID: no cleanup, as when a node dies or the OOM killer strikes."""
@@ -84,18 +74,11 @@ class OperatorProcess:
 
     def stop(self, grace: float = 15) -> None:
         """SIGTERM by PID, then SIGKILL after ``grace`` seconds."""
-        if not self.proc or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.proc:
+            self._process.stop(grace)
 
     def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return self._process.log_tail(lines) if self.proc else ""
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
