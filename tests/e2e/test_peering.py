@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 
@@ -14,6 +16,14 @@ pytestmark = pytest.mark.e2e
 NS = "peering"
 
 
+def peering_state(replica: OperatorProcess) -> str:
+    """"active" or "paused", from the replica's last peering decision in its log. A replica that finds a peer of
+    higher priority at start-up stays paused without logging anything."""
+    decisions = [line for line in replica.log_path.read_text().splitlines()
+                 if "Resuming operations" in line or "Pausing operations" in line]
+    return "active" if decisions and "Resuming operations" in decisions[-1] else "paused"
+
+
 def test_two_replicas_one_active(installed, kubectl, operator, tmp_path):
     operator.stop()  # the session's standalone operator must not compete with the peered pair
     try:
@@ -24,17 +34,20 @@ def test_two_replicas_one_active(installed, kubectl, operator, tmp_path):
         pair = [OperatorProcess(installed, tmp_path / f"replica-{i}.log", resync_seconds=3, env=env,
                                 peering="game-analytics").start() for i in range(2)]
         try:
-            def paused():
-                return [p for p in pair if "Pausing operations in favour of" in p.log_path.read_text()]
-            standby = wait_for("one replica to pause in favour of the other", paused, timeout=90)
-            assert len(standby) == 1, "exactly one replica must stand by"
-            (active,) = [p for p in pair if p is not standby[0]]
+            # a replica alone resumes at once, and pauses when it sees a peer of higher priority
+            def states():
+                return [peering_state(p) for p in pair]
+            wait_for("one active replica and one paused", lambda: sorted(states()) == ["active", "paused"],
+                     timeout=90)
+            time.sleep(5)
+            assert sorted(states()) == ["active", "paused"], states()
+            active, standby = pair if states()[0] == "active" else pair[::-1]
             doc = yaml.safe_load((EXAMPLES / "alertrule-inflation.yaml").read_text())
             doc["metadata"]["namespace"] = NS
             kubectl.run("apply", "-f", "-", input=yaml.safe_dump(doc))
             wait_for("rule ready", lambda: is_ready(kubectl.get("alertrule", "currency-inflation", NS)))
-            assert "alertrule-create" in active.log_path.read_text()
-            assert "alertrule-create" not in standby[0].log_path.read_text()
+            assert f"[{NS}/currency-inflation] Handler 'alertrule-create' succeeded" in active.log_path.read_text()
+            assert f"[{NS}/currency-inflation]" not in standby.log_path.read_text(), "the standby must not reconcile"
 
             active.kill()  # SIGKILL: the standby resumes once the dead peer's heartbeat expires
             doc["spec"]["severity"] = "critical"
