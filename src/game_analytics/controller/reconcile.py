@@ -6,6 +6,7 @@ the caller writes only when it differs from the live status.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -118,8 +119,6 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
 
 
 def _api_message(exc: ApiException) -> str:
-    import json
-
     try:
         return json.loads(exc.body).get("message", "")
     except (TypeError, ValueError):
