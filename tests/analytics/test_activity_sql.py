@@ -16,6 +16,7 @@ from game_analytics.analytics import activity, economy, economy_sql
 from game_analytics.analytics.activity import Filters
 from game_analytics.data.events import customer_player_id, purchase_events
 from game_analytics.events import validate_event
+from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers.ingest import copy_events
 
@@ -242,7 +243,7 @@ def _caught_up(engine: Engine) -> Iterator:
     """A REPEATABLE READ connection whose aggregates have just caught up (the exporter's transaction)."""
     with engine.connect() as conn:
         conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        activity.catch_up_aggregates(conn)
+        derived.catch_up(conn.connection.driver_connection)
         yield conn
         conn.commit()
 
@@ -287,7 +288,7 @@ def test_catch_up_folds_in_late_commits_exactly_once(db_dsn: str) -> None:
         with engine.begin() as conn:
             _flow(conn, "a", 2.5, t0 + timedelta(hours=1), "e3")  # a later id, committed first
         for conn in _caught_up(engine):
-            assert activity.catch_up_aggregates(conn) == 0  # a second catch-up in one snapshot finds nothing
+            assert derived.catch_up(conn.connection.driver_connection) == 0  # a second catch-up in one snapshot finds nothing
         slow.commit()
         slow.close()
         with engine.begin() as conn:

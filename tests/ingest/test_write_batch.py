@@ -1,4 +1,4 @@
-"""The batch write path: the direct COPY, its fallback on already stored events, and the derived tables."""
+"""The batch write path (the direct COPY and its fallback on already stored events) and the derived tables."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from game_analytics.events import validate_event
+from game_analytics.storage.derived import catch_up_now
 from game_analytics.storage.engine import libpq_dsn
-from game_analytics.workers.ingest import Batch, copy_events, prepare_connection, write_batch
+from game_analytics.workers.ingest import copy_events, prepare_connection, prepare_dicts, write_batch
 
 
 def purchase(i: int, player: str, day: int, region: str | None = None) -> dict:
@@ -29,35 +29,38 @@ def at(day: int, hour: int) -> datetime:
     return datetime(2024, 3, day, hour, tzinfo=UTC)
 
 
-def test_batch_folds_participants_and_matches() -> None:
-    batch = Batch()
-    for data in [
+def test_prepare_dicts_keeps_order_and_names_rejected_positions() -> None:
+    bad = purchase(2, "ann", 3) | {"payload": {"quantity": 0, "amount": 1}}
+    batch = prepare_dicts(enumerate([purchase(1, "ann", 5), bad, match(1, "Lions", "Tigers", 4)]))
+    assert [r[0] for r in batch.rows] == ["p-1", "m-1"]
+    assert batch.rows[0][2] == at(5, 12) and batch.rows[0][6] == '{"quantity":1,"amount":2.5,"currency":"USD"}'
+    assert [(d.stream_id, d.field, d.kind) for d in batch.dead] == [("1", "payload.quantity", "invalid_value")]
+    assert len(batch) == 3
+
+
+def test_derived_tables_fold_participants_and_matches(conn) -> None:
+    write(conn, [
         purchase(1, "ann", 5),
         purchase(2, "ann", 2, region="EU"),
         purchase(3, "ann", 9, region="AS"),
         match(1, "Lions", "Tigers", 4, home_player_id="lions", round=3),
         match(2, "Tigers", "Bears", 7, season="2024-S2"),
-    ]:
-        row = batch.add(validate_event(data))
-        assert row[0] == data["event_id"]
-    assert [r[0] for r in batch.rows] == ["p-1", "p-2", "p-3", "m-1", "m-2"]
-    assert batch.players == {
-        "ann": [
-            "EU",
-            at(2, 12),
-            at(9, 12),
-        ],  # the greatest region, like SQL max(); earliest and latest activity
-        "lions": ["EU", at(4, 18), at(4, 18)],  # the player id wins over the team name
-        "Tigers": ["EU", at(4, 18), at(7, 18)],
-        "Bears": ["EU", at(7, 18), at(7, 18)],
-    }
-    assert batch.matches == [
+    ])  # fmt: skip
+    assert catch_up_now(conn) == 5
+    players = conn.execute("SELECT player_id, region, first_seen_at, last_seen_at FROM players ORDER BY player_id COLLATE \"C\"").fetchall()
+    assert players == [
+        ("Bears", "EU", at(7, 18), at(7, 18)),
+        ("Tigers", "EU", at(4, 18), at(7, 18)),
+        ("ann", "EU", at(2, 12), at(9, 12)),  # the greatest region (SQL max); first and last activity
+        ("lions", "EU", at(4, 18), at(4, 18)),  # the player id wins over the team name
+    ]
+    assert conn.execute("SELECT match_id, game, season, round, home_id, away_id, home_score, away_score, "
+                        "occurred_at FROM matches ORDER BY id").fetchall() == [
         ("m-1", "league", "2024", 3, "lions", "Tigers", 2, 1, at(4, 18)),
         ("m-2", "league", "2024-S2", None, "Tigers", "Bears", 2, 1, at(7, 18)),
-    ]
-    players = batch.player_rows()
-    assert [p[0] for p in players] == sorted(batch.players)
-    assert players[0] == ("Bears", "EU", at(7, 18), at(7, 18))
+    ]  # fmt: skip
+    conn.commit()
+    assert catch_up_now(conn) == 0  # nothing new
 
 
 @pytest.fixture
@@ -69,7 +72,7 @@ def conn(db_dsn: str):
 
 def write(conn: psycopg.Connection, events: list[dict], *, direct: bool = True):
     with conn.transaction():
-        return write_batch(conn, (validate_event(e) for e in events), direct=direct)
+        return write_batch(conn, prepare_dicts(enumerate(events)), direct=direct)
 
 
 def test_fresh_batch_takes_the_direct_copy(conn) -> None:
@@ -78,6 +81,8 @@ def test_fresh_batch_takes_the_direct_copy(conn) -> None:
     assert outcome.direct and outcome.valid == 301 and outcome.duplicates == 0
     assert outcome.inserted == {("shop", "purchase"): 300, ("league", "match_result"): 1}
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 301
+    conn.commit()
+    assert catch_up_now(conn) == 301
     assert conn.execute("SELECT count(*) FROM players").fetchone()[0] == 9
     assert conn.execute("SELECT home_id, away_id, season FROM matches").fetchall() == [("A", "B", "2024")]
 
@@ -96,6 +101,8 @@ def test_an_already_stored_event_falls_back_to_insert_on_conflict(conn, position
         20_001,
         20_001,
     )
+    conn.commit()
+    assert catch_up_now(conn) == 20_001
     assert conn.execute("SELECT count(*) FROM players").fetchone()[0] == 50
     first_last = conn.execute("SELECT min(first_seen_at), max(last_seen_at) FROM players").fetchone()
     assert first_last == (at(1, 12), at(28, 12))
@@ -123,6 +130,7 @@ def test_both_paths_store_the_same(postgres_server, _migrated_template: str) -> 
             with psycopg.connect(libpq_dsn(dsn)) as conn:
                 prepare_connection(conn)
                 assert write(conn, events, direct=direct).direct is direct
+                catch_up_now(conn)
                 stored.append(conn.execute(query).fetchone())
         finally:
             postgres_server.drop_database(f"ga_paths_{direct}")
@@ -146,11 +154,13 @@ def test_several_batches_in_one_transaction(conn) -> None:
     first = [purchase(i, "u1", 1) for i in range(5)] + [match(1, "A", "B", 2)]
     second = [purchase(i, "u1", 9) for i in range(3, 8)] + [match(1, "A", "B", 2), match(2, "B", "C", 3)]
     with conn.transaction():
-        one = write_batch(conn, [validate_event(e) for e in first])
-        two = write_batch(conn, [validate_event(e) for e in second])
+        one = write_batch(conn, prepare_dicts(enumerate(first)))
+        two = write_batch(conn, prepare_dicts(enumerate(second)))
     assert one.inserted == {("shop", "purchase"): 5, ("league", "match_result"): 1}
     assert not two.direct and two.inserted == {("shop", "purchase"): 3, ("league", "match_result"): 1} and two.duplicates == 3
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 10
+    conn.commit()
+    assert catch_up_now(conn) == 10
     assert conn.execute("SELECT count(*) FROM matches").fetchone()[0] == 2
     assert conn.execute(
         "SELECT first_seen_at, last_seen_at FROM players WHERE player_id = 'u1'"

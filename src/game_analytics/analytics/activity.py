@@ -37,7 +37,6 @@ __all__ = [
     "ALL",
     "Filters",
     "active_players_by_period",
-    "catch_up_aggregates",
     "daily_active_players",
     "events_by_hour",
     "events_by_type",
@@ -158,7 +157,8 @@ def active_players_by_period(
     """Distinct players per game active in ``(as_of - period, as_of]`` for each period (default 1h/1d/7d/30d).
 
     With ``aggregates`` the per-player last activity comes from ``player_activity`` (one row per player; see
-    :func:`catch_up_aggregates`, which must have run in the same transaction for exact figures), else from one
+    :func:`game_analytics.storage.derived.catch_up`, which must have run in the same transaction for exact
+    figures), else from one
     scan of the longest window of ``events``.  Returns columns ``game``, ``period`` (label), ``players`` (int);
     games with no activity in the longest window are absent.
     """
@@ -202,64 +202,6 @@ def active_players_by_period(
         for i, label in enumerate(periods)
     ]
     return pd.DataFrame(rows, columns=["game", "period", "players"])
-
-
-# --- running per-player aggregates ------------------------------------------------------------------------------
-
-#: ``aggregate_state.name`` of the per-player aggregates (``player_activity``, ``player_balances``)
-AGGREGATES = "players"
-
-
-def catch_up_aggregates(conn: Connection) -> int:
-    """Fold the ``events`` committed since the last catch-up into ``player_activity`` and ``player_balances``.
-
-    The new rows are those whose storing transaction was not visible in the snapshot recorded by the previous
-    catch-up (``aggregate_state.snapshot``): ``xact_id >= pg_snapshot_xmin(S) AND NOT pg_visible_in_snapshot``
-    -- an index range scan on ``events.xact_id`` that, unlike a high-water mark on ``id`` or a timestamp, also
-    finds rows that a long transaction committed after later ones.  The snapshot recorded is ``conn``'s own, so
-    run this in a REPEATABLE READ transaction (then the aggregates read later in it are exact for that snapshot)
-    and commit it.  Concurrent catch-ups serialize on the ``aggregate_state`` row; under REPEATABLE READ the
-    second fails with a serialization error (SQLSTATE 40001) and should be retried.
-
-    Upserts are set-based: one aggregate over the new rows per table.  Wealth sums are ``numeric`` (exact for
-    the decimal amounts stored in the JSON payloads).
-
-    Returns:
-        The number of new events folded in (0 when up to date).
-    """
-    conn.execute(text("INSERT INTO aggregate_state (name) VALUES (:name) ON CONFLICT DO NOTHING"), {"name": AGGREGATES})
-    previous = conn.execute(text("SELECT snapshot FROM aggregate_state WHERE name = :name FOR UPDATE"),
-                            {"name": AGGREGATES}).scalar_one()  # fmt: skip
-    new = "TRUE"
-    if previous is not None:
-        new = """e.xact_id >= CAST(CAST(pg_snapshot_xmin(CAST(:previous AS pg_snapshot)) AS text) AS bigint)
-                 AND NOT pg_visible_in_snapshot(CAST(CAST(e.xact_id AS text) AS xid8), CAST(:previous AS pg_snapshot))"""
-    flow = ("CASE event_type WHEN 'purchase' THEN (payload->>'amount')::numeric "
-            "ELSE (payload->>'delta')::numeric END")  # fmt: skip
-    count = conn.execute(text(f"""
-        WITH new AS MATERIALIZED (
-            SELECT e.game, e.player_id, e.occurred_at, e.event_type,
-                   CASE WHEN e.event_type IN ('purchase', 'currency_change') THEN e.payload END AS payload
-            FROM events e WHERE {new}
-        ), activity AS (
-            INSERT INTO player_activity AS a (game, player_id, last_at)
-            SELECT game, player_id, max(occurred_at) FROM new WHERE player_id IS NOT NULL
-            GROUP BY 1, 2 ORDER BY 1, 2
-            ON CONFLICT (game, player_id) DO UPDATE SET last_at = greatest(a.last_at, excluded.last_at)
-        ), balances AS (
-            INSERT INTO player_balances AS b (game, currency, player_id, wealth, events)
-            SELECT game, coalesce(payload->>'currency', 'USD'), player_id, coalesce(sum({flow}), 0), count(*)
-            FROM new WHERE event_type IN ('purchase', 'currency_change') AND player_id IS NOT NULL
-            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            ON CONFLICT (game, currency, player_id)
-            DO UPDATE SET wealth = b.wealth + excluded.wealth, events = b.events + excluded.events
-        )
-        SELECT count(*) FROM new"""), {"previous": previous}).scalar_one()  # fmt: skip
-    conn.execute(text("""
-        UPDATE aggregate_state SET snapshot = CAST(pg_current_snapshot() AS text), events = events + :count,
-                                   updated_at = now()
-        WHERE name = :name"""), {"name": AGGREGATES, "count": count})  # fmt: skip
-    return int(count)
 
 
 # --- sessions ---------------------------------------------------------------------------------------------------

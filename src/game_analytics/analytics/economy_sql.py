@@ -168,7 +168,7 @@ def wealth_histogram(
 
 def balances_sql(as_of: datetime | None = None, games: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
     """Like :func:`wealth_sql`, from the running ``player_balances`` (see
-    :func:`game_analytics.analytics.activity.catch_up_aggregates`) instead of all events: the balance minus the
+    :func:`game_analytics.storage.derived.catch_up`) instead of all events: the balance minus the
     flows of the events after ``as_of`` (an index range scan; none when ``as_of`` is the newest event).  Players
     whose every flow is after ``as_of`` are absent, as in :func:`wealth_sql`.  ``wealth`` is ``float8``."""
     late_cond, params = _market_filter(None, games)
@@ -204,7 +204,7 @@ def wealth_distribution(
     exporter's path).  Returns ``(gini_frame, histogram)`` with the same shapes as those two functions.
 
     With ``aggregates`` the wealth comes from ``player_balances`` (:func:`balances_sql`; exact when
-    ``catch_up_aggregates`` ran in the same REPEATABLE READ transaction), one row per player instead of every
+    ``derived.catch_up`` ran in the same REPEATABLE READ transaction), one row per player instead of every
     event.
 
     Raises:

@@ -50,6 +50,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import psycopg
 import redis
 from croniter import croniter
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -68,11 +69,17 @@ from game_analytics.analytics import activity, economy_sql
 from game_analytics.events import EVENT_TYPES
 from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings
+from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
 
 __all__ = ["AnalyticsCollector", "build_parser", "latest_event_time", "main", "parse_as_of", "stream_lag"]
 
 log = logging.getLogger(__name__)
+
+
+def _serialization_failure(exc: Exception) -> bool:
+    """Whether ``exc`` (psycopg's own, or wrapped by SQLAlchemy) is SQLSTATE 40001, a serialization failure."""
+    return getattr(getattr(exc, "orig", exc), "sqlstate", None) == "40001"
 
 MAX_REGIONS = 50
 SESSION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400)
@@ -260,7 +267,7 @@ class AnalyticsCollector(Collector):
         ``EXPORTER_QUERY_ERRORS{query}`` and its families left out; the others are still exported).
 
         One REPEATABLE READ transaction: first the running per-player aggregates catch up with the events
-        committed since the previous refresh (:func:`activity.catch_up_aggregates`; its cost grows with the new
+        committed since the previous refresh (:func:`derived.catch_up`; its cost grows with the new
         events, not with the store), then every section reads the same snapshot.  If the catch-up fails, the
         sections that read those aggregates (activity, economy) are left out as failed.
         """
@@ -270,8 +277,9 @@ class AnalyticsCollector(Collector):
             try:
                 families = self._refresh_sections()
                 break
-            except OperationalError as exc:  # another exporter caught up concurrently: retry on a new snapshot
-                if getattr(exc.orig, "sqlstate", None) != "40001" or attempt == 2:
+            except (OperationalError, psycopg.errors.SerializationFailure) as exc:
+                # another reader caught up concurrently: retry on a new snapshot
+                if not _serialization_failure(exc) or attempt == 2:
                     raise
         if self.redis is not None:
             try:
@@ -294,10 +302,10 @@ class AnalyticsCollector(Collector):
             try:
                 with conn.begin_nested():
                     started = time.perf_counter()
-                    self.last_catch_up_events = activity.catch_up_aggregates(conn)
+                    self.last_catch_up_events = derived.catch_up(conn.connection.driver_connection)
                     self.last_catch_up_seconds = time.perf_counter() - started
-            except OperationalError as exc:
-                if getattr(exc.orig, "sqlstate", None) == "40001":
+            except (OperationalError, psycopg.errors.SerializationFailure) as exc:
+                if _serialization_failure(exc):
                     raise
                 caught_up = self._failed("aggregates", conn)
             except Exception:  # noqa: BLE001 - the sections that do not need the aggregates still run

@@ -5,13 +5,15 @@ Delivery model (at-least-once from Redis, idempotent into PostgreSQL):
 1. Entries are read with ``XREADGROUP`` in a consumer group.  On start the worker first re-reads its own pending
    entries (delivered before a crash, never acknowledged) and takes over entries other consumers left pending for
    longer than ``claim_idle_ms`` (``XAUTOCLAIM``); the claim is repeated periodically.
-2. Each entry's ``data`` field is validated with :func:`game_analytics.events.parse_event`.
+2. Each entry's ``data`` field is validated with :func:`game_analytics.events.parse_event` into an ``events``
+   row, or a dead letter with its reason.  Reading and validating run in a thread up to two batches ahead of the
+   storing (:func:`prefetched`), so that Python validates batch n+1 while PostgreSQL stores batch n.
 3. In ONE transaction (:func:`write_batch`): valid events are binary-``COPY``-ed straight into ``events`` inside a
-   SAVEPOINT, validated lazily while the server stores what was already sent.  Should an ``event_id`` already be
-   stored (a redelivery), the COPY fails on the unique key; the batch then rolls back to the savepoint and goes
-   through a session temp table and ``INSERT INTO events ... ON CONFLICT (event_id) DO NOTHING``.  Participants are
-   upserted into ``players`` and match results into ``matches``, set-based from rows folded while validating; invalid
-   entries go to ``dead_letters`` (unique per stream entry).
+   SAVEPOINT.  Should an ``event_id`` already be stored (a redelivery), the COPY fails on the unique key; the
+   batch then rolls back to the savepoint and goes through a session temp table and ``INSERT INTO events ...
+   ON CONFLICT (event_id) DO NOTHING``.  Invalid entries go to ``dead_letters`` (unique per stream entry).
+   Nothing else is written here: players, matches and the per-player aggregates are derived from ``events`` by
+   a set-based catch-up that their readers run (:mod:`game_analytics.storage.derived`).
 4. After the commit, rejected entries are also published to the dead-letter stream (field ``reason`` and
    ``field``), then all entries are ``XACK``-ed.  A crash anywhere before the XACK only causes a redelivery, which
    the unique keys turn into no-ops: no event is lost and none is stored twice.  (The dead-letter *stream* is
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import queue
 import signal
 import socket
 import threading
@@ -43,7 +46,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import redis
@@ -55,6 +58,7 @@ from redis.sentinel import Sentinel
 from game_analytics.events import AnyEvent, EventError, parse_event, validate_event
 from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings
+from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
 
 __all__ = [
@@ -70,7 +74,9 @@ __all__ = [
     "Batch",
     "BatchOutcome",
     "event_row",
-    "iter_valid_events",
+    "prefetched",
+    "prepare_dicts",
+    "prepare_entries",
     "load_events",
     "main",
     "publish_events",
@@ -78,6 +84,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_STREAM = "game-events"
 DEFAULT_GROUP = "ingest"
@@ -86,24 +93,12 @@ DATA_FIELD = b"data"
 
 STAGE_TABLE = "_ingest_stage"
 _STAGE_COLUMNS = "event_id, event_type, occurred_at, player_id, game, region, payload"
-_PLAYER_COLUMNS = "player_id, region, first_seen_at, last_seen_at"
-_PLAYER_TYPES = ["text", "text", "timestamptz", "timestamptz"]
-_MATCH_COLUMNS = "match_id, game, season, round, home_id, away_id, home_score, away_score, occurred_at"
-_MATCH_TYPES = ["text", "text", "text", "int4", "text", "text", "int4", "int4", "timestamptz"]
-
-# Session temp tables.  Rows reach them by binary COPY, which psycopg encodes in C (far cheaper than adapting
+# A session temp table.  Rows reach it by binary COPY, which psycopg encodes in C (far cheaper than adapting
 # Python lists as array parameters); the INSERT reading them deletes them, and every commit empties them.
 _CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
     event_id text, event_type text, occurred_at timestamptz, player_id text,
     game text, region text, payload jsonb
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _ingest_players (
-    player_id text, region text, first_seen_at timestamptz, last_seen_at timestamptz
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _ingest_matches (
-    match_id text, game text, season text, round integer, home_id text, away_id text,
-    home_score integer, away_score integer, occurred_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
 
@@ -115,27 +110,6 @@ WITH staged AS (DELETE FROM {STAGE_TABLE} RETURNING *), inserted AS (
     RETURNING game, event_type
 )
 SELECT game, event_type, count(*) FROM inserted GROUP BY game, event_type
-"""
-
-# One row per player; ORDER BY: concurrent writers lock players in the same order (no deadlocks).
-_UPSERT_PLAYERS = f"""
-WITH staged AS (DELETE FROM _ingest_players RETURNING *)
-INSERT INTO players ({_PLAYER_COLUMNS})
-SELECT {_PLAYER_COLUMNS} FROM staged ORDER BY player_id
-ON CONFLICT (player_id) DO UPDATE SET
-    first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
-    last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at),
-    region = COALESCE(players.region, EXCLUDED.region)
-WHERE EXCLUDED.first_seen_at < players.first_seen_at OR players.first_seen_at IS NULL
-   OR EXCLUDED.last_seen_at > players.last_seen_at OR players.last_seen_at IS NULL
-   OR (players.region IS NULL AND EXCLUDED.region IS NOT NULL)
-"""
-
-_INSERT_MATCHES = f"""
-WITH staged AS (DELETE FROM _ingest_matches RETURNING *)
-INSERT INTO matches ({_MATCH_COLUMNS})
-SELECT {_MATCH_COLUMNS} FROM staged
-ON CONFLICT (match_id) DO NOTHING
 """
 
 _INSERT_DEAD_LETTER = """
@@ -176,91 +150,115 @@ def event_row(event: AnyEvent) -> tuple[Any, ...]:
 
 @dataclass
 class Batch:
-    """The rows one transaction writes, accumulated event by event with :meth:`add` (pure, no I/O).
+    """One validated batch, ready to store in one transaction (built by :func:`prepare_entries` /
+    :func:`prepare_dicts`; no I/O).
 
     Attributes:
-        rows: :func:`event_row` tuples, in input order (duplicates included).
-        players: ``player_id -> [region, first_seen_at, last_seen_at]`` over every participant of the batch: the
-            ``player_id`` of each event and both sides of each match result (``*_player_id``, else the team
-            name); ``region`` is the greatest non-null region seen (as SQL ``max``), the times are UTC datetimes.
-        matches: ``matches`` rows ``(match_id = event_id, game, season as text, round, home_id, away_id,
-            home_score, away_score, occurred_at)`` of the batch's match results.
+        rows: :func:`event_row` tuples of the valid events, in input order (duplicates included).
+        dead: the rejected entries.
+        entry_ids: stream ids of every entry read (valid, rejected, or deleted while pending), to acknowledge
+            after the commit; empty for bulk loads.
     """
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    players: dict[str, list[Any]] = field(default_factory=dict)
-    matches: list[tuple[Any, ...]] = field(default_factory=list)
+    dead: list[DeadLetterRecord] = field(default_factory=list)
+    entry_ids: list[bytes] = field(default_factory=list)
 
-    def add(self, event: AnyEvent) -> tuple[Any, ...]:
-        """Append ``event``'s row, fold its participants into :attr:`players` and its match into
-        :attr:`matches`; return the row."""
-        row = event_row(event)
-        self.rows.append(row)
-        at, region = event.occurred_at, event.region
-        if event.player_id is not None:
-            self._seen(event.player_id, region, at)
-        if event.event_type == "match_result":
-            p = event.payload
-            home, away = p.home_player_id or p.home_team, p.away_player_id or p.away_team
-            self._seen(home, region, at)
-            self._seen(away, region, at)
-            season = str(p.season)
-            self.matches.append((event.event_id, event.game, season, p.round, home, away, p.home_score,
-                                 p.away_score, at))  # fmt: skip
-        return row
-
-    def _seen(self, player_id: str, region: str | None, at: datetime) -> None:
-        seen = self.players.get(player_id)
-        if seen is None:
-            self.players[player_id] = [region, at, at]
-            return
-        if region is not None and (seen[0] is None or region > seen[0]):
-            seen[0] = region
-        if at < seen[1]:
-            seen[1] = at
-        elif at > seen[2]:
-            seen[2] = at
-
-    def player_rows(self) -> list[tuple[Any, ...]]:
-        """:attr:`players` as ``(player_id, region, first_seen_at, last_seen_at)`` rows, sorted by id."""
-        return [(pid, *self.players[pid]) for pid in sorted(self.players)]
+    def __len__(self) -> int:
+        return len(self.entry_ids) or len(self.rows) + len(self.dead)
 
 
-def iter_valid_events(
-    entries: Iterable[tuple[bytes | str, dict[bytes, bytes] | None]], dead: list[DeadLetterRecord]
-) -> Iterator[AnyEvent]:
-    """Validate stream entries ``(entry_id, fields)`` lazily: yield the valid events, append the rejected ones
-    to ``dead``.
+def prepare_entries(entries: Iterable[tuple[bytes | str, dict[bytes, bytes] | None]]) -> Batch:
+    """Validate stream entries ``(entry_id, fields)`` with :func:`~game_analytics.events.parse_event`.
 
-    Entries without a ``data`` field, or whose data fails :func:`~game_analytics.events.parse_event`, become
-    :class:`DeadLetterRecord` s.  Entries whose fields are None (deleted from the stream while pending) are
-    skipped.
+    Entries without a ``data`` field, or whose data fails validation, become :class:`DeadLetterRecord` s with the
+    reason and field.  Entries whose fields are None (deleted from the stream while pending) are only
+    acknowledged.
     """
+    batch = Batch()
     for entry_id, fields in entries:
+        batch.entry_ids.append(entry_id)
         if fields is None:
             continue
         raw = fields.get(DATA_FIELD)
+        sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         if raw is None:
-            sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             names = ", ".join(sorted(k.decode(errors="replace") for k in fields))
-            dead.append(
+            batch.dead.append(
                 DeadLetterRecord(sid, json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
                                                   for k, v in fields.items()}).encode(),
                                  f"message: missing stream field 'data' (got: {names})", None, "missing_field")
             )  # fmt: skip
             continue
         try:
-            yield parse_event(raw)
+            batch.rows.append(event_row(parse_event(raw)))
         except EventError as exc:
-            sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            dead.append(DeadLetterRecord(sid, raw, exc.reason, exc.field, exc.kind))
+            batch.dead.append(DeadLetterRecord(sid, raw, exc.reason, exc.field, exc.kind))
+    return batch
+
+
+def prepare_dicts(numbered: Iterable[tuple[int, dict[str, Any]]]) -> Batch:
+    """Validate ``(position, event dict)`` pairs with :func:`~game_analytics.events.validate_event`; a rejected
+    event's ``stream_id`` is its position."""
+    batch = Batch()
+    for index, data in numbered:
+        try:
+            batch.rows.append(event_row(validate_event(data)))
+        except EventError as exc:
+            batch.dead.append(DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind))
+    return batch
+
+
+def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead of the caller.
+
+    The ingest paths use it to validate the next batch (Python, holding the GIL) while the current one is being
+    stored (PostgreSQL, while this process waits on its socket), so that the two overlap on two cores.  An
+    exception raised by ``items`` is re-raised here in order; when the caller stops early (``break``, an
+    exception) the thread stops before producing another item and is joined.
+    """
+    slots: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    cancelled = threading.Event()
+
+    def put(item: tuple[bool, Any]) -> bool:
+        while not cancelled.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((False, item)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((True, exc))
+        else:
+            put((True, None))
+
+    thread = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            finished, value = slots.get()
+            if finished:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        cancelled.set()
+        thread.join()
 
 
 # --- database -------------------------------------------------------------------------------------------------
 
 
 def prepare_connection(conn: psycopg.Connection) -> None:
-    """Create the session's staging temp tables (idempotent; commits)."""
+    """Create the session's staging temp table (idempotent; commits)."""
     with conn.transaction():
         conn.execute(_CREATE_STAGE)
 
@@ -316,66 +314,43 @@ class BatchOutcome:
 
 
 def write_batch(
-    conn: psycopg.Connection,
-    events: Iterable[AnyEvent],
-    dead_letters: Sequence[DeadLetterRecord] = (),
-    stream: str = DEFAULT_STREAM,
-    *,
-    derive: bool = True,
-    direct: bool = True,
+    conn: psycopg.Connection, batch: Batch, stream: str = DEFAULT_STREAM, *, direct: bool = True
 ) -> BatchOutcome:
-    """Write one batch of validated events in the caller's open transaction; the caller commits.
+    """Write one batch in the caller's open transaction; the caller commits.
 
-    Storage is idempotent by ``event_id``: re-writing a batch is a no-op.
+    Storage is idempotent by ``event_id``: re-writing a batch is a no-op.  Only ``events`` and ``dead_letters``
+    are written; the tables derived from events catch up later, set-based (:mod:`game_analytics.storage.derived`).
 
-    * Direct path (``direct``): the rows are COPY-ed straight into ``events`` inside a SAVEPOINT.  ``events``
-      may be a lazy iterable (e.g. :func:`iter_valid_events`): validation then overlaps with the server storing
-      the rows already sent.
+    * Direct path (``direct``): the rows are binary-COPY-ed straight into ``events`` inside a SAVEPOINT.
     * If that COPY hits a unique violation (an ``event_id`` already stored, or repeated within the batch), or
       with ``direct=False``: roll back to the savepoint, COPY the rows into the session's staging table and
       ``INSERT INTO events ... ON CONFLICT (event_id) DO NOTHING``.  Pass ``direct=False`` when duplicates are
       likely (e.g. after the previous batch had some) to skip the failing attempt.
 
-    With ``derive`` the batch's participants are upserted into ``players`` (first/last seen; see
-    :class:`Batch`) and its match results inserted into ``matches`` with ``ON CONFLICT DO NOTHING``, both
-    set-based (COPY into a temp table, then one INSERT ... SELECT).  ``dead_letters`` go to ``dead_letters``
-    (unique per ``(stream, stream_id)``); the sequence is read only after ``events`` is exhausted, so a generator
-    validating the input may append to it.  Requires :func:`prepare_connection` on ``conn``; several calls may
-    share one transaction.
+    ``batch.dead`` goes to ``dead_letters`` (unique per ``(stream, stream_id)``).  Requires
+    :func:`prepare_connection` on ``conn``; several calls may share one transaction.
 
     Raises:
-        psycopg.Error: on database errors (the caller's transaction is then to be rolled back); exceptions
-            raised by ``events`` propagate likewise.
+        psycopg.Error: on database errors (the caller's transaction is then to be rolled back).
     """
-    batch = Batch()
-    rows = map(batch.add, events)
     inserted: dict[tuple[str, str], int] | None = None
     if direct:
         try:
             with conn.transaction(), conn.cursor() as cur:  # a SAVEPOINT inside the caller's transaction
-                copy_rows(cur, "events", rows)
+                copy_rows(cur, "events", batch.rows)
             inserted = dict(Tally((row[4], row[1]) for row in batch.rows))
         except psycopg.errors.UniqueViolation:
             pass
     went_direct = inserted is not None
-    if inserted is None:
-        for _ in rows:  # validate what is left: all, or the rest should the error have cut the COPY short
-            pass
-        with conn.cursor() as cur:
+    with conn.cursor() as cur:
+        if inserted is None:
             copy_rows(cur, STAGE_TABLE, batch.rows)
             cur.execute(_INSERT_EVENTS)
             inserted = {(game, etype): int(n) for game, etype, n in cur.fetchall()}
-    with conn.cursor() as cur:
-        if derive and batch.players:
-            copy_rows(cur, "_ingest_players", batch.player_rows(), _PLAYER_COLUMNS, _PLAYER_TYPES)
-            cur.execute(_UPSERT_PLAYERS)
-        if derive and batch.matches:
-            copy_rows(cur, "_ingest_matches", batch.matches, _MATCH_COLUMNS, _MATCH_TYPES)
-            cur.execute(_INSERT_MATCHES)
-        if dead_letters:
+        if batch.dead:
             cur.executemany(
                 _INSERT_DEAD_LETTER,
-                [(stream, d.stream_id, d.raw, d.reason[:4000], d.field) for d in dead_letters],
+                [(stream, d.stream_id, d.raw, d.reason[:4000], d.field) for d in batch.dead],
             )
     return BatchOutcome(inserted, len(batch.rows), went_direct)
 
@@ -389,7 +364,7 @@ class IngestMetrics:
     * ``game_analytics_events_ingested_total{game, event_type}`` - new events stored
     * ``game_analytics_ingest_duplicates_total`` - redelivered / repeated events skipped
     * ``game_analytics_dead_letters_total{reason}`` - rejected entries by reason kind
-    * ``game_analytics_ingest_batch_duration_seconds`` - validate + write + commit + ack time per batch
+    * ``game_analytics_ingest_batch_duration_seconds`` - write + commit + ack time per batch (validation runs ahead)
     * ``game_analytics_ingest_stream_lag{stream,group}`` - entries not yet delivered to the group (XINFO lag)
     * ``game_analytics_ingest_pending{stream,group}`` - delivered but unacknowledged entries
     """
@@ -402,7 +377,7 @@ class IngestMetrics:
         self.dead_letters = Counter(names.DEAD_LETTERS.removesuffix("_total"), "Entries rejected, by reason kind.",
                                     ["reason"], registry=registry)  # fmt: skip
         self.batch_duration = Histogram(
-            "game_analytics_ingest_batch_duration_seconds", "Time to validate, store and acknowledge one batch.",
+            "game_analytics_ingest_batch_duration_seconds", "Time to store and acknowledge one batch.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=registry,
         )  # fmt: skip
         self.lag = Gauge("game_analytics_ingest_stream_lag", "Stream entries not yet delivered to the group.",
@@ -438,7 +413,6 @@ class IngestConfig:
         claim_idle_ms: pending entries idle longer than this are taken over from other consumers.
         claim_every_s: how often to look for such entries while running.
         dead_letter_stream: stream receiving rejected entries (default ``<stream>-dead``).
-        derive: also maintain ``players`` and ``matches`` in the same transaction (see :func:`write_batch`).
         sentinels / sentinel_master: Sentinel ``(host, port)`` addresses and master name; used instead of
             ``redis_url`` when given.
         redis_password: password of the Redis data nodes, if any.
@@ -454,7 +428,6 @@ class IngestConfig:
     claim_idle_ms: int = 30_000
     claim_every_s: float = 15.0
     dead_letter_stream: str | None = None
-    derive: bool = True
     sentinels: list[tuple[str, int]] = field(default_factory=list)
     sentinel_master: str = "mymaster"
     redis_password: str | None = None
@@ -511,60 +484,47 @@ class IngestWorker:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    # reading ------------------------------------------------------------------------------------------------
+    # reading (runs in the prefetch thread) ------------------------------------------------------------------
 
     def _read(self, entry_id: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
         reply = self.redis.xreadgroup(self.config.group, self.config.consumer, {self.config.stream: entry_id},
                                       count=self.config.batch_size, block=block_ms)  # fmt: skip
         return list(reply[0][1]) if reply else []
 
-    def recover(self) -> int:
-        """Process this consumer's own pending entries, then claim others' stale ones; return entries handled."""
-        handled = 0
-        while True:  # our own un-acked entries from before a crash (XREADGROUP with id 0)
-            entries = self._read("0", None)
-            if not entries:
-                break
-            handled += self.process(entries)
-        return handled + self.claim_stale()
+    def batches(self, stop: threading.Event, *, until_idle: bool = False) -> Iterator[Batch]:
+        """The reading side: validated batches of, in this order, this consumer's own pending entries (delivered
+        before a crash, never acknowledged), entries other consumers left pending longer than ``claim_idle_ms``,
+        then new entries (claiming again every ``claim_every_s``), until ``stop`` is set or, with
+        ``until_idle``, a read finds nothing new.  Refreshes the lag gauges about once a second."""
+        after = "0"
+        while entries := self._read(after, None):  # XREADGROUP with an id: our pending entries after it
+            after = entries[-1][0]
+            yield prepare_entries(entries)
+        yield from self._claimed()
+        while not stop.is_set():
+            if time.monotonic() - self._last_claim > self.config.claim_every_s:
+                yield from self._claimed()
+            entries = self._read(">", 50 if until_idle else self.config.block_ms)
+            if entries:
+                yield prepare_entries(entries)
+            if not entries or time.monotonic() - self._last_lag > 1.0:
+                self.update_lag()
+            if until_idle and not entries:
+                return
 
-    def claim_stale(self) -> int:
-        """``XAUTOCLAIM`` entries pending longer than ``claim_idle_ms`` for any consumer and process them."""
-        handled, start = 0, "0-0"
+    def _claimed(self) -> Iterator[Batch]:
+        """``XAUTOCLAIM`` entries pending longer than ``claim_idle_ms`` for any consumer, as validated batches."""
+        start = "0-0"
         while True:
             reply = self.redis.xautoclaim(self.config.stream, self.config.group, self.config.consumer,
                                           self.config.claim_idle_ms, start_id=start,
                                           count=self.config.batch_size)  # fmt: skip
             start = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
             if reply[1]:
-                handled += self.process(reply[1])
+                yield prepare_entries(reply[1])
             if start == "0-0":
                 break
         self._last_claim = time.monotonic()
-        return handled
-
-    def run_once(self, block_ms: int | None = None) -> int:
-        """Read and process at most one batch of new entries (blocking up to ``block_ms``); return its size."""
-        if time.monotonic() - self._last_claim > self.config.claim_every_s:
-            self.claim_stale()
-        entries = self._read(">", self.config.block_ms if block_ms is None else block_ms)
-        handled = self.process(entries) if entries else 0
-        if time.monotonic() - self._last_lag > 1.0 or not entries:
-            self.update_lag()
-        return handled
-
-    def run(self, stop: threading.Event | None = None, *, until_idle: bool = False) -> int:
-        """Recover, then process batches until ``stop`` is set (checked between batches) or, with ``until_idle``,
-        until a read finds no new entries.  Returns the number of entries handled; database and Redis errors
-        propagate (unacknowledged entries are then redelivered to the next run)."""
-        stop = stop or threading.Event()
-        handled = self.recover()
-        while not stop.is_set():
-            n = self.run_once(block_ms=50 if until_idle else None)
-            handled += n
-            if until_idle and n == 0:
-                break
-        return handled
 
     def update_lag(self) -> None:
         """Refresh the lag and pending gauges from ``XINFO GROUPS`` (Redis >= 7 reports ``lag``)."""
@@ -577,34 +537,47 @@ class IngestWorker:
                 self.metrics.pending.labels(*labels).set(info.get("pending", 0))
         self._last_lag = time.monotonic()
 
-    # processing ---------------------------------------------------------------------------------------------
+    # storing ------------------------------------------------------------------------------------------------
 
-    def process(self, entries: Sequence[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
-        """Validate, store (one transaction), dead-letter and acknowledge ``entries``; return how many."""
+    def run(self, stop: threading.Event | None = None, *, until_idle: bool = False, prefetch: int = 2) -> int:
+        """Store the :meth:`batches` until ``stop`` is set (batches already read are still stored) or, with
+        ``until_idle``, until the stream has nothing new.  Reading and validating run ``prefetch`` batches ahead
+        in a thread (:func:`prefetched`; 0: one after the other in this thread).
+
+        Returns the number of entries handled.  Database and Redis errors propagate; entries read but not
+        acknowledged are then redelivered to the next run.
+        """
+        stop = stop or threading.Event()
+        batches = self.batches(stop, until_idle=until_idle)
+        handled = 0
+        for batch in prefetched(batches, prefetch) if prefetch else batches:
+            handled += self.store(batch)
+        return handled
+
+    def store(self, batch: Batch) -> int:
+        """Store ``batch`` (one transaction), dead-letter and acknowledge its entries; return how many."""
         started = time.perf_counter()
-        dead: list[DeadLetterRecord] = []
         with self.db.transaction():
-            outcome = write_batch(self.db, iter_valid_events(entries, dead), dead, self.config.stream,
-                                  derive=self.config.derive, direct=self._direct)  # fmt: skip
+            outcome = write_batch(self.db, batch, self.config.stream, direct=self._direct)
         # After duplicates (a redelivery) expect more: then skip the direct attempt for the next batch.
         self._direct = outcome.duplicates == 0
-        if dead:
+        if batch.dead:
             pipe = self.redis.pipeline(transaction=False)
-            for d in dead:
+            for d in batch.dead:
                 pipe.xadd(self.config.dead_letters_key, {"stream": self.config.stream, "stream_id": d.stream_id,
                                                          "reason": d.reason, "field": d.field or "",
                                                          "data": d.raw})  # fmt: skip
             pipe.execute()
-        if entries:
-            self.redis.xack(self.config.stream, self.config.group, *(entry_id for entry_id, _ in entries))
+        if batch.entry_ids:
+            self.redis.xack(self.config.stream, self.config.group, *batch.entry_ids)
         for (game, etype), n in outcome.inserted.items():
             self.metrics.events.labels(game, etype).inc(n)
         if outcome.duplicates:
             self.metrics.duplicates.inc(outcome.duplicates)
-        for kind, n in Tally(d.kind for d in dead).items():
+        for kind, n in Tally(d.kind for d in batch.dead).items():
             self.metrics.dead_letters.labels(kind).inc(n)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
-        return len(entries)
+        return len(batch.entry_ids)
 
 
 # --- bulk loading ---------------------------------------------------------------------------------------------
@@ -639,37 +612,32 @@ def copy_events(
     *,
     batch_size: int = 10_000,
     source: str = "bulk",
-    derive: bool = True,
+    catch_up: bool = True,
 ) -> LoadResult:
-    """Validate event dicts and store them with the COPY fast path, ``batch_size`` per transaction.
+    """Validate event dicts and store them with the COPY fast path, ``batch_size`` per transaction, validating
+    the next batch while the current one is stored (:func:`prefetched`).
 
-    Idempotent by ``event_id``; ``derive`` as in :func:`write_batch`.  Invalid events are written to
-    ``dead_letters`` with stream ``load:<source>`` and
-    their 0-based position as ``stream_id``.  Raises ``psycopg.Error`` on database errors (committed batches stay).
+    Idempotent by ``event_id``.  Invalid events are written to ``dead_letters`` with stream ``load:<source>``
+    and their 0-based position as ``stream_id``.  With ``catch_up`` the derived tables (players, matches, ...)
+    then fold in the new events (:func:`game_analytics.storage.derived.catch_up_now`), so a bulk load leaves
+    them current.  Raises ``psycopg.Error`` on database errors (committed batches stay).
     """
     result = LoadResult()
     stream = f"load:{source}"
     numbered = enumerate(events)
-
-    def valid(chunk: list[tuple[int, dict[str, Any]]], dead: list[DeadLetterRecord]) -> Iterator[AnyEvent]:
-        for index, data in chunk:
-            try:
-                yield validate_event(data)
-            except EventError as exc:
-                raw = _to_json_bytes(data)
-                dead.append(DeadLetterRecord(str(index), raw, exc.reason, exc.field, exc.kind))
-
+    batches = (prepare_dicts(chunk) for chunk in iter(lambda: list(islice(numbered, batch_size)), []))
     with psycopg.connect(libpq_dsn(dsn)) as conn:
         prepare_connection(conn)
         direct = True
-        while chunk := list(islice(numbered, batch_size)):
-            dead: list[DeadLetterRecord] = []
-            with conn.transaction():  # validation streams into the COPY: see write_batch
-                outcome = write_batch(conn, valid(chunk, dead), dead, stream, derive=derive, direct=direct)
+        for batch in prefetched(batches):
+            with conn.transaction():
+                outcome = write_batch(conn, batch, stream, direct=direct)
             direct = outcome.duplicates == 0  # after duplicates (a re-load), expect more: skip the attempt
             result.inserted += outcome.valid - outcome.duplicates
             result.duplicates += outcome.duplicates
-            result.dead_lettered += len(dead)
+            result.dead_lettered += len(batch.dead)
+        if catch_up:
+            derived.catch_up_now(conn)
     return result
 
 
@@ -736,7 +704,6 @@ def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentPar
     p.add_argument("--block-ms", type=int, default=1000)
     p.add_argument("--claim-idle-ms", type=int, default=30_000)
     p.add_argument("--dead-letter-stream", default=s.dead_letter_stream)
-    p.add_argument("--no-derive", action="store_true", help="do not maintain the players / matches tables")
     p.add_argument("--metrics-port", type=int, default=s.metrics_port, help="serve /metrics here (0: off)")
     p.add_argument("--migrate", action="store_true", help="run the database migrations before starting")
     p.add_argument("--log-level", default="INFO")
@@ -767,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = IngestConfig(
         redis_url=args.redis_url or "", dsn=args.dsn, stream=args.stream, group=args.group, consumer=args.consumer,
         batch_size=args.batch_size, block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms,
-        dead_letter_stream=args.dead_letter_stream, derive=not args.no_derive, sentinels=sentinels,
+        dead_letter_stream=args.dead_letter_stream, sentinels=sentinels,
         sentinel_master=args.sentinel_master, redis_password=settings.redis_password,
     )  # fmt: skip
     stop = threading.Event()

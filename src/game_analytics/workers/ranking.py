@@ -66,6 +66,7 @@ from game_analytics.api.rankingjob import (
 )
 from game_analytics.leaderboard import Entry, Leaderboard, build_entries, write_entries
 from game_analytics.settings import WorkerSettings
+from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
 
 __all__ = [
@@ -436,6 +437,7 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
     started = time.perf_counter()
     spec = job.spec
     with psycopg.connect(libpq_dsn(dsn)) as conn:
+        derived.catch_up_now(conn)  # matches are derived from events: fold in the ones stored since
         with conn.transaction():
             # One rating run per board at a time (the CronJob forbids concurrency; this also covers manual runs).
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ranking:{job.board}",))

@@ -50,6 +50,7 @@ from ..reports.history import FAILED, SUCCEEDED, finish_run, recent_runs, start_
 from ..reports.model import ReportPeriod, validate_filters
 from ..reports.render import write_report
 from ..settings import ENV_PREFIX, WorkerSettings
+from ..storage import derived
 from ..storage.engine import make_engine
 
 __all__ = ["ENV_SMTP_PASSWORD", "ENV_WEBHOOK_URL", "RunConfig", "RunResult", "cli_main", "main", "run_reports"]
@@ -143,6 +144,11 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
     pending: list[tuple[int, list[Path]]] = []
     run_ids: dict[str, int] = {}
     params = config.parameters()
+    connection = engine.raw_connection()  # matches and players are derived from events: fold in the new ones
+    try:
+        derived.catch_up_now(connection.driver_connection)
+    finally:
+        connection.close()
     for rtype in config.reports:
         run_id = start_run(engine, name=config.name, namespace=config.namespace, report_type=rtype.value,
                            parameters=params)  # fmt: skip

@@ -1,0 +1,137 @@
+"""Tables derived from ``events``, kept current by an incremental catch-up instead of on the ingest path.
+
+``events`` is the only table the ingest path writes (so that it runs near the speed of a raw ``COPY``).  Four
+tables are folded from it here, set-based and only over the events committed since the previous catch-up:
+
+    players          one row per participant: the ``player_id`` of every event and both sides of every match
+                     result (``*_player_id``, else the team name); ``region`` is the greatest non-null region
+                     seen (SQL ``max``), ``first_seen_at`` / ``last_seen_at`` the earliest / latest event time
+    matches          one row per ``match_result`` event (``match_id`` = ``event_id``), in storing order
+    player_activity  newest event time per (game, player)
+    player_balances  running wealth per (game, currency, player): purchase amounts and currency deltas
+
+Which events are new: those whose storing transaction was not visible in the snapshot recorded by the previous
+catch-up (``aggregate_state.snapshot``): ``xact_id >= pg_snapshot_xmin(S) AND NOT pg_visible_in_snapshot`` -- an
+index range scan on ``events.xact_id`` that, unlike a high-water mark on ``id`` or a timestamp, also finds rows
+that a long transaction committed after later ones.
+
+Readers catch up before they read (the exporter on every refresh, the ranking and report workers before a run),
+so what they see is exact for their snapshot and nobody waits for a background job.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+
+__all__ = ["STATE_NAME", "catch_up", "catch_up_now"]
+
+#: ``aggregate_state.name`` of the derived tables' snapshot.
+STATE_NAME = "players"
+
+_NEW_EVENTS = """e.xact_id >= pg_snapshot_xmin(%(previous)s::pg_snapshot)::text::bigint
+    AND NOT pg_visible_in_snapshot(e.xact_id::text::xid8, %(previous)s::pg_snapshot)"""
+
+_FLOW = "CASE event_type WHEN 'purchase' THEN (payload->>'amount')::numeric ELSE (payload->>'delta')::numeric END"
+
+# Upserts go in key order, so that concurrent writers lock rows in the same order (no deadlocks).
+_CATCH_UP = """
+WITH new AS MATERIALIZED (
+    SELECT e.id, e.event_id, e.game, e.player_id, e.region, e.occurred_at, e.event_type,
+           CASE WHEN e.event_type IN ('purchase', 'currency_change', 'match_result') THEN e.payload END AS payload
+    FROM events e WHERE {new}
+), sides AS (
+    SELECT id, event_id, game, region, occurred_at, payload,
+           coalesce(payload->>'home_player_id', payload->>'home_team') AS home_id,
+           coalesce(payload->>'away_player_id', payload->>'away_team') AS away_id
+    FROM new WHERE event_type = 'match_result'
+), participants AS (
+    SELECT player_id, region, occurred_at FROM new WHERE player_id IS NOT NULL
+    UNION ALL SELECT home_id, region, occurred_at FROM sides
+    UNION ALL SELECT away_id, region, occurred_at FROM sides
+), players_upsert AS (
+    INSERT INTO players AS p (player_id, region, first_seen_at, last_seen_at)
+    SELECT player_id, max(region), min(occurred_at), max(occurred_at) FROM participants
+    GROUP BY 1 ORDER BY 1
+    ON CONFLICT (player_id) DO UPDATE SET
+        first_seen_at = least(p.first_seen_at, excluded.first_seen_at),
+        last_seen_at = greatest(p.last_seen_at, excluded.last_seen_at),
+        region = coalesce(p.region, excluded.region)
+    WHERE excluded.first_seen_at < p.first_seen_at OR p.first_seen_at IS NULL
+       OR excluded.last_seen_at > p.last_seen_at OR p.last_seen_at IS NULL
+       OR (p.region IS NULL AND excluded.region IS NOT NULL)
+), matches_insert AS (
+    INSERT INTO matches (match_id, game, season, round, home_id, away_id, home_score, away_score, occurred_at)
+    SELECT event_id, game, payload->>'season', (payload->>'round')::int, home_id, away_id,
+           (payload->>'home_score')::int, (payload->>'away_score')::int, occurred_at
+    FROM sides ORDER BY id
+    ON CONFLICT (match_id) DO NOTHING
+), activity AS (
+    INSERT INTO player_activity AS a (game, player_id, last_at)
+    SELECT game, player_id, max(occurred_at) FROM new WHERE player_id IS NOT NULL
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (game, player_id) DO UPDATE SET last_at = greatest(a.last_at, excluded.last_at)
+), balances AS (
+    INSERT INTO player_balances AS b (game, currency, player_id, wealth, events)
+    SELECT game, coalesce(payload->>'currency', 'USD'), player_id, coalesce(sum({flow}), 0), count(*)
+    FROM new WHERE event_type IN ('purchase', 'currency_change') AND player_id IS NOT NULL
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (game, currency, player_id)
+    DO UPDATE SET wealth = b.wealth + excluded.wealth, events = b.events + excluded.events
+)
+SELECT count(*) FROM new
+"""
+
+
+def catch_up(conn: psycopg.Connection) -> int:
+    """Fold the ``events`` committed since the last catch-up into the derived tables (see the module docstring).
+
+    Runs in the caller's transaction, which must be REPEATABLE READ (the snapshot recorded is the transaction's
+    own, so the derived tables read later in it are exact for that snapshot); the caller commits.  Concurrent
+    catch-ups serialize on the ``aggregate_state`` row: under REPEATABLE READ the second fails with a
+    serialization error (SQLSTATE 40001, ``psycopg.errors.SerializationFailure``) and may be retried.  Wealth sums
+    are ``numeric`` (exact for the decimal amounts in the JSON payloads).
+
+    Returns:
+        The number of new events folded in (0 when up to date).
+    """
+    conn.execute("INSERT INTO aggregate_state (name) VALUES (%s) ON CONFLICT DO NOTHING", (STATE_NAME,))
+    previous = conn.execute(
+        "SELECT snapshot FROM aggregate_state WHERE name = %s FOR UPDATE", (STATE_NAME,)
+    ).fetchone()[0]
+    new = "TRUE" if previous is None else _NEW_EVENTS
+    count = conn.execute(_CATCH_UP.format(new=new, flow=_FLOW), {"previous": previous}).fetchone()[0]
+    conn.execute(
+        "UPDATE aggregate_state SET snapshot = pg_current_snapshot()::text, events = events + %s, updated_at = now() "
+        "WHERE name = %s",
+        (count, STATE_NAME),
+    )
+    return int(count)
+
+
+def catch_up_now(conn: psycopg.Connection, *, attempts: int = 5) -> int:
+    """Run :func:`catch_up` in a REPEATABLE READ transaction of its own on ``conn`` (not inside a transaction)
+    and commit; on a serialization failure (another catch-up committed meanwhile) retry on a new snapshot, up to
+    ``attempts`` times in all.
+
+    Returns:
+        The number of new events folded in.
+
+    Raises:
+        ValueError: ``conn`` is inside a transaction (commit or roll back first).
+        psycopg.errors.SerializationFailure: still conflicting after ``attempts`` tries.
+        psycopg.Error: any other database error.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise ValueError("catch_up_now needs a connection outside a transaction: commit or roll back first")
+    for attempt in range(1, attempts + 1):
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                return catch_up(conn)
+        except psycopg.errors.SerializationFailure:
+            if attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
