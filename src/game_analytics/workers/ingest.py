@@ -168,8 +168,12 @@ class Batch:
         return len(self.entry_ids) or len(self.rows) + len(self.dead)
 
 
-def prepare_entries(entries: Iterable[tuple[bytes | str, dict[bytes, bytes] | None]]) -> Batch:
-    """Validate stream entries ``(entry_id, fields)`` with :func:`~game_analytics.events.parse_event`.
+Fields = dict[bytes, bytes] | list[bytes]
+
+
+def prepare_entries(entries: Iterable[tuple[bytes | str, Fields | None]]) -> Batch:
+    """Validate stream entries ``(entry_id, fields)`` with :func:`~game_analytics.events.parse_event`; ``fields``
+    is a dict or, as in the raw ``XREADGROUP`` reply, a flat ``[name, value, ...]`` list.
 
     Entries without a ``data`` field, or whose data fails validation, become :class:`DeadLetterRecord` s with the
     reason and field.  Entries whose fields are None (deleted from the stream while pending) are only
@@ -180,7 +184,14 @@ def prepare_entries(entries: Iterable[tuple[bytes | str, dict[bytes, bytes] | No
         batch.entry_ids.append(entry_id)
         if fields is None:
             continue
-        raw = fields.get(DATA_FIELD)
+        if isinstance(fields, list):  # the publisher's single field comes first: no dict needed
+            if fields[:1] == [DATA_FIELD]:
+                raw = fields[1]
+            else:
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+                raw = fields.get(DATA_FIELD)
+        else:
+            raw = fields.get(DATA_FIELD)
         sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         if raw is None:
             names = ", ".join(sorted(k.decode(errors="replace") for k in fields))
@@ -459,6 +470,8 @@ class IngestWorker:
         self.config = config
         self.metrics = metrics or default_metrics()
         self.redis = config.redis_client()  # RESP2: the reply shapes parsed below
+        # Raw XREADGROUP replies: turning each entry's fields into a dict costs more than validating its header.
+        self.redis.set_response_callback("XREADGROUP", lambda reply, **_: reply)
         self.db = psycopg.connect(libpq_dsn(config.dsn))
         prepare_connection(self.db)
         self._ensure_group()
@@ -486,10 +499,11 @@ class IngestWorker:
 
     # reading (runs in the prefetch thread) ------------------------------------------------------------------
 
-    def _read(self, entry_id: str, block_ms: int | None) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+    def _read(self, entry_id: str, block_ms: int | None) -> list[tuple[bytes, list[bytes] | None]]:
+        """``XREADGROUP`` reply entries as ``(entry_id, [name, value, ...] or None)`` (see ``__init__``)."""
         reply = self.redis.xreadgroup(self.config.group, self.config.consumer, {self.config.stream: entry_id},
                                       count=self.config.batch_size, block=block_ms)  # fmt: skip
-        return list(reply[0][1]) if reply else []
+        return reply[0][1] if reply else []
 
     def batches(self, stop: threading.Event, *, until_idle: bool = False) -> Iterator[Batch]:
         """The reading side: validated batches of, in this order, this consumer's own pending entries (delivered
