@@ -59,16 +59,15 @@ _FIRST_YEAR, _END_YEAR = 1900, 2200  # accepted timestamps: [1900-01-01T00:00Z, 
 
 
 def _to_utc(value: datetime) -> datetime:
-    # Reject far-off years first: astimezone() would raise OverflowError near year 1 / 9999, crashing the caller.
-    if not _FIRST_YEAR - 1 <= value.year <= _END_YEAR:
-        raise ValueError(f"timestamp {value.isoformat()} outside [{_FIRST_YEAR}, {_END_YEAR})")
-    tz = value.tzinfo
-    if tz is None:
+    # Called once per event: kept to a few attribute reads on the common path (an offset-free "...Z" timestamp
+    # keeps its tzinfo object: it is UTC already, and replace() costs more than the rest of this function).
+    if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    elif tz is not UTC and value.utcoffset():
-        value = value.astimezone(UTC)
-    # A zero offset keeps its tzinfo object (pydantic's own UTC for "...Z" input): it is UTC already, and
-    # replace() costs more than the rest of this function.  In UTC the year alone decides the range.
+    elif value.utcoffset():
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:  # near year 1 / 9999
+            raise ValueError(f"timestamp {value.isoformat()} outside [{_FIRST_YEAR}, {_END_YEAR})") from None
     if not _FIRST_YEAR <= value.year < _END_YEAR:
         raise ValueError(f"timestamp {value.isoformat()} outside [{_FIRST_YEAR}, {_END_YEAR})")
     return value
