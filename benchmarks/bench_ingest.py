@@ -7,7 +7,8 @@ Prints events/s for
                         (idempotent: a batch meeting a stored event_id falls back to INSERT ... ON CONFLICT),
                         one transaction per batch
   * stream worker     - entries already in a Redis Stream -> XREADGROUP -> validation (ahead, in a thread) -> the
-                        same write path -> XACK
+                        same write path -> XACK; also two worker processes in one consumer group (two replicas
+                        of the ingest Deployment), which puts both cores to work on validation
 and each path's ratio to raw COPY (goal: >= 0.7 and >= 100k events/s), then the cost of the derived tables'
 catch-up (players, matches, per-player aggregates; run by their readers, not by ingest) over the same events.
 Figures only, no assertions.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import time
 import uuid
@@ -152,6 +154,38 @@ def stream_worker(dsn: str, redis_url: str, events: list[dict], batch_size: int)
     return published, elapsed
 
 
+def _consume(config: IngestConfig, ready, results) -> None:
+    """One replica (a forked process): connect, wait for the others, drain the stream, report (handled, end)."""
+    with IngestWorker(config, IngestMetrics(CollectorRegistry())) as worker:
+        ready.wait()
+        handled = worker.run(until_idle=True)
+    results.put((handled, time.monotonic()))
+
+
+def stream_replicas(dsn: str, redis_url: str, events: list[dict], batch_size: int, replicas: int) -> float:
+    """Publish ``events``, then time ``replicas`` worker processes (one consumer group) draining the stream, as
+    ingest Deployment replicas do; returns the seconds from their common start to the last one finishing."""
+    stream = f"bench-{uuid.uuid4().hex[:8]}"
+    publish_events(events, redis_url, stream=stream, chunk=batch_size)
+    context = multiprocessing.get_context("fork")
+    ready, results = context.Barrier(replicas + 1), context.Queue()
+    workers = [
+        context.Process(target=_consume, args=(IngestConfig(redis_url=redis_url, dsn=dsn, stream=stream,
+                                                            consumer=f"bench-{i}", batch_size=batch_size),
+                                               ready, results))
+        for i in range(replicas)
+    ]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    started = time.monotonic()
+    outcomes = [results.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join()
+    assert sum(handled for handled, _ in outcomes) == len(events), outcomes
+    return max(end for _, end in outcomes) - started
+
+
 RAW = "raw COPY into events (no validation)"
 CATCH_UP = "(derived tables catch-up, all events)"
 
@@ -194,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
             record(CATCH_UP, catch_up(dsn), load_average())
             published, seconds = stream_worker(fresh_db(), redis_url, events, args.batch_size)
             record("stream worker", seconds, load_average())
+            seconds = stream_replicas(fresh_db(), redis_url, events, args.batch_size, replicas=2)
+            record("stream worker, 2 replicas", seconds, load_average())
             record("(publish to stream, XADD)", published, load_average())
 
     raw = best[RAW][0]
