@@ -164,9 +164,6 @@ class Batch:
     dead: list[DeadLetterRecord] = field(default_factory=list)
     entry_ids: list[bytes] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.entry_ids) or len(self.rows) + len(self.dead)
-
 
 Fields = dict[bytes, bytes] | list[bytes]
 
@@ -297,11 +294,7 @@ def copy_rows(
     types: Sequence[str] = ROW_TYPES,
 ) -> None:  # fmt: skip
     """Binary ``COPY table (columns) FROM STDIN`` of tuples of ``types`` (default: :func:`event_row` tuples;
-    aware datetimes required).
-
-    ``rows`` may be lazy: psycopg sends the data in blocks of about 32 KiB as they fill, so the server stores
-    the first rows while later ones are still being produced (on two cores, validation and storage overlap).
-    """
+    aware datetimes required).  psycopg sends the data in blocks as they fill."""
     cur.adapters.register_dumper(None, JsonTextBinaryDumper)
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)
