@@ -6,12 +6,20 @@ for credentials), and ``make demo`` reads the same ConfigMap back from the API t
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
 ENV_PREFIX = "GAME_ANALYTICS_"
+
+
+def configure_logging(level: str | int = "INFO") -> None:
+    """Log to stderr at ``level`` (a name such as ``"info"``, any case, or a ``logging`` constant) in the format
+    every worker shares: time, level, logger, message."""
+    logging.basicConfig(level=level.upper() if isinstance(level, str) else level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
 
 
 class WorkerSettings(BaseModel):

@@ -69,7 +69,7 @@ from game_analytics.analytics.anomaly import ActivityAnomalyDetector
 from game_analytics.analytics.economy_sql import wealth_sql
 from game_analytics.api.alertrule import DETECTOR_CATEGORIES, Detector
 from game_analytics.monitoring import names
-from game_analytics.settings import WorkerSettings
+from game_analytics.settings import WorkerSettings, configure_logging
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers.exporter import parse_as_of, resolve_as_of
 
@@ -603,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = WorkerSettings.from_env()
     parser = build_parser(settings)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     if not args.dsn:
         parser.error("--dsn (or GAME_ANALYTICS_DSN) is required")
     if args.rules_dir:

@@ -68,7 +68,7 @@ from sqlalchemy.exc import OperationalError
 from game_analytics.analytics import activity, economy_sql
 from game_analytics.events import EVENT_TYPES
 from game_analytics.monitoring import names
-from game_analytics.settings import WorkerSettings
+from game_analytics.settings import WorkerSettings, configure_logging
 from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
 
@@ -606,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = WorkerSettings.from_env()
     parser = build_parser(settings)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     if not args.dsn:
         parser.error("--dsn (or GAME_ANALYTICS_DSN) is required")
     client = None

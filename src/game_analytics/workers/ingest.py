@@ -57,7 +57,7 @@ from redis.sentinel import Sentinel
 
 from game_analytics.events import AnyEvent, EventError, parse_event, validate_event
 from game_analytics.monitoring import names
-from game_analytics.settings import WorkerSettings
+from game_analytics.settings import WorkerSettings, configure_logging
 from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
 
@@ -727,9 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "give --redis-url or --sentinel (or GAME_ANALYTICS_REDIS_URL / GAME_ANALYTICS_REDIS_SENTINELS)"
         )
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     if args.migrate:
         from game_analytics.storage.engine import sqlalchemy_url
         from game_analytics.storage.migrate import upgrade

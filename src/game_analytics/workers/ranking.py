@@ -65,7 +65,7 @@ from game_analytics.api.rankingjob import (
     RankingJobSpec,
 )
 from game_analytics.leaderboard import Entry, Leaderboard, build_entries, write_entries
-from game_analytics.settings import WorkerSettings
+from game_analytics.settings import WorkerSettings, configure_logging
 from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
 
@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ranking job once; prints a JSON summary. Returns 0, or 1 (bad config), 2 (usage), 3 (storage)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     args = build_parser().parse_args(argv)
     try:
         job = load_job(args.config)

@@ -49,7 +49,7 @@ from ..reports.delivery import RetryPolicy, RunSummary, deliver_all
 from ..reports.history import FAILED, SUCCEEDED, finish_run, recent_runs, start_run
 from ..reports.model import ReportPeriod, validate_filters
 from ..reports.render import write_report
-from ..settings import ENV_PREFIX, WorkerSettings
+from ..settings import ENV_PREFIX, WorkerSettings, configure_logging
 from ..storage import derived
 from ..storage.engine import make_engine
 
@@ -216,11 +216,6 @@ def _console_progress() -> Progress:
                     console=Console(stderr=True), transient=False)  # fmt: skip
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)  # fmt: skip
-
-
 def load_report_document(path: Path) -> tuple[str, str, ScheduledReportSpec]:
     """Read a ``report.json`` document: ``(name, namespace, spec)``.
 
@@ -266,7 +261,7 @@ def _worker_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CronJob entry point (see the module docstring); returns the exit code."""
     args = _worker_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    configure_logging(args.log_level)
     try:
         name, namespace, spec = load_report_document(args.config)
         settings = WorkerSettings.from_env()
@@ -411,7 +406,7 @@ def _cli_history(args: argparse.Namespace) -> int:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``game-analytics report run|history ...`` (see the module docstring); returns the exit code."""
     args = _cli_parser().parse_args(argv)
-    _setup_logging(getattr(args, "log_level", "WARNING"))
+    configure_logging(getattr(args, "log_level", "WARNING"))
     try:
         return _cli_run(args) if args.command == "run" else _cli_history(args)
     except UsageError as exc:
