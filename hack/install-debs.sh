@@ -7,6 +7,10 @@
 #   prometheus               prometheus server and promtool
 #   prometheus-alertmanager  amtool, and the server as /usr/bin/prometheus-alertmanager (Debian name)
 #   etcd-server              etcd, the storage of the envtest control plane
+#   containerd, runc         the node tier's container runtime (CRI), started privately by devtools/node.py
+#   containernetworking-plugins  bridge, host-local, loopback, portmap CNI plugins in /usr/lib/cni
+#   iptables, nftables, conntrack  kube-proxy's rules (iptables is the nf_tables backend here)
+#   mmdebstrap, umoci        Debian root filesystems and OCI layouts: the node's images (hack/images)
 #   chromium                 only with --with-chromium or WITH_CHROMIUM=1 (headless screenshots)
 #
 # Idempotent: when every package is already installed (checked with dpkg-query) it prints so and exits at once.
@@ -22,8 +26,9 @@ set -euo pipefail
 
 log() { printf '[install-debs] %s\n' "$*"; }
 
-packages=(postgresql redis-server redis-sentinel prometheus prometheus-alertmanager etcd-server)
-services=(postgresql redis-server redis-sentinel prometheus prometheus-alertmanager etcd)
+packages=(postgresql redis-server redis-sentinel prometheus prometheus-alertmanager etcd-server
+  containerd runc containernetworking-plugins iptables nftables conntrack mmdebstrap umoci)
+services=(postgresql redis-server redis-sentinel prometheus prometheus-alertmanager etcd containerd)
 
 with_chromium="${WITH_CHROMIUM:-0}"
 for arg in "$@"; do

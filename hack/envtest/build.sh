@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Build (or locate) the real Kubernetes control-plane binaries used by the e2e tier:
-# kube-apiserver and kube-controller-manager from the k8s.io/kubernetes version pinned in
-# hack/envtest/go.mod, plus etcd from Debian's etcd-server package.
+# Build (or locate) the real Kubernetes binaries of the e2e tier from the k8s.io/kubernetes version pinned in
+# hack/envtest/go.mod, one `go build` per set:
 #
-# Output: $ENVTEST_BIN_DIR (default <repo>/.cache/bin) holds kube-apiserver,
-# kube-controller-manager, etcd (a symlink) and .envtest-stamp. The Go toolchain's caches live in
+#   build.sh [control-plane]   kube-apiserver, kube-controller-manager (plus etcd from Debian's etcd-server)
+#   build.sh node              kubelet, kube-proxy, kube-scheduler (the node tier: devtools/node.py)
+#
+# Output: $ENVTEST_BIN_DIR (default <repo>/.cache/bin) holds the set's binaries and its stamp file
+# (.envtest-stamp for the control plane, .node-stamp for the node). The Go toolchain's caches live in
 # $ENVTEST_SHARED_CACHE (default ~/.cache/game-analytics/envtest), shared by every clone on the machine, so that
 # CI's fresh clone reuses a build made by an earlier clone (binaries are copied from there when the stamp matches).
 #
 # Idempotent: binaries are reused when present and the stamp (Kubernetes version, Go version,
-# go.sum digest) matches. If KUBEBUILDER_ASSETS names a directory holding kube-apiserver and
-# kube-controller-manager, nothing is built and that directory is reported instead.
+# go.sum digest) matches. If KUBEBUILDER_ASSETS names a directory holding the set's binaries, nothing is built
+# and that directory is reported instead.
 #
 # Last line of stdout on success: the directory holding the binaries.
 set -euo pipefail
@@ -18,7 +20,12 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin_dir="${ENVTEST_BIN_DIR:-$root/.cache/bin}"
-binaries=(kube-apiserver kube-controller-manager)
+set_name="${1:-control-plane}"
+case "$set_name" in
+  control-plane) binaries=(kube-apiserver kube-controller-manager); stamp_name=.envtest-stamp ;;
+  node) binaries=(kubelet kube-proxy kube-scheduler); stamp_name=.node-stamp ;;
+  *) echo "[envtest] unknown set: $set_name (control-plane or node)" >&2; exit 2 ;;
+esac
 start=$SECONDS
 
 log() { echo "[envtest] $*" >&2; }
@@ -43,14 +50,18 @@ ensure_etcd() {
 
 # 1. Pre-built assets (controller-runtime's envtest layout, or anything else).
 if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
-  if [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/kube-controller-manager" ]]; then
+  assets_complete=1
+  for b in "${binaries[@]}"; do [[ -x "$KUBEBUILDER_ASSETS/$b" ]] || assets_complete=0; done
+  if [[ $assets_complete -eq 1 ]]; then
     log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS (nothing built)"
-    [[ -x "$KUBEBUILDER_ASSETS/etcd" ]] || log "note: no etcd in KUBEBUILDER_ASSETS; the harness falls back to PATH"
+    if [[ "$set_name" == control-plane && ! -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+      log "note: no etcd in KUBEBUILDER_ASSETS; the harness falls back to PATH"
+    fi
     elapsed
     echo "$KUBEBUILDER_ASSETS"
     exit 0
   fi
-  log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks kube-apiserver/kube-controller-manager; building instead"
+  log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks one of ${binaries[*]}; building instead"
 fi
 
 command -v go >/dev/null 2>&1 || { log "error: the Go toolchain (go) is not on PATH"; exit 1; }
@@ -61,12 +72,12 @@ go_version="$(go env GOVERSION)"
 stamp="kubernetes=$k8s_version go=$go_version goos=$(go env GOOS)/$(go env GOARCH) gosum=$(sha256sum "$here/go.sum" | cut -c1-16)"
 
 mkdir -p "$bin_dir"
-ensure_etcd "$bin_dir"
+if [[ "$set_name" == control-plane ]]; then ensure_etcd "$bin_dir"; fi
 
 # 2. Cached binaries.
 all_present=1
 for b in "${binaries[@]}"; do [[ -x "$bin_dir/$b" ]] || all_present=0; done
-if [[ $all_present -eq 1 && -f "$bin_dir/.envtest-stamp" && "$(cat "$bin_dir/.envtest-stamp")" == "$stamp" ]]; then
+if [[ $all_present -eq 1 && -f "$bin_dir/$stamp_name" && "$(cat "$bin_dir/$stamp_name")" == "$stamp" ]]; then
   log "up to date: $stamp"
   elapsed
   echo "$bin_dir"
@@ -75,9 +86,9 @@ fi
 
 # 3. A build made by another clone on this machine (e.g. CI's fresh clone reuses the developer's).
 shared="${ENVTEST_SHARED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/game-analytics/envtest}"
-if [[ -f "$shared/bin/.envtest-stamp" && "$(cat "$shared/bin/.envtest-stamp")" == "$stamp" ]]; then
+if [[ -f "$shared/bin/$stamp_name" && "$(cat "$shared/bin/$stamp_name")" == "$stamp" ]]; then
   for b in "${binaries[@]}"; do cp -f "$shared/bin/$b" "$bin_dir/$b"; done
-  echo "$stamp" > "$bin_dir/.envtest-stamp"
+  echo "$stamp" > "$bin_dir/$stamp_name"
   log "copied from the machine's shared cache $shared/bin: $stamp"
   elapsed
   echo "$bin_dir"
@@ -103,7 +114,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$build_date"
 done
 
-log "building ${binaries[*]} from k8s.io/kubernetes $k8s_version with $go_version (this takes 10-25 min cold on 2 cores)"
+log "building ${binaries[*]} from k8s.io/kubernetes $k8s_version with $go_version (control plane: ~11 min cold on 2 cores; node: ~1-3 min once the control plane is built)"
 tmp="$(mktemp -d "$bin_dir/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 pkgs=()
@@ -119,9 +130,9 @@ for b in "${binaries[@]}"; do
   mv -f "$tmp/$b" "$bin_dir/$b"
   log "$b: $(du -h "$bin_dir/$b" | cut -f1) $("$bin_dir/$b" --version 2>&1 | head -n1)"
 done
-echo "$stamp" > "$bin_dir/.envtest-stamp"
+echo "$stamp" > "$bin_dir/$stamp_name"
 mkdir -p "$shared/bin"
 for b in "${binaries[@]}"; do cp -f "$bin_dir/$b" "$shared/bin/$b"; done
-echo "$stamp" > "$shared/bin/.envtest-stamp"
+echo "$stamp" > "$shared/bin/$stamp_name"
 elapsed
 echo "$bin_dir"
