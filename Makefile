@@ -35,7 +35,7 @@ envtest: debs ## build kube-apiserver + kube-controller-manager from Go modules 
 	bash hack/envtest/build.sh
 
 crds: venv ## regenerate crds/ and the chart's CRDs from the pydantic models
-	$(PY) -m game_analytics.cli crds --output crds --chart charts/game-analytics
+	$(PY) -m game_analytics.api.crdgen --output crds --chart charts/game-analytics
 
 dashboards: venv ## regenerate grafana_dashboards/ from monitoring/dashboards.py
 	$(PY) -m game_analytics.monitoring.dashboards --output grafana_dashboards

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from game_analytics.api import KINDS, KINDS_BY_NAME
-from game_analytics.crdgen import render_all, structural
+from game_analytics.api.crdgen import render_all, structural
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,20 +9,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from . import __version__
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from .crdgen import write_all
+    from .api.crdgen import main
 
-    paths = write_all(Path(args.output))
-    if args.chart:
-        paths += write_all(Path(args.chart) / "crds")
-    for p in paths:
-        print(p)
-    return 0
+    return main(["--output", args.output, *(["--chart", args.chart] if args.chart else [])])
 
 
 def _delegate(target: str) -> Callable[[argparse.Namespace], int]:
@@ -42,7 +36,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "rate": ("game_analytics.workers.ranking:rate_main", "rate a match CSV and print the leaderboard"),
     "report": ("game_analytics.workers.report:cli_main", "run a report once: report run --type ... --format ..."),
     "audit": ("game_analytics.audit:main", "audit trail tools: audit verify"),
-    "mongo": ("game_analytics.topology.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
+    "mongo": ("game_analytics.workers.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
     "demo": ("game_analytics.demo:main", "run the whole stack on real data on this machine"),
 }
 

@@ -24,7 +24,7 @@ from kopf.testing import KopfRunner
 from kubernetes import config as kube_config
 
 import game_analytics.controller.handlers as handlers_module
-from game_analytics.controller import conditions
+from game_analytics.controller.common import conditions
 from game_analytics.controller.k8s import Cluster
 
 from .kmock_support import EmulatorThread, kubeconfig, selector_matches

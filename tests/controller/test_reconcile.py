@@ -8,7 +8,7 @@ import yaml
 
 from game_analytics.api import KINDS_BY_NAME
 from game_analytics.config import Images
-from game_analytics.controller import conditions
+from game_analytics.controller.common import conditions
 from game_analytics.controller.k8s import drifted
 from game_analytics.controller.reconcile import TransientError, reconcile
 
@@ -205,7 +205,7 @@ def test_mongo_cluster_bootstrap_progress_follows_its_job():
 
 
 def _healthy_view(master: str, replicas: list[str]):
-    from game_analytics.topology.sentinel import ReplicaState, SentinelReport, SentinelView
+    from game_analytics.controller.redisfailover.sentinel import ReplicaState, SentinelReport, SentinelView
 
     reports = tuple(SentinelReport(f"s{i}:26379", master=master, master_flags=("master",), known_sentinels=3,
                                    quorum=2, ckquorum_ok=True, ckquorum="OK 3 usable Sentinels",
@@ -215,13 +215,13 @@ def _healthy_view(master: str, replicas: list[str]):
 
 
 def test_redis_rolling_restart_replicas_first_then_failover(monkeypatch):
-    from game_analytics.controller import planners
+    from game_analytics.controller.redisfailover import sentinel
 
     host = "leaderboards-redis-{}.leaderboards-redis-headless.games.svc:6379"
-    monkeypatch.setattr(planners.sentinel, "probe",
+    monkeypatch.setattr(sentinel, "probe",
                         lambda *a, **k: _healthy_view(host.format(0), [host.format(1), host.format(2)]))
     failovers = []
-    monkeypatch.setattr(planners.sentinel, "failover", lambda *a, **k: failovers.append(a))
+    monkeypatch.setattr(sentinel, "failover", lambda *a, **k: failovers.append(a))
     cluster, failover = FakeCluster(), body("redisfailover.yaml")
     run("RedisFailover", failover, cluster)  # creates the StatefulSet
     sts_path = next(p for p in cluster.objects if p.endswith("/statefulsets/leaderboards-redis"))
@@ -244,11 +244,11 @@ def test_redis_rolling_restart_replicas_first_then_failover(monkeypatch):
 
 
 def test_no_restart_while_unhealthy(monkeypatch):
-    from game_analytics.controller import planners
+    from game_analytics.controller.redisfailover import sentinel
 
     host = "leaderboards-redis-{}.leaderboards-redis-headless.games.svc:6379"
     view = _healthy_view(host.format(0), [host.format(1)])  # one replica short of spec.redis.replicas - 1
-    monkeypatch.setattr(planners.sentinel, "probe", lambda *a, **k: view)
+    monkeypatch.setattr(sentinel, "probe", lambda *a, **k: view)
     cluster, failover = FakeCluster(), body("redisfailover.yaml")
     run("RedisFailover", failover, cluster)
     sts_path = next(p for p in cluster.objects if p.endswith("/statefulsets/leaderboards-redis"))

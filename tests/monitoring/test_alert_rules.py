@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from game_analytics.api.alertrule import DETECTOR_CATEGORIES, AlertRuleSpec, Category
+from game_analytics.controller.alertrule import render as alertrule
+from game_analytics.controller.common.render import Owner
 from game_analytics.monitoring import names, promql
-from game_analytics.objects import alertrule
-from game_analytics.objects.common import Owner
 
 from .tools import REPO, run
 

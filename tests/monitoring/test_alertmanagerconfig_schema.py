@@ -16,8 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from game_analytics.api.alertrule import AlertRuleSpec
-from game_analytics.objects import alertrule
-from game_analytics.objects.common import Owner
+from game_analytics.controller.alertrule import render as alertrule
+from game_analytics.controller.common.render import Owner
 
 from .test_alertmanager import CHANNELS, EXAMPLES
 

@@ -37,6 +37,9 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
+from game_analytics.testing.alert_path import cdnow_subset, example_rule
+from game_analytics.testing.operator_process import free_port
+from game_analytics.testing.processes import REPO_ROOT as REPO
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
@@ -46,15 +49,12 @@ from game_analytics.api import KINDS_BY_NAME
 from game_analytics.api.rankingjob import RankingJobSpec
 from game_analytics.config import Images
 from game_analytics.controller import metrics as operator_metrics
+from game_analytics.controller.alertrule import render as alertrule
 from game_analytics.controller.reconcile import reconcile
 from game_analytics.data.datasets import load_bundesliga
 from game_analytics.data.events import match_events
 from game_analytics.monitoring import dashboards, names, promql
-from game_analytics.objects import alertrule
 from game_analytics.storage.engine import make_engine
-from game_analytics.testing.alert_path import cdnow_subset, example_rule
-from game_analytics.testing.operator_process import free_port
-from game_analytics.testing.processes import REPO_ROOT as REPO
 from game_analytics.workers import ranking
 from game_analytics.workers.detection import DetectionWorker, load_rules_dir
 from game_analytics.workers.ingest import copy_events, publish_events

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from game_analytics.api.scheduledreport import ScheduledReportSpec
-from game_analytics.objects.common import Owner
-from game_analytics.objects.scheduledreport import report_document
+from game_analytics.controller.common.render import Owner
+from game_analytics.controller.scheduledreport.render import report_document
 from game_analytics.storage.engine import make_engine, session_scope
 from game_analytics.storage.models import ReportRun
 from game_analytics.workers import report as worker

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from game_analytics.testing.postgres import free_port
+from game_analytics.testing.redis import RedisSentinelSet, start_sentinel_set
 from redis.sentinel import Sentinel
 
 from game_analytics.api.redisfailover import RedisFailoverSpec
-from game_analytics.testing.postgres import free_port
-from game_analytics.testing.redis import RedisSentinelSet, start_sentinel_set
-from game_analytics.topology import sentinel as topo
+from game_analytics.controller.redisfailover import sentinel as topo
 
 SPEC = RedisFailoverSpec.model_validate({"redis": {"replicas": 2}, "sentinel": {"replicas": 3, "quorum": 2}})
 

@@ -14,9 +14,9 @@ import redis
 
 from game_analytics.analytics.ratings.elo import EloConfig, rate_elo
 from game_analytics.api.rankingjob import RankingJobSpec
+from game_analytics.controller.common.render import Owner
+from game_analytics.controller.rankingjob.render import ranking_document
 from game_analytics.leaderboard import Leaderboard, rating_history, read_entries
-from game_analytics.objects.common import Owner
-from game_analytics.objects.rankingjob import ranking_document
 from game_analytics.storage.engine import libpq_dsn
 from game_analytics.workers import load, ranking
 

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..api import GROUP, KINDS, VERSION
-from ..objects.common import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
+from .common.render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
 
 FIELD_MANAGER = "game-analytics-operator"
 #: API groups a cluster may not serve; children of these kinds are skipped (and reported) when it does not.
@@ -196,9 +196,8 @@ class Cluster:
 
 
 def new_api_client() -> client.ApiClient:
-    """An API client from the in-cluster service account, or else from the kubeconfig (``$KUBECONFIG``)."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+    """An API client from the in-cluster service account, or else from the kubeconfig (``$KUBECONFIG``): the
+    workers' loader (:func:`game_analytics.workers.runtime.kube_api_client`)."""
+    from ..workers.runtime import kube_api_client
+
+    return kube_api_client()

@@ -16,10 +16,13 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api import KindInfo
 from ..config import Images
-from ..objects.common import Owner
-from . import conditions, metrics
+from ..validation import SpecError
+from . import metrics
+from .common import conditions
+from .common.plan import DependencyError, parse
+from .common.render import Owner
 from .k8s import ApplyResult, Cluster, drifted
-from .planners import PLANNERS, DependencyError, SpecError, parse
+from .kinds import PLANNERS
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
                 metrics.RECONCILE_ERRORS.labels(info.kind, "ActionFailed").inc()
                 raise TransientError(f"{plan.action.description} failed: {exc}", delay=30.0) from exc
             applied.applied.append(plan.action.description)
-        extra = plan.status
+        extra = plan.status_fields()
         kind_conditions = plan.conditions
         missing = sorted(plan.required_apis & set(applied.unavailable))
         if missing:
@@ -113,7 +116,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
     status = {
         "observedGeneration": generation,
         "conditions": conditions.merge(live_status.get("conditions"), [ready, *kind_conditions]),
-        **{k: v for k, v in extra.items() if v is not None},
+        **extra,
     }
     return Outcome(status, events, applied)
 

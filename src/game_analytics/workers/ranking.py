@@ -2,7 +2,7 @@
 
 One run (``game-analytics worker ranking --config ranking.json``):
 
-1. Parse the RankingJob document (:func:`game_analytics.objects.rankingjob.ranking_document`) with
+1. Parse the RankingJob document (:func:`game_analytics.controller.rankingjob.render.ranking_document`) with
    :class:`~game_analytics.api.rankingjob.RankingJobSpec`.
 2. Read the job's match results from PostgreSQL: rows of ``matches`` (filled by the ingest worker from
    ``match_result`` events) whose source event has ``spec.source.eventType`` and whose game is
@@ -63,6 +63,7 @@ from game_analytics.api.rankingjob import (
     League,
     OpenSkillParams,
     RankingJobSpec,
+    RankingJobStatus,
 )
 from game_analytics.leaderboard import Entry, Leaderboard, build_entries, write_entries
 from game_analytics.settings import WorkerSettings, configure_logging
@@ -466,6 +467,19 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
     )  # fmt: skip
 
 
+def write_status(path: Path, summary: RunSummary) -> None:
+    """Write the RankingJob status fields this run determined as JSON (``{"season": 3, "playersRated": 18}``).
+
+    In the CronJob ``path`` is the container's termination-message file (well under the kubelet's 4 KiB limit),
+    which the operator reads back into the RankingJob's status (:mod:`game_analytics.controller.rankingjob.plan`).
+
+    Raises:
+        OSError: ``path`` cannot be written.
+    """
+    status = RankingJobStatus(season=summary.season, players_rated=summary.players)
+    path.write_text(json.dumps(status.model_dump(by_alias=True, mode="json", include={"season", "players_rated"})))
+
+
 def _parse_time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -487,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset-at", type=_parse_time, help="start time of the new season (default: now)")
     p.add_argument(
         "--as-of", type=_parse_time, help="reference time of inactivity decay (default: newest match)"
+    )
+    p.add_argument(
+        "--status-file", type=Path,
+        help="also write the run's RankingJob status fields (season, playersRated) as JSON to this file",
     )
     return p
 
@@ -531,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if client is not None:
             client.close()
     print(json.dumps(summary.__dict__, indent=2, default=str))
+    if args.status_file:
+        write_status(args.status_file, summary)
     return 0
 
 

@@ -4,7 +4,7 @@ Two entry points:
 
 * :func:`main` is the CronJob's container command (``game-analytics worker report --config
   /etc/game-analytics/report.json``).  It reads the report document rendered by the operator
-  (:func:`game_analytics.objects.scheduledreport.report_document`: the ScheduledReport spec in camelCase plus
+  (:func:`game_analytics.controller.scheduledreport.render.report_document`: the ScheduledReport spec in camelCase plus
   ``name`` and ``namespace``), builds every report type of the spec over ``timeRange.lookback`` ending now, writes
   the formats into ``--output-dir``, delivers them, records each report type in ``report_runs`` and exits non-zero
   when any report or any delivery failed, so that the Job fails and Kubernetes' CronJob history shows it.

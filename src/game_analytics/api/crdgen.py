@@ -1,0 +1,180 @@
+"""Generate CustomResourceDefinitions from the pydantic models in :mod:`game_analytics.api`.
+
+Pydantic emits JSON Schema (draft 2020-12); Kubernetes wants a *structural* OpenAPI v3.0 schema: no ``$ref``, no
+``anyOf`` for optional fields, boolean ``exclusiveMinimum``, and ``x-kubernetes-*`` extensions for CEL rules and
+list semantics. :func:`structural` does that translation; :func:`crd` wraps a kind's schemas into a CRD manifest.
+Run ``make crds`` (``game-analytics crds``) to rewrite ``crds/``; a test fails when the checked-in files are stale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import CATEGORY, GROUP, KINDS, VERSION, KindInfo
+
+#: JSON-Schema keywords kept as they are (everything else is translated or dropped).
+_KEPT = {
+    "type", "description", "default", "enum", "format", "pattern", "minimum", "maximum", "minLength", "maxLength",
+    "minItems", "maxItems", "minProperties", "maxProperties", "required", "nullable",
+}
+#: Longest metadata.name allowed, so that derived child names (name + "-sentinel-headless" ...) fit 63 characters.
+MAX_NAME_LENGTH = 40
+
+
+def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Translate one pydantic JSON schema node into a structural OpenAPI v3 schema node.
+
+    Args:
+        schema: a node of ``Model.model_json_schema(by_alias=True)``.
+        defs: that schema's ``$defs`` (taken from ``schema`` itself at the top level).
+
+    Returns:
+        A new dict; the input is not modified.
+
+    Raises:
+        ValueError: on a construct with no structural equivalent (a union of two real types).
+    """
+    defs = schema.get("$defs", {}) if defs is None else defs
+    node = dict(schema)
+    if "$ref" in node:  # inline the referenced definition; the referring field's own keys win
+        target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
+        node = {**target, **node}
+    if "anyOf" in node:  # Optional[X] is "X or null": a field that may be left out
+        options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"no structural equivalent for a union of {options}")
+        option = options[0]
+        if "$ref" in option:
+            option = {**defs[option["$ref"].rsplit("/", 1)[-1]]}
+        node = {**option, **node}
+    if node.get("default", 0) is None:
+        del node["default"]
+
+    out: dict[str, Any] = {k: v for k, v in node.items() if k in _KEPT}
+    for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if bound in node:
+            out[inclusive] = node[bound]
+            out[bound] = True
+    out.update({k: v for k, v in node.items() if k.startswith("x-kubernetes-")})
+    if "properties" in node:
+        out["type"] = "object"
+        out["properties"] = {name: structural(sub, defs) for name, sub in node["properties"].items()}
+    if isinstance(node.get("additionalProperties"), dict):
+        out["additionalProperties"] = structural(node["additionalProperties"], defs)
+    if "items" in node:
+        out["items"] = structural(node["items"], defs)
+    return out
+
+
+def crd(info: KindInfo) -> dict[str, Any]:
+    """The CustomResourceDefinition manifest for one kind, as a plain dict."""
+    spec_schema = structural(info.spec.model_json_schema(by_alias=True, mode="validation"))
+    status_schema = structural(info.status.model_json_schema(by_alias=True, mode="serialization"))
+    status_schema.pop("required", None)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": info.crd_name,
+            "labels": {"app.kubernetes.io/part-of": "game-analytics"},
+        },
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": info.kind,
+                "listKind": f"{info.kind}List",
+                "plural": info.plural,
+                "singular": info.singular,
+                "shortNames": list(info.short_names),
+                "categories": [CATEGORY],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {
+                            "name": c.name,
+                            "type": c.type,
+                            "jsonPath": c.json_path,
+                            **({"description": c.description} if c.description else {}),
+                            **({"priority": c.priority} if c.priority else {}),
+                        }
+                        for c in info.printer_columns()
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": info.description,
+                            "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+                                    "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters, "
+                                    "so that the names of generated objects stay valid",
+                                }
+                            ],
+                            "properties": {
+                                "apiVersion": {"type": "string", "description": "API version of this object."},
+                                "kind": {"type": "string", "description": "Kind of this object."},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_all() -> dict[str, str]:
+    """File name -> YAML text of every CRD, as stored in ``crds/``."""
+    header = "# Generated by `make crds` from src/game_analytics/api. Do not edit.\n"
+    return {
+        f"{info.crd_name}.yaml": header + yaml.safe_dump(crd(info), sort_keys=False, width=120)
+        for info in KINDS
+    }
+
+
+def write_all(directory: Path) -> list[Path]:
+    """Write every CRD into ``directory`` (created if needed) and remove stale generated files there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rendered = render_all()
+    for stale in directory.glob(f"*.{GROUP}.yaml"):
+        if stale.name not in rendered:
+            stale.unlink()
+    paths = []
+    for name, text in rendered.items():
+        path = directory / name
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m game_analytics.api.crdgen --output crds [--chart charts/game-analytics]``: write the CRDs
+    (and the chart's copy under ``<chart>/crds``), print the paths written; returns 0."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m game_analytics.api.crdgen", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="crds", help="directory of the generated CRDs (default: crds)")
+    parser.add_argument("--chart", help="also write <chart>/crds")
+    args = parser.parse_args(argv)
+    paths = write_all(Path(args.output))
+    if args.chart:
+        paths += write_all(Path(args.chart) / "crds")
+    for p in paths:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""AlertRule: child names (:mod:`.names`), pure rendering (:mod:`.render`), planning (:mod:`.plan`)."""

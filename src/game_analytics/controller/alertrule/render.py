@@ -1,0 +1,133 @@
+"""AlertRule -> PrometheusRule, AlertmanagerConfig and the detection worker's rule ConfigMap."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...api.alertrule import AlertRuleSpec, Channel
+from ...monitoring import promql
+from ..common.render import Manifest, Owner, config_map, manifest, metadata
+from .names import (
+    DETECTOR_CONFIG_KEY,
+    LABEL_DATA_SOURCE,
+    LABEL_DETECTOR_CONFIG,
+    alert_name,
+    detector_config_name,
+    rule_object_name,
+)
+
+__all__ = ["DETECTOR_CONFIG_KEY", "LABEL_DATA_SOURCE", "LABEL_DETECTOR_CONFIG", "alert_name", "alertmanager_config",
+           "detector_config", "prometheus_rule", "receiver", "render"]
+
+
+def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str) -> Manifest:
+    """The ``monitoring.coreos.com/v1`` PrometheusRule holding this rule's one alert (none while suspended)."""
+    rule = promql.rule_id(owner.namespace, owner.name)
+    alert = {
+        "alert": alert_name(owner.name),
+        "expr": expr,
+        "for": spec.for_,
+        "labels": {
+            **spec.labels,
+            "severity": spec.severity.value,
+            "team": spec.team,
+            "category": spec.category.value,
+            "rule": rule,
+        },
+        "annotations": {
+            "summary": f"{spec.category.value.capitalize()} alert {owner.name} ({spec.detector.kind()})",
+            "description": f"AlertRule {rule} ({spec.detector.kind()}) fired with value {{{{ $value }}}}"
+                           f"{{{{ with $labels.game }}}} in game {{{{ . }}}}{{{{ end }}}}.",
+            **spec.annotations,
+            "runbook_url": spec.runbook_url,
+        },
+    }
+    group = {"name": f"gameanalytics.io/{rule}", "rules": [] if spec.suspend else [alert]}
+    return manifest("monitoring.coreos.com/v1", "PrometheusRule", metadata(owner, rule_object_name(owner.name), "alert-rule"),
+                    spec={"groups": [group]})
+
+
+def _secret(ref: Any) -> dict[str, str]:
+    return {"name": ref.name, "key": ref.key}
+
+
+def receiver(channel: Channel) -> dict[str, Any]:
+    """One AlertmanagerConfig receiver for a channel; secrets stay in Secrets and are referenced by key."""
+    kind = channel.type()
+    if kind == "slack":
+        cfg = {"slackConfigs": [{"apiURL": _secret(channel.slack.api_url_secret_ref), "channel": channel.slack.channel,
+                                 "sendResolved": True}]}
+    elif kind == "discord":
+        cfg = {"discordConfigs": [{"apiURL": _secret(channel.discord.webhook_url_secret_ref), "sendResolved": True}]}
+    elif kind == "pagerduty":
+        cfg = {"pagerdutyConfigs": [{"routingKey": _secret(channel.pagerduty.routing_key_secret_ref),
+                                     "sendResolved": True}]}
+    elif kind == "email":
+        e = channel.email
+        email: dict[str, Any] = {"to": e.to, "from": e.from_, "smarthost": e.smarthost, "requireTLS": e.require_tls,
+                                 "sendResolved": True}
+        if e.auth_username:
+            email["authUsername"] = e.auth_username
+        if e.auth_password_secret_ref:
+            email["authPassword"] = _secret(e.auth_password_secret_ref)
+        cfg = {"emailConfigs": [email]}
+    else:
+        cfg = {"webhookConfigs": [{"urlSecret": _secret(channel.webhook.url_secret_ref), "sendResolved": True}]}
+    return {"name": channel.name, **cfg}
+
+
+def alertmanager_config(owner: Owner, spec: AlertRuleSpec) -> Manifest | None:
+    """The ``monitoring.coreos.com/v1alpha1`` AlertmanagerConfig routing this rule's alerts to its channels.
+
+    Every channel gets the alert (one child route each, ``continue: true``). A warning is inhibited while a
+    critical alert of the same rule fires. Returns None when the rule has no channels (the cluster's default
+    route then applies).
+    """
+    if not spec.channels:
+        return None
+    rule = promql.rule_id(owner.namespace, owner.name)
+    match_rule = {"name": "rule", "value": rule, "matchType": "="}
+    route = {
+        "receiver": spec.channels[0].name,
+        "groupBy": ["alertname", "rule", "game"],
+        "groupWait": "10s",
+        "groupInterval": "1m",
+        "repeatInterval": "4h",
+        "matchers": [match_rule],
+        "routes": [{"receiver": ch.name, "matchers": [match_rule], "continue": True} for ch in spec.channels],
+    }
+    inhibit = {
+        "sourceMatch": [{"name": "severity", "value": "critical", "matchType": "="}, match_rule],
+        "targetMatch": [{"name": "severity", "value": "warning", "matchType": "="}, match_rule],
+        "equal": ["alertname"],
+    }
+    return manifest("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig", metadata(owner, rule_object_name(owner.name), "alert-rule"),
+                    spec={"route": route, "receivers": [receiver(c) for c in spec.channels], "inhibitRules": [inhibit]})
+
+
+def detector_config(owner: Owner, spec: AlertRuleSpec) -> Manifest:
+    """The ConfigMap the detection worker reads: which detector to run, its parameters, and the rule's labels."""
+    document = {
+        "rule": promql.rule_id(owner.namespace, owner.name),
+        "category": spec.category.value,
+        "severity": spec.severity.value,
+        "detector": spec.detector.kind(),
+        "params": spec.detector.params().to_api(),
+        "suspended": spec.suspend,
+    }
+    return config_map(owner, detector_config_name(owner.name), "detector-config",
+                      {DETECTOR_CONFIG_KEY: json.dumps(document, sort_keys=True, indent=2)},
+                      **{LABEL_DETECTOR_CONFIG: "true", LABEL_DATA_SOURCE: spec.data_source_ref.name})
+
+
+def render(owner: Owner, spec: AlertRuleSpec) -> list[Manifest]:
+    """All children of an AlertRule.
+
+    Raises:
+        promql.InvalidPromQL: if a raw ``promql`` detector does not parse; nothing should be created then.
+    """
+    expr = promql.render(spec.detector, promql.rule_id(owner.namespace, owner.name))
+    children = [prometheus_rule(owner, spec, expr), detector_config(owner, spec)]
+    amc = alertmanager_config(owner, spec)
+    return children + ([amc] if amc else [])

@@ -1,0 +1,138 @@
+"""The planning contract every kind's ``plan.py`` fulfils, and the look-ups several kinds share.
+
+A planner parses nothing itself (:func:`parse` does), checks the spec, looks up what it references, renders the
+desired children with its kind's pure ``render.py`` and reports what it observed as the kind's ``*Status`` model
+(:mod:`game_analytics.api`). It may read the cluster but never writes; disruptive steps are returned as an
+:class:`Action` that the reconcile runs after the apply.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ... import validation
+from ...api import API_VERSION, KindInfo
+from ...api.common import BaseStatus
+from ...api.gamedatasource import GameDataSourceSpec
+from ..k8s import Cluster
+from .render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest, Owner
+
+MONITORING_V1 = "monitoring.coreos.com/v1"
+MONITORING_V1ALPHA1 = "monitoring.coreos.com/v1alpha1"
+
+
+class DependencyError(Exception):
+    """A referenced object is missing or not usable yet. ``reason`` is a CamelCase condition reason."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Plan:
+    """What one reconcile of one object should achieve."""
+
+    children: list[Manifest]
+    child_types: list[tuple[str, str]]
+    required_apis: set[str] = field(default_factory=set)
+    #: the kind's ``*Status`` model with what the planner observed; ``conditions`` and ``observedGeneration``
+    #: are left to the reconcile (it merges the conditions below with Ready)
+    status: BaseStatus | None = None
+    #: kind-specific conditions besides Ready (e.g. the Sentinels' view of a RedisFailover)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+    #: labels to keep on existing pods: {pod name: {label: value}} (e.g. the Redis master's role)
+    pod_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: at most one disruptive step per reconcile (a controlled failover, or a pod restart), run after the apply
+    action: Action | None = None
+
+    def status_fields(self) -> dict[str, Any]:
+        """The kind-specific status fields as the CRD stores them: camelCase keys, JSON values, unset fields
+        left out (so a field the planner could not observe keeps its last written value)."""
+        if self.status is None:
+            return {}
+        return self.status.model_dump(by_alias=True, exclude_none=True, mode="json",
+                                      exclude={"observed_generation", "conditions"})
+
+
+@dataclass(frozen=True)
+class Action:
+    """A disruptive step the reconcile performs after applying children; ``run`` raises on failure."""
+
+    description: str
+    run: Callable[[Cluster], None]
+
+
+#: A kind's planner: ``(owner, spec, cluster, images, body=...) -> Plan``; raises SpecError or DependencyError.
+Planner = Callable[..., Plan]
+
+
+def parse(info: KindInfo, body: Any) -> Any:
+    """The validated spec model. Raises :class:`SpecError` naming the first bad field."""
+    try:
+        return info.spec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as exc:
+        raise validation.from_validation_error(exc) from None
+
+
+def data_source(cluster: Cluster, namespace: str, name: str) -> GameDataSourceSpec:
+    """The spec of GameDataSource ``namespace/name``.
+
+    Raises:
+        DependencyError: it does not exist (``DataSourceNotFound``) or its spec is invalid (``DataSourceInvalid``).
+    """
+    body = cluster.get(API_VERSION, "GameDataSource", namespace, name)
+    if body is None:
+        raise DependencyError("DataSourceNotFound",
+                              f"spec.dataSourceRef.name: GameDataSource {namespace}/{name} does not exist")
+    try:
+        return GameDataSourceSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        raise DependencyError("DataSourceInvalid", f"GameDataSource {namespace}/{name} has an invalid spec") from None
+
+
+def secret_value(cluster: Cluster, namespace: str, ref: Any) -> str | None:
+    """The decoded value of Secret key ``ref`` (a SecretKeyRef), or None when the Secret or key is missing."""
+    secret = cluster.get("v1", "Secret", namespace, ref.name)
+    raw = ((secret or {}).get("data") or {}).get(ref.key)
+    return base64.b64decode(raw).decode() if raw else None
+
+
+def owned_selector(owner: Owner, component: str) -> str:
+    """Label selector of the objects of ``owner`` with ``app.kubernetes.io/component=component`` (e.g. its Jobs)."""
+    return f"{LABEL_OWNER_KIND}={owner.kind},{LABEL_OWNER_NAME}={owner.name},app.kubernetes.io/component={component}"
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """Schedule state of a CronJob-backed kind (see :func:`run_history`). Times are RFC 3339 strings or None."""
+
+    last_schedule_time: str | None
+    last_successful_time: str | None
+    last_outcome: str | None
+    consecutive_failures: int
+
+
+def run_history(cluster: Cluster, owner: Owner, cronjob_name: str, component: str) -> RunHistory:
+    """Schedule state of a CronJob-backed kind, from its CronJob and the Jobs it left (newest first).
+
+    ``last_outcome`` is Succeeded/Failed of the newest finished Job; ``consecutive_failures`` counts failed Jobs
+    since the last success. Job history is bounded by the CronJob's history limits, so the count saturates there.
+    """
+    cronjob = cluster.get("batch/v1", "CronJob", owner.namespace, cronjob_name) or {}
+    jobs = cluster.list("batch/v1", "Job", owner.namespace, owned_selector(owner, component))
+    outcomes = []
+    for job in sorted(jobs, key=lambda j: j["metadata"].get("creationTimestamp", ""), reverse=True):
+        done = {c["type"] for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+        if "Complete" in done or "Failed" in done:
+            outcomes.append("Succeeded" if "Complete" in done else "Failed")
+    failures = next((i for i, o in enumerate(outcomes) if o == "Succeeded"), len(outcomes))
+    status = cronjob.get("status") or {}
+    return RunHistory(status.get("lastScheduleTime"), status.get("lastSuccessfulTime"),
+                      outcomes[0] if outcomes else None, failures)

@@ -1,0 +1,1 @@
+"""GameDataSource: child names (:mod:`.names`), pure rendering (:mod:`.render`), planning (:mod:`.plan`)."""

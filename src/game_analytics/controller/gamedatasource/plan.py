@@ -1,0 +1,46 @@
+"""GameDataSource planning: resolve the RedisFailover it may use, render the workers, count the ready ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...api import API_VERSION
+from ...api.common import SecretKeyRef
+from ...api.gamedatasource import GameDataSourceStatus
+from ...config import Images
+from ..common.plan import MONITORING_V1, DependencyError, Plan
+from ..common.render import Owner
+from ..k8s import Cluster
+from . import names, render
+
+CHILD_TYPES = [("v1", "ConfigMap"), ("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"),
+               ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("apps/v1", "Deployment"), ("v1", "Service"),
+               (MONITORING_V1, "ServiceMonitor")]
+
+
+def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
+    """Children from :func:`.render.render`; status ``readyWorkers``: Deployments with all replicas available.
+
+    Raises:
+        DependencyError: ``spec.redis.sentinel`` names a RedisFailover that does not exist.
+    """
+    master, password_ref = None, None
+    if spec.redis.sentinel:
+        ref = spec.redis.sentinel.redis_failover_ref.name
+        failover = cluster.get(API_VERSION, "RedisFailover", owner.namespace, ref)
+        if failover is None:
+            raise DependencyError("RedisFailoverNotFound",
+                                  f"spec.redis.sentinel.redisFailoverRef.name: RedisFailover {ref} does not exist")
+        fspec = failover.get("spec") or {}
+        master = fspec.get("masterName", "mymaster")
+        if fspec.get("authSecretRef"):
+            password_ref = SecretKeyRef.model_validate(fspec["authSecretRef"])
+    children = render.render(owner, spec, image=images.worker, sentinel_master=master,
+                             redis_password_ref=password_ref)
+    available = 0
+    for worker in names.WORKERS:
+        deployment = cluster.get("apps/v1", "Deployment", owner.namespace,
+                                 names.deployment_name(owner.name, worker)) or {}
+        want = (deployment.get("spec") or {}).get("replicas", 1)
+        available += (deployment.get("status") or {}).get("availableReplicas", 0) >= want > 0
+    return Plan(children, CHILD_TYPES, status=GameDataSourceStatus(ready_workers=available))

@@ -1,0 +1,131 @@
+"""GameDataSource -> the ingest, exporter and detection workers, their Service, ServiceMonitor and RBAC."""
+
+from __future__ import annotations
+
+from ...api.gamedatasource import GameDataSourceSpec
+from ...api.gamedatasource import WorkerSettings as WorkerSpec
+from ...settings import ENV_PREFIX, WorkerSettings
+from ..alertrule.names import LABEL_DATA_SOURCE, LABEL_DETECTOR_CONFIG
+from ..common.render import (
+    Manifest,
+    Owner,
+    config_map,
+    container,
+    http_probe,
+    labels,
+    manifest,
+    metadata,
+    pod_spec,
+    resources,
+    secret_env,
+    selector,
+    service,
+)
+from .names import (
+    LABEL_METRICS,
+    METRICS_PORT,
+    WORKERS,
+    deployment_name,
+    detection_account_name,
+    metrics_service_name,
+    workers_config_name,
+)
+
+__all__ = ["METRICS_PORT", "WORKERS", "detection_rbac", "render", "worker_settings", "workers_config_name"]
+
+
+def worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinel_master: str | None) -> WorkerSettings:
+    """The non-secret settings every worker of this data source shares."""
+    sentinels = []
+    if spec.redis.sentinel:
+        sentinels = [f"{spec.redis.sentinel.redis_failover_ref.name}-sentinel.{owner.namespace}.svc:26379"]
+    return WorkerSettings(
+        redis_sentinels=sentinels,
+        redis_master=sentinel_master or "mymaster",
+        stream=spec.stream.name,
+        consumer_group=spec.stream.consumer_group,
+        dead_letter_stream=spec.stream.dead_letter_stream,
+        games=spec.games,
+        namespace=owner.namespace,
+        data_source=owner.name,
+        detection_interval_seconds=spec.workers.detection.interval_seconds,
+        metrics_port=METRICS_PORT,
+    )
+
+
+def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str, settings: WorkerSpec,
+                redis_password_ref: object | None) -> Manifest:
+    component = f"{worker}-worker"
+    env = [secret_env(f"{ENV_PREFIX}DSN", spec.postgres.dsn_secret_ref)]
+    if spec.redis.url_secret_ref:
+        env.append(secret_env(f"{ENV_PREFIX}REDIS_URL", spec.redis.url_secret_ref))
+    if redis_password_ref is not None:
+        env.append(secret_env(f"{ENV_PREFIX}REDIS_PASSWORD", redis_password_ref))
+    env.append({"name": f"{ENV_PREFIX}NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
+    env.append({"name": "MPLCONFIGDIR", "value": "/tmp"})
+    main = container(
+        worker, image, args=["worker", worker], env=env,
+        ports=[{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        resources_=resources(settings.resources, memory="256Mi", memory_limit="1Gi"),
+        liveness=http_probe("/metrics", "metrics", period=20),
+        volume_mounts=[{"name": "tmp", "mountPath": "/tmp"}],
+    )
+    main["envFrom"] = [{"configMapRef": {"name": workers_config_name(owner.name)}}]
+    service_account = detection_account_name(owner.name) if worker == "detection" else None
+    template_labels = {**labels(owner, component), LABEL_METRICS: "true"}
+    return manifest("apps/v1", "Deployment", metadata(owner, deployment_name(owner.name, worker), component), spec={
+        "replicas": settings.replicas,
+        "selector": {"matchLabels": selector(owner, component)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {
+            "metadata": {"labels": template_labels},
+            "spec": pod_spec([main], service_account=service_account,
+                             volumes=[{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]),
+        },
+    })
+
+
+def detection_rbac(owner: Owner) -> list[Manifest]:
+    """A ServiceAccount that may read this data source's detector ConfigMaps, and nothing else."""
+    name = detection_account_name(owner.name)
+    meta = lambda: metadata(owner, name, "detection-worker")  # noqa: E731 - fresh dict per object
+    return [
+        manifest("v1", "ServiceAccount", meta(), automountServiceAccountToken=True),
+        manifest("rbac.authorization.k8s.io/v1", "Role", meta(), rules=[
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+        ]),
+        manifest("rbac.authorization.k8s.io/v1", "RoleBinding", meta(),
+                 roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                 subjects=[{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}]),
+    ]
+
+
+def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_master: str | None = None,
+           redis_password_ref: object | None = None) -> list[Manifest]:
+    """All children of a GameDataSource.
+
+    Args:
+        owner: the GameDataSource.
+        spec: its validated spec.
+        image: worker image (``spec.workers.image`` or the operator's default).
+        sentinel_master: the referenced RedisFailover's master group name, when Redis is reached through Sentinels.
+        redis_password_ref: the RedisFailover's auth SecretKeyRef, if it has one.
+    """
+    settings = worker_settings(owner, spec, sentinel_master)
+    env = settings.to_env()
+    env.pop(f"{ENV_PREFIX}NAMESPACE")  # from the downward API, so that it is always the pod's namespace
+    env[f"{ENV_PREFIX}DETECTOR_SELECTOR"] = f"{LABEL_DETECTOR_CONFIG}=true,{LABEL_DATA_SOURCE}={owner.name}"
+    children = [config_map(owner, workers_config_name(owner.name), "workers-config", env)]
+    children += detection_rbac(owner)
+    for worker in WORKERS:
+        children.append(_deployment(owner, spec, worker, spec.workers.image or image,
+                                    getattr(spec.workers, worker), redis_password_ref))
+    metrics_selector = {"app.kubernetes.io/instance": owner.name, LABEL_METRICS: "true"}
+    children.append(service(owner, metrics_service_name(owner.name), "metrics",
+                            [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
+                            selector_labels=metrics_selector))
+    children.append(manifest("monitoring.coreos.com/v1", "ServiceMonitor", metadata(owner, owner.name, "metrics"), spec={
+        "selector": {"matchLabels": selector(owner, "metrics")},
+        "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}],
+    }))
+    return children

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Writes this pod's redis.conf into a writable directory (Sentinel sends CONFIG REWRITE after a failover).
+# The master is the one the Sentinels report; when no Sentinel answers (first start) it is ordinal 0.
+set -eu
+: "${REDIS_PORT:=6379}" "${SENTINEL_PORT:=26379}" "${QUERY_TIMEOUT:=5}"
+: "${TEMPLATE_DIR:=/etc/redis-templates}" "${CONFIG_DIR:=/etc/redis-run}"
+announce="${ANNOUNCE_HOST:-$POD_NAME.$HEADLESS_SERVICE.$NAMESPACE.svc}"
+default_master="${DEFAULT_MASTER_HOST:-${POD_NAME%-*}-0.$HEADLESS_SERVICE.$NAMESPACE.svc}"
+
+reply="$(timeout "$QUERY_TIMEOUT" redis-cli -h "$SENTINEL_HOST" -p "$SENTINEL_PORT" --raw \
+  SENTINEL get-master-addr-by-name "$MASTER_NAME" 2>/dev/null || true)"
+master_host="$(printf '%s\n' "$reply" | sed -n 1p)"
+master_port="$(printf '%s\n' "$reply" | sed -n 2p)"
+source=sentinel
+case "$master_port" in
+  '' | *[!0-9]*) master_host="$default_master"; master_port="$REDIS_PORT"; source=default ;;
+esac
+
+out="$CONFIG_DIR/redis.conf"
+tmp="$out.tmp"
+umask 077
+sed -e "s|@ANNOUNCE_HOST@|$announce|g" "$TEMPLATE_DIR/redis.conf" > "$tmp"
+if [ "$master_host" != "$announce" ]; then
+  printf 'replicaof %s %s\n' "$master_host" "$master_port" >> "$tmp"
+fi
+if [ -n "${REDIS_PASSWORD:-}" ]; then
+  escaped="$(printf '%s' "$REDIS_PASSWORD" | sed 's/[\\"]/\\&/g')"
+  printf 'requirepass "%s"\nmasterauth "%s"\n' "$escaped" "$escaped" >> "$tmp"
+fi
+mv "$tmp" "$out"
+echo "redis-init: announce=$announce master=$master_host:$master_port (from $source)"

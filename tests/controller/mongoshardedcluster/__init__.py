@@ -1,0 +1,1 @@
+"""Tests of the MongoShardedCluster package: rendering and the bootstrap planner."""

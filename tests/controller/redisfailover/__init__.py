@@ -1,0 +1,1 @@
+"""Tests of the RedisFailover package: rendering, scripts, Sentinel conditions."""
