@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -44,3 +48,21 @@ def test_compiled_single_period_and_empty(monkeypatch: pytest.MonkeyPatch) -> No
     np.testing.assert_allclose(fast.rd, rate_period(start, a, b, s).rd, rtol=1e-9)
     np.testing.assert_allclose(empty.rd, rate_periods(start, [], [], [], []).rd)
     np.testing.assert_allclose(empty.rd, start.rd)
+
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run the check as another user (CI runs as root)")
+def test_imports_where_numba_cannot_cache() -> None:
+    """As in the image: a non-root user who can write neither the package folder nor a ``$HOME``.
+
+    numba's ``cache=True`` then raises "no locator available" at import; the module must still import and rate.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "HOME")}
+    env.update(HOME="/nonexistent", PYTHONDONTWRITEBYTECODE="1")
+    code = ("from game_analytics.analytics.ratings import glicko2 as g; import numpy as np; "
+            "r = g.rate_periods(g.Glicko2Ratings.initial(2), np.array([0]), np.array([0]), np.array([1]), "
+            "np.array([1.0])); print(round(float(r.rating[0]), 2))")
+    done = subprocess.run(["setpriv", "--reuid", "10001", "--regid", "10001", "--clear-groups",
+                           sys.executable, "-c", code], env=env, cwd="/", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) > 1500

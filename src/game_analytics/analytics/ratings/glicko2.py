@@ -438,9 +438,22 @@ def _period_loop(mu, phi, sigma, a, b, s, order, bounds, tau, epsilon, max_itera
         phi[pl] = min(math.sqrt(phi[pl] * phi[pl] + idle * sigma[pl] * sigma[pl]), max_phi)
 
 
+def _compile(function):
+    """``function`` compiled by numba, its machine code cached on disk where numba finds a writable place.
+
+    With a read-only install and no writable ``$HOME`` (the product image: ``readOnlyRootFilesystem``, a non-root
+    user) numba's ``cache=True`` raises "no locator available" at decoration time; the code is then compiled per
+    process instead (about a second, once). ``NUMBA_CACHE_DIR`` pointed at a writable volume keeps the cache.
+    """
+    try:
+        return _numba.njit(cache=True, error_model="numpy")(function)
+    except RuntimeError:
+        return _numba.njit(cache=False, error_model="numpy")(function)
+
+
 if _numba is not None:
-    _volatility_scalar = _numba.njit(cache=True, error_model="numpy")(_volatility_scalar)
-    _period_loop = _numba.njit(cache=True, error_model="numpy")(_period_loop)
+    _volatility_scalar = _compile(_volatility_scalar)
+    _period_loop = _compile(_period_loop)
 
 
 def _use_compiled() -> bool:
