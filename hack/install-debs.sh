@@ -11,6 +11,7 @@
 #   containernetworking-plugins  bridge, host-local, loopback, portmap CNI plugins in /usr/lib/cni
 #   iptables, nftables, conntrack  kube-proxy's rules (iptables is the nf_tables backend here)
 #   mmdebstrap, umoci        Debian root filesystems and OCI layouts: the node's images (hack/images)
+#   shellcheck               lints the RedisFailover scripts (controller/redisfailover/scripts) in the tests
 #   chromium                 only with --with-chromium or WITH_CHROMIUM=1 (headless screenshots)
 #
 # Idempotent: when every package is already installed (checked with dpkg-query) it prints so and exits at once.
@@ -27,7 +28,7 @@ set -euo pipefail
 log() { printf '[install-debs] %s\n' "$*"; }
 
 packages=(postgresql redis-server redis-sentinel prometheus prometheus-alertmanager etcd-server
-  containerd runc containernetworking-plugins iptables nftables conntrack mmdebstrap umoci)
+  containerd runc containernetworking-plugins iptables nftables conntrack mmdebstrap umoci shellcheck)
 services=(postgresql redis-server redis-sentinel prometheus prometheus-alertmanager etcd containerd)
 
 with_chromium="${WITH_CHROMIUM:-0}"
