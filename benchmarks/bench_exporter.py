@@ -31,11 +31,12 @@ import httpx
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine, text
 
-from game_analytics.analytics import activity
+from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
 from game_analytics.storage.migrate import upgrade
 from game_analytics.testing.postgres import start_postgres
-from game_analytics.workers.exporter import AnalyticsCollector, resolve_as_of
+from game_analytics.workers.exporter import AnalyticsCollector
+from game_analytics.workers.runtime import resolve_as_of
 
 
 @contextlib.contextmanager
@@ -115,7 +116,7 @@ def main() -> None:
         with engine.connect() as conn:
             conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
             conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": collector.work_mem})
-            activity.catch_up_aggregates(conn)
+            derived.catch_up(conn.connection.driver_connection)
             as_of = resolve_as_of(conn, "latest")
             for name in ("_activity", "_sessions", "_economy", "_rankings", "_detections", "_scheduled"):
                 started = time.perf_counter()

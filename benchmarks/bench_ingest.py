@@ -37,15 +37,9 @@ from game_analytics.events import validate_event
 from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
 from game_analytics.storage.migrate import upgrade
-from game_analytics.workers.ingest import (
-    IngestConfig,
-    IngestMetrics,
-    IngestWorker,
-    copy_events,
-    copy_rows,
-    event_row,
-    publish_events,
-)
+from game_analytics.workers.batches import copy_rows, event_row
+from game_analytics.workers.ingest import IngestConfig, IngestMetrics, IngestWorker
+from game_analytics.workers.load import copy_events, publish_events
 
 COLUMNS = "event_id, event_type, occurred_at, player_id, game, region, payload"
 

@@ -26,7 +26,7 @@ from game_analytics.reports.render import render_csv_zip, render_html, render_js
 from game_analytics.storage.engine import make_engine
 from game_analytics.storage.migrate import upgrade
 from game_analytics.testing.postgres import start_postgres
-from game_analytics.workers.ingest import copy_events
+from game_analytics.workers.load import copy_events
 
 PERIOD = ReportPeriod(datetime(1997, 1, 1, tzinfo=UTC), datetime(1998, 7, 1, tzinfo=UTC))
 

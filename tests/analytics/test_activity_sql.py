@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from game_analytics.analytics import activity, economy, economy_sql
-from game_analytics.analytics.activity import Filters
+from game_analytics.analytics import economy
 from game_analytics.data.events import customer_player_id, purchase_events
 from game_analytics.events import validate_event
 from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
-from game_analytics.workers.ingest import copy_events
+from game_analytics.storage.queries import Filters, activity, sessions
+from game_analytics.storage.queries import economy as economy_sql
+from game_analytics.workers.load import copy_events
 
 _names = itertools.count()
 
@@ -113,7 +114,7 @@ def test_active_players_by_period(cdnow_engine: Engine, cdnow: pd.DataFrame) -> 
 
 def test_sessions_are_player_days_for_daily_data(cdnow_engine: Engine, cdnow: pd.DataFrame) -> None:
     filters = Filters(end=datetime(1997, 2, 1, tzinfo=UTC))
-    got = activity.sessions(cdnow_engine, filters)
+    got = sessions.sessions(cdnow_engine, filters)
     january = cdnow[cdnow["day"] < "1997-02-01"]
     per_day = january.groupby(["player_id", "day"]).size()
     assert len(got) == len(per_day)
@@ -122,7 +123,10 @@ def test_sessions_are_player_days_for_daily_data(cdnow_engine: Engine, cdnow: pd
     assert (got["duration_seconds"] == 0).all()
 
 
-def test_sessions_split_on_gap_login_and_logout(db_dsn: str) -> None:
+def test_sessions_split_on_gaps_only(db_dsn: str) -> None:
+    """The one session definition (storage/queries/sessions.py): inter-event sessions split at gaps over 30
+    minutes only, lasting from the first to the last event; logins and logouts without ``session_seconds``
+    do not cut them, and the summary falls back to these sessions."""
     t0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
     spec = [  # (minutes after t0, type)
         (0, "login"), (5, "purchase"), (20, "purchase"),  # session 1
@@ -139,12 +143,19 @@ def test_sessions_split_on_gap_login_and_logout(db_dsn: str) -> None:
     assert copy_events(events, db_dsn).inserted == len(events)
     engine = make_engine(db_dsn)
     try:
-        got = activity.sessions(engine)
+        got = sessions.sessions(engine)
     finally:
         engine.dispose()
-    assert got["events"].tolist() == [3, 2, 1, 2]
-    assert got["duration_seconds"].tolist() == [1200.0, 60.0, 0.0, 60.0]
-    assert got["session"].tolist() == [1, 2, 3, 4]
+    assert got["events"].tolist() == [3, 5]
+    assert got["duration_seconds"].tolist() == [1200.0, 240.0]
+    assert got["session"].tolist() == [1, 2]
+    engine = make_engine(db_dsn)
+    try:
+        summary, method = sessions.session_summary(engine)
+    finally:
+        engine.dispose()
+    assert method.startswith("inter-event") and int(summary["sessions"]) == 2
+    assert float(summary["mean_seconds"]) == 720.0
 
 
 def test_funnel_repeat_purchases_within_90_days(cdnow_engine: Engine, cdnow: pd.DataFrame) -> None:

@@ -22,14 +22,8 @@ from game_analytics.storage.engine import libpq_dsn
 from game_analytics.storage.migrate import upgrade
 from game_analytics.testing.postgres import free_port, start_postgres
 from game_analytics.testing.redis import redis_sentinel_set
-from game_analytics.workers.ingest import (
-    IngestConfig,
-    IngestMetrics,
-    IngestWorker,
-    copy_events,
-    load_events,
-    publish_events,
-)
+from game_analytics.workers.ingest import IngestConfig, IngestMetrics, IngestWorker
+from game_analytics.workers.load import copy_events, load_events, publish_events
 
 
 def purchase(i: int, player: int | None = None) -> dict:

@@ -9,7 +9,7 @@ from game_analytics.data.datasets import load_bundesliga, load_cdnow_sample
 from game_analytics.data.events import match_events, purchase_events
 from game_analytics.events import MatchResultEvent, PurchaseEvent, validate_event
 from game_analytics.storage.engine import libpq_dsn
-from game_analytics.workers.ingest import copy_events
+from game_analytics.workers.load import copy_events
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import pytest
 
 from game_analytics.storage.derived import catch_up_now
 from game_analytics.storage.engine import libpq_dsn
-from game_analytics.workers.ingest import copy_events, prepare_connection, prepare_dicts, write_batch
+from game_analytics.workers.batches import prepare_connection, prepare_dicts, write_batch
+from game_analytics.workers.load import copy_events
 
 
 def purchase(i: int, player: str, day: int, region: str | None = None) -> dict:

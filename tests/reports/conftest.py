@@ -22,7 +22,7 @@ from game_analytics.data import (
 )
 from game_analytics.storage.engine import make_engine
 from game_analytics.testing.postgres import PostgresServer
-from game_analytics.workers.ingest import copy_events
+from game_analytics.workers.load import copy_events
 
 _counter = itertools.count()
 

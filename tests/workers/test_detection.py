@@ -16,15 +16,22 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from game_analytics.api.alertrule import Detector
+from game_analytics.api.alertrule import (
+    DETECTOR_CATEGORIES,
+    DETECTOR_TYPES,
+    WORKER_EVALUATED,
+    Detector,
+    Evaluator,
+)
+from game_analytics.api.common import parse_duration
 from game_analytics.data.datasets import load_cdnow_master
 from game_analytics.data.events import purchase_events
-from game_analytics.monitoring import names
+from game_analytics.monitoring import names, promql
 from game_analytics.monitoring.promql import render
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import detection
 from game_analytics.workers.detection import DetectionWorker, load_rules_dir
-from game_analytics.workers.ingest import copy_events
+from game_analytics.workers.load import copy_events
 
 _names = itertools.count()
 END = datetime(1998, 6, 30, tzinfo=UTC)  # the last day of the CDNOW log
@@ -272,6 +279,30 @@ def test_invalid_rules_are_reported_with_their_file(store: Engine, tmp_path: Pat
     with pytest.raises(SystemExit):
         detection.main(["--dsn", dsn, "--rules-dir", str(tmp_path / "missing"), "--once"])
     assert "--rules-dir" in capsys.readouterr().err
-    assert detection.parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("0s", allow_zero=True) == timedelta(0)  # a detector window may be zero
     with pytest.raises(ValueError, match="duration"):
-        detection.parse_duration("1 hour")
+        parse_duration("1 hour")
+
+
+def test_the_detector_lists_derive_from_one_table() -> None:
+    """api.alertrule.DETECTOR_TYPES is the one table: the CRD's union members, the categories, the PromQL
+    renderer's worker-evaluated set and the worker's detectors cannot disagree with it."""
+    from game_analytics.workers.detectors import DETECTORS
+
+    assert list(DETECTOR_TYPES) == list(Detector().model_json_schema(by_alias=True)["properties"])
+    assert DETECTOR_CATEGORIES == {name: t.category for name, t in DETECTOR_TYPES.items()}
+    assert promql.WORKER_EVALUATED is WORKER_EVALUATED
+    assert set(DETECTORS) == {n for n, t in DETECTOR_TYPES.items() if t.evaluator is Evaluator.WORKER}
+    for name, kind in DETECTOR_TYPES.items():  # what each evaluator renders: a worker gauge, or a template
+        flagged = names.DETECTION_FLAGGED in render(Detector.model_validate({name: DETECTOR_PARAMS[name]}), "ns/r")
+        assert flagged is (kind.evaluator is Evaluator.WORKER), name
+
+
+DETECTOR_PARAMS: dict[str, dict[str, Any]] = {
+    "suddenWealthChange": {"thresholdRatio": 3.0}, "rapidAssetTransfer": {"count": 20}, "unusualLoginPattern": {},
+    "currencyInflation": {"rate": 0.05}, "marketManipulation": {"priceChange": 0.5},
+    "monopolyFormation": {"marketShare": 0.4}, "highErrorRate": {"ratio": 0.05},
+    "lowEngagement": {"minActivePlayers": 100}, "ingestLag": {"maxLagSeconds": 120}, "anomalyScore": {},
+    "promql": {"expr": "up == 0"},
+}  # fmt: skip

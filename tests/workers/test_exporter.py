@@ -20,14 +20,15 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from game_analytics.analytics import economy, economy_sql
+from game_analytics.analytics import economy
 from game_analytics.data.datasets import load_cdnow_master
 from game_analytics.data.events import purchase_events
 from game_analytics.monitoring import names
 from game_analytics.storage.engine import make_engine
+from game_analytics.storage.queries import economy as economy_sql
 from game_analytics.workers import exporter
 from game_analytics.workers.exporter import AnalyticsCollector
-from game_analytics.workers.ingest import copy_events
+from game_analytics.workers.load import copy_events
 
 _names = itertools.count()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
 from pydantic import Field
 
@@ -115,20 +116,45 @@ class PromQLExpression(Model):
     expr: str = Field(min_length=1, max_length=8192, description="PromQL expression; the alert fires while it returns series.")
 
 
-#: detector field name -> the category it belongs to (``promql`` fits any category).
-DETECTOR_CATEGORIES: dict[str, Category | None] = {
-    "suddenWealthChange": Category.PLAYER,
-    "rapidAssetTransfer": Category.PLAYER,
-    "unusualLoginPattern": Category.PLAYER,
-    "currencyInflation": Category.ECONOMIC,
-    "marketManipulation": Category.ECONOMIC,
-    "monopolyFormation": Category.ECONOMIC,
-    "highErrorRate": Category.SYSTEM,
-    "lowEngagement": Category.SYSTEM,
-    "ingestLag": Category.SYSTEM,
-    "anomalyScore": Category.ANOMALY,
-    "promql": None,
+class Evaluator(StrEnum):
+    """Who evaluates a detector: the detection worker (in SQL, per player) or Prometheus (a PromQL template)."""
+
+    WORKER = "worker"
+    PROMQL = "promql"
+
+
+class DetectorType(NamedTuple):
+    """One row of :data:`DETECTOR_TYPES`: the AlertRule category the detector belongs to (None = any) and
+    who evaluates it."""
+
+    category: Category | None
+    evaluator: Evaluator
+
+
+#: THE detector table: detector field name (camelCase) -> its category and evaluator.  Player-level detectors
+#: are evaluated by the detection worker in SQL (Prometheus must never hold a series per player; the worker
+#: exports how many subjects each rule flags), aggregate ones by Prometheus over the exporter's gauges.
+#: ``DETECTOR_CATEGORIES`` here, ``monitoring.promql.WORKER_EVALUATED`` and ``workers.detectors.DETECTORS`` are
+#: derived from it (tests/workers/test_detection.py checks they cannot disagree).
+DETECTOR_TYPES: dict[str, DetectorType] = {
+    "suddenWealthChange": DetectorType(Category.PLAYER, Evaluator.WORKER),
+    "rapidAssetTransfer": DetectorType(Category.PLAYER, Evaluator.WORKER),
+    "unusualLoginPattern": DetectorType(Category.PLAYER, Evaluator.WORKER),
+    "currencyInflation": DetectorType(Category.ECONOMIC, Evaluator.PROMQL),
+    "marketManipulation": DetectorType(Category.ECONOMIC, Evaluator.WORKER),
+    "monopolyFormation": DetectorType(Category.ECONOMIC, Evaluator.WORKER),
+    "highErrorRate": DetectorType(Category.SYSTEM, Evaluator.PROMQL),
+    "lowEngagement": DetectorType(Category.SYSTEM, Evaluator.PROMQL),
+    "ingestLag": DetectorType(Category.SYSTEM, Evaluator.PROMQL),
+    "anomalyScore": DetectorType(Category.ANOMALY, Evaluator.WORKER),
+    "promql": DetectorType(None, Evaluator.PROMQL),
 }
+
+#: detector field name -> the category it belongs to (``promql`` fits any category).
+DETECTOR_CATEGORIES: dict[str, Category | None] = {name: t.category for name, t in DETECTOR_TYPES.items()}
+
+#: the detectors the detection worker evaluates (the others are PromQL templates).
+WORKER_EVALUATED: frozenset[str] = frozenset(n for n, t in DETECTOR_TYPES.items() if t.evaluator is Evaluator.WORKER)
 
 
 def _exactly_one(fields: list[str]) -> str:

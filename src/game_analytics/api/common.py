@@ -7,7 +7,8 @@ the generated CRD schemas contain. Models forbid unknown fields so that typos ar
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -21,6 +22,35 @@ CATEGORY = "game-analytics"
 
 #: Prometheus-style duration: ``30s``, ``5m``, ``1h30m``, ``7d``. Same grammar as Prometheus' ``model.Duration``.
 DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
+_DURATION_RE = re.compile(DURATION_PATTERN)
+_DURATION_UNITS = (timedelta(days=365), timedelta(weeks=1), timedelta(days=1), timedelta(hours=1),
+                   timedelta(minutes=1), timedelta(seconds=1), timedelta(milliseconds=1))  # fmt: skip
+
+
+def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
+    """A :data:`DURATION_PATTERN` duration (``90s``, ``10m``, ``1h30m``, ``7d``, ``2w``; ``y`` = 365 days) as a
+    timedelta.  The one parser of durations: report periods, rating periods and detector windows all use it.
+
+    Args:
+        text: the duration; surrounding whitespace is ignored, units must come in the order y w d h m s ms.
+        allow_zero: accept ``0`` / ``0s`` (a detector window may be zero; a period may not).
+
+    Raises:
+        ValueError: empty, not a duration (the message says "duration" and gives examples), or zero without
+            ``allow_zero``.
+    """
+    value = text.strip()
+    match = _DURATION_RE.match(value)
+    if not value or match is None:
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 10m, 1h30m, 7d")
+    parts = match.groups()[1:] if value != "0" else (None,) * len(_DURATION_UNITS)
+    total = sum((int(p[:-2] if p.endswith("ms") else p[:-1]) * unit
+                 for p, unit in zip(parts, _DURATION_UNITS, strict=True) if p), timedelta())  # fmt: skip
+    if total <= timedelta() and not allow_zero:
+        raise ValueError(f"duration {text!r} must be positive")
+    return total
+
+
 #: A five-field cron expression or one of the ``@hourly``-style macros accepted by Kubernetes CronJobs. The exact
 #: grammar is checked by the operator with croniter; this pattern only rejects obvious garbage at admission.
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"

@@ -1,7 +1,7 @@
 """AlertRule detectors rendered to PromQL over the workers' real metric names, one template per detector type.
 
-Player-level detectors (wealth jumps, transfers, logins, price moves, market share, anomaly scores) are evaluated by
-the detection worker in SQL, because Prometheus must never hold a series per player. The worker exports how many
+Player-level detectors (wealth jumps, transfers, logins, price moves, market share, anomaly scores; which ones is
+``api.alertrule.DETECTOR_TYPES``) are evaluated by the detection worker in SQL, because Prometheus must never hold a series per player. The worker exports how many
 subjects each rule currently flags, and the alert fires while that count is positive. Aggregate detectors
 (inflation, error rate, engagement, ingest lag) are evaluated by Prometheus itself over the exporter's gauges.
 """
@@ -12,13 +12,10 @@ from collections.abc import Callable
 
 import promql_parser
 
-from ..api.alertrule import Detector
+from ..api.alertrule import WORKER_EVALUATED, Detector
 from . import names
 
-WORKER_EVALUATED = frozenset({
-    "suddenWealthChange", "rapidAssetTransfer", "unusualLoginPattern", "marketManipulation", "monopolyFormation",
-    "anomalyScore",
-})
+__all__ = ["WORKER_EVALUATED", "InvalidPromQL", "check", "metric_names", "render", "rule_id"]
 
 
 class InvalidPromQL(ValueError):

@@ -12,13 +12,13 @@ A :class:`Report` is what a builder (see :mod:`game_analytics.reports.builders`)
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
 
+from ..api.common import parse_duration
 from ..api.scheduledreport import ReportFilters, ReportType
 
 __all__ = [
@@ -35,29 +35,6 @@ __all__ = [
 
 #: Longest accepted filter value, in characters (the widest filtered column, ``events.game``, holds 64).
 MAX_FILTER_VALUE_LENGTH = 128
-
-_DURATION_UNITS = {
-    "y": timedelta(days=365), "w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1),
-    "m": timedelta(minutes=1), "s": timedelta(seconds=1), "ms": timedelta(milliseconds=1),
-}  # fmt: skip
-_DURATION_PART = re.compile(r"([0-9]+)(ms|y|w|d|h|m|s)")
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse a Prometheus-style duration (``30s``, ``1h30m``, ``7d``, ``2w``; ``y`` = 365 days).
-
-    Raises:
-        ValueError: empty, zero, or not of the form ``<int><unit>...`` with units y, w, d, h, m, s, ms.
-    """
-    text = text.strip()
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"invalid duration {text!r}: expected e.g. 24h, 7d, 30d, 1h30m")
-    total = sum((int(n) * _DURATION_UNITS[u] for n, u in parts), timedelta())
-    if total <= timedelta():
-        raise ValueError(f"duration {text!r} must be positive")
-    return total
-
 
 @dataclass(frozen=True)
 class ReportPeriod:

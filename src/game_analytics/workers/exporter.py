@@ -14,9 +14,9 @@ Exported families (names from :mod:`game_analytics.monitoring.names`):
   the rest summed as ``other``); ``PERIOD_EVENTS{game, event_type, period}``: events in those windows.
 * ``SESSIONS{game, region}`` (counter: ``login`` events stored) and ``SESSION_DURATION{game}`` (histogram of the
   ``session_seconds`` of ``logout`` events).  Sources without logins (CDNOW) have none; the SQL sessionization of
-  :func:`game_analytics.analytics.activity.sessions` is for reports, too costly per scrape.
+  :func:`game_analytics.storage.queries.sessions.sessions` is for reports, too costly per scrape.
 * ``PRICE_INDEX``, ``GINI``, ``TRADE_VOLUME`` ``{game, currency}`` and the ``PLAYER_WEALTH`` gauge histogram:
-  see :mod:`game_analytics.analytics.economy_sql` (trade volume = value traded in the last day).
+  see :mod:`game_analytics.storage.queries.economy` (trade volume = value traded in the last day).
 * ``PLAYER_RATING{game, ranking}`` gauge histogram and ``LEAGUE_PLAYERS{game, ranking, league}`` over the latest
   season of each leaderboard (``ranking`` = the board name).
 * ``DETECTIONS_OPEN{category, status, priority}``: detections whose intervention is open or in progress;
@@ -28,9 +28,9 @@ Exported families (names from :mod:`game_analytics.monitoring.names`):
   ``INGEST_GROUP_PENDING{stream, group}`` (entries, from ``XINFO GROUPS``).
 * ``EXPORTER_AS_OF`` (evaluation time), ``EXPORTER_REFRESH_DURATION``, ``EXPORTER_QUERY_ERRORS{query}``.
 
-Evaluation time: windows end at "now" by default.  For replayed historical data (the demo replays CDNOW's 1997-98
-purchases) every window would be empty, so ``--as-of latest`` evaluates relative to the newest stored event (and
-``--as-of 1998-06-30T00:00:00Z`` at a fixed time).  The ingest lag is always wall-clock.
+Evaluation time: ``--as-of`` (see :mod:`game_analytics.workers.runtime`); the ingest lag is always wall-clock.
+The SQL lives in the query layer (:mod:`game_analytics.storage.queries`), with the definitions of an active
+player and of a session; this module turns its rows into metric families.
 
 Run: ``game-analytics worker exporter [--dsn ...] [--as-of latest] [--port 9102]``; settings default to the
 ``GAME_ANALYTICS_*`` environment (:class:`game_analytics.settings.WorkerSettings`).
@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
 import threading
 import time
@@ -53,7 +51,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 import redis
 from croniter import croniter
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -65,14 +63,16 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
-from game_analytics.analytics import activity, economy_sql
-from game_analytics.events import EVENT_TYPES
 from game_analytics.monitoring import names
-from game_analytics.settings import WorkerSettings, configure_logging
+from game_analytics.settings import WorkerSettings
 from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
+from game_analytics.storage.queries import activity, ratings, sessions
+from game_analytics.storage.queries import economy as economy_sql
+from game_analytics.workers.runtime import add_as_of_flag, resolve_as_of, serve, start, stop_event
+from game_analytics.workers.stream_lag import stream_lag
 
-__all__ = ["AnalyticsCollector", "build_parser", "latest_event_time", "main", "parse_as_of", "stream_lag"]
+__all__ = ["AnalyticsCollector", "build_parser", "main", "stream_lag"]
 
 log = logging.getLogger(__name__)
 
@@ -94,77 +94,6 @@ def schedule_interval_seconds(schedule: str, time_zone: str, after: datetime) ->
         return (fires.get_next(datetime) - first).total_seconds()
     except (ValueError, KeyError, ZoneInfoNotFoundError):
         return None
-
-
-def parse_as_of(value: str) -> str | datetime:
-    """``"now"``, ``"latest"`` or an ISO 8601 time (naive = UTC).
-
-    Raises:
-        ValueError: anything else, with the accepted forms in the message.
-    """
-    if value in ("now", "latest"):
-        return value
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"--as-of: expected 'now', 'latest' or an ISO 8601 time, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def latest_event_time(conn: Connection) -> datetime | None:
-    """Newest ``occurred_at`` in ``events`` (one index probe per event type), or None when empty."""
-    sql = """SELECT max(t) FROM (SELECT (SELECT max(occurred_at) FROM events WHERE event_type = et) AS t
-                                 FROM unnest(CAST(:types AS text[])) AS et) AS per_type"""
-    return conn.execute(text(sql), {"types": list(EVENT_TYPES)}).scalar_one()
-
-
-def resolve_as_of(conn: Connection, as_of: str | datetime, clock: Callable[[], float] = time.time) -> datetime:
-    """The evaluation time for ``as_of`` (see :func:`parse_as_of`); ``latest`` on an empty store means now."""
-    if isinstance(as_of, datetime):
-        return as_of
-    if as_of == "latest":
-        latest = latest_event_time(conn)
-        if latest is not None:
-            return latest
-    return datetime.fromtimestamp(clock(), UTC)
-
-
-def _stream_id_seconds(entry_id: bytes | str) -> float:
-    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(raw.split("-", 1)[0]) / 1000.0
-
-
-def stream_lag(client: redis.Redis, stream: str, group: str, now: float) -> tuple[float, int | None, int] | None:
-    """``(lag_seconds, undelivered_entries, pending_entries)`` of consumer ``group`` on ``stream``, or None when
-    the stream or group does not exist.
-
-    ``lag_seconds`` = ``now`` (Unix seconds) minus the time of the oldest entry the group has not acknowledged:
-    its oldest pending entry, else the first entry after its last-delivered id; 0 when it is caught up.
-    ``undelivered_entries`` is ``XINFO GROUPS``' ``lag`` (None when Redis cannot tell, e.g. after XDEL).
-    """
-    try:
-        groups = client.xinfo_groups(stream)
-    except redis.ResponseError:
-        return None
-    info = next((g for g in groups if (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) == group),
-                None)  # fmt: skip
-    if info is None:
-        return None
-    pending = int(info.get("pending") or 0)
-    lag = info.get("lag")
-    oldest: float | None = None
-    if pending:
-        summary = client.xpending(stream, group)
-        if summary.get("min"):
-            oldest = _stream_id_seconds(summary["min"])
-    if oldest is None and (lag is None or lag > 0):
-        last = info.get("last-delivered-id") or b"0-0"
-        last = last.decode() if isinstance(last, bytes) else last
-        first = client.xrange(stream, min=f"({last}", count=1)
-        if first:
-            oldest = _stream_id_seconds(first[0][0])
-    seconds = max(0.0, now - oldest) if oldest is not None else 0.0
-    return seconds, None if lag is None else int(lag), pending
 
 
 class AnalyticsCollector(Collector):
@@ -338,29 +267,14 @@ class AnalyticsCollector(Collector):
                                    labels=["game", "period"])  # fmt: skip
         for row in activity.active_players_by_period(conn, as_of, self.games, aggregates=True).itertuples():
             active.add_metric([row.game, row.period], row.players)
-        params: dict[str, Any] = {"as_of": as_of, "games": self.games or None}
         span = dict(activity.ACTIVITY_PERIODS)
-        params.update({f"since_{i}": as_of - d for i, d in enumerate(span.values())})
-        counts = ", ".join(f"count(*) FILTER (WHERE occurred_at > :since_{i})" for i in range(len(span)))
-        rows = conn.execute(text(f"""
-            SELECT game, event_type, {counts} FROM events
-            WHERE occurred_at > :since_{len(span) - 1} AND occurred_at <= :as_of
-              AND (CAST(:games AS text[]) IS NULL OR game = ANY(CAST(:games AS text[])))
-            GROUP BY 1, 2 ORDER BY 1, 2"""), params).all()
+        rows = activity.events_by_period(conn, as_of, self.games, span)
         events = GaugeMetricFamily(names.PERIOD_EVENTS, "Events in the trailing period.",
                                    labels=["game", "event_type", "period"])  # fmt: skip
         for game, event_type, *values in rows:
             for label, value in zip(span, values, strict=True):
                 events.add_metric([game, event_type, label], value)
-        # the last hour, one (event_type, occurred_at) index range per event type (no index leads with the time)
-        rows = conn.execute(text("""
-            SELECT game, coalesce(region, 'unknown'), count(DISTINCT player_id)
-            FROM unnest(CAST(:types AS text[])) AS et CROSS JOIN LATERAL (
-                SELECT game, region, player_id FROM events
-                WHERE event_type = et AND occurred_at > :since_0 AND occurred_at <= :as_of AND player_id IS NOT NULL
-                  AND (CAST(:games AS text[]) IS NULL OR game = ANY(CAST(:games AS text[])))
-            ) AS recent
-            GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"""), {**params, "types": list(EVENT_TYPES)}).all()
+        rows = activity.active_players_by_region(conn, as_of - span["1h"], as_of, self.games)
         regions = GaugeMetricFamily(names.ACTIVE_PLAYERS_BY_REGION, "Distinct players active in the last hour, "
                                     "by region.", labels=["game", "region"])  # fmt: skip
         per_game: dict[str, list[tuple[str, int]]] = {}
@@ -374,20 +288,10 @@ class AnalyticsCollector(Collector):
         return [active, events, regions]
 
     def _sessions(self, conn: Connection, as_of: datetime) -> list[Metric]:
-        params = {"as_of": as_of, "games": self.games or None}
-        game_cond = "AND (CAST(:games AS text[]) IS NULL OR game = ANY(CAST(:games AS text[])))"
         started = CounterMetricFamily(names.SESSIONS, "Sessions started (login events).", labels=["game", "region"])
-        for game, region, count in conn.execute(text(f"""
-                SELECT game, coalesce(region, 'unknown'), count(*) FROM events
-                WHERE event_type = 'login' AND occurred_at <= :as_of {game_cond} GROUP BY 1, 2 ORDER BY 1, 2"""),
-                params):  # fmt: skip
+        for game, region, count in sessions.logins_by_region(conn, as_of, self.games):
             started.add_metric([game, region], count)
-        bounds = [-float(b) for b in reversed(SESSION_BUCKETS)]
-        rows = conn.execute(text(f"""
-            SELECT game, width_bucket(-s, CAST(:bounds AS float8[])) AS b, count(*), sum(s) FROM (
-                SELECT game, (payload->>'session_seconds')::float8 AS s FROM events
-                WHERE event_type = 'logout' AND payload ? 'session_seconds' AND occurred_at <= :as_of {game_cond}
-            ) AS x GROUP BY 1, 2"""), {**params, "bounds": bounds}).all()
+        rows = sessions.logout_seconds_buckets(conn, as_of, SESSION_BUCKETS, self.games)
         duration = HistogramMetricFamily(names.SESSION_DURATION, "Length of finished sessions (logout events).",
                                          labels=["game"])  # fmt: skip
         for game, buckets, total in _cumulate(rows, len(SESSION_BUCKETS)).items():
@@ -419,30 +323,7 @@ class AnalyticsCollector(Collector):
 
     def _rankings(self, conn: Connection, as_of: datetime) -> list[Metric]:
         bounds = [float(b) for b in names.RATING_BUCKETS]
-        rows = conn.execute(text("""
-            WITH RECURSIVE names AS (  -- the distinct boards, one index probe each (a loose index scan)
-                SELECT min(board) AS board FROM leaderboard_entries
-                UNION ALL
-                SELECT (SELECT min(board) FROM leaderboard_entries WHERE board > names.board) FROM names
-                WHERE names.board IS NOT NULL),
-            latest AS MATERIALIZED (  -- the newest season of each board (index board, computed_at, season)
-                SELECT names.board, l.season, l.player_id AS sample_player FROM names CROSS JOIN LATERAL (
-                    SELECT season, player_id FROM leaderboard_entries e WHERE e.board = names.board
-                    ORDER BY computed_at DESC, season DESC LIMIT 1) AS l
-                WHERE names.board IS NOT NULL),
-            boards AS MATERIALIZED (
-                SELECT b.board, b.season,
-                       coalesce((SELECT m.game FROM matches m WHERE m.home_id = b.sample_player LIMIT 1),
-                                (SELECT m.game FROM matches m WHERE m.away_id = b.sample_player LIMIT 1),
-                                'unknown') AS game
-                FROM latest b)
-            SELECT boards.game, boards.board, e.b, e.n, e.total, e.league
-            FROM boards CROSS JOIN LATERAL (  -- per board: no join of every entry on the text keys
-                SELECT width_bucket(-l.rating, CAST(:bounds AS float8[])) AS b, count(*) AS n, sum(l.rating) AS total,
-                       l.league
-                FROM leaderboard_entries l WHERE l.board = boards.board AND l.season = boards.season GROUP BY 1, 4
-            ) AS e"""),
-            {"bounds": [-b for b in reversed(bounds)]}).all()  # fmt: skip
+        rows = ratings.rating_buckets(conn, bounds)
         rating = GaugeHistogramMetricFamily(names.PLAYER_RATING, "Players by rating in the latest season of each "
                                             "ranking (fixed buckets).", labels=["game", "ranking"])  # fmt: skip
         leagues = GaugeMetricFamily(names.LEAGUE_PLAYERS, "Players per league in the latest season.",
@@ -466,21 +347,7 @@ class AnalyticsCollector(Collector):
 
         Labelled by rank (1 = largest move) and direction, never by player: who moved is in the rankings report.
         """
-        rows = conn.execute(text("""
-            WITH last AS (SELECT job, max(period) AS period FROM rating_history WHERE job IS NOT NULL GROUP BY job),
-            moves AS (
-                SELECT h.job, h.rating - prev.rating AS change
-                FROM last JOIN rating_history h ON h.job = last.job AND h.period = last.period
-                CROSS JOIN LATERAL (SELECT p.rating FROM rating_history p
-                                    WHERE p.player_id = h.player_id AND p.algorithm = h.algorithm
-                                      AND p.job = h.job AND p.period < h.period
-                                    ORDER BY p.period DESC LIMIT 1) AS prev),
-            ranked AS (
-                SELECT job, change, CASE WHEN change >= 0 THEN 'up' ELSE 'down' END AS direction,
-                       row_number() OVER (PARTITION BY job, change >= 0 ORDER BY abs(change) DESC) AS rank
-                FROM moves WHERE change <> 0)
-            SELECT job, direction, rank, change FROM ranked WHERE rank <= :top ORDER BY job, direction, rank"""),
-            {"top": names.TOP_MOVERS}).all()  # fmt: skip
+        rows = ratings.top_movers(conn, names.TOP_MOVERS)
         movers = GaugeMetricFamily(names.TOP_MOVER_RATING_CHANGE, "Largest rating changes between the two latest "
                                    "rating periods, by rank and direction.",
                                    labels=["game", "ranking", "rank", "direction"])  # fmt: skip
@@ -590,8 +457,7 @@ def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentPar
     parser = argparse.ArgumentParser(prog="game-analytics worker exporter", description=__doc__.split("\n")[0])
     parser.add_argument("--dsn", default=s.dsn, help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
     parser.add_argument("--games", default=",".join(s.games), help="comma-separated games (default: all)")
-    parser.add_argument("--as-of", default=os.environ.get("GAME_ANALYTICS_AS_OF", "now"), type=parse_as_of,
-                        help="'now' (default), 'latest' (newest event; for replayed data) or an ISO time")
+    add_as_of_flag(parser)
     parser.add_argument("--ttl", type=float, default=15.0, help="seconds a refresh is cached (default 15)")
     parser.add_argument("--port", type=int, default=s.metrics_port, help="metrics port (default %(default)s)")
     parser.add_argument("--listen", default="0.0.0.0", help="listen address (default %(default)s)")
@@ -605,10 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve the metrics until SIGTERM/SIGINT (or print one scrape with ``--once``); returns the exit code."""
     settings = WorkerSettings.from_env()
     parser = build_parser(settings)
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    if not args.dsn:
-        parser.error("--dsn (or GAME_ANALYTICS_DSN) is required")
+    args = start(parser, argv)
     client = None
     if not args.no_redis and (settings.redis_url or settings.redis_sentinels):
         from game_analytics.redis_client import connect
@@ -625,12 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(generate_latest(registry).decode())
         return 0
     collector.warm_up()
-    server, thread = start_http_server(args.port, addr=args.listen, registry=registry)
+    server = serve(args.port, registry, args.listen)
     log.info("serving analytics metrics on %s:%d (as of %s, ttl %.0fs)", args.listen, args.port, args.as_of, args.ttl)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    stop_event().wait()
     server.shutdown()
     engine.dispose()
     return 0

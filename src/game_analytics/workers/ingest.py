@@ -24,8 +24,8 @@ commits that were already reported successful, and so acknowledged.
 
 Bad entries never block the stream: they are stored with their reason and acknowledged like good ones.
 
-Also here: :func:`copy_events` (bulk COPY straight into PostgreSQL, for ``game-analytics load``),
-:func:`publish_events` (XADD to the stream, the demo's real path) and :func:`load_events` choosing between them.
+Validating entries into batches and writing a batch (steps 2 and 3) is :mod:`game_analytics.workers.batches`;
+bulk loading (``copy_events``, ``publish_events``) is :mod:`game_analytics.workers.load`.
 
 Run: ``python -m game_analytics.workers.ingest --redis-url redis://... --dsn postgresql://...`` (or
 ``game-analytics worker ingest ...``); options default to the ``GAME_ANALYTICS_*`` environment variables.
@@ -34,331 +34,47 @@ Run: ``python -m game_analytics.workers.ingest --redis-url redis://... --dsn pos
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import queue
-import signal
 import socket
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from itertools import islice
-from typing import Any, TypeVar
 
 import psycopg
 import redis
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from redis.sentinel import Sentinel
 
-from game_analytics.events import AnyEvent, EventError, parse_event, validate_event
 from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings, configure_logging
-from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
+from game_analytics.workers.batches import (
+    DATA_FIELD,
+    DEFAULT_STREAM,
+    Batch,
+    prefetched,
+    prepare_connection,
+    prepare_entries,
+    write_batch,
+)
+from game_analytics.workers.runtime import serve, stop_event
 
 __all__ = [
     "DATA_FIELD",
     "DEFAULT_GROUP",
     "DEFAULT_STREAM",
-    "DeadLetterRecord",
     "IngestConfig",
     "IngestMetrics",
     "IngestWorker",
-    "LoadResult",
-    "copy_events",
-    "Batch",
-    "BatchOutcome",
-    "event_row",
-    "prefetched",
-    "prepare_dicts",
-    "prepare_entries",
-    "load_events",
     "main",
-    "publish_events",
-    "write_batch",
 ]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-DEFAULT_STREAM = "game-events"
 DEFAULT_GROUP = "ingest"
 #: Stream entry field holding the event's UTF-8 JSON.
-DATA_FIELD = b"data"
-
-STAGE_TABLE = "_ingest_stage"
-_STAGE_COLUMNS = "event_id, event_type, occurred_at, player_id, game, region, payload"
-# A session temp table.  Rows reach it by binary COPY, which psycopg encodes in C (far cheaper than adapting
-# Python lists as array parameters); the INSERT reading them deletes them, and every commit empties them.
-_CREATE_STAGE = f"""
-CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
-    event_id text, event_type text, occurred_at timestamptz, player_id text,
-    game text, region text, payload jsonb
-) ON COMMIT DELETE ROWS
-"""
-
-_INSERT_EVENTS = f"""
-WITH staged AS (DELETE FROM {STAGE_TABLE} RETURNING *), inserted AS (
-    INSERT INTO events ({_STAGE_COLUMNS})
-    SELECT {_STAGE_COLUMNS} FROM staged
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING game, event_type
-)
-SELECT game, event_type, count(*) FROM inserted GROUP BY game, event_type
-"""
-
-_INSERT_DEAD_LETTER = """
-INSERT INTO dead_letters (stream, stream_id, raw_payload, reason, field)
-VALUES (%s, %s, %s, %s, %s)
-ON CONFLICT (stream, stream_id) DO NOTHING
-"""
-
-
-# --- pure helpers ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeadLetterRecord:
-    """A rejected entry: its stream id, raw bytes, the reason, the offending field (or None) and a metric label."""
-
-    stream_id: str
-    raw: bytes
-    reason: str
-    field: str | None
-    kind: str
-
-
-def event_row(event: AnyEvent) -> tuple[Any, ...]:
-    """The ``events`` row of a validated event: ``(event_id, event_type, occurred_at, player_id, game,
-    region, payload_json)``; ``occurred_at`` is a UTC datetime, ``payload_json`` the normalised payload as JSON
-    without null fields."""
-    return (
-        event.event_id,
-        event.event_type,
-        event.occurred_at,
-        event.player_id,
-        event.game,
-        event.region,
-        event.payload.model_dump_json(exclude_none=True),
-    )
-
-
-@dataclass
-class Batch:
-    """One validated batch, ready to store in one transaction (built by :func:`prepare_entries` /
-    :func:`prepare_dicts`; no I/O).
-
-    Attributes:
-        rows: :func:`event_row` tuples of the valid events, in input order (duplicates included).
-        dead: the rejected entries.
-        entry_ids: stream ids of every entry read (valid, rejected, or deleted while pending), to acknowledge
-            after the commit; empty for bulk loads.
-    """
-
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    dead: list[DeadLetterRecord] = field(default_factory=list)
-    entry_ids: list[bytes] = field(default_factory=list)
-
-
-Fields = dict[bytes, bytes] | list[bytes]
-
-
-def prepare_entries(entries: Iterable[tuple[bytes | str, Fields | None]]) -> Batch:
-    """Validate stream entries ``(entry_id, fields)`` with :func:`~game_analytics.events.parse_event`; ``fields``
-    is a dict or, as in the raw ``XREADGROUP`` reply, a flat ``[name, value, ...]`` list.
-
-    Entries without a ``data`` field, or whose data fails validation, become :class:`DeadLetterRecord` s with the
-    reason and field.  Entries whose fields are None (deleted from the stream while pending) are only
-    acknowledged.
-    """
-    batch = Batch()
-    for entry_id, fields in entries:
-        batch.entry_ids.append(entry_id)
-        if fields is None:
-            continue
-        if isinstance(fields, list):  # the publisher's single field comes first: no dict needed
-            if fields[:1] == [DATA_FIELD]:
-                raw = fields[1]
-            else:
-                fields = dict(zip(fields[::2], fields[1::2], strict=True))
-                raw = fields.get(DATA_FIELD)
-        else:
-            raw = fields.get(DATA_FIELD)
-        sid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        if raw is None:
-            names = ", ".join(sorted(k.decode(errors="replace") for k in fields))
-            batch.dead.append(
-                DeadLetterRecord(sid, json.dumps({k.decode(errors="replace"): v.decode(errors="replace")
-                                                  for k, v in fields.items()}).encode(),
-                                 f"message: missing stream field 'data' (got: {names})", None, "missing_field")
-            )  # fmt: skip
-            continue
-        try:
-            batch.rows.append(event_row(parse_event(raw)))
-        except EventError as exc:
-            batch.dead.append(DeadLetterRecord(sid, raw, exc.reason, exc.field, exc.kind))
-    return batch
-
-
-def prepare_dicts(numbered: Iterable[tuple[int, dict[str, Any]]]) -> Batch:
-    """Validate ``(position, event dict)`` pairs with :func:`~game_analytics.events.validate_event`; a rejected
-    event's ``stream_id`` is its position."""
-    batch = Batch()
-    for index, data in numbered:
-        try:
-            batch.rows.append(event_row(validate_event(data)))
-        except EventError as exc:
-            batch.dead.append(DeadLetterRecord(str(index), _to_json_bytes(data), exc.reason, exc.field, exc.kind))
-    return batch
-
-
-def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """Iterate ``items`` in a background thread, at most ``depth`` items ahead of the caller.
-
-    The ingest paths use it to validate the next batch (Python, holding the GIL) while the current one is being
-    stored (PostgreSQL, while this process waits on its socket), so that the two overlap on two cores.  An
-    exception raised by ``items`` is re-raised here in order; when the caller stops early (``break``, an
-    exception) the thread stops before producing another item and is joined.
-    """
-    slots: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
-    cancelled = threading.Event()
-
-    def put(item: tuple[bool, Any]) -> bool:
-        while not cancelled.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((False, item)):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((True, exc))
-        else:
-            put((True, None))
-
-    thread = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            finished, value = slots.get()
-            if finished:
-                if value is not None:
-                    raise value
-                return
-            yield value
-    finally:
-        cancelled.set()
-        thread.join()
-
-
-# --- database -------------------------------------------------------------------------------------------------
-
-
-def prepare_connection(conn: psycopg.Connection) -> None:
-    """Create the session's staging temp table (idempotent; commits)."""
-    with conn.transaction():
-        conn.execute(_CREATE_STAGE)
-
-
-class JsonTextBinaryDumper(Dumper):
-    """Binary COPY dumper for ``jsonb`` from an already serialised JSON ``str`` (jsonb wire format: 0x01 + text).
-
-    Registered for the ``jsonb`` OID only (Python type None), so it applies just where COPY ``set_types`` names
-    ``jsonb``; the server still parses and checks the JSON.
-    """
-
-    format = Format.BINARY
-    oid = 3802  # jsonb
-
-    def dump(self, obj: str) -> bytes:
-        return b"\x01" + obj.encode()
-
-
-#: Column types of :func:`event_row` tuples for binary COPY.
-ROW_TYPES = ["text", "text", "timestamptz", "text", "text", "text", "jsonb"]
-
-
-def copy_rows(
-    cur: psycopg.Cursor, table: str, rows: Iterable[tuple[Any, ...]], columns: str = _STAGE_COLUMNS,
-    types: Sequence[str] = ROW_TYPES,
-) -> None:  # fmt: skip
-    """Binary ``COPY table (columns) FROM STDIN`` of tuples of ``types`` (default: :func:`event_row` tuples;
-    aware datetimes required).  psycopg sends the data in blocks as they fill."""
-    cur.adapters.register_dumper(None, JsonTextBinaryDumper)
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    """What :func:`write_batch` did: NEW events per event type, valid events seen (including duplicates), and
-    whether the direct COPY succeeded (False: the batch took the staging-table path)."""
-
-    inserted: dict[tuple[str, str], int]  # (game, event type) -> events stored
-    valid: int
-    direct: bool
-
-    @property
-    def duplicates(self) -> int:
-        """Valid events that were already stored (or repeated within the batch)."""
-        return self.valid - sum(self.inserted.values())
-
-
-def write_batch(
-    conn: psycopg.Connection, batch: Batch, stream: str = DEFAULT_STREAM, *, direct: bool = True
-) -> BatchOutcome:
-    """Write one batch in the caller's open transaction; the caller commits.
-
-    Storage is idempotent by ``event_id``: re-writing a batch is a no-op.  Only ``events`` and ``dead_letters``
-    are written; the tables derived from events catch up later, set-based (:mod:`game_analytics.storage.derived`).
-
-    * Direct path (``direct``): the rows are binary-COPY-ed straight into ``events`` inside a SAVEPOINT.
-    * If that COPY hits a unique violation (an ``event_id`` already stored, or repeated within the batch), or
-      with ``direct=False``: roll back to the savepoint, COPY the rows into the session's staging table and
-      ``INSERT INTO events ... ON CONFLICT (event_id) DO NOTHING``.  Pass ``direct=False`` when duplicates are
-      likely (e.g. after the previous batch had some) to skip the failing attempt.
-
-    ``batch.dead`` goes to ``dead_letters`` (unique per ``(stream, stream_id)``).  Requires
-    :func:`prepare_connection` on ``conn``; several calls may share one transaction.
-
-    Raises:
-        psycopg.Error: on database errors (the caller's transaction is then to be rolled back).
-    """
-    inserted: dict[tuple[str, str], int] | None = None
-    if direct:
-        try:
-            with conn.transaction(), conn.cursor() as cur:  # a SAVEPOINT inside the caller's transaction
-                copy_rows(cur, "events", batch.rows)
-            inserted = dict(Tally((row[4], row[1]) for row in batch.rows))
-        except psycopg.errors.UniqueViolation:
-            pass
-    went_direct = inserted is not None
-    with conn.cursor() as cur:
-        if inserted is None:
-            copy_rows(cur, STAGE_TABLE, batch.rows)
-            cur.execute(_INSERT_EVENTS)
-            inserted = {(game, etype): int(n) for game, etype, n in cur.fetchall()}
-        if batch.dead:
-            cur.executemany(
-                _INSERT_DEAD_LETTER,
-                [(stream, d.stream_id, d.raw, d.reason[:4000], d.field) for d in batch.dead],
-            )
-    return BatchOutcome(inserted, len(batch.rows), went_direct)
-
-
 # --- metrics --------------------------------------------------------------------------------------------------
 
 
@@ -587,108 +303,6 @@ class IngestWorker:
         return len(batch.entry_ids)
 
 
-# --- bulk loading ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadResult:
-    """Outcome of a bulk load: events newly stored, skipped as duplicates, and rejected."""
-
-    inserted: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def _to_json_bytes(event: dict[str, Any] | bytes | str) -> bytes:
-    if isinstance(event, bytes):
-        return event
-    if isinstance(event, str):
-        return event.encode()
-    return json.dumps(event, default=_json_default, separators=(",", ":")).encode()
-
-
-def copy_events(
-    events: Iterable[dict[str, Any]],
-    dsn: str,
-    *,
-    batch_size: int = 10_000,
-    source: str = "bulk",
-    catch_up: bool = True,
-) -> LoadResult:
-    """Validate event dicts and store them with the COPY fast path, ``batch_size`` per transaction, validating
-    the next batch while the current one is stored (:func:`prefetched`).
-
-    Idempotent by ``event_id``.  Invalid events are written to ``dead_letters`` with stream ``load:<source>``
-    and their 0-based position as ``stream_id``.  With ``catch_up`` the derived tables (players, matches, ...)
-    then fold in the new events (:func:`game_analytics.storage.derived.catch_up_now`), so a bulk load leaves
-    them current.  Raises ``psycopg.Error`` on database errors (committed batches stay).
-    """
-    result = LoadResult()
-    stream = f"load:{source}"
-    numbered = enumerate(events)
-    batches = (prepare_dicts(chunk) for chunk in iter(lambda: list(islice(numbered, batch_size)), []))
-    with psycopg.connect(libpq_dsn(dsn)) as conn:
-        prepare_connection(conn)
-        direct = True
-        for batch in prefetched(batches):
-            with conn.transaction():
-                outcome = write_batch(conn, batch, stream, direct=direct)
-            direct = outcome.duplicates == 0  # after duplicates (a re-load), expect more: skip the attempt
-            result.inserted += outcome.valid - outcome.duplicates
-            result.duplicates += outcome.duplicates
-            result.dead_lettered += len(batch.dead)
-        if catch_up:
-            derived.catch_up_now(conn)
-    return result
-
-
-def publish_events(
-    events: Iterable[dict[str, Any] | bytes | str], redis_url: str, *, stream: str = DEFAULT_STREAM,
-    chunk: int = 1000,
-) -> int:  # fmt: skip
-    """``XADD`` events (dicts are JSON-encoded; bytes/str sent as is) to ``stream`` in pipelined chunks.
-
-    No validation here: the ingest worker validates and dead-letters.  Returns the number of entries added.
-    Raises ``redis.RedisError`` on connection errors.
-    """
-    client = redis.Redis.from_url(redis_url)
-    count = 0
-    try:
-        pipe = client.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(stream, {DATA_FIELD: _to_json_bytes(event)})
-            count += 1
-            if count % chunk == 0:
-                pipe.execute()
-        pipe.execute()
-    finally:
-        client.close()
-    return count
-
-
-def load_events(
-    events: Iterable[dict[str, Any]], *, dsn: str | None = None, redis_url: str | None = None,
-    stream: str = DEFAULT_STREAM, batch_size: int = 10_000, source: str = "bulk",
-) -> LoadResult:  # fmt: skip
-    """Load events either straight into PostgreSQL (``dsn``: :func:`copy_events`) or through the stream
-    (``redis_url``: :func:`publish_events`; the ingest worker stores them, so only ``inserted`` = published is set).
-
-    Raises ``ValueError`` unless exactly one of ``dsn`` / ``redis_url`` is given.
-    """
-    if (dsn is None) == (redis_url is None):
-        raise ValueError("give exactly one of dsn= (direct COPY) or redis_url= (publish to the stream)")
-    if dsn is not None:
-        return copy_events(events, dsn, batch_size=batch_size, source=source)
-    assert redis_url is not None
-    return LoadResult(inserted=publish_events(events, redis_url, stream=stream))
-
-
 # --- command line ---------------------------------------------------------------------------------------------
 
 
@@ -733,8 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from game_analytics.storage.migrate import upgrade
 
         upgrade(sqlalchemy_url(args.dsn))
-    if args.metrics_port:
-        start_http_server(args.metrics_port)
+    server = serve(args.metrics_port) if args.metrics_port else None
     sentinels = [(h, int(port)) for h, _, port in (a.rpartition(":") for a in args.sentinel)]
     config = IngestConfig(
         redis_url=args.redis_url or "", dsn=args.dsn, stream=args.stream, group=args.group, consumer=args.consumer,
@@ -742,9 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dead_letter_stream=args.dead_letter_stream, sentinels=sentinels,
         sentinel_master=args.sentinel_master, redis_password=settings.redis_password,
     )  # fmt: skip
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_event()
     backoff = 0.5
     while not stop.is_set():
         try:
@@ -757,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning("connection problem (%s); reconnecting in %.1f s", exc, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
+    if server is not None:
+        server.shutdown()
     log.info("stopped")
     return 0
 

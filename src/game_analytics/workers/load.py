@@ -1,9 +1,10 @@
-"""``game-analytics load``: replay the real data sets as events.
+"""Bulk loading of events (:func:`copy_events`, :func:`publish_events`) and ``game-analytics load``, which
+replays the real data sets as events.
 
 ``game-analytics load [--dataset bundesliga|cdnow|all] [--via stream|copy] [--limit N]``
 
 * ``--via copy`` (default) validates the events and stores them straight into PostgreSQL with the ingest
-  worker's COPY fast path (:func:`game_analytics.workers.ingest.copy_events`): events, players and matches.
+  worker's COPY fast path (:func:`copy_events`): events, players and matches.
 * ``--via stream`` publishes them to the Redis stream (``XADD``, pipelined) for the ingest worker to consume,
   which is the path live games take.
 
@@ -21,12 +22,28 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import date, datetime
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
-from game_analytics.settings import WorkerSettings
+import psycopg
+import redis
 
-__all__ = ["DATASETS", "dataset_events", "main", "to_event"]
+from game_analytics.settings import WorkerSettings
+from game_analytics.storage import derived
+from game_analytics.storage.engine import libpq_dsn
+from game_analytics.workers.batches import (
+    DATA_FIELD,
+    DEFAULT_STREAM,
+    prefetched,
+    prepare_connection,
+    prepare_dicts,
+    to_json_bytes,
+    write_batch,
+)
+
+__all__ = ["DATASETS", "LoadResult", "copy_events", "dataset_events", "load_events", "main", "publish",
+           "publish_events", "to_event"]
 
 #: Data sets by name: (loader of the DataFrame, converter to event dicts) as import paths.
 DATASETS = ("bundesliga", "cdnow")
@@ -81,25 +98,105 @@ def dataset_events(name: str) -> list[dict[str, Any]]:
     return events
 
 
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+# --- bulk loading ---------------------------------------------------------------------------------------------
 
 
-def publish(events: Iterable[dict[str, Any]], client: Any, stream: str, chunk: int = 1000) -> int:
-    """XADD ``events`` (JSON in field ``data``) to ``stream`` in pipelined chunks; returns how many were added."""
-    from game_analytics.workers.ingest import DATA_FIELD
+@dataclass
+class LoadResult:
+    """Outcome of a bulk load: events newly stored, skipped as duplicates, and rejected."""
 
+    inserted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+def copy_events(
+    events: Iterable[dict[str, Any]],
+    dsn: str,
+    *,
+    batch_size: int = 10_000,
+    source: str = "bulk",
+    catch_up: bool = True,
+) -> LoadResult:
+    """Validate event dicts and store them with the COPY fast path, ``batch_size`` per transaction, validating
+    the next batch while the current one is stored (:func:`prefetched`).
+
+    Idempotent by ``event_id``.  Invalid events are written to ``dead_letters`` with stream ``load:<source>``
+    and their 0-based position as ``stream_id``.  With ``catch_up`` the derived tables (players, matches, ...)
+    then fold in the new events (:func:`game_analytics.storage.derived.catch_up_now`), so a bulk load leaves
+    them current.  Raises ``psycopg.Error`` on database errors (committed batches stay).
+    """
+    result = LoadResult()
+    stream = f"load:{source}"
+    numbered = enumerate(events)
+    batches = (prepare_dicts(chunk) for chunk in iter(lambda: list(islice(numbered, batch_size)), []))
+    with psycopg.connect(libpq_dsn(dsn)) as conn:
+        prepare_connection(conn)
+        direct = True
+        for batch in prefetched(batches):
+            with conn.transaction():
+                outcome = write_batch(conn, batch, stream, direct=direct)
+            direct = outcome.duplicates == 0  # after duplicates (a re-load), expect more: skip the attempt
+            result.inserted += outcome.valid - outcome.duplicates
+            result.duplicates += outcome.duplicates
+            result.dead_lettered += len(batch.dead)
+        if catch_up:
+            derived.catch_up_now(conn)
+    return result
+
+
+def publish(events: Iterable[dict[str, Any] | bytes | str], client: Any, stream: str = DEFAULT_STREAM,
+            chunk: int = 1000) -> int:  # fmt: skip
+    """``XADD`` events (dicts are JSON-encoded into field ``data``; bytes/str sent as is) to ``stream`` through
+    ``client`` (a ``redis.Redis``) in pipelined chunks; returns the number of entries added.
+
+    No validation here: the ingest worker validates and dead-letters.  Raises ``redis.RedisError`` on
+    connection errors.
+    """
     count = 0
     pipe = client.pipeline(transaction=False)
     for event in events:
-        pipe.xadd(stream, {DATA_FIELD: json.dumps(event, default=_json_default, separators=(",", ":"))})
+        pipe.xadd(stream, {DATA_FIELD: to_json_bytes(event)})
         count += 1
         if count % chunk == 0:
             pipe.execute()
     pipe.execute()
     return count
+
+
+def publish_events(
+    events: Iterable[dict[str, Any] | bytes | str], redis_url: str, *, stream: str = DEFAULT_STREAM,
+    chunk: int = 1000,
+) -> int:  # fmt: skip
+    """:func:`publish` through a client of ``redis_url`` (closed afterwards); returns the number of entries added.
+
+    Raises ``redis.RedisError`` on connection errors.
+    """
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return publish(events, client, stream, chunk)
+    finally:
+        client.close()
+
+
+def load_events(
+    events: Iterable[dict[str, Any]], *, dsn: str | None = None, redis_url: str | None = None,
+    stream: str = DEFAULT_STREAM, batch_size: int = 10_000, source: str = "bulk",
+) -> LoadResult:  # fmt: skip
+    """Load events either straight into PostgreSQL (``dsn``: :func:`copy_events`) or through the stream
+    (``redis_url``: :func:`publish_events`; the ingest worker stores them, so only ``inserted`` = published is set).
+
+    Raises ``ValueError`` unless exactly one of ``dsn`` / ``redis_url`` is given.
+    """
+    if (dsn is None) == (redis_url is None):
+        raise ValueError("give exactly one of dsn= (direct COPY) or redis_url= (publish to the stream)")
+    if dsn is not None:
+        return copy_events(events, dsn, batch_size=batch_size, source=source)
+    assert redis_url is not None
+    return LoadResult(inserted=publish_events(events, redis_url, stream=stream))
+
+
+# --- command line ---------------------------------------------------------------------------------------------
 
 
 def _tracked(events: Sequence[dict[str, Any]], advance: Callable[[int], None]) -> Iterator[dict[str, Any]]:
@@ -165,8 +262,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 task = progress.add_task(f"{name} -> {args.via}", total=len(events))
                 tracked = _tracked(events, lambda n, t=task: progress.advance(t, n))
                 if args.via == "copy":
-                    from game_analytics.workers.ingest import copy_events
-
                     result = copy_events(tracked, dsn, source=name)
                     summary[name] = {"events": len(events), "inserted": result.inserted,
                                      "duplicates": result.duplicates, "dead_lettered": result.dead_lettered}  # fmt: skip

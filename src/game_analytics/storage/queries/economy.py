@@ -1,6 +1,6 @@
 """Economy aggregates in SQL on the ``events`` table: spend, wealth, Gini, wealth histograms, price index, volume.
 
-The pure formulas live in :mod:`game_analytics.analytics.economy`; this module fetches (or aggregates in
+The pure formulas live in :mod:`game_analytics.analytics.economy`; this module of the query layer fetches (or aggregates in
 PostgreSQL) the inputs.  Definitions:
 
 * **Wealth** of a player in a (game, currency) at time ``t``: the cumulative net flow up to ``t`` =
@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from .activity import ALL, Bind, Filters, _frame, _utc, where
+from .activity import _utc
+from .filters import ALL, Bind, Filters, fetch_frame, where
 
 __all__ = [
     "balances_sql",
@@ -84,7 +85,7 @@ def spend_per_player(bind: Bind, filters: Filters = ALL) -> pd.DataFrame:
     FROM events e WHERE {cond} AND e.event_type = 'purchase'
     GROUP BY 1, 2, 3 ORDER BY amount DESC, player_id
     """
-    frame = _frame(bind, sql, params)
+    frame = fetch_frame(bind, sql, params)
     if not frame.empty:
         frame["amount"] = frame["amount"].astype(float)
         frame["quantity"] = frame["quantity"].astype("int64")
@@ -95,7 +96,7 @@ def wealth_per_player(bind: Bind, as_of: datetime | None = None, games: Sequence
     """Wealth (see module docstring) per player at ``as_of``: columns ``game``, ``currency``, ``player_id``,
     ``wealth`` (float, may be negative for net currency sinks)."""
     sql, params = wealth_sql(as_of, games)
-    frame = _frame(bind, sql + " ORDER BY 1, 2, 3", params)
+    frame = fetch_frame(bind, sql + " ORDER BY 1, 2, 3", params)
     if not frame.empty:
         frame["wealth"] = frame["wealth"].astype(float)
     return frame
@@ -125,7 +126,7 @@ def gini_by_market(bind: Bind, as_of: datetime | None = None, games: Sequence[st
                 ELSE 2.0 * sum(i * x) / (count(*) * sum(x)) - (count(*) + 1.0) / count(*) END AS gini
     FROM ranked GROUP BY game, currency ORDER BY game, currency
     """
-    frame = _frame(bind, sql, params)
+    frame = fetch_frame(bind, sql, params)
     if not frame.empty:
         frame[["total", "gini"]] = frame[["total", "gini"]].astype(float)
     return frame
@@ -155,7 +156,7 @@ def wealth_histogram(
            count(*) AS players, sum(greatest(wealth, 0)) AS total
     FROM ({wealth}) AS w GROUP BY 1, 2, 3
     """
-    frame = _frame(bind, sql, params)
+    frame = fetch_frame(bind, sql, params)
     n = len(bounds)
     out: dict[tuple[str, str], tuple[list[int], float]] = {}
     for (game, currency), rows in frame.groupby(["game", "currency"], sort=True):
@@ -193,7 +194,7 @@ def _flows_after(bind: Bind, as_of: datetime, games: Sequence[str]) -> bool:
     """Whether any wealth flow (purchase, currency change) occurred after ``as_of`` (an index probe)."""
     cond, params = _market_filter(None, games)
     sql = f"SELECT EXISTS (SELECT FROM events e WHERE {cond} AND e.occurred_at > :as_of)"
-    return bool(_frame(bind, sql, {**params, "as_of": as_of}).iloc[0, 0])
+    return bool(fetch_frame(bind, sql, {**params, "as_of": as_of}).iloc[0, 0])
 
 
 def wealth_distribution(
@@ -236,7 +237,7 @@ def wealth_distribution(
     SELECT 'g' AS part, game, currency, NULL::int AS ge, n, total, gini FROM g
     UNION ALL SELECT 'h', game, currency, ge, n, total, NULL FROM h
     """
-    rows = _frame(bind, sql, params)
+    rows = fetch_frame(bind, sql, params)
     gini_rows = rows[rows["part"] == "g"]
     gini = pd.DataFrame({
         "game": gini_rows["game"], "currency": gini_rows["currency"], "players": gini_rows["n"].astype("int64"),
@@ -267,7 +268,7 @@ def price_index(bind: Bind, filters: Filters = ALL, *, period: str = "month") ->
     FROM events e WHERE {cond} AND e.event_type = 'purchase'
     GROUP BY 1, 2, 3 HAVING sum((e.payload->>'quantity')::bigint) > 0 ORDER BY 1, 2, 3
     """
-    frame = _frame(bind, sql, params)
+    frame = fetch_frame(bind, sql, params)
     if frame.empty:
         return frame
     frame["period"] = pd.to_datetime(frame["period"])
@@ -306,7 +307,7 @@ def price_index_at(
     SELECT cur.game, cur.currency, cur.unit_price, base.base_price, cur.unit_price / nullif(base.base_price, 0) AS index
     FROM cur JOIN base USING (game, currency) WHERE cur.unit_price IS NOT NULL ORDER BY 1, 2
     """
-    return _frame(bind, sql, params)
+    return fetch_frame(bind, sql, params)
 
 
 def trade_volume(
@@ -323,7 +324,7 @@ def trade_volume(
     FROM events e WHERE {cond} AND e.event_type = ANY(:types)
     GROUP BY 1, 2 ORDER BY 1, 2
     """
-    frame = _frame(bind, sql, params)
+    frame = fetch_frame(bind, sql, params)
     if not frame.empty:
         frame["period"] = pd.to_datetime(frame["period"])
         frame["value"] = frame["value"].astype(float)
@@ -348,4 +349,4 @@ def trade_volume_since(bind: Bind, since: datetime, as_of: datetime, games: Sequ
     WHERE e.event_type IN ('trade', 'purchase') AND e.occurred_at > :since AND e.occurred_at <= :as_of {game_cond}
     GROUP BY 1, 2 ORDER BY 1, 2
     """
-    return _frame(bind, sql, params)
+    return fetch_frame(bind, sql, params)

@@ -1,4 +1,4 @@
-"""Player activity analytics in SQL on the ``events`` table: DAU/WAU/MAU, sessions, cohort retention, funnels.
+"""Player activity in SQL on the ``events`` table: active players, DAU/WAU/MAU, cohort retention, funnels.
 
 Every query runs in PostgreSQL (SQLAlchemy ``text`` with bound parameters; no value is ever formatted into SQL)
 and returns a pandas DataFrame.  The functions take a SQLAlchemy ``Connection`` (or ``Engine``) and a
@@ -6,17 +6,15 @@ and returns a pandas DataFrame.  The functions take a SQLAlchemy ``Connection`` 
 
 Conventions:
 
-* "Active" means "has at least one event" (any type, or the types in ``Filters.event_types``); events without a
-  player (``player_id IS NULL``) never count.
+* **Active player** (the one definition, used by the exporter, the reports and the detectors alike): a player
+  with at least one event matching the filters in the window (any type, or the types in
+  ``Filters.event_types``); events without a player (``player_id IS NULL``) never count.  :func:`player_counts`
+  adds total, new and churned players on the same definition.
 * Days, weeks and months are calendar buckets in UTC (``date_trunc`` on ``occurred_at AT TIME ZONE 'UTC'``;
   weeks start on Monday, ISO 8601).
 * DAU/WAU/MAU for day ``d``: distinct players active on ``d`` / in the 7 / 30 days ending with ``d``
   (trailing windows, ``d`` included).
-* Sessions: the event model has ``login``/``logout`` events, but most sources (e.g. the CDNOW purchase log) have
-  neither, so sessions are *sessionized*: a player's events ordered by time belong to one session until a gap
-  longer than ``gap`` (default 30 minutes, the usual web-analytics convention) or a ``login`` event starts a new
-  one; an event following a ``logout`` also starts a new session.  Done in SQL with ``lag()`` and a running
-  ``sum()`` window.
+* Sessions: :mod:`.sessions` (the one definition).
 * Cohort retention: a player's cohort is the period (week or month) of their first activity within the
   filters; ``retention[c][k]`` is the share of cohort ``c`` active in period ``c + k`` (so ``retention[c][0]``
   is 1).
@@ -26,79 +24,29 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, text
+
+from game_analytics.events import EVENT_TYPES
+
+from .filters import ALL, Bind, Filters, clauses, fetch_frame, where
 
 __all__ = [
-    "ALL",
-    "Filters",
+    "ACTIVITY_PERIODS",
     "active_players_by_period",
     "daily_active_players",
+    "active_players_by_region",
     "events_by_hour",
+    "events_by_period",
     "events_by_type",
     "funnel",
+    "player_counts",
     "retention_matrix",
-    "sessions",
-    "where",
 ]
 
-Bind = Connection | Engine
-
 PERIODS: dict[str, str] = {"day": "day", "week": "week", "month": "month"}
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Which events a query looks at.
-
-    Attributes:
-        start, end: half-open range ``[start, end)`` of ``occurred_at`` (timezone-aware); None = unbounded.
-        games: only these games (empty = all).
-        regions: only these regions (empty = all).
-        event_types: only these event types (empty = all).
-    """
-
-    start: datetime | None = None
-    end: datetime | None = None
-    games: Sequence[str] = field(default_factory=tuple)
-    regions: Sequence[str] = field(default_factory=tuple)
-    event_types: Sequence[str] = field(default_factory=tuple)
-
-
-#: no filter: every event with a player
-ALL = Filters()
-
-
-def where(filters: Filters, alias: str = "e", *, prefix: str = "f") -> tuple[str, dict[str, Any]]:
-    """SQL condition (``"TRUE"`` when unfiltered) and its bound parameters for ``filters`` on table ``alias``.
-
-    Parameters are named ``<prefix>_start`` etc.; lists are bound as PostgreSQL arrays (``= ANY(:p)``).
-    """
-    clauses = [f"{alias}.player_id IS NOT NULL"]
-    params: dict[str, Any] = {}
-    if filters.start is not None:
-        clauses.append(f"{alias}.occurred_at >= :{prefix}_start")
-        params[f"{prefix}_start"] = filters.start
-    if filters.end is not None:
-        clauses.append(f"{alias}.occurred_at < :{prefix}_end")
-        params[f"{prefix}_end"] = filters.end
-    for column, values in (("game", filters.games), ("region", filters.regions), ("event_type", filters.event_types)):
-        if values:
-            clauses.append(f"{alias}.{column} = ANY(:{prefix}_{column})")
-            params[f"{prefix}_{column}"] = list(values)
-    return " AND ".join(clauses), params
-
-
-def _frame(bind: Bind, sql: str, params: dict[str, Any]) -> pd.DataFrame:
-    if isinstance(bind, Engine):
-        with bind.connect() as conn:
-            return _frame(conn, sql, params)
-    result = bind.execute(text(sql), params)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
 def _utc(period: str, column: str) -> str:
@@ -138,10 +86,40 @@ def daily_active_players(bind: Bind, filters: Filters = ALL, *, by_game: bool = 
     GROUP BY d.game, d.day
     ORDER BY d.game, d.day
     """
-    frame = _frame(bind, sql, params)
+    frame = fetch_frame(bind, sql, params)
     frame["day"] = pd.to_datetime(frame["day"])
     frame[["dau", "wau", "mau"]] = frame[["dau", "wau", "mau"]].astype("int64")
     return frame if by_game else frame.drop(columns="game")
+
+
+def player_counts(bind: Bind, filters: Filters, previous_start: datetime) -> pd.Series:
+    """Players of ``filters``' window ``[start, end)`` (both set) and of the previous window
+    ``[previous_start, start)``, on the games/regions/event types of ``filters``.
+
+    Returns:
+        ``total`` (a matching event before ``end``), ``active`` (in the window), ``new_players`` (first
+        matching event in the window), ``active_prev`` (in the previous window) and ``churned`` (active in the
+        previous window, not in this one), as ints.
+
+    Raises:
+        ValueError: ``filters.start`` or ``filters.end`` is None.
+    """
+    if filters.start is None or filters.end is None:
+        raise ValueError("player_counts needs a window: filters.start and filters.end")
+    cond, params = where(filters.between(None, filters.end))
+    params.update(c_start=filters.start, c_prev=previous_start)
+    row = fetch_frame(bind, f"""
+        WITH p AS (
+            SELECT e.player_id, min(e.occurred_at) AS first_at,
+                   bool_or(e.occurred_at >= :c_start) AS active_now,
+                   bool_or(e.occurred_at >= :c_prev AND e.occurred_at < :c_start) AS active_prev
+            FROM events e WHERE {cond} GROUP BY e.player_id)
+        SELECT count(*) AS total, count(*) FILTER (WHERE active_now) AS active,
+               count(*) FILTER (WHERE first_at >= :c_start) AS new_players,
+               count(*) FILTER (WHERE active_prev) AS active_prev,
+               count(*) FILTER (WHERE active_prev AND NOT active_now) AS churned
+        FROM p""", params).iloc[0]
+    return row.astype("int64")
 
 
 #: exporter periods: label value -> look-back
@@ -195,7 +173,7 @@ def active_players_by_period(
     SELECT game, {', '.join(columns)} FROM ({per_player}) AS per_player
     WHERE last_at IS NOT NULL GROUP BY game ORDER BY game
     """
-    wide = _frame(bind, sql, params)
+    wide = fetch_frame(bind, sql, params)
     rows = [
         (game, label, int(wide.iloc[r][f"p{i}"]))
         for r, game in enumerate(wide["game"])
@@ -204,45 +182,37 @@ def active_players_by_period(
     return pd.DataFrame(rows, columns=["game", "period", "players"])
 
 
-# --- sessions ---------------------------------------------------------------------------------------------------
+def events_by_period(bind: Bind, as_of: datetime, games: Sequence[str] = (),
+                     periods: dict[str, timedelta] | None = None) -> list[tuple[Any, ...]]:  # fmt: skip
+    """Events per game and type in ``(as_of - period, as_of]`` for each period (default 1h/1d/7d/30d): rows
+    ``(game, event_type, count per period in the order of periods...)`` ordered by game and type; one scan of
+    the longest window."""
+    span = ACTIVITY_PERIODS if periods is None else periods
+    more, params = clauses(Filters(games=tuple(games)), "e")
+    params.update({f"since_{i}": as_of - d for i, d in enumerate(span.values())}, as_of=as_of)
+    counts = ", ".join(f"count(*) FILTER (WHERE e.occurred_at > :since_{i}) AS n{i}" for i in range(len(span)))
+    frame = fetch_frame(bind, f"""
+        SELECT e.game, e.event_type, {counts} FROM events e
+        WHERE e.occurred_at > :since_{len(span) - 1} AND e.occurred_at <= :as_of{more}
+        GROUP BY 1, 2 ORDER BY 1, 2""", params)
+    return list(frame.itertuples(index=False, name=None))
 
 
-def sessions(bind: Bind, filters: Filters = ALL, *, gap: timedelta = timedelta(minutes=30)) -> pd.DataFrame:
-    """Sessionize the events (see the module docstring) and return one row per session.
-
-    Returns:
-        Columns ``player_id``, ``game``, ``session`` (1-based per player and game), ``started_at``,
-        ``ended_at`` (timestamps of its first and last event), ``events`` (int) and ``duration_seconds``
-        (``ended_at - started_at``, or the logout's ``session_seconds`` when that is larger).
-    """
-    if gap <= timedelta(0):
-        raise ValueError("gap must be positive")
-    cond, params = where(filters)
-    params["gap"] = gap
-    sql = f"""
-    WITH ordered AS (
-        SELECT e.id, e.player_id, e.game, e.occurred_at, e.event_type, e.payload,
-               lag(e.occurred_at) OVER w AS prev_at, lag(e.event_type) OVER w AS prev_type
-        FROM events e WHERE {cond}
-        WINDOW w AS (PARTITION BY e.player_id, e.game ORDER BY e.occurred_at, e.id)
-    ), marked AS (
-        SELECT *, sum(CASE WHEN prev_at IS NULL OR occurred_at - prev_at > :gap
-                                OR event_type = 'login' OR prev_type = 'logout' THEN 1 ELSE 0 END)
-                  OVER (PARTITION BY player_id, game ORDER BY occurred_at, id ROWS UNBOUNDED PRECEDING) AS session
-        FROM ordered
-    )
-    SELECT player_id, game, session::int AS session, min(occurred_at) AS started_at, max(occurred_at) AS ended_at,
-           count(*) AS events,
-           greatest(extract(epoch FROM max(occurred_at) - min(occurred_at)),
-                    coalesce(max((payload->>'session_seconds')::float8) FILTER (WHERE event_type = 'logout'), 0))
-             AS duration_seconds
-    FROM marked GROUP BY player_id, game, session ORDER BY player_id, game, session
-    """
-    frame = _frame(bind, sql, params)
-    if not frame.empty:
-        frame["events"] = frame["events"].astype("int64")
-        frame["duration_seconds"] = frame["duration_seconds"].astype(float)
-    return frame
+def active_players_by_region(bind: Bind, since: datetime, as_of: datetime,
+                             games: Sequence[str] = ()) -> list[tuple[str, str, int]]:  # fmt: skip
+    """Active players per game and region (``"unknown"`` when absent) in ``(since, as_of]``: rows ``(game,
+    region, players)`` ordered by game, then most players first.  One ``(event_type, occurred_at)`` index range
+    per event type (no index leads with the time), so meant for short windows."""
+    more, params = clauses(Filters(games=tuple(games)), "e")
+    frame = fetch_frame(bind, f"""
+        SELECT game, coalesce(region, 'unknown') AS region, count(DISTINCT player_id) AS players
+        FROM unnest(CAST(:types AS text[])) AS et CROSS JOIN LATERAL (
+            SELECT e.game, e.region, e.player_id FROM events e
+            WHERE e.event_type = et AND e.occurred_at > :since AND e.occurred_at <= :as_of
+              AND e.player_id IS NOT NULL{more}
+        ) AS recent
+        GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""", {**params, "since": since, "as_of": as_of, "types": list(EVENT_TYPES)})
+    return [(g, r, int(n)) for g, r, n in frame.itertuples(index=False, name=None)]
 
 
 # --- cohort retention -------------------------------------------------------------------------------------------
@@ -280,7 +250,7 @@ def retention_matrix(bind: Bind, filters: Filters = ALL, *, period: str = "month
     FROM active a JOIN first f USING (player_id)
     GROUP BY 1, 2 ORDER BY 1, 2
     """
-    long = _frame(bind, sql, params)
+    long = fetch_frame(bind, sql, params)
     if long.empty:
         return pd.DataFrame(dtype=float), pd.Series(dtype="int64", name="players")
     long["cohort"] = pd.to_datetime(long["cohort"])
@@ -344,7 +314,7 @@ def funnel(
         )
     counts = " UNION ALL ".join(f"SELECT {i} AS step, count(*) AS players FROM s{i}" for i in range(len(steps)))
     sql = f"WITH {', '.join(ctes)} {counts} ORDER BY step"
-    frame = _frame(bind, sql, params)
+    frame = fetch_frame(bind, sql, params)
     frame["players"] = frame["players"].astype("int64")
     frame.insert(1, "event_type", [steps[i] for i in frame["step"]])
     first = frame["players"].iloc[0]
@@ -363,7 +333,7 @@ def events_by_type(bind: Bind, filters: Filters = ALL) -> pd.DataFrame:
     SELECT e.game, e.event_type, count(*) AS events, count(DISTINCT e.player_id) AS players
     FROM events e WHERE {cond} GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2
     """
-    return _frame(bind, sql, params)
+    return fetch_frame(bind, sql, params)
 
 
 def events_by_hour(bind: Bind, filters: Filters = ALL) -> pd.DataFrame:
@@ -376,4 +346,4 @@ def events_by_hour(bind: Bind, filters: Filters = ALL) -> pd.DataFrame:
     LEFT JOIN events e ON extract(hour FROM e.occurred_at AT TIME ZONE 'UTC') = h AND {cond}
     GROUP BY h ORDER BY h
     """
-    return _frame(bind, sql, params)
+    return fetch_frame(bind, sql, params)

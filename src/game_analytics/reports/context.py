@@ -1,0 +1,71 @@
+"""What every report builder shares: :class:`BuildContext` and the helpers that shape query rows into tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from ..api.scheduledreport import ReportFilters, ReportType
+from .compute import bucket_starts
+from .model import Report, ReportPeriod
+
+__all__ = ["UNIT_LABEL", "BuildContext", "bucket_series", "naive_utc", "number"]
+
+#: axis label of each bucket unit
+UNIT_LABEL = {"day": "Day (UTC)", "week": "Week starting (UTC)", "month": "Month (UTC)"}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Inputs shared by all builders.
+
+    Attributes:
+        engine: the analytics store.
+        period: the reporting period.
+        filters: validated filters (see :func:`~game_analytics.reports.model.validate_filters`).
+        now: generation time (UTC), written into the report.
+    """
+
+    engine: Engine
+    period: ReportPeriod
+    filters: ReportFilters
+    now: datetime
+
+    def params(self, **extra: Any) -> dict[str, Any]:
+        """Base SQL parameters: ``start``, ``end``, ``prev_start``, ``top_n`` plus ``extra``."""
+        return {
+            "start": self.period.start, "end": self.period.end, "prev_start": self.period.previous().start,
+            "top_n": self.filters.top_n, **extra,
+        }  # fmt: skip
+
+    def new_report(self, report_type: ReportType, title: str) -> Report:
+        return Report(report_type, title, self.period, self.filters, self.now)
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a float; None for None and NaN."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
+
+
+def naive_utc(series: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC (the form the bucket index uses)."""
+    s = pd.to_datetime(series, utc=True)
+    return s.dt.tz_convert("UTC").dt.tz_localize(None)
+
+
+def bucket_series(frame: pd.DataFrame, ctx: BuildContext, unit: str, columns: list[str]) -> pd.DataFrame:
+    """Reindex a per-bucket frame (column ``bucket``) on every bucket of the period, missing buckets = 0."""
+    index = bucket_starts(ctx.period.start, ctx.period.end, unit)
+    if frame.empty:
+        out = pd.DataFrame(0, index=index, columns=columns)
+    else:
+        f = frame.assign(bucket=naive_utc(frame["bucket"])).set_index("bucket")[columns]
+        f.index = f.index.astype(index.dtype)
+        out = f.reindex(index, fill_value=0)
+    out.index.name = "bucket"
+    return out.reset_index()

@@ -1,0 +1,111 @@
+"""Ratings in SQL: the ranking worker's reads and writes, and the exporter's view of the leaderboards.
+
+The ranking worker talks psycopg directly (``COPY`` of the history); the exporter's functions take a SQLAlchemy
+``Connection`` (its refresh transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+import psycopg
+from sqlalchemy import Connection, text
+
+__all__ = ["rating_buckets", "read_matches", "read_seasons", "top_movers", "write_history"]
+
+_MATCHES_SQL = """
+SELECT m.home_id, m.away_id, m.home_score, m.away_score, m.occurred_at
+FROM matches m JOIN events e ON e.event_id = m.match_id
+WHERE m.game = %s AND e.event_type = %s
+ORDER BY m.occurred_at, m.id
+"""
+
+_SEASONS_SQL = """
+SELECT season::integer AS season, min(computed_at) FROM leaderboard_entries
+WHERE board = %s AND season ~ '^[0-9]+$' GROUP BY 1 ORDER BY 1
+"""
+
+
+def read_matches(conn: psycopg.Connection, game: str, event_type: str) -> pd.DataFrame:
+    """Matches of ``game`` stored from events of ``event_type``, chronological (columns as :func:`rate_matches`)."""
+    with conn.cursor() as cur:
+        cur.execute(_MATCHES_SQL, (game, event_type))
+        rows = cur.fetchall()
+    return pd.DataFrame(rows, columns=["home", "away", "home_score", "away_score", "occurred_at"])
+
+
+def read_seasons(conn: psycopg.Connection, board: str) -> dict[int, datetime]:
+    """Season number -> start time (earliest ``computed_at`` of its leaderboard rows) of ``board``."""
+    with conn.cursor() as cur:
+        cur.execute(_SEASONS_SQL, (board,))
+        return {int(season): started for season, started in cur.fetchall()}
+
+
+def write_history(conn: psycopg.Connection, board: str, algorithm: str, history: pd.DataFrame) -> None:
+    """Replace ``board``'s ``rating_history`` rows of ``algorithm`` with ``history`` (caller's transaction)."""
+    conn.execute("DELETE FROM rating_history WHERE job = %s AND algorithm = %s", (board, algorithm))
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY rating_history (player_id, algorithm, period, rating, rd, volatility, job) FROM STDIN"
+        ) as copy,
+    ):
+        for pid, period, rating, rd, vol in history[
+            ["player_id", "period", "rating", "rd", "volatility"]
+        ].itertuples(index=False):
+            copy.write_row((pid, algorithm, int(period), float(rating), None if rd != rd else float(rd),
+                            None if vol != vol else float(vol), board))  # fmt: skip
+
+
+def rating_buckets(conn: Connection, bounds: Sequence[float]) -> list[tuple[str, str, int, int, float, str | None]]:
+    """The newest season of every leaderboard, bucketed: ``(game, board, width_bucket(-rating, negated reversed
+    bounds), players, sum of ratings, league)`` rows.  ``game`` is that of a sample player's first match
+    (``"unknown"`` when it has none)."""
+    rows = conn.execute(text("""
+            WITH RECURSIVE names AS (  -- the distinct boards, one index probe each (a loose index scan)
+                SELECT min(board) AS board FROM leaderboard_entries
+                UNION ALL
+                SELECT (SELECT min(board) FROM leaderboard_entries WHERE board > names.board) FROM names
+                WHERE names.board IS NOT NULL),
+            latest AS MATERIALIZED (  -- the newest season of each board (index board, computed_at, season)
+                SELECT names.board, l.season, l.player_id AS sample_player FROM names CROSS JOIN LATERAL (
+                    SELECT season, player_id FROM leaderboard_entries e WHERE e.board = names.board
+                    ORDER BY computed_at DESC, season DESC LIMIT 1) AS l
+                WHERE names.board IS NOT NULL),
+            boards AS MATERIALIZED (
+                SELECT b.board, b.season,
+                       coalesce((SELECT m.game FROM matches m WHERE m.home_id = b.sample_player LIMIT 1),
+                                (SELECT m.game FROM matches m WHERE m.away_id = b.sample_player LIMIT 1),
+                                'unknown') AS game
+                FROM latest b)
+            SELECT boards.game, boards.board, e.b, e.n, e.total, e.league
+            FROM boards CROSS JOIN LATERAL (  -- per board: no join of every entry on the text keys
+                SELECT width_bucket(-l.rating, CAST(:bounds AS float8[])) AS b, count(*) AS n, sum(l.rating) AS total,
+                       l.league
+                FROM leaderboard_entries l WHERE l.board = boards.board AND l.season = boards.season GROUP BY 1, 4
+            ) AS e"""),
+            {"bounds": [-float(b) for b in reversed(bounds)]}).all()  # fmt: skip
+    return [tuple(r) for r in rows]
+
+
+def top_movers(conn: Connection, top: int) -> list[tuple[str, str, int, float]]:
+    """The ``top`` largest rating changes up and down between each job's two latest rating periods:
+    ``(job, direction "up"/"down", rank 1.., change)`` rows; never a player (who moved is in the report)."""
+    rows = conn.execute(text("""
+            WITH last AS (SELECT job, max(period) AS period FROM rating_history WHERE job IS NOT NULL GROUP BY job),
+            moves AS (
+                SELECT h.job, h.rating - prev.rating AS change
+                FROM last JOIN rating_history h ON h.job = last.job AND h.period = last.period
+                CROSS JOIN LATERAL (SELECT p.rating FROM rating_history p
+                                    WHERE p.player_id = h.player_id AND p.algorithm = h.algorithm
+                                      AND p.job = h.job AND p.period < h.period
+                                    ORDER BY p.period DESC LIMIT 1) AS prev),
+            ranked AS (
+                SELECT job, change, CASE WHEN change >= 0 THEN 'up' ELSE 'down' END AS direction,
+                       row_number() OVER (PARTITION BY job, change >= 0 ORDER BY abs(change) DESC) AS rank
+                FROM moves WHERE change <> 0)
+            SELECT job, direction, rank, change FROM ranked WHERE rank <= :top ORDER BY job, direction, rank"""),
+            {"top": top}).all()  # fmt: skip
+    return [(job, direction, int(rank), float(change)) for job, direction, rank, change in rows]

@@ -1,0 +1,303 @@
+"""The detection worker's detectors: one function per worker-evaluated detector type, SQL over ``events``.
+
+A detector takes a :class:`Context` (the rule's transaction, the evaluation time ``as_of``, the games) and the
+rule's validated parameters, and returns the flagged subjects as :class:`Finding` objects:
+
+``suddenWealthChange``
+    wealth = cumulative net flow per (player, game, currency) - see :mod:`game_analytics.analytics.economy_sql`.
+    ``before`` = wealth at ``as_of - window``, ``after`` = wealth at ``as_of``; with ``floor = max(minWealth, 1)``
+    the ratio is ``max(after, floor) / max(before, floor)`` (the same convention as
+    :func:`game_analytics.analytics.economy.sudden_wealth_changes`); flagged when ``ratio >= thresholdRatio`` or
+    ``ratio <= 1 / thresholdRatio`` and ``max(before, after) >= minWealth``.
+``rapidAssetTransfer``
+    at least ``count`` outgoing ``trade`` events of one player in the window.
+``unusualLoginPattern``
+    more than ``maxDistinctRegions`` distinct regions or more than ``maxLogins`` ``login`` events in the window.
+``marketManipulation``
+    an item whose unit price (trade ``value / quantity``, purchase ``amount / quantity``) in the window differs
+    from its unit price in the window before by more than ``priceChange`` (relative); the subject is the item.
+``monopolyFormation``
+    a player holding more than ``marketShare`` of a game's transaction value (trades and purchases) in the window.
+``anomalyScore``
+    Isolation Forest (:mod:`game_analytics.analytics.anomaly`; Liu, Ting and Zhou, ICDM 2008) over per-player
+    features of the activity type ``activityType`` (events, total / mean / max amount, active days, amount per
+    active day), fitted on all players and refitted when older than ``refit_seconds``; players scoring above
+    ``threshold`` are flagged.  The fitted model and the latest scores are persisted as files in ``model_dir``
+    (``<rule>.<activity>.joblib`` and ``<rule>.<activity>.scores.csv``).
+
+Which detector types exist, and which of them this module evaluates (the others are PromQL templates), is the
+detector table ``api.alertrule.DETECTOR_TYPES``; :data:`DETECTORS` is derived from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from game_analytics.analytics.anomaly import ActivityAnomalyDetector
+from game_analytics.api.alertrule import DETECTOR_TYPES, WORKER_EVALUATED
+from game_analytics.api.common import parse_duration
+from game_analytics.storage.queries import Filters, clauses
+from game_analytics.storage.queries.economy import wealth_sql
+
+__all__ = ["ANOMALY_FEATURES", "DETECTORS", "Context", "Finding", "anomaly_features"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A flagged subject: ``subject`` (player id, or ``item:<id>``), ``player_id`` (None for non-players),
+    ``score`` (the detector's figure: ratio, count, share, anomaly score) and ``evidence`` (JSON-able)."""
+
+    subject: str
+    player_id: str | None
+    score: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What a detector needs besides its parameters."""
+
+    conn: Connection
+    as_of: datetime
+    games: list[str]
+    rule: str
+    model_dir: Path
+    refit_seconds: float
+
+
+def _games(ctx: Context, alias: str = "e") -> tuple[str, dict[str, Any]]:
+    """``" AND <alias>.game = ANY(...)"`` (empty without games) and its parameters: the query layer's filter."""
+    return clauses(Filters(games=tuple(ctx.games)), alias, prefix="ctx")
+
+
+def _rows(ctx: Context, sql: str, params: dict[str, Any]) -> list[Any]:
+    return ctx.conn.execute(text(sql), params).mappings().all()
+
+
+def sudden_wealth_change(ctx: Context, p: Any) -> list[Finding]:
+    window = parse_duration(p.window, allow_zero=True)
+    since = ctx.as_of - window
+    floor = max(float(p.min_wealth), 1.0)
+    wealth, params = wealth_sql(ctx.as_of, ctx.games)
+    flow = ("CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::float8 "
+            "ELSE (e.payload->>'delta')::float8 END")  # fmt: skip
+    sql = f"""
+    WITH movers AS (
+        SELECT DISTINCT e.player_id FROM events e
+        WHERE e.event_type IN ('purchase', 'currency_change') AND e.occurred_at > :since AND e.occurred_at <= :as_of
+    ), recent AS (
+        SELECT e.game, coalesce(e.payload->>'currency', 'USD') AS currency, e.player_id, sum({flow}) AS change
+        FROM events e JOIN movers USING (player_id)
+        WHERE e.event_type IN ('purchase', 'currency_change') AND e.occurred_at > :since AND e.occurred_at <= :as_of
+        GROUP BY 1, 2, 3
+    ), total AS (
+        SELECT w.* FROM ({wealth}) AS w JOIN movers USING (player_id)
+    )
+    SELECT t.game, t.currency, t.player_id, t.wealth - coalesce(r.change, 0) AS before, t.wealth AS after,
+           greatest(t.wealth, :floor) / greatest(t.wealth - coalesce(r.change, 0), :floor) AS ratio
+    FROM total t LEFT JOIN recent r USING (game, currency, player_id)
+    WHERE greatest(t.wealth, t.wealth - coalesce(r.change, 0)) >= :min_wealth
+      AND (greatest(t.wealth, :floor) / greatest(t.wealth - coalesce(r.change, 0), :floor) >= :threshold
+           OR greatest(t.wealth, :floor) / greatest(t.wealth - coalesce(r.change, 0), :floor) <= 1.0 / :threshold)
+    ORDER BY ratio DESC, player_id
+    """
+    params.update(since=since, floor=floor, min_wealth=float(p.min_wealth), threshold=float(p.threshold_ratio))
+    out = []
+    for r in _rows(ctx, sql, params):
+        ratio = float(r["ratio"])
+        out.append(Finding(r["player_id"], r["player_id"], ratio, {
+            "game": r["game"], "currency": r["currency"], "wealth_before": float(r["before"]),
+            "wealth_after": float(r["after"]), "ratio": ratio, "direction": "gain" if ratio >= 1 else "loss",
+            "threshold_ratio": float(p.threshold_ratio), "min_wealth": float(p.min_wealth),
+        }))  # fmt: skip
+    return out
+
+
+def rapid_asset_transfer(ctx: Context, p: Any) -> list[Finding]:
+    game_cond, params = _games(ctx)
+    sql = f"""
+    SELECT e.player_id, e.game, count(*) AS transfers, count(DISTINCT e.payload->>'counterparty_id') AS counterparties,
+           coalesce(sum((e.payload->>'value')::float8), 0) AS value
+    FROM events e
+    WHERE e.event_type = 'trade' AND e.occurred_at > :since AND e.occurred_at <= :as_of {game_cond}
+    GROUP BY 1, 2 HAVING count(*) >= :count ORDER BY transfers DESC, player_id
+    """
+    params.update(since=ctx.as_of - parse_duration(p.window, allow_zero=True), as_of=ctx.as_of, count=p.count)
+    return [Finding(r["player_id"], r["player_id"], float(r["transfers"]), {
+        "game": r["game"], "transfers": int(r["transfers"]), "counterparties": int(r["counterparties"]),
+        "value": float(r["value"]), "count_threshold": p.count,
+    }) for r in _rows(ctx, sql, params)]  # fmt: skip
+
+
+def unusual_login_pattern(ctx: Context, p: Any) -> list[Finding]:
+    game_cond, params = _games(ctx)
+    sql = f"""
+    SELECT e.player_id, e.game, count(*) AS logins, count(DISTINCT e.region) AS regions,
+           (array_agg(DISTINCT e.region))[1:10] AS sample_regions
+    FROM events e
+    WHERE e.event_type = 'login' AND e.occurred_at > :since AND e.occurred_at <= :as_of {game_cond}
+    GROUP BY 1, 2 HAVING count(DISTINCT e.region) > :max_regions OR count(*) > :max_logins
+    ORDER BY regions DESC, logins DESC, player_id
+    """
+    params.update(since=ctx.as_of - parse_duration(p.window, allow_zero=True), as_of=ctx.as_of,
+                  max_regions=p.max_distinct_regions, max_logins=p.max_logins)  # fmt: skip
+    return [Finding(r["player_id"], r["player_id"], float(r["regions"]), {
+        "game": r["game"], "logins": int(r["logins"]), "distinct_regions": int(r["regions"]),
+        "regions": list(r["sample_regions"] or []), "max_distinct_regions": p.max_distinct_regions,
+        "max_logins": p.max_logins,
+    }) for r in _rows(ctx, sql, params)]  # fmt: skip
+
+
+def market_manipulation(ctx: Context, p: Any) -> list[Finding]:
+    game_cond, params = _games(ctx)
+    window = parse_duration(p.window, allow_zero=True)
+    sql = f"""
+    WITH priced AS (
+        SELECT e.game, coalesce(e.payload->>'item_id', 'item') AS item, e.occurred_at > :since AS current,
+               CASE e.event_type WHEN 'trade' THEN (e.payload->>'value')::float8
+                                 ELSE (e.payload->>'amount')::float8 END AS value,
+               (e.payload->>'quantity')::float8 AS quantity
+        FROM events e
+        WHERE e.event_type IN ('trade', 'purchase') AND e.occurred_at > :previous AND e.occurred_at <= :as_of
+          AND (e.event_type = 'purchase' OR e.payload ? 'value') {game_cond}
+    ), prices AS (
+        SELECT game, item,
+               sum(value) FILTER (WHERE current) / nullif(sum(quantity) FILTER (WHERE current), 0) AS now,
+               sum(value) FILTER (WHERE NOT current) / nullif(sum(quantity) FILTER (WHERE NOT current), 0) AS before,
+               count(*) FILTER (WHERE current) AS trades
+        FROM priced GROUP BY 1, 2
+    )
+    SELECT game, item, now, before, now / before - 1 AS change, trades FROM prices
+    WHERE before > 0 AND now IS NOT NULL AND abs(now / before - 1) > :threshold
+    ORDER BY abs(now / before - 1) DESC, game, item
+    """
+    params.update(since=ctx.as_of - window, previous=ctx.as_of - 2 * window, as_of=ctx.as_of,
+                  threshold=float(p.price_change))  # fmt: skip
+    return [Finding(f"item:{r['game']}/{r['item']}", None, abs(float(r["change"])), {
+        "game": r["game"], "item": r["item"], "unit_price_before": float(r["before"]),
+        "unit_price_now": float(r["now"]), "relative_change": float(r["change"]), "trades": int(r["trades"]),
+        "price_change_threshold": float(p.price_change),
+    }) for r in _rows(ctx, sql, params)]  # fmt: skip
+
+
+def monopoly_formation(ctx: Context, p: Any) -> list[Finding]:
+    game_cond, params = _games(ctx)
+    sql = f"""
+    WITH volume AS (
+        SELECT e.game, e.player_id,
+               sum(CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::float8
+                                     ELSE coalesce((e.payload->>'value')::float8, 0) END) AS value
+        FROM events e
+        WHERE e.event_type IN ('trade', 'purchase') AND e.player_id IS NOT NULL
+          AND e.occurred_at > :since AND e.occurred_at <= :as_of {game_cond}
+        GROUP BY 1, 2
+    ), shares AS (
+        SELECT game, player_id, value, value / nullif(sum(value) OVER (PARTITION BY game), 0) AS share,
+               count(*) OVER (PARTITION BY game) AS traders
+        FROM volume
+    )
+    SELECT * FROM shares WHERE share > :share ORDER BY share DESC, player_id
+    """
+    params.update(since=ctx.as_of - parse_duration(p.window, allow_zero=True), as_of=ctx.as_of, share=float(p.market_share))
+    return [Finding(r["player_id"], r["player_id"], float(r["share"]), {
+        "game": r["game"], "value": float(r["value"]), "share": float(r["share"]), "traders": int(r["traders"]),
+        "market_share_threshold": float(p.market_share),
+    }) for r in _rows(ctx, sql, params)]  # fmt: skip
+
+
+ANOMALY_FEATURES = ("events", "total", "mean", "max", "active_days", "per_day")
+
+
+def anomaly_features(ctx: Context, activity: str) -> pd.DataFrame:
+    """Per-player features of event type ``activity`` up to ``as_of``: one row per player (index ``player_id``),
+    columns :data:`ANOMALY_FEATURES` plus ``activity``.  The amount is ``amount`` (purchases), ``value``
+    (trades), ``|delta|`` (currency changes), ``session_seconds`` (logouts), else 0."""
+    game_cond, params = _games(ctx)
+    sql = f"""
+    SELECT e.player_id, count(*) AS events, sum(a) AS total, avg(a) AS mean, max(a) AS max,
+           count(DISTINCT date_trunc('day', e.occurred_at AT TIME ZONE 'UTC')) AS active_days
+    FROM (SELECT e.*, coalesce((e.payload->>'amount')::float8, (e.payload->>'value')::float8,
+                               abs((e.payload->>'delta')::float8), (e.payload->>'session_seconds')::float8, 0) AS a
+          FROM events e) AS e
+    WHERE e.event_type = :activity AND e.player_id IS NOT NULL AND e.occurred_at <= :as_of {game_cond}
+    GROUP BY 1 ORDER BY 1
+    """
+    params.update(activity=activity, as_of=ctx.as_of)
+    frame = pd.DataFrame(_rows(ctx, sql, params))
+    if frame.empty:
+        return frame
+    frame = frame.set_index("player_id").astype(float)
+    frame["per_day"] = frame["total"] / frame["active_days"]
+    frame["activity"] = activity
+    return frame
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def anomaly_score(ctx: Context, p: Any) -> list[Finding]:
+    features = anomaly_features(ctx, p.activity_type)
+    if len(features) < 2:
+        return []
+    base = ctx.model_dir / f"{_safe(ctx.rule)}.{_safe(p.activity_type)}"
+    model_file = base.with_name(base.name + ".joblib")
+    detector = None
+    if model_file.exists() and time.time() - model_file.stat().st_mtime < ctx.refit_seconds:
+        try:
+            detector = ActivityAnomalyDetector.from_bytes(model_file.read_bytes())
+        except (TypeError, ValueError, EOFError):
+            log.warning("discarding unreadable anomaly model %s", model_file)
+    if detector is None or list(detector.features) != list(ANOMALY_FEATURES):
+        # log1p: amounts are heavy-tailed; the forest isolates on ranges, so compressing them keeps scale sane
+        detector = ActivityAnomalyDetector(ANOMALY_FEATURES, random_state=0)
+        detector.fit(_transform(features))
+        ctx.model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = model_file.with_suffix(".tmp")
+        tmp.write_bytes(detector.to_bytes())
+        os.replace(tmp, model_file)
+    scores = detector.score(_transform(features))
+    scored = features.assign(score=scores).sort_values("score", ascending=False)
+    scored[["score", *ANOMALY_FEATURES]].to_csv(base.with_name(base.name + ".scores.csv"))
+    flagged = scored[scored["score"] > p.threshold]
+    return [Finding(str(player), str(player), float(row.score), {
+        "activity_type": p.activity_type, "score": float(row.score), "threshold": float(p.threshold),
+        "features": {f: float(getattr(row, f)) for f in ANOMALY_FEATURES},
+    }) for player, row in zip(flagged.index, flagged.itertuples(index=False), strict=True)]  # fmt: skip
+
+
+def _transform(features: pd.DataFrame) -> pd.DataFrame:
+    out = features.copy()
+    out[list(ANOMALY_FEATURES)] = np.log1p(out[list(ANOMALY_FEATURES)].clip(lower=0))
+    return out
+
+
+_IMPLEMENTATIONS: dict[str, Callable[[Context, Any], list[Finding]]] = {
+    "suddenWealthChange": sudden_wealth_change,
+    "rapidAssetTransfer": rapid_asset_transfer,
+    "unusualLoginPattern": unusual_login_pattern,
+    "marketManipulation": market_manipulation,
+    "monopolyFormation": monopoly_formation,
+    "anomalyScore": anomaly_score,
+}
+if set(_IMPLEMENTATIONS) != WORKER_EVALUATED:  # the detector table (api.alertrule.DETECTOR_TYPES) decides
+    raise ImportError(f"detectors implemented {sorted(_IMPLEMENTATIONS)} != worker-evaluated {sorted(WORKER_EVALUATED)}")
+
+#: detector type -> its evaluation, for every type ``api.alertrule.DETECTOR_TYPES`` has the worker evaluate
+DETECTORS: dict[str, Callable[[Context, Any], list[Finding]]] = {
+    name: _IMPLEMENTATIONS[name] for name in DETECTOR_TYPES if name in WORKER_EVALUATED
+}

@@ -1,0 +1,181 @@
+"""What every worker process shares: settings and logging, the evaluation time ("as of"), the Kubernetes client,
+and :func:`serve` (metrics port, health endpoints, SIGTERM).
+
+* **Settings** come from the ``GAME_ANALYTICS_*`` environment (:class:`game_analytics.settings.WorkerSettings`,
+  rendered by the operator into each worker's ConfigMap); :func:`start` parses a worker's flags, configures the
+  log format (:func:`game_analytics.settings.configure_logging`) and insists on a database URL.
+* **As of**: analytics windows end at "now" by default.  For replayed historical data (the demo replays CDNOW's
+  1997-98 purchases) every window would be empty, so ``--as-of latest`` (or ``GAME_ANALYTICS_AS_OF=latest``)
+  evaluates relative to the newest stored event and ``--as-of 1998-06-30T00:00:00Z`` at a fixed time.
+* **Kubernetes**: :func:`kube_api_client` loads the in-cluster service account, else the local kubeconfig.
+* **Serving**: :func:`serve` exposes a registry on ``/metrics`` and answers ``/healthz``, ``/livez`` and
+  ``/readyz`` with ``ok``; :func:`stop_event` turns SIGTERM/SIGINT into a :class:`threading.Event`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
+from sqlalchemy import Connection
+
+from game_analytics.settings import ENV_PREFIX, WorkerSettings, configure_logging
+from game_analytics.storage.queries import latest_event_time
+
+__all__ = [
+    "ENV_AS_OF",
+    "HEALTH_PATHS",
+    "MetricsServer",
+    "add_as_of_flag",
+    "kube_api_client",
+    "parse_as_of",
+    "resolve_as_of",
+    "serve",
+    "start",
+    "stop_event",
+]
+
+#: environment default of ``--as-of``
+ENV_AS_OF = f"{ENV_PREFIX}AS_OF"
+#: paths :func:`serve` answers with ``200 ok`` (liveness and readiness probes)
+HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
+
+
+# --- settings and logging -------------------------------------------------------------------------------------
+
+
+def start(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, need_dsn: bool = True) -> argparse.Namespace:
+    """Parse ``argv`` with ``parser`` (which has ``--log-level`` and, with ``need_dsn``, ``--dsn``), configure
+    logging at that level and return the arguments.
+
+    Raises:
+        SystemExit: bad usage, or no ``--dsn`` (nor ``GAME_ANALYTICS_DSN``) while ``need_dsn`` (exit code 2).
+    """
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    if need_dsn and not args.dsn:
+        parser.error(f"--dsn (or {ENV_PREFIX}DSN) is required")
+    return args
+
+
+# --- as of ----------------------------------------------------------------------------------------------------
+
+
+def parse_as_of(value: str) -> str | datetime:
+    """``"now"``, ``"latest"`` or an ISO 8601 time (naive = UTC, returned timezone-aware).
+
+    Raises:
+        ValueError: anything else, with the accepted forms in the message.
+    """
+    if value in ("now", "latest"):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--as-of: expected 'now', 'latest' or an ISO 8601 time, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def add_as_of_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--as-of`` (default ``$GAME_ANALYTICS_AS_OF`` or ``now``; parsed by :func:`parse_as_of`)."""
+    parser.add_argument("--as-of", default=os.environ.get(ENV_AS_OF, "now"), type=parse_as_of,
+                        help="'now' (default), 'latest' (newest event; for replayed data) or an ISO time")  # fmt: skip
+
+
+def resolve_as_of(conn: Connection, as_of: str | datetime, clock: Callable[[], float] = time.time) -> datetime:
+    """The evaluation time for ``as_of`` (see :func:`parse_as_of`): the datetime itself, the newest stored event
+    for ``"latest"`` (now when the store is empty), else ``clock()`` (Unix seconds) as a UTC datetime."""
+    if isinstance(as_of, datetime):
+        return as_of
+    if as_of == "latest":
+        latest = latest_event_time(conn)
+        if latest is not None:
+            return latest
+    return datetime.fromtimestamp(clock(), UTC)
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------------------
+
+
+def kube_api_client() -> Any:
+    """A ``kubernetes.client.ApiClient`` from the in-cluster service account, or else from the kubeconfig
+    (``$KUBECONFIG``, ``~/.kube/config``).
+
+    Raises:
+        kubernetes.config.ConfigException: neither is available.
+    """
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+# --- serving --------------------------------------------------------------------------------------------------
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Scrapes and probes are not logged."""
+
+
+class MetricsServer:
+    """A running :func:`serve` server: ``port`` (the bound port) and :meth:`shutdown`."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
+        self._server = server
+        self.thread = thread
+        self.port: int = server.server_port
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def serve(port: int, registry: CollectorRegistry = REGISTRY, addr: str = "0.0.0.0") -> MetricsServer:
+    """Serve ``registry`` on ``addr:port`` (``/metrics``, and any other path but the health ones, as
+    prometheus_client does) and ``ok`` on :data:`HEALTH_PATHS`, from a daemon thread.  ``port`` 0 picks a free
+    port (see ``MetricsServer.port``).
+
+    Raises:
+        OSError: the address is in use or cannot be bound.
+    """
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") in HEALTH_PATHS:
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n"]
+        return metrics(environ, start_response)
+
+    server = make_server(addr, port, app, _ThreadingServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True)
+    thread.start()
+    return MetricsServer(server, thread)
+
+
+def stop_event() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (installs the handlers; call from the main thread)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+__all__ += ["WorkerSettings"]
