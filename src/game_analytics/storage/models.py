@@ -313,8 +313,8 @@ class PlayerBalance(Base):
     """Running wealth of a player in a (game, currency): the exact (``numeric``) sum of the ``purchase.amount`` and
     ``currency_change.delta`` flows of the ``events`` included so far, and how many such events there were.
 
-    Maintained incrementally (see :mod:`game_analytics.analytics.economy_sql`); the wealth definition is the one of
-    ``economy_sql.wealth_sql``.
+    Maintained incrementally (see :mod:`game_analytics.storage.queries.economy`); the wealth definition is the one of
+    ``economy.wealth_sql``.
     """
 
     __tablename__ = "player_balances"

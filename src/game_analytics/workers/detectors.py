@@ -4,7 +4,7 @@ A detector takes a :class:`Context` (the rule's transaction, the evaluation time
 rule's validated parameters, and returns the flagged subjects as :class:`Finding` objects:
 
 ``suddenWealthChange``
-    wealth = cumulative net flow per (player, game, currency) - see :mod:`game_analytics.analytics.economy_sql`.
+    wealth = cumulative net flow per (player, game, currency) - see :mod:`game_analytics.storage.queries.economy`.
     ``before`` = wealth at ``as_of - window``, ``after`` = wealth at ``as_of``; with ``floor = max(minWealth, 1)``
     the ratio is ``max(after, floor) / max(before, floor)`` (the same convention as
     :func:`game_analytics.analytics.economy.sudden_wealth_changes`); flagged when ``ratio >= thresholdRatio`` or
