@@ -9,8 +9,8 @@ Tables:
     matches              match results (home/away participants and scores) feeding the rating workers
     rating_history       rating trajectory per player, algorithm and rating period
     leaderboard_entries  ranked boards per season with percentile and league
-    detections           anomaly / rule detections with their evidence
-    interventions        the human work queue created from detections
+    detections           anomaly / rule detections with their evidence, linked to the case they belong to
+    interventions        the human work queue (cases) created from detections
     report_runs          one row per ScheduledReport execution
     audit_log            append-only, hash-chained audit trail (see :mod:`game_analytics.audit`)
     dead_letters         stream entries rejected by the ingest worker, with the reason
@@ -193,7 +193,11 @@ class LeaderboardEntry(Base):
 
 
 class Detection(Base):
-    """A detection produced by an AlertRule / anomaly rule; ``evidence`` holds the figures that triggered it."""
+    """A detection produced by an AlertRule / anomaly rule; ``evidence`` holds the figures that triggered it.
+
+    ``intervention_id`` is the case the detection belongs to: the case it opened, or the already open case of the
+    same rule and subject it repeats (an occurrence; see :mod:`game_analytics.interventions.service`).
+    """
 
     __tablename__ = "detections"
 
@@ -205,15 +209,20 @@ class Detection(Base):
     score: Mapped[float] = mapped_column(Double)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     detected_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    intervention_id: Mapped[int | None] = mapped_column(
+        ForeignKey("interventions.id", ondelete="RESTRICT", use_alter=True)
+    )
 
     __table_args__ = (
         Index(None, "rule", "detected_at"),
         Index(None, "player_id", "detected_at"),
+        Index(None, "intervention_id", "detected_at"),
     )
 
 
 class InterventionStatus(enum.StrEnum):
-    """Life cycle of an intervention: open -> in_progress -> resolved | dismissed."""
+    """Life cycle of an intervention: open -> in_progress (acknowledged) -> resolved; a resolved case can be
+    reopened.  ``dismissed`` is kept for older rows (the CLI resolves as ``false-positive`` instead)."""
 
     OPEN = "open"
     IN_PROGRESS = "in_progress"
@@ -222,7 +231,12 @@ class InterventionStatus(enum.StrEnum):
 
 
 class Intervention(Base):
-    """A queued human action for a detection; lower ``priority`` numbers are handled first."""
+    """A case of the work queue, opened by the detection ``detection_id``; lower ``priority`` numbers first.
+
+    ``occurrences`` counts the detections linked to the case (``detections.intervention_id``), seen from
+    ``first_seen_at`` to ``last_seen_at``.  ``version`` grows by one with every change (optimistic concurrency:
+    ``--if-version``); every change is audited (see :mod:`game_analytics.interventions.service`).
+    """
 
     __tablename__ = "interventions"
 
@@ -243,6 +257,13 @@ class Intervention(Base):
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     resolved_at: Mapped[datetime | None] = mapped_column(TZ)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    acknowledged_at: Mapped[datetime | None] = mapped_column(TZ)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(253))
+    resolved_by: Mapped[str | None] = mapped_column(String(253))
+    occurrences: Mapped[int] = mapped_column(Integer, server_default="1")
+    first_seen_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
 
     __table_args__ = (
         Index(None, "status", "priority"),
@@ -274,7 +295,8 @@ class AuditLogEntry(Base):
     """A row of the append-only, hash-chained audit log (written only through :mod:`game_analytics.audit`).
 
     ``hash`` = SHA-256 (hex) over the canonical JSON of the row content and ``prev_hash``; a database trigger
-    created by the migration rejects UPDATE, DELETE and TRUNCATE.
+    created by the migration rejects UPDATE, DELETE and TRUNCATE.  ``object_ref`` is the target (e.g.
+    ``intervention/42``); ``source`` is ``cli``, ``worker`` or ``operator``; ``context`` the request context.
     """
 
     __tablename__ = "audit_log"
@@ -288,6 +310,17 @@ class AuditLogEntry(Base):
     after: Mapped[Any | None] = mapped_column(JSONB)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    justification: Mapped[str | None] = mapped_column(Text)
+    approver: Mapped[str | None] = mapped_column(String(253))
+    source: Mapped[str | None] = mapped_column(String(32))
+    context: Mapped[Any | None] = mapped_column(JSONB)
+
+    __table_args__ = (
+        Index(None, "at"),
+        Index(None, "actor", "at"),
+        Index(None, "action", "at"),
+        Index(None, "object_ref", "at"),
+    )
 
 
 class DeadLetter(Base):

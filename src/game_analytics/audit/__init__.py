@@ -1,18 +1,28 @@
 """Append-only, hash-chained audit trail stored in the ``audit_log`` table.
 
-Every row carries ``seq`` (1, 2, 3, ... without gaps), ``at``, ``actor``, ``action``, ``object_ref`` and the JSON
-``before`` / ``after`` states, plus::
+Every row carries ``seq`` (1, 2, 3, ... without gaps), ``at``, ``actor``, ``action``, ``object_ref`` (the target)
+and the JSON ``before`` / ``after`` states, optionally a ``justification``, an ``approver``, the ``source``
+(``cli``, ``worker``, ``operator``) and a JSON request ``context``, plus::
 
     prev_hash = hash of row seq-1   (64 zeros for seq 1)
-    hash      = sha256(canonical_json({seq, at, actor, action, object_ref, before, after}) + prev_hash)
+    hash      = sha256(canonical_json({seq, at, actor, action, object_ref, before, after}
+                                      + those of justification, approver, source, context that are not NULL)
+                       + prev_hash)
+
+(rows written before the optional columns existed therefore keep their hashes).
 
 ``canonical_json`` sorts keys, uses compact separators, keeps non-ASCII characters as UTF-8, and writes ``at`` as
 ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC.  Editing any field of a row, deleting a row or reordering rows therefore
 breaks the chain at a specific ``seq``, which :func:`verify_chain` / :meth:`AuditLog.verify` report.  Truncating
 the tail is only detectable against an externally kept anchor (``verify(anchor=log.head())``).
 
-The database additionally rejects UPDATE, DELETE and TRUNCATE on ``audit_log`` with a trigger (see the migration);
-the hash chain is what still catches an attacker who disables that trigger.
+The database additionally rejects UPDATE, DELETE and TRUNCATE on ``audit_log`` with a trigger (see the migration),
+the workers and the CLI write as the insert-only role ``game_analytics_writer`` (migration 0004), and the hash
+chain is what still catches the table owner, who can disable that trigger: ``verify`` against an anchor kept
+elsewhere (:meth:`AuditLog.head`) detects even a consistently rewritten chain.
+
+Writers inside a larger transaction use :func:`append_entry` on their connection, so that the change and its
+audit row commit together or not at all; :meth:`AuditLog.append` is the stand-alone form.
 """
 
 from __future__ import annotations
@@ -24,13 +34,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 __all__ = [
     "GENESIS_HASH",
     "AuditEntry",
     "AuditLog",
     "VerifyResult",
+    "append_entry",
     "canonical_json",
     "entry_hash",
     "main",
@@ -57,9 +68,13 @@ def canonical_json(value: Any) -> bytes:
     ).encode()
 
 
+#: The optional, hashed-when-present fields (columns added by migration 0003).
+OPTIONAL_FIELDS = ("justification", "approver", "source", "context")
+
+
 @dataclass(frozen=True)
 class AuditEntry:
-    """One audit row; ``before`` / ``after`` are JSON values (typically dicts) or None."""
+    """One audit row; ``before`` / ``after`` / ``context`` are JSON values (typically dicts) or None."""
 
     seq: int
     at: datetime
@@ -70,13 +85,25 @@ class AuditEntry:
     after: Any
     prev_hash: str
     hash: str
+    justification: str | None = None
+    approver: str | None = None
+    source: str | None = None
+    context: Any = None
 
     def content(self) -> dict[str, Any]:
-        """The hashed content (everything but the two hashes), with ``at`` in canonical form."""
-        return {
+        """The hashed content (everything but the two hashes and the NULL optional fields), ``at`` canonical."""
+        content = {
             "seq": self.seq, "at": _format_at(self.at), "actor": self.actor, "action": self.action,
             "object_ref": self.object_ref, "before": self.before, "after": self.after,
         }  # fmt: skip
+        for name in OPTIONAL_FIELDS:
+            if getattr(self, name) is not None:
+                content[name] = getattr(self, name)
+        return content
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field as a JSON-able dict (``at`` as ISO 8601 UTC), for exports and the CLI."""
+        return {**self.__dict__, "at": _format_at(self.at)}
 
 
 def entry_hash(entry: AuditEntry, prev_hash: str | None = None) -> str:
@@ -106,13 +133,17 @@ class VerifyResult:
     problem: str | None = None
 
 
-def verify_chain(entries: Iterable[AuditEntry], anchor: tuple[int, str] | None = None) -> VerifyResult:
+def verify_chain(
+    entries: Iterable[AuditEntry], anchor: tuple[int, str] | None = None, expect_head: str | None = None
+) -> VerifyResult:
     """Check a chain given in storage order (ascending ``seq``); pure function.
 
     Checks, per row: ``seq`` continues the previous one by exactly 1 (a gap = deleted rows, a step back = reordered
     rows), ``prev_hash`` equals the previous row's ``hash``, and ``hash`` matches the recomputed content hash.
     With ``anchor=(seq, hash)`` (a previously recorded :meth:`AuditLog.head`), the row ``seq`` must exist with that
-    hash, which also detects a truncated tail or a rewritten chain.
+    hash, which also detects a truncated tail or a rewritten chain.  With ``expect_head`` (a hash), the newest row
+    must have exactly that hash: a chain rewritten consistently by the table owner, truncated or extended since
+    the head was recorded fails.
     """
     expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
     anchor_seen = anchor is None
@@ -144,10 +175,51 @@ def verify_chain(entries: Iterable[AuditEntry], anchor: tuple[int, str] | None =
     if not anchor_seen:
         assert anchor is not None
         return VerifyResult(False, checked, expected_seq, f"anchored seq {anchor[0]} is missing (truncated)")
+    if expect_head is not None and prev_hash != expect_head:
+        return VerifyResult(False, checked, expected_seq - 1 if checked else None,
+                            f"head {prev_hash} (seq {expected_seq - 1}) is not the expected head {expect_head}")
     return VerifyResult(True, checked)
 
 
-_COLUMNS = "seq, at, actor, action, object_ref, before, after, prev_hash, hash"
+_COLUMNS = "seq, at, actor, action, object_ref, before, after, prev_hash, hash, justification, approver, source, context"
+
+
+def append_entry(
+    conn: Connection, actor: str, action: str, object_ref: str, before: Any = None, after: Any = None, *,
+    justification: str | None = None, approver: str | None = None, source: str | None = None,
+    context: Any = None, at: datetime | None = None,
+) -> AuditEntry:  # fmt: skip
+    """Append one row inside the caller's transaction on ``conn`` and return it (committed with that transaction).
+
+    Appends are serialised with a transaction-level advisory lock (held until the caller commits), so concurrent
+    writers still build one gap-free chain; append last in a transaction to hold it briefly.  ``before`` /
+    ``after`` / ``context`` are normalised through PostgreSQL ``jsonb`` first, so the hash is computed over exactly
+    what later reads return.  ``at`` defaults to now (UTC, microseconds).  Needs only INSERT and SELECT on
+    ``audit_log``.
+
+    Raises:
+        ValueError: a JSON value not serialisable (or NaN/Infinity), or a naive ``at``.
+    """
+    at = (at or datetime.now(UTC)).astimezone(UTC)
+    _format_at(at)
+    docs = {k: None if v is None else canonical_json(v).decode()
+            for k, v in (("before", before), ("after", after), ("context", context))}  # fmt: skip
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
+    before_n, after_n, context_n = conn.execute(
+        text("SELECT CAST(:before AS jsonb), CAST(:after AS jsonb), CAST(:context AS jsonb)"), docs
+    ).one()
+    last = conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")).first()
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    draft = AuditEntry(seq, at, actor, action, object_ref, before_n, after_n, prev_hash, "",
+                       justification, approver, source, context_n)  # fmt: skip
+    entry = AuditEntry(**{**draft.__dict__, "hash": entry_hash(draft)})
+    conn.execute(
+        text(f"INSERT INTO audit_log ({_COLUMNS}) VALUES (:seq, :at, :actor, :action, :object_ref, "
+             "CAST(:before AS jsonb), CAST(:after AS jsonb), :prev_hash, :hash, :justification, :approver, "
+             ":source, CAST(:context AS jsonb))"),
+        {**entry.__dict__, **docs},
+    )  # fmt: skip
+    return entry
 
 
 class AuditLog:
@@ -162,36 +234,14 @@ class AuditLog:
 
     def append(
         self, actor: str, action: str, object_ref: str, before: Any = None, after: Any = None,
-        at: datetime | None = None,
+        at: datetime | None = None, **optional: Any,
     ) -> AuditEntry:  # fmt: skip
-        """Append one row and return it (committed).
+        """Append one row in its own transaction and return it (committed); see :func:`append_entry`.
 
-        Appends are serialised with a transaction-level advisory lock, so concurrent writers still build one
-        gap-free chain.  ``before``/``after`` are normalised through PostgreSQL ``jsonb`` first, so the hash is
-        computed over exactly what later reads return.  ``at`` defaults to now (UTC, microseconds).
-
-        Raises:
-            ValueError: ``before``/``after`` not JSON-serialisable (or NaN/Infinity), or a naive ``at``.
+        ``optional``: ``justification``, ``approver``, ``source``, ``context``.
         """
-        at = (at or datetime.now(UTC)).astimezone(UTC)
-        _format_at(at)
-        before_json = None if before is None else canonical_json(before).decode()
-        after_json = None if after is None else canonical_json(after).decode()
         with self.engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK_KEY})
-            before_n, after_n = conn.execute(
-                text("SELECT CAST(:b AS jsonb), CAST(:a AS jsonb)"), {"b": before_json, "a": after_json}
-            ).one()
-            last = conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")).first()
-            seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-            draft = AuditEntry(seq, at, actor, action, object_ref, before_n, after_n, prev_hash, "")
-            entry = AuditEntry(**{**draft.__dict__, "hash": entry_hash(draft)})
-            conn.execute(
-                text(f"INSERT INTO audit_log ({_COLUMNS}) VALUES (:seq, :at, :actor, :action, :object_ref, "
-                     "CAST(:before AS jsonb), CAST(:after AS jsonb), :prev_hash, :hash)"),
-                {**entry.__dict__, "before": before_json, "after": after_json},
-            )  # fmt: skip
-        return entry
+            return append_entry(conn, actor, action, object_ref, before, after, at=at, **optional)
 
     def entries(self, batch: int = 1000) -> Iterator[AuditEntry]:
         """All rows in ascending ``seq`` order, read with a server-side cursor."""
@@ -208,46 +258,13 @@ class AuditLog:
             row = conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")).first()
         return (row[0], row[1]) if row else None
 
-    def verify(self, anchor: tuple[int, str] | None = None) -> VerifyResult:
+    def verify(self, anchor: tuple[int, str] | None = None, expect_head: str | None = None) -> VerifyResult:
         """Verify the stored chain (see :func:`verify_chain`)."""
-        return verify_chain(self.entries(), anchor)
+        return verify_chain(self.entries(), anchor, expect_head)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``game-analytics audit verify|head [--dsn URL] [--anchor SEQ:HASH]``.
+    """``game-analytics audit ...``: see :func:`game_analytics.audit.cli.main`."""
+    from game_analytics.audit.cli import main as cli_main
 
-    ``verify`` checks the whole chain (exit code 1 and the first bad seq when broken); ``head`` prints the newest
-    ``SEQ:HASH`` to keep as an anchor elsewhere.  ``--dsn`` defaults to ``GAME_ANALYTICS_DSN``.
-    """
-    import argparse
-
-    from game_analytics.settings import WorkerSettings
-    from game_analytics.storage.engine import make_engine
-
-    dsn = WorkerSettings.from_env().dsn
-    parser = argparse.ArgumentParser(prog="game-analytics audit", description="audit trail tools")
-    parser.add_argument("command", choices=["verify", "head"])
-    parser.add_argument("--dsn", default=dsn, required=dsn is None, help="PostgreSQL URL")
-    parser.add_argument("--anchor", help="SEQ:HASH recorded earlier with 'head' (detects a truncated tail)")
-    args = parser.parse_args(argv)
-    anchor = None
-    if args.anchor:
-        seq, _, digest = args.anchor.partition(":")
-        if not seq.isdigit() or len(digest) != 64:
-            parser.error("--anchor must be SEQ:HASH (decimal seq, 64 hex digits)")
-        anchor = (int(seq), digest)
-    engine = make_engine(args.dsn)
-    try:
-        log = AuditLog(engine)
-        if args.command == "head":
-            head = log.head()
-            print("empty" if head is None else f"{head[0]}:{head[1]}")
-            return 0
-        result = log.verify(anchor)
-    finally:
-        engine.dispose()
-    if result.ok:
-        print(f"ok: {result.checked} entries, hash chain intact")
-        return 0
-    print(f"BROKEN at seq {result.first_bad_seq}: {result.problem}")
-    return 1
+    return cli_main(argv)

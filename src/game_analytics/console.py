@@ -1,0 +1,101 @@
+"""Small shared pieces of the admin commands (``interventions``, ``audit``): exit codes, times, output.
+
+Exit codes: :data:`EXIT_OK` 0 (done), :data:`EXIT_FAILED` 1 (the work failed: a conflict, a broken chain, a case
+not found, the database refused), :data:`EXIT_USAGE` 2 (bad arguments; argparse uses 2 too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TextIO
+
+from game_analytics.api.common import parse_duration
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "ArgumentParser",
+    "UsageError",
+    "default_actor",
+    "dump_json",
+    "fail",
+    "parse_when",
+    "render_table",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """Bad or missing arguments found after parsing (exit code 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line on stderr (``prog: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: error: message`` and exit 2 (no usage dump)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def fail(prog: str, message: str, code: int = EXIT_FAILED, stream: TextIO | None = None) -> int:
+    """Print ``prog: error: message`` (one line) to stderr and return ``code``."""
+    print(f"{prog}: error: {' '.join(message.split())}", file=stream or sys.stderr)
+    return code
+
+
+def default_actor() -> str:
+    """Who is acting: ``$GAME_ANALYTICS_ACTOR``, else the login name."""
+    return os.environ.get("GAME_ANALYTICS_ACTOR") or getpass.getuser()
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time (naive = UTC) or a duration ago (``90m``, ``2h``, ``7d``) as an aware datetime.
+
+    Raises:
+        UsageError: neither form.
+    """
+    now = now or datetime.now(UTC)
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"invalid time {text!r}: expected ISO 8601 (2026-12-01T10:00Z) or a duration ago "
+                         "(30m, 2h, 7d)") from None  # fmt: skip
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], max_width: int = 60) -> str:
+    """Plain-text table of ``rows`` (one line each) under ``columns``; cells truncated to ``max_width``."""
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    cells = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in line] for line in cells]
+    widths = [max([len(c), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells]
+    return "\n".join(lines)
+
+
+def dump_json(value: Any) -> str:
+    """Indented JSON with datetimes as ISO 8601 strings."""
+    return json.dumps(value, indent=2, sort_keys=True, default=lambda v: v.isoformat() if isinstance(v, datetime)
+                      else str(v))  # fmt: skip
