@@ -57,8 +57,7 @@ from game_analytics.monitoring import dashboards, names, promql
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import ranking
 from game_analytics.workers.detection import DetectionWorker, load_rules_dir
-from game_analytics.workers.load import copy_events, publish_events
-from game_analytics.workers.load import to_event
+from game_analytics.workers.load import copy_events, publish_events, to_event
 
 from .test_alert_rules import ALL_ALERTS
 
