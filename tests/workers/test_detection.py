@@ -147,6 +147,30 @@ def test_injected_wealth_jump_flags_exactly_that_player(store: Engine, tmp_path:
     assert f'rule="{rule}"' in expr and 'detector="suddenWealthChange"' in expr and names.DETECTION_FLAGGED in expr
 
 
+def test_repeat_offence_is_linked_to_the_open_case_and_audited(store: Engine, tmp_path: Path) -> None:
+    player = "cdnow-04242"
+    insert(store, [purchase("jump", player, END - timedelta(days=2), 50_000.0, 3)])
+    rule = write_rule(tmp_path, "wealth-jump", "suddenWealthChange",
+                      {"thresholdRatio": 20, "window": "30d", "minWealth": 500})  # fmt: skip
+    worker = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest", model_dir=tmp_path / "m")
+    assert worker.run_once().inserted[rule] == 1
+    insert(store, [purchase("jump-again", player, END - timedelta(days=1), 80_000.0, 2)])  # a second offence
+    assert worker.run_once().inserted[rule] == 1
+    assert worker.run_once().inserted[rule] == 0  # nothing new since
+    with store.connect() as conn:
+        case = conn.execute(text("SELECT id, occurrences, first_seen_at < last_seen_at AS spans, status::text "
+                                 "FROM interventions")).one()  # fmt: skip
+        linked = conn.execute(text("SELECT evidence->>'wealth_after' FROM detections WHERE intervention_id = :i "
+                                   "ORDER BY id"), {"i": case.id}).scalars().all()  # fmt: skip
+        audit = conn.execute(text("SELECT actor, action, source, object_ref FROM audit_log ORDER BY seq")).all()
+    assert (case.occurrences, case.spans, case.status) == (2, True, "open") and len(linked) == 2
+    assert float(linked[1]) > float(linked[0])
+    assert [tuple(a) for a in audit] == [
+        ("detection-worker", "intervention.open", "worker", f"intervention/{case.id}"),
+        ("detection-worker", "intervention.occurrence", "worker", f"intervention/{case.id}"),
+    ]
+
+
 def test_no_natural_cdnow_customer_is_flagged(store: Engine, tmp_path: Path) -> None:
     write_rule(tmp_path, "wealth-jump", "suddenWealthChange", {"thresholdRatio": 20, "window": "30d", "minWealth": 500})
     result = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest").run_once()

@@ -11,9 +11,11 @@ Every ``interval`` seconds each active rule is evaluated at the evaluation time 
 ``api.alertrule.DETECTOR_TYPES``; rules of PromQL-evaluated types are accepted and left to Prometheus).
 
 Each flagged subject becomes a row of ``detections`` (``evidence`` jsonb holds the figures, the subject, window
-and ``as_of``) and an ``open`` intervention (priority 1 critical, 2 warning, 3 info) - unless an open or
-in-progress intervention of the same rule and subject exists: re-flagging a subject while its case is open adds
-nothing (one transaction per rule under an advisory lock, so concurrent workers agree).
+and ``as_of``) and an ``open`` intervention (priority 1 critical, 2 warning, 3 info); when the subject already
+has an open or in-progress case of the rule, a detection with new evidence is linked to that case as a repeat
+offence and an unchanged one (the same offence still in the window) adds nothing.  Every case opened or linked
+is audited (:mod:`game_analytics.interventions.detections`; one transaction per rule under an advisory lock,
+so concurrent workers agree).
 
 Prometheus sees only bounded aggregates: ``DETECTION_FLAGGED{rule, detector, category, severity}`` (subjects the
 rule flags in the current pass; the alert fires while > 0) and ``DETECTIONS_total{rule, category, severity}``
@@ -39,9 +41,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
 from game_analytics.api.alertrule import DETECTOR_TYPES, Detector
+from game_analytics.interventions.detections import NewDetection, record_detections
 from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings
 from game_analytics.storage.engine import make_engine
@@ -161,30 +164,16 @@ def load_rules_kubernetes(namespace: str, selector: str, api: Any = None) -> tup
 
 
 def record_findings(conn: Connection, rule: RuleConfig, findings: Sequence[Finding], as_of: datetime) -> int:
-    """Write new detections and their open interventions for ``findings`` (inside the caller's transaction).
-
-    A subject that already has an open or in-progress intervention for this rule is skipped.  Takes a
-    transaction-scoped advisory lock on the rule, so concurrent workers do not both insert.  Returns how many
-    detections were inserted.
+    """Write the detections of ``findings`` (inside the caller's transaction): a new open case per subject, or a
+    repeat offence linked to the subject's open case (see :func:`~game_analytics.interventions.detections.
+    record_detections`, which also audits them).  Returns how many detections were inserted.
     """
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:rule))"), {"rule": rule.rule})
-    existing = set(conn.execute(text("""
-        SELECT d.evidence->>'subject' FROM detections d JOIN interventions i ON i.detection_id = d.id
-        WHERE d.rule = :rule AND i.status IN ('open', 'in_progress')"""), {"rule": rule.rule}).scalars())
-    new = [f for f in findings if f.subject not in existing]
-    for finding in new:
-        evidence = {**finding.evidence, "subject": finding.subject, "detector": rule.detector,
-                    "as_of": as_of.isoformat(), "window": getattr(rule.params, "window", None)}  # fmt: skip
-        detection_id = conn.execute(text("""
-            INSERT INTO detections (rule, category, severity, player_id, score, evidence)
-            VALUES (:rule, :category, :severity, :player_id, :score, CAST(:evidence AS jsonb)) RETURNING id"""),
-            {"rule": rule.rule, "category": rule.category, "severity": rule.severity, "player_id": finding.player_id,
-             "score": finding.score, "evidence": json.dumps(evidence, default=str)}).scalar_one()  # fmt: skip
-        conn.execute(text("""
-            INSERT INTO interventions (detection_id, priority, category, status)
-            VALUES (:id, :priority, :category, 'open')"""),
-            {"id": detection_id, "priority": PRIORITY[rule.severity], "category": rule.category})  # fmt: skip
-    return len(new)
+    window = getattr(rule.params, "window", None)
+    found = [NewDetection(f.subject, f.player_id, f.score, {
+        **f.evidence, "subject": f.subject, "detector": rule.detector, "as_of": as_of.isoformat(), "window": window,
+    }) for f in findings]  # fmt: skip
+    return record_detections(conn, rule.rule, rule.category, rule.severity, PRIORITY[rule.severity], found,
+                             context={"as_of": as_of.isoformat(), "detector": rule.detector}).inserted  # fmt: skip
 
 
 # --- the worker -----------------------------------------------------------------------------------------------
