@@ -130,6 +130,28 @@ def test_data_source_resolves_the_redis_failover():
     assert env["GAME_ANALYTICS_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "leaderboards-redis"
 
 
+
+def test_ranking_workers_get_the_redis_failover_password():
+    """The rating CronJob's pods publish leaderboards through the same password-protected RedisFailover as the
+    Deployments of the data source (they failed with NOAUTH when the password was missing)."""
+    cluster, job = FakeCluster(), body("rankingjob.yaml")
+    cluster.add(body("gamedatasource.yaml"))
+    cluster.add(body("redisfailover.yaml"))
+    run("RankingJob", job, cluster)
+    assert ready(job)["status"] == "True", ready(job)
+    cron = next(o for p, o in cluster.objects.items() if p.endswith("/cronjobs/bundesliga-glicko2-ranking"))
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["GAME_ANALYTICS_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "leaderboards-redis"
+
+
+def test_batch_workers_wait_for_the_redis_failover():
+    cluster, job = FakeCluster(), body("rankingjob.yaml")
+    cluster.add(body("gamedatasource.yaml"))
+    run("RankingJob", job, cluster)
+    assert ready(job)["reason"] == "RedisFailoverNotFound"
+    assert "redisFailoverRef" in ready(job)["message"]
+
 def test_without_prometheus_operator_alert_rules_are_not_ready():
     cluster, rule = FakeCluster(served_groups=()), body("alertrule-inflation.yaml")
     run("AlertRule", rule, cluster)

@@ -12,7 +12,7 @@ from game_analytics.api.gamedatasource import GameDataSourceSpec
 from game_analytics.api.rankingjob import RankingJobSpec
 from game_analytics.api.scheduledreport import ScheduledReportSpec
 from game_analytics.controller.alertrule import render as alertrule
-from game_analytics.controller.common.render import Owner
+from game_analytics.controller.common.render import DataSource, Owner
 from game_analytics.controller.gamedatasource import render as gamedatasource
 from game_analytics.controller.rankingjob import render as rankingjob
 from game_analytics.controller.scheduledreport import render as scheduledreport
@@ -29,13 +29,14 @@ def example(name):
     return yaml.safe_load((EXAMPLES / name).read_text())["spec"]
 
 
-DATA_SOURCE = GameDataSourceSpec.model_validate(example("gamedatasource.yaml"))
+DATA_SOURCE_SPEC = GameDataSourceSpec.model_validate(example("gamedatasource.yaml"))
+DATA_SOURCE = DataSource("default", DATA_SOURCE_SPEC, sentinel_master="leaderboards")
 
 
 def all_rendered():
     yield from alertrule.render(owner("AlertRule", "whale-wealth-jump"),
                                 AlertRuleSpec.model_validate(example("alertrule-wealth-jump.yaml")))
-    yield from gamedatasource.render(owner("GameDataSource", "default"), DATA_SOURCE, image="img:1",
+    yield from gamedatasource.render(owner("GameDataSource", "default"), DATA_SOURCE_SPEC, image="img:1",
                                      sentinel_master="leaderboards")
     yield from scheduledreport.render(owner("ScheduledReport"),
                                       ScheduledReportSpec.model_validate(example("scheduledreport.yaml")),
@@ -91,7 +92,7 @@ def test_bad_promql_renders_nothing():
 
 
 def test_data_source_workers_share_one_config():
-    children = gamedatasource.render(owner("GameDataSource", "default"), DATA_SOURCE, image="img:1",
+    children = gamedatasource.render(owner("GameDataSource", "default"), DATA_SOURCE_SPEC, image="img:1",
                                      sentinel_master="leaderboards")
     by_kind = {}
     for c in children:

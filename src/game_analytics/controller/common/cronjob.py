@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ...api.common import Resources
-from ...api.gamedatasource import GameDataSourceSpec
-from ...settings import ENV_PREFIX
 from ..gamedatasource.names import workers_config_name
 from .render import (
+    DataSource,
     Manifest,
     Owner,
+    connection_env,
     container,
     exec_probe,
     labels,
@@ -18,19 +18,16 @@ from .render import (
     metadata,
     pod_spec,
     resources,
-    secret_env,
 )
 
 CONFIG_DIR = "/etc/game-analytics"
 
 
-def data_source_env(data_source_name: str, data_source: GameDataSourceSpec) -> tuple[list[dict], list[dict]]:
-    """(env, envFrom) giving a batch worker the referenced data source's DSN, Redis URL and shared settings."""
-    env = [secret_env(f"{ENV_PREFIX}DSN", data_source.postgres.dsn_secret_ref)]
-    if data_source.redis.url_secret_ref:
-        env.append(secret_env(f"{ENV_PREFIX}REDIS_URL", data_source.redis.url_secret_ref))
-    env.append({"name": "MPLCONFIGDIR", "value": "/tmp"})
-    return env, [{"configMapRef": {"name": workers_config_name(data_source_name)}}]
+def data_source_env(source: DataSource) -> tuple[list[dict], list[dict]]:
+    """(env, envFrom) giving a batch worker the data source's connection (:func:`.render.connection_env`) and the
+    settings its workers share (their ConfigMap)."""
+    env = [*connection_env(source), {"name": "MPLCONFIGDIR", "value": "/tmp"}]
+    return env, [{"configMapRef": {"name": workers_config_name(source.name)}}]
 
 
 def worker_cronjob(

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 
 from ... import validation
 from ...api import API_VERSION, KindInfo
-from ...api.common import BaseStatus
+from ...api.common import BaseStatus, SecretKeyRef
 from ...api.gamedatasource import GameDataSourceSpec
 from ..k8s import Cluster
-from .render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest, Owner
+from .render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, DataSource, Manifest, Owner
 
 MONITORING_V1 = "monitoring.coreos.com/v1"
 MONITORING_V1ALPHA1 = "monitoring.coreos.com/v1alpha1"
@@ -81,20 +81,42 @@ def parse(info: KindInfo, body: Any) -> Any:
         raise validation.from_validation_error(exc) from None
 
 
-def data_source(cluster: Cluster, namespace: str, name: str) -> GameDataSourceSpec:
-    """The spec of GameDataSource ``namespace/name``.
+def data_source(cluster: Cluster, namespace: str, name: str, *, uses_redis: bool) -> DataSource:
+    """GameDataSource ``namespace/name``; with ``uses_redis``, its RedisFailover resolved (:func:`resolve_data_source`).
 
     Raises:
-        DependencyError: it does not exist (``DataSourceNotFound``) or its spec is invalid (``DataSourceInvalid``).
+        DependencyError: it does not exist (``DataSourceNotFound``), its spec is invalid (``DataSourceInvalid``),
+            or the RedisFailover it names does not exist (``RedisFailoverNotFound``).
     """
     body = cluster.get(API_VERSION, "GameDataSource", namespace, name)
     if body is None:
         raise DependencyError("DataSourceNotFound",
                               f"spec.dataSourceRef.name: GameDataSource {namespace}/{name} does not exist")
     try:
-        return GameDataSourceSpec.model_validate(body.get("spec") or {})
+        spec = GameDataSourceSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         raise DependencyError("DataSourceInvalid", f"GameDataSource {namespace}/{name} has an invalid spec") from None
+    return resolve_data_source(cluster, namespace, name, spec) if uses_redis else DataSource(name, spec)
+
+
+def resolve_data_source(cluster: Cluster, namespace: str, name: str, spec: GameDataSourceSpec) -> DataSource:
+    """``spec`` with the master name and auth Secret of the RedisFailover its ``redis.sentinel`` names, if any.
+
+    Raises:
+        DependencyError: ``RedisFailoverNotFound``, naming ``spec.redis.sentinel.redisFailoverRef.name`` (of the
+            GameDataSource, since that is the field to fix).
+    """
+    if not spec.redis.sentinel:
+        return DataSource(name, spec)
+    ref = spec.redis.sentinel.redis_failover_ref.name
+    failover = cluster.get(API_VERSION, "RedisFailover", namespace, ref)
+    if failover is None:
+        raise DependencyError("RedisFailoverNotFound",
+                              f"spec.redis.sentinel.redisFailoverRef.name: RedisFailover {ref} does not exist")
+    fspec = failover.get("spec") or {}
+    auth = fspec.get("authSecretRef")
+    return DataSource(name, spec, sentinel_master=fspec.get("masterName", "mymaster"),
+                      redis_password_ref=SecretKeyRef.model_validate(auth) if auth else None)
 
 
 def secret_value(cluster: Cluster, namespace: str, ref: Any) -> str | None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...api.common import Resources
+from ...api.common import Resources, SecretKeyRef
+from ...api.gamedatasource import GameDataSourceSpec
+from ...settings import ENV_PREFIX
 
 MANAGED_BY = "game-analytics-operator"
 PART_OF = "game-analytics"
@@ -198,3 +200,30 @@ def service(owner: Owner, name: str, component: str, ports: list[dict[str, Any]]
 
 def config_map(owner: Owner, name: str, component: str, data: dict[str, str], **extra_labels: str) -> Manifest:
     return manifest("v1", "ConfigMap", metadata(owner, name, component, **extra_labels), data=data)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A GameDataSource as the workers that use it see it, its RedisFailover reference resolved.
+
+    Attributes:
+        name: the GameDataSource's name (its workers' ConfigMap is named from it).
+        spec: its validated spec.
+        sentinel_master: the referenced RedisFailover's master group name, when Redis is reached through Sentinels.
+        redis_password_ref: the RedisFailover's ``authSecretRef``, if it has one.
+    """
+
+    name: str
+    spec: GameDataSourceSpec
+    sentinel_master: str | None = None
+    redis_password_ref: SecretKeyRef | None = None
+
+
+def connection_env(source: DataSource) -> list[dict[str, Any]]:
+    """The env of every worker pod that reads this data source: DSN, Redis URL and password, from Secrets."""
+    env = [secret_env(f"{ENV_PREFIX}DSN", source.spec.postgres.dsn_secret_ref)]
+    if source.spec.redis.url_secret_ref:
+        env.append(secret_env(f"{ENV_PREFIX}REDIS_URL", source.spec.redis.url_secret_ref))
+    if source.redis_password_ref is not None:
+        env.append(secret_env(f"{ENV_PREFIX}REDIS_PASSWORD", source.redis_password_ref))
+    return env

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...api import API_VERSION
-from ...api.common import SecretKeyRef
 from ...api.gamedatasource import GameDataSourceStatus
 from ...config import Images
-from ..common.plan import MONITORING_V1, DependencyError, Plan
+from ..common.plan import MONITORING_V1, Plan, resolve_data_source
 from ..common.render import Owner
 from ..k8s import Cluster
 from . import names, render
@@ -24,19 +22,9 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     Raises:
         DependencyError: ``spec.redis.sentinel`` names a RedisFailover that does not exist.
     """
-    master, password_ref = None, None
-    if spec.redis.sentinel:
-        ref = spec.redis.sentinel.redis_failover_ref.name
-        failover = cluster.get(API_VERSION, "RedisFailover", owner.namespace, ref)
-        if failover is None:
-            raise DependencyError("RedisFailoverNotFound",
-                                  f"spec.redis.sentinel.redisFailoverRef.name: RedisFailover {ref} does not exist")
-        fspec = failover.get("spec") or {}
-        master = fspec.get("masterName", "mymaster")
-        if fspec.get("authSecretRef"):
-            password_ref = SecretKeyRef.model_validate(fspec["authSecretRef"])
-    children = render.render(owner, spec, image=images.worker, sentinel_master=master,
-                             redis_password_ref=password_ref)
+    source = resolve_data_source(cluster, owner.namespace, owner.name, spec)
+    children = render.render(owner, spec, image=images.worker, sentinel_master=source.sentinel_master,
+                             redis_password_ref=source.redis_password_ref)
     available = 0
     for worker in names.WORKERS:
         deployment = cluster.get("apps/v1", "Deployment", owner.namespace,

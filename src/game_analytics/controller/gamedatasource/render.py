@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from ...api.common import SecretKeyRef
 from ...api.gamedatasource import GameDataSourceSpec
 from ...api.gamedatasource import WorkerSettings as WorkerSpec
 from ...settings import ENV_PREFIX, WorkerSettings
 from ..alertrule.names import LABEL_DATA_SOURCE, LABEL_DETECTOR_CONFIG
 from ..common.render import (
+    DataSource,
     Manifest,
     Owner,
     config_map,
+    connection_env,
     container,
     http_probe,
     labels,
@@ -17,7 +20,6 @@ from ..common.render import (
     metadata,
     pod_spec,
     resources,
-    secret_env,
     selector,
     service,
 )
@@ -54,13 +56,9 @@ def worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinel_master: str
 
 
 def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str, settings: WorkerSpec,
-                redis_password_ref: object | None) -> Manifest:
+                redis_password_ref: SecretKeyRef | None) -> Manifest:
     component = f"{worker}-worker"
-    env = [secret_env(f"{ENV_PREFIX}DSN", spec.postgres.dsn_secret_ref)]
-    if spec.redis.url_secret_ref:
-        env.append(secret_env(f"{ENV_PREFIX}REDIS_URL", spec.redis.url_secret_ref))
-    if redis_password_ref is not None:
-        env.append(secret_env(f"{ENV_PREFIX}REDIS_PASSWORD", redis_password_ref))
+    env = connection_env(DataSource(owner.name, spec, redis_password_ref=redis_password_ref))
     env.append({"name": f"{ENV_PREFIX}NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     env.append({"name": "MPLCONFIGDIR", "value": "/tmp"})
     main = container(
@@ -101,7 +99,7 @@ def detection_rbac(owner: Owner) -> list[Manifest]:
 
 
 def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_master: str | None = None,
-           redis_password_ref: object | None = None) -> list[Manifest]:
+           redis_password_ref: SecretKeyRef | None = None) -> list[Manifest]:
     """All children of a GameDataSource.
 
     Args:

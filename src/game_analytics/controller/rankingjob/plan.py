@@ -56,7 +56,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
         DependencyError: the referenced GameDataSource is missing or invalid.
     """
     validation.check_ranking_job(spec)
-    source = data_source(cluster, owner.namespace, spec.data_source_ref.name)
+    source = data_source(cluster, owner.namespace, spec.data_source_ref.name, uses_redis=True)
     children = render.render(owner, spec, image=images.worker, data_source=source)
     history = run_history(cluster, owner, names.cronjob_name(owner.name), names.COMPONENT)
     reported = last_reported(cluster, owner)

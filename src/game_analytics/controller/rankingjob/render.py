@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from ...api.gamedatasource import GameDataSourceSpec
 from ...api.rankingjob import RankingJobSpec
 from ..common.cronjob import CONFIG_DIR, data_source_env, worker_cronjob
-from ..common.render import Manifest, Owner, config_map
+from ..common.render import DataSource, Manifest, Owner, config_map
 from .names import (
     COMPONENT,
     RANKING_CONFIG_KEY,
@@ -28,10 +27,10 @@ def ranking_document(owner: Owner, spec: RankingJobSpec) -> dict:
     return doc
 
 
-def render(owner: Owner, spec: RankingJobSpec, *, image: str, data_source: GameDataSourceSpec) -> list[Manifest]:
+def render(owner: Owner, spec: RankingJobSpec, *, image: str, data_source: DataSource) -> list[Manifest]:
     """The ranking ConfigMap, the rating CronJob and, with ``seasonReset``, the season-reset CronJob."""
     cm_name = config_map_name(owner.name)
-    env, env_from = data_source_env(spec.data_source_ref.name, data_source)
+    env, env_from = data_source_env(data_source)
     config_path = f"{CONFIG_DIR}/{RANKING_CONFIG_KEY}"
     children = [
         config_map(owner, cm_name, COMPONENT, {RANKING_CONFIG_KEY: json.dumps(ranking_document(owner, spec),

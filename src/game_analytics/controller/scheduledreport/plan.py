@@ -23,7 +23,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
         DependencyError: the referenced GameDataSource is missing or invalid.
     """
     validation.check_scheduled_report(spec)
-    source = data_source(cluster, owner.namespace, spec.data_source_ref.name)
+    source = data_source(cluster, owner.namespace, spec.data_source_ref.name, uses_redis=False)  # reports read PostgreSQL only
     children = render.render(owner, spec, image=images.worker, data_source=source)
     history = run_history(cluster, owner, names.cronjob_name(owner.name), names.COMPONENT)
     return Plan(children, CHILD_TYPES, status=ScheduledReportStatus(

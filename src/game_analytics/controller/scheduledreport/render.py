@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ...api.gamedatasource import GameDataSourceSpec
 from ...api.scheduledreport import ScheduledReportSpec
 from ...settings import ENV_PREFIX
 from ..common.cronjob import CONFIG_DIR, data_source_env, worker_cronjob
-from ..common.render import Manifest, Owner, config_map, secret_env
+from ..common.render import DataSource, Manifest, Owner, config_map, secret_env
 from .names import COMPONENT, REPORT_CONFIG_KEY, config_map_name, cronjob_name
 
 __all__ = ["REPORT_CONFIG_KEY", "render", "report_document"]
@@ -19,10 +18,10 @@ def report_document(owner: Owner, spec: ScheduledReportSpec) -> dict:
     return {"name": owner.name, "namespace": owner.namespace, **spec.to_api()}
 
 
-def render(owner: Owner, spec: ScheduledReportSpec, *, image: str, data_source: GameDataSourceSpec) -> list[Manifest]:
+def render(owner: Owner, spec: ScheduledReportSpec, *, image: str, data_source: DataSource) -> list[Manifest]:
     """The report's ConfigMap and CronJob."""
     cm_name = config_map_name(owner.name)
-    env, env_from = data_source_env(spec.data_source_ref.name, data_source)
+    env, env_from = data_source_env(data_source)
     if spec.delivery.webhook:
         env.append(secret_env(f"{ENV_PREFIX}REPORT_WEBHOOK_URL", spec.delivery.webhook.url_secret_ref))
     if spec.delivery.email and spec.delivery.email.smtp.password_secret_ref:
