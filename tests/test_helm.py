@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devtools.podsecurity import pod_template, violations
 from game_analytics.controller.k8s import PLURALS
-from game_analytics.testing.podsecurity import pod_template, violations
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "game-analytics"
@@ -68,6 +68,16 @@ def test_rbac_covers_every_child_the_operator_writes():
                 assert allowed(rules, group, plural, verb), f"missing {verb} on {group}/{plural}"
     assert allowed(rules, "", "events", "create")
     assert not allowed(rules, "", "secrets", "list"), "the operator reads Secrets by name only"
+
+
+@pytest.mark.parametrize("values", [None, "watchNamespaces={games}"])
+def test_rbac_covers_what_the_operator_does_to_pods(values):
+    """Pods are no child, but the operator lists them (status), labels the Redis master, and deletes one Redis pod
+    at a time in a rolling restart (controller/redisfailover/plan.py)."""
+    docs = template(values) if values else template()
+    rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    for verb in ("get", "list", "patch", "delete"):
+        assert allowed(rules, "", "pods", verb), f"missing {verb} on pods"
 
 
 def test_two_replicas_use_peering():
