@@ -35,7 +35,8 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "load": ("game_analytics.workers.load", "replay the real data sets as events (stream or bulk COPY)"),
     "rate": ("game_analytics.workers.ranking:rate_main", "rate a match CSV and print the leaderboard"),
     "report": ("game_analytics.workers.report:cli_main", "run a report once: report run --type ... --format ..."),
-    "audit": ("game_analytics.audit:main", "audit trail tools: audit verify"),
+    "audit": ("game_analytics.audit:main", "audit trail tools: audit verify|head|search|export"),
+    "interventions": ("game_analytics.interventions.cli", "work the intervention queue: list, ack, resolve, ..."),
     "mongo": ("game_analytics.workers.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
     "demo": ("game_analytics.demo:main", "run the whole stack on real data on this machine"),
 }
