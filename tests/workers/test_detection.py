@@ -71,7 +71,7 @@ def store(postgres_server, cdnow_template: str) -> Iterator[Engine]:
 
 def write_rule(root: Path, name: str, detector: str, params: dict[str, Any], *, category: str = "player",
                severity: str = "critical", suspended: bool = False) -> str:  # fmt: skip
-    """A rule.json as the operator renders it (objects/alertrule.py detector_config)."""
+    """A rule.json as the operator renders it (controller/alertrule/render.py detector_config)."""
     rule = f"games/{name}"
     (root / name).mkdir(parents=True, exist_ok=True)
     (root / name / "rule.json").write_text(json.dumps({
