@@ -3,7 +3,7 @@
 The ScheduledReport worker (:mod:`game_analytics.workers.report`) ties them together; see docs/reports.md.
 """
 
-from .builders import BUILDERS, build_report, latest_event_time
+from .builders import BUILDERS, build_report
 from .model import ChartSpec, Figure, Report, ReportPeriod, Table, parse_duration, validate_filters
 from .render import render_csv_zip, render_html, render_json, write_report
 
@@ -15,7 +15,6 @@ __all__ = [
     "ReportPeriod",
     "Table",
     "build_report",
-    "latest_event_time",
     "parse_duration",
     "render_csv_zip",
     "render_html",

@@ -33,7 +33,6 @@ from sqlalchemy import Engine
 from ..analytics.economy import inflation_rate, wealth_summary
 from ..api.scheduledreport import ReportFilters, ReportType
 from ..storage.queries import Filters, clauses, fetch_frame
-from ..storage.queries import latest_event_time as _latest
 from ..storage.queries.activity import player_counts
 from ..storage.queries.sessions import SESSION_GAP, session_summary
 from .compute import churn_rate, cohort_matrix, lorenz_curve, retention_curve
@@ -41,7 +40,7 @@ from .context import UNIT_LABEL, BuildContext, bucket_series, naive_utc, number
 from .model import ChartSpec, Figure, Report, ReportPeriod, Table, bucket_unit, validate_filters
 from .operations import build_rankings, build_security
 
-__all__ = ["BUILDERS", "SESSION_GAP", "BuildContext", "build_report", "latest_event_time"]
+__all__ = ["BUILDERS", "SESSION_GAP", "BuildContext", "build_report"]
 
 
 # ------------------------------------------------------------------------------------------- player activity
@@ -382,13 +381,3 @@ def build_report(
     rtype = ReportType(report_type)
     ctx = BuildContext(engine, period, validate_filters(filters), (now or datetime.now(UTC)).astimezone(UTC))
     return BUILDERS[rtype](ctx)
-
-
-def latest_event_time(engine: Engine, filters: ReportFilters) -> datetime | None:
-    """Time of the newest event matching the report filters (UTC), or None when there is none (the query
-    layer's :func:`~game_analytics.storage.queries.latest_event_time`).
-
-    Raises:
-        ValueError: invalid filter values (see :func:`~game_analytics.reports.model.validate_filters`).
-    """
-    return _latest(engine, Filters.of(validate_filters(filters)))

@@ -44,7 +44,7 @@ from ..api.scheduledreport import (
     ScheduledReportSpec,
     WebhookStyle,
 )
-from ..reports.builders import build_report, latest_event_time
+from ..reports.builders import build_report
 from ..reports.delivery import RetryPolicy, RunSummary, deliver_all
 from ..reports.history import FAILED, SUCCEEDED, finish_run, recent_runs, start_run
 from ..reports.model import ReportPeriod, validate_filters
@@ -52,6 +52,7 @@ from ..reports.render import write_report
 from ..settings import ENV_PREFIX, WorkerSettings, configure_logging
 from ..storage import derived
 from ..storage.engine import make_engine
+from ..storage.queries import Filters, latest_event_time
 
 __all__ = ["ENV_SMTP_PASSWORD", "ENV_WEBHOOK_URL", "RunConfig", "RunResult", "cli_main", "main", "run_reports"]
 
@@ -343,7 +344,7 @@ def _cli_period(args: argparse.Namespace, engine: Engine | None, filters: Report
         return ReportPeriod(start, end)
     if args.as_of == "latest":
         assert engine is not None
-        latest = latest_event_time(engine, filters)
+        latest = latest_event_time(engine, Filters.of(validate_filters(filters)))
         if latest is None:
             raise UsageError("--as-of latest: no event matches the filters")
         end = datetime(latest.year, latest.month, latest.day, tzinfo=UTC) + timedelta(days=1)
