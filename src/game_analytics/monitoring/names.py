@@ -50,6 +50,12 @@ TOP_MOVERS = 10
 # exporter: detections and interventions (from the detection worker's tables)
 DETECTIONS_OPEN = f"{PREFIX}_detections_open"  # gauge{category, status, priority}
 INTERVENTIONS_OPEN = f"{PREFIX}_interventions_open"  # gauge{action="review_<category>", status, priority}
+# exporter: the on-call queue and the audit chain (game_analytics.interventions.metrics; categories are the
+# AlertRule categories, priorities 1-3: bounded)
+CASES_OPEN = f"{PREFIX}_intervention_cases_open"  # gauge{priority, category}: open + in-progress cases
+CASE_OLDEST_OPEN_AGE = f"{PREFIX}_intervention_oldest_open_age_seconds"  # gauge{priority}: 0 when none is open
+AUDIT_CHAIN_LENGTH = f"{PREFIX}_audit_chain_length"  # gauge: seq of the newest audit entry (an anchor's SEQ)
+AUDIT_CHAIN_HEAD = f"{PREFIX}_audit_chain_head_hash_prefix"  # gauge: first 13 hex digits (52 bits) of its hash
 DETECTIONS_STORED = f"{PREFIX}_detections_stored"  # gauge{rule, category, severity}: detections recorded
 
 # exporter: scheduled jobs (ScheduledReport and RankingJob CronJobs). Their pods live too briefly to be scraped,

@@ -45,7 +45,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
@@ -63,12 +62,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
+from game_analytics.interventions.metrics import QueueCollector
 from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings
 from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
 from game_analytics.storage.queries import activity, ratings, sessions
 from game_analytics.storage.queries import economy as economy_sql
+from game_analytics.workers.buckets import cumulate, le_buckets
 from game_analytics.workers.runtime import add_as_of_flag, resolve_as_of, serve, start, stop_event
 from game_analytics.workers.stream_lag import stream_lag
 
@@ -294,8 +295,8 @@ class AnalyticsCollector(Collector):
         rows = sessions.logout_seconds_buckets(conn, as_of, SESSION_BUCKETS, self.games)
         duration = HistogramMetricFamily(names.SESSION_DURATION, "Length of finished sessions (logout events).",
                                          labels=["game"])  # fmt: skip
-        for game, buckets, total in _cumulate(rows, len(SESSION_BUCKETS)).items():
-            duration.add_metric([game], _le(SESSION_BUCKETS, buckets), sum_value=total)
+        for game, buckets, total in cumulate(rows, len(SESSION_BUCKETS)).items():
+            duration.add_metric([game], le_buckets(SESSION_BUCKETS, buckets), sum_value=total)
         return [started, duration]
 
     def _economy(self, conn: Connection, as_of: datetime) -> list[Metric]:
@@ -318,7 +319,7 @@ class AnalyticsCollector(Collector):
         wealth = GaugeHistogramMetricFamily(names.PLAYER_WEALTH, "Players by total wealth (fixed buckets).",
                                             labels=labels)  # fmt: skip
         for (game, currency), (counts, total) in hist.items():
-            wealth.add_metric([game, currency], _le(names.WEALTH_BUCKETS, counts), gsum_value=total)
+            wealth.add_metric([game, currency], le_buckets(names.WEALTH_BUCKETS, counts), gsum_value=total)
         return [price, gini, volume, wealth]
 
     def _rankings(self, conn: Connection, as_of: datetime) -> list[Metric]:
@@ -328,9 +329,9 @@ class AnalyticsCollector(Collector):
                                             "ranking (fixed buckets).", labels=["game", "ranking"])  # fmt: skip
         leagues = GaugeMetricFamily(names.LEAGUE_PLAYERS, "Players per league in the latest season.",
                                     labels=["game", "ranking", "league"])  # fmt: skip
-        per_board = _cumulate([((g, b), k, n, s) for g, b, k, n, s, _ in rows], len(bounds))
+        per_board = cumulate([((g, b), k, n, s) for g, b, k, n, s, _ in rows], len(bounds))
         for (game, board), (buckets, total) in per_board.items():
-            rating.add_metric([game, board], _le(names.RATING_BUCKETS, buckets), gsum_value=total)
+            rating.add_metric([game, board], le_buckets(names.RATING_BUCKETS, buckets), gsum_value=total)
         league_counts: dict[tuple[str, str, str], int] = {}
         for game, board, _, count, _, league in rows:
             if league is not None:
@@ -423,31 +424,6 @@ class AnalyticsCollector(Collector):
         return [at, took, errors]
 
 
-def _cumulate(rows: Iterable[tuple[Any, Any, int, float]], n_bounds: int) -> dict[Any, tuple[list[int], float]]:
-    """``(key, width_bucket(-x, reversed negated bounds), count, sum)`` rows -> ``{key: (cumulative counts per
-    bound + Inf, sum)}`` with upper-inclusive (``le``) buckets."""
-    out: dict[Any, tuple[list[int], float]] = {}
-    for key, ge, count, total in rows:
-        counts, acc = out.get(key, ([0] * (n_bounds + 1), 0.0))
-        counts[n_bounds - int(ge)] += int(count)
-        out[key] = (counts, acc + float(total or 0.0))
-    for key, (counts, total) in out.items():
-        running, cumulative = 0, []
-        for c in counts:
-            running += c
-            cumulative.append(running)
-        out[key] = (cumulative, total)
-    return out
-
-
-def _le(bounds: Sequence[float], cumulative: Sequence[int]) -> list[tuple[str, float]]:
-    return [(_bound(b), float(c)) for b, c in zip(bounds, cumulative, strict=False)] + [("+Inf", float(cumulative[-1]))]
-
-
-def _bound(value: float) -> str:
-    return repr(float(value))
-
-
 # --- command line ---------------------------------------------------------------------------------------------
 
 
@@ -484,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     registry = CollectorRegistry()
     registry.register(collector)
+    registry.register(QueueCollector(engine, ttl=args.ttl))
     if args.once:
         sys.stdout.write(generate_latest(registry).decode())
         return 0

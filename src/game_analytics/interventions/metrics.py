@@ -1,0 +1,81 @@
+"""Bounded metrics of the on-call queue and the audit chain, for the exporter's registry.
+
+- ``CASES_OPEN{priority, category}``: open and in-progress cases (priorities 1-3 x the AlertRule categories);
+- ``CASE_OLDEST_OPEN_AGE{priority}``: age in seconds of the oldest open or in-progress case (0 when none);
+- ``AUDIT_CHAIN_LENGTH`` and ``AUDIT_CHAIN_HEAD``: the newest audit entry's seq and the first 13 hex digits of its
+  hash as an integer (exact in a float), so that an outside system (Prometheus' own storage) keeps an anchor to
+  compare with ``game-analytics audit head`` / ``audit verify --expect-head``.
+
+The queries read the ``(status, priority)`` index and the newest audit row; they run at most once per ``ttl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, text
+
+from game_analytics.monitoring import names
+
+__all__ = ["QueueCollector"]
+
+log = logging.getLogger(__name__)
+
+PRIORITIES = ("1", "2", "3")
+
+
+class QueueCollector(Collector):
+    """Collector of the queue and audit-chain gauges on ``engine``, cached for ``ttl`` seconds.
+
+    A failed refresh is logged and the previous values (nothing before the first success) are served.
+    """
+
+    def __init__(self, engine: Engine, ttl: float = 15.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: list[Metric] = []
+        self._expires = float("-inf")
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing: registering must not run the queries."""
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        """The gauges, refreshed when older than ``ttl``."""
+        with self._lock:
+            if time.monotonic() >= self._expires:
+                try:
+                    self._cached = self.refresh()
+                except Exception:  # noqa: BLE001 - keep serving the last values while the database is away
+                    log.exception("queue metrics refresh failed")
+                self._expires = time.monotonic() + self.ttl
+            return list(self._cached)
+
+    def refresh(self) -> list[Metric]:
+        """Run the queries and build the families (raises SQLAlchemy errors)."""
+        cases = GaugeMetricFamily(names.CASES_OPEN, "Open and in-progress intervention cases.",
+                                  labels=["priority", "category"])  # fmt: skip
+        oldest = GaugeMetricFamily(names.CASE_OLDEST_OPEN_AGE, "Age of the oldest open or in-progress case.",
+                                   labels=["priority"])  # fmt: skip
+        length = GaugeMetricFamily(names.AUDIT_CHAIN_LENGTH, "Seq of the newest audit log entry.")
+        head = GaugeMetricFamily(names.AUDIT_CHAIN_HEAD, "First 13 hex digits of the newest audit entry's hash.")
+        ages = dict.fromkeys(PRIORITIES, 0.0)
+        with self.engine.connect() as conn:
+            for priority, category, count, age in conn.execute(text("""
+                    SELECT priority, category, count(*), extract(epoch FROM now() - min(created_at))
+                    FROM interventions WHERE status IN ('open', 'in_progress')
+                    GROUP BY 1, 2 ORDER BY 1, 2""")):  # fmt: skip
+                cases.add_metric([str(priority), category], count)
+                ages[str(priority)] = max(ages.get(str(priority), 0.0), float(age))
+            newest = conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")).first()
+        for priority, age in ages.items():
+            oldest.add_metric([priority], age)
+        length.add_metric([], newest[0] if newest else 0)
+        head.add_metric([], int(newest[1][:13], 16) if newest else 0)
+        return [cases, oldest, length, head]
