@@ -37,8 +37,8 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "report": ("game_analytics.workers.report:cli_main", "run a report once: report run --type ... --format ..."),
     "audit": ("game_analytics.audit:main", "audit trail tools: audit verify|head|search|export"),
     "interventions": ("game_analytics.interventions.cli", "work the intervention queue: list, ack, resolve, ..."),
+    "migrate": ("game_analytics.storage.migrate:main", "upgrade the database schema to this version's head"),
     "mongo": ("game_analytics.workers.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
-    "demo": ("game_analytics.demo:main", "run the whole stack on real data on this machine"),
 }
 
 #: worker name -> module whose ``main(argv)`` runs it (``game-analytics worker NAME ...``).

@@ -108,6 +108,7 @@ def test_data_source_workers_share_one_config():
         assert c["envFrom"] == [{"configMapRef": {"name": "default-workers"}}]
         assert c["args"][0] == "worker"
     assert deployments["default-detection"]["spec"]["template"]["spec"]["serviceAccountName"] == "default-detection"
+
     (role,) = by_kind["Role"]
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
 
@@ -137,3 +138,14 @@ def test_elo_defaults_resolved_into_worker_config():
     spec = RankingJobSpec.model_validate({"source": {"game": "g"}, "algorithm": "elo"})
     doc = rankingjob.ranking_document(owner("RankingJob"), spec)
     assert doc["elo"] == {"kFactor": 20.0, "homeAdvantage": 0.0, "initialRating": 1500.0}
+
+
+def test_every_worker_pod_migrates_the_schema_first():
+    """Without it, ingest on an empty database crash-looped: nothing in the cluster ran the Alembic migrations."""
+    children = gamedatasource.render(owner("GameDataSource", "default"), DATA_SOURCE_SPEC, image="img:1")
+    for d in (c for c in children if c["kind"] == "Deployment"):
+        (init,) = d["spec"]["template"]["spec"]["initContainers"]
+        assert init["args"] == ["migrate"] and init["image"] == "img:1"
+        assert [e["name"] for e in init["env"]] == ["GAME_ANALYTICS_DSN"]
+        assert "livenessProbe" not in init and "readinessProbe" not in init
+        assert init["securityContext"]["readOnlyRootFilesystem"] is True

@@ -94,3 +94,29 @@ def test_audit_log_rejects_changes(db_dsn: str, statement: str) -> None:
             assert conn.execute(text("SELECT actor FROM audit_log")).scalar_one() == "a"
     finally:
         engine.dispose()
+
+
+def test_concurrent_migrate_commands_serialise(empty_db_dsn: str) -> None:
+    """Three pods' init containers migrating one empty database at once: all succeed, the schema is at head."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GAME_ANALYTICS_DSN": empty_db_dsn}
+    procs = [subprocess.Popen([sys.executable, "-m", "game_analytics.cli", "migrate"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert current_revision(empty_db_dsn) == head_revision()
+    assert _schema_diff(empty_db_dsn) == []
+
+
+def test_migrate_command_reports_an_unreachable_database_in_one_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "game_analytics.cli", "migrate", "--dsn",
+                           "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout.startswith("game-analytics migrate: OperationalError") and "Traceback" not in done.stderr

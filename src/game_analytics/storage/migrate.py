@@ -4,19 +4,30 @@ Example::
 
     from game_analytics.storage.migrate import upgrade
     upgrade("postgresql+psycopg://user@host/db")
+
+In a cluster every worker pod of a GameDataSource runs ``game-analytics migrate`` as an init container, so a new
+database or a new image is migrated before a worker starts. Concurrent runs are serialised by a PostgreSQL advisory
+lock (:data:`MIGRATION_LOCK`): the first upgrades, the others find the schema at head and do nothing.
 """
 
 from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Connection, create_engine, pool, text
 
-__all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
+__all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "main", "upgrade"]
 
 SCRIPT_LOCATION = "game_analytics.storage:migrations"
+#: pg_advisory_lock key held while migrating (the bytes of "gamemigr").
+MIGRATION_LOCK = int.from_bytes(b"gamemigr", "big") - 2**63
 
 
 def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
@@ -36,8 +47,25 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Upgrade the database at ``url`` to ``revision`` (default: the newest).  Raises SQLAlchemy errors."""
-    command.upgrade(alembic_config(url), revision)
+    """Upgrade the database at ``url`` to ``revision`` (default: the newest), holding :data:`MIGRATION_LOCK`.
+
+    Safe to run from several processes at once. Raises SQLAlchemy errors (e.g. ``OperationalError`` when the
+    database cannot be reached).
+    """
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            conn.commit()
+            try:
+                command.upgrade(alembic_config(connection=conn), revision)
+                conn.commit()
+            finally:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def downgrade(url: str, revision: str = "base") -> None:
@@ -60,3 +88,28 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Upgrade the database to the schema of this version (``game-analytics migrate``).
+
+    Exit codes: 0 done, 1 failed (one line naming the error), 2 usage.
+    """
+    from .engine import sqlalchemy_url
+
+    parser = argparse.ArgumentParser(prog="game-analytics migrate", description="Upgrade the database to the schema of this version.")
+    parser.add_argument("--dsn", default=os.environ.get("GAME_ANALYTICS_DSN"),
+                        help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
+    parser.add_argument("--revision", default="head", help="target revision (default: head)")
+    args = parser.parse_args(argv)
+    if not args.dsn:
+        parser.error("give --dsn or GAME_ANALYTICS_DSN")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    url = sqlalchemy_url(args.dsn)
+    try:
+        upgrade(url, args.revision)
+    except Exception as exc:  # noqa: BLE001 - one line for the pod's log, no traceback: the reason is the message
+        print(f"game-analytics migrate: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True)
+        return 1
+    print(f"game-analytics migrate: database at {current_revision(url)}", flush=True)
+    return 0

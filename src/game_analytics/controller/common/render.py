@@ -139,6 +139,14 @@ def container(name: str, image: str, *, args: list[str] | None = None, command: 
     return c
 
 
+def init_container(name: str, image: str, *, resources_: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """A :func:`container` to run before the pod's containers: the same security context, and no probes (the API
+    refuses probes on init containers). ``kwargs`` as for :func:`container` (args, command, env, volume_mounts)."""
+    init = container(name, image, resources_=resources_, liveness={}, **kwargs)
+    del init["livenessProbe"], init["readinessProbe"]
+    return init
+
+
 def http_probe(path: str, port: str | int, period: int = 10) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "timeoutSeconds": 3, "failureThreshold": 3}
 

@@ -15,6 +15,7 @@ from ..common.render import (
     connection_env,
     container,
     http_probe,
+    init_container,
     labels,
     manifest,
     metadata,
@@ -69,6 +70,9 @@ def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str,
         volume_mounts=[{"name": "tmp", "mountPath": "/tmp"}],
     )
     main["envFrom"] = [{"configMapRef": {"name": workers_config_name(owner.name)}}]
+    # Every worker pod migrates the schema before it starts (serialised by an advisory lock: storage/migrate.py).
+    migrate = init_container("migrate", image, args=["migrate"], env=env[:1],  # the DSN
+                             resources_=resources(None, memory="128Mi", memory_limit="512Mi"))
     service_account = detection_account_name(owner.name) if worker == "detection" else None
     template_labels = {**labels(owner, component), LABEL_METRICS: "true"}
     return manifest("apps/v1", "Deployment", metadata(owner, deployment_name(owner.name, worker), component), spec={
@@ -77,8 +81,9 @@ def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str,
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
             "metadata": {"labels": template_labels},
-            "spec": pod_spec([main], service_account=service_account,
-                             volumes=[{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]),
+            "spec": {**pod_spec([main], service_account=service_account,
+                                volumes=[{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]),
+                     "initContainers": [migrate]},
         },
     })
 

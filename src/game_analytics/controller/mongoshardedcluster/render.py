@@ -33,6 +33,7 @@ from ..common.render import (
     Owner,
     container,
     exec_probe,
+    init_container,
     labels,
     manifest,
     metadata,
@@ -76,17 +77,13 @@ def _keyfile_volumes(spec: MongoShardedClusterSpec) -> list[dict[str, Any]]:
 
 
 def _keyfile_init(img: str) -> dict[str, Any]:
-    init = container(
+    return init_container(
         "keyfile", img,
         command=["sh", "-c", f"cp {KEYFILE_SECRET_DIR}/keyfile {KEYFILE_PATH} && chmod 0400 {KEYFILE_PATH}"],
         resources_=resources(None, cpu="10m", memory="16Mi", memory_limit="64Mi"),
-        liveness=exec_probe(["true"]),
         volume_mounts=[{"name": "keyfile-secret", "mountPath": KEYFILE_SECRET_DIR, "readOnly": True},
                        {"name": "keyfile", "mountPath": KEYFILE_DIR}],
     )
-    init.pop("livenessProbe")  # init containers may not have probes
-    init.pop("readinessProbe")
-    return init
 
 
 def _mongo_mounts() -> list[dict[str, Any]]:

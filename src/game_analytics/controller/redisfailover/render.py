@@ -39,6 +39,7 @@ from ..common.render import (
     container,
     exec_probe,
     http_probe,
+    init_container,
     labels,
     manifest,
     metadata,
@@ -197,13 +198,8 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
     run_mount = {"name": "run", "mountPath": REDIS_RUN_DIR}
     tmpl_mount = {"name": "templates", "mountPath": TEMPLATE_DIR, "readOnly": True}
     small = resources(None, cpu="10m", memory="16Mi", memory_limit="64Mi")
-    init = container(
-        "config", image, command=["sh", f"{TEMPLATE_DIR}/redis-init.sh"], env=init_env, resources_=small,
-        liveness=exec_probe(["true"]), volume_mounts=[tmpl_mount, run_mount],
-    )
-    # Init containers may not have probes; container() always adds them, so drop them here.
-    init.pop("livenessProbe")
-    init.pop("readinessProbe")
+    init = init_container("config", image, command=["sh", f"{TEMPLATE_DIR}/redis-init.sh"], env=init_env,
+                          resources_=small, volume_mounts=[tmpl_mount, run_mount])
     redis = container(
         "redis", image, command=["redis-server", f"{REDIS_RUN_DIR}/redis.conf"],
         env=[{"name": "REDIS_PORT", "value": str(REDIS_PORT)}, *_password_env(spec, "REDISCLI_AUTH")],
@@ -267,13 +263,9 @@ def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, 
     ]
     tmpl_mount = {"name": "templates", "mountPath": TEMPLATE_DIR, "readOnly": True}
     run_mount = {"name": "run", "mountPath": SENTINEL_RUN_DIR}
-    init = container(
-        "config", image, command=["sh", f"{TEMPLATE_DIR}/sentinel-init.sh"], env=init_env,
-        resources_=resources(None, cpu="10m", memory="16Mi", memory_limit="64Mi"),
-        liveness=exec_probe(["true"]), volume_mounts=[tmpl_mount, run_mount],
-    )
-    init.pop("livenessProbe")
-    init.pop("readinessProbe")
+    init = init_container("config", image, command=["sh", f"{TEMPLATE_DIR}/sentinel-init.sh"], env=init_env,
+                          resources_=resources(None, cpu="10m", memory="16Mi", memory_limit="64Mi"),
+                          volume_mounts=[tmpl_mount, run_mount])
     ping = ["sh", "-c", f"timeout 4 redis-cli -p {SENTINEL_PORT} PING | grep -q PONG"]
     sentinel = container(
         "sentinel", image, command=["redis-server", f"{SENTINEL_RUN_DIR}/sentinel.conf", "--sentinel"],
