@@ -41,7 +41,7 @@ dashboards: venv ## regenerate grafana_dashboards/ from monitoring/dashboards.py
 	$(PY) -m game_analytics.monitoring.dashboards --output grafana_dashboards
 
 lint: venv ## static checks
-	$(PY) -m ruff check src tests operator benchmarks
+	$(PY) -m ruff check src tests operator benchmarks devtools
 
 test: venv debs tools data ## unit tests and fast integration tests (real Postgres, Redis, promtool, helm)
 	$(PY) -m pytest -m "not e2e" $(ARGS)
@@ -50,13 +50,13 @@ e2e: venv debs tools data envtest ## tests against a real kube-apiserver (envtes
 	$(PY) -m pytest -m e2e tests/e2e $(ARGS)
 
 bench: venv debs data ## benchmarks that print figures
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; PYTHONPATH=$(CURDIR) $(PY) $$b || exit 1; done
 
 cluster: venv debs tools envtest ## start a local control plane in the foreground (Ctrl-C stops it)
-	$(PY) -m game_analytics.testing.cluster up $(ARGS)
+	$(PY) -m devtools.cluster up $(ARGS)
 
 demo: venv debs tools data envtest ## the whole stack on real data, on this machine
-	$(PY) -m game_analytics.cli demo $(ARGS)
+	$(PY) -m devtools.demo $(ARGS)
 
 clean: ## remove caches (keeps downloaded data and built binaries)
 	rm -rf .pytest_cache .ruff_cache build dist

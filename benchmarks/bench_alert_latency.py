@@ -1,7 +1,7 @@
 """Event-to-page latency of the real alert path: Redis stream -> ingest worker -> PostgreSQL -> detection worker ->
 Prometheus (1 s scrape and evaluation) -> Alertmanager (group_wait 0 s) -> webhook.
 
-Starts a throwaway PostgreSQL and Redis, then the path of ``game_analytics.testing.alert_path`` configured from
+Starts a throwaway PostgreSQL and Redis, then the path of ``devtools.alert_path`` configured from
 ``examples/alertrule-wealth-jump.yaml`` on a CDNOW subset, and runs ``--runs`` cycles on it: publish a sudden
 wealth jump, wait for the firing page, publish a later event so the jump leaves the 1 h window, wait for the
 resolved page. Prints each cycle and p50 / max of event-to-page and clear-to-resolved latency (goal: page < 5 s).
@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools import alert_path
+from devtools.postgres import start_postgres
+from devtools.redis import start_redis
 from game_analytics.storage.migrate import upgrade
-from game_analytics.testing import alert_path
-from game_analytics.testing.postgres import start_postgres
-from game_analytics.testing.redis import start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,10 +31,10 @@ import httpx
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine, text
 
+from devtools.postgres import start_postgres
 from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
 from game_analytics.storage.migrate import upgrade
-from game_analytics.testing.postgres import start_postgres
 from game_analytics.workers.exporter import AnalyticsCollector
 from game_analytics.workers.runtime import resolve_as_of
 

@@ -13,7 +13,7 @@ and each path's ratio to raw COPY (goal: >= 0.7 and >= 100k events/s), then the 
 catch-up (players, matches, per-player aggregates; run by their readers, not by ingest) over the same events.
 Figures only, no assertions.
 
-Starts its own throwaway PostgreSQL and Redis (game_analytics.testing) unless ``--dsn`` and ``--redis-url`` are given
+Starts its own throwaway PostgreSQL and Redis (devtools) unless ``--dsn`` and ``--redis-url`` are given
 (then the ``events``, ``players``, ``matches`` and ``dead_letters`` tables there are TRUNCATED between runs).
 
     .venv/bin/python benchmarks/bench_ingest.py                      # the real data sets (make data)
@@ -89,8 +89,8 @@ def services(args: argparse.Namespace) -> Iterator[tuple[callable, str]]:
         upgrade(args.dsn)
         yield fresh, args.redis_url
         return
-    from game_analytics.testing.postgres import start_postgres
-    from game_analytics.testing.redis import start_redis
+    from devtools.postgres import start_postgres
+    from devtools.redis import start_redis
 
     pg, rd = start_postgres(), start_redis()
     try:

@@ -1,6 +1,6 @@
 """Leaderboard read latency at scale: top-100 and rank-of-player on a Redis board of 1 million players.
 
-Starts a throwaway redis-server (``game_analytics.testing.redis``), builds a board of ``--players`` players with
+Starts a throwaway redis-server (``devtools.redis``), builds a board of ``--players`` players with
 random ratings (many exact ties) through :func:`game_analytics.leaderboard.build_entries`, publishes it with
 :meth:`Leaderboard.publish` (timed), then times ``--samples`` calls each of ``top(100)``, ``rank(player)``,
 ``entry(player)`` and ``around(player, 5)`` for random players, from this Python client over loopback (so the
@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
+from devtools.redis import start_redis
 from game_analytics.api.rankingjob import DEFAULT_LEAGUES, League
 from game_analytics.leaderboard import Leaderboard, build_entries
-from game_analytics.testing.redis import start_redis
 
 
 def _latencies(fn, args_list) -> np.ndarray:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from devtools.postgres import start_postgres
 from game_analytics.api.scheduledreport import ReportFilters, ReportFormat, ReportType
 from game_analytics.data import load_cdnow_master, purchase_events
 from game_analytics.reports import ReportPeriod, build_report
@@ -25,7 +26,6 @@ from game_analytics.reports.charts import render_charts
 from game_analytics.reports.render import render_csv_zip, render_html, render_json, write_report
 from game_analytics.storage.engine import make_engine
 from game_analytics.storage.migrate import upgrade
-from game_analytics.testing.postgres import start_postgres
 from game_analytics.workers.load import copy_events
 
 PERIOD = ReportPeriod(datetime(1997, 1, 1, tzinfo=UTC), datetime(1998, 7, 1, tzinfo=UTC))

@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Real PostgreSQL / Redis processes (see ``game_analytics.testing``) are started lazily, once per session, only when
+Real PostgreSQL / Redis processes (see ``devtools``) are started lazily, once per session, only when
 a test asks for them, and stopped by PID at the end.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from game_analytics.testing.postgres import PostgresServer, start_postgres
-from game_analytics.testing.redis import RedisServer, start_redis
+from devtools.postgres import PostgresServer, start_postgres
+from devtools.redis import RedisServer, start_redis
 
 _db_counter = itertools.count()
 

@@ -2,7 +2,7 @@
 
 import time
 
-from game_analytics.testing.monitoring_stack import Alertmanager, Prometheus, WebhookReceiver
+from devtools.monitoring_stack import Alertmanager, Prometheus, WebhookReceiver
 
 
 def test_an_always_firing_rule_pages_the_webhook(tmp_path):

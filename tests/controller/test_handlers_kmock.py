@@ -12,10 +12,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import kopf
 import pytest
@@ -24,6 +23,7 @@ from kopf.testing import KopfRunner
 from kubernetes import config as kube_config
 
 import game_analytics.controller.handlers as handlers_module
+from devtools.waiting import wait_for
 from game_analytics.controller.common import conditions
 from game_analytics.controller.k8s import Cluster
 
@@ -113,18 +113,6 @@ def operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert errors == []
 
 
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def ready_condition(api: EmulatorThread, resource: str, name: str, reason: str | None = None) -> dict | None:
     """The object's Ready condition once it is set (and has ``reason``, when given), else None."""
     obj = api.get(resource, NAMESPACE, name)
@@ -143,7 +131,8 @@ def test_alert_rule_gets_children_with_owner_references_and_ready_status(api: Em
     rule = api.create(example("alertrule-anomaly.yaml"))
     name, uid = rule["metadata"]["name"], rule["metadata"]["uid"]
 
-    ready = wait_for(lambda: ready_condition(api, ALERTRULES, name), "the AlertRule's Ready condition")
+    ready = wait_for("the AlertRule's Ready condition", lambda: ready_condition(api, ALERTRULES, name),
+                     WAIT_SECONDS, interval=0.1)
     assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("True", "Reconciled", 1)
     status = api.get(ALERTRULES, NAMESPACE, name)["status"]
     assert status["observedGeneration"] == 1
@@ -166,8 +155,9 @@ def test_alert_rule_gets_children_with_owner_references_and_ready_status(api: Em
     # A spec change is reconciled (update handler or resync timer): observedGeneration follows the generation.
     patched = api.patch(ALERTRULES, NAMESPACE, name, {"spec": {"severity": "critical"}})
     assert patched["metadata"]["generation"] == 2
-    wait_for(lambda: (ready_condition(api, ALERTRULES, name) or {}).get("observedGeneration") == 2,
-             "observedGeneration 2 after the spec change")
+    wait_for("observedGeneration 2 after the spec change",
+             lambda: (ready_condition(api, ALERTRULES, name) or {}).get("observedGeneration") == 2,
+             WAIT_SECONDS, interval=0.1)
     prom = api.get(PROMETHEUSRULES, NAMESPACE, name)
     assert prom["spec"]["groups"][0]["rules"][0]["labels"]["severity"] == "critical"
 
@@ -178,18 +168,21 @@ def test_invalid_promql_is_reported_creates_nothing_and_the_operator_keeps_worki
     broken["spec"]["detector"] = {"promql": {"expr": "sum(rate(x[5m])"}}
     api.create(broken)
 
-    ready = wait_for(lambda: ready_condition(api, ALERTRULES, "broken-promql"), "the broken rule's Ready condition")
+    ready = wait_for("the broken rule's Ready condition",
+                     lambda: ready_condition(api, ALERTRULES, "broken-promql"), WAIT_SECONDS, interval=0.1)
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert "spec.detector.promql.expr" in ready["message"]
     assert ready["observedGeneration"] == 1
     assert children_of(api, "broken-promql", PROMETHEUSRULES, ALERTMANAGERCONFIGS, CONFIGMAPS) == []
-    warnings = wait_for(lambda: [e for e in api.list("v1/events", NAMESPACE)
+    warnings = wait_for("a Warning Event with reason InvalidSpec",
+                        lambda: [e for e in api.list("v1/events", NAMESPACE)
                                  if e.get("reason") == "InvalidSpec" and e.get("type") == "Warning"],
-                        "a Warning Event with reason InvalidSpec")
+                        WAIT_SECONDS, interval=0.1)
     assert warnings[0]["involvedObject"]["name"] == "broken-promql"
 
     api.create(example("alertrule-wealth-jump.yaml"))
-    ready = wait_for(lambda: ready_condition(api, ALERTRULES, "whale-wealth-jump"), "the valid rule's Ready condition")
+    ready = wait_for("the valid rule's Ready condition",
+                     lambda: ready_condition(api, ALERTRULES, "whale-wealth-jump"), WAIT_SECONDS, interval=0.1)
     assert ready["status"] == "True"
     assert api.get(PROMETHEUSRULES, NAMESPACE, "whale-wealth-jump") is not None
     # Still nothing for the broken rule after further reconciles (the resync timer runs every second).
@@ -203,7 +196,8 @@ def test_scheduled_report_waits_for_its_data_source_then_becomes_ready(api: Emul
     name = report["metadata"]["name"]
     source_name = report["spec"].get("dataSourceRef", {}).get("name", "default")
 
-    waiting = wait_for(lambda: ready_condition(api, SCHEDULEDREPORTS, name), "the report's Ready condition")
+    waiting = wait_for("the report's Ready condition", lambda: ready_condition(api, SCHEDULEDREPORTS, name),
+                       WAIT_SECONDS, interval=0.1)
     assert (waiting["status"], waiting["reason"]) == ("False", "DataSourceNotFound")
     assert source_name in waiting["message"]
     assert children_of(api, name, CONFIGMAPS, CRONJOBS) == []
@@ -213,8 +207,9 @@ def test_scheduled_report_waits_for_its_data_source_then_becomes_ready(api: Emul
     api.create(source)
 
     # No event on the report: only the resync timer can notice that its data source appeared.
-    ready = wait_for(lambda: ready_condition(api, SCHEDULEDREPORTS, name, reason="Reconciled"),
-                     "the report to become Ready after its GameDataSource was created")
+    ready = wait_for("the report to become Ready after its GameDataSource was created",
+                     lambda: ready_condition(api, SCHEDULEDREPORTS, name, reason="Reconciled"),
+                     WAIT_SECONDS, interval=0.1)
     assert ready["status"] == "True"
     cronjobs = children_of(api, name, CRONJOBS)
     assert len(cronjobs) == 1

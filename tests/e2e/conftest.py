@@ -1,6 +1,6 @@
 """Fixtures for the e2e tier: one real control plane (etcd + kube-apiserver + kube-controller-manager) per session.
 
-Binaries are located with :func:`game_analytics.testing.cluster.find_binaries`.  When they are missing
+Binaries are located with :func:`devtools.cluster.find_binaries`.  When they are missing
 the session fails with instructions, unless ``ENVTEST_AUTO_BUILD=1`` asks to run ``hack/envtest/build.sh``
 first (a cold build takes 10-25 minutes on 2 cores, so ``make e2e`` builds before pytest starts).
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from game_analytics.testing.cluster import (
+from devtools.cluster import (
     BinariesNotFound,
     LocalControlPlane,
     build_binaries,

@@ -10,14 +10,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devtools.operator_process import OperatorProcess
 from game_analytics.api import KINDS
-from game_analytics.testing.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".cache" / "bin"
@@ -51,17 +50,6 @@ class Kubectl:
     def get(self, kind: str, name: str, ns: str = GAMES_NS) -> dict | None:
         result = self.run("get", kind, name, "-n", ns, "-o", "json", check=False)
         return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 60, interval: float = 0.5) -> object:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def ready_condition(obj: dict | None) -> dict | None:

@@ -8,7 +8,9 @@ import json
 import pytest
 import yaml
 
-from .support import EXAMPLES, GAMES_NS, ready_condition, wait_for
+from devtools.waiting import wait_for
+
+from .support import EXAMPLES, GAMES_NS, ready_condition
 
 pytestmark = pytest.mark.e2e
 

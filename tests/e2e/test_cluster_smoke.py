@@ -11,7 +11,7 @@ from typing import TypeVar
 import pytest
 from kubernetes import client
 
-from game_analytics.testing.cluster import ADMIN_USER, LocalControlPlane
+from devtools.cluster import ADMIN_USER, LocalControlPlane
 
 pytestmark = pytest.mark.e2e
 

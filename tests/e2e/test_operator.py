@@ -12,7 +12,9 @@ import time
 import pytest
 import yaml
 
-from .support import EXAMPLES, GAMES_NS, OPERATOR_SA, RESYNC, SYSTEM_NS, Kubectl, is_ready, wait_for
+from devtools.waiting import wait_for
+
+from .support import EXAMPLES, GAMES_NS, OPERATOR_SA, RESYNC, SYSTEM_NS, Kubectl, is_ready
 
 pytestmark = pytest.mark.e2e
 

@@ -7,9 +7,10 @@ import time
 import pytest
 import yaml
 
-from game_analytics.testing.operator_process import OperatorProcess
+from devtools.operator_process import OperatorProcess
+from devtools.waiting import wait_for
 
-from .support import EXAMPLES, is_ready, wait_for
+from .support import EXAMPLES, is_ready
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from .support import EXAMPLES, is_ready, wait_for
+from devtools.waiting import wait_for
+
+from .support import EXAMPLES, is_ready
 
 pytestmark = pytest.mark.e2e
 

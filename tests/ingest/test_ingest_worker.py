@@ -17,11 +17,12 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from devtools.postgres import start_postgres
+from devtools.redis import redis_sentinel_set
+from devtools.waiting import free_port
 from game_analytics.storage.derived import catch_up_now
 from game_analytics.storage.engine import libpq_dsn
 from game_analytics.storage.migrate import upgrade
-from game_analytics.testing.postgres import free_port, start_postgres
-from game_analytics.testing.redis import redis_sentinel_set
 from game_analytics.workers.ingest import IngestConfig, IngestMetrics, IngestWorker
 from game_analytics.workers.load import copy_events, load_events, publish_events
 

@@ -1,13 +1,13 @@
 """End to end with real processes: a sudden wealth jump published to the Redis stream pages the webhook through
 ingest, detection, Prometheus and Alertmanager, then resolves once the jump leaves the rule's window.
 
-Everything is rendered from ``examples/alertrule-wealth-jump.yaml`` (see :mod:`game_analytics.testing.alert_path`). The latency bound
+Everything is rendered from ``examples/alertrule-wealth-jump.yaml`` (see :mod:`devtools.alert_path`). The latency bound
 here is a sanity bound only; ``benchmarks/bench_alert_latency.py`` reports the figures.
 """
 
 from __future__ import annotations
 
-from game_analytics.testing.alert_path import run
+from devtools.alert_path import run
 
 #: sanity bound on event-to-page latency (the goal is < 5 s; see the benchmark)
 SANITY_SECONDS = 15.0

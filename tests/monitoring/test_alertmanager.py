@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devtools import alertmanager as am
 from game_analytics.api.alertrule import AlertRuleSpec, Channel
-from game_analytics.monitoring import alertmanager as am
 
 from .tools import REPO, run
 

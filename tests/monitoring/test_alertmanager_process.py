@@ -7,7 +7,6 @@ stopped by PID at the end.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,15 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from game_analytics.monitoring import alertmanager as am
+from devtools import alertmanager as am
+from devtools.waiting import free_port, wait_for
 
 from .test_alertmanager import example_rules, fake_secret
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +72,13 @@ def state(url: str, alertname: str) -> dict[tuple[str, str], dict]:
     return {(a["labels"]["severity"], a["labels"].get("rule", "")): a for a in alerts}
 
 
-def wait_for(url: str, alertname: str, count: int) -> dict[tuple[str, str], dict]:
-    deadline = time.monotonic() + 10
-    while True:
+def wait_for_alerts(url: str, alertname: str, count: int) -> dict[tuple[str, str], dict]:
+    """The ``count`` alerts named ``alertname`` once Alertmanager has processed them all (10 s at most)."""
+    def processed() -> dict[tuple[str, str], dict] | None:
         found = state(url, alertname)
-        if len(found) == count and all(a["status"]["state"] != "unprocessed" for a in found.values()):
-            return found
-        assert time.monotonic() < deadline, f"alerts not processed: {found}"
-        time.sleep(0.2)
+        done = len(found) == count and all(a["status"]["state"] != "unprocessed" for a in found.values())
+        return found if done else None
+    return wait_for(f"{count} processed {alertname} alerts", processed, 10, interval=0.2)
 
 
 def test_a_critical_alert_inhibits_the_warning_of_the_same_rule_and_team(alertmanager_url):
@@ -95,7 +88,7 @@ def test_a_critical_alert_inhibits_the_warning_of_the_same_rule_and_team(alertma
          {**base, "rule": rule, "severity": "critical"},
          {**base, "rule": rule, "severity": "warning"},
          {**base, "rule": "ga/other", "severity": "warning"})  # another rule: not inhibited
-    found = wait_for(alertmanager_url, "WhaleWealthJump", 3)
+    found = wait_for_alerts(alertmanager_url, "WhaleWealthJump", 3)
     assert found[("warning", rule)]["status"]["state"] == "suppressed"
     assert found[("warning", rule)]["status"]["inhibitedBy"]
     assert found[("critical", rule)]["status"]["state"] == "active"
@@ -105,5 +98,5 @@ def test_a_critical_alert_inhibits_the_warning_of_the_same_rule_and_team(alertma
 def test_alerts_are_routed_to_the_rule_channels(alertmanager_url):
     rule = "ga/currency-inflation"
     post(alertmanager_url, {"alertname": "CurrencyInflation", "team": "economy", "rule": rule, "severity": "warning"})
-    (alert,) = wait_for(alertmanager_url, "CurrencyInflation", 1).values()
+    (alert,) = wait_for_alerts(alertmanager_url, "CurrencyInflation", 1).values()
     assert [r["name"] for r in alert["receivers"]] == [f"{rule}/economy-discord"]

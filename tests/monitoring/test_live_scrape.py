@@ -37,14 +37,14 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-from game_analytics.testing.alert_path import cdnow_subset, example_rule
-from game_analytics.testing.operator_process import free_port
-from game_analytics.testing.processes import REPO_ROOT as REPO
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from devtools import REPO_ROOT as REPO
+from devtools.alert_path import cdnow_subset, example_rule
+from devtools.waiting import free_port
 from game_analytics.api import KINDS_BY_NAME
 from game_analytics.api.rankingjob import RankingJobSpec
 from game_analytics.config import Images

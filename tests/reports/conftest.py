@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
+from devtools.postgres import PostgresServer
 from game_analytics.analytics.leagues import assign_tiers, leaderboard_order, percentile_ranks
 from game_analytics.analytics.ratings import Glicko2Ratings, rate_period
 from game_analytics.data import (
@@ -21,7 +22,6 @@ from game_analytics.data import (
     team_player_id,
 )
 from game_analytics.storage.engine import make_engine
-from game_analytics.testing.postgres import PostgresServer
 from game_analytics.workers.load import copy_events
 
 _counter = itertools.count()

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from game_analytics.testing.postgres import free_port
+from devtools.waiting import free_port
 
 
 @dataclass

@@ -92,7 +92,7 @@ def test_webhook_4xx_is_not_retried() -> None:
 
 
 def test_webhook_connection_refused_fails() -> None:
-    from game_analytics.testing.postgres import free_port
+    from devtools.waiting import free_port
 
     with pytest.raises(DeliveryError, match="ConnectError"):
         post_webhook(f"http://127.0.0.1:{free_port()}/x", {}, RetryPolicy(2, 0.01, 1.0))
@@ -118,7 +118,7 @@ def test_email_with_attachments(tmp_path: Path) -> None:
 
 
 def test_email_failure_is_a_delivery_error(tmp_path: Path) -> None:
-    from game_analytics.testing.postgres import free_port
+    from devtools.waiting import free_port
 
     config = EmailDelivery.model_validate({"to": ["a@example.org"], "from": "r@example.org",
                                            "smtp": {"host": "127.0.0.1", "port": free_port(), "startTLS": False}})

@@ -8,8 +8,8 @@ import psycopg
 import redis
 import redis.sentinel
 
-from game_analytics.testing.postgres import start_postgres
-from game_analytics.testing.redis import redis_sentinel_set, start_redis
+from devtools.postgres import start_postgres
+from devtools.redis import redis_sentinel_set, start_redis
 
 
 def _alive(pid: int) -> bool:

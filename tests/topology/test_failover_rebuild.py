@@ -14,10 +14,10 @@ import psycopg
 import redis
 from redis.sentinel import Sentinel
 
+from devtools.redis import start_sentinel_set
 from game_analytics import leaderboard as lb
 from game_analytics.api.rankingjob import League
 from game_analytics.storage.engine import libpq_dsn
-from game_analytics.testing.redis import start_sentinel_set
 
 BOARD = "bundesliga-glicko2"
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from game_analytics.testing.postgres import free_port
-from game_analytics.testing.redis import RedisSentinelSet, start_sentinel_set
 from redis.sentinel import Sentinel
 
+from devtools.redis import RedisSentinelSet, start_sentinel_set
+from devtools.waiting import free_port, wait_for
 from game_analytics.api.redisfailover import RedisFailoverSpec
 from game_analytics.controller.redisfailover import sentinel as topo
 
@@ -20,15 +20,6 @@ SPEC = RedisFailoverSpec.model_validate({"redis": {"replicas": 2}, "sentinel": {
 
 def _by_type(conds: list[dict]) -> dict[str, dict]:
     return {c["type"]: c for c in conds}
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture
@@ -55,7 +46,7 @@ def test_probe_reports_master_quorum_and_replica(sentinel_set: RedisSentinelSet)
         conds = topo.conditions(topo.probe(sentinel_set.sentinel_addresses, "mymaster"), SPEC, 4)
         return conds if topo.healthy(conds) else None
 
-    conds = _wait_for(in_sync, timeout=12)
+    conds = wait_for("the replica link to be up in every Sentinel", in_sync, 12, interval=0.2)
     assert conds, topo.conditions(topo.probe(sentinel_set.sentinel_addresses, "mymaster"), SPEC, 4)
     by = _by_type(conds)
     assert by["MasterElected"]["reason"] == "MasterElected" and master in by["MasterElected"]["message"]
@@ -105,7 +96,7 @@ def test_master_crash_under_leaderboard_writes(sentinel_set: RedisSentinelSet) -
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     try:
-        assert _wait_for(lambda: len(acknowledged) >= 50, timeout=5)
+        assert wait_for("50 acknowledged writes", lambda: len(acknowledged) >= 50, 5, interval=0.2)
         # Make sure the replica holds everything so far, so data loss can be checked exactly up to here.
         assert sentinel_set.master.client().execute_command("WAIT", 1, 2000) == 1
         synced = len(acknowledged)
@@ -113,7 +104,8 @@ def test_master_crash_under_leaderboard_writes(sentinel_set: RedisSentinelSet) -
         killed_at = time.monotonic()
         sentinel_set.master.kill()  # SIGKILL by PID
 
-        resumed = _wait_for(lambda: next((t for t, _ in acknowledged if t > killed_at), None), timeout=15, interval=0.05)
+        resumed = wait_for("a write acknowledged after the kill",
+                           lambda: next((t for t, _ in acknowledged if t > killed_at), None), 15, interval=0.05)
         assert resumed is not None, "writes did not resume within 15 s"
         outage = resumed - killed_at
         print(f"\nwrites resumed {outage:.2f} s after SIGKILL of the master "
@@ -131,7 +123,7 @@ def test_master_crash_under_leaderboard_writes(sentinel_set: RedisSentinelSet) -
         view = topo.probe(sentinel_set.sentinel_addresses, "mymaster", timeout=0.5)
         return topo.conditions(view, SPEC, 2) if view.agreed_master == new_master else None
 
-    conds = _wait_for(switched, timeout=5)
+    conds = wait_for("every Sentinel to report the promoted replica", switched, 5, interval=0.2)
     assert conds, "Sentinels do not all report the promoted replica"
     by = _by_type(conds)
     assert by["MasterElected"]["status"] == "True" and new_master in by["MasterElected"]["message"]
@@ -144,8 +136,8 @@ def test_master_crash_under_leaderboard_writes(sentinel_set: RedisSentinelSet) -
 def test_controlled_failover_switches_master(sentinel_set: RedisSentinelSet) -> None:
     replica = topo.format_address(*sentinel_set.replica.address)
     # Sentinel refuses to promote a replica it has not yet seen with a healthy link (NOGOODSLAVE): wait for that.
-    assert _wait_for(lambda: topo.healthy(topo.conditions(
-        topo.probe(sentinel_set.sentinel_addresses, "mymaster"), SPEC, 1)), timeout=12)
+    assert wait_for("a healthy replica link", lambda: topo.healthy(topo.conditions(
+        topo.probe(sentinel_set.sentinel_addresses, "mymaster"), SPEC, 1)), 12, interval=0.2)
     result = topo.failover(sentinel_set.sentinel_addresses, "mymaster", timeout=15)
     print(f"\ncontrolled failover {result.old_master} -> {result.new_master} in {result.seconds:.2f} s")
     assert result.old_master == topo.format_address(*sentinel_set.master.address)

@@ -1,4 +1,4 @@
-"""Run the operator as a local process (``kopf run``), as the e2e tier and ``make demo`` do.
+"""Run the operator as a local process (``python -m game_analytics.controller``), as the e2e tier and ``make demo`` do.
 
 The process gets its own kubeconfig (in tests: the chart ServiceAccount's, so that the chart's RBAC is what is
 exercised), a liveness endpoint on a free loopback port, and a log file. It is stopped by PID.
@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 from .processes import LoggedProcess
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .waiting import free_port
 
 
 class OperatorProcess:
-    """``kopf run -m game_analytics.controller.handlers`` in a subprocess.
+    """``python -m game_analytics.controller`` (what the chart runs) in a subprocess.
 
     Args:
         kubeconfig: credentials the operator uses.
@@ -56,8 +50,8 @@ class OperatorProcess:
         self.health_port, self.metrics_port = free_port(), free_port()
         scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
         peering = [f"--peering={self.peering}"] if self.peering else ["--standalone"]
-        argv = [sys.executable, "-m", "kopf", "run", "-m", "game_analytics.controller.handlers", *peering,
-                *scope, f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
+        argv = [sys.executable, "-m", "game_analytics.controller", *peering, *scope,
+                f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "GAME_ANALYTICS_RESYNC_SECONDS": str(self.resync_seconds),
                "GAME_ANALYTICS_METRICS_PORT": str(self.metrics_port), **self.extra_env}

@@ -33,7 +33,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .testing.processes import REPO_ROOT, LoggedProcess
+from . import REPO_ROOT
+from .processes import LoggedProcess
+from .waiting import wait_for
 
 ROOT = REPO_ROOT
 EXAMPLES = ROOT / "examples"
@@ -75,20 +77,6 @@ class Stack:
             except Exception as exc:  # keep stopping the rest
                 console.print(f"  [yellow]could not stop {name}: {exc}[/]")
         (self.workdir / "state.json").unlink(missing_ok=True)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5,
-             alive: Callable[[], None] | None = None) -> Any:
-    """Poll ``check`` until it returns something truthy; :class:`DemoError` naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if alive:
-            alive()
-        result = check()
-        if result:
-            return result
-        time.sleep(interval)
-    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @contextmanager
@@ -169,8 +157,8 @@ class Demo:
 
     # -- steps -----------------------------------------------------------------------------------------------
     def control_plane(self) -> None:
-        from .testing.cluster import LocalControlPlane, find_binaries
-        from .testing.operator_process import OperatorProcess
+        from .cluster import LocalControlPlane, find_binaries
+        from .operator_process import OperatorProcess
 
         started = time.monotonic()
         self.cp = LocalControlPlane(self.workdir / "cluster", find_binaries())
@@ -193,10 +181,11 @@ class Demo:
         console.print(f"      operator running as the chart's ServiceAccount, pid {self.operator.pid}")
 
     def services(self) -> None:
-        from .storage.migrate import upgrade
-        from .testing.monitoring_stack import SmtpSink, WebhookReceiver
-        from .testing.postgres import start_postgres
-        from .testing.redis import start_sentinel_set
+        from game_analytics.storage.migrate import upgrade
+
+        from .monitoring_stack import SmtpSink, WebhookReceiver
+        from .postgres import start_postgres
+        from .redis import start_sentinel_set
 
         # its own temporary directory: the server runs as the unprivileged postgres user when we are root
         self.pg = start_postgres(settings={"synchronous_commit": "on"})
@@ -248,7 +237,7 @@ class Demo:
                     for c in i.get("status", {}).get("conditions", [])) for i in items)
 
         wait_for("every custom resource to be Ready (see logs/operator.log)", all_ready, 120,
-                 alive=self.operator_alive)
+                 alive=self.operator_alive, error=DemoError)
         console.print(self.kubectl("get", "game-analytics", "-n", NAMESPACE).rstrip())
         failover = self.get("redisfailover", "leaderboards")
         for c in failover["status"]["conditions"]:
@@ -277,7 +266,7 @@ class Demo:
         return env
 
     def workers(self) -> None:
-        from .testing.operator_process import free_port
+        from .waiting import free_port
 
         env = self.worker_env()
         self.env = env
@@ -305,9 +294,10 @@ class Demo:
             p.check_alive()
 
     def monitoring(self) -> None:
-        from .api.alertrule import AlertRuleSpec
-        from .monitoring import alertmanager as am
-        from .testing.monitoring_stack import Alertmanager, Prometheus
+        from game_analytics.api.alertrule import AlertRuleSpec
+
+        from . import alertmanager as am
+        from .monitoring_stack import Alertmanager, Prometheus
 
         groups = [g for rule in self.get("prometheusrules")["items"] for g in rule["spec"]["groups"]]
 
@@ -353,7 +343,7 @@ class Demo:
                 n = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
             return n if n >= expected else 0
 
-        n = wait_for(f"{expected} events ingested (see logs/ingest.log)", ingested, 300, alive=self.alive)
+        n = wait_for(f"{expected} events ingested (see logs/ingest.log)", ingested, 300, alive=self.alive, error=DemoError)
         seconds = time.monotonic() - started
         self.figures["ingest"] = (n, seconds)
         console.print(f"      {n:,} events (Bundesliga matches, CDNOW purchases) published and ingested "
@@ -384,7 +374,7 @@ class Demo:
     def inject_and_page(self) -> None:
         from sqlalchemy import text
 
-        from .workers.ingest import publish_events
+        from game_analytics.workers.load import publish_events
 
         with self.engine.connect() as conn:
             # a customer with a modest history, so that one big purchase is a sudden jump in wealth
@@ -408,7 +398,7 @@ class Demo:
             return None
 
         entry = wait_for(f"a {WATCHED_ALERT} page (logs: detection.log, prometheus/, alertmanager/)", paged, 180,
-                         alive=self.alive)
+                         alive=self.alive, error=DemoError)
         self.figures["page_latency"] = entry["received_at"] - sent
         self.figures["page"] = entry
         self.figures["flagged_player"] = player
@@ -431,8 +421,9 @@ class Demo:
         (self.logs / "report.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             raise DemoError(f"report worker failed; see {self.logs / 'report.log'}")
-        wait_for("the report by webhook", lambda: any(e["path"] == "/report" for e in self.chat.received), 30)
-        wait_for("the report by email", lambda: self.smtp.messages, 30)
+        wait_for("the report by webhook", lambda: any(e["path"] == "/report" for e in self.chat.received), 30,
+                 error=DemoError)
+        wait_for("the report by email", lambda: self.smtp.messages, 30, error=DemoError)
         self.figures["report_seconds"] = time.monotonic() - started
         self.figures["report_files"] = sorted(str(p) for p in out.rglob("*") if p.is_file())
 
@@ -507,7 +498,7 @@ def down(workdir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="game-analytics demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true",
                         help="leave everything running for exploring, until Ctrl-C")
     parser.add_argument("--down", action="store_true", help="stop what a crashed demo left running (by PID)")

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from .operator_process import free_port
 from .processes import LoggedProcess
+from .waiting import free_port
 
 
 class ServerError(RuntimeError):

@@ -23,7 +23,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,11 +32,12 @@ from pathlib import Path
 
 import psycopg
 
+from .waiting import free_port
+
 __all__ = [
     "PostgresServer",
     "PostgresStartError",
     "find_pg_bindir",
-    "free_port",
     "postgres_server",
     "start_postgres",
 ]
@@ -47,13 +47,6 @@ SUPERUSER = "postgres"
 
 class PostgresStartError(RuntimeError):
     """Raised when the PostgreSQL binaries are missing or the server does not become ready."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that is free right now (the kernel picks it; a small race remains)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def find_pg_bindir() -> Path:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import redis
 
-from game_analytics.testing.postgres import free_port
+from .waiting import free_port
 
 __all__ = [
     "RedisServer",

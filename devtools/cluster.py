@@ -19,8 +19,8 @@ Binaries come from :func:`find_binaries` (``hack/envtest/build.sh`` builds them 
 
 Command line (for ``make cluster``)::
 
-    python -m game_analytics.testing.cluster up [--dir DIR] [--detach]
-    python -m game_analytics.testing.cluster down --dir DIR
+    python -m devtools.cluster up [--dir DIR] [--detach]
+    python -m devtools.cluster down --dir DIR
 
 Example::
 
@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -50,7 +49,8 @@ from typing import IO, Any
 
 import yaml
 
-from game_analytics.testing import certs
+from . import REPO_ROOT, certs
+from .waiting import free_port
 
 __all__ = [
     "ADMIN_USER",
@@ -67,8 +67,6 @@ __all__ = [
     "stop_pid",
 ]
 
-#: Repository root when running from a source checkout (src/game_analytics/testing/cluster.py).
-REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "envtest" / "build.sh"
 
 #: User name of the admin kubeconfig's client certificate (group system:masters).
@@ -154,13 +152,6 @@ def build_binaries(script: Path = BUILD_SCRIPT) -> Binaries:
 
 # --------------------------------------------------------------------------------------------
 # Pure configuration builders
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that is free right now (the kernel picks it; a small race remains)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def kubeconfig_document(
@@ -415,7 +406,7 @@ class LocalControlPlane:
     def detach(self) -> Path:
         """Leave the processes running after this object is gone; write ``pids.json`` and return its path.
 
-        Stop them later with ``python -m game_analytics.testing.cluster down --dir DIR``.
+        Stop them later with ``python -m devtools.cluster down --dir DIR``.
         """
         pid_file = self.work_dir / "pids.json"
         pid_file.write_text(json.dumps({"pids": self.pids, "server": self.server}, indent=2))
@@ -741,7 +732,7 @@ def _down(work_dir: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """``up [--dir DIR] [--detach] [--bin-dir DIR]`` / ``down --dir DIR``; returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m game_analytics.testing.cluster", description=__doc__.split("\n")[0]
+        prog="python -m devtools.cluster", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a control plane and print the KUBECONFIG export line")
@@ -774,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
     if args.detach:
         print(
-            f"# detached; stop with: python -m game_analytics.testing.cluster down --dir {cp.work_dir}",
+            f"# detached; stop with: python -m devtools.cluster down --dir {cp.work_dir}",
             file=sys.stderr,
         )
         cp.detach()

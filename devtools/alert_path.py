@@ -3,10 +3,10 @@ Prometheus -> Alertmanager -> webhook, all real processes on loopback.
 
 Shared by ``tests/monitoring/test_alert_path.py`` (one run, asserted) and ``benchmarks/bench_alert_latency.py``
 (several runs, figures). Everything is configured from ``examples/alertrule-wealth-jump.yaml``: the PrometheusRule
-group and the detector document come from :func:`game_analytics.objects.alertrule.render`, the Alertmanager routing
-from :func:`game_analytics.monitoring.alertmanager.render`. The PagerDuty channel of the example is left out
+group and the detector document come from :func:`game_analytics.controller.alertrule.render.render`, the Alertmanager routing
+from :func:`devtools.alertmanager.render`. The PagerDuty channel of the example is left out
 (PagerDuty is unreachable from here, as in ``make demo``); its Slack and webhook channels both post to a local
-:class:`~game_analytics.testing.monitoring_stack.WebhookReceiver`.
+:class:`~devtools.monitoring_stack.WebhookReceiver`.
 
 Event-to-page latency = wall-clock time from just before ``XADD`` of the wealth jump to the webhook's receipt of
 the firing notification, both measured in this process.
@@ -22,24 +22,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from game_analytics.api.alertrule import AlertRuleSpec
+from game_analytics.controller.alertrule import render as alertrule
+from game_analytics.controller.common.render import Owner
 from game_analytics.data.datasets import load_cdnow_master
 from game_analytics.data.events import purchase_events
-from game_analytics.monitoring import alertmanager as am
 from game_analytics.monitoring import names
-from game_analytics.objects import alertrule
-from game_analytics.objects.common import Owner
-from game_analytics.testing.monitoring_stack import Alertmanager, Prometheus, WebhookReceiver
-from game_analytics.testing.operator_process import free_port
-from game_analytics.testing.processes import REPO_ROOT, LoggedProcess
-from game_analytics.workers.ingest import copy_events, publish_events
-from game_analytics.workers.load import to_event
+from game_analytics.workers.load import copy_events, publish_events, to_event
+
+from . import REPO_ROOT
+from . import alertmanager as am
+from .monitoring_stack import Alertmanager, Prometheus, WebhookReceiver
+from .processes import LoggedProcess
+from .waiting import free_port, wait_for
 
 EXAMPLE = REPO_ROOT / "examples" / "alertrule-wealth-jump.yaml"
 NAMESPACE = "games"
@@ -47,30 +48,9 @@ NAMESPACE = "games"
 CUSTOMERS = 2_000
 JUMP_AMOUNT = 25_000.0
 
-T = TypeVar("T")
-
 
 class PathError(AssertionError):
     """A stage of the path did not happen in time; the message names it and quotes the relevant log."""
-
-
-def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float = 0.05,
-             alive: Callable[[], None] | None = None) -> T:
-    """Poll ``check`` until it returns something truthy and return it.
-
-    Raises:
-        PathError: after ``timeout`` seconds, naming ``what``.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        if alive:
-            alive()
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise PathError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Worker(LoggedProcess):
@@ -216,9 +196,9 @@ class AlertPath:
         result = copy_events(cdnow_subset(), self.dsn)
         assert result.dead_lettered == 0, result
         wait_for("Prometheus to scrape both workers", lambda: len([
-            r for r in self.prometheus.query("up == 1")]) == 2, 60, interval=0.2, alive=self.alive)
+            r for r in self.prometheus.query("up == 1")]) == 2, 60, interval=0.2, alive=self.alive, error=PathError)
         wait_for("the first detection pass on the history", lambda: self.flagged() is not None, 60,
-                 alive=self.alive)
+                 interval=0.05, alive=self.alive, error=PathError)
         if (value := self.flagged()) != 0:
             raise PathError(f"the real history alone flags {value} subjects: pick another subset")
         return result.inserted
@@ -266,7 +246,7 @@ class AlertPath:
         def found() -> Page | None:
             return next((p for p in self.pages() if p.status == status and p.received_at >= since), None)
         return wait_for(f"a {status} {self.alert_name} page (logs in {self.logs}, {self.workdir})", found, timeout,
-                        alive=self.alive)
+                        interval=0.05, alive=self.alive, error=PathError)
 
 
     def cycle(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from . import REPO_ROOT
 
 
 class LoggedProcess:

@@ -1,1 +1,0 @@
-"""Process harnesses that run real components (PostgreSQL, Redis, ...) on loopback for tests."""
