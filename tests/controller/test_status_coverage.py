@@ -154,6 +154,7 @@ def test_the_worker_writes_only_status_fields(tmp_path: Path) -> None:
 def test_ranking_cronjobs_point_the_worker_at_the_termination_message(monkeypatch, tmp_path: Path) -> None:
     cluster, job = FakeCluster(), body("rankingjob.yaml")
     cluster.add(body("gamedatasource.yaml"))
+    cluster.add(body("redisfailover.yaml"))
     run("RankingJob", job, cluster)
     crons = [o for p, o in cluster.objects.items() if "/cronjobs/" in p]
     assert crons

@@ -350,3 +350,53 @@ def test_schedule_interval_from_cron():
     assert schedule_interval_seconds("*/15 * * * *", "UTC", monday) == 900
     assert schedule_interval_seconds("61 * * * *", "UTC", monday) is None
     assert schedule_interval_seconds("0 6 * * 1", "Mars/Olympus", monday) is None
+
+
+def test_health_endpoints_never_wait_for_the_database() -> None:
+    """The pod's probes: /livez answers at once while the database is unreachable (it used to be /metrics, which ran
+    the whole refresh, so an outage became a liveness restart loop); /readyz is 503 until a snapshot exists."""
+    import socket
+    import sys
+
+    with socket.socket() as s:  # a port nobody listens on: every connection attempt is refused
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "game_analytics.cli", "worker", "exporter", "--dsn",
+         f"postgresql://nobody@127.0.0.1:{dead}/none", "--no-redis", "--port", str(port), "--listen", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                live = httpx.get(f"http://127.0.0.1:{port}/livez", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the exporter did not start serving"
+                time.sleep(0.2)
+        assert live.status_code == 200 and live.elapsed.total_seconds() < 1
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+        assert ready.status_code == 503 and ready.text == "not ready\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_readiness_follows_the_first_snapshot(store: Engine) -> None:
+    from game_analytics.workers.runtime import serve as serve_metrics
+
+    collector = AnalyticsCollector(store, as_of="latest", ttl=60)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    server = serve_metrics(0, registry, "127.0.0.1", ready=collector.ready)
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert httpx.get(f"{base}/readyz").status_code == 503
+        collector.warm_up().join(timeout=120)
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        assert httpx.get(f"{base}/livez").status_code == 200
+    finally:
+        server.shutdown()

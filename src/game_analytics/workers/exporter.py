@@ -158,6 +158,10 @@ class AnalyticsCollector(Collector):
                 threading.Thread(target=self._refresh_in_background, name="exporter-refresh", daemon=True).start()
             return list(self._cached)
 
+    def ready(self) -> bool:
+        """Whether a snapshot exists to serve (the exporter's ``/readyz``)."""
+        return self._has_snapshot
+
     def warm_up(self) -> threading.Thread:
         """Start the first refresh in a background thread now (at start-up), so that the first scrape is served
         from the cache instead of running the queries; a scrape arriving earlier waits for it.  Returns the
@@ -465,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(generate_latest(registry).decode())
         return 0
     collector.warm_up()
-    server = serve(args.port, registry, args.listen)
+    server = serve(args.port, registry, args.listen, ready=collector.ready)
     log.info("serving analytics metrics on %s:%d (as of %s, ttl %.0fs)", args.listen, args.port, args.as_of, args.ttl)
     stop_event().wait()
     server.shutdown()

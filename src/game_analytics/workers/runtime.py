@@ -148,10 +148,15 @@ class MetricsServer:
         self._server.server_close()
 
 
-def serve(port: int, registry: CollectorRegistry = REGISTRY, addr: str = "0.0.0.0") -> MetricsServer:
+def serve(port: int, registry: CollectorRegistry = REGISTRY, addr: str = "0.0.0.0", *,
+          ready: Callable[[], bool] = lambda: True) -> MetricsServer:
     """Serve ``registry`` on ``addr:port`` (``/metrics``, and any other path but the health ones, as
-    prometheus_client does) and ``ok`` on :data:`HEALTH_PATHS`, from a daemon thread.  ``port`` 0 picks a free
-    port (see ``MetricsServer.port``).
+    prometheus_client does) and the health endpoints, from a daemon thread.  ``port`` 0 picks a free port (see
+    ``MetricsServer.port``).
+
+    ``/livez`` and ``/healthz`` answer 200 ``ok`` while the process serves: they never touch a database, so a
+    database outage or a slow query cannot turn into a liveness restart loop. ``/readyz`` answers 200 when
+    ``ready()`` is true and 503 ``not ready`` otherwise (the exporter: until its first snapshot exists).
 
     Raises:
         OSError: the address is in use or cannot be bound.
@@ -159,9 +164,11 @@ def serve(port: int, registry: CollectorRegistry = REGISTRY, addr: str = "0.0.0.
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("PATH_INFO") in HEALTH_PATHS:
-            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"ok\n"]
+        path = environ.get("PATH_INFO")
+        if path in HEALTH_PATHS:
+            ok = path != "/readyz" or ready()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n" if ok else b"not ready\n"]
         return metrics(environ, start_response)
 
     server = make_server(addr, port, app, _ThreadingServer, handler_class=_QuietHandler)

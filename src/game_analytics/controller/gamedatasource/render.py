@@ -66,7 +66,8 @@ def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str,
         worker, image, args=["worker", worker], env=env,
         ports=[{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         resources_=resources(settings.resources, memory="256Mi", memory_limit="1Gi"),
-        liveness=http_probe("/metrics", "metrics", period=20),
+        # cheap endpoints (workers/runtime.serve): /metrics may run the exporter's whole database refresh
+        liveness=http_probe("/livez", "metrics", period=20), readiness=http_probe("/readyz", "metrics", period=10),
         volume_mounts=[{"name": "tmp", "mountPath": "/tmp"}],
     )
     main["envFrom"] = [{"configMapRef": {"name": workers_config_name(owner.name)}}]
