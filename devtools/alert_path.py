@@ -173,7 +173,7 @@ class AlertPath:
                                   "--model-dir", str(self.workdir / "models"), "--port", str(self.detection_port)])
         self.prometheus = Prometheus(self.workdir / "prometheus", {
             "ingest": [f"127.0.0.1:{self.ingest_port}"], "detection": [f"127.0.0.1:{self.detection_port}"],
-        }, groups, alertmanager=self.alertmanager.address, interval="1s")
+        }, groups, alertmanager=self.alertmanager.address, interval="1s", target_labels={"namespace": NAMESPACE})
         self._stops.append(self.prometheus.stop)
         return self
 

@@ -318,7 +318,7 @@ class Demo:
         targets = {f"game-analytics-{w}": [f"127.0.0.1:{p}"] for w, p in self.ports.items()}
         targets["game-analytics-operator"] = [f"127.0.0.1:{self.operator.metrics_port}"]
         self.prometheus = Prometheus(self.workdir / "prometheus", targets, groups,
-                                     alertmanager=self.alertmanager.address)
+                                     alertmanager=self.alertmanager.address, target_labels={"namespace": NAMESPACE})
         self.stack.add("prometheus", self.prometheus.stop, self.prometheus.pid)
         console.print(f"      Prometheus {self.prometheus.url} ({len(groups)} rule groups read from the "
                       f"PrometheusRules), Alertmanager {self.alertmanager.url} (routing rendered from "

@@ -209,18 +209,22 @@ def test_sudden_wealth_change_rule_fires_while_subjects_are_flagged(promtool, tm
     write_plain(rule["spec"]["groups"], tmp_path / "rendered.rules.yaml")
     rule_id = f"ga/{name}"
     flagged = names.DETECTION_FLAGGED
-    labels = {"severity": "critical", "team": "economy", "category": "player", "rule": rule_id}
+    labels = {"severity": "critical", "team": "economy", "category": "player", "rule": rule_id, "namespace": "ga"}
     test = {
         "rule_files": ["rendered.rules.yaml"],
         "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
             "input_series": [
-                {"series": f'{flagged}{{rule="{rule_id}", detector="suddenWealthChange", category="player", '
-                           f'severity="critical", pod="ga-detection-1"}}', "values": "0 0 0 2 3 0"},
+                {"series": f'{flagged}{{namespace="ga", rule="{rule_id}", detector="suddenWealthChange", '
+                           f'category="player", severity="critical", pod="ga-detection-1"}}', "values": "0 0 0 2 3 0"},
+                # a detection worker in another namespace exporting this rule's id (a spoofed detector
+                # ConfigMap) must not make it fire: the scrape gives its series namespace="intruder"
+                {"series": f'{flagged}{{namespace="intruder", rule="{rule_id}", detector="suddenWealthChange", '
+                           f'category="player", severity="critical", pod="x-detection-1"}}', "values": "7 7 7 7 7 7"},
                 # another rule flagging subjects must not make this one fire
-                {"series": f'{flagged}{{rule="ga/other", detector="suddenWealthChange", category="player", '
-                           f'severity="critical", pod="ga-detection-1"}}', "values": "5 5 5 5 5 5"},
+                {"series": f'{flagged}{{namespace="ga", rule="ga/other", detector="suddenWealthChange", '
+                           f'category="player", severity="critical", pod="ga-detection-1"}}', "values": "5 5 5 5 5 5"},
             ],
             "alert_rule_test": [
                 {"eval_time": "2m", "alertname": alertrule.alert_name(name), "exp_alerts": []},
@@ -240,3 +244,54 @@ def test_sudden_wealth_change_rule_fires_while_subjects_are_flagged(promtool, tm
     (tmp_path / "wealth_test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
     result = run([promtool, "test", "rules", "wealth_test.yaml"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_low_engagement_fires_with_the_namespace_label_and_does_not_double_with_two_exporters(promtool, tmp_path):
+    """Two exporter replicas report the same active-player count: ``max`` keeps it (a ``sum`` would double it and
+    hide the drop); another namespace's gauge is never selected; the alert carries ``namespace``."""
+    spec = {"category": "system", "detector": {"lowEngagement": {"minActivePlayers": 100}},
+            "runbookURL": "https://runbooks.example.com/x", "severity": "warning", "team": "ops"}
+    rule = render_rule("low-engagement", spec)
+    write_plain(rule["spec"]["groups"], tmp_path / "rendered.rules.yaml")
+    active = names.ACTIVE_PLAYERS
+    alert = alertrule.alert_name("low-engagement")
+    series = [
+        {"series": f'{active}{{namespace="ga", game="g1", period="1h", pod="exporter-{i}"}}', "values": "80 80 80"}
+        for i in (1, 2)
+    ] + [{"series": f'{active}{{namespace="elsewhere", game="g2", period="1h", pod="exporter-1"}}', "values": "5 5 5"}]
+    test = {"rule_files": ["rendered.rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": series,
+        "alert_rule_test": [{"eval_time": "2m", "alertname": alert, "exp_alerts": [{
+            "exp_labels": {"namespace": "ga", "game": "g1", "severity": "warning", "team": "ops",
+                           "category": "system", "rule": "ga/low-engagement"},
+            "exp_annotations": {
+                "summary": "System alert low-engagement (lowEngagement)",
+                "description": "AlertRule ga/low-engagement (lowEngagement) fired with value 80 in game g1.",
+                "runbook_url": "https://runbooks.example.com/x",
+            },
+        }]}],
+    }]}
+    (tmp_path / "engagement_test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+    result = run([promtool, "test", "rules", "engagement_test.yaml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("detector", sorted(DETECTOR_PARAMS))
+def test_every_template_selector_is_scoped_to_the_namespace(detector):
+    """Every selector of a rendered template carries ``namespace="<the AlertRule's namespace>"`` and every
+    alert the ``namespace`` label (raw ``promql`` is the user's own expression: only the label is guaranteed)."""
+    import promql_parser
+
+    category = DETECTOR_CATEGORIES[detector] or Category.SYSTEM
+    spec = {"category": category.value, "detector": {detector: DETECTOR_PARAMS[detector]},
+            "runbookURL": "https://runbooks.example.com/x"}
+    (alert,) = render_rule(f"{detector.lower()}-rule", spec)["spec"]["groups"][0]["rules"]
+    assert alert["labels"]["namespace"] == "ga"
+    if detector == "promql":
+        return
+    selectors: list = []
+    promql_parser.walk(promql_parser.parse(alert["expr"]),
+                       lambda n: selectors.append(n) if isinstance(n, promql_parser.VectorSelector) else None)
+    assert selectors
+    for sel in selectors:
+        assert ("namespace", "ga") in {(m.name, m.value) for m in sel.matchers.matchers}, str(sel.prettify())

@@ -15,7 +15,7 @@ import promql_parser
 from ..api.alertrule import WORKER_EVALUATED, Detector
 from . import names
 
-__all__ = ["WORKER_EVALUATED", "InvalidPromQL", "check", "metric_names", "render", "rule_id"]
+__all__ = ["WORKER_EVALUATED", "InvalidPromQL", "check", "metric_names", "namespace_of", "quote", "render", "rule_id"]
 
 
 class InvalidPromQL(ValueError):
@@ -27,29 +27,56 @@ def rule_id(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def namespace_of(rule: str) -> str:
+    """The namespace part of a :func:`rule_id` (``"games/x"`` -> ``"games"``).
+
+    Raises:
+        ValueError: ``rule`` has no ``<namespace>/`` prefix.
+    """
+    namespace, sep, name = rule.partition("/")
+    if not sep or not namespace or not name:
+        raise ValueError(f"rule id {rule!r} is not <namespace>/<name>")
+    return namespace
+
+
+def quote(value: str) -> str:
+    """``value`` as a double-quoted PromQL string literal (backslash, quote and control characters escaped)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + escaped.replace("\t", "\\t") + '"'
+
+
+def _ns(rule: str) -> str:
+    """The namespace matcher every template selector carries (the scrape target's namespace, set by the
+    ServiceMonitor), so that a rule only ever sees its own namespace's series."""
+    return f"namespace={quote(namespace_of(rule))}"
 
 
 def _flagged(rule: str, detector: str) -> str:
-    return f"max by (rule) ({names.DETECTION_FLAGGED}{{rule={_quote(rule)},detector={_quote(detector)}}}) > 0"
+    return (f"max by (namespace, rule) ({names.DETECTION_FLAGGED}{{{_ns(rule)},rule={quote(rule)},"
+            f"detector={quote(detector)}}}) > 0")
+
+
+def _inflation(d: Detector, rule: str) -> str:
+    sel = f"{names.PRICE_INDEX}{{{_ns(rule)},currency={quote(d.currency_inflation.currency)}}}"
+    by = "max by (namespace, game, currency)"
+    return f"({by} ({sel}) / {by} ({sel} offset {d.currency_inflation.window})) - 1 > {d.currency_inflation.rate}"
 
 
 _TEMPLATES: dict[str, Callable[[Detector, str], str]] = {
-    "currencyInflation": lambda d, rule: (
-        f"(max by (game, currency) ({names.PRICE_INDEX}{{currency={_quote(d.currency_inflation.currency)}}})"
-        f" / max by (game, currency) ({names.PRICE_INDEX}{{currency={_quote(d.currency_inflation.currency)}}}"
-        f" offset {d.currency_inflation.window})) - 1 > {d.currency_inflation.rate}"
-    ),
+    "currencyInflation": _inflation,
     "highErrorRate": lambda d, rule: (
-        f"sum by (game) (rate({names.EVENTS_INGESTED}{{event_type=\"error\"}}[{d.high_error_rate.window}]))"
-        f" / sum by (game) (rate({names.EVENTS_INGESTED}[{d.high_error_rate.window}])) > {d.high_error_rate.ratio}"
+        f"sum by (namespace, game) (rate({names.EVENTS_INGESTED}{{{_ns(rule)},event_type=\"error\"}}"
+        f"[{d.high_error_rate.window}])) / sum by (namespace, game) (rate({names.EVENTS_INGESTED}{{{_ns(rule)}}}"
+        f"[{d.high_error_rate.window}])) > {d.high_error_rate.ratio}"
     ),
+    # max, not sum: every exporter replica reports the same count, so a sum doubles with two of them
     "lowEngagement": lambda d, rule: (
-        f"sum by (game) ({names.ACTIVE_PLAYERS}{{period={_quote(d.low_engagement.period.value)}}})"
+        f"max by (namespace, game) ({names.ACTIVE_PLAYERS}{{{_ns(rule)},period={quote(d.low_engagement.period.value)}}})"
         f" < {d.low_engagement.min_active_players}"
     ),
-    "ingestLag": lambda d, rule: f"max by (stream) ({names.INGEST_LAG}) > {d.ingest_lag.max_lag_seconds:g}",
+    "ingestLag": lambda d, rule: (
+        f"max by (namespace, stream) ({names.INGEST_LAG}{{{_ns(rule)}}}) > {d.ingest_lag.max_lag_seconds:g}"
+    ),
     "promql": lambda d, rule: d.promql.expr,
 }
 

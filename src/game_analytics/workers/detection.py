@@ -139,6 +139,9 @@ def load_rules_dir(path: str | Path) -> tuple[list[RuleConfig], list[str]]:
 def load_rules_kubernetes(namespace: str, selector: str, api: Any = None) -> tuple[list[RuleConfig], list[str]]:
     """Rules from the ``rule.json`` key of the ConfigMaps matching ``selector`` in ``namespace``.
 
+    A document whose ``rule`` is not ``<namespace>/...`` is reported in ``errors`` and not evaluated: a
+    ConfigMap in namespace B naming rule ``A/x`` must never export series for (and so page) namespace A.
+
     ``api`` is a ``kubernetes.client.CoreV1Api`` (default: in-cluster config, else the local kubeconfig).
     Raises ``kubernetes.client.ApiException`` when the API refuses the list.
     """
@@ -154,9 +157,14 @@ def load_rules_kubernetes(namespace: str, selector: str, api: Any = None) -> tup
             errors.append(f"{source}: no rule.json key")
             continue
         try:
-            rules.append(parse_rule(json.loads(raw), source))
+            rule = parse_rule(json.loads(raw), source)
         except (RuleError, json.JSONDecodeError) as exc:
             errors.append(str(exc) if isinstance(exc, RuleError) else f"{source}: {exc}")
+            continue
+        if not rule.rule.startswith(f"{namespace}/"):  # a ConfigMap may only name a rule of its own namespace
+            errors.append(f"{source}: rule: {rule.rule!r} is not a rule of namespace {namespace!r}; ignored")
+            continue
+        rules.append(rule)
     return rules, errors
 
 

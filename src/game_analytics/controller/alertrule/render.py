@@ -22,7 +22,12 @@ __all__ = ["DETECTOR_CONFIG_KEY", "LABEL_DATA_SOURCE", "LABEL_DETECTOR_CONFIG", 
 
 
 def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str) -> Manifest:
-    """The ``monitoring.coreos.com/v1`` PrometheusRule holding this rule's one alert (none while suspended)."""
+    """The ``monitoring.coreos.com/v1`` PrometheusRule holding this rule's one alert (none while suspended).
+
+    The alert always carries ``namespace: <the AlertRule's namespace>`` (after ``spec.labels``, so it cannot be
+    overridden): prometheus-operator's AlertmanagerConfig matcher strategy ``OnNamespace`` routes only alerts
+    whose ``namespace`` label equals the AlertmanagerConfig's namespace.
+    """
     rule = promql.rule_id(owner.namespace, owner.name)
     alert = {
         "alert": alert_name(owner.name),
@@ -34,6 +39,7 @@ def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str) -> Manifest:
             "team": spec.team,
             "category": spec.category.value,
             "rule": rule,
+            "namespace": owner.namespace,
         },
         "annotations": {
             "summary": f"{spec.category.value.capitalize()} alert {owner.name} ({spec.detector.kind()})",
