@@ -9,16 +9,25 @@ BIN    := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 ARGS ?=
 
-.PHONY: help venv debs tools data envtest crds dashboards lint test e2e bench demo cluster clean
+.PHONY: help lock venv debs tools data envtest crds dashboards lint test e2e bench demo cluster clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
+
+lock: ## refresh requirements.lock: resolve pyproject.toml's dependencies afresh in a throwaway venv
+	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.cache/lock-venv/bin/python -m pip install --quiet '.[dev]'
+	{ echo "# pinned by 'make lock' from pyproject.toml on $$(date -u +%F); make venv installs exactly these"; \
+	  .cache/lock-venv/bin/python -m pip freeze --exclude game-analytics; } > requirements.lock
+	rm -rf .cache/lock-venv
 
 venv: $(VENV)/.installed ## the virtualenv with the project and its dev tools
 
@@ -49,8 +58,10 @@ test: venv debs tools data ## unit tests and fast integration tests (real Postgr
 e2e: venv debs tools data envtest ## tests against a real kube-apiserver (envtest style)
 	$(PY) -m pytest -m e2e tests/e2e $(ARGS)
 
-bench: venv debs data ## benchmarks that print figures
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; PYTHONPATH=$(CURDIR) $(PY) $$b || exit 1; done
+bench: venv debs tools data ## benchmarks that print figures (ARGS=--quick: small sizes, as CI runs them)
+	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b $(ARGS)"; \
+	  PYTHONPATH=$(CURDIR) $(PY) $$b $(ARGS) || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "benchmarks failed:$$failed"; exit 1; fi
 
 cluster: venv debs tools envtest ## start a local control plane in the foreground (Ctrl-C stops it)
 	$(PY) -m devtools.cluster up $(ARGS)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchargs
+
 from devtools import alert_path
 from devtools.postgres import start_postgres
 from devtools.redis import start_redis
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="jump/page/resolve cycles (default 5)")
     parser.add_argument("--interval", type=float, default=0.5, help="detection --interval in seconds (default 0.5)")
     parser.add_argument("--fresh", action="store_true", help="start the whole stack again for every run")
-    args = parser.parse_args(argv)
+    args = benchargs.parse(parser, argv, {"runs": 2})
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 

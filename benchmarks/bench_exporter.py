@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 
+import benchargs
 import httpx
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine, text
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--new-events", type=int, default=10_000, help="events added before the incremental refresh")
     parser.add_argument("--dsn", help="an existing, migrated, empty database")
-    args = parser.parse_args()
+    args = benchargs.parse(parser, None, {"players": 20_000, "repeat": 1, "new_events": 1_000})
 
     with database(args.dsn) as dsn:
         engine = make_engine(dsn)

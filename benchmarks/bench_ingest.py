@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import benchargs
 import psycopg
 from prometheus_client import CollectorRegistry
 
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds over all paths; the best is reported")
     parser.add_argument("--dsn")
     parser.add_argument("--redis-url")
-    args = parser.parse_args(argv)
+    args = benchargs.parse(parser, argv, {"source": "synthetic", "events": 20_000, "repeat": 1})
 
     events = real_events() if args.source == "real" else synthetic_events(args.events)
     rows = [event_row(validate_event(e)) for e in events]

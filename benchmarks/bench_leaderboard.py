@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import benchargs
 import numpy as np
 
 from devtools.redis import start_redis
@@ -36,7 +37,7 @@ def main() -> None:
     )
     parser.add_argument("--players", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=5000)
-    args = parser.parse_args()
+    args = benchargs.parse(parser, None, {"players": 20_000, "samples": 500})
 
     rng = np.random.default_rng(0)
     n = args.players

@@ -24,6 +24,7 @@ import argparse
 import time
 from collections import defaultdict
 
+import benchargs
 import glicko2 as kirkman
 import numpy as np
 import pandas as pd
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=1_000_000)
     parser.add_argument("--periods", type=int, default=100)
     parser.add_argument("--matches-per-period", type=int, default=100_000)
-    args = parser.parse_args()
+    args = benchargs.parse(parser, None, {"players": 10_000, "periods": 5, "matches_per_period": 5_000})
 
     fetch_all()
     df = load_bundesliga()

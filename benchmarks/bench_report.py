@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import benchargs
+
 from devtools.postgres import start_postgres
 from game_analytics.api.scheduledreport import ReportFilters, ReportFormat, ReportType
 from game_analytics.data import load_cdnow_master, purchase_events
@@ -60,7 +62,7 @@ def main() -> None:
     parser.add_argument("--dsn")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--type", default=ReportType.PLAYER_ACTIVITY.value, choices=[t.value for t in ReportType])
-    args = parser.parse_args()
+    args = benchargs.parse(parser, None, {"repeat": 1})
     with _database(args.dsn) as dsn:
         engine = make_engine(dsn)
         stages: dict[str, list[float]] = {"build (SQL)": [], "charts": [], "html+csv+json": [], "total": []}
