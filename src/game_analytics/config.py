@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+#: Labels put on every generated PrometheusRule, ServiceMonitor and AlertmanagerConfig unless the operator is
+#: told otherwise: what kube-prometheus-stack's default rule, ServiceMonitor and AlertmanagerConfig selectors
+#: select (``release: <its Helm release name>``, here the name its documentation installs it under).
+DEFAULT_MONITORING_LABELS: dict[str, str] = {"release": "kube-prometheus-stack"}
+MONITORING_LABELS_ENV = "GAME_ANALYTICS_MONITORING_LABELS"
+
+
+def monitoring_labels_from_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``GAME_ANALYTICS_MONITORING_LABELS`` (a JSON object of string values; ``{}`` = no labels), else
+    :data:`DEFAULT_MONITORING_LABELS`.
+
+    Raises:
+        ValueError: the variable is not a JSON object of strings.
+    """
+    raw = (os.environ if environ is None else environ).get(MONITORING_LABELS_ENV)
+    if raw is None or not raw.strip():
+        return dict(DEFAULT_MONITORING_LABELS)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{MONITORING_LABELS_ENV}: not JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{MONITORING_LABELS_ENV}: must be a JSON object of string values, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
 class Images:
-    """Container images the operator puts into generated workloads."""
+    """Operator-wide defaults for generated children: container images put into workloads, and the labels of
+    generated monitoring objects (``monitoring_labels``, see :data:`DEFAULT_MONITORING_LABELS`)."""
 
     worker: str = "ghcr.io/game-analytics/game-analytics:0.1.0"
     redis: str = "redis:7.4-alpine"
     redis_exporter: str = "oliver006/redis_exporter:v1.67.0"
     mongo: str = "mongo"  # tagged with the cluster's spec.version
+    monitoring_labels: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MONITORING_LABELS))
 
     @classmethod
     def from_env(cls) -> Images:
@@ -23,4 +51,5 @@ class Images:
             redis=os.environ.get("GAME_ANALYTICS_REDIS_IMAGE", d.redis),
             redis_exporter=os.environ.get("GAME_ANALYTICS_REDIS_EXPORTER_IMAGE", d.redis_exporter),
             mongo=os.environ.get("GAME_ANALYTICS_MONGO_IMAGE", d.mongo),
+            monitoring_labels=monitoring_labels_from_env(),
         )

@@ -7,7 +7,15 @@ from typing import NamedTuple
 
 from pydantic import Field
 
-from .common import BaseStatus, Duration, LocalObjectReference, Model, SecretKeyRef, cel
+from .common import (
+    BaseStatus,
+    Duration,
+    LocalObjectReference,
+    Model,
+    SecretKeyRef,
+    cel,
+    monitoring_labels_field,
+)
 
 
 class Category(StrEnum):
@@ -301,6 +309,7 @@ class AlertRuleSpec(Model):
         description="The GameDataSource whose detection worker evaluates this rule.",
     )
     suspend: bool = Field(default=False, description="Stop alerting without deleting the rule.")
+    monitoring_labels: dict[str, str] = monitoring_labels_field()
 
 
 class AlertRuleStatus(BaseStatus):

@@ -168,3 +168,14 @@ class BaseStatus(Model):
 def utcnow() -> datetime:
     """The current time, timezone-aware, truncated to seconds (the precision of Kubernetes timestamps)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def monitoring_labels_field() -> Any:
+    """The ``spec.monitoringLabels`` field shared by the kinds that generate monitoring objects."""
+    return Field(
+        default_factory=dict,
+        max_length=32,
+        description="Extra labels on the generated monitoring objects (PrometheusRule, ServiceMonitor, "
+                    "AlertmanagerConfig), e.g. {release: kube-prometheus-stack} for that stack's selectors. "
+                    "Merged over the operator's default (chart value monitoring.labels); a key set here wins.",
+    )

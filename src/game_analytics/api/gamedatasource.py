@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .common import BaseStatus, LocalObjectReference, Model, Resources, SecretKeyRef, cel
+from .common import (
+    BaseStatus,
+    LocalObjectReference,
+    Model,
+    Resources,
+    SecretKeyRef,
+    cel,
+    monitoring_labels_field,
+)
 
 
 class PostgresRef(Model):
@@ -64,6 +72,7 @@ class GameDataSourceSpec(Model):
     redis: RedisRef = Field(description="The event stream and leaderboard cache.")
     stream: StreamSettings = Field(default_factory=StreamSettings, description="Event stream names.")
     workers: Workers = Field(default_factory=Workers, description="Always-on workers.")
+    monitoring_labels: dict[str, str] = monitoring_labels_field()
 
 
 class GameDataSourceStatus(BaseStatus):

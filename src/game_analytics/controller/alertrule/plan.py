@@ -23,7 +23,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
         promql.InvalidPromQL: a raw ``promql`` detector does not parse.
     """
     validation.check_alert_rule(spec)
-    children = render.render(owner, spec)
+    children = render.render(owner, spec, images.monitoring_labels)
     required = {MONITORING_V1} | ({MONITORING_V1ALPHA1} if spec.channels else set())
     expr = children[0]["spec"]["groups"][0]["rules"][0]["expr"] if not spec.suspend else None
     return Plan(children, CHILD_TYPES, required, AlertRuleStatus(detector=spec.detector.kind(), expression=expr))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ...api.alertrule import AlertRuleSpec, Channel
 from ...monitoring import promql
-from ..common.render import Manifest, Owner, config_map, manifest, metadata
+from ..common.render import Manifest, Owner, config_map, manifest, monitoring_metadata
 from .names import (
     DETECTOR_CONFIG_KEY,
     LABEL_DATA_SOURCE,
@@ -21,12 +22,14 @@ __all__ = ["DETECTOR_CONFIG_KEY", "LABEL_DATA_SOURCE", "LABEL_DETECTOR_CONFIG", 
            "detector_config", "prometheus_rule", "receiver", "render"]
 
 
-def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str) -> Manifest:
+def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str,
+                    monitoring_labels: Mapping[str, str] | None = None) -> Manifest:
     """The ``monitoring.coreos.com/v1`` PrometheusRule holding this rule's one alert (none while suspended).
 
     The alert always carries ``namespace: <the AlertRule's namespace>`` (after ``spec.labels``, so it cannot be
     overridden): prometheus-operator's AlertmanagerConfig matcher strategy ``OnNamespace`` routes only alerts
-    whose ``namespace`` label equals the AlertmanagerConfig's namespace.
+    whose ``namespace`` label equals the AlertmanagerConfig's namespace. Its metadata labels are
+    ``monitoring_labels`` (the operator's default) merged with ``spec.monitoringLabels``.
     """
     rule = promql.rule_id(owner.namespace, owner.name)
     alert = {
@@ -50,8 +53,9 @@ def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str) -> Manifest:
         },
     }
     group = {"name": f"gameanalytics.io/{rule}", "rules": [] if spec.suspend else [alert]}
-    return manifest("monitoring.coreos.com/v1", "PrometheusRule", metadata(owner, rule_object_name(owner.name), "alert-rule"),
-                    spec={"groups": [group]})
+    meta = monitoring_metadata(owner, rule_object_name(owner.name), "alert-rule", monitoring_labels,
+                               spec.monitoring_labels)
+    return manifest("monitoring.coreos.com/v1", "PrometheusRule", meta, spec={"groups": [group]})
 
 
 def _secret(ref: Any) -> dict[str, str]:
@@ -83,7 +87,8 @@ def receiver(channel: Channel) -> dict[str, Any]:
     return {"name": channel.name, **cfg}
 
 
-def alertmanager_config(owner: Owner, spec: AlertRuleSpec) -> Manifest | None:
+def alertmanager_config(owner: Owner, spec: AlertRuleSpec,
+                        monitoring_labels: Mapping[str, str] | None = None) -> Manifest | None:
     """The ``monitoring.coreos.com/v1alpha1`` AlertmanagerConfig routing this rule's alerts to its channels.
 
     Every channel gets the alert (one child route each, ``continue: true``). A warning is inhibited while a
@@ -108,7 +113,9 @@ def alertmanager_config(owner: Owner, spec: AlertRuleSpec) -> Manifest | None:
         "targetMatch": [{"name": "severity", "value": "warning", "matchType": "="}, match_rule],
         "equal": ["alertname"],
     }
-    return manifest("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig", metadata(owner, rule_object_name(owner.name), "alert-rule"),
+    meta = monitoring_metadata(owner, rule_object_name(owner.name), "alert-rule", monitoring_labels,
+                               spec.monitoring_labels)
+    return manifest("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig", meta,
                     spec={"route": route, "receivers": [receiver(c) for c in spec.channels], "inhibitRules": [inhibit]})
 
 
@@ -127,13 +134,14 @@ def detector_config(owner: Owner, spec: AlertRuleSpec) -> Manifest:
                       **{LABEL_DETECTOR_CONFIG: "true", LABEL_DATA_SOURCE: spec.data_source_ref.name})
 
 
-def render(owner: Owner, spec: AlertRuleSpec) -> list[Manifest]:
-    """All children of an AlertRule.
+def render(owner: Owner, spec: AlertRuleSpec, monitoring_labels: Mapping[str, str] | None = None) -> list[Manifest]:
+    """All children of an AlertRule; ``monitoring_labels`` are the operator's default labels of the
+    PrometheusRule and AlertmanagerConfig (``spec.monitoringLabels`` wins).
 
     Raises:
         promql.InvalidPromQL: if a raw ``promql`` detector does not parse; nothing should be created then.
     """
     expr = promql.render(spec.detector, promql.rule_id(owner.namespace, owner.name))
-    children = [prometheus_rule(owner, spec, expr), detector_config(owner, spec)]
-    amc = alertmanager_config(owner, spec)
+    children = [prometheus_rule(owner, spec, expr, monitoring_labels), detector_config(owner, spec)]
+    amc = alertmanager_config(owner, spec, monitoring_labels)
     return children + ([amc] if amc else [])

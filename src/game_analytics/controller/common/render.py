@@ -5,6 +5,7 @@ Everything here is pure: functions take plain data and return plain dicts ready 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,19 @@ def metadata(owner: Owner, name: str, component: str, **extra_labels: str) -> di
         "labels": {**labels(owner, component), **extra_labels},
         "ownerReferences": [owner.reference()],
     }
+
+
+def monitoring_metadata(owner: Owner, name: str, component: str, defaults: Mapping[str, str] | None = None,
+                        own: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """:func:`metadata` of a generated monitoring object (PrometheusRule, ServiceMonitor, AlertmanagerConfig).
+
+    Its labels are the operator's default monitoring labels (``defaults``, chart value ``monitoring.labels``),
+    then the object's own ``spec.monitoringLabels`` (``own``, which win), then the common :func:`labels`, which
+    win over both so that ownership and selection never break.
+    """
+    meta = metadata(owner, name, component)
+    meta["labels"] = {**(defaults or {}), **(own or {}), **meta["labels"]}
+    return meta
 
 
 def manifest(api_version: str, kind: str, meta: dict[str, Any], **body: Any) -> Manifest:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ...api.common import SecretKeyRef
 from ...api.gamedatasource import GameDataSourceSpec
 from ...api.gamedatasource import WorkerSettings as WorkerSpec
@@ -19,6 +21,7 @@ from ..common.render import (
     labels,
     manifest,
     metadata,
+    monitoring_metadata,
     pod_spec,
     resources,
     selector,
@@ -105,7 +108,8 @@ def detection_rbac(owner: Owner) -> list[Manifest]:
 
 
 def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_master: str | None = None,
-           redis_password_ref: SecretKeyRef | None = None) -> list[Manifest]:
+           redis_password_ref: SecretKeyRef | None = None,
+           monitoring_labels: Mapping[str, str] | None = None) -> list[Manifest]:
     """All children of a GameDataSource.
 
     Args:
@@ -114,6 +118,7 @@ def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_maste
         image: worker image (``spec.workers.image`` or the operator's default).
         sentinel_master: the referenced RedisFailover's master group name, when Redis is reached through Sentinels.
         redis_password_ref: the RedisFailover's auth SecretKeyRef, if it has one.
+        monitoring_labels: the operator's default labels of the ServiceMonitor (``spec.monitoringLabels`` wins).
     """
     settings = worker_settings(owner, spec, sentinel_master)
     env = settings.to_env()
@@ -128,7 +133,8 @@ def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_maste
     children.append(service(owner, metrics_service_name(owner.name), "metrics",
                             [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
                             selector_labels=metrics_selector))
-    children.append(manifest("monitoring.coreos.com/v1", "ServiceMonitor", metadata(owner, owner.name, "metrics"), spec={
+    children.append(manifest("monitoring.coreos.com/v1", "ServiceMonitor", monitoring_metadata(
+            owner, owner.name, "metrics", monitoring_labels, spec.monitoring_labels), spec={
         "selector": {"matchLabels": selector(owner, "metrics")},
         "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}],
     }))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from importlib import resources as importlib_resources
 from typing import Any
 
@@ -43,6 +44,7 @@ from ..common.render import (
     labels,
     manifest,
     metadata,
+    monitoring_metadata,
     pod_disruption_budget,
     pod_spec,
     resources,
@@ -321,11 +323,12 @@ def disruption_budgets(owner: Owner, spec: RedisFailoverSpec) -> list[Manifest]:
     return [pod_disruption_budget(owner, redis_name(owner.name), "redis", max_unavailable=1), sentinel_pdb]
 
 
-def service_monitors(owner: Owner) -> list[Manifest]:
+def service_monitors(owner: Owner, monitoring_labels: Mapping[str, str] | None = None) -> list[Manifest]:
     """Prometheus-operator ServiceMonitors scraping the exporter sidecars of Redis and of the Sentinels through
-    their headless Services."""
+    their headless Services, labelled with the operator's default ``monitoring_labels``."""
     return [
-        manifest("monitoring.coreos.com/v1", "ServiceMonitor", metadata(owner, f"{owner.name}-{component}", component),
+        manifest("monitoring.coreos.com/v1", "ServiceMonitor",
+                 monitoring_metadata(owner, f"{owner.name}-{component}", component, monitoring_labels),
                  spec={"selector": {"matchLabels": {**selector(owner, component), LABEL_SERVICE_ROLE: "headless"}},
                        "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}]})
         for component in ("redis", "sentinel")
@@ -351,7 +354,7 @@ def render(owner: Owner, spec: RedisFailoverSpec, images: Images) -> list[Manife
         *disruption_budgets(owner, spec),
     ]
     if spec.exporter.enabled:
-        children += service_monitors(owner)
+        children += service_monitors(owner, images.monitoring_labels)
     return children
 
 
