@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from game_analytics.analytics.ratings import glicko2
+from game_analytics.analytics.ratings import glicko2_kernels
 from game_analytics.analytics.ratings.glicko2 import Glicko2Config, Glicko2Ratings, rate_period, rate_periods
 
-pytestmark = pytest.mark.skipif(glicko2._numba is None, reason="numba not installed")
+pytestmark = pytest.mark.skipif(glicko2_kernels.numba is None, reason="numba not installed")
 
 
 def _random_league(seed: int, n: int = 40, m: int = 3000, periods: int = 150):

@@ -17,7 +17,7 @@ next plays, or at the end), so one period costs O(its matches), not O(all player
 
 Two implementations of the period loop give the same numbers (to rounding): a numpy one
 (:func:`_run_periods`, arrays per period) and, when numba is installed, a compiled scalar loop
-(:func:`_period_loop`) that runs all periods in one call and is used by default. For the
+(:func:`.glicko2_kernels.period_loop`) that runs all periods in one call and is used by default. For the
 Bundesliga with one period per round (1,564 periods of 9 matches) the compiled loop is about
 70x faster than the numpy one; set ``GAME_ANALYTICS_GLICKO2_NUMPY=1`` to force numpy.
 """
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from . import glicko2_kernels
 
 #: Factor between the Glicko rating scale and the internal Glicko-2 scale (paper, step 2).
 GLICKO2_SCALE = 400.0 / math.log(10.0)  # 173.7178...
@@ -309,155 +311,8 @@ def _run_periods(
     return Glicko2Ratings(rating=mu * GLICKO2_SCALE + 1500.0, rd=phi * GLICKO2_SCALE, volatility=sigma)
 
 
-# --- compiled period loop (numba) -------------------------------------------------------------------------------
-#
-# Real leagues have many tiny periods (a Bundesliga round is 9 matches), where the numpy version above spends its
-# time in per-call overhead. The same steps, written as scalar loops and compiled with numba, run the whole period
-# loop in one call. The arithmetic and the order of summation follow the numpy version, so both agree to rounding
-# (tests/analytics/test_glicko2.py compares them). Without numba, or with GAME_ANALYTICS_GLICKO2_NUMPY=1, the numpy
-# version runs.
-
-try:  # pragma: no branch
-    import numba as _numba
-except ImportError:  # pragma: no cover - numba is a declared dependency
-    _numba = None
-
-
-def _volatility_scalar(delta, phi, v, sigma, tau, epsilon, max_iterations):  # pragma: no cover - compiled
-    a = math.log(sigma * sigma)
-    d2 = delta * delta
-    phi2_v = phi * phi + v
-    tau2 = tau * tau
-
-    def f(x):
-        ex = math.exp(x)
-        denom = phi2_v + ex
-        return ex * (d2 - phi2_v - ex) / (2.0 * denom * denom) - (x - a) / tau2
-
-    if d2 > phi2_v:
-        big_b = math.log(d2 - phi2_v)
-    else:
-        k = 1.0
-        for _ in range(max_iterations * 10):
-            if f(a - k * tau) >= 0:
-                break
-            k += 1.0
-        big_b = a - k * tau
-    big_a = a
-    f_a = f(big_a)
-    f_b = f(big_b)
-    for _ in range(max_iterations):
-        if not abs(big_b - big_a) > epsilon:
-            break
-        c = big_a + (big_a - big_b) * f_a / (f_b - f_a)
-        f_c = f(c)
-        if f_c * f_b <= 0:
-            big_a = big_b
-            f_a = f_b
-        else:
-            f_a = f_a / 2.0
-        big_b = c
-        f_b = f_c
-    return math.exp(big_a / 2.0)
-
-
-def _period_loop(mu, phi, sigma, a, b, s, order, bounds, tau, epsilon, max_iterations, max_phi,
-                 pre, post, want_pre, want_post):  # pragma: no cover - compiled  # fmt: skip
-    """Steps 3-7 for every period; ``order[bounds[k]:bounds[k+1]]`` are period k's matches. Updates in place."""
-    n = mu.shape[0]
-    n_periods = bounds.shape[0] - 1
-    last = np.full(n, -1, np.int64)
-    local = np.full(n, -1, np.int64)
-    players = np.empty(n, np.int64)
-    mu_p = np.empty(n)
-    phi_p = np.empty(n)
-    sig_p = np.empty(n)
-    v_inv = np.empty(n)
-    score_sum = np.empty(n)
-    inv_pi2 = 3.0 / (math.pi * math.pi)
-    for k in range(n_periods):
-        lo, hi = bounds[k], bounds[k + 1]
-        count = 0
-        for side in range(2):
-            for j in range(lo, hi):
-                i = order[j]
-                pl = a[i] if side == 0 else b[i]
-                if local[pl] < 0:
-                    local[pl] = count
-                    players[count] = pl
-                    idle = k - 1 - last[pl]
-                    mu_p[count] = mu[pl]
-                    sig_p[count] = sigma[pl]
-                    phi_p[count] = min(math.sqrt(phi[pl] ** 2 + idle * sigma[pl] * sigma[pl]), max_phi)
-                    v_inv[count] = 0.0
-                    score_sum[count] = 0.0
-                    count += 1
-        for side in range(2):
-            for j in range(lo, hi):
-                i = order[j]
-                me = local[a[i]] if side == 0 else local[b[i]]
-                opp = local[b[i]] if side == 0 else local[a[i]]
-                score = s[i] if side == 0 else 1.0 - s[i]
-                g = 1.0 / math.sqrt(1.0 + inv_pi2 * phi_p[opp] * phi_p[opp])
-                e = 1.0 / (1.0 + math.exp(-g * (mu_p[me] - mu_p[opp])))
-                v_inv[me] += g * g * e * (1.0 - e)
-                score_sum[me] += g * (score - e)
-                if want_pre:
-                    pre[0, i, side] = mu_p[me]
-                    pre[1, i, side] = phi_p[me]
-                    pre[2, i, side] = sig_p[me]
-        for q in range(count):
-            pl = players[q]
-            if v_inv[q] > 0:
-                v = 1.0 / v_inv[q]
-                new_sig = _volatility_scalar(
-                    v * score_sum[q], phi_p[q], v, sig_p[q], tau, epsilon, max_iterations
-                )
-                phi_star = math.hypot(phi_p[q], new_sig)
-                new_phi = 1.0 / math.sqrt(1.0 / (phi_star * phi_star) + 1.0 / v)
-                mu[pl] = mu_p[q] + new_phi * new_phi * score_sum[q]
-                phi[pl] = min(new_phi, max_phi)
-                sigma[pl] = new_sig
-            else:
-                mu[pl] = mu_p[q]
-                phi[pl] = min(math.hypot(phi_p[q], sig_p[q]), max_phi)
-                sigma[pl] = sig_p[q]
-            last[pl] = k
-            local[pl] = -1
-        if want_post:
-            for j in range(lo, hi):
-                i = order[j]
-                post[0, i, 0] = mu[a[i]]
-                post[1, i, 0] = phi[a[i]]
-                post[2, i, 0] = sigma[a[i]]
-                post[0, i, 1] = mu[b[i]]
-                post[1, i, 1] = phi[b[i]]
-                post[2, i, 1] = sigma[b[i]]
-    for pl in range(n):
-        idle = n_periods - 1 - last[pl]
-        phi[pl] = min(math.sqrt(phi[pl] * phi[pl] + idle * sigma[pl] * sigma[pl]), max_phi)
-
-
-def _compile(function):
-    """``function`` compiled by numba, its machine code cached on disk where numba finds a writable place.
-
-    With a read-only install and no writable ``$HOME`` (the product image: ``readOnlyRootFilesystem``, a non-root
-    user) numba's ``cache=True`` raises "no locator available" at decoration time; the code is then compiled per
-    process instead (about a second, once). ``NUMBA_CACHE_DIR`` pointed at a writable volume keeps the cache.
-    """
-    try:
-        return _numba.njit(cache=True, error_model="numpy")(function)
-    except RuntimeError:
-        return _numba.njit(cache=False, error_model="numpy")(function)
-
-
-if _numba is not None:
-    _volatility_scalar = _compile(_volatility_scalar)
-    _period_loop = _compile(_period_loop)
-
-
 def _use_compiled() -> bool:
-    return _numba is not None and os.environ.get("GAME_ANALYTICS_GLICKO2_NUMPY", "") in ("", "0")
+    return glicko2_kernels.numba is not None and os.environ.get("GAME_ANALYTICS_GLICKO2_NUMPY", "") in ("", "0")
 
 
 def _run_periods_compiled(
@@ -476,7 +331,7 @@ def _run_periods_compiled(
     phi = ratings.rd / GLICKO2_SCALE
     sigma = np.array(ratings.volatility, dtype=np.float64)
     scratch = np.empty((3, 0, 2))
-    _period_loop(mu, phi, sigma, a.astype(np.int64), b.astype(np.int64), s, order.astype(np.int64),
+    glicko2_kernels.period_loop(mu, phi, sigma, a.astype(np.int64), b.astype(np.int64), s, order.astype(np.int64),
                  bounds.astype(np.int64), float(config.tau), float(config.epsilon), int(config.max_iterations),
                  config.max_rd / GLICKO2_SCALE, scratch if pre is None else pre, scratch if post is None else post,
                  pre is not None, post is not None)  # fmt: skip
