@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from game_analytics.monitoring import dashboards, names, promql
+from game_analytics.monitoring import dashboard_queries, dashboards, names, promql
 
 from .test_alert_rules import ALL_ALERTS
 from .tools import REPO
@@ -71,15 +71,15 @@ def test_panels_are_complete_and_laid_out(name):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_panel_query_parses(name):
-    queries = dashboards.panel_queries(MODELS[name]) + dashboards.variable_queries(MODELS[name])
+    queries = dashboard_queries.panel_queries(MODELS[name]) + dashboard_queries.variable_queries(MODELS[name])
     assert queries
     for expr in queries:
-        promql.check(dashboards.expand_variables(expr))
+        promql.check(dashboard_queries.expand_variables(expr))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_metric_names_come_from_names_py(name):
-    used = dashboards.metric_names_used(MODELS[name])
+    used = dashboard_queries.metric_names_used(MODELS[name])
     assert used
     unknown = {m for m in used if not names.is_known(m)}
     assert not unknown, f"{name} uses metrics not listed in monitoring/names.py: {unknown}"
@@ -102,12 +102,12 @@ REQUIRED = {
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_dashboard_shows_what_it_is_for(name):
-    families = {names.family(m) for m in dashboards.metric_names_used(MODELS[name])}
+    families = {names.family(m) for m in dashboard_queries.metric_names_used(MODELS[name])}
     assert REQUIRED[name] <= families, REQUIRED[name] - families
 
 
 def test_every_listed_metric_is_used_by_a_dashboard_or_an_alert():
-    used = {names.family(m) for model in MODELS.values() for m in dashboards.metric_names_used(model)}
+    used = {names.family(m) for model in MODELS.values() for m in dashboard_queries.metric_names_used(model)}
     used |= {names.family(m) for _, rule in ALL_ALERTS for m in promql.metric_names(rule["expr"])}
     assert names.OWN_METRICS | names.EXTERNAL_METRICS <= used, (names.OWN_METRICS | names.EXTERNAL_METRICS) - used
 
@@ -142,19 +142,19 @@ def test_metric_names_used_reads_the_syntax_tree():
         "templating": {"list": [{"type": "query", "query": 'label_values(f{job="x"}, namespace)'}]},
     }
     # "b" only appears inside a label value: a regex would find it, the parser does not
-    assert dashboards.metric_names_used(model) == {"a_total", "c", "d", "e_bucket", "f"}
-    assert dashboards.metric_names_used(json.dumps(model)) == {"a_total", "c", "d", "e_bucket", "f"}
+    assert dashboard_queries.metric_names_used(model) == {"a_total", "c", "d", "e_bucket", "f"}
+    assert dashboard_queries.metric_names_used(json.dumps(model)) == {"a_total", "c", "d", "e_bucket", "f"}
 
 
 def test_metric_names_used_rejects_broken_queries():
     with pytest.raises(promql.InvalidPromQL):
-        dashboards.metric_names_used({"panels": [{"targets": [{"expr": "sum(rate(x[5m])"}]}]})
+        dashboard_queries.metric_names_used({"panels": [{"targets": [{"expr": "sum(rate(x[5m])"}]}]})
 
 
 def test_expand_variables():
-    assert dashboards.expand_variables('rate(x{a=~"$namespace", b="${game}"}[$__rate_interval])') == \
+    assert dashboard_queries.expand_variables('rate(x{a=~"$namespace", b="${game}"}[$__rate_interval])') == \
         'rate(x{a=~"x", b="x"}[5m])'
-    assert dashboards.expand_variables("increase(y[$__range]) + [[old]]") == "increase(y[1h]) + x"
+    assert dashboard_queries.expand_variables("increase(y[$__range]) + [[old]]") == "increase(y[1h]) + x"
 
 
 def test_generator_entry_point(tmp_path):

@@ -53,7 +53,7 @@ from game_analytics.controller.alertrule import render as alertrule
 from game_analytics.controller.reconcile import reconcile
 from game_analytics.data.datasets import load_bundesliga
 from game_analytics.data.events import match_events
-from game_analytics.monitoring import dashboards, names, promql
+from game_analytics.monitoring import dashboard_queries, dashboards, names, promql
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import ranking
 from game_analytics.workers.detection import DetectionWorker, load_rules_dir
@@ -74,7 +74,7 @@ IMPLIED_SAMPLES = {
 
 #: where each name a dashboard or alert uses is expected to come from: read from the queries, not listed by hand
 USED = {name for model in (build() for build in dashboards.DASHBOARDS.values())
-        for name in dashboards.metric_names_used(model)}
+        for name in dashboard_queries.metric_names_used(model)}
 USED_BY_ALERTS = {name for _, rule in ALL_ALERTS for name in promql.metric_names(rule["expr"])}
 OWN_USED = sorted(n for n in USED | USED_BY_ALERTS if n.startswith(names.PREFIX + "_"))
 EXTERNAL_USED = sorted(n for n in USED | USED_BY_ALERTS if not n.startswith(names.PREFIX + "_"))

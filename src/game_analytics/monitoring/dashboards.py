@@ -3,8 +3,8 @@
 Six dashboards with stable UIDs: activity, economy, rankings, alerts and interventions, operator health, and
 Redis/MongoDB topology. Each has a Prometheus data source variable and the template variables ``namespace``,
 ``game`` and ``region``. Every query uses metric names from :mod:`game_analytics.monitoring.names` (ours, or the
-listed exporters'), which :func:`metric_names_used` extracts from the PromQL syntax tree for tests and for checks
-against a live scrape.
+listed exporters'), which :func:`.dashboard_queries.metric_names_used` extracts from the PromQL syntax tree
+for tests and for checks against a live scrape.
 
 Run ``python -m game_analytics.monitoring.dashboards --output grafana_dashboards`` to regenerate:
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dbm
 from grafana_foundation_sdk.models import prometheus as prom
 
-from . import names, promql
+from . import names
 
 DATASOURCE_VAR = "datasource"
 DATASOURCE = dbm.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VAR}}}")
@@ -267,6 +266,18 @@ def alerts() -> dict[str, Any]:
                         [(f"sum by (category, status, priority) ({names.DETECTIONS_OPEN}{{{NS}}})", "")]),
             table_panel("Interventions open", "By action, status and priority.",
                         [(f"sum by (action, status, priority) ({names.INTERVENTIONS_OPEN}{{{NS}}})", "")]),
+            timeseries_panel("Open cases by priority", "Open and in-progress cases of the queue, by priority and "
+                             "category (game-analytics interventions list).",
+                             [(f"max by (priority, category) ({names.CASES_OPEN}{{{NS}}})", "P{{priority}} {{category}}")]),
+            timeseries_panel("Oldest open case", "Age of the oldest open case, by priority.",
+                             [(f"max by (priority) ({names.CASE_OLDEST_OPEN_AGE}{{{NS}}})", "P{{priority}}")], unit="s"),
+        ]),
+        ("Audit", [
+            stat_panel("Audit chain length", "Entries in the tamper-evident audit log; with the head hash, an anchor "
+                       "for `game-analytics audit verify --expect-head`.",
+                       f"max({names.AUDIT_CHAIN_LENGTH}{{{NS}}})"),
+            stat_panel("Audit chain head", "The first 13 hex digits of the newest entry's hash, as a number.",
+                       f"max({names.AUDIT_CHAIN_HEAD}{{{NS}}})", unit="none"),
         ]),
     ])
 
@@ -393,54 +404,6 @@ DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "operator": operator_health,
     "topology": topology,
 }
-
-_GRAFANA_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
-_INTERVALS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
-
-
-def expand_variables(expr: str) -> str:
-    """Replace Grafana's template variables by sample values so that the result is plain PromQL
-    (``$__rate_interval`` -> ``5m``, ``$namespace`` -> ``x``)."""
-    def sample(match: re.Match[str]) -> str:
-        name = next(g for g in match.groups() if g)
-        return _INTERVALS.get(name, "x")
-    return _GRAFANA_VARIABLE.sub(sample, expr)
-
-
-def panel_queries(dashboard: dict[str, Any]) -> list[str]:
-    """Every PromQL expression of every panel (rows' nested panels included), as written (with variables)."""
-    exprs = []
-    for panel in dashboard.get("panels", []):
-        for inner in [panel, *panel.get("panels", [])]:
-            exprs += [t["expr"] for t in inner.get("targets", []) if t.get("expr")]
-    return exprs
-
-
-def variable_queries(dashboard: dict[str, Any]) -> list[str]:
-    """The series selectors inside the ``label_values(<selector>, <label>)`` queries of template variables."""
-    out = []
-    for var in dashboard.get("templating", {}).get("list", []):
-        query = var.get("query")
-        if var.get("type") == "query" and isinstance(query, str) and query.startswith("label_values("):
-            out.append(query[len("label_values("):query.rindex(",")])
-    return out
-
-
-def metric_names_used(dashboard_json: dict[str, Any] | str) -> set[str]:
-    """Names of all metrics the dashboard's panel and variable queries select, read from the PromQL AST.
-
-    Args:
-        dashboard_json: the dashboard model, as a dict or JSON text.
-
-    Raises:
-        promql.InvalidPromQL: if a query does not parse once Grafana's variables are expanded.
-    """
-    model = json.loads(dashboard_json) if isinstance(dashboard_json, str) else dashboard_json
-    used: set[str] = set()
-    for expr in panel_queries(model) + variable_queries(model):
-        used |= promql.metric_names(expand_variables(expr))
-    return used
-
 
 def to_json(dashboard: dict[str, Any]) -> str:
     """Stable JSON text of a dashboard (sorted keys, two-space indent, final newline)."""
