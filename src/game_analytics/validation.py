@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from .api.alertrule import AlertRuleSpec
 from .api.rankingjob import RankingJobSpec
 from .api.scheduledreport import ScheduledReportSpec
-from .monitoring import promql
+from .monitoring import promql, rulecheck
 
 
 class SpecError(ValueError):
@@ -50,11 +50,53 @@ def check_time_zone(field: str, name: str) -> None:
 
 
 def check_alert_rule(spec: AlertRuleSpec) -> None:
+    """The checks of an AlertRule spec that need no rendering (exactly one detector; raw PromQL parses).
+
+    Raises:
+        SpecError: naming ``spec.detector`` or ``spec.detector.promql.expr``.
+    """
+    try:
+        spec.detector.kind()
+    except ValueError as exc:
+        raise SpecError("spec.detector", str(exc).removeprefix("spec.detector: ")) from None
     if spec.detector.promql is not None:
         try:
             promql.check(spec.detector.promql.expr)
         except promql.InvalidPromQL as exc:
             raise SpecError("spec.detector.promql.expr", f"does not parse: {exc}") from None
+
+
+def _spec_field(spec: AlertRuleSpec, rendered_path: str) -> str:
+    """The AlertRule field a path inside its rendered rule comes from (``...labels.team`` -> ``spec.labels.team``)."""
+    tail = rendered_path.split("].", 1)[-1] if "].rules[" in rendered_path else ""
+    tail = tail.split("].", 1)[-1] if tail.startswith("rules[") else tail
+    section, _, key = tail.partition(".")
+    if section == "labels" and key in spec.labels:
+        return f"spec.labels.{key}"
+    if section == "annotations" and key == "runbook_url":
+        return "spec.runbookURL"
+    if section == "annotations" and key in spec.annotations:
+        return f"spec.annotations.{key}"
+    if section == "expr":
+        kind = spec.detector.kind()
+        return "spec.detector.promql.expr" if kind == "promql" else f"spec.detector.{kind}"
+    if section == "for":
+        return "spec.for"
+    return "spec"
+
+
+def check_rendered_alert_rule(spec: AlertRuleSpec, prometheus_rule: dict) -> None:
+    """Check the PrometheusRule rendered from ``spec`` whole, as Prometheus would load it
+    (:func:`game_analytics.monitoring.rulecheck.check_groups`: label names, templates, expression, durations).
+
+    Raises:
+        SpecError: for the first problem, naming the AlertRule field it comes from (``spec.labels.cost-center``,
+            ``spec.annotations.summary``, ``spec.runbookURL``, ...) and quoting Prometheus' reason.
+    """
+    problems = rulecheck.check_groups(prometheus_rule["spec"]["groups"])
+    if problems:
+        first = problems[0]
+        raise SpecError(_spec_field(spec, first.path), f"Prometheus would reject the rendered rule: {first.message}")
 
 
 def check_scheduled_report(spec: ScheduledReportSpec) -> None:

@@ -8,6 +8,7 @@ from typing import NamedTuple
 from pydantic import Field
 
 from .common import (
+    PROMQL_STRING_PATTERN,
     BaseStatus,
     Duration,
     LocalObjectReference,
@@ -61,7 +62,9 @@ class CurrencyInflation(Model):
 
     rate: float = Field(gt=0, le=100, description="Growth rate per window that triggers the rule (0.05 = 5 %).")
     window: Duration = Field(default="1d", description="Comparison window, e.g. 1d.")
-    currency: str = Field(default="USD", max_length=16, description="Currency to watch.")
+    currency: str = Field(default="USD", min_length=1, max_length=16, pattern=PROMQL_STRING_PATTERN,
+                          description="Currency to watch (no quotes, backslashes or control characters: it is "
+                                      "matched in PromQL).")
 
 
 class MarketManipulation(Model):

@@ -23,6 +23,10 @@ CATEGORY = "game-analytics"
 #: Prometheus-style duration: ``30s``, ``5m``, ``1h30m``, ``7d``. Same grammar as Prometheus' ``model.Duration``.
 DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
+#: Prometheus label (and annotation) name: the classic grammar, which every Prometheus version accepts.
+PROMETHEUS_LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+#: A value interpolated into a PromQL string literal: no double quote, backslash or control character (newline).
+PROMQL_STRING_PATTERN = r'^[^"\\\x00-\x1f\x7f]+$'
 _DURATION_UNITS = (timedelta(days=365), timedelta(weeks=1), timedelta(days=1), timedelta(hours=1),
                    timedelta(minutes=1), timedelta(seconds=1), timedelta(milliseconds=1))  # fmt: skip
 
