@@ -11,7 +11,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
@@ -49,6 +49,33 @@ def fail(prog: str, message: str, code: int = EXIT_FAILED, stream: TextIO | None
     """Print ``prog: error: message`` (one line) to stderr and return ``code``."""
     print(f"{prog}: error: {' '.join(message.split())}", file=stream or sys.stderr)
     return code
+
+
+def run_database_command(prog: str, argv: Sequence[str] | None,
+                         build_parser: Callable[[str | None], argparse.ArgumentParser],
+                         run: Callable[[argparse.Namespace], int], *,
+                         usage_errors: tuple[type[Exception], ...] = (UsageError,),
+                         work_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Parse ``argv`` with ``build_parser(default DSN)`` and call ``run(args)``, turning errors into exit codes.
+
+    The DSN defaults to ``GAME_ANALYTICS_DSN``. ``usage_errors`` exit 2; ``work_errors``, database errors and
+    ``OSError`` exit 1; each is reported as one line naming the command. Returns the exit code.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from game_analytics.settings import WorkerSettings
+
+    args = build_parser(WorkerSettings.from_env().dsn).parse_args(argv)
+    if not args.dsn:
+        return fail(prog, "--dsn is required (or set GAME_ANALYTICS_DSN)", EXIT_USAGE)
+    try:
+        return run(args)
+    except usage_errors as exc:
+        return fail(prog, str(exc), EXIT_USAGE)
+    except work_errors as exc:
+        return fail(prog, str(exc))
+    except (SQLAlchemyError, OSError) as exc:
+        return fail(prog, (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0])
 
 
 def default_actor() -> str:

@@ -17,20 +17,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from game_analytics.audit import AuditLog
 from game_analytics.audit.query import AuditQuery, search, to_csv, to_json
 from game_analytics.console import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     ArgumentParser,
     UsageError,
     dump_json,
-    fail,
     parse_when,
     render_table,
+    run_database_command,
 )
 
 __all__ = ["build_parser", "main"]
@@ -136,15 +133,4 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``game-analytics audit`` (see the module docstring); returns the exit code."""
-    from game_analytics.settings import WorkerSettings
-
-    parser = build_parser(WorkerSettings.from_env().dsn)
-    args = parser.parse_args(argv)
-    if not args.dsn:
-        return fail(PROG, "--dsn is required (or set GAME_ANALYTICS_DSN)", EXIT_USAGE)
-    try:
-        return _run(args)
-    except UsageError as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
-    except (SQLAlchemyError, OSError) as exc:
-        return fail(PROG, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return run_database_command(PROG, argv, build_parser, _run)

@@ -23,20 +23,18 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from game_analytics.api.common import parse_duration
 from game_analytics.console import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     ArgumentParser,
     UsageError,
     default_actor,
     dump_json,
-    fail,
     render_table,
+    run_database_command,
 )
 from game_analytics.interventions import queue, service
 from game_analytics.storage.models import InterventionStatus
@@ -198,17 +196,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``game-analytics interventions`` (see the module docstring); returns the exit code."""
-    from game_analytics.settings import WorkerSettings
-
-    parser = build_parser(WorkerSettings.from_env().dsn)
-    args = parser.parse_args(argv)
-    if not args.dsn:
-        return fail(PROG, "--dsn is required (or set GAME_ANALYTICS_DSN)", EXIT_USAGE)
-    try:
-        return _run(args)
-    except (UsageError, service.ApprovalRequired) as exc:
-        return fail(PROG, str(exc), EXIT_USAGE)
-    except service.InterventionError as exc:
-        return fail(PROG, str(exc))
-    except SQLAlchemyError as exc:
-        return fail(PROG, (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0])
+    return run_database_command(PROG, argv, build_parser, _run,
+                                usage_errors=(UsageError, service.ApprovalRequired),
+                                work_errors=(service.InterventionError,))
