@@ -39,6 +39,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "interventions": ("game_analytics.interventions.cli", "work the intervention queue: list, ack, resolve, ..."),
     "migrate": ("game_analytics.storage.migrate:main", "upgrade the database schema to this version's head"),
     "mongo": ("game_analytics.workers.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
+    "render": ("game_analytics.controller.offline", "print the children the operator would create for FILE (no cluster)"),
 }
 
 #: worker name -> module whose ``main(argv)`` runs it (``game-analytics worker NAME ...``).
