@@ -295,3 +295,18 @@ def test_every_template_selector_is_scoped_to_the_namespace(detector):
     assert selectors
     for sel in selectors:
         assert ("namespace", "ga") in {(m.name, m.value) for m in sel.matchers.matchers}, str(sel.prettify())
+
+
+def test_readme_applies_the_folder_and_kubectl_reads_exactly_the_rule_files():
+    """``kubectl apply -f alert_rules/*.yaml`` passes the extra files as arguments; the README applies the folder,
+    from which kubectl reads every group file and nothing under tests/."""
+    readme = (RULES_DIR / "README.md").read_text()
+    assert "kubectl apply -n monitoring -f alert_rules/\n" in readme
+    assert "kubectl apply -n monitoring -f alert_rules/*.yaml" not in readme
+    kubectl = REPO / ".cache" / "bin" / "kubectl"
+    if not kubectl.exists():
+        pytest.fail("kubectl is not installed: run `make tools`")
+    result = run([str(kubectl), "label", "--local", "-f", str(RULES_DIR), "release=x", "-o", "name"])
+    assert result.returncode == 0, result.stderr
+    names_read = sorted(line.rsplit("/", 1)[1] for line in result.stdout.split())
+    assert names_read == sorted(load_manifest(p)["metadata"]["name"] for p in RULE_FILES)
