@@ -9,7 +9,7 @@ BIN    := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 ARGS ?=
 
-.PHONY: help lock venv debs tools data envtest crds dashboards lint test e2e bench demo cluster clean
+.PHONY: help lock venv debs tools data envtest node crds dashboards lint test e2e bench demo cluster clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ data: venv ## fetch the real data sets (../shared/DATA.md) into .cache/data
 envtest: debs ## build kube-apiserver + kube-controller-manager from Go modules (cached in .cache/bin)
 	bash hack/envtest/build.sh
 
+node: venv debs envtest ## the node tier: kubelet, kube-proxy, kube-scheduler and the images (cached)
+	bash hack/envtest/build.sh node
+	$(PY) -m devtools.images build
+
 crds: venv ## regenerate crds/ and the chart's CRDs from the pydantic models
 	$(PY) -m game_analytics.api.crdgen --output crds --chart charts/game-analytics
 
@@ -55,7 +59,7 @@ lint: venv ## static checks
 test: venv debs tools data ## unit tests and fast integration tests (real Postgres, Redis, promtool, helm)
 	$(PY) -m pytest -m "not e2e" $(ARGS)
 
-e2e: venv debs tools data envtest ## tests against a real kube-apiserver (envtest style)
+e2e: venv debs tools data envtest node ## tests against a real kube-apiserver (envtest style)
 	$(PY) -m pytest -m e2e tests/e2e $(ARGS)
 
 bench: venv debs tools data ## benchmarks that print figures (ARGS=--quick: small sizes, as CI runs them)
@@ -63,7 +67,7 @@ bench: venv debs tools data ## benchmarks that print figures (ARGS=--quick: smal
 	  PYTHONPATH=$(CURDIR) $(PY) $$b $(ARGS) || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "benchmarks failed:$$failed"; exit 1; fi
 
-cluster: venv debs tools envtest ## start a local control plane in the foreground (Ctrl-C stops it)
+cluster: venv debs tools envtest ## start a local control plane in the foreground (Ctrl-C stops it; ARGS=--node: with a node, after make node)
 	$(PY) -m devtools.cluster up $(ARGS)
 
 demo: venv debs tools data envtest ## the whole stack on real data, on this machine

@@ -19,7 +19,7 @@ Binaries come from :func:`find_binaries` (``hack/envtest/build.sh`` builds them 
 
 Command line (for ``make cluster``)::
 
-    python -m devtools.cluster up [--dir DIR] [--detach]
+    python -m devtools.cluster up [--dir DIR] [--detach] [--node]
     python -m devtools.cluster down --dir DIR
 
 Example::
@@ -714,6 +714,11 @@ class LocalControlPlane:
 
 
 def _down(work_dir: Path) -> int:
+    if (work_dir / "node" / "state.json").exists():  # a node (up --node) goes first: its pods, then the node
+        from devtools.node import cleanup
+
+        for line in cleanup(work_dir / "node"):
+            print(f"node: {line}", file=sys.stderr)
     pid_file = work_dir / "pids.json"
     if not pid_file.exists():
         print(f"no {pid_file}: nothing to stop", file=sys.stderr)
@@ -740,6 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--detach", action="store_true", help="leave it running, write DIR/pids.json and exit")
     up.add_argument("--bin-dir", help="directory holding the binaries (default: see find_binaries)")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    up.add_argument("--node", action="store_true",
+                    help="also run one real node (devtools.node: containerd, kubelet, scheduler, kube-proxy) "
+                    "with the locally built images; the control plane then serves on the node's bridge IP")
     down = sub.add_parser("down", help="stop a detached control plane")
     down.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -751,10 +759,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dir and (args.dir / "pids.json").exists():
         parser.error(f"{args.dir / 'pids.json'} exists: run `down --dir {args.dir}` first")
     work_dir = args.dir.resolve() if args.dir else None
+    node_cluster = None
     try:
-        cp = LocalControlPlane(work_dir, find_binaries(args.bin_dir))
         started = time.monotonic()
-        cp.start(timeout=args.timeout)
+        if args.node:
+            from devtools.node import NodeCluster
+
+            node_cluster = NodeCluster(work_dir or Path(tempfile.mkdtemp(prefix="ga-node-cluster-")),
+                                       binaries=find_binaries(args.bin_dir))
+            node_cluster.start(timeout=args.timeout)
+            assert node_cluster.control_plane is not None
+            cp = node_cluster.control_plane
+        else:
+            cp = LocalControlPlane(work_dir, find_binaries(args.bin_dir))
+            cp.start(timeout=args.timeout)
     except ControlPlaneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -786,7 +804,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             time.sleep(0.5)
     finally:
-        cp.stop()
+        if node_cluster is not None:
+            node_cluster.stop()
+            if work_dir is None:
+                shutil.rmtree(node_cluster.work_dir, ignore_errors=True)
+        else:
+            cp.stop()
     return 0
 
 

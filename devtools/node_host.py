@@ -155,13 +155,15 @@ def cleanup(work_dir: Path, *, grace: float = 10.0) -> list[str]:
             if proc.name.isdigit() and _pid_runs(int(proc.name), f"-address {sock}"):
                 stop_pid(int(proc.name), grace=2)
                 done.append(f"stopped shim {proc.name}")
+    killed: set[str] = set()
     for top in _cgroup_dirs(state):  # processes a killed run left in the node's cgroups (containers)
         for d in [top, *(p for p in top.rglob("*") if p.is_dir())]:
             with contextlib.suppress(OSError):
-                for pid in (d / "cgroup.procs").read_text().split():
+                for pid in set((d / "cgroup.procs").read_text().split()) - killed:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(int(pid), 9)
-                        done.append(f"killed pid {pid} left in {d}")
+                        killed.add(pid)
+                        done.append(f"killed pid {pid} left in {d.relative_to(top)}")
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     root = str(work_dir.resolve())
     for target in reversed(mounts):
