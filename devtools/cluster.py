@@ -780,6 +780,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# control plane ready in {time.monotonic() - started:.1f}s at {cp.server}; logs in {cp.logs_dir}",
         file=sys.stderr,
     )
+    if node_cluster is not None:
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in node_cluster.timings.items())
+        print(f"# node {node_cluster.node.name if node_cluster.node else ''} Ready ({phases})", file=sys.stderr)
     print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
     if args.detach:
         print(

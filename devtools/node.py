@@ -159,6 +159,8 @@ class LocalNode:
         self.images = images or {}
         self.state = State(self.dir / "state.json") if self.dir.exists() else None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        #: Seconds per start phase (containerd, image import, kubelet to node Ready, ...), filled by start().
+        self.timings: dict[str, float] = {}
         suffix = hashlib.sha256(str(self.dir).encode()).hexdigest()[:8]
         self.cgroup_root = f"{memory_cgroup().rstrip('/')}/ga-node-{suffix}"
 
@@ -217,18 +219,24 @@ class LocalNode:
         try:
             self._write_credentials(cp)
             self._make_cgroups()
-            self._start_containerd(deadline)
+            self._timed("containerd", lambda: self._start_containerd(deadline))
             if self.images:
                 from devtools.images import import_images
 
-                import_images(self.images, self.containerd_socket, log=self._log("ctr-import"))
-            self._start_kubelet(cp, deadline)
-            self._start_scheduler(cp, deadline)
+                self._timed("image import", lambda: import_images(self.images, self.containerd_socket,
+                                                                  log=self._log("ctr-import")))
+            self._timed("kubelet to node Ready", lambda: self._start_kubelet(cp, deadline))
+            self._timed("kube-scheduler", lambda: self._start_scheduler(cp, deadline))
             if self.with_proxy:
-                self._start_proxy(deadline)
+                self._timed("kube-proxy", lambda: self._start_proxy(deadline))
         except BaseException:
             self.stop(cp)
             raise
+
+    def _timed(self, what: str, step: Any) -> None:
+        started = time.monotonic()
+        step()
+        self.timings[what] = round(time.monotonic() - started, 1)
 
     def _write_credentials(self, cp: LocalControlPlane) -> None:
         ca = _load_pair(cp.pki_dir / "ca")
@@ -454,6 +462,8 @@ class NodeCluster:
         self._kcm = controller_manager
         self.node: LocalNode | None = None
         self.control_plane: LocalControlPlane | None = None
+        #: Seconds per start phase (images, control plane, then :attr:`LocalNode.timings`).
+        self.timings: dict[str, float] = {}
 
     def __enter__(self) -> NodeCluster:
         self.start()
@@ -467,10 +477,12 @@ class NodeCluster:
         ok, reason = node_available()
         if not ok:
             raise NodeError(f"no node on this machine: {reason}")
+        started = time.monotonic()
         if self._images is None:
             from devtools.images import build_images
 
             self._images = build_images()
+        self.timings = {"images (build or cache)": round(time.monotonic() - started, 1)}
         self.work_dir.mkdir(parents=True, exist_ok=True)
         cleanup(self.work_dir / "node")
         self.node = LocalNode(self.work_dir / "node", kube_proxy=self._kube_proxy, images=self._images)
@@ -479,11 +491,14 @@ class NodeCluster:
             self.control_plane = LocalControlPlane(self.work_dir, self._binaries or find_binaries(),
                                                    controller_manager=self._kcm, extra_apiserver_args=extra,
                                                    host=self.node.node_ip)
+            started = time.monotonic()
             self.control_plane.start()
+            self.timings["control plane"] = round(time.monotonic() - started, 1)
             # Recorded as the node's too: `python -m devtools.node down` stops them after a killed run.
             assert self.node.state is not None
             self.node.state.set("control_plane_pids", self.control_plane.pids)
             self.node.start(self.control_plane, timeout=timeout)
+            self.timings.update(self.node.timings)
         except BaseException:
             self.stop()
             raise
