@@ -103,3 +103,39 @@ def test_values_schema_rejects_bad_values():
 def test_chart_crds_match_generated():
     names = sorted(p.name for p in (CHART / "crds").glob("*.gameanalytics.io.yaml"))
     assert names == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+
+
+def test_chart_works_as_a_dependency_and_with_name_overrides():
+    docs = template("global.imageRegistry=registry.example", "fullnameOverride=ga-op", "nameOverride=analytics")
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["metadata"]["name"] == "ga-op"
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/name"] == "analytics"
+    assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "analytics"
+
+
+def test_service_monitor_renders_without_the_api_for_gitops():
+    """`helm template` in a pipeline has no cluster: the ServiceMonitor must not silently disappear."""
+    assert [d for d in template() if d["kind"] == "ServiceMonitor"]
+    assert not [d for d in template("metrics.serviceMonitor.enabled=false") if d["kind"] == "ServiceMonitor"]
+
+
+def test_pdb_only_with_more_than_one_replica():
+    assert not [d for d in template() if d["kind"] == "PodDisruptionBudget"]
+    (pdb,) = [d for d in template("replicaCount=3") if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_security_contexts_and_scheduling_come_from_values():
+    docs = template("priorityClassName=critical", "nodeSelector.pool=ops", "securityContext.runAsUser=20000")
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "critical" and pod["nodeSelector"] == {"pool": "ops"}
+    assert pod["containers"][0]["securityContext"]["runAsUser"] == 20000
+    (default,) = [d for d in template() if d["kind"] == "Deployment"]
+    assert violations(pod_template(default)) == []
+
+
+def test_notes_say_how_to_upgrade_the_crds():
+    """NOTES.txt is rendered by `helm lint` (test_lint) and by `helm install`; offline, check what it tells."""
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "kubectl apply --server-side -f" in notes and "never upgrades" in notes
