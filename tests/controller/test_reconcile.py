@@ -191,6 +191,12 @@ def test_condition_transition_time_is_kept_while_status_holds():
     ({"replicas": 1}, {"replicas": 1.0}, False),
     ({"suspend": False}, {"suspend": 0}, True),
     ({"a": None}, {}, False),
+    ({"resources": {"requests": {"cpu": "0.5", "memory": "1G"}}},
+     {"resources": {"requests": {"cpu": "500m", "memory": "1G"}}}, False),
+    ({"resources": {"limits": {"memory": "1024Mi"}}}, {"resources": {"limits": {"memory": "1Gi"}}}, False),
+    ({"resources": {"limits": {"memory": "1Gi"}}}, {"resources": {"limits": {"memory": "2Gi"}}}, True),
+    ({"emptyDir": {"sizeLimit": "1000M"}}, {"emptyDir": {"sizeLimit": "1G"}}, False),
+    ({"labels": {"tier": "0.5"}}, {"labels": {"tier": "500m"}}, True),  # only quantity fields are normalised
 ])
 def test_drifted(desired, live, expected):
     assert drifted(desired, live) is expected

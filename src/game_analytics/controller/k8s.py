@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils.quantity import parse_quantity
 
 from ..api import GROUP, KINDS, VERSION
 from .common.render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
@@ -52,17 +53,36 @@ def path(api_version: str, kind: str, namespace: str, name: str | None = None) -
     return f"{out}/{name}" if name else out
 
 
-def drifted(desired: Any, live: Any) -> bool:
+#: Keys whose value (or, for maps such as ``requests``, every value) is a resource.Quantity, which the API server
+#: stores in canonical form: ``"0.5"`` comes back as ``"500m"``, ``"1024Mi"`` as ``"1Gi"``.
+QUANTITY_KEYS = frozenset({"requests", "limits", "hard", "storage", "sizeLimit", "capacity"})
+
+
+def _same_quantity(desired: Any, live: Any) -> bool | None:
+    """Whether two quantities are equal as numbers; None when either is not a quantity."""
+    try:
+        return parse_quantity(desired) == parse_quantity(live)
+    except (ValueError, TypeError):
+        return None
+
+
+def drifted(desired: Any, live: Any, *, quantity: bool = False) -> bool:
     """True when ``live`` does not contain ``desired``: every key and list item the operator sets must match.
 
     Fields the API server or other controllers add (defaults, status, annotations of others) are ignored, so that
-    a freshly applied object compares equal to its desired form and a resync writes nothing.
+    a freshly applied object compares equal to its desired form and a resync writes nothing. Values under
+    :data:`QUANTITY_KEYS` are compared as quantities, the way the API server normalises them.
     """
     if isinstance(desired, dict):
-        return not isinstance(live, dict) or any(drifted(v, live.get(k)) for k, v in desired.items())
+        return not isinstance(live, dict) or any(
+            drifted(v, live.get(k), quantity=quantity or k in QUANTITY_KEYS) for k, v in desired.items())
     if isinstance(desired, list):
         return (not isinstance(live, list) or len(desired) != len(live)
                 or any(drifted(d, v) for d, v in zip(desired, live, strict=True)))
+    if quantity and desired is not None and live is not None and not isinstance(desired, bool):
+        same = _same_quantity(desired, live)
+        if same is not None:
+            return not same
     if isinstance(desired, bool) or isinstance(live, bool):
         return desired is not live
     if isinstance(desired, (int, float)) and isinstance(live, (int, float)):
