@@ -24,6 +24,7 @@ from game_analytics.api.alertrule import (
     Evaluator,
 )
 from game_analytics.api.common import parse_duration
+from game_analytics.audit import AuditLog
 from game_analytics.data.datasets import load_cdnow_master
 from game_analytics.data.events import purchase_events
 from game_analytics.monitoring import names, promql
@@ -221,6 +222,22 @@ def test_absurd_purchase_pattern_gets_the_top_anomaly_score(store: Engine, tmp_p
     assert top["evidence"]["features"]["events"] == 60
 
 
+def test_contamination_reaches_the_forest_and_a_change_refits(store: Engine, tmp_path: Path) -> None:
+    from game_analytics.analytics.anomaly import ActivityAnomalyDetector
+
+    models = tmp_path / "models"
+    for share in (0.05, 0.2):
+        write_rule(tmp_path, "odd", "anomalyScore", {"activityType": "purchase", "threshold": 0.75,
+                                                     "contamination": share}, category="anomaly", severity="info")
+        DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest", model_dir=models).run_once()
+        detector = ActivityAnomalyDetector.from_bytes((models / "games_odd.purchase.joblib").read_bytes())
+        assert detector.contamination == share and detector.models["purchase"].contamination == share
+        # independent check: the share of scored players above the forest's cutoff is the contamination
+        scores = pd.read_csv(models / "games_odd.purchase.scores.csv", index_col=0)["score"]
+        cutoff = detector.cutoffs()["purchase"]
+        assert (scores > cutoff).mean() == pytest.approx(share, abs=0.01)
+
+
 def test_metrics_are_bounded_and_suspended_rules_do_nothing(store: Engine, tmp_path: Path) -> None:
     insert(store, [purchase("jump", "cdnow-04242", END - timedelta(days=1), 50_000.0)])
     params = {"thresholdRatio": 20, "window": "30d", "minWealth": 500}
@@ -330,3 +347,50 @@ DETECTOR_PARAMS: dict[str, dict[str, Any]] = {
     "lowEngagement": {"minActivePlayers": 100}, "ingestLag": {"maxLagSeconds": 120}, "anomalyScore": {},
     "promql": {"expr": "up == 0"},
 }  # fmt: skip
+
+
+def test_auto_resolve_after_the_condition_stays_clear(store: Engine, tmp_path: Path) -> None:
+    player = "cdnow-04242"
+    insert(store, [purchase("jump", player, END - timedelta(days=1), 50_000.0, 3)])
+    rule = write_rule(tmp_path, "wealth-jump", "suddenWealthChange",
+                      {"thresholdRatio": 20, "window": "30d", "minWealth": 500})  # fmt: skip
+    document = json.loads((tmp_path / "wealth-jump" / "rule.json").read_text())
+    (tmp_path / "wealth-jump" / "rule.json").write_text(json.dumps({**document, "autoResolveAfter": "1d"}))
+    worker = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of=END, model_dir=tmp_path / "m")
+    assert worker.run_once().inserted[rule] == 1
+
+    def case() -> Any:
+        with store.connect() as conn:
+            return conn.execute(text("SELECT id, status::text, resolution, resolved_by, clear_since, version "
+                                     "FROM interventions")).one()  # fmt: skip
+
+    worker.as_of = END + timedelta(days=12)  # still inside the 30 d window: flagged, nothing tracked
+    assert worker.run_once().flagged[rule] == 1 and case().clear_since is None
+    worker.as_of = clear = END + timedelta(days=40)  # the jump left the window: clear since now
+    assert worker.run_once().flagged[rule] == 0
+    assert (case().status, case().clear_since) == ("open", clear)
+    worker.as_of = END + timedelta(days=40, hours=23)  # clear for 23 h < 1 d: still open, clear_since kept
+    worker.run_once()
+    assert (case().status, case().clear_since) == ("open", clear)
+    worker.as_of = END + timedelta(days=41, minutes=1)
+    worker.run_once()
+    resolved = case()
+    assert (resolved.status, resolved.resolution, resolved.resolved_by) == ("resolved", "auto-cleared",
+                                                                            "detection-worker")  # fmt: skip
+    with store.connect() as conn:
+        entry = conn.execute(text("SELECT actor, action, source, object_ref, before->>'status', after->>'status', "
+                                  "after->>'resolution', justification, context FROM audit_log ORDER BY seq DESC "
+                                  "LIMIT 1")).one()  # fmt: skip
+    assert tuple(entry[:7]) == ("detection-worker", "intervention.resolve", "worker", f"intervention/{resolved.id}",
+                                "open", "resolved", "auto-cleared")  # fmt: skip
+    assert "autoResolveAfter 86400s" in entry.justification
+    assert entry.context["auto_resolve"]["clear_since"] == clear.isoformat()
+    assert AuditLog(store).verify().ok
+
+
+def test_parse_rule_reads_auto_resolve_after() -> None:
+    doc = {"rule": "games/x", "category": "player", "detector": "rapidAssetTransfer", "params": {"count": 3}}
+    assert detection.parse_rule(doc).auto_resolve_after is None
+    assert detection.parse_rule({**doc, "autoResolveAfter": "90m"}).auto_resolve_after == timedelta(minutes=90)
+    with pytest.raises(detection.RuleError, match="autoResolveAfter"):
+        detection.parse_rule({**doc, "autoResolveAfter": "soon"})

@@ -312,6 +312,11 @@ class AlertRuleSpec(Model):
         description="The GameDataSource whose detection worker evaluates this rule.",
     )
     suspend: bool = Field(default=False, description="Stop alerting without deleting the rule.")
+    auto_resolve_after: Duration | None = Field(
+        default=None,
+        description="Resolve a worker-evaluated case as auto-cleared once its subject has not been flagged for "
+                    "this long, e.g. 30m (the requirements' auto_resolve_minutes); unset = never.",
+    )
     monitoring_labels: dict[str, str] = monitoring_labels_field()
 
 

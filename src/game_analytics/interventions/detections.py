@@ -11,6 +11,11 @@ subject of a rule:
 - an open case exists with the same evidence: the same offence is still inside the detector's window; nothing
   is written (otherwise every pass would add an occurrence for one offence).
 
+Auto-resolve (only for a rule with ``autoResolveAfter``, given as ``auto_resolve_after``): an open or
+in-progress case whose subject the pass does not flag gets ``clear_since`` = the pass's ``as_of`` (once; a
+subject flagged again clears it); a case clear since at least ``auto_resolve_after`` before ``as_of`` is
+resolved as ``auto-cleared`` by the worker, audited as ``intervention.resolve`` (``context.auto_resolve``).
+
 The rule's advisory lock serialises concurrent workers on a rule; cases are locked in id order and every audit
 entry is appended after the row changes, the same order as the admin commands, so the two cannot deadlock.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -48,12 +54,13 @@ class NewDetection:
 
 @dataclass
 class Recorded:
-    """Outcome of :func:`record_detections`: ids of the cases ``opened`` and ``linked`` (repeat offences), and
-    how many findings were ``unchanged`` (same offence still in the window)."""
+    """Outcome of :func:`record_detections`: ids of the cases ``opened``, ``linked`` (repeat offences) and
+    ``resolved`` (auto-cleared), and how many findings were ``unchanged`` (same offence still in the window)."""
 
     opened: list[int] = field(default_factory=list)
     linked: list[int] = field(default_factory=list)
     unchanged: int = 0
+    resolved: list[int] = field(default_factory=list)
 
     @property
     def inserted(self) -> int:
@@ -81,11 +88,13 @@ def _insert_detection(conn: Connection, rule: str, category: str, severity: str,
 
 def record_detections(conn: Connection, rule: str, category: str, severity: str, priority: int,
                       found: Sequence[NewDetection], *, actor: str = WORKER_ACTOR,
-                      context: dict[str, Any] | None = None) -> Recorded:  # fmt: skip
+                      context: dict[str, Any] | None = None, as_of: datetime | None = None,
+                      auto_resolve_after: timedelta | None = None) -> Recorded:  # fmt: skip
     """Open cases and link repeat offences for ``found`` (inside the caller's transaction on ``conn``).
 
-    ``priority`` is the new cases' priority (1 = most urgent); ``context`` goes into every audit entry.
-    Returns what was written (see the module docstring).
+    ``priority`` is the new cases' priority (1 = most urgent); ``context`` goes into every audit entry.  With
+    ``auto_resolve_after`` and ``as_of`` (the pass's evaluation time, timezone-aware) cases whose subject is not
+    in ``found`` are tracked and auto-resolved (see the module docstring).  Returns what was written.
     """
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:rule))"), {"rule": rule})
     open_cases = {r.subject: r for r in conn.execute(text("""
@@ -96,6 +105,9 @@ def record_detections(conn: Connection, rule: str, category: str, severity: str,
         WHERE od.rule = :rule AND i.status IN ('open', 'in_progress')
         ORDER BY od.evidence->>'subject', i.id"""), {"rule": rule})}  # fmt: skip
     result, audits = Recorded(), []
+    if auto_resolve_after is not None and as_of is not None:
+        audits += _auto_resolve(conn, rule, open_cases, {f.subject for f in found}, as_of, auto_resolve_after,
+                                actor, result)  # fmt: skip
     repeats = sorted((f for f in found if f.subject in open_cases), key=lambda f: open_cases[f.subject].id)
     for item in repeats:
         case = open_cases[item.subject]
@@ -126,7 +138,43 @@ def record_detections(conn: Connection, rule: str, category: str, severity: str,
         case_context = {"detection_id": detection_id, "rule": rule, "subject": item.subject, "score": item.score}
         audits.append(("intervention.open", row.id, None, _snapshot(row), case_context))
         result.opened.append(row.id)
-    for action, case_id, before, after, case_context in audits:  # audit last: every row lock is already held
+    for action, case_id, before, after, case_context, *why in audits:  # audit last: every row lock is held
         append_entry(conn, actor, action, target(case_id), before, after, source="worker",
-                     context={**(context or {}), **case_context})  # fmt: skip
+                     context={**(context or {}), **case_context}, justification=why[0] if why else None)  # fmt: skip
     return result
+
+
+def _auto_resolve(conn: Connection, rule: str, open_cases: dict[str, Any], flagged: set[str], as_of: datetime,
+                  after: timedelta, actor: str, result: Recorded) -> list[tuple[Any, ...]]:  # fmt: skip
+    """Track ``clear_since`` of the rule's open cases and resolve those clear for ``after``; returns their audit
+    tuples ``(action, case id, before, after, context, justification)`` (appended later by the caller)."""
+    still = [c.id for s, c in open_cases.items() if s in flagged]
+    clear = [c.id for s, c in open_cases.items() if s not in flagged]
+    if still:
+        conn.execute(text("UPDATE interventions SET clear_since = NULL WHERE id = ANY(:ids) AND clear_since IS NOT "
+                          "NULL"), {"ids": still})  # fmt: skip
+    if not clear:
+        return []
+    conn.execute(text("UPDATE interventions SET clear_since = :as_of WHERE id = ANY(:ids) AND clear_since IS NULL"),
+                 {"ids": clear, "as_of": as_of})  # fmt: skip
+    due = conn.execute(text(f"""
+        SELECT {_CASE_COLUMNS}, i.clear_since FROM interventions i
+        WHERE i.id = ANY(:ids) AND i.status IN ('open', 'in_progress') AND i.clear_since <= :cutoff
+        ORDER BY i.id FOR UPDATE"""), {"ids": clear, "cutoff": as_of - after}).all()  # fmt: skip
+    audits = []
+    subjects = {c.id: s for s, c in open_cases.items()}
+    for row in due:
+        before = _snapshot(row)
+        before.pop("clear_since", None)
+        changed = _snapshot(conn.execute(text(f"""
+            UPDATE interventions i SET status = 'resolved', resolution = 'auto-cleared', resolved_at = now(),
+                   resolved_by = :actor, version = version + 1, updated_at = now()
+            WHERE i.id = :id RETURNING {_CASE_COLUMNS}"""), {"id": row.id, "actor": actor}).one())  # fmt: skip
+        since = row.clear_since.isoformat()
+        why = f"condition clear since {since} (autoResolveAfter {int(after.total_seconds())}s)"
+        case_context = {"rule": rule, "subject": subjects[row.id],
+                        "auto_resolve": {"clear_since": since, "after_seconds": after.total_seconds()}}  # fmt: skip
+        audits.append(("intervention.resolve", row.id, before, changed, case_context, why))
+        result.resolved.append(row.id)
+        del open_cases[subjects[row.id]]  # a subject flagged again later opens a new case
+    return audits

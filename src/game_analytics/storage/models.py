@@ -264,6 +264,8 @@ class Intervention(Base):
     occurrences: Mapped[int] = mapped_column(Integer, server_default="1")
     first_seen_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     last_seen_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    #: When the detection worker first found the subject no longer flagged (auto-resolve; NULL while flagged).
+    clear_since: Mapped[datetime | None] = mapped_column(TZ)
 
     __table_args__ = (
         Index(None, "status", "priority"),

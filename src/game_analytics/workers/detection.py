@@ -4,7 +4,8 @@ Rules come from the detector ConfigMaps the operator renders (label selector ``s
 ``settings.namespace``, key ``rule.json``; read through the Kubernetes API) or, for tests and the demo, from a
 directory of ``*.json`` files (``--rules-dir``, searched recursively, e.g. ``<dir>/<rule>/rule.json``).  A rule
 document is ``{"rule": "<ns>/<name>", "category", "severity", "detector": "<camelCase kind>", "params": {...},
-"suspended": bool}``; ``params`` are validated with the AlertRule API models.
+"suspended": bool, "autoResolveAfter": "30m"}`` (the last optional); ``params`` are validated with the
+AlertRule API models.
 
 Every ``interval`` seconds each active rule is evaluated at the evaluation time ``as_of`` by its detector
 (:mod:`game_analytics.workers.detectors`, one per worker-evaluated type of the detector table
@@ -13,7 +14,8 @@ Every ``interval`` seconds each active rule is evaluated at the evaluation time 
 Each flagged subject becomes a row of ``detections`` (``evidence`` jsonb holds the figures, the subject, window
 and ``as_of``) and an ``open`` intervention (priority 1 critical, 2 warning, 3 info); when the subject already
 has an open or in-progress case of the rule, a detection with new evidence is linked to that case as a repeat
-offence and an unchanged one (the same offence still in the window) adds nothing.  Every case opened or linked
+offence and an unchanged one (the same offence still in the window) adds nothing.  A rule with
+``autoResolveAfter`` resolves a case as ``auto-cleared`` once its subject has not been flagged for that long.  Every case opened or linked
 is audited (:mod:`game_analytics.interventions.detections`; one transaction per rule under an advisory lock,
 so concurrent workers agree).
 
@@ -35,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine
 
 from game_analytics.api.alertrule import DETECTOR_TYPES, Detector
+from game_analytics.api.common import parse_duration
 from game_analytics.interventions.detections import NewDetection, record_detections
 from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings
@@ -83,7 +86,8 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class RuleConfig:
-    """One detector rule: identity and labels, the detector kind and its validated parameters."""
+    """One detector rule: identity and labels, the detector kind and its validated parameters;
+    ``auto_resolve_after`` (None = never) from ``autoResolveAfter``."""
 
     rule: str
     category: str
@@ -92,6 +96,7 @@ class RuleConfig:
     params: Any
     suspended: bool = False
     source: str = ""
+    auto_resolve_after: timedelta | None = None
 
 
 def parse_rule(document: dict[str, Any], source: str = "rule.json") -> RuleConfig:
@@ -115,7 +120,13 @@ def parse_rule(document: dict[str, Any], source: str = "rule.json") -> RuleConfi
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "params"
         raise RuleError(f"{source}: params.{where}: {first['msg']}") from None
-    return RuleConfig(rule, category, severity, detector, params, bool(document.get("suspended", False)), source)
+    try:
+        raw = document.get("autoResolveAfter")
+        after = parse_duration(str(raw), allow_zero=True) if raw else None
+    except ValueError as exc:
+        raise RuleError(f"{source}: autoResolveAfter: {exc}") from None
+    return RuleConfig(rule, category, severity, detector, params, bool(document.get("suspended", False)), source,
+                      after)  # fmt: skip
 
 
 def load_rules_dir(path: str | Path) -> tuple[list[RuleConfig], list[str]]:
@@ -174,14 +185,16 @@ def load_rules_kubernetes(namespace: str, selector: str, api: Any = None) -> tup
 def record_findings(conn: Connection, rule: RuleConfig, findings: Sequence[Finding], as_of: datetime) -> int:
     """Write the detections of ``findings`` (inside the caller's transaction): a new open case per subject, or a
     repeat offence linked to the subject's open case (see :func:`~game_analytics.interventions.detections.
-    record_detections`, which also audits them).  Returns how many detections were inserted.
+    record_detections`, which also audits them); with ``rule.auto_resolve_after`` cases whose subject is no
+    longer flagged are auto-resolved.  Returns how many detections were inserted.
     """
     window = getattr(rule.params, "window", None)
     found = [NewDetection(f.subject, f.player_id, f.score, {
         **f.evidence, "subject": f.subject, "detector": rule.detector, "as_of": as_of.isoformat(), "window": window,
     }) for f in findings]  # fmt: skip
     return record_detections(conn, rule.rule, rule.category, rule.severity, PRIORITY[rule.severity], found,
-                             context={"as_of": as_of.isoformat(), "detector": rule.detector}).inserted  # fmt: skip
+                             context={"as_of": as_of.isoformat(), "detector": rule.detector}, as_of=as_of,
+                             auto_resolve_after=rule.auto_resolve_after).inserted  # fmt: skip
 
 
 # --- the worker -----------------------------------------------------------------------------------------------

@@ -120,7 +120,8 @@ def alertmanager_config(owner: Owner, spec: AlertRuleSpec,
 
 
 def detector_config(owner: Owner, spec: AlertRuleSpec) -> Manifest:
-    """The ConfigMap the detection worker reads: which detector to run, its parameters, and the rule's labels."""
+    """The ConfigMap the detection worker reads: which detector to run, its parameters, the rule's labels, and
+    ``autoResolveAfter`` when the spec sets it."""
     document = {
         "rule": promql.rule_id(owner.namespace, owner.name),
         "category": spec.category.value,
@@ -128,6 +129,7 @@ def detector_config(owner: Owner, spec: AlertRuleSpec) -> Manifest:
         "detector": spec.detector.kind(),
         "params": spec.detector.params().to_api(),
         "suspended": spec.suspend,
+        **({"autoResolveAfter": spec.auto_resolve_after} if spec.auto_resolve_after else {}),
     }
     return config_map(owner, detector_config_name(owner.name), "detector-config",
                       {DETECTOR_CONFIG_KEY: json.dumps(document, sort_keys=True, indent=2)},
