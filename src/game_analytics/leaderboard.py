@@ -251,18 +251,21 @@ class Leaderboard:
 
     # writing -----------------------------------------------------------------------------------------------
 
-    def publish(self, entries: Sequence[Entry], season: int) -> None:
+    def publish(self, entries: Sequence[Entry], season: int, *, limit: int | None = None) -> None:
         """Replace the board with ``entries`` (rank order not required) for ``season``, atomically.
 
+        ``limit`` (the RankingJob's ``leaderboard.size``) keeps only ranks ``1..limit`` in the sorted set and the
+        info hash; the meta hash still counts every rated player and league member. ``None`` keeps all.
         Only what PostgreSQL stores is kept (rank, rating, percentile, league), so a rebuild is exact.
         Raises ``redis.RedisError``; on failure the previous board stays in place (temporary keys may remain and
         expire after an hour).
         """
         token = uuid.uuid4().hex
         tmp_rank, tmp_info = f"{self.rank_key}:tmp:{token}", f"{self.info_key}:tmp:{token}"
+        kept = list(entries) if limit is None else [e for e in entries if e.rank <= limit]
         pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(entries), _CHUNK):
-            chunk = entries[start : start + _CHUNK]
+        for start in range(0, len(kept), _CHUNK):
+            chunk = kept[start : start + _CHUNK]
             pipe.zadd(tmp_rank, {e.player_id: e.rank for e in chunk})
             pipe.hset(tmp_info, mapping={e.player_id: _encode(e) for e in chunk})
             pipe.expire(tmp_rank, 3600)
@@ -270,7 +273,7 @@ class Leaderboard:
             pipe.execute()
         leagues = Counter(e.league for e in entries if e.league is not None)
         tx = self.client.pipeline(transaction=True)
-        if entries:
+        if kept:
             tx.rename(tmp_rank, self.rank_key)
             tx.rename(tmp_info, self.info_key)
             tx.persist(self.rank_key)

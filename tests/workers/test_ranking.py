@@ -93,6 +93,21 @@ def test_bundesliga_end_to_end(db_dsn: str, clean_redis_url: str, tmp_path: Path
     assert after["season"] == 2 and after["top"][0]["rating"] == pytest.approx(new[0].rating)
 
 
+def test_leaderboard_size_bounds_what_redis_holds(db_dsn: str, clean_redis_url: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert load.main(["--dataset", "bundesliga", "--dsn", db_dsn, "--quiet"]) == 0
+    capsys.readouterr()
+    config = _config(tmp_path, leaderboard={"size": 10})
+    summary = _run(capsys, "--config", str(config), "--dsn", db_dsn, "--redis-url", clean_redis_url)
+    assert summary["players"] == 52
+    board = Leaderboard(redis.Redis.from_url(clean_redis_url), BOARD)
+    with psycopg.connect(libpq_dsn(db_dsn)) as conn:
+        _, pg_entries = read_entries(conn, BOARD)
+    assert len(pg_entries) == 52  # PostgreSQL keeps every player; Redis the top leaderboard.size
+    assert board.size() == 10 and board.top(52) == pg_entries[:10]
+    assert board.meta()["players"] == 52 and board.rank(pg_entries[20].player_id) is None
+
+
 @pytest.mark.parametrize("algorithm", ["elo", "openskill"])
 def test_other_algorithms_run_and_rank_bayern_high(algorithm: str, db_dsn: str, clean_redis_url: str,
                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip

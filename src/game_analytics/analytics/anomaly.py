@@ -28,6 +28,9 @@ class ActivityAnomalyDetector:
         features: names of the numeric feature columns used for every activity type.
         activity_col: column holding the activity type.
         n_estimators, max_samples, random_state: passed to :class:`sklearn.ensemble.IsolationForest`.
+        contamination: expected share of anomalies (0, 0.5], passed to the forest: it sets the forest's
+            decision offset, so :meth:`cutoffs` gives per activity the score above which that share of the
+            training players lies.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class ActivityAnomalyDetector:
         n_estimators: int = 200,
         max_samples: int | str = "auto",
         random_state: int = 0,
+        contamination: float | str = "auto",
     ) -> None:
         if not features:
             raise ValueError("need at least one feature column")
@@ -46,6 +50,7 @@ class ActivityAnomalyDetector:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
+        self.contamination = contamination
         self.models: dict[str, IsolationForest] = {}
 
     def fit(self, frame: pd.DataFrame) -> ActivityAnomalyDetector:
@@ -60,10 +65,16 @@ class ActivityAnomalyDetector:
         self.models = {}
         for activity, rows in frame.groupby(self.activity_col, sort=True):
             forest = IsolationForest(
-                n_estimators=self.n_estimators, max_samples=self.max_samples, random_state=self.random_state
+                n_estimators=self.n_estimators, max_samples=self.max_samples, random_state=self.random_state,
+                contamination=self.contamination,
             )
             self.models[str(activity)] = forest.fit(rows[self.features].to_numpy(dtype=np.float64))
         return self
+
+    def cutoffs(self) -> dict[str, float]:
+        """Per activity type, the score (paper's ``s``) above which the forest calls a point an outlier:
+        ``-offset_``, the ``1 - contamination`` quantile of the training scores (0.5 with ``"auto"``)."""
+        return {activity: float(-forest.offset_) for activity, forest in self.models.items()}
 
     def score(self, frame: pd.DataFrame) -> NDArray[np.float64]:
         """Anomaly score in [0, 1] per row of ``frame`` (higher = more anomalous), shape (n,).

@@ -262,9 +262,11 @@ def anomaly_score(ctx: Context, p: Any) -> list[Finding]:
             detector = ActivityAnomalyDetector.from_bytes(model_file.read_bytes())
         except (TypeError, ValueError, EOFError):
             log.warning("discarding unreadable anomaly model %s", model_file)
-    if detector is None or list(detector.features) != list(ANOMALY_FEATURES):
+    contamination = float(p.contamination)
+    if (detector is None or list(detector.features) != list(ANOMALY_FEATURES)
+            or getattr(detector, "contamination", None) != contamination):  # fmt: skip
         # log1p: amounts are heavy-tailed; the forest isolates on ranges, so compressing them keeps scale sane
-        detector = ActivityAnomalyDetector(ANOMALY_FEATURES, random_state=0)
+        detector = ActivityAnomalyDetector(ANOMALY_FEATURES, random_state=0, contamination=contamination)
         detector.fit(_transform(features))
         ctx.model_dir.mkdir(parents=True, exist_ok=True)
         tmp = model_file.with_suffix(".tmp")
@@ -274,8 +276,10 @@ def anomaly_score(ctx: Context, p: Any) -> list[Finding]:
     scored = features.assign(score=scores).sort_values("score", ascending=False)
     scored[["score", *ANOMALY_FEATURES]].to_csv(base.with_name(base.name + ".scores.csv"))
     flagged = scored[scored["score"] > p.threshold]
+    cutoff = detector.cutoffs().get(p.activity_type, float("nan"))
     return [Finding(str(player), str(player), float(row.score), {
         "activity_type": p.activity_type, "score": float(row.score), "threshold": float(p.threshold),
+        "contamination": contamination, "contamination_cutoff": cutoff, "outlier": bool(row.score > cutoff),
         "features": {f: float(getattr(row, f)) for f in ANOMALY_FEATURES},
     }) for player, row in zip(flagged.index, flagged.itertuples(index=False), strict=True)]  # fmt: skip
 

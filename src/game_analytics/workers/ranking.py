@@ -150,7 +150,7 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
             write_history(conn, job.board, spec.algorithm.value, result.history)
             write_entries(conn, job.board, current, entries, computed_at=reset_at if season_reset else None)
         if redis_client is not None:
-            Leaderboard(redis_client, job.board).publish(entries, current)
+            Leaderboard(redis_client, job.board).publish(entries, current, limit=spec.leaderboard.size)
     size = spec.leaderboard.size
     return RunSummary(
         board=job.board, algorithm=spec.algorithm.value, season=current, matches=len(matches),
