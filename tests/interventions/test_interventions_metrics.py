@@ -40,3 +40,35 @@ def test_queue_and_chain_gauges(db_dsn: str) -> None:
         assert samples[(names.AUDIT_CHAIN_HEAD, ())] == int(digest[:13], 16)
     finally:
         engine.dispose()
+
+
+def test_unacknowledged_age_and_time_to_ack_and_resolve_histograms(db_dsn: str) -> None:
+    engine = create_engine(db_dsn, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            for subject in ("a", "b", "c"):
+                record_detections(conn, "games/r", "player", "critical", 1,
+                                  [NewDetection(subject, subject, 1.0, {"subject": subject})])  # fmt: skip
+            conn.execute(text("UPDATE interventions SET created_at = now() - interval '20 minutes'"))
+        with Session(engine) as session:
+            assert service.acknowledge(session, 1, service.Actor("alice")).ok  # acked after ~1200 s
+        with Session(engine) as session:
+            assert service.resolve(session, [1], "actioned", "done", service.Actor("alice"))[0].ok
+        with Session(engine) as session:
+            assert service.resolve(session, [2], "false-positive", "noise", service.Actor("bob"))[0].ok
+        registry = CollectorRegistry()
+        registry.register(QueueCollector(engine, ttl=0))
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(generate_latest(registry).decode())
+                   for s in f.samples}  # fmt: skip
+        p1 = (("category", "player"), ("priority", "1"))
+        assert 1200 <= samples[(names.CASE_OLDEST_UNACKED_AGE, (("priority", "1"),))] < 1300  # case 3
+        assert samples[(names.CASE_OLDEST_UNACKED_AGE, (("priority", "2"),))] == 0
+        assert samples[(names.TIME_TO_ACK + "_count", p1)] == 1
+        assert samples[(names.TIME_TO_ACK + "_bucket", (*p1[:1], ("le", "900.0"), p1[1]))] == 0
+        assert samples[(names.TIME_TO_ACK + "_bucket", (*p1[:1], ("le", "1800.0"), p1[1]))] == 1
+        assert samples[(names.TIME_TO_RESOLVE + "_count", p1)] == 2
+        assert 2400 <= samples[(names.TIME_TO_RESOLVE + "_sum", p1)] < 2600
+        assert samples[(names.TIME_TO_RESOLVE + "_bucket", (*p1[:1], ("le", "+Inf"), p1[1]))] == 2
+    finally:
+        engine.dispose()

@@ -2,6 +2,12 @@
 
 - ``CASES_OPEN{priority, category}``: open and in-progress cases (priorities 1-3 x the AlertRule categories);
 - ``CASE_OLDEST_OPEN_AGE{priority}``: age in seconds of the oldest open or in-progress case (0 when none);
+- ``CASE_OLDEST_UNACKED_AGE{priority}``: age of the oldest case still ``open`` and never acknowledged (0 when
+  none): the stack alert ``GameAnalyticsCriticalCaseUnacknowledged`` watches priority 1;
+- ``TIME_TO_ACK{priority, category}`` and ``TIME_TO_RESOLVE{priority, category}``: histograms in seconds
+  (buckets ``names.CASE_LATENCY_BUCKETS``) from a case's creation to its acknowledgement / resolution, over every
+  acknowledged / resolved case in the table (a reopened case leaves them until it is acknowledged or resolved
+  again, which Prometheus sees as a counter reset);
 - ``AUDIT_CHAIN_LENGTH`` and ``AUDIT_CHAIN_HEAD``: the newest audit entry's seq and the first 13 hex digits of its
   hash as an integer (exact in a float), so that an outside system (Prometheus' own storage) keeps an anchor to
   compare with ``game-analytics audit head`` / ``audit verify --expect-head``.
@@ -16,9 +22,9 @@ import threading
 import time
 from collections.abc import Iterable
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from game_analytics.monitoring import names
 
@@ -27,6 +33,23 @@ __all__ = ["QueueCollector"]
 log = logging.getLogger(__name__)
 
 PRIORITIES = ("1", "2", "3")
+
+_BOUNDS = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in names.CASE_LATENCY_BUCKETS)
+#: (priority, category, cumulative counts per bound, count, sum of seconds) of the acknowledged / resolved cases
+LATENCY_SQL = """
+    SELECT priority, category, ARRAY[{bounds}], count(*), coalesce(sum(d), 0)
+    FROM (SELECT priority, category, greatest(extract(epoch FROM {end} - created_at), 0) AS d
+          FROM interventions WHERE {end} IS NOT NULL) AS cases
+    GROUP BY 1, 2 ORDER BY 1, 2"""
+
+
+def _histogram(conn: Connection, name: str, doc: str, end: str) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=["priority", "category"])
+    for priority, category, cumulative, count, total in conn.execute(text(LATENCY_SQL.format(bounds=_BOUNDS,
+                                                                                             end=end))):
+        buckets = [(repr(float(b)), float(c)) for b, c in zip(names.CASE_LATENCY_BUCKETS, cumulative, strict=True)]
+        family.add_metric([str(priority), category], buckets + [("+Inf", float(count))], sum_value=float(total))
+    return family
 
 
 class QueueCollector(Collector):
@@ -65,7 +88,9 @@ class QueueCollector(Collector):
                                    labels=["priority"])  # fmt: skip
         length = GaugeMetricFamily(names.AUDIT_CHAIN_LENGTH, "Seq of the newest audit log entry.")
         head = GaugeMetricFamily(names.AUDIT_CHAIN_HEAD, "First 13 hex digits of the newest audit entry's hash.")
-        ages = dict.fromkeys(PRIORITIES, 0.0)
+        unacked = GaugeMetricFamily(names.CASE_OLDEST_UNACKED_AGE, "Age of the oldest open case never "
+                                    "acknowledged.", labels=["priority"])  # fmt: skip
+        ages, unacked_ages = dict.fromkeys(PRIORITIES, 0.0), dict.fromkeys(PRIORITIES, 0.0)
         with self.engine.connect() as conn:
             for priority, category, count, age in conn.execute(text("""
                     SELECT priority, category, count(*), extract(epoch FROM now() - min(created_at))
@@ -73,9 +98,19 @@ class QueueCollector(Collector):
                     GROUP BY 1, 2 ORDER BY 1, 2""")):  # fmt: skip
                 cases.add_metric([str(priority), category], count)
                 ages[str(priority)] = max(ages.get(str(priority), 0.0), float(age))
+            for priority, age in conn.execute(text("""
+                    SELECT priority, extract(epoch FROM now() - min(created_at)) FROM interventions
+                    WHERE status = 'open' AND acknowledged_at IS NULL GROUP BY 1""")):  # fmt: skip
+                unacked_ages[str(priority)] = max(unacked_ages.get(str(priority), 0.0), float(age))
+            to_ack = _histogram(conn, names.TIME_TO_ACK, "Seconds from a case's creation to its acknowledgement.",
+                                "acknowledged_at")  # fmt: skip
+            to_resolve = _histogram(conn, names.TIME_TO_RESOLVE, "Seconds from a case's creation to its "
+                                    "resolution.", "resolved_at")  # fmt: skip
             newest = conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")).first()
         for priority, age in ages.items():
             oldest.add_metric([priority], age)
+        for priority, age in unacked_ages.items():
+            unacked.add_metric([priority], age)
         length.add_metric([], newest[0] if newest else 0)
         head.add_metric([], int(newest[1][:13], 16) if newest else 0)
-        return [cases, oldest, length, head]
+        return [cases, oldest, unacked, to_ack, to_resolve, length, head]

@@ -271,6 +271,18 @@ def alerts() -> dict[str, Any]:
                              [(f"max by (priority, category) ({names.CASES_OPEN}{{{NS}}})", "P{{priority}} {{category}}")]),
             timeseries_panel("Oldest open case", "Age of the oldest open case, by priority.",
                              [(f"max by (priority) ({names.CASE_OLDEST_OPEN_AGE}{{{NS}}})", "P{{priority}}")], unit="s"),
+            timeseries_panel("Oldest unacknowledged case", "Age of the oldest open case nobody acknowledged, by "
+                             "priority (the stack alert pages after 15 min at priority 1).",
+                             [(f"max by (priority) ({names.CASE_OLDEST_UNACKED_AGE}{{{NS}}})", "P{{priority}}")],
+                             unit="s", span=8),
+            timeseries_panel("Time to acknowledge p90", "90th percentile of the seconds from a case's creation "
+                             "to its acknowledgement, by priority, over the cases acknowledged in the trailing day.",
+                             [(f"histogram_quantile(0.9, sum by (priority, le) (max without (pod, instance) "
+                               f"(increase({names.TIME_TO_ACK}_bucket{{{NS}}}[1d]))))", "P{{priority}}")], unit="s", span=8),
+            timeseries_panel("Time to resolve p90", "90th percentile of the seconds from a case's creation to "
+                             "its resolution, by priority, over the cases resolved in the trailing day.",
+                             [(f"histogram_quantile(0.9, sum by (priority, le) (max without (pod, instance) "
+                               f"(increase({names.TIME_TO_RESOLVE}_bucket{{{NS}}}[1d]))))", "P{{priority}}")], unit="s", span=8),
         ]),
         ("Audit", [
             stat_panel("Audit chain length", "Entries in the tamper-evident audit log; with the head hash, an anchor "

@@ -56,6 +56,10 @@ CASES_OPEN = f"{PREFIX}_intervention_cases_open"  # gauge{priority, category}: o
 CASE_OLDEST_OPEN_AGE = f"{PREFIX}_intervention_oldest_open_age_seconds"  # gauge{priority}: 0 when none is open
 AUDIT_CHAIN_LENGTH = f"{PREFIX}_audit_chain_length"  # gauge: seq of the newest audit entry (an anchor's SEQ)
 AUDIT_CHAIN_HEAD = f"{PREFIX}_audit_chain_head_hash_prefix"  # gauge: first 13 hex digits (52 bits) of its hash
+CASE_OLDEST_UNACKED_AGE = f"{PREFIX}_intervention_oldest_unacknowledged_age_seconds"  # gauge{priority}: status open, never acknowledged; 0 when none
+TIME_TO_ACK = f"{PREFIX}_intervention_time_to_acknowledge_seconds"  # histogram{priority, category}: created -> acknowledged
+TIME_TO_RESOLVE = f"{PREFIX}_intervention_time_to_resolve_seconds"  # histogram{priority, category}: created -> resolved
+CASE_LATENCY_BUCKETS = (60, 300, 900, 1_800, 3_600, 14_400, 43_200, 86_400, 259_200, 604_800)  # 1 min .. 7 d
 DETECTIONS_STORED = f"{PREFIX}_detections_stored"  # gauge{rule, category, severity}: detections recorded
 
 # exporter: scheduled jobs (ScheduledReport and RankingJob CronJobs). Their pods live too briefly to be scraped,
