@@ -12,7 +12,9 @@ This is exactly what :mod:`game_analytics.data.events` produces from the real da
 
 ``event_type`` selects the payload model (a discriminated union): ``login``, ``logout``, ``purchase``, ``trade``,
 ``currency_change``, ``match_result``, ``error``.  Every string is length-bounded, every number range-bounded, unknown
-keys are rejected, and a whole serialized event may not exceed :data:`MAX_EVENT_BYTES`.  ``occurred_at`` accepts ISO
+keys are rejected, and a whole serialized event may not exceed :data:`MAX_EVENT_BYTES`.  No string may hold a NUL
+(U+0000) or a lone surrogate (``"\\ud800"``): PostgreSQL cannot store either, so they are rejected here, naming the
+field.  ``occurred_at`` accepts ISO
 8601 strings or datetimes; naive values are taken as UTC and all values are normalised to UTC.
 
 :func:`parse_event` (bytes from a stream) and :func:`validate_event` (a dict) return the model or raise
@@ -21,6 +23,7 @@ keys are rejected, and a whole serialized event may not exceed :data:`MAX_EVENT_
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -49,6 +52,7 @@ __all__ = [
     "PurchaseEvent",
     "TradeEvent",
     "parse_event",
+    "storable_text",
     "validate_event",
 ]
 
@@ -73,6 +77,19 @@ def _to_utc(value: datetime) -> datetime:
     return value
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL's text and jsonb hold neither U+0000 nor a lone surrogate (nor does UTF-8); the pattern types
+    # exclude both already, free text needs this check.
+    if "\x00" in value:
+        raise ValueError("NUL character (\\u0000) not allowed")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("lone surrogate (\\ud800-\\udfff) not allowed") from None
+    return value
+
+
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
@@ -81,6 +98,8 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=1_000_000)]
 Goals = Annotated[int, Field(ge=0, le=1000)]
+#: Free text (newlines allowed): no NUL, no lone surrogate.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class _Strict(BaseModel):
@@ -156,7 +175,7 @@ class MatchResultPayload(_Strict):
     outcome: Literal["home_win", "draw", "away_win"] | None = None
     season: (
         Annotated[int, Field(ge=1800, le=2200)]
-        | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+        | Annotated[Text, StringConstraints(min_length=1, max_length=32)]
     )
     round: Annotated[int, Field(ge=0, le=10_000)] | None = None
     date_imputed: bool = False
@@ -183,7 +202,7 @@ class ErrorPayload(_Strict):
     """A client or server error report."""
 
     code: Code
-    message: Annotated[str, StringConstraints(max_length=2048)]
+    message: Annotated[Text, StringConstraints(max_length=2048)]
     component: Code | None = None
 
 
@@ -282,10 +301,18 @@ class EventError(ValueError):
     """
 
     def __init__(self, reason: str, field: str | None, kind: str) -> None:
+        reason = storable_text(reason)
         super().__init__(reason)
         self.reason = reason
-        self.field = field
+        self.field = None if field is None else storable_text(field)
         self.kind = kind
+
+
+def storable_text(text: str) -> str:
+    """``text`` with NULs and lone surrogates escaped (``\\u0000``, ``\\ud800``): safe for PostgreSQL and Redis."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
 
 
 def _from_validation_error(exc: ValidationError) -> EventError:
@@ -309,6 +336,11 @@ def _from_validation_error(exc: ValidationError) -> EventError:
         loc = loc[1:]  # drop the discriminator tag pydantic prepends
     # For union members (season: int | str) pydantic appends the member name; keep the field path only.
     loc = [p for p in loc if p not in ("int", "str", "float") and not p.startswith("constrained-")] or loc
+    if etype == "string_unicode" and loc[-1:] in ([], ["payload"]) and isinstance(first.get("input"), str):
+        # an object KEY that is not valid Unicode (a lone surrogate): name it as the unknown field it is
+        key = storable_text(first["input"])
+        return EventError(f"{'.'.join([*loc, key])}: key is not valid Unicode", ".".join([*loc, key]),
+                          "extra_field")  # fmt: skip
     field = ".".join(loc) or None
     kind = {"missing": "missing_field", "extra_forbidden": "extra_field"}.get(etype, "invalid_value")
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -329,7 +361,24 @@ def parse_event(raw: bytes | str) -> AnyEvent:
     try:
         return _ADAPTER.validate_json(raw)
     except ValidationError as exc:
-        raise _from_validation_error(exc) from None
+        error = _from_validation_error(exc)
+    if error.kind == "json_invalid":
+        error = _diagnose(raw, error)
+    raise error
+
+
+def _diagnose(raw: bytes | str, error: EventError) -> EventError:
+    """The field-level error for JSON that pydantic's parser refuses but Python's accepts: a lone surrogate
+    escape (``"\\ud800"``) is legal JSON syntax, and naming its field beats "malformed JSON".  Never accepts the
+    event: without a field-level error the original ``error`` stands."""
+    try:
+        data = json.loads(raw)
+        _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        return _from_validation_error(exc)
+    except (ValueError, RecursionError):
+        pass
+    return error
 
 
 def validate_event(data: dict[str, Any]) -> AnyEvent:

@@ -21,17 +21,19 @@ from devtools.waiting import free_port
 @dataclass
 class Webhook:
     """A webhook receiver answering with ``statuses`` in turn (the last one repeats), sleeping ``delays`` seconds
-    first; ``received`` collects the JSON bodies of every request."""
+    first and adding ``headers[n]`` to the n-th answer; ``received`` collects the JSON bodies of every request."""
 
     statuses: list[int]
     delays: list[float] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
 
 @contextmanager
-def webhook_server(statuses: list[int], delays: list[float] | None = None) -> Iterator[Webhook]:
-    hook = Webhook(list(statuses), list(delays or []))
+def webhook_server(statuses: list[int], delays: list[float] | None = None,
+                   headers: list[dict[str, str]] | None = None) -> Iterator[Webhook]:  # fmt: skip
+    hook = Webhook(list(statuses), list(delays or []), list(headers or []))
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -46,6 +48,8 @@ def webhook_server(statuses: list[int], delays: list[float] | None = None) -> It
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
+                for name, value in (hook.headers[n] if n < len(hook.headers) else {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(b"ok" if status < 300 else b"boom")
             except (BrokenPipeError, ConnectionResetError):

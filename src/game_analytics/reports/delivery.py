@@ -1,8 +1,10 @@
 """Deliver finished reports: a webhook (Slack, Discord or generic JSON) and/or an email with the files attached.
 
 Webhooks are posted with httpx; a POST is retried with exponential backoff (``backoff * 2**k`` seconds) on
-transport errors, timeouts and 5xx responses, but not on 4xx responses (the request itself is wrong: retrying
-cannot help).  Email goes through :mod:`smtplib`, upgraded with STARTTLS when configured (implicit TLS on port 465).
+transport errors, timeouts, 5xx and 429 (Too Many Requests) responses, but not on other 4xx responses (the request
+itself is wrong: retrying cannot help).  A 429 or 503 with ``Retry-After`` (delay-seconds or an HTTP-date) waits
+at least that long before the next attempt; a wait beyond ``RetryPolicy.max_wait_seconds`` ends the attempts at
+once (the next run of the Job retries that channel: see :mod:`game_analytics.workers.report`).  Email goes through :mod:`smtplib`, upgraded with STARTTLS when configured (implicit TLS on port 465).
 Every failure raises :class:`DeliveryError` with a message naming the channel and the last status or error, so the
 worker can record it and fail the run.
 
@@ -26,10 +28,11 @@ import mimetypes
 import smtplib
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +45,14 @@ __all__ = [
     "DeliveryError",
     "RetryPolicy",
     "RunSummary",
+    "CHANNELS",
     "build_email",
     "deliver_all",
+    "deliver_channels",
     "discord_payload",
     "generic_payload",
     "post_webhook",
+    "retry_after_seconds",
     "send_email",
     "slack_payload",
     "webhook_payload",
@@ -65,15 +71,39 @@ class RetryPolicy:
         attempts: total POST attempts (>= 1).
         backoff_seconds: delay before the first retry; doubled before each further retry.
         timeout_seconds: connect/read/write timeout of one attempt.
+        max_wait_seconds: the longest ``Retry-After`` honoured; a server asking for more ends the attempts.
     """
 
     attempts: int = 4
     backoff_seconds: float = 1.0
     timeout_seconds: float = 10.0
+    max_wait_seconds: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1 or self.backoff_seconds < 0 or self.timeout_seconds <= 0:
-            raise ValueError("need attempts >= 1, backoff_seconds >= 0, timeout_seconds > 0")
+        if self.attempts < 1 or self.backoff_seconds < 0 or self.timeout_seconds <= 0 or self.max_wait_seconds < 0:
+            raise ValueError("need attempts >= 1, backoff_seconds >= 0, timeout_seconds > 0, max_wait_seconds >= 0")
+
+
+#: Statuses worth retrying besides 5xx; 429 and 503 may say when in ``Retry-After``.
+_RETRY_STATUSES = frozenset({429})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds (``"120"``) or an HTTP-date (``"Wed, 21 Oct
+    2026 07:28:00 GMT"``, relative to ``now``, default the current time; a past date is 0).  None when absent or
+    unparseable."""
+    if value is None or not (value := value.strip()):
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 @dataclass
@@ -185,8 +215,9 @@ def post_webhook(
         The number of attempts used (1 = first try succeeded).
 
     Raises:
-        DeliveryError: a 4xx response (at once), or the last attempt ended in a 5xx response, timeout or transport
-            error. The message names the (redacted) URL and the status or error.
+        DeliveryError: a 4xx response other than 429 (at once), a ``Retry-After`` longer than
+            ``policy.max_wait_seconds`` (at once), or the last attempt ended in a 5xx or 429 response, timeout or
+            transport error. The message names the (redacted) URL and the status or error.
         ValueError: ``url`` is not an http(s) URL.
     """
     if not url.startswith(("http://", "https://")):
@@ -201,11 +232,20 @@ def post_webhook(
             except httpx.TransportError as exc:  # includes timeouts and refused connections
                 last = f"{type(exc).__name__}: {exc}"
             else:
-                if response.status_code < 300:
+                status = response.status_code
+                if status < 300:
                     return attempt
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code < 500:
+                last = f"HTTP {status}: {response.text[:200]}"
+                if status < 500 and status not in _RETRY_STATUSES:
                     raise DeliveryError(f"webhook {_redact(url)} rejected the report ({last}); not retried")
+                if status in _RETRY_AFTER_STATUSES:
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
+                    if wait is not None and wait > policy.max_wait_seconds:
+                        raise DeliveryError(f"webhook {_redact(url)} asked to retry after {wait:.0f} s ({last}), "
+                                            f"more than {policy.max_wait_seconds:.0f} s; not retried now")  # fmt: skip
+                    if wait is not None and attempt < policy.attempts:
+                        sleep(max(wait, policy.backoff_seconds * 2 ** (attempt - 1)))
+                        continue
             if attempt < policy.attempts:
                 sleep(policy.backoff_seconds * 2 ** (attempt - 1))
     finally:
@@ -272,21 +312,41 @@ def send_email(
         raise DeliveryError(f"{where} refused recipients: {', '.join(sorted(refused))}")
 
 
+#: The delivery channels, as recorded per run (``report_runs.parameters.delivery.channels``).
+CHANNELS = ("webhook", "email")
+
+
+def deliver_channels(
+    summary: RunSummary, *, webhook: tuple[str, WebhookStyle] | None, email: EmailDelivery | None,
+    smtp_password: str | None, policy: RetryPolicy = RetryPolicy(), ssl_context: ssl.SSLContext | None = None,
+    skip: Collection[str] = (),
+) -> dict[str, str | None]:  # fmt: skip
+    """Run every configured channel not in ``skip`` (each is tried even if another fails).
+
+    Returns:
+        ``{channel: None (delivered) or the error message}`` for the channels tried (names from :data:`CHANNELS`).
+    """
+    outcomes: dict[str, str | None] = {}
+    if webhook is not None and "webhook" not in skip:
+        try:
+            post_webhook(webhook[0], webhook_payload(webhook[1], summary), policy)
+            outcomes["webhook"] = None
+        except (DeliveryError, ValueError) as exc:
+            outcomes["webhook"] = str(exc)
+    if email is not None and "email" not in skip:
+        try:
+            send_email(email, build_email(email, summary), smtp_password, ssl_context=ssl_context)
+            outcomes["email"] = None
+        except DeliveryError as exc:
+            outcomes["email"] = str(exc)
+    return outcomes
+
+
 def deliver_all(
     summary: RunSummary, *, webhook: tuple[str, WebhookStyle] | None, email: EmailDelivery | None,
     smtp_password: str | None, policy: RetryPolicy = RetryPolicy(), ssl_context: ssl.SSLContext | None = None,
 ) -> list[str]:  # fmt: skip
     """Run every configured channel (each is tried even if another fails) and return the error messages."""
-    errors = []
-    if webhook is not None:
-        try:
-            post_webhook(webhook[0], webhook_payload(webhook[1], summary), policy)
-        except (DeliveryError, ValueError) as exc:
-            errors.append(str(exc))
-    if email is not None:
-        try:
-            send_email(email, build_email(email, summary), smtp_password, ssl_context=ssl_context)
-        except DeliveryError as exc:
-            errors.append(str(exc))
-    return errors
-
+    outcomes = deliver_channels(summary, webhook=webhook, email=email, smtp_password=smtp_password, policy=policy,
+                                ssl_context=ssl_context)  # fmt: skip
+    return [error for error in outcomes.values() if error is not None]

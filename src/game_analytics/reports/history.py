@@ -15,9 +15,12 @@ from sqlalchemy import Engine, select, update
 from ..storage.engine import session_scope
 from ..storage.models import ReportRun
 
-__all__ = ["SUCCEEDED", "FAILED", "RUNNING", "finish_run", "recent_runs", "start_run"]
+__all__ = ["SUCCEEDED", "FAILED", "RUNNING", "SENT", "delivered_channels", "finish_run", "recent_runs",
+           "record_parameters", "start_run"]
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+#: A channel's recorded outcome when it delivered (``parameters.delivery.channels.<channel>``); else ``failed``.
+SENT = "sent"
 _MAX_ERROR = 4000
 
 
@@ -59,6 +62,12 @@ def finish_run(engine: Engine, run_id: int, *, outcome: str, artifact_bytes: int
         session.execute(update(ReportRun).where(ReportRun.id == run_id).values(**values))
 
 
+def record_parameters(engine: Engine, run_id: int, parameters: dict[str, Any]) -> None:
+    """Replace the ``parameters`` of run ``run_id`` (e.g. to record its per-channel delivery)."""
+    with session_scope(engine) as session:
+        session.execute(update(ReportRun).where(ReportRun.id == run_id).values(parameters=parameters))
+
+
 def recent_runs(engine: Engine, *, name: str | None = None, namespace: str | None = None,
                 limit: int = 50) -> list[ReportRun]:  # fmt: skip
     """Newest runs first, optionally only those of ``namespace``/``name``."""
@@ -69,3 +78,18 @@ def recent_runs(engine: Engine, *, name: str | None = None, namespace: str | Non
         query = query.where(ReportRun.namespace == namespace)
     with session_scope(engine) as session:
         return list(session.scalars(query))
+
+
+def delivered_channels(engine: Engine, *, name: str, namespace: str, run_key: str) -> set[str]:
+    """The channels that already delivered run ``run_key`` of ``namespace``/``name``: those recorded as
+    :data:`SENT` in ``parameters.delivery.channels`` of any of its ``report_runs`` rows (earlier attempts)."""
+    query = select(ReportRun.parameters).where(
+        ReportRun.report_name == name, ReportRun.namespace == namespace,
+        ReportRun.parameters["runKey"].astext == run_key,
+    )  # fmt: skip
+    with session_scope(engine) as session:
+        sent: set[str] = set()
+        for params in session.scalars(query):
+            channels = ((params or {}).get("delivery") or {}).get("channels") or {}
+            sent.update(ch for ch, outcome in channels.items() if outcome == SENT)
+        return sent

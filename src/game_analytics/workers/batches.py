@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,7 +20,7 @@ import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from game_analytics.events import AnyEvent, EventError, parse_event, validate_event
+from game_analytics.events import AnyEvent, EventError, parse_event, storable_text, validate_event
 
 __all__ = [
     "DATA_FIELD",
@@ -27,6 +28,7 @@ __all__ = [
     "Batch",
     "BatchOutcome",
     "DeadLetterRecord",
+    "ROW_ERRORS",
     "copy_rows",
     "event_row",
     "prefetched",
@@ -60,7 +62,7 @@ _INSERT_EVENTS = f"""
 WITH staged AS (DELETE FROM {STAGE_TABLE} RETURNING *), inserted AS (
     INSERT INTO events ({_STAGE_COLUMNS})
     SELECT {_STAGE_COLUMNS} FROM staged
-    ON CONFLICT (event_id) DO NOTHING
+    ON CONFLICT (event_id, occurred_at) DO NOTHING
     RETURNING game, event_type
 )
 SELECT game, event_type, count(*) FROM inserted GROUP BY game, event_type
@@ -109,6 +111,8 @@ class Batch:
 
     Attributes:
         rows: :func:`event_row` tuples of the valid events, in input order (duplicates included).
+        origins: for each row, where it came from: ``(stream_id, raw)`` with the entry's raw bytes or the event
+            dict (for a dead letter should PostgreSQL reject the row; see :func:`write_batch`).
         dead: the rejected entries.
         entry_ids: stream ids of every entry read (valid, rejected, or deleted while pending), to acknowledge
             after the commit; empty for bulk loads.
@@ -117,6 +121,7 @@ class Batch:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     dead: list[DeadLetterRecord] = field(default_factory=list)
     entry_ids: list[bytes] = field(default_factory=list)
+    origins: list[tuple[str, bytes | dict[str, Any]]] = field(default_factory=list)
 
 
 Fields = dict[bytes, bytes] | list[bytes]
@@ -156,6 +161,8 @@ def prepare_entries(entries: Iterable[tuple[bytes | str, Fields | None]]) -> Bat
             batch.rows.append(event_row(parse_event(raw)))
         except EventError as exc:
             batch.dead.append(DeadLetterRecord(sid, raw, exc.reason, exc.field, exc.kind))
+        else:
+            batch.origins.append((sid, raw))
     return batch
 
 
@@ -168,6 +175,8 @@ def prepare_dicts(numbered: Iterable[tuple[int, dict[str, Any]]]) -> Batch:
             batch.rows.append(event_row(validate_event(data)))
         except EventError as exc:
             batch.dead.append(DeadLetterRecord(str(index), to_json_bytes(data), exc.reason, exc.field, exc.kind))
+        else:
+            batch.origins.append((str(index), data))
     return batch
 
 
@@ -258,12 +267,14 @@ def copy_rows(
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What :func:`write_batch` did: NEW events per event type, valid events seen (including duplicates), and
-    whether the direct COPY succeeded (False: the batch took the staging-table path)."""
+    """What :func:`write_batch` did: NEW events per event type, valid events seen (including duplicates, not
+    counting ``rejected``), whether the direct COPY succeeded (False: the batch took the staging-table path),
+    and the rows PostgreSQL refused, dead-lettered by bisection (already in ``dead_letters``)."""
 
     inserted: dict[tuple[str, str], int]  # (game, event type) -> events stored
     valid: int
     direct: bool
+    rejected: list[DeadLetterRecord] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
@@ -285,32 +296,106 @@ def write_batch(
       ``INSERT INTO events ... ON CONFLICT (event_id) DO NOTHING``.  Pass ``direct=False`` when duplicates are
       likely (e.g. after the previous batch had some) to skip the failing attempt.
 
+    * Poison rows: should PostgreSQL refuse a row the validator let through (a data error such as a jsonb it
+      cannot store, or a constraint: :data:`ROW_ERRORS`), the rows are bisected, each half in its own
+      SAVEPOINT on the staging path, down to the single rows it refuses; those are dead-lettered with
+      PostgreSQL's reason (kind ``database_rejected``, field: the column when PostgreSQL names it) and returned
+      in :attr:`BatchOutcome.rejected`.  One poison row in n costs about 2 log2(n) extra COPYs.
+
     ``batch.dead`` goes to ``dead_letters`` (unique per ``(stream, stream_id)``).  Requires
     :func:`prepare_connection` on ``conn``; several calls may share one transaction.
 
     Raises:
-        psycopg.Error: on database errors (the caller's transaction is then to be rolled back).
+        psycopg.Error: on other database errors (the caller's transaction is then to be rolled back).
     """
     inserted: dict[tuple[str, str], int] | None = None
+    rejected: list[DeadLetterRecord] = []
+    went_direct = False
     if direct:
         try:
             with conn.transaction(), conn.cursor() as cur:  # a SAVEPOINT inside the caller's transaction
                 copy_rows(cur, "events", batch.rows)
             inserted = dict(Tally((row[4], row[1]) for row in batch.rows))
+            went_direct = True
         except psycopg.errors.UniqueViolation:
             pass
-    went_direct = inserted is not None
-    with conn.cursor() as cur:
-        if inserted is None:
-            copy_rows(cur, STAGE_TABLE, batch.rows)
-            cur.execute(_INSERT_EVENTS)
-            inserted = {(game, etype): int(n) for game, etype, n in cur.fetchall()}
-        if batch.dead:
+        except ROW_ERRORS:
+            inserted = {}
+            _bisect(conn, batch.rows, batch.origins, 0, len(batch.rows), inserted, rejected)
+    if inserted is None:
+        inserted = {}
+        try:
+            with conn.transaction():
+                _add(inserted, _staged_insert(conn, batch.rows))
+        except ROW_ERRORS:
+            _bisect(conn, batch.rows, batch.origins, 0, len(batch.rows), inserted, rejected)
+    dead = batch.dead + rejected
+    if dead:
+        with conn.cursor() as cur:
             cur.executemany(
                 _INSERT_DEAD_LETTER,
-                [(stream, d.stream_id, d.raw, d.reason[:4000], d.field) for d in batch.dead],
+                [(stream, d.stream_id[:64], d.raw, d.reason[:4000], d.field and d.field[:256]) for d in dead],
             )
-    return BatchOutcome(inserted, len(batch.rows), went_direct)
+    return BatchOutcome(inserted, len(batch.rows) - len(rejected), went_direct, rejected)
+
+
+#: PostgreSQL errors that a row's content can cause (data exceptions, integrity constraints, limits such as an
+#: index row too large): :func:`write_batch` bisects on them instead of failing the batch.
+ROW_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded)
+
+_COLUMN_IN_CONTEXT = re.compile(r"column (\w+)")
+
+
+def _staged_insert(conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]]) -> dict[tuple[str, str], int]:
+    """COPY ``rows`` into the staging table and move them into ``events`` (ON CONFLICT DO NOTHING)."""
+    with conn.cursor() as cur:
+        copy_rows(cur, STAGE_TABLE, rows)
+        cur.execute(_INSERT_EVENTS)
+        return {(game, etype): int(n) for game, etype, n in cur.fetchall()}
+
+
+def _add(total: dict[tuple[str, str], int], part: dict[tuple[str, str], int]) -> None:
+    for key, n in part.items():
+        total[key] = total.get(key, 0) + n
+
+
+def _bisect(
+    conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]], origins: Sequence[tuple[str, bytes | dict]],
+    lo: int, hi: int, inserted: dict[tuple[str, str], int], rejected: list[DeadLetterRecord],
+) -> None:  # fmt: skip
+    """Store ``rows[lo:hi]`` (known to hold a poison row) half by half, each half in a SAVEPOINT, recursing
+    into a half PostgreSQL refuses; a refused single row becomes a dead letter in ``rejected``."""
+    if hi - lo == 1:
+        try:
+            with conn.transaction():
+                _add(inserted, _staged_insert(conn, rows[lo:hi]))
+        except ROW_ERRORS as exc:
+            rejected.append(_database_dead_letter(origins[lo], exc))
+        return
+    mid = (lo + hi) // 2
+    for a, b in ((lo, mid), (mid, hi)):
+        try:
+            with conn.transaction():
+                _add(inserted, _staged_insert(conn, rows[a:b]))
+        except ROW_ERRORS:
+            _bisect(conn, rows, origins, a, b, inserted, rejected)
+
+
+def _database_dead_letter(origin: tuple[str, bytes | dict], exc: psycopg.Error) -> DeadLetterRecord:
+    """The dead letter of a row PostgreSQL refused: ``"<column or message>: rejected by PostgreSQL (SQLSTATE)
+    <its message>"``, field = the column PostgreSQL names (directly or in the COPY context), else None."""
+    diag = exc.diag
+    column = diag.column_name
+    if column is None and diag.context and (found := _COLUMN_IN_CONTEXT.search(diag.context)):
+        column = found.group(1)
+    what = diag.message_primary or str(exc).splitlines()[0]
+    if diag.constraint_name and diag.constraint_name not in what:
+        what += f" (constraint {diag.constraint_name})"
+    if diag.message_detail:
+        what += f": {diag.message_detail}"
+    sid, raw = origin
+    reason = storable_text(f"{column or 'message'}: rejected by PostgreSQL ({diag.sqlstate}) {what}")
+    return DeadLetterRecord(sid, to_json_bytes(raw), reason, column, "database_rejected")
 
 
 def _json_default(value: object) -> str:

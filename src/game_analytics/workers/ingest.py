@@ -22,7 +22,9 @@ Delivery model (at-least-once from Redis, idempotent into PostgreSQL):
 The guarantee needs PostgreSQL's ``synchronous_commit`` on (its default): with it off, a database crash can lose
 commits that were already reported successful, and so acknowledged.
 
-Bad entries never block the stream: they are stored with their reason and acknowledged like good ones.
+Bad entries never block the stream: they are stored with their reason and acknowledged like good ones.  That
+includes a poison entry the validator accepts but PostgreSQL refuses (a data error or a constraint): the batch is
+bisected and only the refused rows are dead-lettered (:func:`write_batch`), so it cannot crash-loop the worker.
 
 Validating entries into batches and writing a batch (steps 2 and 3) is :mod:`game_analytics.workers.batches`;
 bulk loading (``copy_events``, ``publish_events``) is :mod:`game_analytics.workers.load`.
@@ -284,9 +286,10 @@ class IngestWorker:
             outcome = write_batch(self.db, batch, self.config.stream, direct=self._direct)
         # After duplicates (a redelivery) expect more: then skip the direct attempt for the next batch.
         self._direct = outcome.duplicates == 0
-        if batch.dead:
+        dead = batch.dead + outcome.rejected  # rejected: rows PostgreSQL refused (see write_batch)
+        if dead:
             pipe = self.redis.pipeline(transaction=False)
-            for d in batch.dead:
+            for d in dead:
                 pipe.xadd(self.config.dead_letters_key, {"stream": self.config.stream, "stream_id": d.stream_id,
                                                          "reason": d.reason, "field": d.field or "",
                                                          "data": d.raw})  # fmt: skip
@@ -297,7 +300,7 @@ class IngestWorker:
             self.metrics.events.labels(game, etype).inc(n)
         if outcome.duplicates:
             self.metrics.duplicates.inc(outcome.duplicates)
-        for kind, n in Tally(d.kind for d in batch.dead).items():
+        for kind, n in Tally(d.kind for d in dead).items():
             self.metrics.dead_letters.labels(kind).inc(n)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         return len(batch.entry_ids)

@@ -139,7 +139,7 @@ def copy_events(
             direct = outcome.duplicates == 0  # after duplicates (a re-load), expect more: skip the attempt
             result.inserted += outcome.valid - outcome.duplicates
             result.duplicates += outcome.duplicates
-            result.dead_lettered += len(batch.dead)
+            result.dead_lettered += len(batch.dead) + len(outcome.rejected)
         if catch_up:
             derived.catch_up_now(conn)
     return result

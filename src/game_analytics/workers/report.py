@@ -45,14 +45,24 @@ from ..api.scheduledreport import (
     WebhookStyle,
 )
 from ..reports.builders import build_report
-from ..reports.delivery import RetryPolicy, RunSummary, deliver_all
-from ..reports.history import FAILED, SUCCEEDED, finish_run, recent_runs, start_run
+from ..reports.delivery import RetryPolicy, RunSummary, deliver_channels
+from ..reports.history import (
+    FAILED,
+    SENT,
+    SUCCEEDED,
+    delivered_channels,
+    finish_run,
+    recent_runs,
+    record_parameters,
+    start_run,
+)
 from ..reports.model import ReportPeriod, validate_filters
 from ..reports.render import write_report
 from ..settings import ENV_PREFIX, WorkerSettings, configure_logging
 from ..storage import derived
 from ..storage.engine import make_engine
 from ..storage.queries import Filters, latest_event_time
+from .jobs import job_name
 
 __all__ = ["ENV_SMTP_PASSWORD", "ENV_WEBHOOK_URL", "RunConfig", "RunResult", "cli_main", "main", "run_reports"]
 
@@ -86,6 +96,9 @@ class RunConfig:
         retry: webhook retry policy.
         schedule: ``(cron expression, time zone)`` of the ScheduledReport, recorded so that the exporter can tell
             a missed schedule; None for hand-made runs.
+        run_key: what identifies this scheduled run across retries of its Job (the Job name,
+            :func:`game_analytics.workers.jobs.job_name`): a channel that delivered an earlier attempt of the
+            same key is not sent to again.  None (hand-made runs): every channel is sent to.
     """
 
     name: str
@@ -100,6 +113,7 @@ class RunConfig:
     smtp_password: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     schedule: tuple[str, str] | None = None
+    run_key: str | None = None
 
     def parameters(self) -> dict[str, object]:
         """The run parameters stored in ``report_runs.parameters`` (no secrets)."""
@@ -110,6 +124,7 @@ class RunConfig:
             "delivery": {"webhook": self.webhook[1].value if self.webhook else None,
                          "email": list(self.email.to) if self.email else None},
             **({"schedule": self.schedule[0], "timeZone": self.schedule[1]} if self.schedule else {}),
+            **({"runKey": self.run_key} if self.run_key else {}),
         }  # fmt: skip
 
 
@@ -171,15 +186,12 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
             if progress is not None and task is not None:
                 progress.update(task, total=1, completed=1)
 
-    delivery_errors: list[str] = []
-    if config.webhook is not None or config.email is not None:
-        if config.webhook is not None and not config.webhook[0]:
-            delivery_errors.append(f"webhook configured but {ENV_WEBHOOK_URL} is not set")
-            webhook = None
-        else:
-            webhook = config.webhook
-        delivery_errors += deliver_all(summary, webhook=webhook, email=config.email,
-                                       smtp_password=config.smtp_password, policy=config.retry)  # fmt: skip
+    delivery_errors, channels = _deliver(engine, config, summary)
+    if channels:
+        params = {**params, "delivery": {**params["delivery"], "channels": channels}}  # type: ignore[dict-item]
+        for run_id in run_ids.values():  # failed reports too: their row carries the run's delivery record
+            if all(run_id != pending_id for pending_id, _ in pending):
+                record_parameters(engine, run_id, params)
     for run_id, paths in pending:
         size = sum(p.stat().st_size for p in paths)
         run_params = {**params, "artifacts": [str(p) for p in paths]}
@@ -189,6 +201,32 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
         else:
             finish_run(engine, run_id, outcome=SUCCEEDED, artifact_bytes=size, parameters=run_params)
     return RunResult(summary, delivery_errors, run_ids)
+
+
+def _deliver(engine: Engine, config: RunConfig, summary: RunSummary) -> tuple[list[str], dict[str, str]]:
+    """Deliver to every configured channel that has not delivered this run already (``config.run_key``).
+
+    Returns:
+        the delivery errors, and the per-channel record (``{"webhook": "sent" | "failed", ...}``) to store.
+    """
+    if config.webhook is None and config.email is None:
+        return [], {}
+    done = (delivered_channels(engine, name=config.name, namespace=config.namespace, run_key=config.run_key)
+            if config.run_key else set())  # fmt: skip
+    errors: list[str] = []
+    webhook = config.webhook
+    if webhook is not None and not webhook[0] and "webhook" not in done:
+        errors.append(f"webhook configured but {ENV_WEBHOOK_URL} is not set")
+        webhook = None
+    outcomes = deliver_channels(summary, webhook=webhook, email=config.email, smtp_password=config.smtp_password,
+                                policy=config.retry, skip=done)  # fmt: skip
+    for channel in sorted(done):
+        log.info("channel %s already delivered run %s: not sent again", channel, config.run_key)
+    errors += [error for error in outcomes.values() if error is not None]
+    channels = {ch: SENT for ch in done} | {ch: SENT if err is None else FAILED for ch, err in outcomes.items()}
+    if config.webhook is not None and "webhook" not in channels:
+        channels["webhook"] = FAILED  # configured without its URL
+    return errors, channels
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -255,6 +293,8 @@ def _worker_parser() -> argparse.ArgumentParser:
                    help=f"where report files are written (default: {DEFAULT_OUTPUT})")
     p.add_argument("--dsn", help=f"database URL (default: ${ENV_PREFIX}DSN)")
     p.add_argument("--now", help="end of the reporting period, ISO 8601 (default: the current time)")
+    p.add_argument("--run-key", help="identifies this scheduled run across Job retries: a channel that delivered "
+                   "it already is skipped (default: the Job name, $GAME_ANALYTICS_JOB_NAME or the pod's hostname)")
     p.add_argument("--log-level", default="INFO")
     return p  # fmt: skip
 
@@ -276,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             period=ReportPeriod.lookback(now, spec.time_range.lookback), filters=filters,
             formats=list(spec.formats), output_dir=args.output_dir, webhook=webhook, email=spec.delivery.email,
             smtp_password=os.environ.get(ENV_SMTP_PASSWORD), schedule=(spec.schedule, spec.time_zone),
+            run_key=args.run_key or job_name(),
         )  # fmt: skip
         engine = _engine(args.dsn or settings.dsn)
     except (UsageError, ValueError) as exc:
