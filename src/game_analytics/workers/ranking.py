@@ -18,6 +18,11 @@ One run (``game-analytics worker ranking --config ranking.json``):
    (:class:`game_analytics.leaderboard.Leaderboard`).
 
 Rating periods, seasons and inactivity decay: see :mod:`game_analytics.analytics.ratings.engine`.
+
+A season reset (``--season-reset``) is keyed to its start time: the CronJob's scheduled time (``--scheduled-for``,
+default the time in the Job's name: :mod:`game_analytics.workers.jobs`) or ``--reset-at``.  When the current season
+(> 1) already started at or after that time, the reset has happened: a retried reset Job is an ordinary run and does
+not advance the season again.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from game_analytics.settings import WorkerSettings, configure_logging
 from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
 from game_analytics.storage.queries.ratings import read_matches, read_seasons, write_history
+from game_analytics.workers.jobs import job_name, scheduled_time
 
 __all__ = [
     "HISTORY_PERIOD_SECONDS",
@@ -118,16 +124,21 @@ class RunSummary:
     history_rows: int
     seconds: float
     top: list[dict[str, Any]]
+    reset: str | None = None  # with --season-reset: "applied", or "already applied" (a retried reset)
 
 
 def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None = None,
         season_reset: bool = False, reset_at: datetime | None = None) -> RunSummary:  # fmt: skip
     """Compute and store the job's ratings (see the module docstring); returns a summary.
 
+    ``reset_at`` keys a ``season_reset``: when the current season (> 1) started at or after it, that reset
+    already happened and this run does not advance the season (see the module docstring).
+
     Raises:
         psycopg.Error / redis.RedisError: storage failures (the PostgreSQL transaction is rolled back).
     """
     started = time.perf_counter()
+    reset: str | None = None
     spec = job.spec
     with psycopg.connect(libpq_dsn(dsn)) as conn:
         derived.catch_up_now(conn)  # matches are derived from events: fold in the ones stored since
@@ -138,6 +149,12 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
             seasons = read_seasons(conn, job.board)
             current = max(seasons, default=1)
             starts = [seasons[k] for k in sorted(seasons) if k > 1]
+            if season_reset and reset_at is not None and current > 1 and seasons[current] >= reset_at:
+                log.info("season reset of %s at %s already applied (season %d started %s): not repeated",
+                         job.board, reset_at.isoformat(), current, seasons[current].isoformat())  # fmt: skip
+                season_reset, reset = False, "already applied"
+            elif season_reset:
+                reset = "applied"
             if season_reset:
                 # Final standings of the ending season first (matches may have arrived since the last run).
                 ending = rate_matches(matches, spec, starts, as_of=as_of)
@@ -155,7 +172,7 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
     return RunSummary(
         board=job.board, algorithm=spec.algorithm.value, season=current, matches=len(matches),
         players=len(entries), history_rows=len(result.history), seconds=round(time.perf_counter() - started, 3),
-        top=[e.as_dict() for e in entries[: min(size, 10)]],
+        top=[e.as_dict() for e in entries[: min(size, 10)]], reset=reset,
     )  # fmt: skip
 
 
@@ -190,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", help="Redis URL (default: GAME_ANALYTICS_REDIS_URL / _REDIS_SENTINELS)")
     p.add_argument("--no-redis", action="store_true", help="only write PostgreSQL")
     p.add_argument("--season-reset", action="store_true", help="start a new season with a soft reset")
-    p.add_argument("--reset-at", type=_parse_time, help="start time of the new season (default: now)")
+    p.add_argument("--reset-at", type=_parse_time, help="start time of the new season (default: --scheduled-for)")
+    p.add_argument("--scheduled-for", type=_parse_time,
+                   help="the CronJob's scheduled time of this run, keying a season reset so that a retry is a no-op "
+                        "(default: the time in the Job's name, $GAME_ANALYTICS_JOB_NAME or the hostname; else now)")
     p.add_argument(
         "--as-of", type=_parse_time, help="reference time of inactivity decay (default: newest match)"
     )
@@ -229,10 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc} (or pass --no-redis)", file=sys.stderr)
             return 2
+    reset_at = args.reset_at or args.scheduled_for or scheduled_time(job_name())
     try:
-        summary = run(
-            job, dsn, client, as_of=args.as_of, season_reset=args.season_reset, reset_at=args.reset_at
-        )
+        summary = run(job, dsn, client, as_of=args.as_of, season_reset=args.season_reset, reset_at=reset_at)
     except Exception as exc:  # noqa: BLE001 - report any storage failure as a failed run
         log.exception("ranking run failed")
         print(f"error: ranking run of {job.board} failed: {exc}", file=sys.stderr)
