@@ -139,3 +139,16 @@ def test_notes_say_how_to_upgrade_the_crds():
     """NOTES.txt is rendered by `helm lint` (test_lint) and by `helm install`; offline, check what it tells."""
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     assert "kubectl apply --server-side -f" in notes and "never upgrades" in notes
+
+
+def test_audit_dsn_secret_reaches_the_operator_and_events_may_be_created():
+    """controller/audit.py writes audit Events always, and the audit table only with audit.dsnSecret."""
+    def env(docs):
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        return {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert "GAME_ANALYTICS_AUDIT_DSN" not in env(template())
+    docs = template("audit.dsnSecret=audit-db")
+    assert env(docs)["GAME_ANALYTICS_AUDIT_DSN"]["valueFrom"] == {"secretKeyRef": {"name": "audit-db", "key": "dsn"}}
+    rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    assert allowed(rules, "", "events", "create")

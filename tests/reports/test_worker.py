@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from game_analytics.api.scheduledreport import ScheduledReportSpec
 from game_analytics.controller.common.render import Owner
@@ -27,6 +27,18 @@ def _config(tmp_path: Path, spec: dict, name: str) -> Path:
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(report_document(owner, ScheduledReportSpec.model_validate(spec))))
     return path
+
+
+def _audit(dsn: str, name: str) -> list[tuple]:
+    """(actor, action, source, after) of the audit entries of ScheduledReport games/<name>, in chain order."""
+    engine = make_engine(dsn)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT actor, action, source, after FROM audit_log WHERE object_ref = :ref ORDER BY seq"),
+                {"ref": f"ScheduledReport/games/{name}"})]  # fmt: skip
+    finally:
+        engine.dispose()
 
 
 def _runs(dsn: str, name: str) -> list[ReportRun]:
@@ -78,6 +90,12 @@ def test_worker_run_delivers_and_records(tmp_path: Path, sample_dsn: str, monkey
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) == 4 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', html)  # self-contained
+    trail = _audit(sample_dsn, "weekly")  # one entry for the run, one per channel
+    assert [(a, act, src) for a, act, src, _ in trail] == [("report-worker", "report.run", "worker")] + [
+        ("report-worker", "report.delivery", "worker")] * 2
+    assert trail[0][3]["outcome"] == "succeeded" and trail[0][3]["reports"] == ["playerActivity", "economicHealth"]
+    assert [t[3] for t in trail[1:]] == [{"channel": "email", "outcome": "sent", "error": None},
+                                         {"channel": "webhook", "outcome": "sent", "error": None}]
 
 
 def test_failed_delivery_fails_the_run(tmp_path: Path, sample_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,6 +107,9 @@ def test_failed_delivery_fails_the_run(tmp_path: Path, sample_dsn: str, monkeypa
     assert code == 1 and len(hook.received) == 2
     runs = _runs(sample_dsn, "failing")
     assert len(runs) == 2 and all(r.outcome == "failed" and "HTTP 500" in r.error for r in runs)
+    run, delivery = _audit(sample_dsn, "failing")
+    assert run[1] == "report.run" and run[3]["outcome"] == "failed"
+    assert delivery[1] == "report.delivery" and delivery[3]["outcome"] == "failed" and "HTTP 500" in delivery[3]["error"]
 
 
 def test_missing_webhook_secret_fails_the_run(tmp_path: Path, sample_dsn: str,

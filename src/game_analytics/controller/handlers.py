@@ -4,6 +4,10 @@ Run with ``python -m game_analytics.controller`` (:mod:`game_analytics.controlle
 Environment:
     GAME_ANALYTICS_RESYNC_SECONDS   interval of the drift-repair timer (default 60)
     GAME_ANALYTICS_METRICS_PORT     port of the operator's /metrics (default 9090; 0 disables)
+    GAME_ANALYTICS_AUDIT_DSN        audit table DSN (chart value audit.dsnSecret); unset: audit Events only
+
+Every handled reconcile is audited (:mod:`game_analytics.controller.audit`): children applied or pruned, the
+disruptive step that ran, and spec changes (create, update, delete) of the spec-audited kinds.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from prometheus_client import start_http_server
 
 from ..api import GROUP, KINDS, VERSION, KindInfo
 from ..config import Images
+from . import audit
 from .k8s import Cluster
 from .reconcile import TransientError, reconcile
 
@@ -51,8 +56,15 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
         logger.info("serving metrics on :%d/metrics", METRICS_PORT)
 
 
+def auditor() -> audit.AuditWriter:
+    if "audit" not in _state:
+        _state["audit"] = audit.AuditWriter()
+    return _state["audit"]
+
+
 def _handler(info: KindInfo):
-    def handle(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+    def handle(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, reason: Any = None, old: Any = None,
+               new: Any = None, **_: Any) -> None:
         try:
             outcome = reconcile(info, body, cluster(), _state.get("images") or Images.from_env())
         except TransientError as exc:
@@ -60,6 +72,7 @@ def _handler(info: KindInfo):
         for type_, reason, message in outcome.events:
             (kopf.warn if type_ == "Warning" else kopf.info)(body, reason=reason, message=message)
             logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s: %s", reason, message)
+        auditor().write(cluster(), body, audit.outcome_records(info.kind, body, outcome, reason, old, new))
         changed = outcome.status_patch(body.get("status"))
         if changed:
             patch.setdefault("status", {}).update(changed)
@@ -76,6 +89,14 @@ def register(info: KindInfo) -> None:
     kopf.on.create(*resource, id=f"{info.singular}-create")(handle)
     kopf.on.update(*resource, field="spec", id=f"{info.singular}-update")(handle)
     kopf.timer(*resource, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, id=f"{info.singular}-resync")(handle)
+    if info.kind in audit.SPEC_AUDITED_KINDS:
+        def deleted(type: str, body: kopf.Body, **_: Any) -> None:  # noqa: A002 - Kopf's keyword
+            if type == "DELETED":
+                record = audit.spec_record(info.kind, body, body.get("spec"), None, "delete")
+                auditor().write(cluster(), body, [record] if record else [])
+
+        deleted.__name__ = f"audit_{info.singular}_deleted"
+        kopf.on.event(*resource, id=f"{info.singular}-audit-delete")(deleted)
 
 
 for _info in KINDS:

@@ -37,11 +37,13 @@ class TransientError(Exception):
 
 @dataclass
 class Outcome:
-    """The result of a reconcile: the status to write and the events worth posting."""
+    """The result of a reconcile: the status to write, the events worth posting, what was applied, and the
+    description of the disruptive ``action`` that ran (also the last entry of ``applied.applied``), if any."""
 
     status: dict[str, Any]
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type Normal|Warning, reason, message)
     applied: ApplyResult | None = None
+    action: str | None = None
 
     def status_patch(self, live_status: dict | None) -> dict[str, Any]:
         """The status fields to patch: empty when the live status already holds them (so no write)."""
@@ -67,6 +69,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
     extra: dict[str, Any] = {}
     kind_conditions: list[dict] = []
     applied: ApplyResult | None = None
+    action_ran: str | None = None
     started = time.monotonic()
     try:
         spec = parse(info, body)
@@ -80,6 +83,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
                 metrics.RECONCILE_ERRORS.labels(info.kind, "ActionFailed").inc()
                 raise TransientError(f"{plan.action.description} failed: {exc}", delay=30.0) from exc
             applied.applied.append(plan.action.description)
+            action_ran = plan.action.description
         extra = plan.status_fields()
         kind_conditions = plan.conditions
         missing = sorted(plan.required_apis & set(applied.unavailable))
@@ -118,7 +122,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
         "conditions": conditions.merge(live_status.get("conditions"), [ready, *kind_conditions]),
         **extra,
     }
-    return Outcome(status, events, applied)
+    return Outcome(status, events, applied, action_ran)
 
 
 def _api_message(exc: ApiException) -> str:

@@ -186,7 +186,7 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
             if progress is not None and task is not None:
                 progress.update(task, total=1, completed=1)
 
-    delivery_errors, channels = _deliver(engine, config, summary)
+    delivery_errors, channels, outcomes = _deliver(engine, config, summary)
     if channels:
         params = {**params, "delivery": {**params["delivery"], "channels": channels}}  # type: ignore[dict-item]
         for run_id in run_ids.values():  # failed reports too: their row carries the run's delivery record
@@ -200,17 +200,46 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
                        error="delivery failed: " + "; ".join(delivery_errors))  # fmt: skip
         else:
             finish_run(engine, run_id, outcome=SUCCEEDED, artifact_bytes=size, parameters=run_params)
-    return RunResult(summary, delivery_errors, run_ids)
+    result = RunResult(summary, delivery_errors, run_ids)
+    _audit(engine, config, result, channels, outcomes)
+    return result
 
 
-def _deliver(engine: Engine, config: RunConfig, summary: RunSummary) -> tuple[list[str], dict[str, str]]:
+#: Audit actor of the report runs and deliveries (source ``worker`` for scheduled runs, ``cli`` by hand).
+REPORT_ACTOR = "report-worker"
+
+
+def _audit(engine: Engine, config: RunConfig, result: RunResult, channels: dict[str, str],
+           errors: dict[str, str | None]) -> None:  # fmt: skip
+    """One ``report.run`` entry for the run and one ``report.delivery`` per channel (target
+    ``ScheduledReport/<ns>/<name>``), appended in one transaction after the run is recorded."""
+    from ..audit import append_entry
+
+    target = f"ScheduledReport/{config.namespace}/{config.name}"
+    context = {"run_key": config.run_key, "run_ids": result.run_ids}
+    source = "worker" if config.schedule else "cli"
+    run = {"outcome": SUCCEEDED if result.ok else FAILED, "reports": list(result.run_ids),
+           "failures": result.summary.failures, "artifacts": len(result.summary.artifacts),
+           "period": config.parameters()["period"]}  # fmt: skip
+    with engine.begin() as conn:
+        append_entry(conn, REPORT_ACTOR, "report.run", target, None, run, source=source, context=context)
+        for channel, state in sorted(channels.items()):
+            after = {"channel": channel, "outcome": state, "error": errors.get(channel)}
+            if channel not in errors and state == SENT:
+                after["outcome"] = "already-sent"  # an earlier attempt of this run key delivered it
+            append_entry(conn, REPORT_ACTOR, "report.delivery", target, None, after, source=source, context=context)
+
+
+def _deliver(engine: Engine, config: RunConfig,
+             summary: RunSummary) -> tuple[list[str], dict[str, str], dict[str, str | None]]:  # fmt: skip
     """Deliver to every configured channel that has not delivered this run already (``config.run_key``).
 
     Returns:
-        the delivery errors, and the per-channel record (``{"webhook": "sent" | "failed", ...}``) to store.
+        the delivery errors, the per-channel record (``{"webhook": "sent" | "failed", ...}``) to store, and the
+        error (None = sent) of each channel attempted now.
     """
     if config.webhook is None and config.email is None:
-        return [], {}
+        return [], {}, {}
     done = (delivered_channels(engine, name=config.name, namespace=config.namespace, run_key=config.run_key)
             if config.run_key else set())  # fmt: skip
     errors: list[str] = []
@@ -226,7 +255,8 @@ def _deliver(engine: Engine, config: RunConfig, summary: RunSummary) -> tuple[li
     channels = {ch: SENT for ch in done} | {ch: SENT if err is None else FAILED for ch, err in outcomes.items()}
     if config.webhook is not None and "webhook" not in channels:
         channels["webhook"] = FAILED  # configured without its URL
-    return errors, channels
+        outcomes = {**outcomes, "webhook": f"webhook configured but {ENV_WEBHOOK_URL} is not set"}
+    return errors, channels, outcomes
 
 
 # --------------------------------------------------------------------------------------------- helpers
