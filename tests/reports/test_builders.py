@@ -199,3 +199,42 @@ def test_security_report(db_dsn: str) -> None:
         assert any("seq 2" in n for n in broken.notes)
     finally:
         engine.dispose()
+
+
+def test_economy_clv_and_retention_risk_on_the_cdnow_sample(sample_dsn: str) -> None:
+    """The CDNOW sample's calibration period (1997-01-01..09-30) through SQL, the report's customer-base models:
+    the published BG/NBD and Gamma-Gamma fits come back out of the report."""
+    from game_analytics.analytics.churn import bgnbd, gammagamma
+    from game_analytics.data.datasets import load_cdnow_summary, load_cdnow_transactions_summary
+
+    engine = make_engine(sample_dsn)
+    period = ReportPeriod(datetime(1997, 1, 1, tzinfo=UTC), datetime(1997, 10, 1, tzinfo=UTC))
+    economy = build_report(engine, ReportType.ECONOMIC_HEALTH, period, ReportFilters(top_n=10))
+    models = economy.table("clv_models").set_index("model")
+    params = dict(kv.split("=") for kv in models.loc["BG/NBD", "parameters"].split())
+    summary = load_cdnow_summary()
+    published = bgnbd.fit(summary["frequency"], summary["recency"], summary["T"])
+    assert float(params["r"]) == pytest.approx(0.243, abs=0.001) and float(params["b"]) == pytest.approx(2.426, abs=0.005)
+    assert models.loc["BG/NBD", "log_likelihood"] == pytest.approx(published.log_likelihood, abs=0.1)
+    gg = dict(kv.split("=") for kv in models.loc["Gamma-Gamma", "parameters"].split())
+    assert float(gg["p"]) == pytest.approx(6.25, abs=0.01) and float(gg["v"]) == pytest.approx(15.44, abs=0.02)
+
+    # independent: CLV of the published summary (rounded to 2 decimals) with the published-data fits
+    ref = load_cdnow_transactions_summary()
+    spenders = ref[ref["x"] > 0]
+    expected = gammagamma.clv(published, gammagamma.fit(spenders["x"], spenders["zbar"]), ref["x"], ref["t_x"],
+                              ref["T"], ref["zbar"], periods=12, period_length=4.0, discount_rate=0.01)
+    assert economy.figure("clv_total") == pytest.approx(expected.sum(), rel=0.005)
+    assert economy.figure("clv_mean") == pytest.approx(expected.mean(), rel=0.005)
+    hist = economy.table("clv_distribution")
+    assert hist["players"].sum() == 2357 and len(economy.table("top_clv")) == 10
+    assert economy.figure("arppu") == pytest.approx(economy.figure("revenue") / economy.figure("paying_players"),
+                                                    rel=0.01)  # fmt: skip
+
+    retention = build_report(engine, ReportType.RETENTION, period, ReportFilters(top_n=10))
+    tiers = retention.table("churn_risk_tiers")
+    assert tiers["players"].sum() == 2357 and tiers["tier"].tolist() == ["high", "medium", "low"]
+    risky = retention.table("highest_risk")
+    assert len(risky) == 10 and risky["risk"].is_monotonic_decreasing and {"recency", "frequency"} <= set(risky)
+    assert retention.figure("high_risk_players") == int(tiers.set_index("tier").loc["high", "players"])
+    engine.dispose()

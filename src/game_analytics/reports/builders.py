@@ -39,6 +39,7 @@ from .compute import churn_rate, cohort_matrix, lorenz_curve, retention_curve
 from .context import UNIT_LABEL, BuildContext, bucket_series, naive_utc, number
 from .model import ChartSpec, Figure, Report, ReportPeriod, Table, bucket_unit, validate_filters
 from .operations import build_rankings, build_security
+from .player_value import add_churn_risk, add_clv, add_kpis, customer_scores
 
 __all__ = ["BUILDERS", "SESSION_GAP", "BuildContext", "build_report"]
 
@@ -129,6 +130,7 @@ def build_player_activity(ctx: BuildContext) -> Report:
         ChartSpec("top_performers", f"Top {ctx.filters.top_n} players by events", "bar", "top_performers",
                   "player_id", ("events",), "Player", "Events", horizontal=True),
     ]  # fmt: skip
+    add_kpis(report, ctx)
     return report
 
 
@@ -261,6 +263,8 @@ def build_economic_health(ctx: BuildContext) -> Report:
         report.charts.append(ChartSpec("currency_flow", f"Currency faucets and sinks per {unit}", "line",
                                        "currency_flow", "bucket", ("faucets", "sinks", "net"), UNIT_LABEL[unit],
                                        "Currency (coins)"))  # fmt: skip
+    add_kpis(report, ctx, revenue_only=True)
+    add_clv(report, ctx, customer_scores(ctx))
     return report
 
 
@@ -341,6 +345,7 @@ def build_retention(ctx: BuildContext) -> Report:
                   tuple(c for c in curves.columns if c != "age"), f"{unit.capitalize()}s since first activity",
                   "Share of cohort active", percent=True),
     ]  # fmt: skip
+    add_churn_risk(report, ctx, customer_scores(ctx))
     return report
 
 
