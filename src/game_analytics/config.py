@@ -41,6 +41,7 @@ class Images:
     redis: str = "redis:7.4-alpine"
     redis_exporter: str = "oliver006/redis_exporter:v1.67.0"
     mongo: str = "mongo"  # tagged with the cluster's spec.version
+    mongodb_exporter: str = "percona/mongodb_exporter:0.43.1"
     monitoring_labels: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MONITORING_LABELS))
 
     @classmethod
@@ -51,5 +52,6 @@ class Images:
             redis=os.environ.get("GAME_ANALYTICS_REDIS_IMAGE", d.redis),
             redis_exporter=os.environ.get("GAME_ANALYTICS_REDIS_EXPORTER_IMAGE", d.redis_exporter),
             mongo=os.environ.get("GAME_ANALYTICS_MONGO_IMAGE", d.mongo),
+            mongodb_exporter=os.environ.get("GAME_ANALYTICS_MONGODB_EXPORTER_IMAGE", d.mongodb_exporter),
             monitoring_labels=monitoring_labels_from_env(),
         )

@@ -119,6 +119,11 @@ def reconciled_status(kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         cluster.add(_finished_job(kind, name, component, "Complete", "2026-11-23T05:00:00Z"))
     if kind == "RankingJob":
         cluster.add(ranking_pod(name, "ranking", _status_message(tmp_path, 2, 18), "2026-11-23T05:02:00Z"))
+    if kind == "MongoShardedCluster":  # the bootstrap Job's pod reports what it observed (a recorded run)
+        from .mongoshardedcluster.recorded import bootstrap_pod
+
+        job = next(o for p, o in cluster.objects.items() if "/jobs/" in p)
+        cluster.add(bootstrap_pod(name, job["metadata"]["name"]))
     run(kind, obj, cluster)
     return obj["status"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from .common import BaseStatus, Model, Resources, SecretKeyRef, Storage, cel
@@ -37,6 +39,54 @@ class MongosSettings(Model):
     resources: Resources = Field(default_factory=Resources, description="Container resources.")
 
 
+class MongoExporterSettings(Model):
+    enabled: bool = Field(default=True, description="Run a Percona mongodb_exporter sidecar next to every mongod and mongos.")
+    image: str | None = Field(default=None, max_length=512, description="Exporter image; the operator's default when unset.")
+
+
+_KEY_NAME = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+_DB_NAME = r"^[A-Za-z0-9_-]{1,63}$"
+
+
+class ShardKeyField(Model):
+    field: str = Field(pattern=_KEY_NAME, max_length=128, description="Document field (dotted paths allowed).")
+    type: Literal["hashed", "ranged"] = Field(default="ranged", description="hashed (even spread) or ranged (zones, range queries).")
+
+
+class ZoneRange(Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,63}$", description="Zone name, e.g. the region (addShardToZone).")
+    shards: list[int] = Field(min_length=1, max_length=64, description="Indexes of the shards in the zone (0-based).")
+    min: dict[str, str] = Field(description="Inclusive lower bound per shard-key field; fields left out are MinKey, "
+                                            "\"$minKey\"/\"$maxKey\" stand for MinKey/MaxKey.")
+    max: dict[str, str] = Field(description="Exclusive upper bound per shard-key field; fields left out are MaxKey.")
+
+
+class ShardedCollection(Model):
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.shardKey.filter(k, has(k.type) && k.type == 'hashed').size() <= 1",
+                    "a shard key has at most one hashed field", ".shardKey"),
+                cel("!has(self.unique) || !self.unique || self.shardKey.all(k, !has(k.type) || k.type == 'ranged')",
+                    "a unique shard key cannot be hashed", ".unique"),
+            ]
+        }
+    }
+
+    database: str = Field(pattern=_DB_NAME, description="Database name.")
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$", description="Collection name.")
+    shard_key: list[ShardKeyField] = Field(min_length=1, max_length=8, description="Shard key fields in order. "
+                                           "MongoDB cannot change a shard key in place: a change is refused.")
+    unique: bool = Field(default=False, description="Enforce uniqueness of the shard key (shardCollection unique).")
+    zones: list[ZoneRange] = Field(default_factory=list, max_length=16,
+                                   description="Zone sharding: each zone's shards and its shard-key range.")
+
+    @property
+    def namespace(self) -> str:
+        """``<database>.<name>`` as MongoDB names it."""
+        return f"{self.database}.{self.name}"
+
+
 class MongoShardedClusterSpec(Model):
     """Desired state of a MongoShardedCluster."""
 
@@ -59,20 +109,46 @@ class MongoShardedClusterSpec(Model):
     mongos: MongosSettings = Field(default_factory=MongosSettings, description="The mongos routers.")
     keyfile_secret_ref: SecretKeyRef = Field(description="Secret key holding the internal-auth keyfile.")
     admin_secret_ref: LocalAdminSecret = Field(description="Secret holding the admin user's name and password.")
+    exporter: MongoExporterSettings = Field(default_factory=MongoExporterSettings, description="Prometheus exporter.")
+    collections: list[ShardedCollection] = Field(default_factory=list, max_length=64,
+                                                 description="Collections the bootstrap shards (idempotently).")
+
 
 
 class LocalAdminSecret(Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253, description="Secret with keys username and password.")
 
 
+class MemberStatus(Model):
+    host: str = Field(description="Member host:port as configured in the replica set.")
+    state: str = Field(description="replSetGetStatus stateStr: PRIMARY, SECONDARY, STARTUP2, ...")
+
+
 class ReplicaSetStatus(Model):
     name: str = Field(description="Replica set name.")
     initialized: bool = Field(default=False, description="rs.initiate has completed.")
     added_as_shard: bool = Field(default=False, description="The replica set is registered with addShard.")
+    primary: str | None = Field(default=None, description="host:port of the PRIMARY member, as observed.")
+    members: list[MemberStatus] = Field(default_factory=list, description="Members and their states, as observed.")
+
+
+class ShardStatus(Model):
+    name: str = Field(description="Shard _id from listShards.")
+    host: str = Field(description="The shard's seed list from listShards.")
+    zones: list[str] = Field(default_factory=list, description="Zones the shard belongs to.")
+
+
+class CollectionStatus(Model):
+    namespace: str = Field(description="<database>.<collection>.")
+    shard_key: list[ShardKeyField] = Field(default_factory=list, description="The shard key as config.collections holds it.")
+    unique: bool = Field(default=False, description="The shard key is unique.")
+    zones: list[str] = Field(default_factory=list, description="Zones with a key range on this collection.")
 
 
 class MongoShardedClusterStatus(BaseStatus):
-    replica_sets: list[ReplicaSetStatus] = Field(default_factory=list, description="Bootstrap state per replica set.")
+    replica_sets: list[ReplicaSetStatus] | None = Field(default=None, description="Observed state per replica set.")
+    shards: list[ShardStatus] | None = Field(default=None, description="Registered shards, as listShards reports them.")
+    collections: list[CollectionStatus] | None = Field(default=None, description="Sharded collections, as observed.")
 
 
 MongoShardedClusterSpec.model_rebuild()

@@ -91,6 +91,8 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
             ready = _ready(False, "MissingAPI",
                            f"the cluster does not serve {', '.join(missing)}; install the prometheus-operator CRDs",
                            generation)
+        elif plan.not_ready is not None:
+            ready = _ready(False, *plan.not_ready, generation)
         else:
             ready = _ready(True, "Reconciled", f"{len(plan.children)} children up to date", generation)
         if applied.changed:

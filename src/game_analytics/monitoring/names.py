@@ -98,15 +98,22 @@ REDIS_EXPORTER = frozenset({
     "redis_memory_used_bytes", "redis_commands_processed_total",
     "redis_sentinel_master_ckquorum_status", "redis_sentinel_master_ok_sentinels",
 })
-# percona/mongodb_exporter: mongodb_up (general collector, no topology labels) and the mongos sharding collector
-# (both checked against its source).
-MONGODB_EXPORTER = frozenset({"mongodb_up", "mongodb_mongos_sharding_shard_chunks_total"})
+# percona/mongodb_exporter (v0.4x, the sidecar MongoShardedCluster renders; names from its README and collector
+# documentation): metric -> (the flag that switches its collector on, None = always on; which server it needs:
+# "any" or "mongos"). The renderer passes every flag listed here to the sidecars of the servers named, and a test
+# checks every mongodb_* name an alert or a panel uses is in this table.
+MONGODB_EXPORTER: dict[str, tuple[str | None, str]] = {
+    # general collector: 1 when the exporter's ping of its server works (no topology labels)
+    "mongodb_up": (None, "any"),
+    # shards collector, read from the config database through mongos: chunks per shard{shard}
+    "mongodb_mongos_sharding_shard_chunks_total": ("--collector.shards", "mongos"),
+}
 # kubernetes/kube-state-metrics v2
 KUBE_STATE_METRICS = frozenset({
     "kube_job_status_failed", "kube_job_owner", "kube_cronjob_next_schedule_time", "kube_cronjob_spec_suspend",
     "kube_statefulset_status_replicas_ready", "kube_statefulset_replicas", "kube_deployment_status_replicas_available",
 })
-EXTERNAL_METRICS = PROMETHEUS | REDIS_EXPORTER | MONGODB_EXPORTER | KUBE_STATE_METRICS
+EXTERNAL_METRICS = PROMETHEUS | REDIS_EXPORTER | frozenset(MONGODB_EXPORTER) | KUBE_STATE_METRICS
 
 #: suffixes Prometheus adds to the series of a histogram (gauge histograms use _gcount and _gsum)
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum", "_gcount", "_gsum")

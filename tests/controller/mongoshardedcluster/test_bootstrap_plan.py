@@ -97,7 +97,7 @@ def test_fully_initialised_cluster_needs_nothing() -> None:
     assert plan(state, WANT) == []
     conds = {c["type"]: c for c in mb.conditions(state, WANT, 2)}
     assert {c["status"] for c in conds.values()} == {"True"}
-    assert [(s.name, s.initialized, s.added_as_shard) for s in mb.status(state, WANT)] == [
+    assert [(s.name, s.initialized, s.added_as_shard) for s in mb.status(state, WANT).replica_sets] == [
         ("ev-cfg", True, False), ("ev-shard-0", True, True), ("ev-shard-1", True, True)]
 
 
@@ -107,7 +107,7 @@ def test_shard_missing_from_list_shards() -> None:
     conds = {c["type"]: c for c in mb.conditions(state, WANT, 2)}
     assert conds["ShardsRegistered"]["status"] == "False" and "ev-shard-1" in conds["ShardsRegistered"]["message"]
     assert conds["Bootstrapped"]["status"] == "False"
-    assert [s.added_as_shard for s in mb.status(state, WANT)] == [False, True, False]
+    assert [s.added_as_shard for s in mb.status(state, WANT).replica_sets] == [False, True, False]
 
 
 def test_existing_admin_user_is_never_created_again() -> None:

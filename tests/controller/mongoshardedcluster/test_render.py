@@ -90,7 +90,9 @@ def test_bootstrap_job() -> None:
     children = msc.render(OWNER, _spec(), Images(worker="ga:1"))
     job = next(c for c in children if c["kind"] == "Job")
     c = job["spec"]["template"]["spec"]["containers"][0]
-    assert c["image"] == "ga:1" and c["args"] == ["mongo", "bootstrap", "--cluster", "ev"]
+    assert c["image"] == "ga:1"
+    assert c["args"] == ["mongo", "bootstrap", "--cluster", "ev", "--status-file", "/dev/termination-log"]
+    assert c["terminationMessagePath"] == "/dev/termination-log"
     env = {e["name"]: e for e in c["env"]}
     want = DesiredCluster.from_json(env["GAME_ANALYTICS_MONGO_TOPOLOGY"]["value"])
     assert [s.name for s in want.shards] == ["ev-shard-0", "ev-shard-1"]

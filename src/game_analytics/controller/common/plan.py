@@ -47,6 +47,9 @@ class Plan:
     status: BaseStatus | None = None
     #: kind-specific conditions besides Ready (e.g. the Sentinels' view of a RedisFailover)
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    #: (reason, message) when the object is not Ready although its children are applied (e.g. a sharded
+    #: MongoDB not bootstrapped yet); None: Ready follows the apply
+    not_ready: tuple[str, str] | None = None
     #: labels to keep on existing pods: {pod name: {label: value}} (e.g. the Redis master's role)
     pod_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     #: at most one disruptive step per reconcile (a controlled failover, or a pod restart), run after the apply

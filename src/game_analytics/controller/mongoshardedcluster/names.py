@@ -9,6 +9,15 @@ from __future__ import annotations
 import hashlib
 
 MONGO_PORT = 27017
+#: Percona mongodb_exporter's default listen port (``--web.listen-address``).
+EXPORTER_PORT = 9216
+#: Label on the Services whose ``metrics`` port the ServiceMonitor scrapes.
+LABEL_METRICS = "gameanalytics.io/mongo-metrics"
+#: The bootstrap Job's component label (also on its pods, where the planner reads the termination message).
+BOOTSTRAP_COMPONENT = "mongo-bootstrap"
+#: Where the bootstrap worker writes its observation: the container's default termination-message path, which
+#: the kubelet copies into the pod's ``status.containerStatuses[].state.terminated.message`` (at most 4 KiB).
+STATUS_FILE = "/dev/termination-log"
 
 
 def config_server_name(cluster: str) -> str:
@@ -39,6 +48,11 @@ def member_host(statefulset: str, namespace: str, ordinal: int) -> str:
 def mongos_host(cluster: str, namespace: str) -> str:
     """``<cluster>-mongos.<ns>.svc:27017``: where the bootstrap reaches mongos."""
     return f"{mongos_name(cluster)}.{namespace}.svc:{MONGO_PORT}"
+
+
+def service_monitor_name(cluster: str) -> str:
+    """The ServiceMonitor scraping every mongodb_exporter of the cluster: ``<cluster>-mongodb``."""
+    return f"{cluster}-mongodb"
 
 
 def bootstrap_job_name(cluster: str, topology_json: str) -> str:

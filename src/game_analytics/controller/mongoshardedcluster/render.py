@@ -8,6 +8,11 @@ Topology (``<name>`` is the MongoShardedCluster's name)::
     <name>-shard-<i>-headless   headless Service per shard
     <name>-mongos               Deployment + Service: mongos --configdb <name>-cfg/<cfg members>
     <name>-bootstrap-<digest>   Job: game-analytics mongo bootstrap --cluster <name>
+    <name>-mongodb              ServiceMonitor: the mongodb_exporter sidecars (with spec.exporter.enabled)
+
+Every mongod and mongos pod carries a Percona ``mongodb_exporter`` sidecar on port 9216 (``metrics``), logged in
+as the admin user from ``spec.adminSecretRef``: until the bootstrap has created that user the exporter reports
+``mongodb_up 0``. Its metric names are the table ``monitoring.names.MONGODB_EXPORTER``.
 
 Members are addressed by stable DNS names (``<pod>.<sts>-headless.<ns>.svc:27017``), so replica-set
 configurations survive rescheduling. Internal authentication uses the keyfile from ``spec.keyfileSecretRef``.
@@ -28,6 +33,7 @@ from typing import Any
 from ...api.common import Resources, Storage
 from ...api.mongoshardedcluster import MongoShardedClusterSpec
 from ...config import Images
+from ...monitoring import names as metric_names
 from ..common.render import (
     Manifest,
     Owner,
@@ -37,6 +43,7 @@ from ..common.render import (
     labels,
     manifest,
     metadata,
+    monitoring_metadata,
     pod_disruption_budget,
     pod_spec,
     resources,
@@ -48,15 +55,26 @@ from ..common.render import (
 )
 from . import bootstrap as mb
 from . import names
-from .names import MONGO_PORT, config_server_name, headless_name, mongos_name, shard_name
+from .names import (
+    BOOTSTRAP_COMPONENT,
+    EXPORTER_PORT,
+    LABEL_METRICS,
+    MONGO_PORT,
+    STATUS_FILE,
+    config_server_name,
+    headless_name,
+    mongos_name,
+    service_monitor_name,
+    shard_name,
+)
 
 KEYFILE_SECRET_DIR = "/etc/mongo-keyfile-secret"
 KEYFILE_DIR = "/etc/mongo-keyfile"
 KEYFILE_PATH = f"{KEYFILE_DIR}/keyfile"
 HEARTBEAT_FILE = "/tmp/bootstrap-heartbeat"
 
-__all__ = ["KEYFILE_PATH", "bootstrap_job", "bootstrap_job_name", "image", "mongod_statefulset",
-           "mongos_deployment", "render"]
+__all__ = ["KEYFILE_PATH", "bootstrap_job", "bootstrap_job_name", "exporter", "image", "mongod_statefulset",
+           "mongos_deployment", "render", "service_monitor"]
 
 
 def image(spec: MongoShardedClusterSpec, images: Images) -> str:
@@ -100,6 +118,29 @@ def _ping_probe(period: int) -> dict[str, Any]:
     return {**exec_probe(check, period=period), "timeoutSeconds": 10}
 
 
+def exporter(spec: MongoShardedClusterSpec, images: Images, *, mongos: bool) -> dict[str, Any]:
+    """The Percona ``mongodb_exporter`` sidecar for the mongod/mongos on ``localhost:27017``.
+
+    Every collector the alert rules and dashboards need is switched on by its flag (``metric_names.
+    MONGODB_EXPORTER`` says which metric needs which); ``--collector.shards`` (chunks per shard, read from the
+    config database) only on mongos. It logs in as the admin user (``spec.adminSecretRef``).
+    """
+    admin = spec.admin_secret_ref.name
+    flags = sorted({flag for flag, role in metric_names.MONGODB_EXPORTER.values()
+                    if flag and (role == "any" or (role == "mongos") == mongos)})
+    return container(
+        "exporter", spec.exporter.image or images.mongodb_exporter,
+        args=[f"--web.listen-address=:{EXPORTER_PORT}", *flags],
+        env=[{"name": "MONGODB_URI", "value": f"mongodb://localhost:{MONGO_PORT}/admin?directConnection=true"},
+             secret_env("MONGODB_USER", _Ref(admin, "username")),
+             secret_env("MONGODB_PASSWORD", _Ref(admin, "password"))],
+        ports=[{"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}],
+        resources_=resources(None, cpu="10m", memory="32Mi", memory_limit="128Mi"),
+        liveness={**tcp_probe("metrics", period=20), "failureThreshold": 6},
+        readiness=tcp_probe("metrics", period=10),
+    )
+
+
 def mongod_statefulset(owner: Owner, spec: MongoShardedClusterSpec, images: Images, sts: str, component: str,
                        role_flag: str, replicas: int, res: Resources, storage: Storage) -> Manifest:
     """A mongod replica set: ``mongod <role_flag> --replSet <sts>`` with the keyfile and one PVC per member."""
@@ -116,7 +157,8 @@ def mongod_statefulset(owner: Owner, spec: MongoShardedClusterSpec, images: Imag
         volume_mounts=[*_mongo_mounts(), {"name": "data", "mountPath": "/data/db"}],
     )
     match = selector(owner, component)
-    pod = pod_spec([mongod], volumes=_keyfile_volumes(spec), affinity=spread_across_nodes(dict(match)))
+    sidecars = [exporter(spec, images, mongos=False)] if spec.exporter.enabled else []
+    pod = pod_spec([mongod, *sidecars], volumes=_keyfile_volumes(spec), affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [_keyfile_init(img)]
     pod["terminationGracePeriodSeconds"] = 60
     claim: dict[str, Any] = {"metadata": {"name": "data"}, "spec": {
@@ -151,7 +193,8 @@ def mongos_deployment(owner: Owner, spec: MongoShardedClusterSpec, images: Image
         volume_mounts=_mongo_mounts(),
     )
     match = selector(owner, "mongos")
-    pod = pod_spec([mongos], volumes=_keyfile_volumes(spec), affinity=spread_across_nodes(dict(match)))
+    sidecars = [exporter(spec, images, mongos=True)] if spec.exporter.enabled else []
+    pod = pod_spec([mongos, *sidecars], volumes=_keyfile_volumes(spec), affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [_keyfile_init(img)]
     return manifest("apps/v1", "Deployment", metadata(owner, mongos_name(owner.name), "mongos"), spec={
         "replicas": spec.mongos.replicas,
@@ -171,7 +214,8 @@ def bootstrap_job(owner: Owner, spec: MongoShardedClusterSpec, images: Images, w
 
     It reads the topology from ``GAME_ANALYTICS_MONGO_TOPOLOGY``, the keyfile (to authenticate as ``__system``
     before any user exists) and the admin user's name and password from ``spec.adminSecretRef``. Its liveness
-    probe checks that the bootstrap loop touched its heartbeat file within the last two minutes.
+    probe checks that the bootstrap loop touched its heartbeat file within the last two minutes. It writes what
+    it observed last to :data:`.names.STATUS_FILE` (``--status-file``), the termination message the planner reads.
     """
     admin = spec.admin_secret_ref.name
     env = [
@@ -184,17 +228,20 @@ def bootstrap_job(owner: Owner, spec: MongoShardedClusterSpec, images: Images, w
     fresh = ["sh", "-c", f'test $(( $(date +%s) - $(stat -c %Y {HEARTBEAT_FILE}) )) -lt 120']
     probe = {**exec_probe(fresh, period=30), "initialDelaySeconds": 30}
     job = container(
-        "bootstrap", images.worker, args=["mongo", "bootstrap", "--cluster", owner.name], env=env,
+        "bootstrap", images.worker, args=["mongo", "bootstrap", "--cluster", owner.name, "--status-file", STATUS_FILE],
+        env=env,
         resources_=resources(None, cpu="50m", memory="128Mi", memory_limit="256Mi"),
         liveness=probe, readiness=probe,
         volume_mounts=[{"name": "keyfile-secret", "mountPath": KEYFILE_SECRET_DIR, "readOnly": True},
                        {"name": "tmp", "mountPath": "/tmp"}],
     )
+    job["terminationMessagePath"] = STATUS_FILE
     volumes = [v for v in _keyfile_volumes(spec) if v["name"] in ("keyfile-secret", "tmp")]
-    return manifest("batch/v1", "Job", metadata(owner, bootstrap_job_name(owner.name, want), "mongo-bootstrap"), spec={
+    meta = metadata(owner, bootstrap_job_name(owner.name, want), BOOTSTRAP_COMPONENT)
+    return manifest("batch/v1", "Job", meta, spec={
         "backoffLimit": 10,
         "activeDeadlineSeconds": 1800,
-        "template": {"metadata": {"labels": labels(owner, "mongo-bootstrap")},
+        "template": {"metadata": {"labels": labels(owner, BOOTSTRAP_COMPONENT)},
                      "spec": pod_spec([job], volumes=volumes, restart_policy="Never")},
     })
 
@@ -206,33 +253,58 @@ class _Ref:
         self.name, self.key = name, key
 
 
-def _replica_set_children(owner: Owner, sts: str, component: str, statefulset: Manifest) -> list[Manifest]:
-    port = [{"name": "mongodb", "port": MONGO_PORT, "targetPort": "mongodb"}]
+def _ports(spec: MongoShardedClusterSpec) -> list[dict[str, Any]]:
+    metrics = [{"name": "metrics", "port": EXPORTER_PORT, "targetPort": "metrics"}] if spec.exporter.enabled else []
+    return [{"name": "mongodb", "port": MONGO_PORT, "targetPort": "mongodb"}, *metrics]
+
+
+def _scraped(svc: Manifest, spec: MongoShardedClusterSpec) -> Manifest:
+    if spec.exporter.enabled:
+        svc["metadata"]["labels"][LABEL_METRICS] = "true"
+    return svc
+
+
+def _replica_set_children(owner: Owner, spec: MongoShardedClusterSpec, sts: str, component: str,
+                          statefulset: Manifest) -> list[Manifest]:
     return [
-        service(owner, headless_name(sts), component, port, headless=True, publish_not_ready=True),
+        _scraped(service(owner, headless_name(sts), component, _ports(spec), headless=True, publish_not_ready=True),
+                 spec),
         statefulset,
         pod_disruption_budget(owner, sts, component, max_unavailable=1),
     ]
 
 
+def service_monitor(owner: Owner, monitoring_labels: dict[str, str] | None = None) -> Manifest:
+    """One ServiceMonitor for every exporter of the cluster: the headless Service of each replica set and the
+    mongos Service (labelled :data:`.names.LABEL_METRICS`), so a target's ``service`` label tells config server,
+    shard and router apart, as the alert rules expect. Labelled with the operator's ``monitoring_labels``."""
+    match = {"app.kubernetes.io/instance": owner.name, "gameanalytics.io/owner-kind": owner.kind, LABEL_METRICS: "true"}
+    return manifest("monitoring.coreos.com/v1", "ServiceMonitor",
+                    monitoring_metadata(owner, service_monitor_name(owner.name), "mongodb-exporter", monitoring_labels),
+                    spec={"selector": {"matchLabels": match},
+                          "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}]})
+
+
 def render(owner: Owner, spec: MongoShardedClusterSpec, images: Images) -> list[Manifest]:
     """All children: per replica set (config server, then shards) its headless Service, StatefulSet and PDB;
-    then the mongos Deployment, Service and PDB; then the bootstrap Job."""
+    then the mongos Deployment, Service and PDB; then the bootstrap Job; then, with ``spec.exporter.enabled``,
+    the ServiceMonitor."""
     want = mb.desired(owner.name, owner.namespace, spec)
     cfg = config_server_name(owner.name)
-    children = _replica_set_children(owner, cfg, "mongo-cfg", mongod_statefulset(
+    children = _replica_set_children(owner, spec, cfg, "mongo-cfg", mongod_statefulset(
         owner, spec, images, cfg, "mongo-cfg", "--configsvr", spec.config_server.replicas,
         spec.config_server.resources, spec.config_server.storage))
     for i in range(spec.shards.count):
         sts, component = shard_name(owner.name, i), f"mongo-shard-{i}"
-        children += _replica_set_children(owner, sts, component, mongod_statefulset(
+        children += _replica_set_children(owner, spec, sts, component, mongod_statefulset(
             owner, spec, images, sts, component, "--shardsvr", spec.shards.replicas_per_shard,
             spec.shards.resources, spec.shards.storage))
     children += [
         mongos_deployment(owner, spec, images, want),
-        service(owner, mongos_name(owner.name), "mongos", [{"name": "mongodb", "port": MONGO_PORT,
-                                                           "targetPort": "mongodb"}]),
+        _scraped(service(owner, mongos_name(owner.name), "mongos", _ports(spec)), spec),
         pod_disruption_budget(owner, mongos_name(owner.name), "mongos", max_unavailable=1),
         bootstrap_job(owner, spec, images, want),
     ]
+    if spec.exporter.enabled:
+        children.append(service_monitor(owner, images.monitoring_labels))
     return children
