@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from .k8s import Cluster
 
 __all__ = ["AUDIT_DSN_ENV", "OPERATOR_ACTOR", "SPEC_AUDITED_KINDS", "AuditRecord", "AuditWriter",
@@ -134,6 +136,9 @@ class AuditWriter:
             try:
                 namespace = record.context.get("namespace") or "default"
                 cluster.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event(body, record))
+            except ApiException as exc:  # e.g. 403 while the namespace terminates: one line, no traceback
+                log.warning("could not post the audit Event %s %s: %s %s", record.action, record.object_ref,
+                            exc.status, exc.reason)
             except Exception:  # noqa: BLE001 - auditing must not fail the reconcile
                 log.exception("could not post the audit Event %s %s", record.action, record.object_ref)
         engine = self.engine()
