@@ -9,7 +9,7 @@ BIN    := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 ARGS ?=
 
-.PHONY: help lock venv debs tools data envtest node crds dashboards lint test e2e bench demo cluster clean
+.PHONY: help lock venv debs tools data envtest prometheus-operator node crds dashboards lint test e2e bench demo cluster clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,8 +43,12 @@ data: venv ## fetch the real data sets (../shared/DATA.md) into .cache/data
 envtest: debs ## build kube-apiserver + kube-controller-manager from Go modules (cached in .cache/bin)
 	bash hack/envtest/build.sh
 
-node: venv debs envtest ## the node tier: kubelet, kube-proxy, kube-scheduler and the images (cached)
+prometheus-operator: ## prometheus-operator + config-reloader and their real CRDs from the Go module (cached)
+	bash hack/prometheus-operator/build.sh
+
+node: venv debs envtest ## the node tier: kubelet, kube-proxy, kube-scheduler, CoreDNS and the images (cached)
 	bash hack/envtest/build.sh node
+	bash hack/coredns/build.sh
 	$(PY) -m devtools.images build
 
 crds: venv ## regenerate crds/ and the chart's CRDs from the pydantic models
@@ -59,7 +63,7 @@ lint: venv ## static checks
 test: venv debs tools data ## unit tests and fast integration tests (real Postgres, Redis, promtool, helm)
 	$(PY) -m pytest -m "not e2e" $(ARGS)
 
-e2e: venv debs tools data envtest node ## tests against a real kube-apiserver (envtest style)
+e2e: venv debs tools data envtest prometheus-operator node ## tests against a real kube-apiserver (envtest style)
 	$(PY) -m pytest -m e2e tests/e2e $(ARGS)
 
 bench: venv debs tools data ## benchmarks that print figures (ARGS=--quick: small sizes, as CI runs them)
@@ -70,7 +74,7 @@ bench: venv debs tools data ## benchmarks that print figures (ARGS=--quick: smal
 cluster: venv debs tools envtest ## start a local control plane in the foreground (Ctrl-C stops it; ARGS=--node: with a node, after make node)
 	$(PY) -m devtools.cluster up $(ARGS)
 
-demo: venv debs tools data envtest ## the whole stack on real data, on this machine
+demo: venv debs tools data envtest prometheus-operator ## the whole stack on real data, on this machine
 	$(PY) -m devtools.demo $(ARGS)
 
 clean: ## remove caches (keeps downloaded data and built binaries)

@@ -48,6 +48,7 @@ import yaml
 
 from devtools import certs
 from devtools import node_config as cfg
+from devtools import node_services as svc
 from devtools.cluster import (
     SERVICE_CLUSTER_IP_RANGE,
     Binaries,
@@ -56,7 +57,21 @@ from devtools.cluster import (
     kubeconfig_document,
     stop_pid,
 )
-from devtools.node_host import NodeError, State, cleanup, iptables_chains, memory_cgroup, run, v1_hierarchies
+from devtools.node_host import (
+    NodeError,
+    State,
+    cleanup,
+    http_ok,
+    https_ok,
+    iptables_chains,
+    load_pair,
+    memory_cgroup,
+    node_available,
+    node_binaries,
+    run,
+    v1_hierarchies,
+    write_pair,
+)
 from devtools.waiting import free_port
 
 __all__ = ["BRIDGE", "NODE_NAME", "NodeCluster", "NodeError", "LocalNode", "cleanup", "node_available"]
@@ -66,73 +81,7 @@ KUBELET_WRAPPER = REPO_ROOT / "hack" / "node" / "kubelet.sh"
 NODE_NAME = "ga-node"
 BRIDGE = "ga-node0"
 POD_CIDR = "10.233.0.0/24"
-NODE_BINARIES = ("kubelet", "kube-proxy", "kube-scheduler")
-HOST_TOOLS = ("containerd", "ctr", "runc", "ip", "iptables", "mount", "umount", "unshare")
 FORWARD_CHAIN = "GA-NODE-FORWARD"
-
-
-# --------------------------------------------------------------------------------------------
-# Availability
-
-
-def node_binaries(bin_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """kubelet, kube-proxy, kube-scheduler next to the control plane's binaries. Raises :class:`NodeError`."""
-    dirs = [Path(d) for d in (bin_dir, os.environ.get("ENVTEST_BIN_DIR")) if d] + [REPO_ROOT / ".cache" / "bin"]
-    found = {}
-    for name in NODE_BINARIES:
-        hit = next((d / name for d in dirs if os.access(d / name, os.X_OK)), None)
-        if hit is None:
-            raise NodeError(f"{name} not found in {', '.join(map(str, dirs))}: run `bash hack/envtest/build.sh node`")
-        found[name] = hit
-    return found
-
-
-def node_available(bin_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
-    """Whether a node can start on this machine: ``(True, "")`` or ``(False, one-line reason)``.
-
-    Checks root, the node binaries, the host tools (containerd, runc, ip, iptables...), the CNI plugins, the
-    image tools, and that a cgroup can be made under this process's memory cgroup in every v1 hierarchy.
-    Cheap (no process is started beyond ``which``); it does not build anything.
-    """
-    if os.geteuid() != 0:
-        return False, "the node needs root (containerd, runc, cgroups, bridges)"
-    try:
-        node_binaries(bin_dir)
-    except NodeError as exc:
-        return False, str(exc)
-    missing = [t for t in (*HOST_TOOLS, "mmdebstrap", "umoci") if shutil.which(t) is None]
-    if missing:
-        return False, f"missing host tools: {', '.join(missing)} (make debs)"
-    if not Path("/usr/lib/cni/bridge").exists():
-        return False, "no CNI plugins in /usr/lib/cni (Debian containernetworking-plugins; make debs)"
-    try:
-        base = memory_cgroup()
-        probe = f"{base.rstrip('/')}/ga-node-probe-{os.getpid()}"
-        made = []
-        try:
-            for h in v1_hierarchies():
-                d = h / probe.lstrip("/")
-                d.mkdir(parents=True)
-                made.append(d)
-        finally:
-            for d in reversed(made):
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-            for h in v1_hierarchies():  # parents mkdir made in hierarchies where the base did not exist
-                _remove_empty_parents(h / probe.lstrip("/"), h)
-    except (OSError, NodeError) as exc:
-        return False, f"cannot create node cgroups under this process's memory cgroup: {exc}"
-    return True, ""
-
-
-def _remove_empty_parents(path: Path, stop: Path) -> None:
-    for parent in path.parents:
-        if parent == stop or stop not in parent.parents:
-            return
-        try:
-            parent.rmdir()
-        except OSError:
-            return
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,12 +145,12 @@ class LocalNode:
         run(["ip", "link", "set", self.net.bridge, "up"])
         pki = self.dir / "pki"
         node_ca = certs.generate_ca("game-analytics-node-ca")
-        _write_pair(pki / "node-ca", node_ca)
+        write_pair(pki / "node-ca", node_ca)
         # The apiserver's client certificate towards the kubelet (logs, exec, port-forward): system:masters, so the
         # kubelet's webhook authorization (a SubjectAccessReview) allows it.
-        _write_pair(pki / "apiserver-kubelet-client", certs.issue_certificate(
+        write_pair(pki / "apiserver-kubelet-client", certs.issue_certificate(
             node_ca, "kube-apiserver-kubelet-client", organizations=["system:masters"], client=True))
-        _write_pair(pki / "kubelet-serving", certs.issue_certificate(
+        write_pair(pki / "kubelet-serving", certs.issue_certificate(
             node_ca, self.name, dns_names=[self.name], ip_addresses=[self.node_ip], server=True))
         return [
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
@@ -225,6 +174,7 @@ class LocalNode:
 
                 self._timed("image import", lambda: import_images(self.images, self.containerd_socket,
                                                                   log=self._log("ctr-import")))
+            self._timed("coredns", lambda: self._start_coredns(cp, deadline))
             self._timed("kubelet to node Ready", lambda: self._start_kubelet(cp, deadline))
             self._timed("kube-scheduler", lambda: self._start_scheduler(cp, deadline))
             if self.with_proxy:
@@ -239,11 +189,12 @@ class LocalNode:
         self.timings[what] = round(time.monotonic() - started, 1)
 
     def _write_credentials(self, cp: LocalControlPlane) -> None:
-        ca = _load_pair(cp.pki_dir / "ca")
+        ca = load_pair(cp.pki_dir / "ca")
         for stem, user, orgs in (("kubelet", f"system:node:{self.name}", ["system:nodes"]),
+                                 ("coredns", svc.COREDNS_USER, []),
                                  ("kube-proxy", "system:kube-proxy", []),
                                  ("kube-scheduler", "system:kube-scheduler", [])):
-            _write_pair(self.dir / "pki" / stem, certs.issue_certificate(ca, user, organizations=orgs, client=True))
+            write_pair(self.dir / "pki" / stem, certs.issue_certificate(ca, user, organizations=orgs, client=True))
             doc = kubeconfig_document(cp.server, cp.ca_file, user=user, client_cert=self.dir / "pki" / f"{stem}.crt",
                                       client_key=self.dir / "pki" / f"{stem}.key")
             path = self.dir / f"{stem}.kubeconfig"
@@ -326,7 +277,8 @@ class LocalNode:
                                     client_ca=self.dir / "pki" / "node-ca.crt",
                                     tls_cert=self.dir / "pki" / "kubelet-serving.crt",
                                     tls_key=self.dir / "pki" / "kubelet-serving.key",
-                                    runtime_socket=self.containerd_socket, resolv_conf=resolv)
+                                    runtime_socket=self.containerd_socket, resolv_conf=resolv,
+                                    cluster_dns=[self.node_ip])
         (self.dir / "kubelet-config.yaml").write_text(yaml.safe_dump(config))
         argv = ["unshare", "--mount", "--propagation", "unchanged", "--", "bash", str(KUBELET_WRAPPER),
                 str(self.dir / "tunables"), str(self.binaries["kubelet"]),
@@ -344,6 +296,16 @@ class LocalNode:
 
         self._wait("kubelet", ready, deadline, f"node {self.name} Ready")
 
+    def _start_coredns(self, cp: LocalControlPlane, deadline: float) -> None:
+        with cp.api_client() as api:
+            svc.apply_rbac(api)
+        health, ready = free_port(), free_port()
+        conf = self.dir / "Corefile"
+        conf.write_text(svc.corefile(self.node_ip, health_port=health, ready_port=ready,
+                                     kubeconfig=self.dir / "coredns.kubeconfig"))
+        self._spawn("coredns", [str(self.binaries["coredns"]), "-conf", str(conf)])
+        self._wait("coredns", lambda: http_ok(f"http://127.0.0.1:{ready}/ready"), deadline, "/ready")
+
     def _start_scheduler(self, cp: LocalControlPlane, deadline: float) -> None:
         kubeconfig = self.dir / "kube-scheduler.kubeconfig"
         port = free_port()
@@ -352,7 +314,7 @@ class LocalNode:
             f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={self.dir / 'pki' / 'scheduler'}",
             "--leader-elect=false", "--profiling=false"])
-        self._wait("kube-scheduler", lambda: _https_ok(f"https://127.0.0.1:{port}/healthz"), deadline, "/healthz")
+        self._wait("kube-scheduler", lambda: https_ok(f"https://127.0.0.1:{port}/healthz"), deadline, "/healthz")
 
     def _start_proxy(self, deadline: float) -> None:
         assert self.state is not None
@@ -374,7 +336,7 @@ class LocalNode:
         self.state.set("kube_proxy_cleanup", [str(self.binaries["kube-proxy"]), "--cleanup"])
         self._spawn("kube-proxy", [str(self.binaries["kube-proxy"]), f"--config={self.dir / 'kube-proxy.yaml'}",
                                    "--v=1"])
-        self._wait("kube-proxy", lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), deadline, "/healthz")
+        self._wait("kube-proxy", lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"), deadline, "/healthz")
 
     # -- stop ---------------------------------------------------------------------------------
     def drain(self, cp: LocalControlPlane, timeout: float = 60.0) -> None:
@@ -410,41 +372,6 @@ class LocalNode:
         return cleanup(self.dir) if self.dir.exists() else []
 
 
-def _load_pair(stem: Path) -> certs.KeyPair:
-    """The CA the control plane wrote as ``<stem>.crt`` / ``<stem>.key`` (PEM), to sign the node's certificates."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(stem.with_suffix(".key").read_bytes(), password=None)
-    return certs.KeyPair(key=key, cert=x509.load_pem_x509_certificate(stem.with_suffix(".crt").read_bytes()))  # type: ignore[arg-type]
-
-
-def _write_pair(stem: Path, pair: certs.KeyPair) -> None:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".crt").write_bytes(pair.cert_pem)
-    key = stem.with_suffix(".key")
-    key.write_bytes(pair.key_pem)
-    key.chmod(0o600)
-
-
-def _https_ok(url: str) -> bool:
-    import ssl
-    import urllib.request
-
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the component's self-signed serving certificate on loopback
-    with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
-        return resp.status == 200
-
-
-def _http_ok(url: str) -> bool:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        return resp.status == 200
-
-
 class NodeCluster:
     """A control plane serving on the node IP plus a :class:`LocalNode`, with the images imported.
 
@@ -462,6 +389,9 @@ class NodeCluster:
         self._kcm = controller_manager
         self.node: LocalNode | None = None
         self.control_plane: LocalControlPlane | None = None
+        #: Binds Pending PVCs to hostPath PVs under ``<node dir>/volumes`` while the node runs.
+        self.volumes: svc.VolumeProvisioner | None = None
+        self._volumes_api: Any = None
         #: Seconds per start phase (images, control plane, then :attr:`LocalNode.timings`).
         self.timings: dict[str, float] = {}
 
@@ -499,12 +429,19 @@ class NodeCluster:
             self.node.state.set("control_plane_pids", self.control_plane.pids)
             self.node.start(self.control_plane, timeout=timeout)
             self.timings.update(self.node.timings)
+            self._volumes_api = self.control_plane.api_client()
+            self.volumes = svc.VolumeProvisioner(self._volumes_api, self.node.dir / "volumes",
+                                                 node_name=self.node.name).start()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
         """Stop the node (draining its pods first), then the control plane."""
+        if self.volumes is not None:
+            self.volumes.stop()
+            self.volumes = None
+            self._volumes_api.close()
         if self.node is not None:
             if self.node.state is not None:
                 self.node.state.set("control_plane_pids", {})  # stopped below, by their own object

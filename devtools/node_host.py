@@ -1,4 +1,4 @@
-"""Host side of the node tier (:mod:`devtools.node`): cgroup facts, the state file, and :func:`cleanup`.
+"""Host side of the node tier (:mod:`devtools.node`): availability, cgroup facts, the state file, :func:`cleanup`.
 
 Everything the node creates on the machine is recorded in ``<node dir>/state.json`` as it is made, so that
 :func:`cleanup` can remove it after a normal stop and after a killed run alike (``python -m devtools.node down``).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,12 +17,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from devtools import certs
 from devtools.cluster import ControlPlaneError, stop_pid
 
-__all__ = ["CGROUP_FS", "NodeError", "State", "cleanup", "iptables_chains", "memory_cgroup", "run",
-           "v1_hierarchies"]
+__all__ = ["CGROUP_FS", "NODE_BINARIES", "NodeError", "State", "cleanup", "http_ok", "https_ok", "iptables_chains",
+           "load_pair", "memory_cgroup", "node_available", "node_binaries", "run", "v1_hierarchies", "write_pair"]
 
 CGROUP_FS = Path("/sys/fs/cgroup")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Binary -> the script that builds it.
+NODE_BINARIES = {"kubelet": "hack/envtest/build.sh node", "kube-proxy": "hack/envtest/build.sh node",
+                 "kube-scheduler": "hack/envtest/build.sh node", "coredns": "hack/coredns/build.sh"}
+HOST_TOOLS = ("containerd", "ctr", "runc", "ip", "iptables", "mount", "umount", "unshare")
 #: Tables whose KUBE-* chains the kubelet and kube-proxy create (filter: KUBE-FIREWALL and canaries).
 IPTABLES_TABLES = ("filter", "nat", "mangle")
 
@@ -214,3 +221,101 @@ def cleanup(work_dir: Path, *, grace: float = 10.0) -> list[str]:
     return done
 
 
+def node_binaries(bin_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """kubelet, kube-proxy, kube-scheduler and coredns next to the control plane's binaries (``make node``).
+
+    Raises :class:`NodeError` naming the missing binary and the script that builds it."""
+    dirs = [Path(d) for d in (bin_dir, os.environ.get("ENVTEST_BIN_DIR")) if d] + [REPO_ROOT / ".cache" / "bin"]
+    found = {}
+    for name, script in NODE_BINARIES.items():
+        hit = next((d / name for d in dirs if os.access(d / name, os.X_OK)), None)
+        if hit is None:
+            raise NodeError(f"{name} not found in {', '.join(map(str, dirs))}: run `bash {script}` (make node)")
+        found[name] = hit
+    return found
+
+
+def node_available(bin_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
+    """Whether a node can start on this machine: ``(True, "")`` or ``(False, one-line reason)``.
+
+    Checks root, the node binaries, the host tools (containerd, runc, ip, iptables...), the CNI plugins, the
+    image tools, and that a cgroup can be made under this process's memory cgroup in every v1 hierarchy.
+    Cheap (no process is started beyond ``which``); it does not build anything.
+    """
+    if os.geteuid() != 0:
+        return False, "the node needs root (containerd, runc, cgroups, bridges)"
+    try:
+        node_binaries(bin_dir)
+    except NodeError as exc:
+        return False, str(exc)
+    missing = [t for t in (*HOST_TOOLS, "mmdebstrap", "umoci") if shutil.which(t) is None]
+    if missing:
+        return False, f"missing host tools: {', '.join(missing)} (make debs)"
+    if not Path("/usr/lib/cni/bridge").exists():
+        return False, "no CNI plugins in /usr/lib/cni (Debian containernetworking-plugins; make debs)"
+    try:
+        base = memory_cgroup()
+        probe = f"{base.rstrip('/')}/ga-node-probe-{os.getpid()}"
+        made = []
+        try:
+            for h in v1_hierarchies():
+                d = h / probe.lstrip("/")
+                d.mkdir(parents=True)
+                made.append(d)
+        finally:
+            for d in reversed(made):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            for h in v1_hierarchies():  # parents mkdir made in hierarchies where the base did not exist
+                _remove_empty_parents(h / probe.lstrip("/"), h)
+    except (OSError, NodeError) as exc:
+        return False, f"cannot create node cgroups under this process's memory cgroup: {exc}"
+    return True, ""
+
+
+def _remove_empty_parents(path: Path, stop: Path) -> None:
+    for parent in path.parents:
+        if parent == stop or stop not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+
+
+def load_pair(stem: Path) -> certs.KeyPair:
+    """The CA the control plane wrote as ``<stem>.crt`` / ``<stem>.key`` (PEM), to sign the node's certificates."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(stem.with_suffix(".key").read_bytes(), password=None)
+    return certs.KeyPair(key=key, cert=x509.load_pem_x509_certificate(stem.with_suffix(".crt").read_bytes()))  # type: ignore[arg-type]
+
+
+def write_pair(stem: Path, pair: certs.KeyPair) -> None:
+    """Write ``<stem>.crt`` and ``<stem>.key`` (mode 0600)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".crt").write_bytes(pair.cert_pem)
+    key = stem.with_suffix(".key")
+    key.write_bytes(pair.key_pem)
+    key.chmod(0o600)
+
+
+def https_ok(url: str) -> bool:
+    """GET ``url`` (a component's self-signed loopback endpoint, not verified); True on 200. Raises OSError."""
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the component's self-signed serving certificate on loopback
+    with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
+        return resp.status == 200
+
+
+def http_ok(url: str) -> bool:
+    """GET ``url``; True on 200. Raises OSError when unreachable."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.status == 200

@@ -8,7 +8,11 @@ reason: they never skip silently.
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +21,7 @@ import pytest
 
 from devtools.node import BRIDGE, NodeCluster, node_available
 from devtools.node_host import v1_hierarchies
+from devtools.postgres import PostgresServer, start_postgres
 
 from .support import EXAMPLES, OPERATOR_SA, RELEASE, ROOT, SYSTEM_NS, Kubectl, tool
 
@@ -115,3 +120,71 @@ def test_operator_pod_runs_from_the_local_image_as_its_service_account(
     # kubectl logs reaches the kubelet on the node IP with the apiserver's kubelet client certificate.
     logs = kubectl.run("logs", "-n", SYSTEM_NS, operator_pod["metadata"]["name"]).stdout
     assert "Traceback" not in logs, logs[-3000:]
+
+
+@pytest.fixture(scope="module")
+def postgres_on_node(node_cluster: NodeCluster) -> Iterator[str]:
+    """A throwaway PostgreSQL on loopback and the node IP (pods reach it there); yields the pods' DSN."""
+    assert node_cluster.node is not None
+    ip, cidr = node_cluster.node.node_ip, node_cluster.node.net.cidr
+    # Not under pytest's tmp_path: its parents are root-only, and the server runs as the postgres user.
+    base = Path(tempfile.mkdtemp(prefix="ga-node-postgres-"))
+    hba = base / "pg_hba.conf"
+    hba.write_text(f"local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all {cidr} trust\n")
+    owner = pwd.getpwnam("postgres")
+    for path in (base, hba):
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    pg: PostgresServer = start_postgres(base, settings={"listen_addresses": f"127.0.0.1,{ip}", "hba_file": str(hba)})
+    try:
+        pg.create_database("analytics")
+        yield f"postgresql+psycopg://postgres@{ip}:{pg.port}/analytics"
+    finally:
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_condition(kubectl: Kubectl, kind: str, name: str, ctype: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    obj: dict | None = None
+    while time.monotonic() < deadline:
+        obj = kubectl.get(kind, name, GAMES)
+        for c in (obj or {}).get("status", {}).get("conditions", []):
+            if c["type"] == ctype and c["status"] == "True":
+                return obj or {}
+        time.sleep(2)
+    pods = kubectl.run("get", "pods", "-n", GAMES, "-o", "wide", check=False).stdout
+    raise AssertionError(f"{kind}/{name} not {ctype} within {timeout}s: {json.dumps((obj or {}).get('status'))}\n{pods}")
+
+
+def test_examples_run_as_pods(node_cluster: NodeCluster, kubectl: Kubectl, operator_pod: dict,
+                              postgres_on_node: str) -> None:
+    """RedisFailover, GameDataSource and RankingJob from examples/ in a PodSecurity-restricted namespace: the
+    Redis and Sentinel pods run (volumes from the node's provisioner, names from CoreDNS) and the operator's probes
+    over the pod network elect a master; the ingest, exporter and detection pods run and are Ready after their
+    migrate init container; a Job made from the RankingJob's CronJob completes."""
+    kubectl.run("create", "namespace", GAMES, check=False)
+    kubectl.run("label", "--overwrite", "namespace", GAMES, "pod-security.kubernetes.io/enforce=restricted")
+    kubectl.run("create", "secret", "generic", "leaderboards-redis", "-n", GAMES, "--from-literal=password=e2e-node")
+    kubectl.run("create", "secret", "generic", "analytics-postgres", "-n", GAMES, f"--from-literal=dsn={postgres_on_node}")
+    for example in ("redisfailover.yaml", "gamedatasource.yaml", "rankingjob.yaml"):
+        kubectl.run("apply", "-n", GAMES, "-f", str(EXAMPLES / example))
+
+    failover = _wait_condition(kubectl, "redisfailover", "leaderboards", "MasterElected", timeout=240)
+    assert failover["status"]["conditions"], failover
+    for component in ("ingest", "exporter", "detection"):
+        _wait_pod(kubectl, GAMES, f"app.kubernetes.io/component={component}-worker", timeout=180)
+    _wait_condition(kubectl, "gamedatasource", "default", "Ready", timeout=120)
+
+    cronjob = "bundesliga-glicko2-ranking"
+    kubectl.run("create", "job", "ranking-now", "-n", GAMES, f"--from=cronjob/{cronjob}")
+    result = kubectl.run("wait", "-n", GAMES, "--for=condition=Complete", "job/ranking-now", "--timeout=180s",
+                         check=False)
+    logs = kubectl.run("logs", "-n", GAMES, "job/ranking-now", "--all-containers", check=False).stdout
+    assert result.returncode == 0, f"the ranking Job did not complete: {result.stderr}\n{logs[-3000:]}"
+    assert '"algorithm": "glicko2"' in logs, logs[-3000:]
+
+    pods = kubectl.json("get", "pods", "-n", GAMES)["items"]
+    assert len(pods) >= 11
+    for pod in pods:
+        for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
+            assert c.get("securityContext", {}).get("readOnlyRootFilesystem") is True, (pod["metadata"]["name"], c["name"])
