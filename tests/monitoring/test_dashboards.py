@@ -87,8 +87,9 @@ def test_metric_names_come_from_names_py(name):
 
 REQUIRED = {
     "activity": {names.ACTIVE_PLAYERS, names.SESSIONS, names.EVENTS_INGESTED, names.ACTIVE_PLAYERS_BY_REGION,
-                 names.PERIOD_EVENTS},
-    "economy": {names.PLAYER_WEALTH, names.GINI, names.PRICE_INDEX, names.TRADE_VOLUME},
+                 names.PERIOD_EVENTS, names.KPI},
+    "economy": {names.PLAYER_WEALTH, names.GINI, names.PRICE_INDEX, names.TRADE_VOLUME, names.KPI, names.PLAYER_CLV,
+                names.CHURN_RISK_PLAYERS},
     "rankings": {names.PLAYER_RATING, names.LEAGUE_PLAYERS, names.TOP_MOVER_RATING_CHANGE},
     "alerts": {names.DETECTION_FLAGGED, names.DETECTIONS, names.DETECTIONS_OPEN, names.INTERVENTIONS_OPEN,
                names.DETECTIONS_STORED},

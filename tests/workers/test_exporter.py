@@ -400,3 +400,30 @@ def test_readiness_follows_the_first_snapshot(store: Engine) -> None:
         assert httpx.get(f"{base}/livez").status_code == 200
     finally:
         server.shutdown()
+
+
+def test_kpis_clv_and_churn_tiers_against_pandas(store: Engine) -> None:
+    """The slow section at the end of the CDNOW log: the 30-day KPIs against pandas, the CLV histogram and the risk
+    tiers over every CDNOW player; bounded labels only."""
+    from game_analytics.workers.exporter_value import KPI_NAMES
+
+    as_of = datetime(1998, 6, 30, tzinfo=UTC)
+    found = samples(exporter.generate_latest(_registry(AnalyticsCollector(store, as_of=as_of, ttl=0,
+                                                                          background=False))).decode())  # fmt: skip
+    master = load_cdnow_master()
+    window = master[master["date"] > pd.Timestamp("1998-05-31")]  # (as_of - 30 d, as_of]: June 1998 at midnight
+    revenue = window["dollar_value"].sum()
+    days = len(window[["customer_id", "date"]].drop_duplicates())
+    paying = window.loc[window["dollar_value"] > 0, "customer_id"].nunique()
+    kpi = {labels[1][1]: v for (name, labels), v in found.items() if name == names.KPI and labels[0][1] == "cdnow"}
+    assert set(kpi) <= set(KPI_NAMES)
+    assert kpi["active_players"] == window["customer_id"].nunique()
+    assert kpi["revenue"] == pytest.approx(revenue) and kpi["arpdau"] == pytest.approx(revenue / days)
+    assert kpi["arppu"] == pytest.approx(revenue / paying)
+    assert kpi["new_players"] == 0 and kpi["returning_players"] == kpi["active_players"]  # one 1997 cohort
+    customers = master["customer_id"].nunique()
+    assert value(found, f"{names.PLAYER_CLV}_gcount", game="cdnow") == customers
+    assert value(found, f"{names.PLAYER_CLV}_bucket", game="cdnow", le="+Inf") == customers
+    tiers = {t: value(found, names.CHURN_RISK_PLAYERS, game="cdnow", tier=t) for t in ("high", "medium", "low")}
+    assert sum(tiers.values()) == customers and tiers["high"] > 0
+    assert not any("cdnow-" in str(labels) for _, labels in found)

@@ -173,6 +173,17 @@ def activity() -> dict[str, Any]:
             table_panel("Events by period", "Stored events per game and type in the trailing hour, day, week and "
                         "month.", [(f"sum by (game, event_type, period) ({names.PERIOD_EVENTS}{{{GAME}}})", "")]),
         ]),
+        ("KPIs (trailing 30 days)", [
+            timeseries_panel("Classic retention", "D1, D7 and D30 retention of the players new in the last 30 days "
+                             "(docs/analytics.md).", [(f'max by (kpi) ({names.KPI}{{{GAME}, kpi=~"d1|d7|d30"}})',
+                                                       "{{kpi}}")], unit="percentunit", span=8),
+            timeseries_panel("New vs returning players", "Active players of the last 30 days by first activity.",
+                             [(f'sum by (kpi) ({names.KPI}{{{GAME}, kpi=~"new_players|returning_players"}})',
+                               "{{kpi}}")], span=8),
+            timeseries_panel("Sessions per DAU and stickiness", "Sessions per daily active player; average DAU over "
+                             "the 30-day actives.", [(f'max by (kpi) ({names.KPI}{{{GAME}, '
+                                                      f'kpi=~"sessions_per_dau|stickiness"}})', "{{kpi}}")], span=8),
+        ]),
         ("Regions", [
             rows_heatmap_panel("Activity by region", "Players active in the last hour, one row per region.",
                                f"sum by (region) ({names.ACTIVE_PLAYERS_BY_REGION}{{{REGION}}})", "{{region}}"),
@@ -206,6 +217,18 @@ def economy() -> dict[str, Any]:
             timeseries_panel("Trade volume", "Traded value per currency.",
                              [(f"sum by (game, currency) ({names.TRADE_VOLUME}{{{GAME}}})", "{{game}} {{currency}}")],
                              span=24),
+        ]),
+        ("Revenue KPIs and player value", [
+            timeseries_panel("ARPDAU and ARPPU", "Revenue per daily active and per paying player, last 30 days.",
+                             [(f'max by (game, kpi) ({names.KPI}{{{GAME}, kpi=~"arpdau|arppu"}})',
+                               "{{game}} {{kpi}}")], unit="currencyUSD", span=8),
+            timeseries_panel("Paying-user conversion", "Paying players over active players, last 30 days.",
+                             [(f'max by (game) ({names.KPI}{{{GAME}, kpi="conversion"}})', "{{game}}")],
+                             unit="percentunit", span=8),
+            bargauge_panel("Churn-risk tiers", "Players per risk tier (BG/NBD P(alive) and the churn classifier).",
+                           f"sum by (tier) ({names.CHURN_RISK_PLAYERS}{{{GAME}}})", "{{tier}}", span=8),
+            distribution_panel("Players by lifetime value", "Discounted 12-month CLV (BG/NBD x Gamma-Gamma, fixed "
+                               "buckets, USD).", f"sum by (le) ({names.PLAYER_CLV}_bucket{{{GAME}}})", span=24),
         ]),
     ])
 

@@ -77,6 +77,13 @@ EXPORTER_AS_OF = f"{PREFIX}_exporter_as_of_timestamp_seconds"  # gauge: Unix tim
 EXPORTER_REFRESH_DURATION = f"{PREFIX}_exporter_refresh_duration_seconds"  # gauge: last refresh of the aggregates
 EXPORTER_QUERY_ERRORS = f"{PREFIX}_exporter_query_errors_total"  # counter{query}
 
+# exporter: game KPIs, customer value and churn risk (workers/exporter_value.py; definitions in docs/analytics.md).
+# kpi is one of exporter_value.KPI_NAMES and tier one of high|medium|low: bounded.
+KPI = f"{PREFIX}_kpi"  # gauge{game, kpi}: the KPIs of the trailing 30 days (ARPDAU, ARPPU, conversion, D1/D7/D30, ...)
+PLAYER_CLV = f"{PREFIX}_player_clv_dollars"  # gauge histogram{game}: players by discounted 12-month CLV
+CLV_BUCKETS = (0, 5, 10, 20, 50, 100, 200, 500, 1_000, 5_000)
+CHURN_RISK_PLAYERS = f"{PREFIX}_churn_risk_players"  # gauge{game, tier="high|medium|low"}
+
 # detection worker: passes and the anomaly model
 DETECTION_PASS_DURATION = f"{PREFIX}_detection_pass_duration_seconds"  # gauge: last evaluation pass
 DETECTION_RULES = f"{PREFIX}_detection_rules"  # gauge{state="active|suspended|invalid"}: rules loaded

@@ -26,6 +26,8 @@ Exported families (names from :mod:`game_analytics.monitoring.names`):
 * ``INGEST_LAG{stream}``: seconds since the oldest entry the consumer group has not acknowledged (the oldest
   pending entry, else the first undelivered one; 0 when caught up), with ``INGEST_GROUP_LAG`` and
   ``INGEST_GROUP_PENDING{stream, group}`` (entries, from ``XINFO GROUPS``).
+* ``KPI{game, kpi}``, ``PLAYER_CLV{game}`` and ``CHURN_RISK_PLAYERS{game, tier}``: the slow section of
+  :mod:`game_analytics.workers.exporter_value` (model fits; recomputed at most every 10 minutes).
 * ``EXPORTER_AS_OF`` (evaluation time), ``EXPORTER_REFRESH_DURATION``, ``EXPORTER_QUERY_ERRORS{query}``.
 
 Evaluation time: ``--as-of`` (see :mod:`game_analytics.workers.runtime`); the ingest lag is always wall-clock.
@@ -70,6 +72,7 @@ from game_analytics.storage.engine import make_engine
 from game_analytics.storage.queries import activity, ratings, sessions
 from game_analytics.storage.queries import economy as economy_sql
 from game_analytics.workers.buckets import cumulate, le_buckets
+from game_analytics.workers.exporter_value import PlayerValueSection
 from game_analytics.workers.runtime import add_as_of_flag, resolve_as_of, serve, start, stop_event
 from game_analytics.workers.stream_lag import stream_lag
 
@@ -137,6 +140,7 @@ class AnalyticsCollector(Collector):
         self.last_catch_up_seconds = 0.0
         self.last_catch_up_events = 0
         self._as_of = datetime.fromtimestamp(0, UTC)
+        self._player_value = PlayerValueSection()
 
     def describe(self) -> Iterable[Metric]:
         """Nothing: registering must not run the queries (prometheus_client calls describe on register)."""
@@ -248,6 +252,7 @@ class AnalyticsCollector(Collector):
             for name, section in (
                 ("activity", self._activity), ("sessions", self._sessions), ("economy", self._economy),
                 ("rankings", self._rankings), ("detections", self._detections), ("scheduled", self._scheduled),
+                ("player_value", lambda c, t: self._player_value.families(c, t, self.games)),
             ):  # fmt: skip
                 if not caught_up and name in ("activity", "economy"):
                     self._errors[name] = self._errors.get(name, 0) + 1

@@ -1,0 +1,104 @@
+"""The exporter's slow section: game KPIs, the CLV distribution and churn-risk tiers per game (docs/analytics.md).
+
+These need a model fit per game (BG/NBD, Gamma-Gamma, the churn classifier) and a pass over each game's whole
+purchase history, so :class:`PlayerValueSection` recomputes them at most every ``interval`` seconds (or when the
+evaluation time moves) and serves the families it built last in between. Every label is bounded:
+
+* ``KPI{game, kpi}``: the KPIs of :func:`game_analytics.storage.queries.kpis.kpis` over the 30 days
+  ``(as_of - 30 d, as_of]`` (undefined ratios left out);
+* ``PLAYER_CLV{game}``: gauge histogram of the players' discounted CLV over the fixed :data:`names.CLV_BUCKETS`;
+* ``CHURN_RISK_PLAYERS{game, tier}``: players per risk tier (every tier, 0 included).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import Connection, text
+
+from game_analytics.analytics.churn.value import RISK_TIERS, score_customers
+from game_analytics.monitoring import names
+from game_analytics.storage.queries import Filters
+from game_analytics.storage.queries.customers import purchase_days
+from game_analytics.storage.queries.kpis import kpis
+from game_analytics.workers.buckets import le_buckets
+
+__all__ = ["KPI_NAMES", "KPI_WINDOW", "PlayerValueSection"]
+
+log = logging.getLogger(__name__)
+
+#: the window the exported KPIs cover, ending at the evaluation time
+KPI_WINDOW = timedelta(days=30)
+#: the exported KPIs (the ``kpi`` label values): a fixed list
+KPI_NAMES = ("mean_dau", "active_players", "stickiness", "revenue", "paying_players", "arpdau", "arppu", "conversion",
+             "new_players", "returning_players", "d1", "d7", "d30", "sessions_per_dau", "session_mean_seconds")
+
+
+class PlayerValueSection:
+    """Builds the families of the module docstring; ``interval``: seconds a result is reused for one as-of."""
+
+    def __init__(self, interval: float = 600.0) -> None:
+        self.interval = interval
+        self._built: tuple[datetime, float, list[Metric]] | None = None
+
+    def families(self, conn: Connection, as_of: datetime, games: Sequence[str]) -> list[Metric]:
+        """The families at ``as_of`` (reused when built for the same as-of less than ``interval`` s ago).
+
+        Raises SQLAlchemy errors of the queries; a failing model fit only leaves that game's CLV and tiers out.
+        """
+        if self._built is not None:
+            at, when, families = self._built
+            if at == as_of and time.monotonic() - when < self.interval:
+                return families
+        families = self._build(conn, as_of, games)
+        self._built = (as_of, time.monotonic(), families)
+        return families
+
+    def _build(self, conn: Connection, as_of: datetime, games: Sequence[str]) -> list[Metric]:
+        kpi = GaugeMetricFamily(names.KPI, "Game KPIs of the 30 days ending at the evaluation time (ARPDAU, ARPPU, "
+                                "conversion, D1/D7/D30 retention, stickiness, ...; docs/analytics.md).",
+                                labels=["game", "kpi"])  # fmt: skip
+        clv = GaugeHistogramMetricFamily(names.PLAYER_CLV, "Players by discounted 12-month customer lifetime value "
+                                         "(BG/NBD x Gamma-Gamma, fixed buckets).", labels=["game"])  # fmt: skip
+        tiers = GaugeMetricFamily(names.CHURN_RISK_PLAYERS, "Players per churn-risk tier (P(alive) and the churn "
+                                  "classifier).", labels=["game", "tier"])  # fmt: skip
+        tick = timedelta(microseconds=1)
+        end, start = as_of + tick, as_of - KPI_WINDOW + tick  # (as_of - 30 d, as_of], as the exporter's periods
+        sql = "SELECT DISTINCT game FROM events WHERE occurred_at > :since AND occurred_at < :end"
+        params: dict = {"since": as_of - KPI_WINDOW, "end": end}
+        if games:
+            sql += " AND game = ANY(CAST(:games AS text[]))"
+            params["games"] = list(games)
+        for (game,) in conn.execute(text(sql + " ORDER BY 1"), params).all():
+            values = kpis(conn, Filters(start, end, (game,)))
+            for key in KPI_NAMES:
+                value = float(values[key])
+                if math.isfinite(value):
+                    kpi.add_metric([game, key], value)
+            days = purchase_days(conn, Filters(None, end, (game,)))
+            if days["player_id"].nunique() < 2:
+                continue
+            try:
+                scores = score_customers(days, pd.Timestamp(as_of).tz_convert("UTC").tz_localize(None))
+            except ValueError:
+                log.warning("customer models of %s could not be fitted", game, exc_info=True)
+                continue
+            counts = scores.players["tier"].value_counts()
+            for tier, _ in RISK_TIERS:
+                tiers.add_metric([game, tier], int(counts.get(tier, 0)))
+            values_clv = scores.players["clv"].to_numpy(dtype=float)
+            values_clv = values_clv[np.isfinite(values_clv)]
+            if values_clv.size:
+                bounds = np.asarray(names.CLV_BUCKETS, dtype=float)
+                # bucket i holds bounds[i-1] < clv <= bounds[i] (upper-inclusive), the last one +Inf
+                per_bucket = np.bincount(np.searchsorted(bounds, values_clv, side="left"), minlength=len(bounds) + 1)
+                cumulative = [int(n) for n in np.cumsum(per_bucket)]
+                clv.add_metric([game], le_buckets(names.CLV_BUCKETS, cumulative), gsum_value=float(values_clv.sum()))
+        return [kpi, clv, tiers]
