@@ -37,7 +37,8 @@ def test_uids_are_stable_and_unique():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_template_variables(name):
     variables = {v["name"]: v for v in MODELS[name]["templating"]["list"]}
-    assert list(variables) == ["datasource", "namespace", "game", "region"]
+    sql_variables = {"interventions": ["pgdatasource", "priority"], "audit": ["pgdatasource"]}.get(name, [])
+    assert list(variables) == ["datasource", "namespace", "game", "region", *sql_variables]
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     for var in ("namespace", "game", "region"):
         assert variables[var]["type"] == "query" and variables[var]["multi"] and variables[var]["includeAll"]
@@ -56,7 +57,8 @@ def test_panels_are_complete_and_laid_out(name):
         if panel["type"] == "row":
             continue
         assert panel["description"] and panel["targets"], panel["title"]
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["datasource"] in ({"type": "prometheus", "uid": "${datasource}"},
+                                       {"type": "grafana-postgresql-datasource", "uid": "${pgdatasource}"})
         assert isinstance(panel["options"], dict)
         for target in panel["targets"]:
             assert target["datasource"] == panel["datasource"]
@@ -93,6 +95,9 @@ REQUIRED = {
     "rankings": {names.PLAYER_RATING, names.LEAGUE_PLAYERS, names.TOP_MOVER_RATING_CHANGE},
     "alerts": {names.DETECTION_FLAGGED, names.DETECTIONS, names.DETECTIONS_OPEN, names.INTERVENTIONS_OPEN,
                names.DETECTIONS_STORED},
+    "interventions": {names.CASES_OPEN, names.CASE_OLDEST_OPEN_AGE, names.CASE_OLDEST_UNACKED_AGE, names.TIME_TO_ACK,
+                      names.TIME_TO_RESOLVE},
+    "audit": {names.AUDIT_CHAIN_LENGTH, names.AUDIT_CHAIN_HEAD},
     "operator": {names.RECONCILES, names.RECONCILE_ERRORS, names.RECONCILE_DURATION, names.INGEST_LAG,
                  names.INGEST_GROUP_LAG, names.INGEST_GROUP_PENDING, names.EXPORTER_REFRESH_DURATION,
                  names.EXPORTER_QUERY_ERRORS, names.EXPORTER_AS_OF, names.DETECTION_PASS_DURATION,

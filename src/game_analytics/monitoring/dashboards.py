@@ -1,8 +1,8 @@
 """Grafana dashboards as code (``grafana-foundation-sdk``), generated into ``grafana_dashboards/``.
 
-Six dashboards with stable UIDs: activity, economy, rankings, alerts and interventions, operator health, and
-Redis/MongoDB topology. Each has a Prometheus data source variable and the template variables ``namespace``,
-``game`` and ``region``. Every query uses metric names from :mod:`game_analytics.monitoring.names` (ours, or the
+Eight dashboards with stable UIDs: activity, economy, rankings, alerts, interventions and audit (with SQL
+panels on Grafana's PostgreSQL data source: :mod:`.sql_dashboards`), operator health, and Redis/MongoDB topology.
+Each has a Prometheus data source variable and the template variables ``namespace``, ``game`` and ``region``. Every query uses metric names from :mod:`game_analytics.monitoring.names` (ours, or the
 listed exporters'), which :func:`.dashboard_queries.metric_names_used` extracts from the PromQL syntax tree
 for tests and for checks against a live scrape.
 
@@ -294,18 +294,6 @@ def alerts() -> dict[str, Any]:
                              [(f"max by (priority, category) ({names.CASES_OPEN}{{{NS}}})", "P{{priority}} {{category}}")]),
             timeseries_panel("Oldest open case", "Age of the oldest open case, by priority.",
                              [(f"max by (priority) ({names.CASE_OLDEST_OPEN_AGE}{{{NS}}})", "P{{priority}}")], unit="s"),
-            timeseries_panel("Oldest unacknowledged case", "Age of the oldest open case nobody acknowledged, by "
-                             "priority (the stack alert pages after 15 min at priority 1).",
-                             [(f"max by (priority) ({names.CASE_OLDEST_UNACKED_AGE}{{{NS}}})", "P{{priority}}")],
-                             unit="s", span=8),
-            timeseries_panel("Time to acknowledge p90", "90th percentile of the seconds from a case's creation "
-                             "to its acknowledgement, by priority, over the cases acknowledged in the trailing day.",
-                             [(f"histogram_quantile(0.9, sum by (priority, le) (max without (pod, instance) "
-                               f"(increase({names.TIME_TO_ACK}_bucket{{{NS}}}[1d]))))", "P{{priority}}")], unit="s", span=8),
-            timeseries_panel("Time to resolve p90", "90th percentile of the seconds from a case's creation to "
-                             "its resolution, by priority, over the cases resolved in the trailing day.",
-                             [(f"histogram_quantile(0.9, sum by (priority, le) (max without (pod, instance) "
-                               f"(increase({names.TIME_TO_RESOLVE}_bucket{{{NS}}}[1d]))))", "P{{priority}}")], unit="s", span=8),
         ]),
         ("Audit", [
             stat_panel("Audit chain length", "Entries in the tamper-evident audit log; with the head hash, an anchor "
@@ -431,11 +419,27 @@ def topology() -> dict[str, Any]:
     ])
 
 
+def interventions() -> dict[str, Any]:
+    """Interventions (:mod:`.sql_dashboards`): open queue by priority and age, time to ack / resolve, top rules."""
+    from .sql_dashboards import interventions as build
+
+    return build()
+
+
+def audit() -> dict[str, Any]:
+    """Audit (:mod:`.sql_dashboards`): actions over time by actor and source, the latest entries, the chain."""
+    from .sql_dashboards import audit as build
+
+    return build()
+
+
 DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "activity": activity,
     "economy": economy,
     "rankings": rankings,
     "alerts": alerts,
+    "interventions": interventions,
+    "audit": audit,
     "operator": operator_health,
     "topology": topology,
 }
