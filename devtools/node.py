@@ -143,6 +143,9 @@ class LocalNode:
         run(["ip", "link", "add", self.net.bridge, "type", "bridge"])
         run(["ip", "addr", "add", f"{self.node_ip}/{self.net.prefix_len}", "dev", self.net.bridge])
         run(["ip", "link", "set", self.net.bridge, "up"])
+        # Service IPs route onto the bridge too: traffic from this machine to a Service that kube-proxy does not
+        # (or no longer) translate stays on the bridge instead of following the default route off the machine.
+        run(["ip", "route", "add", self.net.service_cidr, "dev", self.net.bridge])
         pki = self.dir / "pki"
         node_ca = certs.generate_ca("game-analytics-node-ca")
         write_pair(pki / "node-ca", node_ca)

@@ -183,8 +183,60 @@ def test_examples_run_as_pods(node_cluster: NodeCluster, kubectl: Kubectl, opera
     assert result.returncode == 0, f"the ranking Job did not complete: {result.stderr}\n{logs[-3000:]}"
     assert '"algorithm": "glicko2"' in logs, logs[-3000:]
 
+    _events_reach_postgres_and_the_leaderboard(kubectl, postgres_on_node)
+    _metrics_served_through_the_service(kubectl)
+
     pods = kubectl.json("get", "pods", "-n", GAMES)["items"]
     assert len(pods) >= 11
     for pod in pods:
         for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
             assert c.get("securityContext", {}).get("readOnlyRootFilesystem") is True, (pod["metadata"]["name"], c["name"])
+
+
+def _master_pod_ip(kubectl: Kubectl) -> str:
+    (pod,) = kubectl.json("get", "pods", "-n", GAMES, "-l", "gameanalytics.io/redis-role=master")["items"]
+    return pod["status"]["podIP"]
+
+
+def _events_reach_postgres_and_the_leaderboard(kubectl: Kubectl, dsn: str) -> None:
+    """Match results XADDed (to the master pod, on the harness's bridge) reach PostgreSQL through the ingest pods;
+    a second ranking Job rates them and writes the leaderboard to Redis."""
+    import psycopg
+    import redis
+
+    from game_analytics.workers.load import publish
+
+    matches = [{"event_id": f"node-m-{i}", "event_type": "match_result", "occurred_at": f"1963-08-{10 + i}T17:00:00Z",
+                "player_id": f"team{i % 6}", "game": "bundesliga",
+                "payload": {"home_team": f"team{i % 6}", "away_team": f"team{(i + 1) % 6}", "home_goals": i % 4,
+                            "away_goals": 1, "season": 1963, "round": 1 + i}} for i in range(12)]
+    client = redis.Redis(host=_master_pod_ip(kubectl), port=6379, password="e2e-node", socket_timeout=5)
+    assert publish(matches, client, stream="game-events") == len(matches)
+    libpq = dsn.replace("postgresql+psycopg://", "postgresql://")
+    deadline, stored = time.monotonic() + 60, 0
+    while time.monotonic() < deadline and stored < len(matches):
+        with psycopg.connect(libpq) as conn:
+            stored = conn.execute("SELECT count(*) FROM events WHERE event_id LIKE 'node-m-%'").fetchone()[0]
+        time.sleep(1)
+    assert stored == len(matches), f"{stored}/{len(matches)} events reached PostgreSQL through the ingest pods"
+
+    kubectl.run("create", "job", "ranking-again", "-n", GAMES, "--from=cronjob/bundesliga-glicko2-ranking")
+    done = kubectl.run("wait", "-n", GAMES, "--for=condition=Complete", "job/ranking-again", "--timeout=180s",
+                       check=False)
+    out = kubectl.run("logs", "-n", GAMES, "job/ranking-again", check=False).stdout
+    assert done.returncode == 0, out[-3000:]
+    report = json.loads(out[out.index("{"):])
+    assert report["matches"] == len(matches) and report["players"] == 6, report
+    keys = [k for k in client.scan_iter(match="*bundesliga-glicko2*") if client.type(k) == b"zset"]
+    assert keys and client.zcard(keys[0]) == 6, keys
+
+
+def _metrics_served_through_the_service(kubectl: Kubectl) -> None:
+    """GET /metrics on the GameDataSource's metrics Service (ClusterIP, translated by kube-proxy to a worker pod)."""
+    import urllib.request
+
+    svc = kubectl.json("get", "service", "default-metrics", "-n", GAMES)
+    port = next(p["port"] for p in svc["spec"]["ports"] if p["name"] == "metrics")
+    with urllib.request.urlopen(f"http://{svc['spec']['clusterIP']}:{port}/metrics", timeout=30) as resp:
+        body = resp.read().decode()
+    assert resp.status == 200 and "# TYPE game_analytics" in body, body[:2000]
