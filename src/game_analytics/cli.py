@@ -34,6 +34,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "data": ("game_analytics.data.__main__", "fetch the real data sets into the cache"),
     "load": ("game_analytics.workers.load", "replay the real data sets as events (stream or bulk COPY)"),
     "rate": ("game_analytics.workers.ranking:rate_main", "rate a match CSV and print the leaderboard"),
+    "predict": ("game_analytics.predict", "win/draw/loss probability and match quality of a pairing from a RankingJob"),
     "fit": ("game_analytics.fit", "fit a BG/NBD or Gamma-Gamma model to a summary CSV: fit bgnbd|gammagamma FILE"),
     "report": ("game_analytics.workers.report:cli_main", "run a report once: report run --type ... --format ..."),
     "audit": ("game_analytics.audit:main", "audit trail tools: audit verify|head|search|export"),

@@ -132,6 +132,13 @@ def _dashboard(slug: str, title: str, description: str, rows: list[tuple[str, li
     return model
 
 
+def _row(name: str) -> tuple[str, list[Any]]:
+    """A row of :mod:`.kpi_panels` (imported here: it builds on this module's panel helpers)."""
+    from . import kpi_panels
+
+    return getattr(kpi_panels, name)()
+
+
 def activity() -> dict[str, Any]:
     """Activity monitor: DAU/WAU/MAU, sessions, events per second, session length, activity heat map by region."""
     active = names.ACTIVE_PLAYERS
@@ -173,17 +180,7 @@ def activity() -> dict[str, Any]:
             table_panel("Events by period", "Stored events per game and type in the trailing hour, day, week and "
                         "month.", [(f"sum by (game, event_type, period) ({names.PERIOD_EVENTS}{{{GAME}}})", "")]),
         ]),
-        ("KPIs (trailing 30 days)", [
-            timeseries_panel("Classic retention", "D1, D7 and D30 retention of the players new in the last 30 days "
-                             "(docs/analytics.md).", [(f'max by (kpi) ({names.KPI}{{{GAME}, kpi=~"d1|d7|d30"}})',
-                                                       "{{kpi}}")], unit="percentunit", span=8),
-            timeseries_panel("New vs returning players", "Active players of the last 30 days by first activity.",
-                             [(f'sum by (kpi) ({names.KPI}{{{GAME}, kpi=~"new_players|returning_players"}})',
-                               "{{kpi}}")], span=8),
-            timeseries_panel("Sessions per DAU and stickiness", "Sessions per daily active player; average DAU over "
-                             "the 30-day actives.", [(f'max by (kpi) ({names.KPI}{{{GAME}, '
-                                                      f'kpi=~"sessions_per_dau|stickiness"}})', "{{kpi}}")], span=8),
-        ]),
+        _row("activity_kpis"),
         ("Regions", [
             rows_heatmap_panel("Activity by region", "Players active in the last hour, one row per region.",
                                f"sum by (region) ({names.ACTIVE_PLAYERS_BY_REGION}{{{REGION}}})", "{{region}}"),
@@ -218,18 +215,7 @@ def economy() -> dict[str, Any]:
                              [(f"sum by (game, currency) ({names.TRADE_VOLUME}{{{GAME}}})", "{{game}} {{currency}}")],
                              span=24),
         ]),
-        ("Revenue KPIs and player value", [
-            timeseries_panel("ARPDAU and ARPPU", "Revenue per daily active and per paying player, last 30 days.",
-                             [(f'max by (game, kpi) ({names.KPI}{{{GAME}, kpi=~"arpdau|arppu"}})',
-                               "{{game}} {{kpi}}")], unit="currencyUSD", span=8),
-            timeseries_panel("Paying-user conversion", "Paying players over active players, last 30 days.",
-                             [(f'max by (game) ({names.KPI}{{{GAME}, kpi="conversion"}})', "{{game}}")],
-                             unit="percentunit", span=8),
-            bargauge_panel("Churn-risk tiers", "Players per risk tier (BG/NBD P(alive) and the churn classifier).",
-                           f"sum by (tier) ({names.CHURN_RISK_PLAYERS}{{{GAME}}})", "{{tier}}", span=8),
-            distribution_panel("Players by lifetime value", "Discounted 12-month CLV (BG/NBD x Gamma-Gamma, fixed "
-                               "buckets, USD).", f"sum by (le) ({names.PLAYER_CLV}_bucket{{{GAME}}})", span=24),
-        ]),
+        _row("economy_value"),
     ])
 
 
@@ -253,6 +239,7 @@ def rankings() -> dict[str, Any]:
                         "ranking run, by rank (player names are in the ranking report).",
                         [(f"max by (ranking, direction, rank) ({movers}{{{GAME}}})", "")]),
         ]),
+        _row("ranking_model_quality"),
     ])
 
 

@@ -83,6 +83,10 @@ KPI = f"{PREFIX}_kpi"  # gauge{game, kpi}: the KPIs of the trailing 30 days (ARP
 PLAYER_CLV = f"{PREFIX}_player_clv_dollars"  # gauge histogram{game}: players by discounted 12-month CLV
 CLV_BUCKETS = (0, 5, 10, 20, 50, 100, 200, 500, 1_000, 5_000)
 CHURN_RISK_PLAYERS = f"{PREFIX}_churn_risk_players"  # gauge{game, tier="high|medium|low"}
+# win/draw/loss model quality per RankingJob (ranking = its board) on the most recent held-out season
+RANKING_MODEL_LOG_LOSS = f"{PREFIX}_ranking_model_log_loss"  # gauge{game, ranking, model="ratings|baseline"}: nats
+RANKING_MODEL_BRIER = f"{PREFIX}_ranking_model_brier_score"  # gauge{game, ranking, model="ratings|baseline"}
+RANKING_MATCH_QUALITY = f"{PREFIX}_ranking_match_quality"  # gauge{game, ranking}: mean over the held-out pairings
 
 # detection worker: passes and the anomaly model
 DETECTION_PASS_DURATION = f"{PREFIX}_detection_pass_duration_seconds"  # gauge: last evaluation pass

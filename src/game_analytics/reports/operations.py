@@ -11,6 +11,7 @@ from ..api.scheduledreport import ReportType
 from ..audit import AuditLog
 from ..storage.queries import Filters, fetch_frame, player_clause
 from .context import UNIT_LABEL, BuildContext, bucket_series, number
+from .match_quality import add_match_quality
 from .model import ChartSpec, Figure, Report, Table, bucket_unit
 
 __all__ = ["build_rankings", "build_security"]
@@ -103,6 +104,7 @@ def build_rankings(ctx: BuildContext) -> Report:
         ChartSpec("biggest_movers", "Biggest rating movers", "bar", "biggest_movers", "player_id", ("change",),
                   "Player", "Rating change (points)", horizontal=True),
     ]  # fmt: skip
+    add_match_quality(report, ctx)
     return report
 
 

@@ -7,7 +7,11 @@ evaluation time moves) and serves the families it built last in between. Every l
 * ``KPI{game, kpi}``: the KPIs of :func:`game_analytics.storage.queries.kpis.kpis` over the 30 days
   ``(as_of - 30 d, as_of]`` (undefined ratios left out);
 * ``PLAYER_CLV{game}``: gauge histogram of the players' discounted CLV over the fixed :data:`names.CLV_BUCKETS`;
-* ``CHURN_RISK_PLAYERS{game, tier}``: players per risk tier (every tier, 0 included).
+* ``CHURN_RISK_PLAYERS{game, tier}``: players per risk tier (every tier, 0 included);
+* ``RANKING_MODEL_LOG_LOSS`` / ``RANKING_MODEL_BRIER{game, ranking, model="ratings|baseline"}``: the win/draw/loss
+  model of each RankingJob's game on its most recent held-out season against the home-advantage baseline, and
+  ``RANKING_MATCH_QUALITY{game, ranking}``: the mean match quality of those recent pairings
+  (:mod:`game_analytics.analytics.ratings.quality`).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from sqlalchemy import Connection, text
 
 from game_analytics.analytics.churn.value import RISK_TIERS, score_customers
+from game_analytics.analytics.ratings.quality import MatchModelQuality, match_model_quality
 from game_analytics.monitoring import names
 from game_analytics.storage.queries import Filters
 from game_analytics.storage.queries.customers import purchase_days
 from game_analytics.storage.queries.kpis import kpis
+from game_analytics.storage.queries.ratings import board_games, game_matches
 from game_analytics.workers.buckets import le_buckets
 
 __all__ = ["KPI_NAMES", "KPI_WINDOW", "PlayerValueSection"]
@@ -101,4 +107,34 @@ class PlayerValueSection:
                 per_bucket = np.bincount(np.searchsorted(bounds, values_clv, side="left"), minlength=len(bounds) + 1)
                 cumulative = [int(n) for n in np.cumsum(per_bucket)]
                 clv.add_metric([game], le_buckets(names.CLV_BUCKETS, cumulative), gsum_value=float(values_clv.sum()))
-        return [kpi, clv, tiers]
+        return [kpi, clv, tiers, *self._ranking_quality(conn, as_of, games)]
+
+    @staticmethod
+    def _ranking_quality(conn: Connection, as_of: datetime, games: Sequence[str]) -> list[Metric]:
+        labels = ["game", "ranking", "model"]
+        log_loss = GaugeMetricFamily(names.RANKING_MODEL_LOG_LOSS, "Win/draw/loss log loss (nats) on the most "
+                                     "recent held-out season: ratings model and home-advantage baseline.",
+                                     labels=labels)  # fmt: skip
+        brier = GaugeMetricFamily(names.RANKING_MODEL_BRIER, "Win/draw/loss Brier score (0 best, 2 worst) on the "
+                                  "most recent held-out season.", labels=labels)  # fmt: skip
+        quality = GaugeMetricFamily(names.RANKING_MATCH_QUALITY, "Mean match quality (normalised outcome entropy, "
+                                    "1 = balanced) of the held-out season's pairings.",
+                                    labels=["game", "ranking"])  # fmt: skip
+        fitted: dict[str, MatchModelQuality | None] = {}
+        for board, game in board_games(conn):
+            if game == "unknown" or (games and game not in games):
+                continue
+            if game not in fitted:
+                try:
+                    fitted[game] = match_model_quality(game_matches(conn, game, as_of + timedelta(microseconds=1)))
+                except ValueError:
+                    fitted[game] = None
+            q = fitted[game]
+            if q is None:
+                continue
+            for model, loss, score in (("ratings", q.log_loss, q.brier),
+                                       ("baseline", q.baseline_log_loss, q.baseline_brier)):
+                log_loss.add_metric([game, board, model], loss)
+                brier.add_metric([game, board, model], score)
+            quality.add_metric([game, board], q.mean_match_quality)
+        return [log_loss, brier, quality]

@@ -13,7 +13,8 @@ import pandas as pd
 import psycopg
 from sqlalchemy import Connection, text
 
-__all__ = ["rating_buckets", "read_matches", "read_seasons", "top_movers", "write_history"]
+__all__ = ["board_games", "game_matches", "latest_ratings", "rating_buckets", "read_matches", "read_seasons",
+           "top_movers", "write_history"]
 
 _MATCHES_SQL = """
 SELECT m.home_id, m.away_id, m.home_score, m.away_score, m.occurred_at
@@ -109,3 +110,38 @@ def top_movers(conn: Connection, top: int) -> list[tuple[str, str, int, float]]:
             SELECT job, direction, rank, change FROM ranked WHERE rank <= :top ORDER BY job, direction, rank"""),
             {"top": top}).all()  # fmt: skip
     return [(job, direction, int(rank), float(change)) for job, direction, rank, change in rows]
+
+
+def board_games(conn: Connection) -> list[tuple[str, str]]:
+    """``(board, game)`` of every leaderboard, ``game`` that of a player's first stored match (``"unknown"``
+    when none), ordered by board."""
+    rows = conn.execute(text("""
+        SELECT b.board, coalesce((SELECT m.game FROM matches m WHERE m.home_id = b.player_id LIMIT 1),
+                                 (SELECT m.game FROM matches m WHERE m.away_id = b.player_id LIMIT 1), 'unknown')
+        FROM (SELECT DISTINCT ON (board) board, player_id FROM leaderboard_entries
+              ORDER BY board, computed_at DESC, player_id) AS b ORDER BY 1""")).all()
+    return [(board, game) for board, game in rows]
+
+
+def game_matches(conn: Connection, game: str, before: datetime | None = None) -> pd.DataFrame:
+    """Every stored match of ``game`` (before ``before`` when given): columns ``home``, ``away``, ``home_score``,
+    ``away_score``, ``occurred_at`` (tz-aware), chronological (the input of
+    :func:`game_analytics.analytics.ratings.quality.match_model_quality`)."""
+    sql = "SELECT home_id, away_id, home_score, away_score, occurred_at FROM matches WHERE game = :game"
+    params: dict = {"game": game}
+    if before is not None:
+        sql += " AND occurred_at < :before"
+        params["before"] = before
+    rows = conn.execute(text(sql + " ORDER BY occurred_at, id"), params).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=["home", "away", "home_score", "away_score", "occurred_at"])
+
+
+def latest_ratings(conn: Connection, board: str, players: Sequence[str]) -> dict[str, tuple[float, float | None]]:
+    """The newest ``rating_history`` ``(rating, rd)`` of each of ``players`` on ``board`` (rd None for Elo);
+    players without history are absent."""
+    rows = conn.execute(text("""
+        SELECT DISTINCT ON (player_id) player_id, rating, rd FROM rating_history
+        WHERE job = :board AND player_id = ANY(CAST(:players AS text[]))
+        ORDER BY player_id, period DESC, computed_at DESC, id DESC"""),
+        {"board": board, "players": list(players)}).all()  # fmt: skip
+    return {pid: (float(rating), None if rd is None else float(rd)) for pid, rating, rd in rows}
