@@ -54,7 +54,9 @@ class OperatorProcess:
                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "GAME_ANALYTICS_RESYNC_SECONDS": str(self.resync_seconds),
-               "GAME_ANALYTICS_METRICS_PORT": str(self.metrics_port), **self.extra_env}
+               "GAME_ANALYTICS_METRICS_PORT": str(self.metrics_port),
+               # outside the cluster the Sentinels' pod DNS names do not resolve: probe the annotated addresses
+               "GAME_ANALYTICS_PROBE_ADDRESS_ANNOTATION": "true", **self.extra_env}
         self._process = LoggedProcess("operator", argv, env, self.log_path)
         self.proc = self._process.proc
         self._process.wait_until_ready(f"http://127.0.0.1:{self.health_port}/healthz", timeout)

@@ -76,3 +76,92 @@ def test_structural_translates_optional_and_exclusive_bounds():
 def test_union_of_two_types_is_refused():
     with pytest.raises(ValueError, match="no structural equivalent"):
         structural({"anyOf": [{"type": "string"}, {"type": "integer"}]})
+
+
+def _model_of(annotation):
+    """The pydantic model inside ``annotation`` (``X``, ``X | None``, ``list[X]``), or None."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _defaults_missing(model, schema, path):
+    from pydantic import TypeAdapter
+    from pydantic_core import PydanticUndefined
+
+    from game_analytics.api.crdgen import _without_none
+
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        node = schema["properties"][alias]
+        if not info.is_required():
+            value = info.default_factory() if info.default_factory else info.default
+            if value is not None and value is not PydanticUndefined:
+                expected = _without_none(TypeAdapter(typing_any()).dump_python(value, by_alias=True, mode="json"))
+                if node.get("default") != expected:
+                    yield f"{path}.{alias}: model default {expected!r}, CRD default {node.get('default')!r}"
+        sub = _model_of(info.annotation)
+        if sub is not None:
+            yield from _defaults_missing(sub, node.get("items", node), f"{path}.{alias}")
+
+
+def typing_any():
+    from typing import Any
+
+    return Any
+
+
+@pytest.mark.parametrize("info", KINDS, ids=lambda k: k.kind)
+def test_every_model_default_is_in_the_crd(info):
+    """Defect: RankingJob ``leagues`` had a pydantic default but none in the CRD (a RankingJob without leagues was
+    rejected by a CEL rule reading the absent field)."""
+    from game_analytics.api.crdgen import spec_schema
+
+    missing = list(_defaults_missing(info.spec, spec_schema(info), "spec"))
+    assert not missing, "\n".join(missing)
+
+
+def _unguarded(rule: str, node: dict) -> list[str]:
+    """References ``self.a.b`` in a CEL rule whose optional segments are not checked with ``has()``."""
+    import re
+
+    problems = []
+    for root, chain in re.findall(r"\b(self|oldSelf)((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", rule):
+        current, prefix = node, root
+        for segment in chain.strip(".").split("."):
+            props = current.get("properties", {})
+            if segment not in props:
+                break
+            prefix = f"{prefix}.{segment}"
+            if segment not in current.get("required", []) and f"has({prefix})" not in rule:
+                problems.append(prefix)
+            current = props[segment]
+    return problems
+
+
+@pytest.mark.parametrize("info", KINDS, ids=lambda k: k.kind)
+def test_cel_rules_guard_optional_fields_with_has(info):
+    """Defect: two RankingJob rules read ``self.leagues`` unguarded; every rule must mean the same with and without
+    the API server's defaulting."""
+    crd = yaml.safe_load(render_all()[f"{info.crd_name}.yaml"])
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    problems = []
+    for path, node in _walk(spec):
+        for entry in node.get("x-kubernetes-validations", []):
+            problems += [f"{path}: {ref} in {entry['rule']!r}" for ref in _unguarded(entry["rule"], node)]
+    assert not problems, "\n".join(problems)
+
+
+def test_guard_checker_finds_an_unguarded_read():
+    node = {"properties": {"leagues": {"type": "array"}, "reports": {"type": "array"}}, "required": ["reports"]}
+    assert _unguarded("self.leagues.exists(l, l.x == 0)", node) == ["self.leagues"]
+    assert _unguarded("!has(self.leagues) || self.leagues.exists(l, l.x == 0)", node) == []
+    assert _unguarded("self.reports.all(r, true)", node) == []

@@ -43,6 +43,14 @@ class Images:
     mongo: str = "mongo"  # tagged with the cluster's spec.version
     mongodb_exporter: str = "percona/mongodb_exporter:0.43.1"
     monitoring_labels: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MONITORING_LABELS))
+    #: e-mail domains a ScheduledReport may send to (chart ``reports.allowedRecipientDomains``); empty: any
+    allowed_recipient_domains: tuple[str, ...] = ()
+    #: hosts a ScheduledReport webhook may post to (chart ``reports.allowedWebhookHosts``); empty: any
+    allowed_webhook_hosts: tuple[str, ...] = ()
+    #: honour the RedisFailover annotation ``gameanalytics.io/probe-addresses`` (chart
+    #: ``redisFailover.probeAddressAnnotation``); off by default: whoever may edit a RedisFailover could
+    #: otherwise point the operator's Sentinel probe at any host
+    probe_address_annotation: bool = False
 
     @classmethod
     def from_env(cls) -> Images:
@@ -54,4 +62,12 @@ class Images:
             mongo=os.environ.get("GAME_ANALYTICS_MONGO_IMAGE", d.mongo),
             mongodb_exporter=os.environ.get("GAME_ANALYTICS_MONGODB_EXPORTER_IMAGE", d.mongodb_exporter),
             monitoring_labels=monitoring_labels_from_env(),
+            allowed_recipient_domains=_list_env("GAME_ANALYTICS_ALLOWED_RECIPIENT_DOMAINS"),
+            allowed_webhook_hosts=_list_env("GAME_ANALYTICS_ALLOWED_WEBHOOK_HOSTS"),
+            probe_address_annotation=os.environ.get("GAME_ANALYTICS_PROBE_ADDRESS_ANNOTATION", "") == "true",
         )
+
+
+def _list_env(name: str) -> tuple[str, ...]:
+    """A comma-separated environment variable as a tuple of its non-empty, stripped items."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())

@@ -6,6 +6,7 @@ Every failure is a :class:`SpecError` naming the offending field by its path in 
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -47,6 +48,30 @@ def check_time_zone(field: str, name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise SpecError(field, f"{name!r} is not a known IANA time zone") from None
+
+
+def host_allowed(host: str, allowed: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``host`` (a host name or an e-mail domain) is one of ``allowed`` or a subdomain of one; an empty
+    ``allowed`` allows every host. Case-insensitive."""
+    host = host.lower().rstrip(".")
+    return not allowed or any(host == a.lower() or host.endswith("." + a.lower().lstrip(".")) for a in allowed)
+
+
+def url_problem(value: str, allowed_hosts: tuple[str, ...] = ()) -> str | None:
+    """Why ``value`` is not a usable webhook URL (``is not an http(s) URL``, ...), or None when it is one
+    (scheme http or https, a host, no whitespace) of a host in ``allowed_hosts`` (see :func:`host_allowed`).
+    The message never quotes the value (it is a secret)."""
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return "is not an http(s) URL"
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
+        return "is not an http(s) URL"
+    if not host_allowed(host, allowed_hosts):
+        return f"names host {host}, which is not in the operator's allowed webhook hosts ({', '.join(allowed_hosts)})"
+    return None
 
 
 def check_alert_rule(spec: AlertRuleSpec) -> None:

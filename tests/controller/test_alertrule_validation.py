@@ -49,7 +49,7 @@ def test_rule_prometheus_would_refuse_is_invalid_spec_naming_the_field(case, exa
     assert ready["status"] == "False" and ready["reason"] == "InvalidSpec", ready
     assert ready["message"].startswith(f"{field}: "), ready["message"]
     assert reason in ready["message"], ready["message"]
-    assert cluster.objects == {}, "nothing is created for a rule Prometheus would refuse"
+    assert cluster.created() == {}, "nothing is created for a rule Prometheus would refuse"
     assert ("Warning", "InvalidSpec", ready["message"]) in outcome.events
 
 
@@ -62,7 +62,7 @@ def test_currency_that_would_break_promql_is_invalid_spec(currency):
     ready = conditions.get(outcome.status["conditions"], "Ready")
     assert ready["reason"] == "InvalidSpec", ready
     assert ready["message"].startswith("spec.detector.currencyInflation.currency: "), ready["message"]
-    assert cluster.objects == {}
+    assert cluster.created() == {}
 
 
 def test_the_crd_rejects_such_a_currency_at_apply():

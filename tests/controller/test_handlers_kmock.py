@@ -27,6 +27,7 @@ from devtools.waiting import wait_for
 from game_analytics.controller.common import conditions
 from game_analytics.controller.k8s import Cluster
 
+from .fake_cluster import example_dependencies
 from .kmock_support import EmulatorThread, kubeconfig, selector_matches
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -85,7 +86,15 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorThr
         path = tmp_path / "kubeconfig.yaml"
         path.write_text(yaml.safe_dump(kubeconfig(emulator.url, NAMESPACE)))
         monkeypatch.setenv("KUBECONFIG", str(path))
+        for secret in example_dependencies(NAMESPACE, data_source=False):  # the Secrets the examples name
+            emulator.create(secret)
         yield emulator
+
+
+def create_data_source(api: EmulatorThread) -> None:
+    """The GameDataSource ``default`` the AlertRule examples run on."""
+    (source,) = [d for d in example_dependencies(NAMESPACE) if d["kind"] == "GameDataSource"]
+    api.create(source)
 
 
 @pytest.fixture
@@ -128,6 +137,7 @@ def children_of(api: EmulatorThread, owner: str, *resources: str) -> list[dict]:
 
 
 def test_alert_rule_gets_children_with_owner_references_and_ready_status(api: EmulatorThread, operator: KopfRunner):
+    create_data_source(api)
     rule = api.create(example("alertrule-anomaly.yaml"))
     name, uid = rule["metadata"]["name"], rule["metadata"]["uid"]
 
@@ -164,6 +174,7 @@ def test_alert_rule_gets_children_with_owner_references_and_ready_status(api: Em
 
 def test_invalid_promql_is_reported_creates_nothing_and_the_operator_keeps_working(
         api: EmulatorThread, operator: KopfRunner):
+    create_data_source(api)
     broken = example("alertrule-ingest-lag.yaml", name="broken-promql")
     broken["spec"]["detector"] = {"promql": {"expr": "sum(rate(x[5m])"}}
     api.create(broken)

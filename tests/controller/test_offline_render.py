@@ -16,7 +16,17 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 #: examples that reference an object of another example file
 NEEDS = {"gamedatasource.yaml": "RedisFailover", "rankingjob.yaml": "GameDataSource",
-         "scheduledreport.yaml": "GameDataSource"}
+         "scheduledreport.yaml": "GameDataSource",
+         **{p.name: "GameDataSource" for p in EXAMPLES if p.name.startswith("alertrule-")}}
+#: a GameDataSource named ``default`` that needs nothing else, for rendering an AlertRule alone
+PLAIN_DATA_SOURCE = """---
+apiVersion: gameanalytics.io/v1alpha1
+kind: GameDataSource
+metadata: {name: default}
+spec:
+  postgres: {dsnSecretRef: {name: analytics-postgres, key: dsn}}
+  redis: {urlSecretRef: {name: analytics-redis, key: url}}
+"""
 
 
 def all_examples(tmp_path: Path) -> Path:
@@ -80,8 +90,9 @@ def test_a_rendered_rule_promtool_refuses_is_reported(monkeypatch):
     monkeypatch.setattr(offline, "promtool_problems", lambda groups: "bad rule")
     doc = yaml.safe_load((ROOT / "examples" / "alertrule-wealth-jump.yaml").read_text())
     doc["metadata"]["namespace"] = "games"
-    rendered, errors, status = offline.render_documents([doc], offline.Images())
-    assert status == offline.EXIT_INVALID and rendered == []
+    source = {**yaml.safe_load(PLAIN_DATA_SOURCE), "metadata": {"name": "default", "namespace": "games"}}
+    rendered, errors, status = offline.render_documents([doc, source], offline.Images())
+    assert status == offline.EXIT_INVALID and [source for source, _ in rendered] == ["GameDataSource games/default"]
     assert errors == ["AlertRule games/whale-wealth-jump: invalid spec: PrometheusRule whale-wealth-jump: "
                       "promtool check rules: bad rule"]
 
@@ -98,9 +109,9 @@ def test_promtool_is_run_when_on_path():
 
 
 def test_the_console_script_reads_stdin():
-    text = (ROOT / "examples" / "alertrule-ingest-lag.yaml").read_text()
+    text = (ROOT / "examples" / "alertrule-ingest-lag.yaml").read_text() + PLAIN_DATA_SOURCE
     result = subprocess.run([sys.executable, "-m", "game_analytics.cli", "render", "-f", "-"], input=text,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    assert {d["kind"] for d in yaml.safe_load_all(result.stdout) if d} == {"PrometheusRule", "ConfigMap",
+    assert {d["kind"] for d in yaml.safe_load_all(result.stdout) if d} >= {"PrometheusRule", "ConfigMap",
                                                                         "AlertmanagerConfig"}

@@ -27,9 +27,9 @@ def body(example: str, name: str | None = None, generation: int = 1) -> dict:
     return doc
 
 
-def run(kind: str, obj: dict, cluster: FakeCluster):
+def run(kind: str, obj: dict, cluster: FakeCluster, images: Images = IMAGES):
     """Reconcile and write the status back onto ``obj`` as the handler would."""
-    outcome = reconcile(KINDS_BY_NAME[kind], obj, cluster, IMAGES)
+    outcome = reconcile(KINDS_BY_NAME[kind], obj, cluster, images)
     obj["status"].update(outcome.status_patch(obj["status"]))
     return outcome
 
@@ -106,7 +106,7 @@ def test_schema_violation_names_the_field():
 
 
 def test_missing_data_source_waits_then_reconciles():
-    cluster, report = FakeCluster(), body("scheduledreport.yaml")
+    cluster, report = FakeCluster(data_source=False), body("scheduledreport.yaml")
     run("ScheduledReport", report, cluster)
     assert ready(report)["reason"] == "DataSourceNotFound"
     assert "spec.dataSourceRef.name" in ready(report)["message"]
@@ -156,7 +156,7 @@ def test_without_prometheus_operator_alert_rules_are_not_ready():
     cluster, rule = FakeCluster(served_groups=()), body("alertrule-inflation.yaml")
     run("AlertRule", rule, cluster)
     assert ready(rule)["reason"] == "MissingAPI"
-    assert [k for k in cluster.objects] == ["/api/v1/namespaces/games/configmaps/currency-inflation-detector"]
+    assert [k for k in cluster.created()] == ["/api/v1/namespaces/games/configmaps/currency-inflation-detector"]
 
 
 @pytest.mark.parametrize("status,delay", [(500, 10.0), (409, 10.0), (403, 60.0)])
@@ -205,14 +205,14 @@ def test_drifted(desired, live, expected):
 def test_redis_failover_reports_unreachable_sentinels_honestly():
     cluster, failover = FakeCluster(), body("redisfailover.yaml")
     failover["metadata"]["annotations"] = {"gameanalytics.io/probe-addresses": "127.0.0.1:1"}
-    run("RedisFailover", failover, cluster)
+    run("RedisFailover", failover, cluster, Images(probe_address_annotation=True))
     assert ready(failover)["status"] == "True"
     by_type = {c["type"]: c for c in failover["status"]["conditions"]}
     assert {"MasterElected", "SentinelQuorum", "ReplicasInSync", "SplitBrain"} <= set(by_type)
     assert by_type["MasterElected"]["status"] == "Unknown"
     assert by_type["MasterElected"]["reason"] == "SentinelsUnreachable"
     assert failover["status"]["sentinelsReachable"] == 0
-    again = run("RedisFailover", failover, cluster)
+    again = run("RedisFailover", failover, cluster, Images(probe_address_annotation=True))
     assert again.status_patch(failover["status"]) == {}, "a stable probe result must not rewrite status"
 
 

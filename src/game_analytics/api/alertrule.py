@@ -8,14 +8,17 @@ from typing import NamedTuple
 from pydantic import Field
 
 from .common import (
+    EMAIL_LIST_PATTERN,
     PROMQL_STRING_PATTERN,
     BaseStatus,
     Duration,
+    EmailAddress,
     LocalObjectReference,
     Model,
     SecretKeyRef,
     cel,
     monitoring_labels_field,
+    opt,
 )
 
 
@@ -237,8 +240,9 @@ class PagerDutyChannel(Model):
 class EmailChannel(Model):
     """Email through an SMTP server."""
 
-    to: str = Field(min_length=3, max_length=1024, description="Recipient address(es), comma separated.")
-    from_: str = Field(alias="from", min_length=3, max_length=254, description="Sender address.")
+    to: str = Field(min_length=3, max_length=1024, pattern=EMAIL_LIST_PATTERN,
+                    description="Recipient address(es), comma separated, e.g. oncall@example.com.")
+    from_: EmailAddress = Field(alias="from", description="Sender address, e.g. alerts@example.com.")
     smarthost: str = Field(pattern=r"^[^:\s]+:[0-9]{1,5}$", description="SMTP server as host:port.")
     auth_username: str | None = Field(default=None, max_length=254, description="SMTP user name.")
     auth_password_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the SMTP password.")
@@ -292,6 +296,11 @@ class AlertRuleSpec(Model):
                 cel(
                     "!has(self.channels) || self.channels.all(c, self.channels.exists_one(d, d.name == c.name))",
                     "channel names must be unique",
+                    ".channels",
+                ),
+                cel(
+                    f"{opt('severity', 'warning')} != 'critical' || (has(self.channels) && size(self.channels) > 0)",
+                    "a critical rule pages on-call: it needs at least one channel",
                     ".channels",
                 ),
             ]

@@ -63,10 +63,19 @@ TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 #: A Kubernetes resource quantity such as ``100m``, ``1``, ``256Mi`` or ``10Gi``.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: One e-mail address (``ops@example.com``), optionally with a display name (``Game Ops <ops@example.com>``).
+EMAIL_PATTERN = r"^([^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+|[^<>@,]*<[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+>)$"
+#: A comma-separated list of :data:`EMAIL_PATTERN` addresses (Alertmanager's ``to``).
+EMAIL_LIST_PATTERN = r"^[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+(\s*,\s*[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+)*$"
+#: A game name: games travel to the workers as one comma-joined environment variable, so no comma, no
+#: whitespace at either end and no control characters.
+GAME_NAME_PATTERN = r"^[^,\s\x00-\x1f\x7f]([^,\x00-\x1f\x7f]*[^,\s\x00-\x1f\x7f])?$"
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
 ResourceName = Annotated[str, Field(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63)]
+GameName = Annotated[str, Field(pattern=GAME_NAME_PATTERN, min_length=1, max_length=63)]
+EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN, min_length=3, max_length=254)]
 
 
 def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
@@ -81,6 +90,20 @@ def cel(rule: str, message: str, field_path: str | None = None, reason: str | No
     if reason:
         entry["reason"] = reason
     return entry
+
+
+def opt(path: str, default: Any, root: str = "self") -> str:
+    """A CEL expression reading the optional field ``path`` (``quorum``, ``shards.count``) of ``root``, or
+    ``default`` (the pydantic default) when the object leaves it out: ``(has(self.quorum) ? self.quorum : 2)``.
+
+    Every CEL rule reads optional fields through this (or a ``has()`` guard), so that it means the same with and
+    without the API server's defaulting (a test checks every rule of every CRD).
+    """
+    parts = path.split(".")
+    guard = " && ".join(f"has({root}.{'.'.join(parts[:i + 1])})" for i in range(len(parts)))
+    literal = f"'{default}'" if isinstance(default, str) else str(default).lower() if isinstance(default, bool) \
+        else repr(default)
+    return f"({guard} ? {root}.{path} : {literal})"
 
 
 class Model(BaseModel):

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import PydanticUndefined
 
 from . import CATEGORY, GROUP, KINDS, VERSION, KindInfo
 
@@ -22,6 +24,38 @@ _KEPT = {
 }
 #: Longest metadata.name allowed, so that derived child names (name + "-sentinel-headless" ...) fit 63 characters.
 MAX_NAME_LENGTH = 40
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` with every None (an unset optional field of a default model) left out, recursively."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+class CRDSchema(GenerateJsonSchema):
+    """Pydantic's schema generator, but a ``default_factory`` also becomes the field's ``default`` (pydantic leaves
+    factories out), so that the API server fills in, and ``kubectl explain`` shows, every default the operator
+    applies. Unset optional members of a default model are left out (the CRD has no nulls)."""
+
+    def default_schema(self, schema: Any) -> dict[str, Any]:
+        """The inner schema plus ``default``, for plain defaults and argument-less factories alike."""
+        out = super().default_schema(schema)
+        factory = schema.get("default_factory")
+        if factory is not None and "default" not in out and not schema.get("default_factory_takes_data"):
+            value = factory()
+            if value is not PydanticUndefined and value is not None:
+                out["default"] = self.encode_default(value)
+        if "default" in out:
+            out["default"] = _without_none(out["default"])
+        return out
+
+
+def spec_schema(info: KindInfo) -> dict[str, Any]:
+    """The structural OpenAPI schema of ``info``'s spec, defaults (factories included) filled in."""
+    return structural(info.spec.model_json_schema(by_alias=True, mode="validation", schema_generator=CRDSchema))
 
 
 def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -71,7 +105,6 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
 
 def crd(info: KindInfo) -> dict[str, Any]:
     """The CustomResourceDefinition manifest for one kind, as a plain dict."""
-    spec_schema = structural(info.spec.model_json_schema(by_alias=True, mode="validation"))
     status_schema = structural(info.status.model_json_schema(by_alias=True, mode="serialization"))
     status_schema.pop("required", None)
     return {
@@ -124,7 +157,7 @@ def crd(info: KindInfo) -> dict[str, Any]:
                                 "apiVersion": {"type": "string", "description": "API version of this object."},
                                 "kind": {"type": "string", "description": "Kind of this object."},
                                 "metadata": {"type": "object"},
-                                "spec": spec_schema,
+                                "spec": spec_schema(info),
                                 "status": status_schema,
                             },
                         }

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from .common import (
     BaseStatus,
+    GameName,
     LocalObjectReference,
     Model,
     Resources,
@@ -67,7 +68,9 @@ class Workers(Model):
 class GameDataSourceSpec(Model):
     """Desired state of a GameDataSource."""
 
-    games: list[str] = Field(default_factory=list, max_length=100, description="Games served (all when empty).")
+    games: list[GameName] = Field(default_factory=list, max_length=100,
+                                  description="Games served (all when empty); no commas (they are passed on "
+                                              "comma-joined).")
     postgres: PostgresRef = Field(description="The analytics store.")
     redis: RedisRef = Field(description="The event stream and leaderboard cache.")
     stream: StreamSettings = Field(default_factory=StreamSettings, description="Event stream names.")

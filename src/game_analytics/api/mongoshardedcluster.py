@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import BaseStatus, Model, Resources, SecretKeyRef, Storage, cel
+from .common import BaseStatus, Model, Resources, SecretKeyRef, Storage, cel, opt
 
-_ODD = cel("self.replicas % 2 == 1", "replica set members must be odd to keep a voting majority", ".replicas")
+_ODD = cel(f"{opt('replicas', 3)} % 2 == 1", "replica set members must be odd to keep a voting majority", ".replicas")
 
 
 class ConfigServerSettings(Model):
@@ -23,7 +23,7 @@ class ShardSettings(Model):
     model_config = Model.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                cel("self.replicasPerShard % 2 == 1", "shard replica sets must have an odd member count", ".replicasPerShard")
+                cel(f"{opt('replicasPerShard', 3)} % 2 == 1", "shard replica sets must have an odd member count", ".replicasPerShard")
             ]
         }
     }
@@ -94,7 +94,7 @@ class MongoShardedClusterSpec(Model):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 cel(
-                    "!has(oldSelf.shards) || self.shards.count >= oldSelf.shards.count",
+                    f"{opt('shards.count', 2)} >= {opt('shards.count', 2, root='oldSelf')}",
                     "shards cannot be removed by lowering shards.count; drain them first (see docs/runbooks)",
                     ".shards.count",
                 )
@@ -112,7 +112,6 @@ class MongoShardedClusterSpec(Model):
     exporter: MongoExporterSettings = Field(default_factory=MongoExporterSettings, description="Prometheus exporter.")
     collections: list[ShardedCollection] = Field(default_factory=list, max_length=64,
                                                  description="Collections the bootstrap shards (idempotently).")
-
 
 
 class LocalAdminSecret(Model):

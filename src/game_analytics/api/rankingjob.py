@@ -7,7 +7,17 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from .common import CRON_PATTERN, TIME_ZONE_PATTERN, BaseStatus, Duration, LocalObjectReference, Model, cel
+from .common import (
+    CRON_PATTERN,
+    TIME_ZONE_PATTERN,
+    BaseStatus,
+    Duration,
+    GameName,
+    LocalObjectReference,
+    Model,
+    cel,
+    opt,
+)
 
 
 class Algorithm(StrEnum):
@@ -19,7 +29,7 @@ class Algorithm(StrEnum):
 class MatchSource(Model):
     """Where the match results come from: events of ``eventType`` for ``game`` in the data source's store."""
 
-    game: str = Field(min_length=1, max_length=63, description="Game whose matches are rated.")
+    game: GameName = Field(description="Game whose matches are rated.")
     event_type: str = Field(default="match_result", max_length=63, description="Event type holding match results.")
 
 
@@ -78,6 +88,7 @@ class SeasonReset(Model):
     )
 
 
+_ALGORITHM = opt("algorithm", "glicko2")  # the CEL reading of spec.algorithm, its default when left out
 DEFAULT_LEAGUES = [("Bronze", 0.0), ("Silver", 50.0), ("Gold", 80.0), ("Platinum", 95.0), ("Diamond", 99.0)]
 
 
@@ -87,20 +98,20 @@ class RankingJobSpec(Model):
     model_config = Model.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                cel("self.algorithm == 'glicko2' || !has(self.glicko2)", "glicko2 parameters need algorithm glicko2", ".glicko2"),
-                cel("self.algorithm == 'elo' || !has(self.elo)", "elo parameters need algorithm elo", ".elo"),
+                cel(f"!has(self.glicko2) || {_ALGORITHM} == 'glicko2'", "glicko2 parameters need algorithm glicko2", ".glicko2"),
+                cel(f"!has(self.elo) || {_ALGORITHM} == 'elo'", "elo parameters need algorithm elo", ".elo"),
                 cel(
-                    "self.algorithm == 'openskill' || !has(self.openskill)",
+                    f"!has(self.openskill) || {_ALGORITHM} == 'openskill'",
                     "openskill parameters need algorithm openskill",
                     ".openskill",
                 ),
                 cel(
-                    "self.leagues.exists(l, l.minPercentile == 0.0)",
+                    "!has(self.leagues) || self.leagues.exists(l, l.minPercentile == 0.0)",
                     "one league must start at minPercentile 0",
                     ".leagues",
                 ),
                 cel(
-                    "self.leagues.all(l, self.leagues.exists_one(m, m.minPercentile == l.minPercentile))",
+                    "!has(self.leagues) || self.leagues.all(l, self.leagues.exists_one(m, m.minPercentile == l.minPercentile))",
                     "league minPercentile values must be distinct",
                     ".leagues",
                 ),

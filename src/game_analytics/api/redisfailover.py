@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .common import BaseStatus, Model, Resources, SecretKeyRef, Storage, cel
+from .common import BaseStatus, Model, Resources, SecretKeyRef, Storage, cel, opt
 
 
 class RedisSettings(Model):
@@ -14,18 +14,21 @@ class RedisSettings(Model):
     storage: Storage = Field(default_factory=Storage, description="Persistent volume per Redis pod.")
 
 
+_REPLICAS, _QUORUM = opt("replicas", 3), opt("quorum", 2)  # CEL readings of the Sentinel fields (their defaults)
+
+
 class SentinelSettings(Model):
     model_config = Model.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                cel("self.replicas % 2 == 1", "sentinel replicas must be odd", ".replicas"),
+                cel(f"{_REPLICAS} % 2 == 1", "sentinel replicas must be odd", ".replicas"),
                 cel(
-                    "self.quorum <= self.replicas",
+                    f"{_QUORUM} <= {_REPLICAS}",
                     "quorum must not exceed the number of sentinels",
                     ".quorum",
                 ),
                 cel(
-                    "self.quorum > self.replicas / 2",
+                    f"{_QUORUM} > {_REPLICAS} / 2",
                     "quorum must be a majority of the sentinels, or split brain becomes possible",
                     ".quorum",
                 ),

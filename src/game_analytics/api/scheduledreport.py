@@ -12,6 +12,8 @@ from .common import (
     TIME_ZONE_PATTERN,
     BaseStatus,
     Duration,
+    EmailAddress,
+    GameName,
     LocalObjectReference,
     Model,
     SecretKeyRef,
@@ -48,7 +50,7 @@ class TimeRange(Model):
 class ReportFilters(Model):
     """Filters applied to every query of the report. Values are bound as SQL parameters, never pasted into SQL."""
 
-    games: list[str] = Field(default_factory=list, max_length=50, description="Only these games (all when empty).")
+    games: list[GameName] = Field(default_factory=list, max_length=50, description="Only these games (all when empty).")
     regions: list[str] = Field(default_factory=list, max_length=50, description="Only these regions (all when empty).")
     event_types: list[str] = Field(default_factory=list, max_length=50, description="Only these event types.")
     top_n: int = Field(default=10, ge=1, le=1000, description="Rows in top-N tables.")
@@ -74,8 +76,8 @@ class SMTPServer(Model):
 class EmailDelivery(Model):
     """Email with the report files attached."""
 
-    to: list[str] = Field(min_length=1, max_length=50, description="Recipient addresses.")
-    from_: str = Field(alias="from", min_length=3, max_length=254, description="Sender address.")
+    to: list[EmailAddress] = Field(min_length=1, max_length=50, description="Recipient addresses, e.g. leads@example.com.")
+    from_: EmailAddress = Field(alias="from", description="Sender address, e.g. reports@example.com.")
     smtp: SMTPServer = Field(description="The SMTP server to send through.")
 
 

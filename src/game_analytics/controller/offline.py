@@ -46,6 +46,10 @@ class FileCluster:
     filters by an equality label selector (``a=b,c=d``); every API is served. Nothing is ever written.
     """
 
+    #: Secrets are rarely in the files rendered, so the planners do not check that referenced Secrets exist
+    #: (:func:`~game_analytics.controller.common.plan.check_secrets`).
+    checks_secrets = False
+
     def __init__(self, documents: Iterable[dict]):
         self.documents = list(documents)
 

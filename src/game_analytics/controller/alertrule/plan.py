@@ -5,15 +5,66 @@ from __future__ import annotations
 from typing import Any
 
 from ... import validation
-from ...api.alertrule import AlertRuleStatus
+from ...api import API_VERSION
+from ...api.alertrule import AlertRuleSpec, AlertRuleStatus
 from ...config import Images
 from ...monitoring import promql
-from ..common.plan import MONITORING_V1, MONITORING_V1ALPHA1, Plan
+from ..common.plan import (
+    MONITORING_V1,
+    MONITORING_V1ALPHA1,
+    DependencyError,
+    Plan,
+    SecretUse,
+    check_secrets,
+    data_source,
+)
 from ..common.render import Owner
 from ..k8s import Cluster
 from . import render
+from .names import alert_name
 
 CHILD_TYPES = [(MONITORING_V1, "PrometheusRule"), (MONITORING_V1ALPHA1, "AlertmanagerConfig"), ("v1", "ConfigMap")]
+
+
+#: channel type -> (its Secret reference field in camelCase, its attribute, whether the value is a URL)
+_CHANNEL_SECRETS = {
+    "slack": (("apiURLSecretRef", "api_url_secret_ref", True),),
+    "discord": (("webhookURLSecretRef", "webhook_url_secret_ref", True),),
+    "pagerduty": (("routingKeySecretRef", "routing_key_secret_ref", False),),
+    "email": (("authPasswordSecretRef", "auth_password_secret_ref", False),),
+    "webhook": (("urlSecretRef", "url_secret_ref", True),),
+}
+
+
+def secret_uses(spec: AlertRuleSpec) -> list[SecretUse]:
+    """Every Secret key the channels reference, named by its field (``spec.channels[0].slack.apiURLSecretRef``)."""
+    uses = []
+    for i, channel in enumerate(spec.channels):
+        kind = channel.type()
+        for field, attr, is_url in _CHANNEL_SECRETS[kind]:
+            ref = getattr(getattr(channel, kind), attr)
+            if ref is not None:
+                uses.append(SecretUse(f"spec.channels[{i}].{kind}.{field}", ref, url=is_url))
+    return uses
+
+
+def check_unique_alert_name(owner: Owner, cluster: Cluster, body: Any) -> None:
+    """No older AlertRule of the namespace renders the same Prometheus alert name (``x-1`` and ``x1`` both give
+    ``X1``); the older one (by creation time, then name) keeps it.
+
+    Raises:
+        DependencyError: ``DuplicateAlertName`` naming ``metadata.name`` and the other AlertRule.
+    """
+    mine = alert_name(owner.name)
+    created = ((body or {}).get("metadata") or {}).get("creationTimestamp") or "~"
+    for other in cluster.list(API_VERSION, "AlertRule", owner.namespace, ""):
+        meta = other.get("metadata") or {}
+        if meta.get("name") == owner.name or alert_name(meta.get("name", "")) != mine:
+            continue
+        if (meta.get("creationTimestamp") or "~", meta["name"]) < (created, owner.name):
+            raise DependencyError("DuplicateAlertName",
+                                  f"metadata.name: the alert name {mine} is already used by AlertRule "
+                                  f"{owner.namespace}/{meta['name']}; rename one of them")
 
 
 def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
@@ -22,6 +73,8 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     Raises:
         SpecError: the rule fails the checks the CRD schema cannot express, or Prometheus would refuse the
             rendered rule (:func:`validation.check_rendered_alert_rule`); the message names the spec field.
+        DependencyError: the GameDataSource (``DataSourceNotFound``) or a channel's Secret (``SecretNotFound``,
+            ``SecretValueInvalid``) is missing or unusable, or another AlertRule has the same alert name.
     """
     validation.check_alert_rule(spec)
     try:
@@ -30,6 +83,9 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
         raise validation.SpecError(f"spec.detector.{spec.detector.kind()}",
                                    f"renders PromQL that does not parse: {exc}") from None
     validation.check_rendered_alert_rule(spec, children[0])
+    data_source(cluster, owner.namespace, spec.data_source_ref.name, uses_redis=False)
+    check_secrets(cluster, owner.namespace, secret_uses(spec))
+    check_unique_alert_name(owner, cluster, body)
     required = {MONITORING_V1} | ({MONITORING_V1ALPHA1} if spec.channels else set())
     expr = children[0]["spec"]["groups"][0]["rules"][0]["expr"] if not spec.suspend else None
     return Plan(children, CHILD_TYPES, required, AlertRuleStatus(detector=spec.detector.kind(), expression=expr))

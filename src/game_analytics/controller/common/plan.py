@@ -129,6 +129,54 @@ def secret_value(cluster: Cluster, namespace: str, ref: Any) -> str | None:
     return base64.b64decode(raw).decode() if raw else None
 
 
+@dataclass(frozen=True)
+class SecretUse:
+    """A Secret key a spec references: the field naming it (``spec.channels[0].slack.apiURLSecretRef``), the
+    reference, and whether its value must be an http(s) URL (webhooks) and, if so, from which allowed hosts."""
+
+    field: str
+    ref: SecretKeyRef
+    url: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+
+
+def check_secrets(cluster: Any, namespace: str, uses: list[SecretUse]) -> None:
+    """Every referenced Secret key exists and (for URLs) holds an http(s) URL of an allowed host.
+
+    Secret values never appear in a message. A cluster with ``checks_secrets = False`` (the offline renderer,
+    whose files rarely hold Secrets) skips the check.
+
+    Raises:
+        DependencyError: ``SecretNotFound`` (the Secret or its key is missing) or ``SecretValueInvalid``, the
+            message starting with the field (``spec.channels[0].webhook.urlSecretRef: ...``). Re-checked on every
+            resync, so the object becomes Ready on its own once the Secret is fixed.
+    """
+    if not getattr(cluster, "checks_secrets", True):
+        return
+    for use in uses:
+        where = f"Secret {namespace}/{use.ref.name}"
+        secret = cluster.get("v1", "Secret", namespace, use.ref.name)
+        if secret is None:
+            raise DependencyError("SecretNotFound", f"{use.field}: {where} does not exist")
+        data = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
+        if use.ref.key not in data:
+            raise DependencyError("SecretNotFound", f"{use.field}: {where} has no key {use.ref.key!r}")
+        if use.url:
+            raw = (secret.get("stringData") or {}).get(use.ref.key)
+            value = raw if raw is not None else _decode(data[use.ref.key])
+            problem = validation.url_problem(value or "", use.allowed_hosts)
+            if problem:
+                raise DependencyError("SecretValueInvalid",
+                                      f"{use.field}: the value of {where} key {use.ref.key!r} {problem}")
+
+
+def _decode(raw: str) -> str | None:
+    try:
+        return base64.b64decode(raw).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def owned_selector(owner: Owner, component: str) -> str:
     """Label selector of the objects of ``owner`` with ``app.kubernetes.io/component=component`` (e.g. its Jobs)."""
     return f"{LABEL_OWNER_KIND}={owner.kind},{LABEL_OWNER_NAME}={owner.name},app.kubernetes.io/component={component}"

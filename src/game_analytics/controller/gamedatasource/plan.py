@@ -6,7 +6,7 @@ from typing import Any
 
 from ...api.gamedatasource import GameDataSourceStatus
 from ...config import Images
-from ..common.plan import MONITORING_V1, Plan, resolve_data_source
+from ..common.plan import MONITORING_V1, Plan, SecretUse, check_secrets, resolve_data_source
 from ..common.render import Owner
 from ..k8s import Cluster
 from . import names, render
@@ -20,8 +20,13 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     """Children from :func:`.render.render`; status ``readyWorkers``: Deployments with all replicas available.
 
     Raises:
-        DependencyError: ``spec.redis.sentinel`` names a RedisFailover that does not exist.
+        DependencyError: ``spec.redis.sentinel`` names a RedisFailover that does not exist, or a referenced
+            Secret key is missing (``SecretNotFound``, naming ``spec.postgres.dsnSecretRef`` ...).
     """
+    uses = [SecretUse("spec.postgres.dsnSecretRef", spec.postgres.dsn_secret_ref)]
+    if spec.redis.url_secret_ref:
+        uses.append(SecretUse("spec.redis.urlSecretRef", spec.redis.url_secret_ref))
+    check_secrets(cluster, owner.namespace, uses)
     source = resolve_data_source(cluster, owner.namespace, owner.name, spec)
     children = render.render(owner, spec, image=images.worker, sentinel_master=source.sentinel_master,
                              redis_password_ref=source.redis_password_ref,

@@ -9,7 +9,7 @@ from typing import Any
 from ...api import GROUP
 from ...api.redisfailover import RedisFailoverStatus
 from ...config import Images
-from ..common.plan import MONITORING_V1, Action, Plan, owned_selector, secret_value
+from ..common.plan import MONITORING_V1, Action, Plan, SecretUse, check_secrets, owned_selector, secret_value
 from ..common.render import Owner
 from ..k8s import Cluster
 from . import names, render, sentinel
@@ -18,14 +18,17 @@ CHILD_TYPES = [("v1", "ConfigMap"), ("apps/v1", "StatefulSet"), ("v1", "Service"
                ("policy/v1", "PodDisruptionBudget"), (MONITORING_V1, "ServiceMonitor")]
 
 #: Annotation listing ``host:port`` Sentinel addresses to probe instead of the pods' cluster DNS names, for an
-#: operator running outside the cluster (``make demo``, the e2e tier).
+#: operator running outside the cluster (``make demo``, the e2e tier). Honoured only when the operator runs with
+#: ``GAME_ANALYTICS_PROBE_ADDRESS_ANNOTATION=true`` (:attr:`Images.probe_address_annotation`, off by default):
+#: otherwise anyone who may edit a RedisFailover could send the operator's probe (and failover) to any host.
 PROBE_ADDRESSES_ANNOTATION = f"{GROUP}/probe-addresses"
 
 
-def probe_addresses(owner: Owner, spec: Any, body: Any) -> list[tuple[str, int]]:
-    """The Sentinels to probe: the annotation's ``host:port`` list if set, else every Sentinel pod's DNS name."""
+def probe_addresses(owner: Owner, spec: Any, body: Any, honour_annotation: bool = False) -> list[tuple[str, int]]:
+    """The Sentinels to probe: with ``honour_annotation``, the annotation's ``host:port`` list if set; else every
+    Sentinel pod's cluster DNS name."""
     annotations = ((body or {}).get("metadata") or {}).get("annotations") or {}
-    if annotations.get(PROBE_ADDRESSES_ANNOTATION):
+    if honour_annotation and annotations.get(PROBE_ADDRESSES_ANNOTATION):
         return [(h, int(p)) for h, _, p in (a.strip().rpartition(":")
                                             for a in annotations[PROBE_ADDRESSES_ANNOTATION].split(","))]
     return names.sentinel_pod_addresses(owner.name, owner.namespace, spec.sentinel.replicas)
@@ -33,9 +36,15 @@ def probe_addresses(owner: Owner, spec: Any, body: Any) -> list[tuple[str, int]]
 
 def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
     """Children from :func:`.render.render`; status ``master`` and ``sentinelsReachable`` plus the four Sentinel
-    conditions from one :func:`.sentinel.probe`; role labels for the Redis pods; at most one restart step."""
+    conditions from one :func:`.sentinel.probe`; role labels for the Redis pods; at most one restart step.
+
+    Raises:
+        DependencyError: ``SecretNotFound`` naming ``spec.authSecretRef``.
+    """
+    if spec.auth_secret_ref:
+        check_secrets(cluster, owner.namespace, [SecretUse("spec.authSecretRef", spec.auth_secret_ref)])
     children = render.render(owner, spec, images)
-    addresses = probe_addresses(owner, spec, body)
+    addresses = probe_addresses(owner, spec, body, honour_annotation=images.probe_address_annotation)
     password = secret_value(cluster, owner.namespace, spec.auth_secret_ref) if spec.auth_secret_ref else None
     view = sentinel.probe(addresses, spec.master_name, password=password, timeout=1.0)
     master = view.agreed_master
