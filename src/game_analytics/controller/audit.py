@@ -180,6 +180,7 @@ def outcome_records(kind: str, body: Any, outcome: Any, cause: str | None = None
     """Every record of one handled reconcile: the spec change (``cause`` create: ``body``'s spec; update: the
     Kopf ``old`` / ``new`` spec), then :func:`reconcile_records` of the
     :class:`~game_analytics.controller.reconcile.Outcome`."""
+    cause = getattr(cause, "value", cause)  # Kopf's Reason is a str Enum: str() would give "Reason.CREATE"
     records = []
     if cause in ("create", "update"):
         spec = spec_record(kind, body, old if cause == "update" else None,

@@ -69,9 +69,9 @@ def _handler(info: KindInfo):
             outcome = reconcile(info, body, cluster(), _state.get("images") or Images.from_env())
         except TransientError as exc:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
-        for type_, reason, message in outcome.events:
-            (kopf.warn if type_ == "Warning" else kopf.info)(body, reason=reason, message=message)
-            logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s: %s", reason, message)
+        for type_, event_reason, message in outcome.events:
+            (kopf.warn if type_ == "Warning" else kopf.info)(body, reason=event_reason, message=message)
+            logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s: %s", event_reason, message)
         auditor().write(cluster(), body, audit.outcome_records(info.kind, body, outcome, reason, old, new))
         changed = outcome.status_patch(body.get("status"))
         if changed:
