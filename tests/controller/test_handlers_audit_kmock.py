@@ -1,4 +1,5 @@
-"""The real Kopf handlers audit what they do: Events on the kmock API server, entries in the real PostgreSQL."""
+"""The real Kopf handlers audit what they do (create, spec change, deletion): Events on the kmock API server,
+entries in the real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def audited_operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.Mo
     assert runner.exception is None and runner.exit_code == 0
 
 
-def test_create_and_spec_change_are_audited_as_events_and_entries(api: EmulatorThread,  # noqa: F811
+def test_create_change_and_delete_are_audited_as_events_and_entries(api: EmulatorThread,  # noqa: F811
                                                                   audited_operator, db_dsn: str) -> None:
     create_data_source(api)
     rule = api.create(example("alertrule-wealth-jump.yaml"))
@@ -76,6 +77,18 @@ def test_create_and_spec_change_are_audited_as_events_and_entries(api: EmulatorT
                           interval=0.1)  # fmt: skip
         assert {e["involvedObject"]["name"] for e in events} == {name}
         assert {"operator.spec.create", "operator.children.apply"} <= {e["action"] for e in events}
+
+        async def delete() -> int:
+            url = f"/apis/{ALERTRULES.rpartition('/')[0]}/namespaces/{NAMESPACE}/alertrules/{name}"
+            async with api.emulator.delete(url) as response:
+                return response.status
+
+        assert api.call(delete) == 200
+        wait_for("the deletion audited", lambda: "operator.spec.delete" in actions(), WAIT_SECONDS, interval=0.1)
+        with engine.connect() as conn:
+            gone = conn.execute(text("SELECT before, after FROM audit_log WHERE object_ref = :r "
+                                     "AND action = 'operator.spec.delete'"), {"r": ref}).one()  # fmt: skip
+        assert gone.before["severity"] == "warning" and gone.after is None
         assert AuditLog(engine).verify().ok
     finally:
         engine.dispose()
