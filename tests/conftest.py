@@ -17,6 +17,13 @@ from devtools.redis import RedisServer, start_redis
 
 _db_counter = itertools.count()
 
+try:  # property-based tests: `pytest --hypothesis-profile=long` for the long fuzz runs (docs/testing.md)
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("long", max_examples=2000, deadline=None)
+except ImportError:  # pragma: no cover - hypothesis is in the dev extra
+    pass
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:

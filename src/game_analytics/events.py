@@ -371,6 +371,11 @@ def _diagnose(raw: bytes | str, error: EventError) -> EventError:
     """The field-level error for JSON that pydantic's parser refuses but Python's accepts: a lone surrogate
     escape (``"\\ud800"``) is legal JSON syntax, and naming its field beats "malformed JSON".  Never accepts the
     event: without a field-level error the original ``error`` stands."""
+    if "recursion limit" in error.reason:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if path := _too_deep(text):
+            return EventError(f"{path}: nested deeper than {_MAX_DEPTH} levels", path, "invalid_value")
+        return error
     try:
         data = json.loads(raw)
         _ADAPTER.validate_python(data)
@@ -379,6 +384,40 @@ def _diagnose(raw: bytes | str, error: EventError) -> EventError:
     except (ValueError, RecursionError):
         pass
     return error
+
+
+_MAX_DEPTH = 64  # deeper than any event field: the scan below stops here
+
+
+def _too_deep(text: str) -> str | None:
+    """The dotted path of the (at most two) object keys leading to where ``text`` nests deeper than
+    :data:`_MAX_DEPTH` (keys below the first array are left out; keys as written, escapes kept), or None.  A plain scan: strings are skipped, brackets counted."""
+    keys: list[str | None] = []  # per open container: its current key (objects) or None (arrays)
+    i, n, last_string = 0, len(text), ""
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            last_string, i = text[i + 1 : j], j + 1
+            continue
+        if c in "[{":
+            keys.append(None if c == "[" else "")
+            if len(keys) > _MAX_DEPTH:
+                path = []
+                for key in keys[:2]:  # an event's fields are at most two deep (payload.<field>)
+                    if not key:
+                        break
+                    path.append(key)
+                return storable_text(".".join(path)) or None
+        elif c in "]}":
+            if keys:
+                keys.pop()
+        elif c == ":" and keys and keys[-1] is not None:
+            keys[-1] = last_string
+        i += 1
+    return None
 
 
 def validate_event(data: dict[str, Any]) -> AnyEvent:
