@@ -240,3 +240,80 @@ def _metrics_served_through_the_service(kubectl: Kubectl) -> None:
     with urllib.request.urlopen(f"http://{svc['spec']['clusterIP']}:{port}/metrics", timeout=30) as resp:
         body = resp.read().decode()
     assert resp.status == 200 and "# TYPE game_analytics" in body, body[:2000]
+
+
+def _pod_ip_of(kubectl: Kubectl, address: str) -> str:
+    """``<pod>.<headless service>.<ns>.svc:6379`` (how the Sentinels name a Redis) -> that pod's IP."""
+    pod = kubectl.json("get", "pod", address.split(".", 1)[0], "-n", GAMES)
+    return pod["status"]["podIP"]
+
+
+def _sentinel_master(kubectl: Kubectl) -> str | None:
+    import redis
+
+    for pod in kubectl.json("get", "pods", "-n", GAMES, "-l", "app.kubernetes.io/component=sentinel")["items"]:
+        ip = pod["status"].get("podIP")
+        if not ip:
+            continue
+        try:
+            host, port = redis.Redis(host=ip, port=26379, socket_timeout=1).execute_command(
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "leaderboards")
+            return f"{host.decode()}:{port.decode()}"
+        except (redis.RedisError, TypeError, ValueError):
+            continue
+    return None
+
+
+def test_redis_master_pod_deleted_fails_over(kubectl: Kubectl) -> None:
+    """Delete the Redis master pod under leaderboard writes: the Sentinels promote a replica, writes resume on it,
+    the RedisFailover status names the new master, and the recreated pod rejoins as a replica."""
+    import redis
+
+    old_master = kubectl.json("get", "pods", "-n", GAMES, "-l", "gameanalytics.io/redis-role=master")["items"]
+    assert len(old_master) == 1, "run after test_examples_run_as_pods"
+    old_name = old_master[0]["metadata"]["name"]
+    old_address = _sentinel_master(kubectl)
+    assert old_address and old_address.startswith(old_name + "."), old_address
+    kubectl.run("delete", "pod", old_name, "-n", GAMES, "--wait=false")
+    deleted = time.monotonic()
+    resumed = None
+    while time.monotonic() - deleted < 90:
+        address = _sentinel_master(kubectl)
+        if address and not address.startswith(old_name + "."):
+            try:
+                client = redis.Redis(host=_pod_ip_of(kubectl, address), port=6379, password="e2e-node",
+                                     socket_timeout=1)
+                client.zincrby("node-e2e:failover", 1, "writer")
+                resumed = time.monotonic() - deleted
+                break
+            except redis.RedisError:
+                pass
+        time.sleep(0.2)
+    assert resumed is not None, "no write succeeded on a new master within 90 s"
+    print(f"\nRedis master pod deleted: writes resumed on {address} after {resumed:.1f} s")
+    status = _wait_status_master(kubectl, address)
+    assert status == address
+    # The StatefulSet recreates the old pod; it must come back as a replica of the new master.
+    deadline, info = time.monotonic() + 120, {}
+    while time.monotonic() < deadline:
+        pod = kubectl.get("pod", old_name, GAMES)
+        ip = (pod or {}).get("status", {}).get("podIP")
+        if ip:
+            try:
+                info = redis.Redis(host=ip, port=6379, password="e2e-node", socket_timeout=1).info("replication")
+                if info.get("role") == "slave" and info.get("master_link_status") == "up":
+                    break
+            except redis.RedisError:
+                pass
+        time.sleep(1)
+    assert info.get("role") == "slave" and info.get("master_link_status") == "up", info
+
+
+def _wait_status_master(kubectl: Kubectl, address: str, timeout: float = 90) -> str | None:
+    deadline, master = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        master = ((kubectl.get("redisfailover", "leaderboards", GAMES) or {}).get("status") or {}).get("master")
+        if master == address:
+            break
+        time.sleep(1)
+    return master
