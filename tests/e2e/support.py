@@ -64,6 +64,19 @@ def is_ready(obj: dict | None) -> bool:
     return bool(c and c["status"] == "True" and c.get("observedGeneration") == obj["metadata"]["generation"])
 
 
+#: Ready reasons meaning "children applied, waiting for a live server": a MongoShardedCluster is Ready only once
+#: bootstrapped, which needs a running mongod (there is none here), so until then it is Ready=False, Bootstrapping.
+WAITING_FOR_SERVERS = {"MongoShardedCluster": "Bootstrapping"}
+
+
+def is_reconciled(obj: dict | None) -> bool:
+    """Ready, or not Ready only for the reason :data:`WAITING_FOR_SERVERS` names for its kind (current generation)."""
+    c = ready_condition(obj)
+    if not c or c.get("observedGeneration") != obj["metadata"]["generation"]:
+        return False
+    return c["status"] == "True" or (c["status"] == "False" and c["reason"] == WAITING_FOR_SERVERS.get(obj["kind"]))
+
+
 @pytest.fixture(scope="session")
 def kubectl(control_plane) -> Kubectl:
     return Kubectl(control_plane.kubeconfig)

@@ -8,7 +8,7 @@ import pytest
 
 from devtools.waiting import wait_for
 
-from .support import EXAMPLES, is_ready
+from .support import EXAMPLES, is_reconciled
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ def test_generated_workloads_meet_restricted(operator, kubectl, control_plane):
     for kind, name in [("gamedatasource", "default"), ("redisfailover", "leaderboards"),
                        ("mongoshardedcluster", "telemetry"), ("rankingjob", "bundesliga-glicko2"),
                        ("scheduledreport", "weekly-studio-report")]:
-        wait_for(f"{kind}/{name} Ready", lambda: is_ready(kubectl.get(kind, name, NS)), timeout=90)
+        wait_for(f"{kind}/{name} Ready", lambda: is_reconciled(kubectl.get(kind, name, NS)), timeout=90)
 
     # the controllers turned Deployments and StatefulSets into Pods, which PodSecurity admitted
     def pods_created():
