@@ -81,6 +81,12 @@ def test_worker_run_delivers_and_records(tmp_path: Path, sample_dsn: str, monkey
                                        for a in r.parameters["artifacts"])
         assert r.parameters["period"] == {"start": "1997-03-02T00:00:00+00:00", "end": "1997-04-01T00:00:00+00:00"}
         assert r.parameters["filters"]["games"] == ["cdnow"] and r.duration_seconds > 0
+    trail = _audit(sample_dsn, "weekly")  # one entry for the run, one per channel
+    assert [(a, act, src) for a, act, src, _ in trail] == [("report-worker", "report.run", "worker")] + [
+        ("report-worker", "report.delivery", "worker")] * 2
+    assert trail[0][3]["outcome"] == "succeeded" and trail[0][3]["reports"] == ["playerActivity", "economicHealth"]
+    assert [t[3] for t in trail[1:]] == [{"channel": "email", "outcome": "sent", "error": None},
+                                         {"channel": "webhook", "outcome": "sent", "error": None}]
     document = json.loads((tmp_path / "out" / "weekly-playerActivity-19970401T000000Z.json").read_text())
     active = next(f["value"] for f in document["figures"] if f["key"] == "active_players")
     assert active > 0 and len(document["tables"]["top_performers"]) == 5
@@ -90,12 +96,6 @@ def test_worker_run_delivers_and_records(tmp_path: Path, sample_dsn: str, monkey
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) == 4 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', html)  # self-contained
-    trail = _audit(sample_dsn, "weekly")  # one entry for the run, one per channel
-    assert [(a, act, src) for a, act, src, _ in trail] == [("report-worker", "report.run", "worker")] + [
-        ("report-worker", "report.delivery", "worker")] * 2
-    assert trail[0][3]["outcome"] == "succeeded" and trail[0][3]["reports"] == ["playerActivity", "economicHealth"]
-    assert [t[3] for t in trail[1:]] == [{"channel": "email", "outcome": "sent", "error": None},
-                                         {"channel": "webhook", "outcome": "sent", "error": None}]
 
 
 def test_failed_delivery_fails_the_run(tmp_path: Path, sample_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
