@@ -12,7 +12,7 @@ What it observed last is written as JSON (:meth:`ClusterState.to_document`) to `
 termination message, whether the bootstrap finished or failed; the operator derives the status from it.
 
 Tested over the MongoDB wire protocol against ``mockupdb`` servers replying as mongod and mongos document they do
-(``tests/workers/test_mongo_bootstrap_wire.py``), never against a live mongod: see docs/topologies.md for what that
+(``tests/topology/test_mongo_bootstrap_wire.py``), never against a live mongod: see docs/topologies.md for what that
 does not prove.
 """
 
