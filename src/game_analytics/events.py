@@ -15,7 +15,8 @@ This is exactly what :mod:`game_analytics.data.events` produces from the real da
 keys are rejected, and a whole serialized event may not exceed :data:`MAX_EVENT_BYTES`.  No string may hold a NUL
 (U+0000) or a lone surrogate (``"\\ud800"``): PostgreSQL cannot store either, so they are rejected here, naming the
 field.  ``occurred_at`` accepts ISO
-8601 strings or datetimes; naive values are taken as UTC and all values are normalised to UTC.
+8601 strings (``YYYY-MM-DD...``) or datetimes, never numbers (which pydantic would read as Unix seconds); naive
+values are taken as UTC and all values are normalised to UTC.
 
 :func:`parse_event` (bytes from a stream) and :func:`validate_event` (a dict) return the model or raise
 :class:`EventError`, whose ``field`` names the offending field (dotted path, e.g. ``payload.home_goals``).
@@ -24,13 +25,14 @@ field.  ``occurred_at`` accepts ISO
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -93,7 +95,14 @@ def _no_nul(value: str) -> str:
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
-Timestamp = Annotated[datetime, AfterValidator(_to_utc)]
+def _iso_only(value: Any) -> Any:
+    # pydantic would read a number (or a string of digits) as Unix seconds: 7 became 1970-01-01T00:00:07Z.
+    if isinstance(value, str) and value[4:5] == "-" and value[:4].isdigit() or isinstance(value, date):
+        return value
+    raise ValueError("expected an ISO 8601 date-time string (e.g. 2024-05-01T12:00:00Z)")
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_to_utc)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=1_000_000)]

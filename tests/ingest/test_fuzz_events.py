@@ -259,7 +259,7 @@ def test_regression_the_examples_hypothesis_found(db_dsn: str, redis_url: str) -
     """What the fuzzer found before the fixes, kept as explicit cases: a NUL in ``payload.message`` crashed the
     COPY into jsonb (``UntranslatableCharacter``) and, still pending, crash-looped the worker so that the good
     event after it was never stored; a lone surrogate and JSON nested 3,000 deep were 'malformed JSON' with no
-    field."""
+    field; ``occurred_at: 7`` (long profile) was stored as 1970-01-01T00:00:07Z, read as Unix seconds."""
     stream = f"fuzz-{uuid.uuid4().hex[:8]}"
     base = {"occurred_at": "2000-01-01T00:00:00Z", "game": "0"}
     nul = base | {"event_id": "rg-1", "event_type": "error", "payload": {"code": "Tg2272MoX", "message": "\x00"}}
@@ -267,15 +267,17 @@ def test_regression_the_examples_hypothesis_found(db_dsn: str, redis_url: str) -
     deep = json.dumps(base | {"event_id": "rg-3", "event_type": "login", "player_id": "0",
                               "payload": {"platform": "__DEEP__"}}).replace('"__DEEP__"', "[" * 3000 + "]" * 3000)
     good = base | {"event_id": "rg-4", "event_type": "login", "player_id": "0", "payload": {}}
+    number = good | {"event_id": "rg-5", "occurred_at": 7}
     client = redis.Redis.from_url(redis_url)
     ids = [client.xadd(stream, {"data": raw}).decode()
-           for raw in (json.dumps(nul), json.dumps(surrogate), deep, json.dumps(good))]  # fmt: skip
+           for raw in (json.dumps(nul), json.dumps(surrogate), deep, json.dumps(good), json.dumps(number))]  # fmt: skip
     config = IngestConfig(redis_url=redis_url, dsn=db_dsn, stream=stream, consumer="fuzz", block_ms=50)
     with IngestWorker(config, IngestMetrics(CollectorRegistry())) as worker:
-        assert worker.run(until_idle=True) == 4
+        assert worker.run(until_idle=True) == 5
     with psycopg.connect(libpq_dsn(db_dsn)) as conn:
         dead = dict(conn.execute("SELECT stream_id, field FROM dead_letters WHERE stream = %s", (stream,)).fetchall())
         stored = [r[0] for r in conn.execute("SELECT event_id FROM events WHERE event_id LIKE 'rg-%'")]
     client.close()
-    assert dead == {ids[0]: "payload.message", ids[1]: "player_id", ids[2]: "payload.platform"}
+    assert dead == {ids[0]: "payload.message", ids[1]: "player_id", ids[2]: "payload.platform",
+                    ids[4]: "occurred_at"}  # fmt: skip
     assert stored == ["rg-4"]

@@ -84,6 +84,14 @@ def test_an_unknown_key_with_nul_and_surrogate_gives_a_storable_field() -> None:
     assert info.value.field == "x\\u0000\\ud800"
 
 
+@pytest.mark.parametrize("value", [7, 7.5, "7", "1700000000", True, [], {}])
+def test_occurred_at_is_never_read_as_unix_seconds(value) -> None:
+    """Found by the long fuzz run: a number (or a string of digits) was read as Unix seconds."""
+    with pytest.raises(EventError) as info:
+        parse_event(json.dumps(example("login") | {"occurred_at": value}).encode())
+    assert info.value.field == "occurred_at"
+
+
 def test_an_emoji_and_a_valid_surrogate_pair_are_accepted() -> None:
     event = with_value(example("error"), "payload.message", "gg \U0001f600 \u05e9\u05dc\u05d5\u05dd e\u0301")
     assert parse_event(json.dumps(event).encode()).payload.message.startswith("gg \U0001f600")
