@@ -317,3 +317,61 @@ def _wait_status_master(kubectl: Kubectl, address: str, timeout: float = 90) -> 
             break
         time.sleep(1)
     return master
+
+
+RECEIVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        print("POST", self.path, len(body), body[:200], flush=True)
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+http.server.HTTPServer(("0.0.0.0", 8080), H).serve_forever()
+"""
+
+
+def _receiver_manifests() -> list[dict]:
+    """A webhook receiver as a pod (the product image's Python, PodSecurity restricted) and its Service."""
+    labels = {"app": "report-receiver"}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "report-receiver", "labels": labels},
+           "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{"name": "receiver", "image": "ghcr.io/game-analytics/game-analytics:0.1.0",
+                                    "imagePullPolicy": "Never", "command": ["python", "-c", RECEIVER],
+                                    "ports": [{"containerPort": 8080, "name": "http"}],
+                                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
+                                    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                        "capabilities": {"drop": ["ALL"]}}}]}}
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "report-receiver"},
+           "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": "http", "name": "http"}]}}
+    return [pod, svc]
+
+
+def test_scheduled_report_job_delivers_to_a_webhook_pod(kubectl: Kubectl) -> None:
+    """The ScheduledReport example (email delivery removed: its SMTP host is outside this machine) runs as a Job
+    from its CronJob and posts the report to a receiver pod through the receiver's Service name."""
+    for doc in _receiver_manifests():
+        kubectl.run("apply", "-n", GAMES, "-f", "-", input=json.dumps(doc))
+    _wait_pod(kubectl, GAMES, "app=report-receiver", timeout=60)
+    kubectl.run("create", "secret", "generic", "reporting-secrets", "-n", GAMES,
+                f"--from-literal=slack-webhook-url=http://report-receiver.{GAMES}.svc.cluster.local:8080/hook",
+                "--from-literal=smtp-password=unused")
+    kubectl.run("apply", "-n", GAMES, "-f", str(EXAMPLES / "scheduledreport.yaml"))
+    kubectl.run("patch", "scheduledreport", "weekly-studio-report", "-n", GAMES, "--type=json",
+                "-p", json.dumps([{"op": "remove", "path": "/spec/delivery/email"}]))
+    deadline, cronjob = time.monotonic() + 60, None
+    while time.monotonic() < deadline and cronjob is None:
+        names = [c["metadata"]["name"] for c in kubectl.json("get", "cronjobs", "-n", GAMES)["items"]]
+        cronjob = next((n for n in names if n.startswith("weekly-studio-report")), None)
+        time.sleep(1)
+    assert cronjob, "the ScheduledReport's CronJob did not appear"
+    # The CronJob is updated once the patch is reconciled: wait until it names no SMTP host any more.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "smtp.example.com" in json.dumps(kubectl.json("get", "cronjob", cronjob,
+                                                                                        "-n", GAMES)):
+        time.sleep(1)
+    kubectl.run("create", "job", "report-now", "-n", GAMES, f"--from=cronjob/{cronjob}")
+    done = kubectl.run("wait", "-n", GAMES, "--for=condition=Complete", "job/report-now", "--timeout=240s", check=False)
+    job_logs = kubectl.run("logs", "-n", GAMES, "job/report-now", "--all-containers", check=False).stdout
+    assert done.returncode == 0, f"the report Job did not complete:\n{job_logs[-3000:]}"
+    received = kubectl.run("logs", "-n", GAMES, "report-receiver").stdout
+    assert "POST /hook" in received, received[-2000:]
