@@ -1,4 +1,5 @@
-"""One real node for the local control plane: containerd + runc + CNI bridge, kubelet, kube-scheduler, kube-proxy.
+"""One real node for the local control plane: containerd + runc + CNI bridge, kubelet, kube-scheduler, kube-proxy,
+CoreDNS, and hostPath volumes for PVCs (:mod:`devtools.node_services`).
 
 Pods really run here, from images built without a registry (:mod:`devtools.images`). What it takes on these
 machines is in ``shared/NODE.md``; the rules for a shared machine are kept like this:
