@@ -48,9 +48,6 @@ from game_analytics.api.common import parse_duration
 from game_analytics.api.rankingjob import Algorithm, League, RankingJobSpec, RankingJobStatus
 from game_analytics.leaderboard import Entry, Leaderboard, build_entries, write_entries
 from game_analytics.settings import WorkerSettings, configure_logging
-from game_analytics.storage import derived
-from game_analytics.storage.engine import libpq_dsn
-from game_analytics.storage.queries.ratings import read_matches, read_seasons, write_history
 from game_analytics.workers.jobs import job_name, scheduled_time
 
 __all__ = [
@@ -140,6 +137,10 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
     started = time.perf_counter()
     reset: str | None = None
     spec = job.spec
+    from game_analytics.storage import derived  # the database half: not imported by `game-analytics rate`
+    from game_analytics.storage.engine import libpq_dsn
+    from game_analytics.storage.queries.ratings import read_matches, read_seasons, write_history
+
     with psycopg.connect(libpq_dsn(dsn)) as conn:
         derived.catch_up_now(conn)  # matches are derived from events: fold in the ones stored since
         with conn.transaction():
