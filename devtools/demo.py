@@ -33,7 +33,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from . import REPO_ROOT
+from . import REPO_ROOT, prometheus_operator
 from .processes import LoggedProcess
 from .waiting import wait_for
 
@@ -166,7 +166,7 @@ class Demo:
         self.stack.add("control plane", self.cp.stop, dict(self.cp.pids))
         console.print(f"      kube-apiserver {self.cp.server} ready in {time.monotonic() - started:.1f}s "
                       f"(export KUBECONFIG={self.cp.kubeconfig})")
-        self.kubectl("apply", "-f", str(ROOT / "hack" / "crds" / "prometheus-operator-crds.yaml"))
+        self.kubectl(*prometheus_operator.apply_crds_args())  # the real CRDs (make prometheus-operator)
         helm = subprocess.run([self.bin("helm"), "install", RELEASE, str(ROOT / "charts" / "game-analytics"),
                                "--namespace", SYSTEM_NAMESPACE, "--create-namespace", "--kubeconfig",
                                str(self.cp.kubeconfig), "--set", "replicaCount=0"],
@@ -264,7 +264,8 @@ class Demo:
                 secret = self.get("secret", ref["name"])
                 env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         env.update(GAME_ANALYTICS_REDIS_SENTINELS=local, GAME_ANALYTICS_NAMESPACE=NAMESPACE,
-                   GAME_ANALYTICS_AS_OF="latest", PYTHONUNBUFFERED="1", MPLCONFIGDIR=str(self.workdir / "mpl"))
+                   GAME_ANALYTICS_AS_OF="latest", GAME_ANALYTICS_RETENTION="",  # replayed 1997-2019 data: no retention
+                   PYTHONUNBUFFERED="1", MPLCONFIGDIR=str(self.workdir / "mpl"))
         env.pop("KUBECONFIG", None)
         return env
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools import prometheus_operator
 from devtools.operator_process import OperatorProcess
+from devtools.waiting import wait_for
 from game_analytics.api import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +54,20 @@ class Kubectl:
         return json.loads(result.stdout) if result.returncode == 0 else None
 
 
+def install_prometheus_operator_crds(kubectl: Kubectl) -> None:
+    """The CRDs of the pinned prometheus-operator release (``make prometheus-operator``), once Established."""
+    try:
+        args = prometheus_operator.apply_crds_args()
+    except prometheus_operator.PrometheusOperatorNotBuilt as exc:
+        pytest.fail(str(exc), pytrace=False)
+    kubectl.run(*args)
+    crds = [f"crd/{kind}.monitoring.coreos.com"
+            for kind in ("prometheusrules", "servicemonitors", "alertmanagerconfigs", "prometheuses", "alertmanagers")]
+    # right after creation a CRD may have no status yet, which `kubectl wait` reports as an error: poll
+    wait_for("prometheus-operator CRDs Established", lambda: kubectl.run(
+        "wait", "--for=condition=Established", "--timeout=10s", *crds, check=False).returncode == 0, 60)
+
+
 def ready_condition(obj: dict | None) -> dict | None:
     for c in (obj or {}).get("status", {}).get("conditions", []):
         if c["type"] == "Ready":
@@ -82,10 +98,19 @@ def kubectl(control_plane) -> Kubectl:
     return Kubectl(control_plane.kubeconfig)
 
 
+def create_example_secrets(kubectl: Kubectl, namespace: str = GAMES_NS) -> None:
+    """The Secrets the examples name (values of the right shape): without them the operator reports
+    ``SecretNotFound`` instead of Ready."""
+    from controller.fake_cluster import example_dependencies  # noqa: I001 - tests/ is on sys.path (rootdir imports)
+
+    secrets = example_dependencies(namespace, data_source=False)
+    kubectl.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": secrets}))
+
+
 @pytest.fixture(scope="session")
 def installed(control_plane, kubectl) -> Path:
-    """The chart installed with helm, plus stand-ins of prometheus-operator's CRDs; returns the SA kubeconfig."""
-    kubectl.run("apply", "-f", str(ROOT / "hack" / "crds" / "prometheus-operator-crds.yaml"))
+    """The chart installed with helm, plus prometheus-operator's real CRDs; returns the SA kubeconfig."""
+    install_prometheus_operator_crds(kubectl)
     helm = subprocess.run([tool("helm"), "install", RELEASE, str(ROOT / "charts" / "game-analytics"), "--namespace",
                            SYSTEM_NS, "--create-namespace", "--kubeconfig", str(control_plane.kubeconfig),
                            "--set", "replicaCount=0"], capture_output=True, text=True, timeout=120)
@@ -93,6 +118,7 @@ def installed(control_plane, kubectl) -> Path:
     for info in KINDS:
         kubectl.run("wait", "--for=condition=Established", f"crd/{info.crd_name}", "--timeout=60s")
     kubectl.run("create", "namespace", GAMES_NS, check=False)
+    create_example_secrets(kubectl)
     return control_plane.service_account_kubeconfig(SYSTEM_NS, OPERATOR_SA, create=False)
 
 

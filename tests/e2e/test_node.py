@@ -23,7 +23,16 @@ from devtools.node import BRIDGE, NodeCluster, node_available
 from devtools.node_host import v1_hierarchies
 from devtools.postgres import PostgresServer, start_postgres
 
-from .support import EXAMPLES, OPERATOR_SA, RELEASE, ROOT, SYSTEM_NS, Kubectl, tool
+from .support import (
+    EXAMPLES,
+    OPERATOR_SA,
+    RELEASE,
+    ROOT,
+    SYSTEM_NS,
+    Kubectl,
+    install_prometheus_operator_crds,
+    tool,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +94,7 @@ def operator_pod(node_cluster: NodeCluster, kubectl: Kubectl) -> dict:
     """The chart installed by helm with the local image (pull policy Never); the operator pod once Ready."""
     cp = node_cluster.control_plane
     assert cp is not None
-    kubectl.run("apply", "-f", str(ROOT / "hack" / "crds" / "prometheus-operator-crds.yaml"))
+    install_prometheus_operator_crds(kubectl)  # the real CRDs (make prometheus-operator)
     helm = subprocess.run(
         [tool("helm"), "install", RELEASE, str(ROOT / "charts" / "game-analytics"), "--namespace", SYSTEM_NS,
          "--create-namespace", "--kubeconfig", str(cp.kubeconfig), "--set", "image.pullPolicy=Never"],
@@ -317,6 +326,46 @@ def _wait_status_master(kubectl: Kubectl, address: str, timeout: float = 90) -> 
             break
         time.sleep(1)
     return master
+
+
+def test_ingest_pods_killed_mid_batch_lose_and_duplicate_nothing(kubectl: Kubectl, postgres_on_node: str) -> None:
+    """4,000 events XADDed, then both ingest pods force-deleted (SIGKILL) while they work through them: the
+    Deployment's new pods finish the stream with 0 events lost and 0 duplicated."""
+    import psycopg
+    import redis
+
+    from game_analytics.workers.load import publish
+
+    total = 4000
+    events = [{"event_id": f"kill-m-{i}", "event_type": "match_result", "occurred_at": "1964-05-02T15:30:00Z",
+               "player_id": f"k{i % 50}", "game": "bundesliga",
+               "payload": {"home_team": f"k{i % 50}", "away_team": f"k{(i + 1) % 50}", "home_goals": i % 3,
+                           "away_goals": 1, "season": 1964, "round": 1 + i % 30}} for i in range(total)]
+    libpq = postgres_on_node.replace("postgresql+psycopg://", "postgresql://")
+
+    def stored() -> tuple[int, int]:
+        with psycopg.connect(libpq) as conn:
+            return conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events "
+                                "WHERE event_id LIKE 'kill-m-%'").fetchone()
+
+    client = redis.Redis(host=_master_pod_ip(kubectl), port=6379, password="e2e-node", socket_timeout=5)
+    assert publish(events, client, stream="game-events") == total
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and stored()[0] == 0:
+        time.sleep(0.05)
+    at_kill = stored()[0]
+    pods = kubectl.json("get", "pods", "-n", GAMES, "-l", "app.kubernetes.io/component=ingest-worker")["items"]
+    kubectl.run("delete", "pod", "-n", GAMES, "--grace-period=0", "--force", "--wait=false",
+                *[p["metadata"]["name"] for p in pods])
+    deadline, counts = time.monotonic() + 180, (0, 0)
+    while time.monotonic() < deadline:
+        counts = stored()
+        if counts[0] >= total:
+            break
+        time.sleep(1)
+    print(f"\ningest pods killed with {at_kill}/{total} events stored; afterwards {counts[0]} stored, "
+          f"{counts[0] - counts[1]} duplicated")
+    assert counts == (total, total), f"stored {counts[0]} rows, {counts[1]} distinct, of {total}"
 
 
 RECEIVER = """
