@@ -134,3 +134,31 @@ def test_schema_patterns_refuse_addresses_without_at_and_games_with_commas(model
     with pytest.raises(ValidationError) as err:
         model.model_validate(data)
     assert ".".join(str(p) for p in err.value.errors()[0]["loc"]) == field
+
+
+def test_apply_sends_utf8_not_ascii_escapes():
+    """Defect: an emoji in any text field failed every apply (``invalid Unicode character escape code``): the
+    apply body was ASCII-escaped JSON sent as YAML. The e2e tier applies such text to the real API server."""
+    from kubernetes import client
+
+    from game_analytics.controller.k8s import Cluster
+
+    sent = {}
+
+    class Response:
+        status = 200
+
+        def read(self):
+            return b"{}"
+
+    class Api(client.ApiClient):
+        def call_api(self, method, url, header_params=None, body=None, **_):
+            sent.update(body=body, headers=header_params)
+            return Response()
+
+    cluster = Cluster(Api(client.Configuration(host="http://127.0.0.1:1")))
+    text = "🎮 לוח מובילים e\u0301"
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "games",
+                                                                          "annotations": {"note": text}}})
+    assert isinstance(sent["body"], bytes) and text.encode() in sent["body"] and b"\\u" not in sent["body"]
+    assert sent["headers"]["Content-Type"] == "application/apply-patch+yaml"

@@ -146,7 +146,21 @@ class Resources(Model):
 
 
 class Storage(Model):
-    """A PersistentVolumeClaim template for a stateful component."""
+    """A PersistentVolumeClaim template for a stateful component. Fixed once created: a StatefulSet's volume claim
+    templates are immutable, so admission refuses a change naming this field (not the StatefulSet)."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!has(self.size) || !has(oldSelf.size) || self.size == oldSelf.size",
+                    "cannot be changed after creation: the StatefulSet's volume claim templates are immutable "
+                    "(resize the PersistentVolumeClaims themselves, see docs/hardening.md)", ".size"),
+                cel(f"{opt('storageClassName', '')} == {opt('storageClassName', '', root='oldSelf')}",
+                    "cannot be changed after creation: the StatefulSet's volume claim templates are immutable",
+                    ".storageClassName"),
+            ]
+        }
+    }
 
     size: Quantity = Field(default="1Gi", description="Requested volume size, e.g. 10Gi.")
     storage_class_name: str | None = Field(

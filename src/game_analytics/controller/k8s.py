@@ -46,6 +46,14 @@ PLURALS: dict[tuple[str, str], str] = {
 }
 
 
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def encode_apply_patch(manifest: Any) -> bytes:
+    """``manifest`` as the bytes of a server-side apply body: JSON (which is YAML) in UTF-8, no ASCII escapes."""
+    return json.dumps(manifest, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     """The REST path of a namespaced resource collection, or of one object when ``name`` is given."""
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
@@ -103,6 +111,26 @@ class ApplyResult:
         return bool(self.applied or self.pruned)
 
 
+class ChildConflict(Exception):
+    """A desired child exists already and another object is its controller: it is left alone, never overwritten.
+    ``reason`` (``ChildConflict``) and ``message`` as :class:`~.common.plan.DependencyError` has them."""
+
+    reason = "ChildConflict"
+
+    def __init__(self, child: str, other: str):
+        self.message = (f"metadata.name: the generated {child} already exists and belongs to {other}; "
+                        "rename this object (or that one)")
+        super().__init__(self.message)
+
+
+def controller_uid(obj: dict) -> tuple[str, str] | None:
+    """``(uid, "Kind name")`` of the object's controller owner reference, or None."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref.get("uid", ""), f"{ref.get('kind')} {ref.get('name')}"
+    return None
+
+
 class Cluster:
     """Thin REST helper over :class:`kubernetes.client.ApiClient`."""
 
@@ -112,7 +140,14 @@ class Cluster:
 
     def request(self, method: str, url: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
                 content_type: str = "application/json") -> Any:
-        """One REST call; returns the decoded JSON body (or None). Raises :class:`ApiException` on HTTP errors."""
+        """One REST call; returns the decoded JSON body (or None). Raises :class:`ApiException` on HTTP errors.
+
+        An apply patch (``application/apply-patch+yaml``) is sent as UTF-8 JSON text: the client's own
+        serialiser escapes non-ASCII as ``\\uXXXX``, and an emoji's surrogate-pair escapes are not valid YAML, so
+        the API server refused them (``invalid Unicode character escape code``).
+        """
+        if content_type == APPLY_PATCH and body is not None and not isinstance(body, bytes):
+            body = encode_apply_patch(body)
         method_, url_, headers, body_, _ = self.api.param_serialize(
             method, url, query_params=query or [], body=body, auth_settings=["BearerToken"],
             header_params={"Content-Type": content_type, "Accept": "application/json"},
@@ -139,7 +174,7 @@ class Cluster:
         """Server-side apply ``manifest`` with the operator's field manager, taking ownership of its fields."""
         meta = manifest["metadata"]
         url = path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
-        return self.request("PATCH", url, body=manifest, content_type="application/apply-patch+yaml",
+        return self.request("PATCH", url, body=manifest, content_type=APPLY_PATCH,
                             query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
@@ -190,17 +225,27 @@ class Cluster:
         ``child_types`` lists every (apiVersion, kind) this owner kind can ever produce, so that children dropped
         from ``desired`` (say, the AlertmanagerConfig after the last channel is removed) are found and pruned.
         Types whose API the cluster does not serve are skipped and listed in ``ApplyResult.unavailable``.
+
+        Raises:
+            ChildConflict: a desired child exists with another controller owner (two objects would otherwise
+                overwrite each other's child forever); nothing is applied or pruned then.
         """
         result = ApplyResult()
-        for manifest in desired:
+        observed = []
+        for manifest in desired:  # read all first: a conflict anywhere means nothing is written
             api_version, kind, name = manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"]
             if not self.serves(api_version):
                 result.unavailable.append(api_version)
                 continue
             live = self.get(api_version, kind, namespace, name)
+            theirs, mine = controller_uid(live or {}), controller_uid(manifest)
+            if theirs and mine and theirs[0] != mine[0]:
+                raise ChildConflict(f"{kind}/{name}", theirs[1])
+            observed.append((manifest, live))
+        for manifest, live in observed:
             if live is None or drifted(manifest, live):
                 self.apply(manifest)
-                result.applied.append(f"{kind}/{name}")
+                result.applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
         wanted = {(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in desired}
         selector = f"{LABEL_OWNER_KIND}={owner_kind},{LABEL_OWNER_NAME}={owner_name}"
         for api_version, kind in child_types:

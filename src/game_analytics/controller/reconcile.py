@@ -21,7 +21,7 @@ from . import metrics
 from .common import conditions
 from .common.plan import DependencyError, parse
 from .common.render import Owner
-from .k8s import ApplyResult, Cluster, drifted
+from .k8s import ApplyResult, ChildConflict, Cluster, drifted
 from .kinds import PLANNERS
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
     except SpecError as exc:
         ready = _ready(False, "InvalidSpec", str(exc), generation)
         metrics.RECONCILES.labels(info.kind, "invalid").inc()
-    except DependencyError as exc:
+    except (DependencyError, ChildConflict) as exc:
         ready = _ready(False, exc.reason, exc.message, generation)
         metrics.RECONCILES.labels(info.kind, "waiting").inc()
     except ApiException as exc:

@@ -210,13 +210,14 @@ def test_redis_init_without_sentinels_makes_ordinal_0_master(tmp_path: Path) -> 
     templates = _write_templates(tmp_path, spec)
     env = {"POD_NAME": "lb-redis-0", "NAMESPACE": "games", "HEADLESS_SERVICE": "lb-redis-headless",
            "SENTINEL_HOST": "127.0.0.1", "SENTINEL_PORT": "1", "MASTER_NAME": "mymaster", "QUERY_TIMEOUT": "2",
-           "TEMPLATE_DIR": str(templates), "CONFIG_DIR": str(tmp_path), "REDIS_PASSWORD": 'p"w\\d'}
+           "TEMPLATE_DIR": str(templates), "CONFIG_DIR": str(tmp_path),
+           "REDIS_PASSWORD_FILE": str(_password_file(tmp_path, 'p"w\\d'))}
     out = _run(templates / "redis-init.sh", env)
     assert "(from default)" in out
     conf = (tmp_path / "redis.conf").read_text()
     assert "replica-announce-ip lb-redis-0.lb-redis-headless.games.svc" in conf
     assert "\nreplicaof " not in conf  # ordinal 0 is the initial master
-    assert 'requirepass "p\\"w\\\\d"' in conf
+    assert 'requirepass "\\x70\\x22\\x77\\x5c\\x64"' in conf  # every byte hex-escaped
     assert oct((tmp_path / "redis.conf").stat().st_mode & 0o777) == "0o600"
 
     _run(templates / "redis-init.sh", {**env, "POD_NAME": "lb-redis-2"})
@@ -233,6 +234,45 @@ def test_redis_init_without_sentinels_makes_ordinal_0_master(tmp_path: Path) -> 
             redis.Redis(port=port, password="wrong").ping()
     finally:
         _stop(proc)
+
+
+def _password_file(tmp_path: Path, password: str) -> Path:
+    """The auth Secret's key as the pod sees it: a file (mounted from the Secret), no trailing newline."""
+    path = tmp_path / "auth-password"
+    path.write_bytes(password.encode())
+    return path
+
+
+#: a password that, pasted into a config, would add directives (issue 15: newline injection)
+HOSTILE_PASSWORD = 'pw"\nrequirepass owned\nrename-command CONFIG ""\n\\"\r\nslaveof evil.example.com 6379'
+
+
+@pytest.mark.parametrize("script,conf_name", [("redis-init.sh", "redis.conf"), ("sentinel-init.sh", "sentinel.conf")])
+def test_a_newline_in_the_password_injects_no_directive(tmp_path: Path, script: str, conf_name: str) -> None:
+    """Defect: a newline in a Redis password injected redis.conf directives through the init scripts. The
+    password now comes from a mounted file and is written as one hex-escaped argument."""
+    templates = _write_templates(tmp_path, _spec())
+    env = {"POD_NAME": "lb-redis-0", "NAMESPACE": "games", "HEADLESS_SERVICE": "lb-redis-headless",
+           "SENTINEL_HOST": "127.0.0.1", "SENTINEL_PORT": "1", "MASTER_NAME": "mymaster", "QUERY_TIMEOUT": "1",
+           "TEMPLATE_DIR": str(templates), "CONFIG_DIR": str(tmp_path), "REDIS_REPLICAS": "1",
+           "REDIS_STATEFULSET": "lb-redis", "REDIS_HEADLESS_SERVICE": "lb-redis-headless",
+           "DEFAULT_MASTER_HOST": "127.0.0.1", "REDIS_PORT": "1", "WAIT_SECONDS": "0",
+           "REDIS_PASSWORD_FILE": str(_password_file(tmp_path, HOSTILE_PASSWORD))}
+    _run(templates / script, env)
+    lines = (tmp_path / conf_name).read_text().splitlines()
+    written = (tmp_path / conf_name).read_text()
+    assert "owned" not in written and "evil.example.com" not in written and "rename-command" not in written
+    assert not [line for line in lines if line.startswith(("slaveof", "rename-command"))]
+    auth = [line for line in lines if line.startswith(("requirepass", "masterauth", "sentinel auth-pass"))]
+    assert len(auth) == (2 if script == "redis-init.sh" else 1), auth
+    if script == "redis-init.sh":  # a real redis-server reads the whole password, newlines and all
+        (tmp_path / "data").mkdir()
+        proc, port = _start_from("redis-server", tmp_path / conf_name, tmp_path / "data", password=HOSTILE_PASSWORD)
+        try:
+            with pytest.raises(redis.AuthenticationError):
+                redis.Redis(port=port, password="owned").ping()
+        finally:
+            _stop(proc)
 
 
 def test_redis_init_follows_the_master_the_sentinels_report(tmp_path: Path, sentinel_set: RedisSentinelSet) -> None:

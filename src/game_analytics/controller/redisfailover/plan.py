@@ -9,7 +9,7 @@ from typing import Any
 from ...api import GROUP
 from ...api.redisfailover import RedisFailoverStatus
 from ...config import Images
-from ..common.plan import MONITORING_V1, Action, Plan, SecretUse, check_secrets, owned_selector, secret_value
+from ..common.plan import MONITORING_V1, Action, Plan, SecretUse, check_secrets, owned_selector
 from ..common.render import Owner
 from ..k8s import Cluster
 from . import names, render, sentinel
@@ -45,8 +45,9 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
         check_secrets(cluster, owner.namespace, [SecretUse("spec.authSecretRef", spec.auth_secret_ref)])
     children = render.render(owner, spec, images)
     addresses = probe_addresses(owner, spec, body, honour_annotation=images.probe_address_annotation)
-    password = secret_value(cluster, owner.namespace, spec.auth_secret_ref) if spec.auth_secret_ref else None
-    view = sentinel.probe(addresses, spec.master_name, password=password, timeout=1.0)
+    # The Sentinels have no password of their own, and the Redis password is never sent to them (nor to an
+    # annotated address): the probe and the failover speak to Sentinels unauthenticated.
+    view = sentinel.probe(addresses, spec.master_name, password=None, timeout=1.0)
     master = view.agreed_master
     conditions = sentinel.conditions(view, spec, owner.generation)
     redis_pods = cluster.list("v1", "Pod", owner.namespace, owned_selector(owner, "redis"))
@@ -56,7 +57,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
         conditions=conditions,
         pod_labels=render.role_labels([p["metadata"]["name"] for p in redis_pods], master) if master else {},
         action=rolling_restart_step(owner, cluster, redis_pods, master, conditions,
-                                    lambda: sentinel.failover(addresses, spec.master_name, password, timeout=20)),
+                                    lambda: sentinel.failover(addresses, spec.master_name, None, timeout=20)),
     )
 
 

@@ -165,6 +165,23 @@ def _password_env(spec: RedisFailoverSpec, *names: str) -> list[dict[str, Any]]:
     return [secret_env(n, spec.auth_secret_ref) for n in names] if spec.auth_secret_ref else []
 
 
+#: Where the init containers read the Redis password: the auth Secret's key, mounted as a file (never an env
+#: variable pasted into a config; the scripts hex-escape it into redis.conf / sentinel.conf).
+AUTH_DIR = "/etc/redis-auth"
+AUTH_FILE = f"{AUTH_DIR}/password"
+
+
+def _auth_file(spec: RedisFailoverSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(env, volume mounts, volumes)`` giving an init container the password as :data:`AUTH_FILE`."""
+    ref = spec.auth_secret_ref
+    if ref is None:
+        return [], [], []
+    return ([{"name": "REDIS_PASSWORD_FILE", "value": AUTH_FILE}],
+            [{"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}],
+            [{"name": "auth", "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "password"}],
+                                         "defaultMode": 0o400}}])
+
+
 def _volume_claim(name: str, storage: Any) -> dict[str, Any]:
     claim: dict[str, Any] = {"metadata": {"name": name}, "spec": {
         "accessModes": ["ReadWriteOnce"],
@@ -195,13 +212,14 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
         {"name": "SENTINEL_PORT", "value": str(SENTINEL_PORT)},
         {"name": "MASTER_NAME", "value": spec.master_name},
         {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
-        *_password_env(spec, "REDIS_PASSWORD"),
     ]
+    auth_env, auth_mounts, auth_volumes = _auth_file(spec)
     run_mount = {"name": "run", "mountPath": REDIS_RUN_DIR}
     tmpl_mount = {"name": "templates", "mountPath": TEMPLATE_DIR, "readOnly": True}
     small = resources(None, cpu="10m", memory="16Mi", memory_limit="64Mi")
-    init = init_container("config", image, command=["sh", f"{TEMPLATE_DIR}/redis-init.sh"], env=init_env,
-                          resources_=small, volume_mounts=[tmpl_mount, run_mount])
+    init = init_container("config", image, command=["sh", f"{TEMPLATE_DIR}/redis-init.sh"],
+                          env=init_env + auth_env, resources_=small,
+                          volume_mounts=[tmpl_mount, run_mount, *auth_mounts])
     redis = container(
         "redis", image, command=["redis-server", f"{REDIS_RUN_DIR}/redis.conf"],
         env=[{"name": "REDIS_PORT", "value": str(REDIS_PORT)}, *_password_env(spec, "REDISCLI_AUTH")],
@@ -215,7 +233,8 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
     if spec.exporter.enabled:
         containers.append(_exporter(spec, images, REDIS_PORT, _password_env(spec, "REDIS_PASSWORD")))
     match = selector(owner, "redis")
-    pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run")], affinity=spread_across_nodes(dict(match)))
+    pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run"), *auth_volumes],
+                   affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [init]
     pod["terminationGracePeriodSeconds"] = 30
     return manifest("apps/v1", "StatefulSet", metadata(owner, redis_name(name), "redis"), spec={
@@ -261,13 +280,14 @@ def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, 
         {"name": "REDIS_HEADLESS_SERVICE", "value": redis_headless_name(name)},
         {"name": "REDIS_REPLICAS", "value": str(spec.redis.replicas)},
         {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
-        *_password_env(spec, "REDIS_PASSWORD"),
     ]
+    auth_env, auth_mounts, auth_volumes = _auth_file(spec)
     tmpl_mount = {"name": "templates", "mountPath": TEMPLATE_DIR, "readOnly": True}
     run_mount = {"name": "run", "mountPath": SENTINEL_RUN_DIR}
-    init = init_container("config", image, command=["sh", f"{TEMPLATE_DIR}/sentinel-init.sh"], env=init_env,
+    init = init_container("config", image, command=["sh", f"{TEMPLATE_DIR}/sentinel-init.sh"],
+                          env=init_env + auth_env,
                           resources_=resources(None, cpu="10m", memory="16Mi", memory_limit="64Mi"),
-                          volume_mounts=[tmpl_mount, run_mount])
+                          volume_mounts=[tmpl_mount, run_mount, *auth_mounts])
     ping = ["sh", "-c", f"timeout 4 redis-cli -p {SENTINEL_PORT} PING | grep -q PONG"]
     sentinel = container(
         "sentinel", image, command=["redis-server", f"{SENTINEL_RUN_DIR}/sentinel.conf", "--sentinel"],
@@ -279,8 +299,8 @@ def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, 
     )
     match = selector(owner, "sentinel")
     containers = [sentinel, *([_exporter(spec, images, SENTINEL_PORT, [])] if spec.exporter.enabled else [])]
-    pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run"), _memory_dir("data", "16Mi")],
-                   affinity=spread_across_nodes(dict(match)))
+    pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run"), _memory_dir("data", "16Mi"),
+                                        *auth_volumes], affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [init]
     return manifest("apps/v1", "StatefulSet", metadata(owner, sentinel_name(name), "sentinel"), spec={
         "serviceName": sentinel_headless_name(name),

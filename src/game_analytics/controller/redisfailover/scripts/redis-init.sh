@@ -1,9 +1,15 @@
 #!/bin/sh
 # Writes this pod's redis.conf into a writable directory (Sentinel sends CONFIG REWRITE after a failover).
 # The master is the one the Sentinels report; when no Sentinel answers (first start) it is ordinal 0.
+# The password is read from REDIS_PASSWORD_FILE (the mounted Secret), never from the environment.
 set -eu
 : "${REDIS_PORT:=6379}" "${SENTINEL_PORT:=26379}" "${QUERY_TIMEOUT:=5}"
 : "${TEMPLATE_DIR:=/etc/redis-templates}" "${CONFIG_DIR:=/etc/redis-run}"
+# conf_quote FILE: the file's bytes as one double-quoted redis.conf argument, every byte as \xHH, so nothing in
+# a password (a quote, a backslash, a newline) can end the argument or start a new directive.
+conf_quote() {
+  printf '"%s"' "$(od -An -v -tx1 "$1" | tr -d ' \n' | sed 's/../\\x&/g')"
+}
 announce="${ANNOUNCE_HOST:-$POD_NAME.$HEADLESS_SERVICE.$NAMESPACE.svc}"
 default_master="${DEFAULT_MASTER_HOST:-${POD_NAME%-*}-0.$HEADLESS_SERVICE.$NAMESPACE.svc}"
 
@@ -23,9 +29,9 @@ sed -e "s|@ANNOUNCE_HOST@|$announce|g" "$TEMPLATE_DIR/redis.conf" > "$tmp"
 if [ "$master_host" != "$announce" ]; then
   printf 'replicaof %s %s\n' "$master_host" "$master_port" >> "$tmp"
 fi
-if [ -n "${REDIS_PASSWORD:-}" ]; then
-  escaped="$(printf '%s' "$REDIS_PASSWORD" | sed 's/[\\"]/\\&/g')"
-  printf 'requirepass "%s"\nmasterauth "%s"\n' "$escaped" "$escaped" >> "$tmp"
+if [ -n "${REDIS_PASSWORD_FILE:-}" ] && [ -s "$REDIS_PASSWORD_FILE" ]; then
+  quoted="$(conf_quote "$REDIS_PASSWORD_FILE")"
+  printf 'requirepass %s\nmasterauth %s\n' "$quoted" "$quoted" >> "$tmp"
 fi
 mv "$tmp" "$out"
 echo "redis-init: announce=$announce master=$master_host:$master_port (from $source)"

@@ -5,6 +5,11 @@
 set -eu
 : "${REDIS_PORT:=6379}" "${SENTINEL_PORT:=26379}" "${QUERY_TIMEOUT:=5}" "${WAIT_SECONDS:=120}"
 : "${TEMPLATE_DIR:=/etc/redis-templates}" "${CONFIG_DIR:=/etc/sentinel-run}"
+# conf_quote FILE: the file's bytes as one double-quoted redis.conf argument, every byte as \xHH, so nothing in
+# a password (a quote, a backslash, a newline) can end the argument or start a new directive.
+conf_quote() {
+  printf '"%s"' "$(od -An -v -tx1 "$1" | tr -d ' \n' | sed 's/../\\x&/g')"
+}
 announce="${ANNOUNCE_HOST:-$POD_NAME.$HEADLESS_SERVICE.$NAMESPACE.svc}"
 if [ -z "${REDIS_HOSTS:-}" ]; then
   REDIS_HOSTS=""
@@ -17,8 +22,8 @@ fi
 default_master="${DEFAULT_MASTER_HOST:-$(echo $REDIS_HOSTS | cut -d' ' -f1)}"
 
 rcli() {
-  if [ -n "${REDIS_PASSWORD:-}" ]; then
-    REDISCLI_AUTH="$REDIS_PASSWORD" timeout "$QUERY_TIMEOUT" redis-cli --no-auth-warning "$@"
+  if [ -n "${REDIS_PASSWORD_FILE:-}" ] && [ -s "$REDIS_PASSWORD_FILE" ]; then
+    REDISCLI_AUTH="$(cat "$REDIS_PASSWORD_FILE")" timeout "$QUERY_TIMEOUT" redis-cli --no-auth-warning "$@"
   else
     timeout "$QUERY_TIMEOUT" redis-cli "$@"
   fi
@@ -61,9 +66,8 @@ tmp="$out.tmp"
 umask 077
 sed -e "s|@ANNOUNCE_HOST@|$announce|g" -e "s|@MASTER_HOST@|$master_host|g" -e "s|@MASTER_PORT@|$master_port|g" \
   "$TEMPLATE_DIR/sentinel.conf" > "$tmp"
-if [ -n "${REDIS_PASSWORD:-}" ]; then
-  escaped="$(printf '%s' "$REDIS_PASSWORD" | sed 's/[\\"]/\\&/g')"
-  printf 'sentinel auth-pass %s "%s"\n' "$MASTER_NAME" "$escaped" >> "$tmp"
+if [ -n "${REDIS_PASSWORD_FILE:-}" ] && [ -s "$REDIS_PASSWORD_FILE" ]; then
+  printf 'sentinel auth-pass %s %s\n' "$MASTER_NAME" "$(conf_quote "$REDIS_PASSWORD_FILE")" >> "$tmp"
 fi
 mv "$tmp" "$out"
 echo "sentinel-init: announce=$announce master=$master_host:$master_port (from $source)"
