@@ -238,3 +238,26 @@ def test_economy_clv_and_retention_risk_on_the_cdnow_sample(sample_dsn: str) -> 
     assert len(risky) == 10 and risky["risk"].is_monotonic_decreasing and {"recency", "frequency"} <= set(risky)
     assert retention.figure("high_risk_players") == int(tiers.set_index("tier").loc["high", "players"])
     engine.dispose()
+
+
+def test_dau_and_revenue_forecasts_with_a_backtest(cdnow_engine: Engine, cdnow_master: pd.DataFrame) -> None:
+    """The 30-day forecasts after the CDNOW log's end; the backtest MAPE recomputed in pandas from daily actuals."""
+    from game_analytics.analytics.forecast import backtest
+
+    activity = build_report(cdnow_engine, ReportType.PLAYER_ACTIVITY, WHOLE, ReportFilters())
+    economy = build_report(cdnow_engine, ReportType.ECONOMIC_HEALTH, WHOLE, ReportFilters())
+    days = pd.date_range("1997-01-01", "1998-06-30", freq="D")
+    dau = cdnow_master.drop_duplicates(["customer_id", "date"]).groupby("date").size().reindex(days, fill_value=0)
+    revenue = cdnow_master.groupby("date")["dollar_value"].sum().reindex(days, fill_value=0.0)
+    for report, metric, series in ((activity, "dau", dau), (economy, "revenue", revenue)):
+        table = report.table(f"{metric}_forecast")
+        future = table[table["forecast"].notna()]
+        assert len(future) == 30 and future["day"].iloc[0] == pd.Timestamp("1998-07-01")
+        assert (future["lower_95"] <= future["forecast"]).all() and (future["forecast"] <= future["upper_95"]).all()
+        np.testing.assert_allclose(table.loc[table["actual"].notna(), "actual"].to_numpy(), series.iloc[-90:])
+        _, frame = backtest(series.astype(float), 30)  # the same model on the pandas series
+        actual = series.iloc[-30:].to_numpy(dtype=float)
+        expected = float(np.mean(np.abs(actual - frame["forecast"].to_numpy()) / actual))
+        assert report.figure(f"{metric}_forecast_mape") == pytest.approx(100 * expected, rel=1e-6)
+        print(f"\n{metric}: 30-day backtest MAPE {100 * expected:.1f} %")
+    assert any(c.name == "dau_forecast" for c in activity.charts)

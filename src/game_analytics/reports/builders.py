@@ -37,6 +37,7 @@ from ..storage.queries.activity import player_counts
 from ..storage.queries.sessions import SESSION_GAP, session_summary
 from .compute import churn_rate, cohort_matrix, lorenz_curve, retention_curve
 from .context import UNIT_LABEL, BuildContext, bucket_series, naive_utc, number
+from .forecasts import add_forecast
 from .model import ChartSpec, Figure, Report, ReportPeriod, Table, bucket_unit, validate_filters
 from .operations import build_rankings, build_security
 from .player_value import add_churn_risk, add_clv, add_kpis, customer_scores
@@ -131,6 +132,7 @@ def build_player_activity(ctx: BuildContext) -> Report:
                   "player_id", ("events",), "Player", "Events", horizontal=True),
     ]  # fmt: skip
     add_kpis(report, ctx)
+    add_forecast(report, ctx, "dau")
     return report
 
 
@@ -265,6 +267,7 @@ def build_economic_health(ctx: BuildContext) -> Report:
                                        "Currency (coins)"))  # fmt: skip
     add_kpis(report, ctx, revenue_only=True)
     add_clv(report, ctx, customer_scores(ctx))
+    add_forecast(report, ctx, "revenue")
     return report
 
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
+
 from .filters import Bind, Filters, fetch_frame, where
 from .sessions import session_summary
 
-__all__ = ["RETENTION_DAYS", "kpis"]
+__all__ = ["RETENTION_DAYS", "daily_revenue", "kpis"]
 
 #: the classic retention days
 RETENTION_DAYS = (1, 7, 30)
@@ -102,3 +104,17 @@ def kpis(bind: Bind, filters: Filters, *, currency: str = "USD") -> dict[str, An
                session_mean_seconds=float(summary["mean_seconds"]) if sessions else math.nan,
                session_median_seconds=float(summary["median_seconds"]) if sessions else math.nan)  # fmt: skip
     return out
+
+
+def daily_revenue(bind: Bind, filters: Filters, *, currency: str = "USD") -> pd.Series:
+    """Revenue (sum of ``purchase.amount`` in ``currency``) per UTC day of the events matching ``filters``:
+    a float Series indexed by day (datetime64, naive UTC midnight), days without purchases absent."""
+    cond, params = where(filters)
+    frame = fetch_frame(bind, f"""
+        SELECT (e.occurred_at AT TIME ZONE 'UTC')::date AS day, coalesce(sum((e.payload->>'amount')::float8), 0) AS revenue
+        FROM events e
+        WHERE {cond} AND e.event_type = 'purchase' AND coalesce(e.payload->>'currency', 'USD') = :currency
+        GROUP BY 1 ORDER BY 1""", {**params, "currency": currency})
+    if frame.empty:
+        return pd.Series(dtype=float)
+    return pd.Series(frame["revenue"].astype(float).to_numpy(), index=pd.to_datetime(frame["day"]), name="revenue")
