@@ -149,3 +149,13 @@ def test_every_worker_pod_migrates_the_schema_first():
         assert [e["name"] for e in init["env"]] == ["GAME_ANALYTICS_DSN"]
         assert "livenessProbe" not in init and "readinessProbe" not in init
         assert init["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_batch_pods_know_their_job_name_at_any_length():
+    """Run keys (report delivery, season reset) come from the Job's name; the hostname truncates it past 48."""
+    cm, cron = scheduledreport.render(owner("ScheduledReport", "r" * 50),
+                                      ScheduledReportSpec.model_validate(example("scheduledreport.yaml")),
+                                      image="img:1", data_source=DATA_SOURCE)
+    env = {e["name"]: e for e in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GAME_ANALYTICS_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.labels['batch.kubernetes.io/job-name']"

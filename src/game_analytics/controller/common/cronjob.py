@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...api.common import Resources
+from ...workers.jobs import ENV_JOB_NAME
 from ..gamedatasource.names import workers_config_name
 from .render import (
     DataSource,
@@ -41,6 +42,10 @@ def worker_cronjob(
     The worker reads its job description from ``config_map`` mounted at ``/etc/game-analytics``. ``backoffLimit`` is
     1 so a failure is retried once and then reported, never retried silently forever.
     """
+    # The Job's name keys a run (a retried report skips channels already sent, a retried season reset is a no-op:
+    # workers/jobs.py); the pod's hostname carries it only up to 48 characters, the label always.
+    env = [*env, {"name": ENV_JOB_NAME,
+                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}}]
     main = container(
         component, image, args=args, env=env, resources_=resources(resources_spec, memory="512Mi", memory_limit="2Gi"),
         liveness=exec_probe(["game-analytics", "--version"], period=60),
