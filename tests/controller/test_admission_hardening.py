@@ -98,6 +98,8 @@ def test_report_delivery_secrets_and_allow_lists():
     assert ready(report)["status"] == "True"
     strict = Images(allowed_recipient_domains=("studio.example.org",))
     run("ScheduledReport", report, cluster, strict)
+    cronjob = next(o for p, o in cluster.objects.items() if p.endswith("/cronjobs/weekly-studio-report-report"))
+    assert cronjob["spec"]["suspend"] is True, "a report that may not be delivered stops running"
     assert (ready(report)["reason"], ready(report)["message"]) == (
         "RecipientNotAllowed", "spec.delivery.email.to[0]: domain example.com is not in the operator's allowed "
                                "recipient domains (studio.example.org)")

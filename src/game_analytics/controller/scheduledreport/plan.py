@@ -49,15 +49,23 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
 
     Raises:
         SpecError: bad schedule, time zone or delivery settings.
-        DependencyError: the referenced GameDataSource is missing or invalid, a delivery Secret is missing or its
-            webhook URL is not an allowed http(s) URL, or a recipient's domain is not allowed.
+        DependencyError: the referenced GameDataSource is missing or invalid.
+
+    A delivery Secret that is missing or whose webhook URL is not an allowed http(s) URL, or a recipient outside
+    the allowed domains, makes the plan ``not_ready`` (naming the field) with the CronJob rendered suspended: a
+    report that was running stops sending when the allow-list is tightened.
     """
     validation.check_scheduled_report(spec)
-    check_recipients(spec, images)
     source = data_source(cluster, owner.namespace, spec.data_source_ref.name, uses_redis=False)  # reports read PostgreSQL only
-    check_secrets(cluster, owner.namespace, secret_uses(spec, images))
+    try:
+        check_recipients(spec, images)
+        check_secrets(cluster, owner.namespace, secret_uses(spec, images))
+        blocked = None
+    except DependencyError as exc:  # a delivery that must not (or cannot) happen: keep the CronJob, suspended
+        blocked = (exc.reason, exc.message)
+        spec = spec.model_copy(update={"suspend": True})
     children = render.render(owner, spec, image=images.worker, data_source=source)
     history = run_history(cluster, owner, names.cronjob_name(owner.name), names.COMPONENT)
-    return Plan(children, CHILD_TYPES, status=ScheduledReportStatus(
+    return Plan(children, CHILD_TYPES, not_ready=blocked, status=ScheduledReportStatus(
         last_schedule_time=history.last_schedule_time, last_successful_time=history.last_successful_time,
         last_outcome=history.last_outcome, consecutive_failures=history.consecutive_failures))
