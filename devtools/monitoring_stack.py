@@ -60,10 +60,13 @@ class Prometheus:
         alertmanager: ``host:port`` of the Alertmanager to notify, if any.
         target_labels: labels put on every scraped series, e.g. ``{"namespace": "games"}`` (what a
             ServiceMonitor's target relabelling adds; the AlertRule templates select on ``namespace``).
+        job_labels: ``{job: labels}`` put on the series of that job only, after ``target_labels`` (targets of
+            several namespaces in one Prometheus).
     """
 
     def __init__(self, workdir: Path, targets: dict[str, list[str]], rule_groups: list[dict], *,
-                 alertmanager: str | None = None, interval: str = "1s", target_labels: dict[str, str] | None = None):
+                 alertmanager: str | None = None, interval: str = "1s", target_labels: dict[str, str] | None = None,
+                 job_labels: dict[str, dict[str, str]] | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -72,9 +75,9 @@ class Prometheus:
         config: dict[str, Any] = {
             "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
             "rule_files": [str(rules)],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": t, **({"labels": target_labels}
-                                                                                    if target_labels else {})}]}
-                               for job, t in targets.items()],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": t, **(
+                {"labels": labels} if (labels := {**(target_labels or {}), **(job_labels or {}).get(job, {})}) else {}
+            )}]} for job, t in targets.items()],
         }
         if alertmanager:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
