@@ -9,7 +9,7 @@ BIN    := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 ARGS ?=
 
-.PHONY: help lock venv debs tools data envtest prometheus-operator node crds dashboards lint test e2e bench demo cluster clean
+.PHONY: help lock venv debs tools data envtest prometheus-operator node crds dashboards chart-assets lint test e2e bench demo cluster clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,8 +54,12 @@ node: venv debs envtest ## the node tier: kubelet, kube-proxy, kube-scheduler, C
 crds: venv ## regenerate crds/ and the chart's CRDs from the pydantic models
 	$(PY) -m game_analytics.api.crdgen --output crds --chart charts/game-analytics
 
-dashboards: venv ## regenerate grafana_dashboards/ from monitoring/dashboards.py
+dashboards: venv ## regenerate grafana_dashboards/ from monitoring/dashboards.py (and the chart's copies)
 	$(PY) -m game_analytics.monitoring.dashboards --output grafana_dashboards
+	$(PY) -m devtools.chart_assets
+
+chart-assets: venv ## copy alert_rules/ and grafana_dashboards/ into the chart (charts/game-analytics/files/)
+	$(PY) -m devtools.chart_assets
 
 lint: venv ## static checks
 	$(PY) -m ruff check src tests operator benchmarks devtools

@@ -152,3 +152,51 @@ def test_audit_dsn_secret_reaches_the_operator_and_events_may_be_created():
     assert env(docs)["GAME_ANALYTICS_AUDIT_DSN"]["valueFrom"] == {"secretKeyRef": {"name": "audit-db", "key": "dsn"}}
     rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
     assert allowed(rules, "", "events", "create")
+
+
+def test_chart_assets_are_the_current_alert_rules_and_dashboards():
+    """files/ holds copies of alert_rules/ and grafana_dashboards/ (`make chart-assets`); a stale copy fails here."""
+    from devtools import chart_assets
+
+    assert chart_assets.stale() == [], "run `make chart-assets`"
+
+
+def test_stack_alerts_ship_as_prometheus_rules_selected_by_the_monitoring_labels():
+    sources = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "alert_rules").glob("*.yaml"))}
+    rules = {d["metadata"]["name"]: d for d in template() if d["kind"] == "PrometheusRule"}
+    assert set(rules) == {f"ga-game-analytics-{stem}" for stem in sources}
+    for stem, source in sources.items():
+        rule = rules[f"ga-game-analytics-{stem}"]
+        assert rule["spec"] == source["spec"], stem  # the same groups, expressions and templates, unchanged
+        assert rule["metadata"]["namespace"] == "analytics"
+        assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert rule["metadata"]["labels"]["app.kubernetes.io/component"] == "alert-rules"
+    relabelled = [d for d in template("monitoring.labels.release=monitoring") if d["kind"] == "PrometheusRule"]
+    assert {d["metadata"]["labels"]["release"] for d in relabelled} == {"monitoring"}
+    own = [d for d in template("alertRules.labels.prometheus=platform") if d["kind"] == "PrometheusRule"]
+    assert all(d["metadata"]["labels"]["prometheus"] == "platform" and "release" not in d["metadata"]["labels"]
+               for d in own)
+    assert not [d for d in template("alertRules.enabled=false") if d["kind"] == "PrometheusRule"]
+
+
+def test_dashboards_ship_as_sidecar_configmaps_and_optionally_grafana_dashboards():
+    import json
+
+    sources = {p.name: json.loads(p.read_text()) for p in sorted((ROOT / "grafana_dashboards").glob("*.json"))}
+    maps = [d for d in template() if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+    assert len(maps) == len(sources)
+    for cm in maps:
+        labels = cm["metadata"]["labels"]
+        assert labels["grafana_dashboard"] == "1" and labels["release"] == "kube-prometheus-stack"
+        ((key, text),) = cm["data"].items()
+        assert json.loads(text) == sources[key.removeprefix("game-analytics-")]
+    elsewhere = template("dashboards.namespace=grafana", "dashboards.sidecarLabels.grafana_dashboard=yes")
+    assert {(d["metadata"]["namespace"], d["metadata"]["labels"]["grafana_dashboard"])
+            for d in elsewhere if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")} \
+        == {("grafana", "yes")}
+    assert not [d for d in template() if d["kind"] == "GrafanaDashboard"]
+    crs = [d for d in template("dashboards.grafanaOperator.enabled=true") if d["kind"] == "GrafanaDashboard"]
+    assert len(crs) == len(sources)
+    assert all(d["spec"]["instanceSelector"] == {"matchLabels": {"dashboards": "grafana"}} for d in crs)
+    assert sorted(json.loads(d["spec"]["json"])["title"] for d in crs) == sorted(s["title"] for s in sources.values())
+    assert not [d for d in template("dashboards.enabled=false") if d["kind"] in ("ConfigMap", "GrafanaDashboard")]

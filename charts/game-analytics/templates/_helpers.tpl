@@ -31,3 +31,13 @@ app.kubernetes.io/component: operator
 {{- if .Values.serviceAccount.create -}}{{ default (include "ga.fullname" .) .Values.serviceAccount.name }}
 {{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
 {{- end -}}
+
+{{- /* Labels of the stack's own alerts and dashboards: (dict "ctx" $ "component" "alert-rules"). */ -}}
+{{- define "ga.assetLabels" -}}
+app.kubernetes.io/name: {{ include "ga.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/part-of: game-analytics
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version }}
+{{- end -}}
