@@ -40,6 +40,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "audit": ("game_analytics.audit:main", "audit trail tools: audit verify|head|search|export"),
     "interventions": ("game_analytics.interventions.cli", "work the intervention queue: list, ack, resolve, ..."),
     "migrate": ("game_analytics.storage.migrate:main", "upgrade the database schema to this version's head"),
+    "partitions": ("game_analytics.storage.partitions", "time partitions of events: partitions maintain|list"),
     "mongo": ("game_analytics.workers.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
     "render": ("game_analytics.controller.offline", "print the children the operator would create for FILE (no cluster)"),
 }

@@ -32,6 +32,7 @@ class WorkerSettings(BaseModel):
     redis_password: str | None = Field(default=None, description="Redis password.")
     stream: str = "game-events"
     consumer_group: str = "ingest"
+    stream_shards: int = Field(default=1, ge=1, le=64, description="Shard streams STREAM:0.. (1: the stream itself).")
     dead_letter_stream: str = "game-events-dead"
     games: list[str] = Field(default_factory=list)
     namespace: str = "default"
@@ -39,6 +40,9 @@ class WorkerSettings(BaseModel):
     detector_selector: str = Field(default="", description="Label selector of the detector-rule ConfigMaps.")
     detection_interval_seconds: float = 30.0
     metrics_port: int = 9102
+    retention: str | None = Field(default=None, description="Drop events older than this (e.g. 90d); None: keep all.")
+    partition_interval: str = Field(default="month", description="Time partitions of events: month or day.")
+    partition_maintenance: bool = Field(default=True, description="The ingest worker maintains the partitions.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:

@@ -100,6 +100,9 @@ def test_data_source_workers_share_one_config():
     (config,) = by_kind["ConfigMap"]
     assert config["data"]["GAME_ANALYTICS_REDIS_SENTINELS"] == "leaderboards-sentinel.games.svc:26379"
     assert config["data"]["GAME_ANALYTICS_REDIS_MASTER"] == "leaderboards"
+    assert config["data"]["GAME_ANALYTICS_RETENTION"] == "90d"  # spec.retention: the ingest worker drops partitions
+    assert config["data"]["GAME_ANALYTICS_PARTITION_INTERVAL"] == "month"
+    assert config["data"]["GAME_ANALYTICS_STREAM_SHARDS"] == "1"
     deployments = {d["metadata"]["name"]: d for d in by_kind["Deployment"]}
     assert set(deployments) == {"default-ingest", "default-exporter", "default-detection"}
     assert deployments["default-ingest"]["spec"]["replicas"] == 2

@@ -6,10 +6,13 @@ reference) and the Redis endpoint, and reconciles into the ingest, exporter and 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from .common import (
     BaseStatus,
+    Duration,
     GameName,
     LocalObjectReference,
     Model,
@@ -47,6 +50,8 @@ class StreamSettings(Model):
     name: str = Field(default="game-events", max_length=128, description="Redis Stream that game servers publish to.")
     consumer_group: str = Field(default="ingest", max_length=128, description="Consumer group of the ingest workers.")
     dead_letter_stream: str = Field(default="game-events-dead", max_length=128, description="Stream for rejected events.")
+    shards: int = Field(default=1, ge=1, le=64, description="Shard streams NAME:0..NAME:N-1, by crc32 of the "
+                        "player id (1: the stream NAME itself); every ingest replica consumes every shard.")
 
 
 class WorkerSettings(Model):
@@ -75,6 +80,11 @@ class GameDataSourceSpec(Model):
     redis: RedisRef = Field(description="The event stream and leaderboard cache.")
     stream: StreamSettings = Field(default_factory=StreamSettings, description="Event stream names.")
     workers: Workers = Field(default_factory=Workers, description="Always-on workers.")
+    retention: Duration | None = Field(default=None, description="Events older than this are dropped, whole "
+                                       "time partitions at a time (e.g. 90d); kept forever when unset.")
+    partition_interval: Literal["month", "day"] = Field(
+        default="month", alias="partitionInterval",
+        description="Time partitions of the events table: month, or day for ~1B events/day.")
     monitoring_labels: dict[str, str] = monitoring_labels_field()
 
 

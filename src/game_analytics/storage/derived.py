@@ -1,6 +1,6 @@
 """Tables derived from ``events``, kept current by an incremental catch-up instead of on the ingest path.
 
-``events`` is the only table the ingest path writes (so that it runs near the speed of a raw ``COPY``).  Four
+``events`` is the only table the ingest path writes (so that it runs near the speed of a raw ``COPY``).  Six
 tables are folded from it here, set-based and only over the events committed since the previous catch-up:
 
     players          one row per participant: the ``player_id`` of every event and both sides of every match
@@ -9,6 +9,9 @@ tables are folded from it here, set-based and only over the events committed sin
     matches          one row per ``match_result`` event (``match_id`` = ``event_id``), in storing order
     player_activity  newest event time per (game, player)
     player_balances  running wealth per (game, currency, player): purchase amounts and currency deltas
+    activity_hourly  events per (game, event type, UTC hour)
+    market_hourly    purchases (count, quantity, amount per currency) and trades (count, value) per game and UTC
+                     hour: what the exporter's price index and trade volume read instead of payloads
 
 Which events are new: those whose storing transaction was not visible in the snapshot recorded by the previous
 catch-up (``aggregate_state.snapshot``): ``xact_id >= pg_snapshot_xmin(S) AND NOT pg_visible_in_snapshot`` -- an
@@ -39,7 +42,8 @@ _FLOW = "CASE event_type WHEN 'purchase' THEN (payload->>'amount')::numeric ELSE
 _CATCH_UP = """
 WITH new AS MATERIALIZED (
     SELECT e.id, e.event_id, e.game, e.player_id, e.region, e.occurred_at, e.event_type,
-           CASE WHEN e.event_type IN ('purchase', 'currency_change', 'match_result') THEN e.payload END AS payload
+           CASE WHEN e.event_type IN ('purchase', 'currency_change', 'match_result', 'trade') THEN e.payload END
+               AS payload
     FROM events e WHERE {new}
 ), sides AS (
     SELECT id, event_id, game, region, occurred_at, payload,
@@ -79,6 +83,24 @@ WITH new AS MATERIALIZED (
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (game, currency, player_id)
     DO UPDATE SET wealth = b.wealth + excluded.wealth, events = b.events + excluded.events
+), activity_rollup AS (
+    INSERT INTO activity_hourly AS h (game, event_type, hour, events)
+    SELECT game, event_type, date_trunc('hour', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*)
+    FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (game, event_type, hour) DO UPDATE SET events = h.events + excluded.events
+), market_rollup AS (
+    INSERT INTO market_hourly AS m (game, kind, currency, hour, events, quantity, value)
+    SELECT game, event_type, CASE event_type WHEN 'purchase' THEN coalesce(payload->>'currency', 'USD') ELSE 'item' END,
+           date_trunc('hour', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*),
+           sum((payload->>'quantity')::float8),
+           sum(CASE event_type WHEN 'purchase' THEN (payload->>'amount')::float8
+                               ELSE coalesce((payload->>'value')::float8, 0) END)
+    FROM new WHERE event_type IN ('purchase', 'trade') GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (game, kind, currency, hour) DO UPDATE SET
+        events = m.events + excluded.events,
+        quantity = CASE WHEN m.quantity IS NULL THEN excluded.quantity
+                        ELSE m.quantity + coalesce(excluded.quantity, 0) END,
+        value = CASE WHEN m.value IS NULL THEN excluded.value ELSE m.value + coalesce(excluded.value, 0) END
 )
 SELECT count(*) FROM new
 """

@@ -4,7 +4,8 @@ The Alembic migrations in :mod:`game_analytics.storage.migrations` create exactl
 with ``alembic.autogenerate.compare_metadata``).  All timestamps are ``timestamptz``; JSON documents are ``jsonb``.
 
 Tables:
-    events               raw gameplay/commerce events, unique by ``event_id`` (idempotent ingest)
+    events               raw gameplay/commerce events, partitioned by ``occurred_at`` (see ``storage.partitions``),
+                         unique by ``(event_id, occurred_at)`` (idempotent ingest)
     players              one row per player seen, with first/last activity
     matches              match results (home/away participants and scores) feeding the rating workers
     rating_history       rating trajectory per player, algorithm and rating period
@@ -17,6 +18,8 @@ Tables:
     player_balances      running wealth per (game, currency, player), maintained from ``events`` by the exporter
     player_activity      last event time per (game, player), likewise
     aggregate_state      the snapshot up to which those aggregates include ``events`` (see ``Event.xact_id``)
+    activity_hourly      events per (game, event type, UTC hour), likewise (storage/derived.py)
+    market_hourly        purchases and trades per (game, kind, currency, UTC hour): count, quantity, value
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ __all__ = [
     "Event",
     "Intervention",
     "InterventionStatus",
+    "ActivityHourly",
     "LeaderboardEntry",
+    "MarketHourly",
     "Match",
     "Player",
     "PlayerActivity",
@@ -89,14 +94,17 @@ class Event(Base):
     ``xact_id`` is the 64-bit id of the transaction that stored the row (``pg_current_xact_id()``, set by the
     server): the rows committed since a snapshot ``S`` are exactly those with ``xact_id >= pg_snapshot_xmin(S)``
     not visible in ``S``, which lets running aggregates catch up without rescanning the table.
+
+    The primary key ``(event_id, occurred_at)`` holds the partition key (PostgreSQL requires it of a unique key
+    on a partitioned table); a replayed event has the same time as its original, so it conflicts in its partition.
     """
 
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False))  # storing order; not unique by itself
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     event_type: Mapped[str] = mapped_column(String(32))
-    occurred_at: Mapped[datetime] = mapped_column(TZ)
+    occurred_at: Mapped[datetime] = mapped_column(TZ, primary_key=True)
     player_id: Mapped[str | None] = mapped_column(String(128))
     game: Mapped[str] = mapped_column(String(64))
     region: Mapped[str | None] = mapped_column(String(32))
@@ -104,11 +112,13 @@ class Event(Base):
     ingested_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     xact_id: Mapped[int] = mapped_column(BigInteger, server_default=text("((pg_current_xact_id())::text)::bigint"))
 
+    # Partitioned by time (storage/partitions.py); each index is named in docs/scaling.md with the query needing it.
     __table_args__ = (
         Index(None, "player_id", "occurred_at"),
         Index(None, "event_type", "occurred_at"),
-        Index(None, "game", "occurred_at"),
         Index(None, "xact_id"),
+        Index(None, "occurred_at", postgresql_using="brin"),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
 
@@ -383,3 +393,32 @@ class AggregateState(Base):
     snapshot: Mapped[str | None] = mapped_column(Text)
     events: Mapped[int] = mapped_column(BigInteger, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class ActivityHourly(Base):
+    """Hourly rollup of ``events``: how many events of ``event_type`` a game had in the UTC hour starting at
+    ``hour``.  Maintained by the catch-up (:mod:`game_analytics.storage.derived`); outlives the retention."""
+
+    __tablename__ = "activity_hourly"
+
+    game: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(TZ, primary_key=True)
+    events: Mapped[int] = mapped_column(BigInteger)
+
+
+class MarketHourly(Base):
+    """Hourly rollup of the economy: ``kind`` ``purchase`` (``currency`` = the purchase currency, ``quantity`` and
+    ``value`` = the sums of ``payload.quantity`` and ``payload.amount``) or ``trade`` (``currency`` = ``item``,
+    ``value`` = the sum of ``payload.value``); ``events`` counts them.  Sums are float8, like the queries over raw
+    payloads they replace.  Maintained by the catch-up; read by the exporter's price index and trade volume."""
+
+    __tablename__ = "market_hourly"
+
+    game: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(TZ, primary_key=True)
+    events: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[float | None] = mapped_column(Double)
+    value: Mapped[float | None] = mapped_column(Double)

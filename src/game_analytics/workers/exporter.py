@@ -69,7 +69,7 @@ from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings
 from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
-from game_analytics.storage.queries import activity, ratings, sessions
+from game_analytics.storage.queries import activity, ratings, rollups, sessions
 from game_analytics.storage.queries import economy as economy_sql
 from game_analytics.workers.buckets import cumulate, le_buckets
 from game_analytics.workers.exporter_value import PlayerValueSection
@@ -312,7 +312,7 @@ class AnalyticsCollector(Collector):
         labels = ["game", "currency"]
         price = GaugeMetricFamily(names.PRICE_INDEX, "Unit price of the last 30 days relative to the market's first "
                                   "month (1 = unchanged).", labels=labels)  # fmt: skip
-        for row in economy_sql.price_index_at(conn, as_of, self.games).itertuples():
+        for row in rollups.price_index_at(conn, as_of, self.games).itertuples():
             if row.index is not None:
                 price.add_metric([row.game, row.currency], float(row.index))
         gini_frame, hist = economy_sql.wealth_distribution(
@@ -323,7 +323,7 @@ class AnalyticsCollector(Collector):
             gini.add_metric([row.game, row.currency], row.gini)
         volume = GaugeMetricFamily(names.TRADE_VOLUME, "Value traded in the last day (purchases in their currency, "
                                    "trades in item value).", labels=labels)  # fmt: skip
-        for row in economy_sql.trade_volume_since(conn, as_of - timedelta(days=1), as_of, self.games).itertuples():
+        for row in rollups.trade_volume_since(conn, as_of - timedelta(days=1), as_of, self.games).itertuples():
             volume.add_metric([row.game, row.currency], float(row.value))
         wealth = GaugeHistogramMetricFamily(names.PLAYER_WEALTH, "Players by total wealth (fixed buckets).",
                                             labels=labels)  # fmt: skip

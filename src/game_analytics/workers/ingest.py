@@ -36,6 +36,7 @@ Run: ``python -m game_analytics.workers.ingest --redis-url redis://... --dsn pos
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import socket
 import threading
@@ -62,6 +63,7 @@ from game_analytics.workers.batches import (
     write_batch,
 )
 from game_analytics.workers.runtime import serve, stop_event
+from game_analytics.workers.shards import shard_streams
 
 __all__ = [
     "DATA_FIELD",
@@ -321,6 +323,8 @@ def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentPar
     p.add_argument("--dsn", default=s.dsn, required=s.dsn is None, help="PostgreSQL URL")
     p.add_argument("--stream", default=s.stream)
     p.add_argument("--group", default=s.consumer_group)
+    p.add_argument("--shards", type=int, default=s.stream_shards,
+                   help="the stream is split into this many shard streams STREAM:0.. (workers/shards.py)")
     p.add_argument(
         "--consumer", default=socket.gethostname(), help="stable consumer name (default: hostname)"
     )
@@ -332,6 +336,23 @@ def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentPar
     p.add_argument("--migrate", action="store_true", help="run the database migrations before starting")
     p.add_argument("--log-level", default="INFO")
     return p
+
+
+def consume(config: IngestConfig, stop: threading.Event) -> None:
+    """Run an :class:`IngestWorker` on ``config`` until ``stop`` is set, reconnecting with exponential backoff
+    (0.5 s .. 30 s) after PostgreSQL/Redis connection errors."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            with IngestWorker(config) as worker:
+                log.info("ingesting stream %s as %s/%s", config.stream, config.group, config.consumer)
+                backoff = 0.5
+                worker.run(stop)
+        except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
+            # Nothing is lost: unacknowledged entries stay pending and are re-read after reconnecting.
+            log.warning("connection problem on %s (%s); reconnecting in %.1f s", config.stream, exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -359,18 +380,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         sentinel_master=args.sentinel_master, redis_password=settings.redis_password,
     )  # fmt: skip
     stop = stop_event()
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            with IngestWorker(config) as worker:
-                log.info("ingesting stream %s as %s/%s", config.stream, config.group, config.consumer)
-                backoff = 0.5
-                worker.run(stop)
-        except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
-            # Nothing is lost: unacknowledged entries stay pending and are re-read after reconnecting.
-            log.warning("connection problem (%s); reconnecting in %.1f s", exc, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
+    if settings.partition_maintenance:  # partitions ahead and retention, hourly (storage/partitions.py)
+        from game_analytics.api.common import parse_duration
+        from game_analytics.storage.partitions import maintain_forever
+
+        maintain_forever(args.dsn, stop, retention=parse_duration(settings.retention) if settings.retention else None,
+                         interval=settings.partition_interval)  # fmt: skip
+    # One consumer per shard stream (workers/shards.py), all in this process; one shard: this thread.
+    streams = shard_streams(args.stream, args.shards)
+    dead = args.dead_letter_stream or f"{args.stream}-dead"
+    configs = [dataclasses.replace(config, stream=name, dead_letter_stream=dead) for name in streams]
+    threads = [threading.Thread(target=consume, args=(c, stop), name=f"ingest-{c.stream}") for c in configs[1:]]
+    for thread in threads:
+        thread.start()
+    consume(configs[0], stop)
+    for thread in threads:
+        thread.join()
     if server is not None:
         server.shutdown()
     log.info("stopped")

@@ -50,12 +50,15 @@ def worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinel_master: str
         redis_master=sentinel_master or "mymaster",
         stream=spec.stream.name,
         consumer_group=spec.stream.consumer_group,
+        stream_shards=spec.stream.shards,
         dead_letter_stream=spec.stream.dead_letter_stream,
         games=spec.games,
         namespace=owner.namespace,
         data_source=owner.name,
         detection_interval_seconds=spec.workers.detection.interval_seconds,
         metrics_port=METRICS_PORT,
+        retention=spec.retention,
+        partition_interval=spec.partition_interval,
     )
 
 
