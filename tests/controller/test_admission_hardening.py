@@ -164,3 +164,22 @@ def test_apply_sends_utf8_not_ascii_escapes():
                                                                           "annotations": {"note": text}}})
     assert isinstance(sent["body"], bytes) and text.encode() in sent["body"] and b"\\u" not in sent["body"]
     assert sent["headers"]["Content-Type"] == "application/apply-patch+yaml"
+
+
+def test_an_immutable_statefulset_refusal_names_the_spec_field():
+    """Defect: resizing ``spec.redis.storage.size`` reported the StatefulSet's immutable spec. Admission refuses it
+    (CEL, e2e); an object that got past an older CRD gets the spec field first in its Ready message."""
+    from .fake_cluster import api_error
+
+    class Refusing(FakeCluster):
+        def apply(self, manifest):
+            if manifest["kind"] == "StatefulSet":
+                raise api_error(422, 'StatefulSet.apps "leaderboards-redis" is invalid: spec: Forbidden: updates to '
+                                     "statefulset spec for fields other than 'replicas', ... are forbidden")
+            return super().apply(manifest)
+
+    cluster, failover = Refusing(), body("redisfailover.yaml")
+    run("RedisFailover", failover, cluster, Images(probe_address_annotation=True))
+    cond = ready(failover)
+    assert (cond["status"], cond["reason"]) == ("False", "ApplyRejected")
+    assert cond["message"].startswith("spec.redis.storage: cannot be changed after creation (StatefulSet/")

@@ -244,8 +244,13 @@ class Cluster:
             observed.append((manifest, live))
         for manifest, live in observed:
             if live is None or drifted(manifest, live):
-                self.apply(manifest)
-                result.applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+                child = f"{manifest['kind']}/{manifest['metadata']['name']}"
+                try:
+                    self.apply(manifest)
+                except ApiException as exc:
+                    exc.child = child  # which child the API server refused (controller.rejections)
+                    raise
+                result.applied.append(child)
         wanted = {(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in desired}
         selector = f"{LABEL_OWNER_KIND}={owner_kind},{LABEL_OWNER_NAME}={owner_name}"
         for api_version, kind in child_types:

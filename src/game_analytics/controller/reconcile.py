@@ -23,6 +23,7 @@ from .common.plan import DependencyError, parse
 from .common.render import Owner
 from .k8s import ApplyResult, ChildConflict, Cluster, drifted
 from .kinds import PLANNERS
+from .rejections import rejected_message
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
         metrics.RECONCILES.labels(info.kind, "error").inc()
         metrics.RECONCILE_ERRORS.labels(info.kind, f"HTTP{exc.status}").inc()
         if exc.status in (400, 404, 422):  # the API server rejected what we rendered: retrying will not help
-            ready = _ready(False, "ApplyRejected", f"{exc.status} {exc.reason}: {_api_message(exc)}", generation)
+            ready = _ready(False, "ApplyRejected", rejected_message(
+                info.kind, getattr(exc, "child", None), exc.status, f"{exc.reason}: {_api_message(exc)}"), generation)
         else:
             raise TransientError(f"{exc.status} {exc.reason}: {_api_message(exc)}",
                                  delay=60.0 if exc.status == 403 else 10.0) from exc
