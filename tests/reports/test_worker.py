@@ -94,7 +94,8 @@ def test_worker_run_delivers_and_records(tmp_path: Path, sample_dsn: str, monkey
     assert "summary.csv" in archive.namelist() and "top_spenders.csv" in archive.namelist()
     html = (tmp_path / "out" / "weekly-playerActivity-19970401T000000Z.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == 4 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    # 4 activity charts + the KPI section's classic retention and new-vs-returning charts + the DAU forecast
+    assert len(images) == 7 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', html)  # self-contained
 
 
