@@ -200,3 +200,13 @@ def test_dashboards_ship_as_sidecar_configmaps_and_optionally_grafana_dashboards
     assert all(d["spec"]["instanceSelector"] == {"matchLabels": {"dashboards": "grafana"}} for d in crs)
     assert sorted(json.loads(d["spec"]["json"])["title"] for d in crs) == sorted(s["title"] for s in sources.values())
     assert not [d for d in template("dashboards.enabled=false") if d["kind"] in ("ConfigMap", "GrafanaDashboard")]
+
+
+def test_grafana_url_reaches_the_operator():
+    def env(docs):
+        (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+        return {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert env(template())["GAME_ANALYTICS_GRAFANA_URL"] == ""
+    assert env(template("monitoring.grafanaURL=https://grafana.example.com"))["GAME_ANALYTICS_GRAFANA_URL"] \
+        == "https://grafana.example.com"

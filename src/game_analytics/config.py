@@ -51,6 +51,8 @@ class Images:
     #: ``redisFailover.probeAddressAnnotation``); off by default: whoever may edit a RedisFailover could
     #: otherwise point the operator's Sentinel probe at any host
     probe_address_annotation: bool = False
+    #: Grafana's base URL (chart ``monitoring.grafanaURL``): pages link the alerts dashboard there; empty: no link
+    grafana_url: str = ""
 
     @classmethod
     def from_env(cls) -> Images:
@@ -65,6 +67,7 @@ class Images:
             allowed_recipient_domains=_list_env("GAME_ANALYTICS_ALLOWED_RECIPIENT_DOMAINS"),
             allowed_webhook_hosts=_list_env("GAME_ANALYTICS_ALLOWED_WEBHOOK_HOSTS"),
             probe_address_annotation=os.environ.get("GAME_ANALYTICS_PROBE_ADDRESS_ANNOTATION", "") == "true",
+            grafana_url=os.environ.get("GAME_ANALYTICS_GRAFANA_URL", d.grafana_url),
         )
 
 

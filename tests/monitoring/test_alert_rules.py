@@ -160,10 +160,10 @@ DETECTOR_PARAMS = {
 }
 
 
-def render_rule(name: str, spec: dict) -> dict:
+def render_rule(name: str, spec: dict, grafana_url: str | None = None) -> dict:
     """The PrometheusRule an AlertRule ``ga/<name>`` renders to."""
     owner = Owner("gameanalytics.io/v1alpha1", "AlertRule", name, "ga", "uid-1", 1)
-    children = alertrule.render(owner, AlertRuleSpec.model_validate(spec))
+    children = alertrule.render(owner, AlertRuleSpec.model_validate(spec), grafana_url=grafana_url)
     (rule,) = [c for c in children if c["kind"] == "PrometheusRule"]
     return rule
 
@@ -231,8 +231,10 @@ def test_sudden_wealth_change_rule_fires_while_subjects_are_flagged(promtool, tm
                 {"eval_time": "4m", "alertname": alertrule.alert_name(name), "exp_alerts": [{
                     "exp_labels": labels,
                     "exp_annotations": {
-                        "summary": f"Player alert {name} (suddenWealthChange)",
-                        "description": f"AlertRule {rule_id} (suddenWealthChange) fired with value 3.",
+                        "summary": f"all games: 3 subjects flagged by suddenWealthChange (AlertRule {rule_id})",
+                        "description": f"AlertRule {rule_id} (suddenWealthChange, severity critical) flags 3 subjects "
+                                       f"in all games. The flagged subjects and their intervention ids: "
+                                       f"game-analytics interventions list --rule {rule_id} --status open",
                         "dashboard": doc["spec"]["annotations"]["dashboard"],
                         "runbook_url": doc["spec"]["runbookURL"],
                     },
@@ -265,8 +267,9 @@ def test_low_engagement_fires_with_the_namespace_label_and_does_not_double_with_
             "exp_labels": {"namespace": "ga", "game": "g1", "severity": "warning", "team": "ops",
                            "category": "system", "rule": "ga/low-engagement"},
             "exp_annotations": {
-                "summary": "System alert low-engagement (lowEngagement)",
-                "description": "AlertRule ga/low-engagement (lowEngagement) fired with value 80 in game g1.",
+                "summary": "g1: lowEngagement at 80 (AlertRule ga/low-engagement)",
+                "description": "AlertRule ga/low-engagement (lowEngagement, severity warning) fired with value 80 "
+                               "in game g1.",
                 "runbook_url": "https://runbooks.example.com/x",
             },
         }]}],
@@ -310,3 +313,35 @@ def test_readme_applies_the_folder_and_kubectl_reads_exactly_the_rule_files():
     assert result.returncode == 0, result.stderr
     names_read = sorted(line.rsplit("/", 1)[1] for line in result.stdout.split())
     assert names_read == sorted(load_manifest(p)["metadata"]["name"] for p in RULE_FILES)
+
+
+def test_page_links_the_alerts_dashboard_with_its_variables_set(promtool, tmp_path):
+    """With the operator's Grafana URL, the page carries ``dashboard_url``: the alerts dashboard (the uid
+    monitoring/dashboards.py gives it) with ``namespace`` and ``game`` set from the alert."""
+    from game_analytics.monitoring.dashboards import UID_PREFIX
+
+    assert alertrule.ALERTS_DASHBOARD_UID == f"{UID_PREFIX}alerts"
+    spec = {"category": "system", "detector": {"lowEngagement": {"minActivePlayers": 100}},
+            "runbookURL": "https://runbooks.example.com/x", "severity": "warning", "team": "ops"}
+    rule = render_rule("low-engagement", spec, grafana_url="https://grafana.example.com/")
+    write_plain(rule["spec"]["groups"], tmp_path / "rendered.rules.yaml")
+    alert = alertrule.alert_name("low-engagement")
+    test = {"rule_files": ["rendered.rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f'{names.ACTIVE_PLAYERS}{{namespace="ga", game="g1", period="1h"}}',
+                          "values": "80 80 80"}],
+        "alert_rule_test": [{"eval_time": "2m", "alertname": alert, "exp_alerts": [{
+            "exp_labels": {"namespace": "ga", "game": "g1", "severity": "warning", "team": "ops",
+                           "category": "system", "rule": "ga/low-engagement"},
+            "exp_annotations": {
+                "summary": "g1: lowEngagement at 80 (AlertRule ga/low-engagement)",
+                "description": "AlertRule ga/low-engagement (lowEngagement, severity warning) fired with value 80 "
+                               "in game g1.",
+                "dashboard_url": "https://grafana.example.com/d/game-analytics-alerts?var-namespace=ga&var-game=g1",
+                "runbook_url": "https://runbooks.example.com/x",
+            },
+        }]}],
+    }]}
+    (tmp_path / "dashboard_test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+    result = run([promtool, "test", "rules", "dashboard_test.yaml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -78,7 +78,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     """
     validation.check_alert_rule(spec)
     try:
-        children = render.render(owner, spec, images.monitoring_labels)
+        children = render.render(owner, spec, images.monitoring_labels, images.grafana_url or None)
     except promql.InvalidPromQL as exc:  # a template fed a value the schema let through: report, never retry
         raise validation.SpecError(f"spec.detector.{spec.detector.kind()}",
                                    f"renders PromQL that does not parse: {exc}") from None

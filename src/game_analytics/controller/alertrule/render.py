@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ...alerting.routing import DEFAULT_ROUTE
 from ...api.alertrule import AlertRuleSpec, Channel
 from ...monitoring import promql
 from ..common.render import Manifest, Owner, config_map, manifest, monitoring_metadata
@@ -18,12 +19,43 @@ from .names import (
     rule_object_name,
 )
 
-__all__ = ["DETECTOR_CONFIG_KEY", "LABEL_DATA_SOURCE", "LABEL_DETECTOR_CONFIG", "alert_name", "alertmanager_config",
-           "detector_config", "prometheus_rule", "receiver", "render"]
+__all__ = ["ALERTS_DASHBOARD_UID", "DETECTOR_CONFIG_KEY", "LABEL_DATA_SOURCE", "LABEL_DETECTOR_CONFIG", "alert_name",
+           "alertmanager_config", "detector_config", "page_annotations", "prometheus_rule", "receiver", "render"]
+
+
+#: the dashboard a page links to (``monitoring/dashboards.py``: uid prefix + slug)
+ALERTS_DASHBOARD_UID = "game-analytics-alerts"
+
+
+def page_annotations(owner: Owner, spec: AlertRuleSpec, grafana_url: str | None = None) -> dict[str, str]:
+    """``summary``, ``description`` and (with ``grafana_url``) ``dashboard_url`` of the alert, as Prometheus
+    alert templates: what an on-call reads first.
+
+    The summary names the game (the alert's ``game`` label when the expression keeps one), the detector and, for
+    the worker-evaluated detectors, how many subjects are flagged (the alert's value). The description says how
+    to list the flagged subjects with their intervention ids (``game-analytics interventions list --rule``).
+    ``dashboard_url`` opens the alerts dashboard with its ``namespace`` and ``game`` variables set.
+    """
+    rule, kind = promql.rule_id(owner.namespace, owner.name), spec.detector.kind()
+    game = "{{ with $labels.game }}{{ . }}{{ else }}all games{{ end }}"
+    if kind in promql.WORKER_EVALUATED:
+        summary = f"{game}: {{{{ $value }}}} subjects flagged by {kind} (AlertRule {rule})"
+        description = (f"AlertRule {rule} ({kind}, severity {spec.severity.value}) flags {{{{ $value }}}} subjects "
+                       f"in {game}. The flagged subjects and their intervention ids: game-analytics interventions "
+                       f"list --rule {rule} --status open")
+    else:
+        summary = f"{game}: {kind} at {{{{ $value }}}} (AlertRule {rule})"
+        description = (f"AlertRule {rule} ({kind}, severity {spec.severity.value}) fired with value "
+                       f"{{{{ $value }}}}{{{{ with $labels.game }}}} in game {{{{ . }}}}{{{{ end }}}}.")
+    out = {"summary": summary, "description": description}
+    if grafana_url:
+        out["dashboard_url"] = (f"{grafana_url.rstrip('/')}/d/{ALERTS_DASHBOARD_UID}?var-namespace={owner.namespace}"
+                                "&var-game={{ with $labels.game }}{{ . }}{{ else }}$__all{{ end }}")
+    return out
 
 
 def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str,
-                    monitoring_labels: Mapping[str, str] | None = None) -> Manifest:
+                    monitoring_labels: Mapping[str, str] | None = None, grafana_url: str | None = None) -> Manifest:
     """The ``monitoring.coreos.com/v1`` PrometheusRule holding this rule's one alert (none while suspended).
 
     The alert always carries ``namespace: <the AlertRule's namespace>`` (after ``spec.labels``, so it cannot be
@@ -45,9 +77,7 @@ def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str,
             "namespace": owner.namespace,
         },
         "annotations": {
-            "summary": f"{spec.category.value.capitalize()} alert {owner.name} ({spec.detector.kind()})",
-            "description": f"AlertRule {rule} ({spec.detector.kind()}) fired with value {{{{ $value }}}}"
-                           f"{{{{ with $labels.game }}}} in game {{{{ . }}}}{{{{ end }}}}.",
+            **page_annotations(owner, spec, grafana_url),
             **spec.annotations,
             "runbook_url": spec.runbook_url,
         },
@@ -101,10 +131,10 @@ def alertmanager_config(owner: Owner, spec: AlertRuleSpec,
     match_rule = {"name": "rule", "value": rule, "matchType": "="}
     route = {
         "receiver": spec.channels[0].name,
-        "groupBy": ["alertname", "rule", "game"],
-        "groupWait": "10s",
-        "groupInterval": "1m",
-        "repeatInterval": "4h",
+        "groupBy": list(DEFAULT_ROUTE.group_by),
+        "groupWait": DEFAULT_ROUTE.group_wait,
+        "groupInterval": DEFAULT_ROUTE.group_interval,
+        "repeatInterval": DEFAULT_ROUTE.repeat_interval,
         "matchers": [match_rule],
         "routes": [{"receiver": ch.name, "matchers": [match_rule], "continue": True} for ch in spec.channels],
     }
@@ -136,14 +166,16 @@ def detector_config(owner: Owner, spec: AlertRuleSpec) -> Manifest:
                       **{LABEL_DETECTOR_CONFIG: "true", LABEL_DATA_SOURCE: spec.data_source_ref.name})
 
 
-def render(owner: Owner, spec: AlertRuleSpec, monitoring_labels: Mapping[str, str] | None = None) -> list[Manifest]:
+def render(owner: Owner, spec: AlertRuleSpec, monitoring_labels: Mapping[str, str] | None = None,
+           grafana_url: str | None = None) -> list[Manifest]:
     """All children of an AlertRule; ``monitoring_labels`` are the operator's default labels of the
-    PrometheusRule and AlertmanagerConfig (``spec.monitoringLabels`` wins).
+    PrometheusRule and AlertmanagerConfig (``spec.monitoringLabels`` wins); ``grafana_url`` (the operator's
+    Grafana base URL, optional) makes the page link the alerts dashboard.
 
     Raises:
         promql.InvalidPromQL: if a raw ``promql`` detector does not parse; nothing should be created then.
     """
     expr = promql.render(spec.detector, promql.rule_id(owner.namespace, owner.name))
-    children = [prometheus_rule(owner, spec, expr, monitoring_labels), detector_config(owner, spec)]
+    children = [prometheus_rule(owner, spec, expr, monitoring_labels, grafana_url), detector_config(owner, spec)]
     amc = alertmanager_config(owner, spec, monitoring_labels)
     return children + ([amc] if amc else [])
