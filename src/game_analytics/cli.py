@@ -43,6 +43,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "partitions": ("game_analytics.storage.partitions", "time partitions of events: partitions maintain|list"),
     "mongo": ("game_analytics.workers.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
     "render": ("game_analytics.controller.offline", "print the children the operator would create for FILE (no cluster)"),
+    "alerts": ("game_analytics.alerting.cli", "AlertRule tools: alerts backtest -f FILE --from T1 --to T2"),
 }
 
 #: worker name -> module whose ``main(argv)`` runs it (``game-analytics worker NAME ...``).

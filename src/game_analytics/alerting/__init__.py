@@ -1,0 +1,1 @@
+"""Alerting tools outside the operator: Alertmanager routing defaults and the AlertRule backtest."""
