@@ -11,8 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, quick: dict[str, Any]) -> argparse.Namespace:
-    """Add ``--quick`` to ``parser`` and parse ``argv``.
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, quick: dict[str, Any],
+          scale: dict[str, Any] | None = None) -> argparse.Namespace:  # fmt: skip
+    """Add ``--quick`` and ``--scale`` to ``parser`` and parse ``argv``.
+
+    ``--scale`` (``make bench ARGS=--scale``) is the scale run: a benchmark passing ``scale`` (its full sizes,
+    applied like ``quick``) runs at them; every other benchmark prints that it is skipped and exits 0.
 
     ``quick`` maps argument destinations (``"players"``) to the value used with ``--quick``; it replaces an argument
     only where it was left at its default.  Raises ``KeyError`` when ``quick`` names an argument the parser lacks, so
@@ -21,7 +25,16 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, quick: di
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, for CI (make bench ARGS=--quick): " +
                              ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in quick.items()))
+    parser.add_argument("--scale", action="store_true", help="the scale run (bench_scale.py only; others skip)")
     args = parser.parse_args(argv)
+    if args.scale:
+        if scale is None:
+            print(f"skipped with --scale ({parser.prog}: the scale run is bench_scale.py)")
+            raise SystemExit(0)
+        quick = {}
+        for dest, value in scale.items():
+            if getattr(args, dest) == parser.get_default(dest):
+                setattr(args, dest, value)
     for dest, value in quick.items():
         default = parser.get_default(dest)
         if dest not in vars(args):

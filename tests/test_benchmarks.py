@@ -22,7 +22,7 @@ def test_benchmark_offers_quick(bench: Path) -> None:
     done = subprocess.run([sys.executable, str(bench), "--help"], env=env, capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert "--quick" in done.stdout
+    assert "--quick" in done.stdout and "--scale" in done.stdout
 
 
 def test_quick_replaces_defaults_only() -> None:
@@ -33,7 +33,22 @@ def test_quick_replaces_defaults_only() -> None:
         return p
 
     assert vars(benchargs.parse(parser(), ["--quick", "--repeat", "5"], {"players": 10, "repeat": 1})) == {
-        "players": 10, "repeat": 5, "quick": True}
+        "players": 10, "repeat": 5, "quick": True, "scale": False}
     assert benchargs.parse(parser(), [], {"players": 10}).players == 1_000_000
     with pytest.raises(KeyError):
         benchargs.parse(parser(), ["--quick"], {"player": 10})
+
+
+def test_scale_runs_only_the_scale_benchmark(capsys) -> None:
+    """``make bench ARGS=--scale``: a benchmark with scale sizes takes them (explicit sizes win); the others skip."""
+    def parser() -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog="bench_x")
+        p.add_argument("--events", type=int, default=100)
+        p.add_argument("--days", type=int, default=7)
+        return p
+
+    args = benchargs.parse(parser(), ["--scale", "--days", "30"], {"events": 10}, scale={"events": 10**7, "days": 120})
+    assert (args.events, args.days) == (10**7, 30)
+    with pytest.raises(SystemExit) as exit_:
+        benchargs.parse(parser(), ["--scale"], {"events": 10})
+    assert exit_.value.code == 0 and "skipped with --scale" in capsys.readouterr().out
