@@ -22,6 +22,7 @@ from .support import (
     SYSTEM_NS,
     WAITING_FOR_SERVERS,
     Kubectl,
+    create_example_secrets,
     is_ready,
     is_reconciled,
 )
@@ -111,6 +112,10 @@ def test_delete_garbage_collects_children(operator, kubectl):
 
 def test_operator_killed_mid_reconcile_leaves_no_duplicates_or_orphans(operator, kubectl, tmp_path):
     kubectl.run("create", "namespace", "burst", check=False)
+    create_example_secrets(kubectl, "burst")  # and the GameDataSource the rules run on
+    source = yaml.safe_load((EXAMPLES / "gamedatasource.yaml").read_text())
+    source["metadata"]["namespace"] = "burst"
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump(source))
     rules = []
     for i in range(25):
         doc = yaml.safe_load((EXAMPLES / "alertrule-wealth-jump.yaml").read_text())
@@ -135,7 +140,7 @@ def test_operator_killed_mid_reconcile_leaves_no_duplicates_or_orphans(operator,
 def test_idle_resync_writes_nothing(operator, kubectl, control_plane):
     apply_examples(kubectl)
     for doc in example_objects():
-        wait_for("ready", lambda: is_ready(kubectl.get(doc["kind"], doc["metadata"]["name"])))
+        wait_for("ready", lambda: is_reconciled(kubectl.get(doc["kind"], doc["metadata"]["name"])))
     time.sleep(RESYNC * 2)  # let any in-flight reconcile settle
     user = f"system:serviceaccount:{SYSTEM_NS}:{OPERATOR_SA}"
 
