@@ -12,6 +12,7 @@
 #   iptables, nftables, conntrack  kube-proxy's rules (iptables is the nf_tables backend here)
 #   mmdebstrap, umoci        Debian root filesystems and OCI layouts: the node's images (hack/images)
 #   shellcheck               lints the RedisFailover scripts (controller/redisfailover/scripts) in the tests
+#   poppler-utils            pdftoppm: PDF report pages to PNG in the tests (and for looking at them)
 #   chromium                 only with --with-chromium or WITH_CHROMIUM=1 (headless screenshots)
 #
 # Idempotent: when every package is already installed (checked with dpkg-query) it prints so and exits at once.
@@ -28,7 +29,7 @@ set -euo pipefail
 log() { printf '[install-debs] %s\n' "$*"; }
 
 packages=(postgresql redis-server redis-sentinel prometheus prometheus-alertmanager etcd-server
-  containerd runc containernetworking-plugins iptables nftables conntrack mmdebstrap umoci shellcheck)
+  containerd runc containernetworking-plugins iptables nftables conntrack mmdebstrap umoci shellcheck poppler-utils)
 services=(postgresql redis-server redis-sentinel prometheus prometheus-alertmanager etcd containerd)
 
 with_chromium="${WITH_CHROMIUM:-0}"

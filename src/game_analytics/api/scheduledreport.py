@@ -33,6 +33,7 @@ class ReportFormat(StrEnum):
     HTML = "html"
     CSV = "csv"
     JSON = "json"
+    PDF = "pdf"
 
 
 class WebhookStyle(StrEnum):
@@ -109,7 +110,8 @@ class ScheduledReportSpec(Model):
     time_range: TimeRange = Field(default_factory=TimeRange, description="Period each report covers.")
     filters: ReportFilters = Field(default_factory=ReportFilters, description="Filters bound into every query.")
     formats: list[ReportFormat] = Field(
-        default_factory=lambda: [ReportFormat.HTML], min_length=1, max_length=3, description="Output formats."
+        default_factory=lambda: [ReportFormat.HTML], min_length=1, max_length=4,
+        description="Output formats: html, csv (a zip of CSV files), json, pdf.",
     )
     delivery: Delivery = Field(default_factory=Delivery, description="Where finished reports are sent.")
     starting_deadline_seconds: int = Field(

@@ -17,7 +17,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from .model import ChartSpec, Report
 
-__all__ = ["render_chart", "render_charts"]
+__all__ = ["draw_chart", "render_chart", "render_charts"]
 
 _WIDTH_IN, _HEIGHT_IN, _DPI = 9.0, 4.2, 100
 _COLOR = "#2f6db5"
@@ -119,8 +119,11 @@ def _heatmap(ax, spec: ChartSpec, frame: pd.DataFrame) -> None:  # type: ignore[
     bar.set_label("Share of cohort active (cell labels in %)", fontsize=8)
 
 
-def render_chart(spec: ChartSpec, frame: pd.DataFrame) -> bytes:
-    """Draw ``spec`` from ``frame`` and return the PNG bytes.
+def draw_chart(spec: ChartSpec, frame: pd.DataFrame) -> Figure:
+    """Draw ``spec`` from ``frame`` on a new :class:`~matplotlib.figure.Figure` (Agg canvas, 9 in wide, 100 dpi).
+
+    The figure is what :func:`render_chart` saves as PNG and :mod:`game_analytics.reports.pdf` saves as a vector
+    PDF page.
 
     Raises:
         KeyError: a column named by the spec is missing from ``frame``.
@@ -154,8 +157,18 @@ def render_chart(spec: ChartSpec, frame: pd.DataFrame) -> bytes:
     else:
         ax.set_xlabel(spec.xlabel)
         ax.set_ylabel(spec.ylabel)
+    return fig
+
+
+def render_chart(spec: ChartSpec, frame: pd.DataFrame) -> bytes:
+    """Draw ``spec`` from ``frame`` (see :func:`draw_chart`) and return the PNG bytes.
+
+    Raises:
+        KeyError: a column named by the spec is missing from ``frame``.
+        ValueError: unknown chart kind.
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    draw_chart(spec, frame).savefig(buf, format="png")
     return buf.getvalue()
 
 

@@ -1,4 +1,4 @@
-"""Write a :class:`~game_analytics.reports.model.Report` as HTML, CSV (zip) or JSON.
+"""Write a :class:`~game_analytics.reports.model.Report` as HTML, CSV (zip), JSON or PDF.
 
 * **HTML**: one self-contained file: styles inline, charts as base64 ``data:image/png`` URIs, tables as HTML
   (all values escaped by Jinja2 autoescaping). Template ``templates/report.html.j2`` (package data).
@@ -8,7 +8,10 @@
 * **JSON**: ``{"report", "title", "period": {"start", "end"}, "filters", "generated_at", "figures": [...],
   "tables": {name: [row objects]}, "notes": [...]}``; NaN becomes ``null``.
 
-File names: ``<prefix><report type>-<period end as YYYYMMDDTHHMMSSZ>.<html|zip|json>``.
+* **PDF**: the same content on A4 pages (title page, then each table with its charts): see
+  :mod:`game_analytics.reports.pdf`.
+
+File names: ``<prefix><report type>-<period end as YYYYMMDDTHHMMSSZ>.<html|zip|json|pdf>``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from .model import Report
 
 __all__ = ["FILE_SUFFIX", "artifact_name", "render_csv_zip", "render_html", "render_json", "write_report"]
 
-FILE_SUFFIX = {ReportFormat.HTML: "html", ReportFormat.CSV: "zip", ReportFormat.JSON: "json"}
+FILE_SUFFIX = {ReportFormat.HTML: "html", ReportFormat.CSV: "zip", ReportFormat.JSON: "json", ReportFormat.PDF: "pdf"}
 
 _env = Environment(loader=PackageLoader("game_analytics.reports", "templates"), autoescape=select_autoescape(
     enabled_extensions=("html", "j2"), default_for_string=True), trim_blocks=True, lstrip_blocks=True)  # fmt: skip
@@ -170,11 +173,13 @@ def write_report(report: Report, formats: list[ReportFormat], output_dir: Path, 
 
     Files are written to a temporary name first and renamed, so a reader never sees a partial file.
     """
+    from .pdf import render_pdf  # pdf.py formats its cells with this module's helpers
+
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in dict.fromkeys(ReportFormat(f) for f in formats):
         data = {ReportFormat.HTML: render_html, ReportFormat.CSV: render_csv_zip,
-                ReportFormat.JSON: render_json}[fmt](report)  # fmt: skip
+                ReportFormat.JSON: render_json, ReportFormat.PDF: render_pdf}[fmt](report)  # fmt: skip
         path = output_dir / artifact_name(report, fmt, prefix)
         partial = path.with_name(path.name + ".partial")
         partial.write_bytes(data)
