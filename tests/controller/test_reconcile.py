@@ -100,7 +100,7 @@ def test_one_bad_rule_does_not_block_another():
 
 def test_schema_violation_names_the_field():
     cluster, report = FakeCluster(), body("scheduledreport.yaml")
-    report["spec"]["formats"] = ["pdf"]
+    report["spec"]["formats"] = ["docx"]
     run("ScheduledReport", report, cluster)
     assert ready(report)["reason"] == "InvalidSpec" and ready(report)["message"].startswith("spec.formats.0")
 

@@ -72,7 +72,7 @@ REJECTED = [
      "a shard key has at most one hashed field"),
     (variant("mongoshardedcluster.yaml", "bad-key-type",
              lambda s: s["collections"][0]["shardKey"][0].update(type="geo")), "spec.collections[0].shardKey[0].type"),
-    (variant("scheduledreport.yaml", "bad-format", set_("formats", ["pdf", "html"])), "spec.formats"),
+    (variant("scheduledreport.yaml", "bad-format", set_("formats", ["docx", "html"])), "spec.formats"),
     (variant("scheduledreport.yaml", "repeated-report", set_("reports", ["retention", "retention"])),
      "report types must not repeat"),
     (variant("scheduledreport.yaml", "no-schedule", set_("schedule", DELETE)), "spec.schedule"),
