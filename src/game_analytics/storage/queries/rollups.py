@@ -24,11 +24,16 @@ _MONTH = "date_trunc('month', {} AT TIME ZONE 'UTC')"
 
 
 def _hours(since: datetime, as_of: datetime) -> tuple[datetime, datetime]:
-    """``(lo, hi)``: the whole hours ``[lo, hi)`` inside ``(since, as_of]``; ``lo == hi`` when there are none."""
+    """``(lo, hi)``: the whole hours ``[lo, hi)`` inside ``(since, as_of]``; the rest of the window is
+    ``(since, lo)`` and ``[hi, as_of]`` (:data:`_EDGES`)."""
     hi = as_of.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     # the first hour starting after since: an hour starting AT since holds events at since, outside the window
     lo = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return (lo, lo) if lo > hi else (lo, hi)
+    return (as_of, as_of) if lo > hi else (lo, hi)  # none: the edges (since, as_of) and [as_of, as_of]
+
+
+#: the events outside the rollup's whole hours: two ranges an index on (event_type, occurred_at) serves
+_EDGES = "((e.occurred_at > :since AND e.occurred_at < :lo) OR (e.occurred_at >= :hi AND e.occurred_at <= :as_of))"
 
 
 def _games(games: Sequence[str], params: dict[str, Any], column: str) -> str:
@@ -64,8 +69,7 @@ def price_index_at(bind: Bind, as_of: datetime, games: Sequence[str] = (), *,
         WHERE m.kind = 'purchase' AND m.hour >= :lo AND m.hour < :hi {g_roll}
         UNION ALL
         SELECT e.game, {_CURRENCY}, (e.payload->>'quantity')::float8, (e.payload->>'amount')::float8
-        FROM events e WHERE e.event_type = 'purchase' AND e.occurred_at > :since AND e.occurred_at <= :as_of
-          AND NOT (e.occurred_at >= :lo AND e.occurred_at < :hi) {g_raw}
+        FROM events e WHERE e.event_type = 'purchase' AND {_EDGES} {g_raw}
     ), cur AS (
         SELECT game, currency, sum(a) / nullif(sum(q), 0) AS unit_price FROM window_rows GROUP BY 1, 2
     )
@@ -90,7 +94,7 @@ def trade_volume_since(bind: Bind, since: datetime, as_of: datetime, games: Sequ
                CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::float8
                                  ELSE coalesce((e.payload->>'value')::float8, 0) END
         FROM events e WHERE e.event_type IN ('trade', 'purchase') {g_raw}
-          AND e.occurred_at > :since AND e.occurred_at <= :as_of AND NOT (e.occurred_at >= :lo AND e.occurred_at < :hi)
+          AND {_EDGES}
     ) AS t GROUP BY 1, 2 ORDER BY 1, 2
     """
     frame = fetch_frame(bind, sql, params)
