@@ -10,7 +10,7 @@ import yaml
 from devtools.operator_process import OperatorProcess
 from devtools.waiting import wait_for
 
-from .support import EXAMPLES, is_ready
+from .support import EXAMPLES, create_example_secrets, is_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,8 @@ def test_two_replicas_one_active(installed, kubectl, operator, tmp_path):
         kubectl.run("apply", "-f", "-", input=yaml.safe_dump(
             {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "game-analytics"}}))
         kubectl.run("create", "namespace", NS)
+        create_example_secrets(kubectl, NS)
+        kubectl.run("apply", "-n", NS, "-f", str(EXAMPLES / "gamedatasource.yaml"))  # the rule's GameDataSource
         env = {"GAME_ANALYTICS_PEERING_RANDOM_PRIORITY": "true"}
         pair = [OperatorProcess(installed, tmp_path / f"replica-{i}.log", resync_seconds=3, env=env,
                                 peering="game-analytics").start() for i in range(2)]

@@ -8,7 +8,7 @@ import pytest
 
 from devtools.waiting import wait_for
 
-from .support import EXAMPLES, is_reconciled
+from .support import EXAMPLES, create_example_secrets, is_reconciled
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +19,7 @@ WORKLOAD_EXAMPLES = ["gamedatasource.yaml", "redisfailover.yaml", "mongoshardedc
 
 def test_generated_workloads_meet_restricted(operator, kubectl, control_plane):
     kubectl.run("create", "namespace", NS, check=False)
+    create_example_secrets(kubectl, NS)
     kubectl.run("label", "namespace", NS, "--overwrite", *(f"pod-security.kubernetes.io/{mode}=restricted"
                                                           for mode in ("enforce", "warn", "audit")))
     for name in WORKLOAD_EXAMPLES:
