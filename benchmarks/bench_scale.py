@@ -54,7 +54,7 @@ SELECT 's-' || i, t.kind, :end - (i::float8 / :n) * :days * interval '1 day', 'p
                                               'counterparty_id', 'p' || (i * 31 % :players), 'value', i % 300 + 1)
          WHEN 'logout' THEN jsonb_build_object('session_seconds', 60 + i % 5400)
          ELSE '{}'::jsonb END
-FROM generate_series(:lo, :hi) AS i,
+FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS i,
      LATERAL (SELECT CASE WHEN i % 10 < 4 THEN 'login' WHEN i % 10 < 6 THEN 'logout'
                           WHEN i % 10 < 9 THEN 'purchase' ELSE 'trade' END AS kind) AS t
 """
@@ -104,11 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         with psycopg.connect(libpq_dsn(dsn)) as conn:
             size = conn.execute("""SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits i
                                    JOIN pg_class c ON c.oid = i.inhrelid
-                                   WHERE i.inhparent = 'events'::regclass""").fetchone()[0]  # fmt: skip
+                                   WHERE i.inhparent = 'events'::regclass""").fetchone()[0] or 0  # fmt: skip
             rollup = conn.execute("SELECT pg_total_relation_size('activity_hourly') + "
                                   "pg_total_relation_size('market_hourly')").fetchone()[0]  # fmt: skip
-        figure("events size per million events (heap + indexes)", f"{size / args.events * 1e6 / 2**20:,.0f} MiB")
-        figure("hourly rollups, whole store", f"{rollup / 2**20:,.1f} MiB")
+        figure("events size per million events (heap + indexes)", f"{float(size) / args.events * 1e6 / 2**20:,.0f} MiB")
+        figure("hourly rollups, whole store", f"{float(rollup) / 2**20:,.1f} MiB")
 
         ingest = [dict(e, occurred_at=(end - timedelta(minutes=i % 600)).isoformat())
                   for i, e in enumerate(bench_ingest.synthetic_events(args.ingest_events))]  # fmt: skip

@@ -304,7 +304,7 @@ class AnalyticsCollector(Collector):
         rows = sessions.logout_seconds_buckets(conn, as_of, SESSION_BUCKETS, self.games)
         duration = HistogramMetricFamily(names.SESSION_DURATION, "Length of finished sessions (logout events).",
                                          labels=["game"])  # fmt: skip
-        for game, buckets, total in cumulate(rows, len(SESSION_BUCKETS)).items():
+        for game, (buckets, total) in cumulate(rows, len(SESSION_BUCKETS)).items():
             duration.add_metric([game], le_buckets(SESSION_BUCKETS, buckets), sum_value=total)
         return [started, duration]
 
