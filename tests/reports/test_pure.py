@@ -81,7 +81,7 @@ def _report() -> Report:
     period = ReportPeriod(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC))
     frame = pd.DataFrame({"bucket": pd.date_range("2024-01-01", periods=7), "players": [3, 4, 5, 4, 6, 7, 2],
                           "share": [0.1, np.nan, 0.3, 0.2, 0.5, 0.6, 0.4]})
-    return Report(ReportType.PLAYER_ACTIVITY, "Player activity", period, ReportFilters(games=["a,b"]),
+    return Report(ReportType.PLAYER_ACTIVITY, "Player activity", period, ReportFilters(games=["a", "b"]),
                   datetime(2024, 1, 8, tzinfo=UTC), [Figure("n", "N", 7, "players"), Figure("r", "Rate", None, "%")],
                   [Table("daily", "Daily", frame), Table("empty", "Empty", pd.DataFrame(columns=["x", "y"]))],
                   [ChartSpec("daily", "Players per day", "line", "daily", "bucket", ("players",), "Day (UTC)",
@@ -98,7 +98,7 @@ def test_csv_zip_and_json() -> None:
     summary = pd.read_csv(archive.open("summary.csv")).set_index("key")
     assert summary.loc["n", "value"] == "7" and summary.loc["period_end", "value"] == "2024-01-08T00:00:00Z"
     doc = json.loads(render_json(report))
-    assert doc["tables"]["daily"][1]["share"] is None and doc["filters"]["games"] == ["a,b"]
+    assert doc["tables"]["daily"][1]["share"] is None and doc["filters"]["games"] == ["a", "b"]
     assert doc["figures"][1] == {"key": "r", "label": "Rate", "value": None, "unit": "%"}
 
 
