@@ -35,7 +35,7 @@ NAMESPACE = "games"
 pytestmark = pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning")  # kmock 0.8 itself
 
 RESYNC_SECONDS = 1.0
-WAIT_SECONDS = 10.0
+WAIT_SECONDS = 30.0  # an upper bound: a loaded 2-core machine is slow to schedule the handlers
 
 ALERTRULES = "gameanalytics.io/v1alpha1/alertrules"
 SCHEDULEDREPORTS = "gameanalytics.io/v1alpha1/scheduledreports"
