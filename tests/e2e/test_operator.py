@@ -163,3 +163,32 @@ def test_operator_exports_reconcile_metrics(operator, kubectl):
     text = operator.metrics()
     assert 'game_analytics_operator_reconciles_total{kind="AlertRule",result="success"}' in text
     assert 'game_analytics_operator_reconcile_duration_seconds_bucket{kind="AlertRule",le="0.5"}' in text
+
+
+def test_alert_rule_create_change_delete_are_audited_as_events(operator, kubectl):
+    """Issue 16: every AlertRule spec change seen by the operator, and the children it applies, are audited; on the
+    real apiserver they are Events with reason Audit on the AlertRule (before and after spec in audit_log when the
+    chart's audit.dsnSecret is set: tests/controller/test_operator_audit.py)."""
+    apply_examples(kubectl)  # its GameDataSource and Secrets
+    doc = yaml.safe_load((EXAMPLES / "alertrule-wealth-jump.yaml").read_text())
+    doc["metadata"] = {"name": "audited-wealth-jump", "namespace": GAMES_NS}
+    kubectl.run("apply", "-f", "-", input=yaml.safe_dump(doc))
+    wait_for("rule ready", lambda: is_ready(kubectl.get("alertrule", "audited-wealth-jump")))
+    kubectl.run("patch", "alertrule", "audited-wealth-jump", "-n", GAMES_NS, "--type=merge",
+                "-p", json.dumps({"spec": {"severity": "warning"}}))
+    wait_for("observedGeneration 2", lambda: (r := kubectl.get("alertrule", "audited-wealth-jump"))
+             and r["metadata"]["generation"] == 2 and is_ready(r))
+    kubectl.run("delete", "alertrule", "audited-wealth-jump", "-n", GAMES_NS)
+
+    def actions() -> list[str]:
+        events = kubectl.json("get", "events", "-n", GAMES_NS, "--field-selector",
+                              "reason=Audit,involvedObject.name=audited-wealth-jump")["items"]
+        return [e.get("action") for e in events]
+
+    wanted = {"operator.spec.create", "operator.children.apply", "operator.spec.update", "operator.spec.delete"}
+    seen = wait_for("audit Events", lambda: wanted <= set(actions()) and actions(), timeout=60)
+    update = next(e for e in kubectl.json("get", "events", "-n", GAMES_NS, "--field-selector",
+                                          "reason=Audit,involvedObject.name=audited-wealth-jump")["items"]
+                  if e.get("action") == "operator.spec.update")
+    assert '"severity":"warning"' in update["message"], update["message"]
+    assert seen.count("operator.spec.create") == 1
