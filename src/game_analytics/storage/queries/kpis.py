@@ -68,10 +68,11 @@ def kpis(bind: Bind, filters: Filters, *, currency: str = "USD") -> dict[str, An
     ), cohort AS (
         SELECT * FROM firsts WHERE first_seen >= :kpi_start AND first_seen < :kpi_end
     ), retained AS (
-        SELECT k.n, count(*) AS eligible,
-               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM alltime a WHERE a.player_id = c.player_id
-                                                                       AND a.day = c.first_day + k.n)) AS kept
+        -- a hash join, not EXISTS: the CTE has no index, so EXISTS scanned it once per cohort row (quadratic);
+        -- alltime holds each (player, day) once, so the join matches at most one row
+        SELECT k.n, count(*) AS eligible, count(a.player_id) AS kept
         FROM cohort c CROSS JOIN (VALUES {retention}) AS k(n)
+        LEFT JOIN alltime a ON a.player_id = c.player_id AND a.day = c.first_day + k.n
         WHERE c.first_day + k.n <= (SELECT max(day) FROM alltime)
         GROUP BY k.n
     )
