@@ -12,7 +12,7 @@ import pytest
 from game_analytics.analytics.ratings import glicko2_kernels
 from game_analytics.analytics.ratings.glicko2 import Glicko2Config, Glicko2Ratings, rate_period, rate_periods
 
-pytestmark = pytest.mark.skipif(glicko2_kernels.numba is None, reason="numba not installed")
+assert glicko2_kernels.numba is not None, "numba is a declared dependency"
 
 
 def _random_league(seed: int, n: int = 40, m: int = 3000, periods: int = 150):

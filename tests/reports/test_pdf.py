@@ -104,8 +104,7 @@ def test_every_report_type_as_pdf(tmp_path: Path, sample_dsn: str, capsys: pytes
         assert doc["title"] in texts[0] and "Key figures" in texts[0]
         sections = [name for name in doc["tables"] if name != "leaderboard_chart"]
         assert len(texts) >= 1 + len(sections), path.name
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm (poppler-utils, hack/install-debs.sh) is not installed")
+    assert shutil.which("pdftoppm"), "pdftoppm is not installed: make test installs poppler-utils (hack/install-debs.sh)"
     prefix = out / "page"
     subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "2", "-l", "2", str(paths[0]), str(prefix)], check=True)
     (png,) = out.glob("page*.png")

@@ -29,7 +29,6 @@ import yaml
 from ..api import KINDS_BY_NAME
 from ..api.common import GROUP
 from ..config import Images
-from ..monitoring import rulecheck
 from ..validation import SpecError
 from .common.plan import DependencyError, parse
 from .common.render import Manifest, Owner
@@ -117,11 +116,8 @@ def render_one(body: dict, cluster: FileCluster, images: Images) -> list[Manifes
     for child in children:
         if child.get("kind") != "PrometheusRule":
             continue
+        # the AlertRule planner already checked the rule whole (monitoring/rulecheck.py); promtool is the second opinion
         groups = child["spec"]["groups"]
-        problems = rulecheck.check_groups(groups)
-        if problems:
-            raise SpecError(f"PrometheusRule {child['metadata']['name']}: spec.{problems[0].path}",
-                            problems[0].message)
         refused = promtool_problems(groups)
         if refused:
             raise SpecError(f"PrometheusRule {child['metadata']['name']}", f"promtool check rules: {refused}")

@@ -47,7 +47,6 @@ __all__ = [
     "RunSummary",
     "CHANNELS",
     "build_email",
-    "deliver_all",
     "deliver_channels",
     "discord_payload",
     "generic_payload",
@@ -340,13 +339,3 @@ def deliver_channels(
         except DeliveryError as exc:
             outcomes["email"] = str(exc)
     return outcomes
-
-
-def deliver_all(
-    summary: RunSummary, *, webhook: tuple[str, WebhookStyle] | None, email: EmailDelivery | None,
-    smtp_password: str | None, policy: RetryPolicy = RetryPolicy(), ssl_context: ssl.SSLContext | None = None,
-) -> list[str]:  # fmt: skip
-    """Run every configured channel (each is tried even if another fails) and return the error messages."""
-    outcomes = deliver_channels(summary, webhook=webhook, email=email, smtp_password=smtp_password, policy=policy,
-                                ssl_context=ssl_context)  # fmt: skip
-    return [error for error in outcomes.values() if error is not None]

@@ -13,8 +13,6 @@ lock (:data:`MIGRATION_LOCK`): the first upgrades, the others find the schema at
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 from collections.abc import Sequence
 
 from alembic import command
@@ -95,16 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Exit codes: 0 done, 1 failed (one line naming the error), 2 usage.
     """
+    from ..settings import WorkerSettings, configure_logging
     from .engine import sqlalchemy_url
 
     parser = argparse.ArgumentParser(prog="game-analytics migrate", description="Upgrade the database to the schema of this version.")
-    parser.add_argument("--dsn", default=os.environ.get("GAME_ANALYTICS_DSN"),
+    parser.add_argument("--dsn", default=WorkerSettings.from_env().dsn,
                         help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
     parser.add_argument("--revision", default="head", help="target revision (default: head)")
     args = parser.parse_args(argv)
     if not args.dsn:
         parser.error("give --dsn or GAME_ANALYTICS_DSN")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("INFO")
     url = sqlalchemy_url(args.dsn)
     try:
         upgrade(url, args.revision)

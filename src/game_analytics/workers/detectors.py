@@ -263,16 +263,17 @@ def anomaly_score(ctx: Context, p: Any) -> list[Finding]:
         except (TypeError, ValueError, EOFError):
             log.warning("discarding unreadable anomaly model %s", model_file)
     contamination = float(p.contamination)
+    # log1p: amounts are heavy-tailed; the forest isolates on ranges, so compressing them keeps scale sane
+    x = _transform(features)
     if (detector is None or list(detector.features) != list(ANOMALY_FEATURES)
             or getattr(detector, "contamination", None) != contamination):  # fmt: skip
-        # log1p: amounts are heavy-tailed; the forest isolates on ranges, so compressing them keeps scale sane
         detector = ActivityAnomalyDetector(ANOMALY_FEATURES, random_state=0, contamination=contamination)
-        detector.fit(_transform(features))
+        detector.fit(x)
         ctx.model_dir.mkdir(parents=True, exist_ok=True)
         tmp = model_file.with_suffix(".tmp")
         tmp.write_bytes(detector.to_bytes())
         os.replace(tmp, model_file)
-    scores = detector.score(_transform(features))
+    scores = detector.score(x)
     scored = features.assign(score=scores).sort_values("score", ascending=False)
     scored[["score", *ANOMALY_FEATURES]].to_csv(base.with_name(base.name + ".scores.csv"))
     flagged = scored[scored["score"] > p.threshold]

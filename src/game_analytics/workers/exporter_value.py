@@ -55,13 +55,16 @@ class PlayerValueSection:
         self._built: tuple[datetime, float, list[Metric]] | None = None
 
     def families(self, conn: Connection, as_of: datetime, games: Sequence[str]) -> list[Metric]:
-        """The families at ``as_of`` (reused when built for the same as-of less than ``interval`` s ago).
+        """The families at ``as_of``, reused for ``interval`` s while ``as_of`` has moved less than ``interval``.
+
+        ``as_of`` moves on every refresh with ``--as-of now`` (the clock) or ``latest`` under ingest, so reuse must
+        not require the same instant, or the models would be refitted on every refresh.
 
         Raises SQLAlchemy errors of the queries; a failing model fit only leaves that game's CLV and tiers out.
         """
         if self._built is not None:
             at, when, families = self._built
-            if at == as_of and time.monotonic() - when < self.interval:
+            if abs(as_of - at) < timedelta(seconds=self.interval) and time.monotonic() - when < self.interval:
                 return families
         families = self._build(conn, as_of, games)
         self._built = (as_of, time.monotonic(), families)

@@ -122,13 +122,6 @@ def resolve_data_source(cluster: Cluster, namespace: str, name: str, spec: GameD
                       redis_password_ref=SecretKeyRef.model_validate(auth) if auth else None)
 
 
-def secret_value(cluster: Cluster, namespace: str, ref: Any) -> str | None:
-    """The decoded value of Secret key ``ref`` (a SecretKeyRef), or None when the Secret or key is missing."""
-    secret = cluster.get("v1", "Secret", namespace, ref.name)
-    raw = ((secret or {}).get("data") or {}).get(ref.key)
-    return base64.b64decode(raw).decode() if raw else None
-
-
 @dataclass(frozen=True)
 class SecretUse:
     """A Secret key a spec references: the field naming it (``spec.channels[0].slack.apiURLSecretRef``), the

@@ -27,6 +27,7 @@ from ..common.render import (
     selector,
     service,
 )
+from ..redisfailover.names import sentinel_service_address
 from .names import (
     LABEL_METRICS,
     METRICS_PORT,
@@ -44,7 +45,8 @@ def worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinel_master: str
     """The non-secret settings every worker of this data source shares."""
     sentinels = []
     if spec.redis.sentinel:
-        sentinels = [f"{spec.redis.sentinel.redis_failover_ref.name}-sentinel.{owner.namespace}.svc:26379"]
+        host, port = sentinel_service_address(spec.redis.sentinel.redis_failover_ref.name, owner.namespace)
+        sentinels = [f"{host}:{port}"]
     return WorkerSettings(
         redis_sentinels=sentinels,
         redis_master=sentinel_master or "mymaster",

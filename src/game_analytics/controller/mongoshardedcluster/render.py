@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...api.common import Resources, Storage
+from ...api.common import Resources, SecretKeyRef, Storage
 from ...api.mongoshardedcluster import MongoShardedClusterSpec
 from ...config import Images
 from ...monitoring import names as metric_names
@@ -132,8 +132,8 @@ def exporter(spec: MongoShardedClusterSpec, images: Images, *, mongos: bool) -> 
         "exporter", spec.exporter.image or images.mongodb_exporter,
         args=[f"--web.listen-address=:{EXPORTER_PORT}", *flags],
         env=[{"name": "MONGODB_URI", "value": f"mongodb://localhost:{MONGO_PORT}/admin?directConnection=true"},
-             secret_env("MONGODB_USER", _Ref(admin, "username")),
-             secret_env("MONGODB_PASSWORD", _Ref(admin, "password"))],
+             secret_env("MONGODB_USER", SecretKeyRef(name=admin, key="username")),
+             secret_env("MONGODB_PASSWORD", SecretKeyRef(name=admin, key="password"))],
         ports=[{"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}],
         resources_=resources(None, cpu="10m", memory="32Mi", memory_limit="128Mi"),
         liveness={**tcp_probe("metrics", period=20), "failureThreshold": 6},
@@ -221,8 +221,8 @@ def bootstrap_job(owner: Owner, spec: MongoShardedClusterSpec, images: Images, w
     env = [
         {"name": mb.ENV_TOPOLOGY, "value": want.to_json()},
         {"name": mb.ENV_KEYFILE, "value": f"{KEYFILE_SECRET_DIR}/keyfile"},
-        secret_env(mb.ENV_ADMIN_USERNAME, _Ref(admin, "username")),
-        secret_env(mb.ENV_ADMIN_PASSWORD, _Ref(admin, "password")),
+        secret_env(mb.ENV_ADMIN_USERNAME, SecretKeyRef(name=admin, key="username")),
+        secret_env(mb.ENV_ADMIN_PASSWORD, SecretKeyRef(name=admin, key="password")),
         {"name": mb.ENV_HEARTBEAT, "value": HEARTBEAT_FILE},
     ]
     fresh = ["sh", "-c", f'test $(( $(date +%s) - $(stat -c %Y {HEARTBEAT_FILE}) )) -lt 120']
@@ -244,13 +244,6 @@ def bootstrap_job(owner: Owner, spec: MongoShardedClusterSpec, images: Images, w
         "template": {"metadata": {"labels": labels(owner, BOOTSTRAP_COMPONENT)},
                      "spec": pod_spec([job], volumes=volumes, restart_policy="Never")},
     })
-
-
-class _Ref:
-    """A Secret key reference built here (the admin Secret is referenced by name, with fixed keys)."""
-
-    def __init__(self, name: str, key: str) -> None:
-        self.name, self.key = name, key
 
 
 def _ports(spec: MongoShardedClusterSpec) -> list[dict[str, Any]]:

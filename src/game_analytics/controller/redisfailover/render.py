@@ -70,6 +70,7 @@ from .names import (
     redis_name,
     sentinel_headless_name,
     sentinel_name,
+    sentinel_service_address,
 )
 
 TEMPLATE_DIR = "/etc/redis-templates"
@@ -208,7 +209,7 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
         _field_env("POD_NAME", "metadata.name"),
         _field_env("NAMESPACE", "metadata.namespace"),
         {"name": "HEADLESS_SERVICE", "value": redis_headless_name(name)},
-        {"name": "SENTINEL_HOST", "value": f"{sentinel_name(name)}.{ns}.svc"},
+        {"name": "SENTINEL_HOST", "value": sentinel_service_address(name, ns)[0]},
         {"name": "SENTINEL_PORT", "value": str(SENTINEL_PORT)},
         {"name": "MASTER_NAME", "value": spec.master_name},
         {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
