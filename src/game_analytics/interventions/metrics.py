@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 
 from game_analytics.monitoring import names
+from game_analytics.workers.buckets import le_buckets
 
 __all__ = ["QueueCollector"]
 
@@ -47,8 +48,8 @@ def _histogram(conn: Connection, name: str, doc: str, end: str) -> HistogramMetr
     family = HistogramMetricFamily(name, doc, labels=["priority", "category"])
     for priority, category, cumulative, count, total in conn.execute(text(LATENCY_SQL.format(bounds=_BOUNDS,
                                                                                              end=end))):
-        buckets = [(repr(float(b)), float(c)) for b, c in zip(names.CASE_LATENCY_BUCKETS, cumulative, strict=True)]
-        family.add_metric([str(priority), category], buckets + [("+Inf", float(count))], sum_value=float(total))
+        buckets = le_buckets(names.CASE_LATENCY_BUCKETS, [*cumulative, count])
+        family.add_metric([str(priority), category], buckets, sum_value=float(total))
     return family
 
 
