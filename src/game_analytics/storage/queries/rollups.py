@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from .filters import Bind, fetch_frame
+from .filters import Bind, Filters, clauses, fetch_frame
 
 __all__ = ["price_index_at", "trade_volume_since"]
 
@@ -36,11 +36,12 @@ def _hours(since: datetime, as_of: datetime) -> tuple[datetime, datetime]:
 _EDGES = "((e.occurred_at > :since AND e.occurred_at < :lo) OR (e.occurred_at >= :hi AND e.occurred_at <= :as_of))"
 
 
-def _games(games: Sequence[str], params: dict[str, Any], column: str) -> str:
-    if not games:
-        return ""
-    params["games"] = list(games)
-    return f"AND {column} = ANY(:games)"
+def _games(games: Sequence[str], params: dict[str, Any], alias: str) -> str:
+    """The game condition of :func:`.filters.clauses` on the rows aliased ``alias`` (its parameter into
+    ``params``)."""
+    sql, more = clauses(Filters(games=tuple(games)), alias, times=False)
+    params.update(more)
+    return sql
 
 
 def price_index_at(bind: Bind, as_of: datetime, games: Sequence[str] = (), *,
@@ -51,7 +52,7 @@ def price_index_at(bind: Bind, as_of: datetime, games: Sequence[str] = (), *,
     lo, hi = _hours(since, as_of)
     top = as_of.astimezone(UTC).replace(minute=0, second=0, microsecond=0)  # the rollup's hours before as_of's
     params: dict[str, Any] = {"as_of": as_of, "since": since, "lo": lo, "hi": hi, "top": top}
-    g_roll, g_raw = _games(games, params, "m.game"), _games(games, params, "e.game")
+    g_roll, g_raw = _games(games, params, "m"), _games(games, params, "e")
     sql = f"""
     WITH r AS (
         SELECT m.game, m.currency, m.hour AS t, m.quantity AS q, m.value AS a FROM market_hourly m
@@ -84,7 +85,7 @@ def trade_volume_since(bind: Bind, since: datetime, as_of: datetime, games: Sequ
     ``value`` (trades in the game's item value under currency ``item``, purchases in their currency)."""
     lo, hi = _hours(since, as_of)
     params: dict[str, Any] = {"as_of": as_of, "since": since, "lo": lo, "hi": hi}
-    g_roll, g_raw = _games(games, params, "m.game"), _games(games, params, "e.game")
+    g_roll, g_raw = _games(games, params, "m"), _games(games, params, "e")
     sql = f"""
     SELECT game, currency, sum(n) AS trades, coalesce(sum(v), 0) AS value FROM (
         SELECT m.game, m.currency, m.events AS n, m.value AS v FROM market_hourly m
