@@ -73,3 +73,16 @@ def test_rollup_economy_equals_the_payload_queries(engine, as_of: datetime) -> N
             assert fast_v[["game", "currency", "trades"]].values.tolist() == \
                 slow_v[["game", "currency", "trades"]].values.tolist()
             assert fast_v["value"].tolist() == pytest.approx(slow_v["value"].tolist(), rel=1e-12)
+
+
+def test_rollup_economy_restricted_to_one_game(engine) -> None:
+    """The game filter applies to both the rollup rows and the raw edges: only that game's rows, same figures."""
+    as_of = T0 + timedelta(days=5, minutes=23)
+    with engine.connect() as conn:
+        fast = rollups.price_index_at(conn, as_of, ["shop"], window=timedelta(days=1, minutes=7))
+        slow = economy.price_index_at(conn, as_of, ["shop"], window=timedelta(days=1, minutes=7))
+        volume = rollups.trade_volume_since(conn, as_of - timedelta(days=2), as_of, ["shop"])
+        slow_volume = economy.trade_volume_since(conn, as_of - timedelta(days=2), as_of, ["shop"])
+    assert set(fast["game"]) == {"shop"} and set(volume["game"]) == {"shop"}
+    assert fast["index"].tolist() == pytest.approx(slow["index"].tolist(), rel=1e-12)
+    assert volume["trades"].tolist() == slow_volume["trades"].tolist()
