@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from game_analytics.analytics.ratings import glicko2_kernels
+from game_analytics.analytics.ratings import glicko2, glicko2_kernels
 from game_analytics.analytics.ratings.glicko2 import Glicko2Config, Glicko2Ratings, rate_period, rate_periods
 
-assert glicko2_kernels.numba is not None, "numba is a declared dependency"
+assert glicko2_kernels.available(), "numba is a declared dependency"
 
 
 def _random_league(seed: int, n: int = 40, m: int = 3000, periods: int = 150):
@@ -30,6 +30,7 @@ def _random_league(seed: int, n: int = 40, m: int = 3000, periods: int = 150):
 def test_compiled_equals_numpy(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     start, label, a, b, s = _random_league(seed)
     config = Glicko2Config(tau=0.4, max_rd=300.0)
+    monkeypatch.setenv("GAME_ANALYTICS_GLICKO2_NUMPY", "0")
     fast = rate_periods(start, label, a, b, s, config, return_pre_match=True, return_post_match=True)
     monkeypatch.setenv("GAME_ANALYTICS_GLICKO2_NUMPY", "1")
     slow = rate_periods(start, label, a, b, s, config, return_pre_match=True, return_post_match=True)
@@ -41,6 +42,7 @@ def test_compiled_equals_numpy(seed: int, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_compiled_single_period_and_empty(monkeypatch: pytest.MonkeyPatch) -> None:
     start, _, a, b, s = _random_league(5, m=200)
+    monkeypatch.setenv("GAME_ANALYTICS_GLICKO2_NUMPY", "0")
     fast = rate_period(start, a, b, s)
     empty = rate_periods(start, [], [], [], [])
     monkeypatch.setenv("GAME_ANALYTICS_GLICKO2_NUMPY", "1")
@@ -49,6 +51,21 @@ def test_compiled_single_period_and_empty(monkeypatch: pytest.MonkeyPatch) -> No
     np.testing.assert_allclose(empty.rd, rate_periods(start, [], [], [], []).rd)
     np.testing.assert_allclose(empty.rd, start.rd)
 
+
+
+def test_compiled_loop_chosen_by_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auto mode: numpy below COMPILED_MIN_PERIODS in a fresh process, compiled once loaded; the env var forces."""
+    code = ("import sys; from game_analytics.analytics.ratings import glicko2 as g, glicko2_kernels as k; "
+            "small = g._use_compiled(10); big = g._use_compiled(g.COMPILED_MIN_PERIODS); "
+            "print(small, big, 'numba' in sys.modules); k.compiled_period_loop(); print(g._use_compiled(10))")
+    env = {k: v for k, v in os.environ.items() if k != "GAME_ANALYTICS_GLICKO2_NUMPY"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True", "False", "True"]
+    monkeypatch.setenv("GAME_ANALYTICS_GLICKO2_NUMPY", "1")
+    assert not glicko2._use_compiled(10**6)
+    monkeypatch.setenv("GAME_ANALYTICS_GLICKO2_NUMPY", "0")
+    assert glicko2._use_compiled(1)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to run the check as another user (CI runs as root)")

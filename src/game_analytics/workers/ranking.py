@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import psycopg
 from pydantic import ValidationError
 
 from game_analytics.analytics.ratings.engine import HISTORY_PERIOD_SECONDS, RatingResult, rate_matches
@@ -137,7 +136,9 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
     started = time.perf_counter()
     reset: str | None = None
     spec = job.spec
-    from game_analytics.storage import derived  # the database half: not imported by `game-analytics rate`
+    import psycopg  # the database half: not imported by `game-analytics rate`
+
+    from game_analytics.storage import derived
     from game_analytics.storage.engine import libpq_dsn
     from game_analytics.storage.queries.ratings import read_matches, read_seasons, write_history
 

@@ -17,9 +17,12 @@ next plays, or at the end), so one period costs O(its matches), not O(all player
 
 Two implementations of the period loop give the same numbers (to rounding): a numpy one
 (:func:`_run_periods`, arrays per period) and, when numba is installed, a compiled scalar loop
-(:func:`.glicko2_kernels.period_loop`) that runs all periods in one call and is used by default. For the
+(:func:`.glicko2_kernels.period_loop`) that runs all periods in one call. For the
 Bundesliga with one period per round (1,564 periods of 9 matches) the compiled loop is about
-70x faster than the numpy one; set ``GAME_ANALYTICS_GLICKO2_NUMPY=1`` to force numpy.
+40x faster than the numpy one (0.003 s against 0.14 s), but importing numba and loading the compiled code costs
+about 0.5 s once per process. The compiled loop is therefore used when it is already loaded in the process or
+when a call has at least :data:`COMPILED_MIN_PERIODS` periods (the numpy loop costs about 0.1 ms per period);
+``GAME_ANALYTICS_GLICKO2_NUMPY=1`` forces numpy and ``GAME_ANALYTICS_GLICKO2_NUMPY=0`` the compiled loop.
 """
 
 from __future__ import annotations
@@ -311,8 +314,17 @@ def _run_periods(
     return Glicko2Ratings(rating=mu * GLICKO2_SCALE + 1500.0, rd=phi * GLICKO2_SCALE, volatility=sigma)
 
 
-def _use_compiled() -> bool:
-    return glicko2_kernels.numba is not None and os.environ.get("GAME_ANALYTICS_GLICKO2_NUMPY", "") in ("", "0")
+#: fewest periods for which a process that has not loaded the compiled loop yet loads it (about 0.5 s, the time
+#: the numpy loop needs for about 5,000 periods)
+COMPILED_MIN_PERIODS = 4_000
+
+
+def _use_compiled(n_periods: int) -> bool:
+    """The compiled loop for ``n_periods`` periods? (module docstring: environment override, then cost)."""
+    choice = os.environ.get("GAME_ANALYTICS_GLICKO2_NUMPY", "")
+    if choice == "1" or not glicko2_kernels.available():
+        return False
+    return choice == "0" or glicko2_kernels.loaded() or n_periods >= COMPILED_MIN_PERIODS
 
 
 def _run_periods_compiled(
@@ -331,7 +343,8 @@ def _run_periods_compiled(
     phi = ratings.rd / GLICKO2_SCALE
     sigma = np.array(ratings.volatility, dtype=np.float64)
     scratch = np.empty((3, 0, 2))
-    glicko2_kernels.period_loop(mu, phi, sigma, a.astype(np.int64), b.astype(np.int64), s, order.astype(np.int64),
+    loop = glicko2_kernels.compiled_period_loop()
+    loop(mu, phi, sigma, a.astype(np.int64), b.astype(np.int64), s, order.astype(np.int64),
                  bounds.astype(np.int64), float(config.tau), float(config.epsilon), int(config.max_iterations),
                  config.max_rd / GLICKO2_SCALE, scratch if pre is None else pre, scratch if post is None else post,
                  pre is not None, post is not None)  # fmt: skip
@@ -364,7 +377,7 @@ def rate_period(
     """
     config = config or Glicko2Config()
     a, b, s = _as_matches(len(ratings), player_a, player_b, score_a)
-    if _use_compiled():
+    if _use_compiled(1):
         bounds = np.array([0, a.size], dtype=np.int64)
         return _run_periods_compiled(ratings, a, b, s, np.arange(a.size), bounds, config, None, None)
     return _run_periods(ratings, a, b, s, [np.arange(a.size)], config, None)
@@ -417,7 +430,7 @@ def rate_periods(
     cuts = np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 1
     pre = np.empty((3, a.size, 2)) if return_pre_match else None
     post = np.empty((3, a.size, 2)) if return_post_match else None
-    if _use_compiled():
+    if _use_compiled(cuts.size + 1):
         bounds = np.concatenate([[0], cuts, [a.size]]).astype(np.int64) if a.size else np.zeros(1, np.int64)
         final = _run_periods_compiled(ratings, a, b, s, order, bounds, config, pre, post)
     else:

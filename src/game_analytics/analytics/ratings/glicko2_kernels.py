@@ -6,19 +6,22 @@ Real leagues have many tiny periods (a Bundesliga round is 9 matches), where the
 per-call overhead. The same steps, written as scalar loops and compiled with numba, run the whole period loop in one
 call. The arithmetic and the order of summation follow the numpy version, so both agree to rounding
 (tests/analytics/test_glicko2_compiled.py compares them). Without numba, or with ``GAME_ANALYTICS_GLICKO2_NUMPY=1``,
-the numpy version runs. :data:`numba` is None when numba is not installed.
+the numpy version runs.
+
+numba is imported, and the kernels compiled (or loaded from numba's cache), on the first call of
+:func:`compiled_period_loop`, not at import: importing numba and loading the cached machine code costs about
+0.5 s, more than the numpy loop needs for a few thousand periods (see :func:`.glicko2._use_compiled`).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-
-try:  # pragma: no branch
-    import numba
-except ImportError:  # pragma: no cover - numba is a declared dependency
-    numba = None
 
 
 def _volatility_scalar(delta, phi, v, sigma, tau, epsilon, max_iterations):  # pragma: no cover - compiled
@@ -143,12 +146,28 @@ def _compile(function):
     user) numba's ``cache=True`` raises "no locator available" at decoration time; the code is then compiled per
     process instead (about a second, once). ``NUMBA_CACHE_DIR`` pointed at a writable volume keeps the cache.
     """
+    import numba
+
     try:
         return numba.njit(cache=True, error_model="numpy")(function)
     except RuntimeError:
         return numba.njit(cache=False, error_model="numpy")(function)
 
 
-if numba is not None:
+def available() -> bool:
+    """Whether numba is installed (checked without importing it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def loaded() -> bool:
+    """Whether :func:`compiled_period_loop` has already run in this process (the compile cost is paid)."""
+    return compiled_period_loop.cache_info().currsize > 0
+
+
+@functools.lru_cache(maxsize=1)
+def compiled_period_loop() -> Callable[..., Any]:
+    """:func:`period_loop` compiled by numba (imports numba and compiles on the first call; needs numba)."""
+    global _volatility_scalar
+    # period_loop calls the module global _volatility_scalar: numba resolves it at compile time
     _volatility_scalar = _compile(_volatility_scalar)
-    period_loop = _compile(period_loop)
+    return _compile(period_loop)
