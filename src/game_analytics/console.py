@@ -55,18 +55,20 @@ def run_database_command(prog: str, argv: Sequence[str] | None,
                          build_parser: Callable[[str | None], argparse.ArgumentParser],
                          run: Callable[[argparse.Namespace], int], *,
                          usage_errors: tuple[type[Exception], ...] = (UsageError,),
-                         work_errors: tuple[type[Exception], ...] = ()) -> int:
+                         work_errors: tuple[type[Exception], ...] = (),
+                         needs_dsn: Callable[[argparse.Namespace], bool] = lambda _args: True) -> int:
     """Parse ``argv`` with ``build_parser(default DSN)`` and call ``run(args)``, turning errors into exit codes.
 
-    The DSN defaults to ``GAME_ANALYTICS_DSN``. ``usage_errors`` exit 2; ``work_errors``, database errors and
-    ``OSError`` exit 1; each is reported as one line naming the command. Returns the exit code.
+    The DSN defaults to ``GAME_ANALYTICS_DSN`` (required unless ``needs_dsn(args)`` is false). ``usage_errors``
+    exit 2; ``work_errors``, database errors and ``OSError`` exit 1; each is reported as one line naming the
+    command. Returns the exit code.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
     from game_analytics.settings import WorkerSettings
 
     args = build_parser(WorkerSettings.from_env().dsn).parse_args(argv)
-    if not args.dsn:
+    if not args.dsn and needs_dsn(args):
         return fail(prog, "--dsn is required (or set GAME_ANALYTICS_DSN)", EXIT_USAGE)
     try:
         return run(args)

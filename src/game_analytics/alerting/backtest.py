@@ -14,6 +14,11 @@ Input: one :class:`Sample` per evaluation step (the time and the subjects the ru
    ``repeat_interval`` has passed since the last notification, until the incident resolves.  Every such
    notification is a **page** (resolved notifications are not counted).
 
+A PromQL-evaluated rule can have several alerts (one per series its expression returns, e.g. one per game):
+:func:`backtest_alerts` applies ``for`` to each alert, then groups the firing alerts by the route's ``group_by``
+labels; a group is paged as one incident while any member fires (Alertmanager's extra notification when a new
+alert joins a group that already paged is not modelled).
+
 The :class:`Backtest` summary gives the pages, the incidents with their start (first page) and end (resolution),
 pages per week over the backtested span, the busiest hour of the week (UTC) and the top subjects.
 """
@@ -22,14 +27,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from game_analytics.alerting.routing import DEFAULT_ROUTE, RouteTiming
 
-__all__ = ["Backtest", "Incident", "Sample", "WEEKDAYS", "backtest", "incidents", "pages"]
+__all__ = ["Backtest", "Incident", "Sample", "WEEKDAYS", "backtest", "backtest_alerts", "incidents", "pages"]
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WEEK = timedelta(days=7)
@@ -191,3 +196,42 @@ def backtest(samples: Sequence[Sample], *, rule: str, detector: str, start: date
     for incident in found:
         incident.pages = pages(incident, route, end)
     return Backtest(rule, detector, start, end, step, for_, route, found, len(samples))
+
+
+def backtest_alerts(alerts: Mapping[str, tuple[Mapping[str, str], Sequence[Sample]]], *, rule: str, detector: str,
+                    start: datetime, end: datetime, step: timedelta, for_: timedelta,
+                    route: RouteTiming = DEFAULT_ROUTE, evaluated_steps: int = 0) -> Backtest:
+    """Incidents and pages of several alerts of one rule (see the module docstring).
+
+    Args:
+        alerts: ``{alert name: (its labels, its samples)}``; every alert's samples are at the same times (the
+            subjects of a sample are ``{alert name}`` while the alert's condition holds, else empty).
+
+    Raises:
+        ValueError: see :func:`incidents`.
+    """
+    groups: dict[tuple[str, ...], dict[datetime, set[str]]] = {}
+    pending: dict[tuple[str, ...], dict[datetime, datetime]] = {}
+    times: list[datetime] = []
+    for name, (labels, samples) in sorted(alerts.items()):
+        times = [s.at for s in samples] if len(samples) > len(times) else times
+        key = tuple(labels.get(k, "") for k in route.group_by)
+        group = groups.setdefault(key, {})
+        own = incidents(samples, for_)
+        for incident in own:
+            earliest = pending.setdefault(key, {})
+            earliest[incident.firing_at] = min(incident.pending_at, earliest.get(incident.firing_at, incident.pending_at))
+        j = 0
+        for s in samples:  # one pass: the alert fires at s.at when an incident has firing_at <= s.at < resolved_at
+            while j < len(own) and own[j].resolved_at is not None and own[j].resolved_at <= s.at:
+                j += 1
+            if j < len(own) and own[j].firing_at <= s.at:
+                group.setdefault(s.at, set()).add(name)
+    found: list[Incident] = []
+    for key, firing in groups.items():
+        for incident in incidents([Sample(t, frozenset(firing.get(t, ()))) for t in times], timedelta()):
+            incident.pending_at = pending.get(key, {}).get(incident.firing_at, incident.pending_at)
+            incident.pages = pages(incident, route, end)
+            found.append(incident)
+    found.sort(key=lambda i: (i.firing_at, sorted(i.subjects)))
+    return Backtest(rule, detector, start, end, step, for_, route, found, evaluated_steps or len(times))

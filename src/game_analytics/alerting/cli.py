@@ -1,8 +1,10 @@
-"""``game-analytics alerts backtest -f ALERTRULE.yaml --from T1 --to T2 [--step 1m] [--dsn ...] [--output ...]``:
-how often an AlertRule would have paged over the stored events (see :mod:`game_analytics.alerting.backtest`).
+"""``game-analytics alerts backtest -f ALERTRULE.yaml --from T1 --to T2 [--step 1m] [--dsn ...] [--prometheus URL]
+[--output table|json|html]``: how often an AlertRule would have paged over the stored history (see
+:mod:`game_analytics.alerting.backtest`).  Worker-evaluated detectors are replayed over the stored events
+(:mod:`.replay`), PromQL-evaluated ones with Prometheus ``query_range`` over its TSDB (:mod:`.prometheus`).
 
-Exit codes (:mod:`game_analytics.console`): 0 done, 1 the rule's detector is PromQL-evaluated (not backtested
-yet) or the database or file cannot be read, 2 bad arguments or an invalid AlertRule.
+Exit codes (:mod:`game_analytics.console`): 0 done, 1 a PromQL-evaluated rule without ``--prometheus``, or the
+database, Prometheus or file cannot be read, 2 bad arguments or an invalid AlertRule.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
-from game_analytics.alerting.backtest import Backtest, backtest
+from game_analytics.alerting.backtest import Backtest, backtest, backtest_alerts
 from game_analytics.alerting.replay import NotBacktestable, replay, steps
-from game_analytics.alerting.routing import DEFAULT_ROUTE
-from game_analytics.api.alertrule import AlertRuleSpec
+from game_analytics.alerting.routing import DEFAULT_ROUTE, RouteTiming
+from game_analytics.api.alertrule import WORKER_EVALUATED, AlertRuleSpec
 from game_analytics.api.common import parse_duration
 from game_analytics.console import (
     EXIT_FAILED,
@@ -100,37 +103,79 @@ def build_parser(default_dsn: str | None = None) -> argparse.ArgumentParser:
     bt.add_argument("--step", default="1m", help="evaluation step, e.g. 1m (the detection worker's interval)")
     bt.add_argument("--dsn", default=default_dsn, help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
     bt.add_argument("--games", default="", help="comma-separated games (default: all)")
-    bt.add_argument("--output", choices=["table", "json"], default="table")
+    bt.add_argument("--prometheus", default=None,
+                    help="Prometheus base URL: PromQL-evaluated detectors are replayed with its query_range")
+    for flag in ("group-wait", "group-interval", "repeat-interval"):
+        bt.add_argument(f"--{flag}", default=None,
+                        help=f"Alertmanager {flag.replace('-', '_')} to try instead of the rule's route")
+    bt.add_argument("--output", choices=["table", "json", "html"], default="table")
     return parser
 
 
-def _backtest(args: argparse.Namespace) -> int:
-    try:
-        rule, spec = load_alertrule(args.file)
-        step = parse_duration(args.step)
-        for_ = parse_duration(spec.for_, allow_zero=True)
-        times = steps(args.start, args.end, step)
-        DEFAULT_ROUTE.durations()
-    except (yaml.YAMLError, ValueError, ValidationError) as exc:
-        raise UsageError(" ".join(str(exc).split())) from None
+def route_of(args: argparse.Namespace) -> RouteTiming:
+    """The rule's route (:data:`DEFAULT_ROUTE`) with the ``--group-wait/--group-interval/--repeat-interval``
+    overrides.  Raises ValueError: an override is not a duration."""
+    route = replace(DEFAULT_ROUTE, **{k: v for k in ("group_wait", "group_interval", "repeat_interval")
+                                      if (v := getattr(args, k, None))})  # fmt: skip
+    route.durations()
+    return route
+
+
+def run_backtest(args: argparse.Namespace, rule: str, spec: AlertRuleSpec, route: RouteTiming) -> Backtest:
+    """The backtest the flags ask for (worker detectors over ``args.dsn``, PromQL ones over ``args.prometheus``).
+
+    Raises:
+        NotBacktestable: a PromQL-evaluated detector without ``--prometheus``.
+        PrometheusError, sqlalchemy.exc.SQLAlchemyError: the source cannot be read.
+    """
+    step = parse_duration(args.step)
+    for_ = parse_duration(spec.for_, allow_zero=True)
+    times = steps(args.start, args.end, step)
+    kind = spec.detector.kind()
+    common = {"rule": rule, "detector": kind, "start": args.start, "end": args.end, "step": step, "for_": for_,
+              "route": route}  # fmt: skip
+    if kind not in WORKER_EVALUATED:
+        if not args.prometheus:
+            raise NotBacktestable(f"detector {kind} is evaluated by Prometheus (PromQL): pass --prometheus URL")
+        from game_analytics.alerting.prometheus import alert_samples
+
+        return backtest_alerts(alert_samples(args.prometheus, rule, spec, times), evaluated_steps=len(times),
+                               **common)  # fmt: skip
     from game_analytics.storage.engine import make_engine
 
     engine = make_engine(args.dsn, pool_size=1, max_overflow=0)
     try:
         samples = replay(engine, rule, spec, times, games=[g for g in args.games.split(",") if g])
-    except NotBacktestable as exc:
+    finally:
+        engine.dispose()
+    return backtest(samples, **common)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from game_analytics.alerting.prometheus import PrometheusError
+
+    try:
+        rule, spec = load_alertrule(args.file)
+        steps(args.start, args.end, parse_duration(args.step))
+        parse_duration(spec.for_, allow_zero=True)
+        route = route_of(args)
+    except (yaml.YAMLError, ValueError, ValidationError) as exc:
+        raise UsageError(" ".join(str(exc).split())) from None
+    try:
+        result = run_backtest(args, rule, spec, route)
+    except (NotBacktestable, PrometheusError) as exc:
         if args.output == "json":
             print(json.dumps({"rule": rule, "detector": spec.detector.kind(), "backtested": False,
                               "reason": str(exc)}, indent=2))  # fmt: skip
         else:
             print(f"AlertRule {rule}: not backtested: {exc}")
         return EXIT_FAILED
-    finally:
-        engine.dispose()
-    result = backtest(samples, rule=rule, detector=spec.detector.kind(), start=args.start, end=args.end, step=step,
-                      for_=for_, route=DEFAULT_ROUTE)  # fmt: skip
     if args.output == "json":
         print(json.dumps({**result.to_dict(), "backtested": True}, indent=2))
+    elif args.output == "html":
+        from game_analytics.alerting.html import render_html
+
+        sys.stdout.write(render_html(result))
     else:
         sys.stdout.write(render_table(result))
     return EXIT_OK
@@ -138,7 +183,8 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``game-analytics alerts ...``; returns the exit code (see the module docstring)."""
-    return run_database_command("game-analytics alerts", argv, build_parser, _backtest)
+    return run_database_command("game-analytics alerts", argv, build_parser, _backtest,
+                                needs_dsn=lambda args: not getattr(args, "prometheus", None))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ Skipped steps: every windowed detector only flags subjects with events in ``(t -
 that have any event in that span; the others are empty samples without running the detector.  This is only a
 shortcut: it never changes a result.
 
-PromQL-evaluated detector types (``DETECTOR_TYPES`` evaluator ``promql``) are not backtested yet:
-:func:`replay` raises :class:`NotBacktestable` for them.
+PromQL-evaluated detector types (``DETECTOR_TYPES`` evaluator ``promql``) are replayed by Prometheus
+(:mod:`game_analytics.alerting.prometheus`): :func:`replay` raises :class:`NotBacktestable` for them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ MAX_STEPS = 1_000_000
 
 
 class NotBacktestable(ValueError):
-    """The rule's detector is evaluated by Prometheus (PromQL), which the backtest does not replay yet."""
+    """The rule's detector is evaluated by Prometheus (PromQL): it is replayed with ``query_range``, not here."""
 
 
 def steps(start: datetime, end: datetime, step: timedelta) -> list[datetime]:
@@ -91,7 +91,7 @@ def replay(engine: Engine, rule: str, spec: AlertRuleSpec, times: Sequence[datet
     """
     kind = spec.detector.kind()
     if kind not in WORKER_EVALUATED:
-        raise NotBacktestable(f"detector {kind} is evaluated by Prometheus (PromQL); it is not backtested yet")
+        raise NotBacktestable(f"detector {kind} is evaluated by Prometheus (PromQL): replay it with query_range")
     params = spec.detector.params()
     detect = DETECTORS[kind]
     span = lookback(kind, params)
