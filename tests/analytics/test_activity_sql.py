@@ -24,15 +24,6 @@ from game_analytics.workers.load import copy_events
 _names = itertools.count()
 
 
-def model_events(events: list[dict]) -> Iterator[dict]:
-    """Data-set events in the event model's payload schema (``item`` becomes ``item_id``; the CDNOW number is
-    already in ``player_id``)."""
-    for event in events:
-        payload = dict(event["payload"])
-        payload.pop("customer_id", None)
-        if "item" in payload:
-            payload["item_id"] = payload.pop("item")
-        yield {**event, "payload": payload}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def cdnow_engine(postgres_server, _migrated_template, cdnow_master: pd.DataFrame
     """A migrated database holding the whole CDNOW master log as purchase events (loaded once per module)."""
     name = f"ga_activity_{next(_names)}"
     dsn = postgres_server.create_database(name, template=_migrated_template)
-    events = list(model_events(purchase_events(cdnow_master)))
+    events = purchase_events(cdnow_master)
     validate_event(events[0])  # fail loudly here if the conversion and the event model drift apart
     result = copy_events(events, dsn)
     assert result.inserted == len(cdnow_master) and result.dead_lettered == 0

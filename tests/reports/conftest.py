@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,17 +26,8 @@ from game_analytics.workers.load import copy_events
 _counter = itertools.count()
 
 
-def schema_purchase(event: dict[str, Any]) -> dict[str, Any]:
-    """A ``purchase_events`` dict with its payload reduced to the fields of the event schema
-    (:class:`game_analytics.events.PurchasePayload`): quantity, amount, currency, item_id."""
-    p = event["payload"]
-    payload = {"quantity": p["quantity"], "amount": p["amount"], "currency": p.get("currency", "USD"),
-               "item_id": p.get("item_id") or p.get("item")}
-    return {**event, "payload": payload}
-
-
 def load_purchases(frame: pd.DataFrame, dsn: str) -> None:
-    result = copy_events((schema_purchase(e) for e in purchase_events(frame)), dsn)
+    result = copy_events(purchase_events(frame), dsn)
     assert result.inserted == len(frame) and result.dead_lettered == 0
 
 

@@ -38,13 +38,6 @@ _names = itertools.count()
 END = datetime(1998, 6, 30, tzinfo=UTC)  # the last day of the CDNOW log
 
 
-def model_events(events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Data-set purchase events in the event model's payload schema."""
-    for event in events:
-        payload = {k: v for k, v in event["payload"].items() if k != "customer_id"}
-        if "item" in payload:
-            payload["item_id"] = payload.pop("item")
-        yield {**event, "payload": payload}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +45,7 @@ def cdnow_template(postgres_server, _migrated_template) -> Iterator[str]:
     """Name of a database holding the CDNOW log, copied for every test."""
     name = f"ga_cdnow_tpl_{next(_names)}"
     dsn = postgres_server.create_database(name, template=_migrated_template)
-    assert copy_events(model_events(purchase_events(load_cdnow_master())), dsn).dead_lettered == 0
+    assert copy_events(purchase_events(load_cdnow_master()), dsn).dead_lettered == 0
     engine = make_engine(dsn)
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))

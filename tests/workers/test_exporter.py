@@ -33,13 +33,6 @@ from game_analytics.workers.load import copy_events
 _names = itertools.count()
 
 
-def model_events(events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Data-set purchase events in the event model's payload schema."""
-    for event in events:
-        payload = {k: v for k, v in event["payload"].items() if k != "customer_id"}
-        if "item" in payload:
-            payload["item_id"] = payload.pop("item")
-        yield {**event, "payload": payload}
 
 
 def add_synthetic_players(engine: Engine, n: int, *, game: str = "synth", board: str = "synth-elo") -> None:
@@ -66,7 +59,7 @@ def store(postgres_server, _migrated_template) -> Iterator[Engine]:
     """CDNOW purchases, a leaderboard, detections with interventions and a finished report run."""
     name = f"ga_exporter_{next(_names)}"
     dsn = postgres_server.create_database(name, template=_migrated_template)
-    result = copy_events(model_events(purchase_events(load_cdnow_master())), dsn)
+    result = copy_events(purchase_events(load_cdnow_master()), dsn)
     assert result.dead_lettered == 0
     engine = make_engine(dsn)
     add_synthetic_players(engine, 300)

@@ -24,7 +24,7 @@ Every event is a dict with these keys:
       ``"home_win"``, ``"draw"`` or ``"away_win"``), ``season`` (int, the year the season starts),
       ``round`` (int, matchday, 1-based), ``date_imputed`` (bool: the source has no date for this match,
       and ``occurred_at`` is the latest date of the same season and round; true for 2 of 14,018 matches).
-    * ``purchase``: ``customer_id`` (int, CDNOW number), ``item`` (str, ``"cd"``), ``quantity`` (int,
+    * ``purchase``: ``customer_id`` (int, CDNOW number), ``item_id`` (str, ``"cd"``), ``quantity`` (int,
       number of CDs), ``amount`` (float, price paid), ``currency`` (str, ``"USD"``).
 
 The functions here are pure: they take the DataFrames of ``game_analytics.data.datasets`` loaders.
@@ -169,7 +169,7 @@ def purchase_events(purchases: pd.DataFrame) -> list[Event]:
                 "region": "US",
                 "payload": {
                     "customer_id": int(customer),
-                    "item": "cd",
+                    "item_id": "cd",
                     "quantity": int(cds),
                     "amount": float(dollars),
                     "currency": "USD",

@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 import redis
 
-from game_analytics.settings import WorkerSettings
+from game_analytics.settings import environment
 from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
 from game_analytics.workers.batches import (
@@ -54,8 +54,7 @@ def to_event(event: dict[str, Any]) -> dict[str, Any]:
 
     The payload keeps the fields the schema's payload model declares. When that model names a match's sides
     ``home_team``/``away_team`` with ``home_goals``/``away_goals`` (and has no ``home_player_id``), the sides are
-    the clubs' player ids and the goals are renamed; a purchase's ``item`` becomes ``item_id`` when the model has
-    no ``item``. Other event types are returned unchanged.
+    the clubs' player ids and the goals are renamed. Other event types are returned unchanged.
 
     Raises:
         KeyError: a required payload field is missing.
@@ -70,8 +69,6 @@ def to_event(event: dict[str, Any]) -> dict[str, Any]:
                            home_goals=payload["home_score"], away_goals=payload["away_score"])  # fmt: skip
     elif event["event_type"] == "purchase":
         fields = set(PurchasePayload.model_fields)
-        if "item" not in fields and "item_id" in fields and "item" in payload:
-            payload["item_id"] = payload["item"]
     else:
         return event
     return {**event, "payload": {k: v for k, v in payload.items() if k in fields}}
@@ -236,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
     err = Console(stderr=True)
-    settings = WorkerSettings.from_env()
+    settings = environment(parser)
     dsn = args.dsn or settings.dsn
     if args.via == "copy" and not dsn:
         err.print("error: --via copy needs a database: pass --dsn or set GAME_ANALYTICS_DSN")
