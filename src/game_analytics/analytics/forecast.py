@@ -6,7 +6,9 @@ likelihood (:class:`statsmodels.tsa.exponential_smoothing.ets.ETSModel`). Interv
 prediction intervals. The **backtest** refits on the series without its last ``holdout`` days, forecasts them and
 reports the mean absolute percentage error over the held-out days with a non-zero actual value.
 
-statsmodels is imported on first use (it takes a second to import).
+statsmodels is imported on first use (it takes a second to import). The fit runs with BLAS limited to one thread:
+its matrices are tiny, and OpenBLAS threads spinning on a busy shared node made one fit of 546 days take 2.75 s
+instead of 0.21 s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 __all__ = ["Forecast", "backtest", "ets_forecast", "mape"]
 
@@ -52,7 +55,7 @@ def ets_forecast(series: pd.Series, horizon: int = 30, *, alpha: float = 0.05, f
     seasonal = "add" if len(y) >= 4 * SEASON else None
     model = ETSModel(y, error="add", trend="add", damped_trend=True, seasonal=seasonal,
                      seasonal_periods=SEASON if seasonal else None)  # fmt: skip
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # convergence chatter of the optimiser
         fitted = model.fit(disp=False, maxiter=500)
         pred = fitted.get_prediction(start=len(y), end=len(y) + horizon - 1).summary_frame(alpha=alpha)

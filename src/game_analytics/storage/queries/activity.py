@@ -68,22 +68,33 @@ def daily_active_players(bind: Bind, filters: Filters = ALL, *, by_game: bool = 
     """
     cond, params = where(filters)
     game_col = "game" if by_game else "'all'::text"
+    # Linear, not days x player-days: a player active on day p, next active on day q, counts for DAU on p, for
+    # WAU on [p, min(p + 7, q)) and for MAU on [p, min(p + 30, q)). These spans of one player never overlap, so
+    # each day's count is a running sum of +1 at every span's start and -1 at its end. (A join of every day to
+    # its 30-day window of player-days and count(DISTINCT) took 10.5 s over the CDNOW log: 37M joined rows.)
     sql = f"""
     WITH player_days AS (
         SELECT DISTINCT {game_col} AS game, e.player_id, {_utc('day', 'e.occurred_at')}::date AS day
         FROM events e WHERE {cond}
+    ), spans AS (
+        SELECT game, day, lead(day) OVER (PARTITION BY game, player_id ORDER BY day) AS next FROM player_days
+    ), steps AS (
+        SELECT game, day AS at, 1 AS dau, 1 AS wau, 1 AS mau FROM spans
+        UNION ALL SELECT game, day + 1, -1, 0, 0 FROM spans
+        UNION ALL SELECT game, least(day + 7, coalesce(next, day + 7)), 0, -1, 0 FROM spans
+        UNION ALL SELECT game, least(day + 30, coalesce(next, day + 30)), 0, 0, -1 FROM spans
+    ), per_day AS (
+        SELECT game, at, sum(dau) AS dau, sum(wau) AS wau, sum(mau) AS mau FROM steps GROUP BY game, at
     ), days AS (
         SELECT g.game, d::date AS day
         FROM (SELECT game, min(day) AS lo, max(day) AS hi FROM player_days GROUP BY game) g,
              generate_series(g.lo, g.hi, interval '1 day') AS d
     )
     SELECT d.day, d.game,
-           count(DISTINCT p.player_id) FILTER (WHERE p.day = d.day) AS dau,
-           count(DISTINCT p.player_id) FILTER (WHERE p.day > d.day - 7) AS wau,
-           count(DISTINCT p.player_id) AS mau
-    FROM days d
-    LEFT JOIN player_days p ON p.game = d.game AND p.day > d.day - 30 AND p.day <= d.day
-    GROUP BY d.game, d.day
+           sum(coalesce(s.dau, 0)) OVER w AS dau, sum(coalesce(s.wau, 0)) OVER w AS wau,
+           sum(coalesce(s.mau, 0)) OVER w AS mau
+    FROM days d LEFT JOIN per_day s ON s.game = d.game AND s.at = d.day
+    WINDOW w AS (PARTITION BY d.game ORDER BY d.day ROWS UNBOUNDED PRECEDING)
     ORDER BY d.game, d.day
     """
     frame = fetch_frame(bind, sql, params)
