@@ -54,11 +54,13 @@ class PathError(AssertionError):
 
 
 class Worker(LoggedProcess):
-    """A worker run as ``game-analytics worker <name> ...``, without the caller's GAME_ANALYTICS_* variables."""
+    """A worker run as ``game-analytics worker <kind> ...`` (log ``<name>.log``), without the caller's
+    GAME_ANALYTICS_* variables but with ``env``."""
 
-    def __init__(self, name: str, argv: list[str], logs: Path):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GAME_ANALYTICS_")}
-        super().__init__(name, self.cli("worker", name, *argv), env, logs / f"{name}.log")
+    def __init__(self, name: str, argv: list[str], logs: Path, env: dict[str, str] | None = None,
+                 kind: str | None = None):
+        base = {k: v for k, v in os.environ.items() if not k.startswith("GAME_ANALYTICS_")}
+        super().__init__(name, self.cli("worker", kind or name, *argv), {**base, **(env or {})}, logs / f"{name}.log")
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -96,6 +98,11 @@ class Page:
     labels: dict[str, str]
     annotations: dict[str, str]
 
+    @property
+    def streaming(self) -> bool:
+        """Whether the streaming path's Alertmanager sent it (its receivers post under ``/stream-``)."""
+        return self.path.startswith("/stream-")
+
 
 @dataclass
 class AlertPath:
@@ -108,13 +115,22 @@ class AlertPath:
         workdir: logs, configuration and TSDB folders (created).
         dsn: SQLAlchemy URL of a migrated database (loaded here with a CDNOW subset).
         redis_url: ``redis://`` URL; the stream name is unique per instance.
-        interval: detection interval in seconds (``--interval``).
+        interval: detection interval in seconds (``--interval``) of the worker Prometheus scrapes.
+        streaming: also run the streaming path: a second detection worker reading the stream in its own group
+            and posting to a second Alertmanager (same routing; its receivers post to ``/stream-...``), so that
+            the pages of each path are told apart.
+        prometheus_interval: Prometheus' scrape and evaluation interval.
+        group_wait / group_interval: the Alertmanager route timing of both Alertmanagers.
     """
 
     workdir: Path
     dsn: str
     redis_url: str
     interval: float = 0.5
+    streaming: bool = False
+    prometheus_interval: str = "1s"
+    group_wait: str = "0s"
+    group_interval: str = "1s"
     stream: str = field(default_factory=lambda: f"alert-path-{uuid.uuid4().hex[:8]}")
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
@@ -129,8 +145,8 @@ class AlertPath:
         self.workers: list[Worker] = []
 
     # -- processes --------------------------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str]) -> Worker:
-        worker = Worker(name, argv, self.logs)
+    def _spawn(self, name: str, argv: list[str], **kwargs: Any) -> Worker:
+        worker = Worker(name, argv, self.logs, **kwargs)
         self._stops.append(worker.stop)
         self.workers.append(worker)
         return worker
@@ -153,29 +169,46 @@ class AlertPath:
         self._stops.append(self.pager.stop)
         secrets = {("alerting-secrets", "pager-webhook-url"): f"{self.pager.url}/ops",
                    ("alerting-secrets", "slack-webhook-url"): f"{self.pager.url}/slack"}
-        secrets_dir = self.workdir / "alertmanager-secrets"
-        options = am.Options(resolve_secret=lambda name, key: secrets[(name, key)], secrets_dir=str(secrets_dir),
-                             group_wait="0s", group_interval="1s", repeat_interval="1h")
-        routing = [am.RuleRouting(NAMESPACE, self.owner.name, self.spec)]
-        for name, keys in am.mounted_secrets(routing, options).items():
-            for key in keys:  # what the Alertmanager pod would mount from the Secret
-                (secrets_dir / name).mkdir(parents=True, exist_ok=True)
-                (secrets_dir / name / key).write_text(secrets[(name, key)])
-        self.alertmanager = Alertmanager(self.workdir / "alertmanager", am.render(routing, options))
-        self._stops.append(self.alertmanager.stop)
+        self.alertmanager = self._alertmanager("alertmanager", secrets)
+        if self.streaming:
+            self.stream_alertmanager = self._alertmanager("alertmanager-stream", {
+                k: v.replace(self.pager.url + "/", self.pager.url + "/stream-") for k, v in secrets.items()})
 
-        self.ingest_port, self.detection_port = free_port(), free_port()
+        self.ingest_port, self.detection_port, self.stream_port = free_port(), free_port(), free_port()
         self._spawn("ingest", ["--redis-url", self.redis_url, "--dsn", self.dsn, "--stream", self.stream,
                                "--group", "ingest", "--consumer", "alert-path", "--block-ms", "100",
                                "--metrics-port", str(self.ingest_port)])
         self._spawn("detection", ["--dsn", self.dsn, "--rules-dir", str(self.workdir / "rules"),
                                   "--interval", str(self.interval), "--as-of", "latest",
                                   "--model-dir", str(self.workdir / "models"), "--port", str(self.detection_port)])
+        if self.streaming:
+            self._spawn("detection-stream", [
+                "--dsn", self.dsn, "--rules-dir", str(self.workdir / "rules"), "--interval", str(self.interval),
+                "--as-of", "latest", "--model-dir", str(self.workdir / "models-stream"),
+                "--port", str(self.stream_port)], kind="detection", env={
+                "GAME_ANALYTICS_ALERTMANAGER_URLS": self.stream_alertmanager.url,
+                "GAME_ANALYTICS_REDIS_URL": self.redis_url, "GAME_ANALYTICS_STREAM": self.stream,
+                "GAME_ANALYTICS_NAMESPACE": NAMESPACE})
         self.prometheus = Prometheus(self.workdir / "prometheus", {
             "ingest": [f"127.0.0.1:{self.ingest_port}"], "detection": [f"127.0.0.1:{self.detection_port}"],
-        }, groups, alertmanager=self.alertmanager.address, interval="1s", target_labels={"namespace": NAMESPACE})
+        }, groups, alertmanager=self.alertmanager.address, interval=self.prometheus_interval,
+            target_labels={"namespace": NAMESPACE})
         self._stops.append(self.prometheus.stop)
         return self
+
+    def _alertmanager(self, name: str, secrets: dict[tuple[str, str], str]) -> Alertmanager:
+        """An Alertmanager routing the rule as the operator would, its receivers' URLs from ``secrets``."""
+        secrets_dir = self.workdir / f"{name}-secrets"
+        options = am.Options(resolve_secret=lambda n, key: secrets[(n, key)], secrets_dir=str(secrets_dir),
+                             group_wait=self.group_wait, group_interval=self.group_interval, repeat_interval="1h")
+        routing = [am.RuleRouting(NAMESPACE, self.owner.name, self.spec)]
+        for secret, keys in am.mounted_secrets(routing, options).items():
+            for key in keys:  # what the Alertmanager pod would mount from the Secret
+                (secrets_dir / secret).mkdir(parents=True, exist_ok=True)
+                (secrets_dir / secret / key).write_text(secrets[(secret, key)])
+        manager = Alertmanager(self.workdir / name, am.render(routing, options))
+        self._stops.append(manager.stop)
+        return manager
 
     def stop(self) -> None:
         """Stop everything started, in reverse order (processes by PID)."""
@@ -183,9 +216,10 @@ class AlertPath:
             self._stops.pop()()
 
     # -- data -------------------------------------------------------------------------------------------------
-    def flagged(self) -> float | None:
-        """The detection worker's current flagged-subjects value for the rule (None before its first pass)."""
-        for (name, labels), value in scrape(self.detection_port).items():
+    def flagged(self, port: int | None = None) -> float | None:
+        """The detection worker's (on ``port``; default the one Prometheus scrapes) current flagged-subjects
+        value for the rule (None before its first pass)."""
+        for (name, labels), value in scrape(port or self.detection_port).items():
             if name == names.DETECTION_FLAGGED and dict(labels).get("rule") == self.rule:
                 return value
         return None
@@ -199,6 +233,9 @@ class AlertPath:
             r for r in self.prometheus.query("up == 1")]) == 2, 60, interval=0.2, alive=self.alive, error=PathError)
         wait_for("the first detection pass on the history", lambda: self.flagged() is not None, 60,
                  interval=0.05, alive=self.alive, error=PathError)
+        if self.streaming:
+            wait_for("the streaming worker's first pass", lambda: self.flagged(self.stream_port) is not None, 60,
+                     interval=0.05, alive=self.alive, error=PathError)
         if (value := self.flagged()) != 0:
             raise PathError(f"the real history alone flags {value} subjects: pick another subset")
         return result.inserted
@@ -207,13 +244,14 @@ class AlertPath:
         with self.engine.connect() as conn:
             return conn.execute(text("SELECT max(occurred_at) FROM events")).scalar_one()
 
-    def modest_customer(self) -> str:
-        """A customer whose whole history is worth $150-400, so that one big purchase is a sudden jump."""
+    def modest_customer(self, skip: int = 0) -> str:
+        """A customer whose whole history is worth $150-400, so that one big purchase is a sudden jump; ``skip``
+        picks the next ones (one per jump: a second jump of the same customer is no longer sudden)."""
         with self.engine.connect() as conn:
             return conn.execute(text(
                 "SELECT player_id FROM events WHERE event_type = 'purchase' GROUP BY player_id "
-                "HAVING sum((payload->>'amount')::numeric) BETWEEN 150 AND 400 ORDER BY player_id LIMIT 1")
-            ).scalar_one()
+                "HAVING sum((payload->>'amount')::numeric) BETWEEN 150 AND 400 ORDER BY player_id "
+                "LIMIT 1 OFFSET :skip"), {"skip": skip}).scalar_one()
 
     def publish(self, player: str, at: datetime, amount: float) -> float:
         """Publish one purchase through the Redis stream; returns the Unix time just before ``XADD``."""
@@ -224,10 +262,10 @@ class AlertPath:
         publish_events([event], self.redis_url, stream=self.stream)
         return sent
 
-    def inject_jump(self) -> tuple[str, datetime, float]:
-        """A modest customer buys :data:`JUMP_AMOUNT` 30 minutes after the newest event; returns
-        ``(player, occurred_at, sent_at)``."""
-        player, at = self.modest_customer(), self.latest() + timedelta(minutes=30)
+    def inject_jump(self, skip: int = 0) -> tuple[str, datetime, float]:
+        """A modest customer (:meth:`modest_customer` ``skip``) buys :data:`JUMP_AMOUNT` 30 minutes after the
+        newest event; returns ``(player, occurred_at, sent_at)``."""
+        player, at = self.modest_customer(skip), self.latest() + timedelta(minutes=30)
         return player, at, self.publish(player, at, JUMP_AMOUNT)
 
     def advance(self, after: datetime) -> float:
@@ -241,12 +279,15 @@ class AlertPath:
                 for entry in list(self.pager.received) for alert in entry["body"].get("alerts", [])
                 if alert["labels"].get("alertname") == self.alert_name]
 
-    def wait_page(self, status: str, since: float, timeout: float = 60) -> Page:
-        """The first ``status`` ("firing" / "resolved") page of the rule received after ``since``."""
+    def wait_page(self, status: str, since: float, timeout: float = 60, streaming: bool = False) -> Page:
+        """The first ``status`` ("firing" / "resolved") page of the rule received after ``since`` through the
+        Prometheus path (or, with ``streaming``, the streaming path)."""
         def found() -> Page | None:
-            return next((p for p in self.pages() if p.status == status and p.received_at >= since), None)
-        return wait_for(f"a {status} {self.alert_name} page (logs in {self.logs}, {self.workdir})", found, timeout,
-                        interval=0.05, alive=self.alive, error=PathError)
+            return next((p for p in self.pages() if p.status == status and p.received_at >= since
+                         and p.streaming == streaming), None)
+        path = "streaming" if streaming else "Prometheus"
+        return wait_for(f"a {status} {self.alert_name} page by the {path} path (logs in {self.logs}, "
+                        f"{self.workdir})", found, timeout, interval=0.05, alive=self.alive, error=PathError)
 
 
     def cycle(self) -> dict[str, Any]:

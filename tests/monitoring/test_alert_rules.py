@@ -225,6 +225,13 @@ def test_sudden_wealth_change_rule_fires_while_subjects_are_flagged(promtool, tm
                 # another rule flagging subjects must not make this one fire
                 {"series": f'{flagged}{{namespace="ga", rule="ga/other", detector="suddenWealthChange", '
                            f'category="player", severity="critical", pod="ga-detection-1"}}', "values": "5 5 5 5 5 5"},
+                # the worker's one top-subjects series of the rule, read by the description's query; another
+                # namespace's series of the same rule id is never read
+                {"series": f'{names.DETECTION_TOP_SUBJECTS}{{namespace="ga", rule="{rule_id}", '
+                           f'subjects="p1 (intervention 7), p2 (intervention 9), p3 (intervention 4)"}}',
+                 "values": "_ _ _ 2 3 _"},
+                {"series": f'{names.DETECTION_TOP_SUBJECTS}{{namespace="intruder", rule="{rule_id}", '
+                           f'subjects="spoofed (intervention 1)"}}', "values": "9 9 9 9 9 9"},
             ],
             "alert_rule_test": [
                 {"eval_time": "2m", "alertname": alertrule.alert_name(name), "exp_alerts": []},
@@ -233,8 +240,9 @@ def test_sudden_wealth_change_rule_fires_while_subjects_are_flagged(promtool, tm
                     "exp_annotations": {
                         "summary": f"all games: 3 subjects flagged by suddenWealthChange (AlertRule {rule_id})",
                         "description": f"AlertRule {rule_id} (suddenWealthChange, severity critical) flags 3 subjects "
-                                       f"in all games. The flagged subjects and their intervention ids: "
-                                       f"game-analytics interventions list --rule {rule_id} --status open",
+                                       f"in all games. Top subjects (intervention id): p1 (intervention 7), p2 (intervention 9), "
+                                       f"p3 (intervention 4). All of them: game-analytics interventions list "
+                                       f"--rule {rule_id} --status open",
                         "dashboard": doc["spec"]["annotations"]["dashboard"],
                         "runbook_url": doc["spec"]["runbookURL"],
                     },
@@ -337,7 +345,7 @@ def test_page_links_the_alerts_dashboard_with_its_variables_set(promtool, tmp_pa
                 "summary": "g1: lowEngagement at 80 (AlertRule ga/low-engagement)",
                 "description": "AlertRule ga/low-engagement (lowEngagement, severity warning) fired with value 80 "
                                "in game g1.",
-                "dashboard_url": "https://grafana.example.com/d/game-analytics-alerts?var-namespace=ga&var-game=g1",
+                "dashboard_url": "https://grafana.example.com/d/game-analytics-alerts?var-namespace=ga&var-game=g1&var-rule=ga%2Flow-engagement",
                 "runbook_url": "https://runbooks.example.com/x",
             },
         }]}],

@@ -245,7 +245,11 @@ def test_metrics_are_bounded_and_suspended_rules_do_nothing(store: Engine, tmp_p
     active = write_rule(tmp_path, "active", "suddenWealthChange", params)
     worker.run_once()
     body = generate_latest(worker.registry).decode()
-    assert "cdnow-" not in body  # never a label per player
+    # never a series per player: a player id appears only in the rule's ONE top-subjects series (the page's
+    # description reads it), whose label holds the top 5 as text
+    with_players = [line for line in body.splitlines() if "cdnow-" in line]
+    assert with_players == [f'{names.DETECTION_TOP_SUBJECTS}{{rule="{active}",subjects="cdnow-04242 (intervention 1)"}}'
+                            " 1.0"]
     flagged = [key for key in scrape(worker) if key[0] == names.DETECTION_FLAGGED]
     assert [dict(labels)["rule"] for _, labels in flagged] == [active]
     assert {name for name, _ in flagged[0][1]} == {"rule", "detector", "category", "severity"}
@@ -255,7 +259,7 @@ def test_metrics_are_bounded_and_suspended_rules_do_nothing(store: Engine, tmp_p
     with store.begin() as conn:
         conn.execute(text("UPDATE interventions SET status = 'dismissed'"))
     assert worker.run_once().flagged == {}
-    assert not any(key[0] == names.DETECTION_FLAGGED for key in scrape(worker))
+    assert not any(key[0] in (names.DETECTION_FLAGGED, names.DETECTION_TOP_SUBJECTS) for key in scrape(worker))
     assert [c["status"] for c in open_cases(store)] == ["dismissed"]
 
 

@@ -55,12 +55,14 @@ class NewDetection:
 @dataclass
 class Recorded:
     """Outcome of :func:`record_detections`: ids of the cases ``opened``, ``linked`` (repeat offences) and
-    ``resolved`` (auto-cleared), and how many findings were ``unchanged`` (same offence still in the window)."""
+    ``resolved`` (auto-cleared), how many findings were ``unchanged`` (same offence still in the window), and
+    ``cases``: subject -> the id of its open case, for every subject found."""
 
     opened: list[int] = field(default_factory=list)
     linked: list[int] = field(default_factory=list)
     unchanged: int = 0
     resolved: list[int] = field(default_factory=list)
+    cases: dict[str, int] = field(default_factory=dict)
 
     @property
     def inserted(self) -> int:
@@ -111,6 +113,7 @@ def record_detections(conn: Connection, rule: str, category: str, severity: str,
     repeats = sorted((f for f in found if f.subject in open_cases), key=lambda f: open_cases[f.subject].id)
     for item in repeats:
         case = open_cases[item.subject]
+        result.cases[item.subject] = case.id
         evidence = conn.execute(text("SELECT CAST(:e AS jsonb) - 'as_of'"),
                                 {"e": json.dumps(item.evidence, default=str)}).scalar_one()  # fmt: skip
         if evidence == case.last_evidence:
@@ -135,6 +138,7 @@ def record_detections(conn: Connection, rule: str, category: str, severity: str,
         conn.execute(text("UPDATE detections SET intervention_id = :case WHERE id = :id"),
                      {"case": row.id, "id": detection_id})  # fmt: skip
         open_cases[item.subject] = row  # a subject flagged twice in one pass opens one case
+        result.cases[item.subject] = row.id
         case_context = {"detection_id": detection_id, "rule": rule, "subject": item.subject, "score": item.score}
         audits.append(("intervention.open", row.id, None, _snapshot(row), case_context))
         result.opened.append(row.id)

@@ -21,6 +21,11 @@ TRADE_VOLUME = f"{PREFIX}_economy_trade_volume"  # gauge{game, currency}
 # detection worker
 DETECTION_FLAGGED = f"{PREFIX}_detection_flagged_subjects"  # gauge{rule, detector, category, severity}
 DETECTIONS = f"{PREFIX}_detections_total"  # counter{rule, category, severity}
+#: gauge{rule, subjects}: ONE series per rule flagging anything, value = subjects flagged; ``subjects`` is the
+#: text "p1 (intervention 7), ..." of the top 5 (read by the page description; bounded: one series per rule)
+DETECTION_TOP_SUBJECTS = f"{PREFIX}_detection_top_subjects"
+DETECTION_ALERTS_SENT = f"{PREFIX}_detection_alerts_sent_total"  # counter{result}: streaming path -> Alertmanager
+DETECTION_STREAM_LATENCY = f"{PREFIX}_detection_stream_latency_seconds"  # histogram: XADD id to evaluated
 
 # operator
 RECONCILES = f"{PREFIX}_operator_reconciles_total"  # counter{kind, result}

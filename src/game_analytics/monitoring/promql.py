@@ -15,7 +15,8 @@ import promql_parser
 from ..api.alertrule import WORKER_EVALUATED, Detector
 from . import names
 
-__all__ = ["WORKER_EVALUATED", "InvalidPromQL", "check", "metric_names", "namespace_of", "quote", "render", "rule_id"]
+__all__ = ["WORKER_EVALUATED", "InvalidPromQL", "check", "metric_names", "namespace_of", "quote", "render", "rule_id",
+           "top_subjects"]
 
 
 class InvalidPromQL(ValueError):
@@ -54,6 +55,12 @@ def _ns(rule: str) -> str:
 def _flagged(rule: str, detector: str) -> str:
     return (f"max by (namespace, rule) ({names.DETECTION_FLAGGED}{{{_ns(rule)},rule={quote(rule)},"
             f"detector={quote(detector)}}}) > 0")
+
+
+def top_subjects(rule: str) -> str:
+    """The query of the rule's one ``top_subjects`` series (the detection worker's top 5 flagged subjects with
+    their intervention ids in its ``subjects`` label), which the page description reads with ``query``."""
+    return f"topk(1, {names.DETECTION_TOP_SUBJECTS}{{{_ns(rule)},rule={quote(rule)}}})"
 
 
 def _inflation(d: Detector, rule: str) -> str:

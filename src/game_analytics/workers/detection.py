@@ -47,10 +47,12 @@ from sqlalchemy import Connection, Engine
 
 from game_analytics.api.alertrule import DETECTOR_TYPES, Detector
 from game_analytics.api.common import parse_duration
-from game_analytics.interventions.detections import NewDetection, record_detections
+from game_analytics.interventions.detections import NewDetection, Recorded, record_detections
 from game_analytics.monitoring import names
 from game_analytics.settings import WorkerSettings
 from game_analytics.storage.engine import make_engine
+from game_analytics.workers import streaming
+from game_analytics.workers.alert_sender import AlertSpec, parse_alert
 from game_analytics.workers.detectors import DETECTORS, Context, Finding
 from game_analytics.workers.runtime import (
     add_as_of_flag,
@@ -97,6 +99,8 @@ class RuleConfig:
     suspended: bool = False
     source: str = ""
     auto_resolve_after: timedelta | None = None
+    #: the rule's alert for the streaming path (``alert`` key; None in documents of older operators)
+    alert: AlertSpec | None = None
 
 
 def parse_rule(document: dict[str, Any], source: str = "rule.json") -> RuleConfig:
@@ -125,8 +129,12 @@ def parse_rule(document: dict[str, Any], source: str = "rule.json") -> RuleConfi
         after = parse_duration(str(raw), allow_zero=True) if raw else None
     except ValueError as exc:
         raise RuleError(f"{source}: autoResolveAfter: {exc}") from None
+    try:
+        alert = parse_alert(document["alert"]) if document.get("alert") else None
+    except ValueError as exc:
+        raise RuleError(f"{source}: {exc}") from None
     return RuleConfig(rule, category, severity, detector, params, bool(document.get("suspended", False)), source,
-                      after)  # fmt: skip
+                      after, alert)  # fmt: skip
 
 
 def load_rules_dir(path: str | Path) -> tuple[list[RuleConfig], list[str]]:
@@ -188,13 +196,20 @@ def record_findings(conn: Connection, rule: RuleConfig, findings: Sequence[Findi
     record_detections`, which also audits them); with ``rule.auto_resolve_after`` cases whose subject is no
     longer flagged are auto-resolved.  Returns how many detections were inserted.
     """
+    return _record(conn, rule, findings, as_of).inserted
+
+
+def _record(conn: Connection, rule: RuleConfig, findings: Sequence[Finding], as_of: datetime,
+            every_subject: bool = True) -> Recorded:
+    """:func:`record_findings` returning what was written; ``every_subject=False`` (findings of some subjects
+    only, the streaming path) never auto-resolves, since the others were not evaluated."""
     window = getattr(rule.params, "window", None)
     found = [NewDetection(f.subject, f.player_id, f.score, {
         **f.evidence, "subject": f.subject, "detector": rule.detector, "as_of": as_of.isoformat(), "window": window,
     }) for f in findings]  # fmt: skip
     return record_detections(conn, rule.rule, rule.category, rule.severity, PRIORITY[rule.severity], found,
                              context={"as_of": as_of.isoformat(), "detector": rule.detector}, as_of=as_of,
-                             auto_resolve_after=rule.auto_resolve_after).inserted  # fmt: skip
+                             auto_resolve_after=rule.auto_resolve_after if every_subject else None)  # fmt: skip
 
 
 # --- the worker -----------------------------------------------------------------------------------------------
@@ -213,6 +228,8 @@ class DetectionMetrics:
                               registry=registry)  # fmt: skip
         self.errors = Counter(names.DETECTION_ERRORS.removesuffix("_total"), "Failed rule evaluations.", ["rule"],
                               registry=registry)  # fmt: skip
+        self.top = Gauge(names.DETECTION_TOP_SUBJECTS, "Subjects the rule flags; label subjects: the top 5 with "
+                         "their intervention ids.", ["rule", "subjects"], registry=registry)  # fmt: skip
 
 
 @dataclass
@@ -252,6 +269,74 @@ class DetectionWorker:
         self.model_dir = Path(model_dir)
         self.refit_seconds = refit_seconds
         self._series: set[tuple[str, str, str, str]] = set()
+        #: the rules of the last pass (the streaming path evaluates these)
+        self.rules: list[RuleConfig] = []
+        #: rule -> subject -> (score, intervention id): what each rule flags now (passes and the streaming path)
+        self.subjects: dict[str, dict[str, tuple[float, int | None]]] = {}
+        #: called as ``listener(rule, count, top_text, as_of)`` after every change of a rule's flagged subjects
+        self.listeners: list[Callable[[RuleConfig, int, str, datetime], None]] = []
+        self._lock = threading.RLock()
+        self._touched: dict[str, dict[str, float]] = {}  # rule -> subject -> monotonic time of a scoped update
+        self._top_series: dict[str, str] = {}
+
+    def evaluate(self, rule: RuleConfig, as_of: datetime, players: Sequence[str] | None = None) -> int:
+        """Evaluate ``rule`` at ``as_of`` (for ``players`` only, or every subject), record its detections and
+        update :attr:`subjects`, the flagged and top-subjects gauges and the listeners. Returns detections
+        inserted. Raises whatever the detector or the database raises (nothing is updated then)."""
+        started = time.monotonic()
+        with self.engine.begin() as conn:
+            ctx = Context(conn, as_of, self.games, rule.rule, self.model_dir, self.refit_seconds, players)
+            findings = DETECTORS[rule.detector](ctx, rule.params)
+            recorded = _record(conn, rule, findings, as_of, every_subject=players is None)
+        found = {f.subject: (f.score, recorded.cases.get(f.subject)) for f in findings}
+        with self._lock:
+            current = self.subjects.setdefault(rule.rule, {})
+            touched = self._touched.setdefault(rule.rule, {})
+            if players is None:  # a whole pass: keep what a scoped evaluation decided after it started
+                newer = {s for s, t in touched.items() if t > started}
+                merged = {s: v for s, v in found.items() if s not in newer}
+                merged.update({s: v for s, v in current.items() if s in newer})
+                current = merged
+                self._touched[rule.rule] = {s: t for s, t in touched.items() if s in newer}
+            else:
+                now = time.monotonic()
+                for subject in players:
+                    current.pop(subject, None)
+                    touched[subject] = now
+                current.update(found)
+            self.subjects[rule.rule] = current
+            count, top = len(current), self._top_text(current)
+            self._export(rule, count, top)
+            listeners = list(self.listeners)
+        for listener in listeners:
+            listener(rule, count, top, as_of)
+        if recorded.inserted:
+            self.metrics.detections.labels(rule.rule, rule.category, rule.severity).inc(recorded.inserted)
+        return recorded.inserted
+
+    @staticmethod
+    def _top_text(current: dict[str, tuple[float, int | None]], limit: int = 5) -> str:
+        """The top ``limit`` subjects by score: ``"p1 (intervention 7), p2 (intervention 9)"``."""
+        top = sorted(current.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
+        return ", ".join(f"{s} (intervention {case})" if case is not None else s for s, (_, case) in top)
+
+    def _export(self, rule: RuleConfig, count: int, top: str) -> None:
+        self.metrics.flagged.labels(rule.rule, rule.detector, rule.category, rule.severity).set(count)
+        old = self._top_series.get(rule.rule)
+        if old is not None and (old != top or not count):
+            self.metrics.top.remove(rule.rule, old)
+            del self._top_series[rule.rule]
+        if count:
+            self.metrics.top.labels(rule.rule, top).set(count)
+            self._top_series[rule.rule] = top
+
+    def forget(self, rule: str) -> None:
+        """Drop a deleted or suspended rule's state and its top-subjects series."""
+        with self._lock:
+            self.subjects.pop(rule, None)
+            self._touched.pop(rule, None)
+            if (old := self._top_series.pop(rule, None)) is not None:
+                self.metrics.top.remove(rule, old)
 
     def run_once(self) -> PassResult:
         """Load the rules and evaluate every active one (each in its own transaction)."""
@@ -268,13 +353,11 @@ class DetectionWorker:
             conn.rollback()
         result = PassResult(as_of, errors=list(errors))
         seen: set[tuple[str, str, str, str]] = set()
+        self.rules = active
         for rule in active:
             labels = (rule.rule, rule.detector, rule.category, rule.severity)
             try:
-                with self.engine.begin() as conn:
-                    ctx = Context(conn, as_of, self.games, rule.rule, self.model_dir, self.refit_seconds)
-                    findings = DETECTORS[rule.detector](ctx, rule.params)
-                    inserted = record_findings(conn, rule, findings, as_of)
+                inserted = self.evaluate(rule, as_of)
             except Exception as exc:  # noqa: BLE001 - one broken rule must not stop the others
                 log.exception("rule %s failed", rule.rule)
                 self.metrics.errors.labels(rule.rule).inc()
@@ -282,15 +365,15 @@ class DetectionWorker:
                 if labels in self._series:
                     seen.add(labels)  # keep its last value rather than pretend it flags nothing
                 continue
-            self.metrics.flagged.labels(*labels).set(len(findings))
-            if inserted:
-                self.metrics.detections.labels(rule.rule, rule.category, rule.severity).inc(inserted)
+            flagged = len(self.subjects.get(rule.rule, {}))
             seen.add(labels)
-            result.flagged[rule.rule] = len(findings)
+            result.flagged[rule.rule] = flagged
             result.inserted[rule.rule] = inserted
-            log.info("rule %s (%s): %d flagged, %d new", rule.rule, rule.detector, len(findings), inserted)
+            log.info("rule %s (%s): %d flagged, %d new", rule.rule, rule.detector, flagged, inserted)
         for labels in self._series - seen:  # deleted or suspended rules: drop their series
             self.metrics.flagged.remove(*labels)
+            if labels[0] not in {r.rule for r in active}:
+                self.forget(labels[0])
         self._series = seen
         self.metrics.duration.set(time.perf_counter() - started)
         return result
@@ -357,7 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"error: {error}")
             return 1 if result.errors else 0
         server = serve(args.port, worker.registry) if args.port else None
-        worker.run(stop_event(), args.interval)
+        stop = stop_event()
+        streaming.start_from_env(worker, settings, stop)  # on with GAME_ANALYTICS_ALERTMANAGER_URLS
+        worker.run(stop, args.interval)
         if server is not None:
             server.shutdown()
         return 0

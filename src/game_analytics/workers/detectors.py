@@ -35,7 +35,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +51,7 @@ from game_analytics.api.common import parse_duration
 from game_analytics.storage.queries import Filters, clauses
 from game_analytics.storage.queries.economy import wealth_sql
 
-__all__ = ["ANOMALY_FEATURES", "DETECTORS", "Context", "Finding", "anomaly_features"]
+__all__ = ["ANOMALY_FEATURES", "DETECTORS", "EVENT_TYPES", "PLAYER_SCOPED", "Context", "Finding", "anomaly_features"]
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,20 @@ class Context:
     rule: str
     model_dir: Path
     refit_seconds: float
+    #: only these players (the streaming path's touched and flagged subjects); None = every player
+    players: Sequence[str] | None = None
 
 
 def _games(ctx: Context, alias: str = "e") -> tuple[str, dict[str, Any]]:
     """``" AND <alias>.game = ANY(...)"`` (empty without games) and its parameters: the query layer's filter."""
     return clauses(Filters(games=tuple(ctx.games)), alias, prefix="ctx")
+
+
+def _players(ctx: Context, alias: str = "e") -> tuple[str, dict[str, Any]]:
+    """``" AND <alias>.player_id = ANY(...)"`` with ``ctx.players`` (empty for every player) and its parameters."""
+    if ctx.players is None:
+        return "", {}
+    return f" AND {alias}.player_id = ANY(:ctx_players)", {"ctx_players": list(ctx.players)}
 
 
 def _rows(ctx: Context, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -92,13 +101,16 @@ def sudden_wealth_change(ctx: Context, p: Any) -> list[Finding]:
     window = parse_duration(p.window, allow_zero=True)
     since = ctx.as_of - window
     floor = max(float(p.min_wealth), 1.0)
-    wealth, params = wealth_sql(ctx.as_of, ctx.games)
+    wealth, params = wealth_sql(ctx.as_of, ctx.games, ctx.players)
+    scope, scope_params = _players(ctx)
+    params.update(scope_params)
     flow = ("CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::float8 "
             "ELSE (e.payload->>'delta')::float8 END")  # fmt: skip
     sql = f"""
     WITH movers AS (
         SELECT DISTINCT e.player_id FROM events e
         WHERE e.event_type IN ('purchase', 'currency_change') AND e.occurred_at > :since AND e.occurred_at <= :as_of
+          {scope}
     ), recent AS (
         SELECT e.game, coalesce(e.payload->>'currency', 'USD') AS currency, e.player_id, sum({flow}) AS change
         FROM events e JOIN movers USING (player_id)
@@ -129,11 +141,13 @@ def sudden_wealth_change(ctx: Context, p: Any) -> list[Finding]:
 
 def rapid_asset_transfer(ctx: Context, p: Any) -> list[Finding]:
     game_cond, params = _games(ctx)
+    scope, scope_params = _players(ctx)
+    params.update(scope_params)
     sql = f"""
     SELECT e.player_id, e.game, count(*) AS transfers, count(DISTINCT e.payload->>'counterparty_id') AS counterparties,
            coalesce(sum((e.payload->>'value')::float8), 0) AS value
     FROM events e
-    WHERE e.event_type = 'trade' AND e.occurred_at > :since AND e.occurred_at <= :as_of {game_cond}
+    WHERE e.event_type = 'trade' AND e.occurred_at > :since AND e.occurred_at <= :as_of {game_cond}{scope}
     GROUP BY 1, 2 HAVING count(*) >= :count ORDER BY transfers DESC, player_id
     """
     params.update(since=ctx.as_of - parse_duration(p.window, allow_zero=True), as_of=ctx.as_of, count=p.count)
@@ -145,11 +159,13 @@ def rapid_asset_transfer(ctx: Context, p: Any) -> list[Finding]:
 
 def unusual_login_pattern(ctx: Context, p: Any) -> list[Finding]:
     game_cond, params = _games(ctx)
+    scope, scope_params = _players(ctx)
+    params.update(scope_params)
     sql = f"""
     SELECT e.player_id, e.game, count(*) AS logins, count(DISTINCT e.region) AS regions,
            (array_agg(DISTINCT e.region))[1:10] AS sample_regions
     FROM events e
-    WHERE e.event_type = 'login' AND e.occurred_at > :since AND e.occurred_at <= :as_of {game_cond}
+    WHERE e.event_type = 'login' AND e.occurred_at > :since AND e.occurred_at <= :as_of {game_cond}{scope}
     GROUP BY 1, 2 HAVING count(DISTINCT e.region) > :max_regions OR count(*) > :max_logins
     ORDER BY regions DESC, logins DESC, player_id
     """
@@ -301,6 +317,20 @@ _IMPLEMENTATIONS: dict[str, Callable[[Context, Any], list[Finding]]] = {
 }
 if set(_IMPLEMENTATIONS) != WORKER_EVALUATED:  # the detector table (api.alertrule.DETECTOR_TYPES) decides
     raise ImportError(f"detectors implemented {sorted(_IMPLEMENTATIONS)} != worker-evaluated {sorted(WORKER_EVALUATED)}")
+
+#: detectors whose subjects are players and that can be evaluated for some players only (``Context.players``):
+#: the streaming path evaluates these for the players an event touched (and those already flagged)
+PLAYER_SCOPED: frozenset[str] = frozenset({"suddenWealthChange", "rapidAssetTransfer", "unusualLoginPattern"})
+
+#: detector type -> the event types that can change its findings (the streaming path re-evaluates on these)
+EVENT_TYPES: dict[str, frozenset[str] | None] = {
+    "suddenWealthChange": frozenset({"purchase", "currency_change"}),
+    "rapidAssetTransfer": frozenset({"trade"}),
+    "unusualLoginPattern": frozenset({"login"}),
+    "marketManipulation": frozenset({"trade", "purchase"}),
+    "monopolyFormation": frozenset({"trade", "purchase"}),
+    "anomalyScore": None,  # a forest fitted on the population: evaluated by the periodic pass only
+}
 
 #: detector type -> its evaluation, for every type ``api.alertrule.DETECTOR_TYPES`` has the worker evaluate
 DETECTORS: dict[str, Callable[[Context, Any], list[Finding]]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote_plus
 
 from ...alerting.routing import DEFAULT_ROUTE
 from ...api.alertrule import AlertRuleSpec, Channel
@@ -19,7 +20,7 @@ from .names import (
     rule_object_name,
 )
 
-__all__ = ["ALERTS_DASHBOARD_UID", "DETECTOR_CONFIG_KEY", "LABEL_DATA_SOURCE", "LABEL_DETECTOR_CONFIG", "alert_name",
+__all__ = ["ALERTS_DASHBOARD_UID", "DETECTOR_CONFIG_KEY", "LABEL_DATA_SOURCE", "LABEL_DETECTOR_CONFIG", "alert", "alert_name",
            "alertmanager_config", "detector_config", "page_annotations", "prometheus_rule", "receiver", "render"]
 
 
@@ -32,17 +33,21 @@ def page_annotations(owner: Owner, spec: AlertRuleSpec, grafana_url: str | None 
     alert templates: what an on-call reads first.
 
     The summary names the game (the alert's ``game`` label when the expression keeps one), the detector and, for
-    the worker-evaluated detectors, how many subjects are flagged (the alert's value). The description says how
-    to list the flagged subjects with their intervention ids (``game-analytics interventions list --rule``).
-    ``dashboard_url`` opens the alerts dashboard with its ``namespace`` and ``game`` variables set.
+    the worker-evaluated detectors, how many subjects are flagged (the alert's value). For those the description
+    lists the top subjects (at most 5, highest score first) with their intervention ids, read with ``query``
+    from the worker's one ``top_subjects`` series of the rule (:func:`promql.top_subjects`), and says how to
+    list them all (``game-analytics interventions list --rule``). ``dashboard_url`` opens the alerts dashboard
+    with its ``namespace``, ``game`` and ``rule`` variables set.
     """
     rule, kind = promql.rule_id(owner.namespace, owner.name), spec.detector.kind()
     game = "{{ with $labels.game }}{{ . }}{{ else }}all games{{ end }}"
     if kind in promql.WORKER_EVALUATED:
         summary = f"{game}: {{{{ $value }}}} subjects flagged by {kind} (AlertRule {rule})"
+        top = (f"{{{{ range query `{promql.top_subjects(rule)}` }}}}{{{{ .Labels.subjects }}}}"
+               "{{ else }}not known yet{{ end }}")
         description = (f"AlertRule {rule} ({kind}, severity {spec.severity.value}) flags {{{{ $value }}}} subjects "
-                       f"in {game}. The flagged subjects and their intervention ids: game-analytics interventions "
-                       f"list --rule {rule} --status open")
+                       f"in {game}. Top subjects (intervention id): {top}. All of them: game-analytics "
+                       f"interventions list --rule {rule} --status open")
     else:
         summary = f"{game}: {kind} at {{{{ $value }}}} (AlertRule {rule})"
         description = (f"AlertRule {rule} ({kind}, severity {spec.severity.value}) fired with value "
@@ -50,30 +55,30 @@ def page_annotations(owner: Owner, spec: AlertRuleSpec, grafana_url: str | None 
     out = {"summary": summary, "description": description}
     if grafana_url:
         out["dashboard_url"] = (f"{grafana_url.rstrip('/')}/d/{ALERTS_DASHBOARD_UID}?var-namespace={owner.namespace}"
-                                "&var-game={{ with $labels.game }}{{ . }}{{ else }}$__all{{ end }}")
+                                "&var-game={{ with $labels.game }}{{ . }}{{ else }}$__all{{ end }}"
+                                f"&var-rule={quote_plus(rule)}")
     return out
 
 
-def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str,
-                    monitoring_labels: Mapping[str, str] | None = None, grafana_url: str | None = None) -> Manifest:
-    """The ``monitoring.coreos.com/v1`` PrometheusRule holding this rule's one alert (none while suspended).
+def alert(owner: Owner, spec: AlertRuleSpec, grafana_url: str | None = None) -> dict[str, Any]:
+    """THE alert of this rule without its expression: ``{"alert", "for", "labels", "annotations"}`` (label and
+    annotation values are Prometheus templates). The PrometheusRule (:func:`prometheus_rule`) and the detection
+    worker's streaming path (the ``alert`` key of :func:`detector_config`) both take it from here, so that
+    both paths send Alertmanager the same alert.
 
-    The alert always carries ``namespace: <the AlertRule's namespace>`` (after ``spec.labels``, so it cannot be
+    The labels always carry ``namespace: <the AlertRule's namespace>`` (after ``spec.labels``, so it cannot be
     overridden): prometheus-operator's AlertmanagerConfig matcher strategy ``OnNamespace`` routes only alerts
-    whose ``namespace`` label equals the AlertmanagerConfig's namespace. Its metadata labels are
-    ``monitoring_labels`` (the operator's default) merged with ``spec.monitoringLabels``.
+    whose ``namespace`` label equals the AlertmanagerConfig's namespace.
     """
-    rule = promql.rule_id(owner.namespace, owner.name)
-    alert = {
+    return {
         "alert": alert_name(owner.name),
-        "expr": expr,
         "for": spec.for_,
         "labels": {
             **spec.labels,
             "severity": spec.severity.value,
             "team": spec.team,
             "category": spec.category.value,
-            "rule": rule,
+            "rule": promql.rule_id(owner.namespace, owner.name),
             "namespace": owner.namespace,
         },
         "annotations": {
@@ -82,7 +87,19 @@ def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str,
             "runbook_url": spec.runbook_url,
         },
     }
-    group = {"name": f"gameanalytics.io/{rule}", "rules": [] if spec.suspend else [alert]}
+
+
+def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str,
+                    monitoring_labels: Mapping[str, str] | None = None, grafana_url: str | None = None) -> Manifest:
+    """The ``monitoring.coreos.com/v1`` PrometheusRule holding this rule's one alert (:func:`alert` with
+    ``expr``; none while suspended). Its metadata labels are ``monitoring_labels`` (the operator's default)
+    merged with ``spec.monitoringLabels``.
+    """
+    rule = promql.rule_id(owner.namespace, owner.name)
+    fields = alert(owner, spec, grafana_url)
+    entry = {"alert": fields["alert"], "expr": expr, "for": fields["for"], "labels": fields["labels"],
+             "annotations": fields["annotations"]}
+    group = {"name": f"gameanalytics.io/{rule}", "rules": [] if spec.suspend else [entry]}
     meta = monitoring_metadata(owner, rule_object_name(owner.name), "alert-rule", monitoring_labels,
                                spec.monitoring_labels)
     return manifest("monitoring.coreos.com/v1", "PrometheusRule", meta, spec={"groups": [group]})
@@ -149,10 +166,12 @@ def alertmanager_config(owner: Owner, spec: AlertRuleSpec,
                     spec={"route": route, "receivers": [receiver(c) for c in spec.channels], "inhibitRules": [inhibit]})
 
 
-def detector_config(owner: Owner, spec: AlertRuleSpec) -> Manifest:
-    """The ConfigMap the detection worker reads: which detector to run, its parameters, the rule's labels, and
-    ``autoResolveAfter`` when the spec sets it."""
+def detector_config(owner: Owner, spec: AlertRuleSpec, grafana_url: str | None = None) -> Manifest:
+    """The ConfigMap the detection worker reads: which detector to run, its parameters, the rule's labels,
+    ``autoResolveAfter`` when the spec sets it, and ``alert``: the rule's alert (:func:`alert`), which the
+    worker's streaming path posts to Alertmanager."""
     document = {
+        "alert": alert(owner, spec, grafana_url),
         "rule": promql.rule_id(owner.namespace, owner.name),
         "category": spec.category.value,
         "severity": spec.severity.value,
@@ -176,6 +195,7 @@ def render(owner: Owner, spec: AlertRuleSpec, monitoring_labels: Mapping[str, st
         promql.InvalidPromQL: if a raw ``promql`` detector does not parse; nothing should be created then.
     """
     expr = promql.render(spec.detector, promql.rule_id(owner.namespace, owner.name))
-    children = [prometheus_rule(owner, spec, expr, monitoring_labels, grafana_url), detector_config(owner, spec)]
+    children = [prometheus_rule(owner, spec, expr, monitoring_labels, grafana_url),
+                detector_config(owner, spec, grafana_url)]
     amc = alertmanager_config(owner, spec, monitoring_labels)
     return children + ([amc] if amc else [])

@@ -52,9 +52,13 @@ _FLOW = (
 )
 
 
-def _market_filter(as_of: datetime | None, games: Sequence[str]) -> tuple[str, dict[str, Any]]:
+def _market_filter(as_of: datetime | None, games: Sequence[str],
+                   players: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
     clauses = ["e.event_type IN ('purchase', 'currency_change')", "e.player_id IS NOT NULL"]
     params: dict[str, Any] = {}
+    if players is not None:
+        clauses.append("e.player_id = ANY(:wealth_players)")
+        params["wealth_players"] = list(players)
     if as_of is not None:
         clauses.append("e.occurred_at <= :as_of")
         params["as_of"] = as_of
@@ -64,10 +68,11 @@ def _market_filter(as_of: datetime | None, games: Sequence[str]) -> tuple[str, d
     return " AND ".join(clauses), params
 
 
-def wealth_sql(as_of: datetime | None = None, games: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
+def wealth_sql(as_of: datetime | None = None, games: Sequence[str] = (),
+               players: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
     """SQL (a SELECT with columns ``game, currency, player_id, wealth``) and parameters of per-player wealth at
-    ``as_of`` (inclusive; None = all events), for use as a CTE."""
-    cond, params = _market_filter(as_of, games)
+    ``as_of`` (inclusive; None = all events), for use as a CTE; only of ``players`` when given (None = all)."""
+    cond, params = _market_filter(as_of, games, players)
     sql = f"""
     SELECT e.game, {_CURRENCY} AS currency, e.player_id, sum({_FLOW}) AS wealth
     FROM events e WHERE {cond} GROUP BY 1, 2, 3

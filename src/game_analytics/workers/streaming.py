@@ -1,0 +1,257 @@
+"""The detection worker's streaming path: worker-evaluated rules evaluated on events as they arrive, alerts
+posted straight to Alertmanager (no scrape, no rule evaluation interval, no detection interval in between).
+
+The worker reads the GameDataSource's stream(s) in a consumer group of its own (``detection``; with
+``spec.stream.shards`` N every shard stream ``NAME:0..N-1``, see :mod:`game_analytics.workers.shards`),
+created at the stream's end: what happened before the worker started is the periodic pass's business. For a
+batch of entries:
+
+1. the events of the types a rule's detector reads (``detectors.EVENT_TYPES``) are its trigger;
+2. the worker waits (up to ``store_timeout``) until the ingest worker has committed those events to
+   PostgreSQL: the stream is the trigger, the store the state, and the detectors are the same SQL;
+3. a player-scoped rule (``detectors.PLAYER_SCOPED``) is evaluated for the touched players and the ones it
+   already flags (so a subject whose window passed resolves at stream speed); ``marketManipulation`` and
+   ``monopolyFormation`` are evaluated whole, at most every ``min_full_gap`` seconds; ``anomalyScore`` is left
+   to the periodic pass;
+4. the rule's flagged-subject count goes through :class:`~game_analytics.workers.alert_sender.RuleAlert` to
+   Alertmanager's v2 API (:class:`~game_analytics.workers.alert_sender.AlertmanagerClient`);
+5. the entries are acknowledged (after a crash they are re-read: an evaluation is idempotent).
+
+Evaluation time: ``--as-of now`` the wall clock, ``latest`` the newest event seen (stored or in the batch),
+a fixed time that time. Every second without entries the flagged subjects are re-evaluated and alerts resent.
+
+Settings (environment, rendered by the operator into the detection worker's ConfigMap):
+``GAME_ANALYTICS_ALERTMANAGER_URLS`` (comma separated; empty: the streaming path is off),
+``GAME_ANALYTICS_DETECTION_GROUP`` (default ``detection``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from prometheus_client import Histogram
+from sqlalchemy import text
+
+from game_analytics.monitoring import names
+from game_analytics.workers.alert_sender import AlertmanagerClient, RuleAlert
+from game_analytics.workers.batches import DATA_FIELD
+from game_analytics.workers.detectors import EVENT_TYPES, PLAYER_SCOPED
+from game_analytics.workers.shards import shard_streams
+
+__all__ = ["ALERTMANAGER_URLS_ENV", "GROUP_ENV", "StreamEvaluator", "start_from_env"]
+
+log = logging.getLogger(__name__)
+
+ALERTMANAGER_URLS_ENV = "GAME_ANALYTICS_ALERTMANAGER_URLS"
+GROUP_ENV = "GAME_ANALYTICS_DETECTION_GROUP"
+
+
+def _parse(entries: Iterable[tuple[Any, Any]]) -> list[dict[str, Any]]:
+    """``{event_id, event_type, player_id, occurred_at (datetime), sent (XADD time, s)}`` of well-formed entries
+    (a malformed one is the ingest worker's dead letter, not a trigger)."""
+    out = []
+    for entry_id, fields in entries:
+        if not fields:
+            continue
+        raw = fields.get(DATA_FIELD) if isinstance(fields, dict) else None
+        try:
+            doc = json.loads(raw)
+            at = datetime.fromisoformat(str(doc["occurred_at"]).replace("Z", "+00:00"))
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            out.append({"event_id": str(doc["event_id"]), "event_type": str(doc["event_type"]),
+                        "player_id": doc.get("player_id"), "occurred_at": at,
+                        "sent": int(sid.split("-")[0]) / 1000})  # fmt: skip
+        except (TypeError, ValueError, KeyError):
+            continue
+    return out
+
+
+class StreamEvaluator:
+    """Runs the streaming path of ``worker`` (a :class:`~game_analytics.workers.detection.DetectionWorker`).
+
+    Args:
+        worker: evaluates rules (``worker.evaluate``) and holds their subjects; its ``listeners`` get this.
+        client: a ``redis.Redis`` (raw bytes replies) for the streams.
+        streams: the stream keys (:func:`~game_analytics.workers.shards.shard_streams`).
+        alertmanager: where alerts go (None: nothing is posted, the rules are still evaluated).
+        group / consumer: this worker's consumer group and name.
+        block_ms: XREADGROUP block; store_timeout: seconds to wait for the ingest worker's commit.
+    """
+
+    def __init__(self, worker: Any, client: redis.Redis, streams: Sequence[str], alertmanager: AlertmanagerClient | None,
+                 *, group: str = "detection", consumer: str | None = None, block_ms: int = 200,
+                 store_timeout: float = 5.0, min_full_gap: float = 1.0) -> None:  # fmt: skip
+        self.worker, self.client, self.streams = worker, client, list(streams)
+        self.alertmanager = alertmanager
+        self.group, self.consumer = group, consumer or socket.gethostname()
+        self.block_ms, self.store_timeout, self.min_full_gap = block_ms, store_timeout, min_full_gap
+        self.alerts: dict[str, RuleAlert] = {}
+        self._lock = threading.Lock()
+        self._latest: datetime | None = None
+        self._last_full: dict[str, float] = {}
+        self.latency = Histogram(names.DETECTION_STREAM_LATENCY.removesuffix("_seconds") + "_seconds",
+                                 "From an entry's XADD to its rules evaluated by the streaming path.",
+                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=worker.registry)  # fmt: skip
+        worker.listeners.append(self.on_change)
+        for stream in self.streams:
+            try:
+                self.client.xgroup_create(stream, self.group, id="$", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- alerts -------------------------------------------------------------------------------------------------
+    def on_change(self, rule: Any, count: int, top: str, as_of: datetime) -> None:
+        """Listener of the worker: evaluate the rule's alert and send it when due."""
+        if rule.alert is None:
+            return
+        now = datetime.now(UTC)
+        with self._lock:
+            state = self.alerts.get(rule.rule)
+            if state is None or state.spec != rule.alert:
+                state = self.alerts[rule.rule] = RuleAlert(rule.rule, rule.alert)
+            state.evaluate(count, now, top)
+            due = [state.payload(now)] if state.due(now) else []
+            if due:
+                state.last_sent = now
+        if due and self.alertmanager is not None:
+            self.alertmanager.post(due)
+
+    def resend(self) -> None:
+        """Resend what is due (firing every minute, resolved for 15 minutes); drop alerts of deleted rules."""
+        now = datetime.now(UTC)
+        active = {r.rule for r in self.worker.rules}
+        with self._lock:
+            for rule in [r for r in self.alerts if r not in active]:
+                state = self.alerts.pop(rule)
+                if state.state == "firing":  # deleted while firing: resolve it, as Prometheus does on unload
+                    state.evaluate(0, now)
+                    self.alerts[rule] = state
+            due = []
+            for state in self.alerts.values():
+                if state.due(now):
+                    due.append(state.payload(now))
+                    state.last_sent = now
+        if due and self.alertmanager is not None:
+            self.alertmanager.post(due)
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def _as_of(self, events: Sequence[dict[str, Any]]) -> datetime:
+        as_of = self.worker.as_of
+        if isinstance(as_of, datetime):
+            return as_of
+        if as_of == "latest":
+            newest = max((e["occurred_at"] for e in events), default=None)
+            if self._latest is None:
+                with self.worker.engine.connect() as conn:
+                    self._latest = conn.execute(text("SELECT max(occurred_at) FROM events")).scalar()
+            candidates = [t for t in (self._latest, newest) if t is not None]
+            self._latest = max(candidates) if candidates else datetime.now(UTC)
+            return self._latest
+        return datetime.now(UTC)
+
+    def _wait_stored(self, events: Sequence[dict[str, Any]]) -> None:
+        """Until every event of ``events`` is in ``events`` (the ingest worker committed it), or the timeout."""
+        pending = {e["event_id"] for e in events}
+        low = min(e["occurred_at"] for e in events) - timedelta(seconds=1)
+        high = max(e["occurred_at"] for e in events) + timedelta(seconds=1)
+        deadline = time.monotonic() + self.store_timeout
+        while pending:
+            with self.worker.engine.connect() as conn:
+                stored = conn.execute(text(
+                    "SELECT event_id FROM events WHERE event_id = ANY(:ids) AND occurred_at BETWEEN :lo AND :hi"),
+                    {"ids": list(pending), "lo": low, "hi": high}).scalars().all()  # fmt: skip
+            pending -= set(stored)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                log.warning("%d event(s) not stored after %.0f s; evaluating without them", len(pending),
+                            self.store_timeout)  # fmt: skip
+                return
+            time.sleep(0.02)
+
+    def process(self, events: Sequence[dict[str, Any]]) -> None:
+        """Evaluate the rules the ``events`` trigger (see the module docstring), plus a re-evaluation of every
+        player-scoped rule's flagged subjects."""
+        rules = list(self.worker.rules)
+        triggers = {r.rule: [e for e in events if (EVENT_TYPES.get(r.detector) or ()) and e["event_type"] in
+                             EVENT_TYPES[r.detector]] for r in rules}  # fmt: skip
+        relevant = [e for r in rules for e in triggers[r.rule]]
+        if relevant:
+            self._wait_stored(relevant)
+        as_of = self._as_of(events)
+        for rule in rules:
+            trig = triggers[rule.rule]
+            try:
+                if rule.detector in PLAYER_SCOPED:
+                    players = {e["player_id"] for e in trig if e["player_id"]}
+                    players |= set(self.worker.subjects.get(rule.rule, {}))
+                    if players:
+                        self.worker.evaluate(rule, as_of, sorted(players))
+                elif trig and EVENT_TYPES.get(rule.detector) is not None:
+                    if time.monotonic() - self._last_full.get(rule.rule, 0.0) >= self.min_full_gap:
+                        self._last_full[rule.rule] = time.monotonic()
+                        self.worker.evaluate(rule, as_of)
+            except Exception:  # noqa: BLE001 - one broken rule must not stop the others
+                log.exception("streaming evaluation of rule %s failed", rule.rule)
+                self.worker.metrics.errors.labels(rule.rule).inc()
+        done = time.time()
+        for e in relevant:
+            self.latency.observe(max(0.0, done - e["sent"]))
+
+    def run(self, stop: threading.Event) -> None:
+        """Read, evaluate and acknowledge until ``stop`` is set; reconnects after Redis errors (1 s pause)."""
+        last_tick = 0.0
+        while not stop.is_set():
+            try:
+                reply = self.client.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
+                                               count=1000, block=self.block_ms)  # fmt: skip
+                batches = [(stream, entries) for stream, entries in (reply or []) if entries]
+                events = _parse(e for _, entries in batches for e in entries)
+                if events or time.monotonic() - last_tick >= 1.0:
+                    if self.worker.rules:
+                        self.process(events)
+                    self.resend()
+                    last_tick = time.monotonic()
+                for stream, entries in batches:
+                    self.client.xack(stream, self.group, *[entry_id for entry_id, _ in entries])
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("stream read failed (%s); retrying in 1 s", exc)
+                stop.wait(1.0)
+            except Exception:  # noqa: BLE001 - e.g. the database is briefly unavailable
+                log.exception("streaming pass failed")
+                stop.wait(1.0)
+
+
+def start_from_env(worker: Any, settings: Any, stop: threading.Event,
+                   environ: dict[str, str] | None = None) -> threading.Thread | None:  # fmt: skip
+    """Start the streaming path in a thread when ``GAME_ANALYTICS_ALERTMANAGER_URLS`` is set and Redis is
+    configured in ``settings`` (a :class:`~game_analytics.settings.WorkerSettings`: ``stream``,
+    ``stream_shards``, the Redis connection); returns the thread, or None when the path is off."""
+    env = os.environ if environ is None else environ
+    urls = [u.strip() for u in env.get(ALERTMANAGER_URLS_ENV, "").split(",") if u.strip()]
+    if not urls:
+        return None
+    if not (settings.redis_url or settings.redis_sentinels):
+        log.warning("%s is set but no Redis is configured: the streaming path is off", ALERTMANAGER_URLS_ENV)
+        return None
+    from game_analytics.redis_client import connect
+
+    client = connect(settings, socket_timeout=10.0)
+    streams = shard_streams(settings.stream, settings.stream_shards)
+    evaluator = StreamEvaluator(worker, client, streams, AlertmanagerClient(urls, registry=worker.registry),
+                                group=env.get(GROUP_ENV) or "detection")  # fmt: skip
+    thread = threading.Thread(target=evaluator.run, args=(stop,), name="detection-stream", daemon=True)
+    thread.start()
+    log.info("streaming path on: %s in group %s, alerts to %s", ", ".join(streams), evaluator.group, ", ".join(urls))
+    return thread
