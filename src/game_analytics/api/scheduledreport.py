@@ -27,6 +27,7 @@ class ReportType(StrEnum):
     RETENTION = "retention"
     RANKINGS = "rankings"
     SECURITY = "security"
+    DASHBOARD = "dashboard"
 
 
 class ReportFormat(StrEnum):
@@ -46,6 +47,29 @@ class TimeRange(Model):
     """The period a report covers, ending at the run's start."""
 
     lookback: Duration = Field(default="7d", description="How far back the report looks, e.g. 24h, 7d, 30d.")
+
+
+class DashboardReport(Model):
+    """The dashboard a ``dashboard`` report renders, its variables and the Prometheus it queries (docs/reports.md).
+
+    The time range is ``timeRange.lookback`` ending at the run's start; SQL panels query the GameDataSource's
+    database.
+    """
+
+    uid: str = Field(pattern=r"^game-analytics-[a-z0-9-]+$", max_length=64,
+                     description="uid of one of the product's dashboards, e.g. game-analytics-activity.")
+    variables: dict[str, list[str]] = Field(
+        default_factory=dict, max_length=20,
+        description="Template variable values, e.g. {game: [cdnow]}; a variable not given keeps its default (All).",
+    )
+    prometheus_url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090", pattern=r"^https?://[^\s]+$", max_length=512,
+        description="Base URL of the Prometheus the panels query (default: the prometheus-operated Service of "
+                    "kube-prometheus-stack in namespace monitoring).",
+    )  # fmt: skip
+    scrape_interval: Duration = Field(
+        default="30s", description="The data source's scrape interval: Grafana's minimum $__interval and the "
+                                   "base of $__rate_interval.")  # fmt: skip
 
 
 class ReportFilters(Model):
@@ -100,11 +124,17 @@ class ScheduledReportSpec(Model):
                     "report types must not repeat",
                     ".reports",
                 ),
+                cel(
+                    "!self.reports.exists(r, r == 'dashboard') || has(self.dashboard)",
+                    "a dashboard report needs spec.dashboard (uid, variables, prometheusUrl)",
+                    ".dashboard",
+                ),
             ]
         }
     }
 
-    reports: list[ReportType] = Field(min_length=1, max_length=5, description="Report types to render in each run.")
+    reports: list[ReportType] = Field(min_length=1, max_length=len(ReportType),
+                                      description="Report types to render in each run.")
     schedule: str = Field(pattern=CRON_PATTERN, max_length=128, description="Cron schedule, e.g. '0 6 * * 1'.")
     time_zone: str = Field(default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64, description="IANA time zone of the schedule.")
     time_range: TimeRange = Field(default_factory=TimeRange, description="Period each report covers.")
@@ -114,6 +144,7 @@ class ScheduledReportSpec(Model):
         description="Output formats: html, csv (a zip of CSV files), json, pdf.",
     )
     delivery: Delivery = Field(default_factory=Delivery, description="Where finished reports are sent.")
+    dashboard: DashboardReport | None = Field(default=None, description="What the dashboard report type renders.")
     starting_deadline_seconds: int = Field(
         default=300, ge=10, le=86_400, description="A run that cannot start within this many seconds counts as missed."
     )

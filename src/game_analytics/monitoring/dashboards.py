@@ -18,118 +18,29 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from grafana_foundation_sdk.builders import bargauge, heatmap, prometheus, stat, table, timeseries
-from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import dashboard as dbm
-from grafana_foundation_sdk.models import prometheus as prom
 
 from . import names
-
-DATASOURCE_VAR = "datasource"
-DATASOURCE = dbm.DataSourceRef(type_val="prometheus", uid=f"${{{DATASOURCE_VAR}}}")
-TAGS = ["game-analytics"]
-UID_PREFIX = "game-analytics-"
-#: a ConfigMap holds at most 1 MiB of data (etcd's object size limit is a little above that)
-CONFIGMAP_LIMIT_BYTES = 1024 * 1024
-CONFIGMAP_LABEL = {"grafana_dashboard": "1"}
-
-# label filters bound to the template variables
-NS = 'namespace=~"$namespace"'
-GAME = f'{NS}, game=~"$game"'
-REGION = f'{GAME}, region=~"$region"'
-RATE = "$__rate_interval"
-
-
-def _query(expr: str, legend: str = "", *, ref: str = "A", instant: bool = False,
-           fmt: prom.PromQueryFormat | None = None) -> prometheus.Dataquery:
-    q = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE)
-    if legend:
-        q = q.legend_format(legend)
-    q = q.instant() if instant else q.range()
-    if fmt is not None:
-        q = q.format(fmt)
-    return q
-
-
-def _targets(panel: Any, queries: Iterable[tuple[str, str]], **kwargs: Any) -> Any:
-    for i, (expr, legend) in enumerate(queries):
-        panel = panel.with_target(_query(expr, legend, ref=chr(ord("A") + i), **kwargs))
-    return panel
-
-
-def _common(panel: Any, title: str, description: str, unit: str, span: int, height: int) -> Any:
-    return panel.title(title).description(description).datasource(DATASOURCE).unit(unit).span(span).height(height)
-
-
-def timeseries_panel(title: str, description: str, queries: list[tuple[str, str]], *, unit: str = "short",
-                     span: int = 12, height: int = 8) -> timeseries.Panel:
-    """A time series panel; ``queries`` are ``(PromQL, legend format)`` pairs."""
-    return _targets(_common(timeseries.Panel(), title, description, unit, span, height), queries)
-
-
-def stat_panel(title: str, description: str, expr: str, *, unit: str = "short", span: int = 6,
-               height: int = 4) -> stat.Panel:
-    """A single-value panel of an instant query."""
-    return _targets(_common(stat.Panel(), title, description, unit, span, height), [(expr, "")], instant=True)
-
-
-def distribution_panel(title: str, description: str, bucket_expr: str, *, unit: str = "short", span: int = 12,
-                       height: int = 8) -> bargauge.Panel:
-    """Bars of a (gauge) histogram at the current time: one bar per bucket, counts per bucket (Grafana turns
-    cumulative ``le`` buckets into per-bucket counts with the ``heatmap`` format)."""
-    panel = _common(bargauge.Panel(), title, description, unit, span, height)
-    return _targets(panel, [(bucket_expr, "{{le}}")], instant=True, fmt=prom.PromQueryFormat.HEATMAP)
-
-
-def rows_heatmap_panel(title: str, description: str, expr: str, legend: str, *, unit: str = "short",
-                       span: int = 24, height: int = 9) -> heatmap.Panel:
-    """A heat map with one row per series (e.g. per region) over time, not calculated from buckets."""
-    panel = _common(heatmap.Panel(), title, description, unit, span, height).calculate(False)
-    return _targets(panel, [(expr, legend)])
-
-
-def table_panel(title: str, description: str, queries: list[tuple[str, str]], *, span: int = 12,
-                height: int = 8) -> table.Panel:
-    """A table of instant queries (one column per label, ``Value`` columns per query)."""
-    panel = _common(table.Panel(), title, description, "short", span, height)
-    return _targets(panel, queries, instant=True, fmt=prom.PromQueryFormat.TABLE)
-
-
-def _variables() -> list[Any]:
-    def query_var(name: str, label: str, query: str) -> db.QueryVariable:
-        return (db.QueryVariable(name).label(label).query(query).datasource(DATASOURCE)
-                .multi(True).include_all(True).all_value(".*")
-                .refresh(dbm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dbm.VariableSort.ALPHABETICAL_ASC)
-                .current(dbm.VariableOption(selected=True, text="All", value="$__all")))
-
-    return [
-        db.DatasourceVariable(DATASOURCE_VAR).label("Data source").type("prometheus"),
-        query_var("namespace", "Namespace", "label_values(up, namespace)"),
-        query_var("game", "Game", f'label_values({names.ACTIVE_PLAYERS}{{{NS}}}, game)'),
-        query_var("region", "Region", f'label_values({names.ACTIVE_PLAYERS_BY_REGION}{{{GAME}}}, region)'),
-    ]
-
-
-def _dashboard(slug: str, title: str, description: str, rows: list[tuple[str, list[Any]]]) -> dict[str, Any]:
-    builder = (db.Dashboard(title).uid(UID_PREFIX + slug).description(description).tags(TAGS)
-               .editable().time("now-6h", "now").refresh("1m").timezone("browser")
-               .tooltip(dbm.DashboardCursorSync.CROSSHAIR).variables(_variables()))
-    for row_title, panels in rows:
-        builder = builder.with_row(db.Row(row_title))
-        for panel in panels:
-            builder = builder.with_panel(panel)
-    model = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
-    for number, panel in enumerate(model["panels"], start=1):  # stable panel ids, in layout order
-        panel["id"] = number
-        if panel.get("options") is None and panel["type"] != "row":
-            panel["options"] = {}  # unset in the builder: Grafana applies the plugin's defaults
-    return model
+from .panels import (
+    CONFIGMAP_LABEL,
+    CONFIGMAP_LIMIT_BYTES,  # noqa: F401 - re-exported (tests)
+    GAME,
+    NS,
+    RATE,
+    REGION,
+    UID_PREFIX,
+    _dashboard,
+    bargauge_panel,
+    distribution_panel,
+    rows_heatmap_panel,
+    stat_panel,
+    table_panel,
+    timeseries_panel,
+)
 
 
 def _row(name: str) -> tuple[str, list[Any]]:
@@ -243,19 +154,13 @@ def rankings() -> dict[str, Any]:
     ])
 
 
-def bargauge_panel(title: str, description: str, expr: str, legend: str, *, span: int = 12,
-                   height: int = 8) -> bargauge.Panel:
-    """Horizontal bars of an instant query, one per series."""
-    return _targets(_common(bargauge.Panel(), title, description, "short", span, height), [(expr, legend)],
-                    instant=True)
-
 
 def alerts() -> dict[str, Any]:
     """Alerts and interventions: firing alerts, flagged subjects, detections, open cases."""
     return _dashboard("alerts", "Game analytics / Alerts and interventions", "What the AlertRules find.", [
         ("Alerts", [
             stat_panel("Firing AlertRules", "AlertRule alerts firing now.",
-                       f'count(ALERTS{{{NS}, alertstate="firing", rule!=""}}) or vector(0)'),
+                       f'count(ALERTS{{{NS}, alertstate="firing", rule!=""}}) or vector(0)', alert_at=1),
             stat_panel("Flagged subjects", "Players or items currently flagged by worker-evaluated rules.",
                        f"sum({names.DETECTION_FLAGGED}{{{NS}}}) or vector(0)"),
             stat_panel("Open detections", "Detections not yet resolved.",
@@ -368,9 +273,9 @@ def topology() -> dict[str, Any]:
             stat_panel("Redis masters", "Instances reporting role master (exactly 1 per RedisFailover).",
                        f'count(redis_instance_info{{{NS}, role="master"}}) or vector(0)'),
             stat_panel("Redis instances down", "Instances the exporter cannot query.",
-                       f"count(redis_up{{{NS}}} == 0) or vector(0)"),
+                       f"count(redis_up{{{NS}}} == 0) or vector(0)", alert_at=1),
             stat_panel("Sentinel quorum failures", "Masters whose Sentinels fail CKQUORUM.",
-                       f"count(redis_sentinel_master_ckquorum_status{{{NS}}} == 0) or vector(0)"),
+                       f"count(redis_sentinel_master_ckquorum_status{{{NS}}} == 0) or vector(0)", alert_at=1),
             stat_panel("Ready Sentinels", "Ready Sentinel pods over desired.",
                        f'sum(kube_statefulset_status_replicas_ready{{{NS}, statefulset=~".+-sentinel"}}) / '
                        f'sum(kube_statefulset_replicas{{{NS}, statefulset=~".+-sentinel"}})', unit="percentunit"),

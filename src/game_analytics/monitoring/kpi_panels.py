@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import names
-from .dashboards import GAME, bargauge_panel, distribution_panel, timeseries_panel
+from .panels import GAME, bargauge_panel, distribution_panel, timeseries_panel
 
 __all__ = ["activity_kpis", "economy_value", "ranking_model_quality"]
 

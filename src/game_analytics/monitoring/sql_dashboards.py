@@ -17,7 +17,7 @@ from grafana_foundation_sdk.builders import table, timeseries
 from grafana_foundation_sdk.models import dashboard as dbm
 
 from . import names
-from .dashboards import NS, _common, _dashboard, stat_panel, timeseries_panel
+from .panels import NS, _common, _dashboard, stat_panel, timeseries_panel
 
 __all__ = ["PG_DATASOURCE", "PG_DATASOURCE_VAR", "audit", "expand_sql", "interventions", "sql_queries"]
 
@@ -107,10 +107,10 @@ def interventions() -> dict[str, Any]:
                        "long, how fast it is worked, and which rules fill it.", [
         ("Queue", [
             stat_panel("Open critical cases", "Open and in-progress cases of priority 1.",
-                       f'sum({names.CASES_OPEN}{{{NS}, priority="1"}}) or vector(0)'),
+                       f'sum({names.CASES_OPEN}{{{NS}, priority="1"}}) or vector(0)', alert_at=1),
             stat_panel("Oldest unacknowledged critical case", "Age of the oldest priority 1 case nobody "
                        "acknowledged (GameAnalyticsCriticalCaseUnacknowledged pages after 15 min).",
-                       f'max({names.CASE_OLDEST_UNACKED_AGE}{{{NS}, priority="1"}})', unit="s"),
+                       f'max({names.CASE_OLDEST_UNACKED_AGE}{{{NS}, priority="1"}})', unit="s", alert_at=900),
             stat_panel("Open cases", "Open and in-progress cases, every priority.",
                        f"sum({names.CASES_OPEN}{{{NS}}}) or vector(0)"),
             stat_panel("Oldest open case", "Age of the oldest open or in-progress case.",

@@ -7,24 +7,31 @@ A :class:`Report` is what a builder (see :mod:`game_analytics.reports.builders`)
 * ``tables``: named :class:`pandas.DataFrame` objects (one CSV file each);
 * ``charts``: declarative :class:`ChartSpec` objects that point at a table's columns, drawn by
   :mod:`game_analytics.reports.charts`;
-* ``notes``: caveats about the data (e.g. "timestamps have day resolution").
+* ``notes``: caveats about the data (e.g. "timestamps have day resolution");
+* ``pages``: whole pages drawn by the report itself (:class:`Page`; the ``dashboard`` type's panel grids), shown
+  after the key figures in HTML and PDF.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
 from ..api.common import parse_duration
 from ..api.scheduledreport import ReportFilters, ReportType
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
+
 __all__ = [
     "MAX_FILTER_VALUE_LENGTH",
     "ChartSpec",
     "Figure",
+    "Page",
     "Report",
     "ReportPeriod",
     "Table",
@@ -174,6 +181,14 @@ class ChartSpec:
     zero_based: bool = True
 
 
+@dataclass(frozen=True)
+class Page:
+    """A whole page the report draws itself: ``draw()`` returns a new A4-landscape matplotlib figure."""
+
+    title: str
+    draw: Callable[[], MplFigure]
+
+
 @dataclass
 class Report:
     """A finished report (see the module docstring)."""
@@ -187,6 +202,7 @@ class Report:
     tables: list[Table] = field(default_factory=list)
     charts: list[ChartSpec] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pages: list[Page] = field(default_factory=list)
 
     def table(self, name: str) -> pd.DataFrame:
         """The frame of table ``name``. Raises KeyError if there is none."""

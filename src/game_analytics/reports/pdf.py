@@ -4,6 +4,7 @@ The same content as the HTML view (:mod:`game_analytics.reports.render`), laid o
 
 * **title page**: the report title, period, filters, generation time, the key figures (label, value with unit)
   and the notes;
+* **the report's own pages** (:attr:`~game_analytics.reports.model.Report.pages`, e.g. a dashboard's panels);
 * **one section per table**, in the report's table order: the table title as the page heading (``<title>`` or
   ``<title> (continued)``), its description, the rows as a matplotlib table (the cells formatted as in HTML;
   at most :data:`ROWS_PER_PAGE` rows and :data:`COLUMNS_PER_PAGE` columns a page; wider tables repeat their first
@@ -184,9 +185,13 @@ def render_pdf(report: Report) -> bytes:
     buf = io.BytesIO()
     metadata = {"Title": report.title, "Subject": report.period.label(), "Creator": "game-analytics",
                 "CreationDate": report.generated_at}  # fmt: skip
-    with matplotlib.rc_context({"pdf.fonttype": 42}), PdfPages(buf, metadata=metadata) as pdf:
+    # "$" in titles and notes is text, not TeX math
+    rc = {"pdf.fonttype": 42, "text.parse_math": False}
+    with matplotlib.rc_context(rc), PdfPages(buf, metadata=metadata) as pdf:
         for fig in _title_pages(report, _filters(report)):
             pdf.savefig(fig)
+        for page in report.pages:  # pages the report draws itself (dashboard panel grids)
+            pdf.savefig(page.draw())
         for table in report.tables:
             for fig in _section_figures(report, table):
                 pdf.savefig(fig)

@@ -99,6 +99,12 @@ def _filters_text(report: Report) -> str:
     return "; ".join(parts + [f"top N: {f.top_n}"])
 
 
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
 def render_html(report: Report, charts: dict[str, bytes] | None = None) -> bytes:
     """The self-contained HTML document (UTF-8). ``charts`` defaults to :func:`render_charts` of the report."""
     charts = render_charts(report) if charts is None else charts
@@ -110,6 +116,7 @@ def render_html(report: Report, charts: dict[str, bytes] | None = None) -> bytes
         generated=f"{report.generated_at:%Y-%m-%d %H:%M:%S} UTC",
         figures=[(f.label, f.formatted()) for f in report.figures],
         charts=[(titles[name], base64.b64encode(png).decode("ascii")) for name, png in charts.items()],
+        pages=[(page.title, base64.b64encode(_png(page.draw())).decode("ascii")) for page in report.pages],
         tables=[
             {"title": t.title, "description": t.description, "columns": [str(c) for c in t.frame.columns],
              "rows": [[_cell(v, str(c), str(c) in t.percent_columns) for c, v in zip(t.frame.columns, row, strict=True)]

@@ -45,6 +45,7 @@ from ..api.scheduledreport import (
     WebhookStyle,
 )
 from ..reports.builders import build_report
+from ..reports.dashboard.preview import DashboardTarget, dashboard_target, preview_main
 from ..reports.delivery import RetryPolicy, RunSummary, deliver_channels
 from ..reports.history import (
     FAILED,
@@ -96,6 +97,7 @@ class RunConfig:
         retry: webhook retry policy.
         schedule: ``(cron expression, time zone)`` of the ScheduledReport, recorded so that the exporter can tell
             a missed schedule; None for hand-made runs.
+        dashboard: what the ``dashboard`` report type renders (required when it is in ``reports``).
         run_key: what identifies this scheduled run across retries of its Job (the Job name,
             :func:`game_analytics.workers.jobs.job_name`): a channel that delivered an earlier attempt of the
             same key is not sent to again.  None (hand-made runs): every channel is sent to.
@@ -114,6 +116,7 @@ class RunConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     schedule: tuple[str, str] | None = None
     run_key: str | None = None
+    dashboard: DashboardTarget | None = None
 
     def parameters(self) -> dict[str, object]:
         """The run parameters stored in ``report_runs.parameters`` (no secrets)."""
@@ -125,6 +128,8 @@ class RunConfig:
                          "email": list(self.email.to) if self.email else None},
             **({"schedule": self.schedule[0], "timeZone": self.schedule[1]} if self.schedule else {}),
             **({"runKey": self.run_key} if self.run_key else {}),
+            **({"dashboard": {"uid": self.dashboard.uid, "variables": self.dashboard.variables}}
+               if self.dashboard else {}),
         }  # fmt: skip
 
 
@@ -171,7 +176,8 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
         run_ids[rtype.value] = run_id
         task = progress.add_task(f"{rtype.value}", total=None) if progress else None
         try:
-            report = build_report(engine, rtype, config.period, config.filters, now)
+            report = (build_report(engine, rtype, config.period, config.filters, now)
+                      if rtype is not ReportType.DASHBOARD else _dashboard_report(engine, config, now))
             paths = write_report(report, config.formats, config.output_dir, prefix=f"{config.name}-")
         except Exception as exc:  # noqa: BLE001 - any failure of one report is recorded and fails the run
             log.exception("report %s failed", rtype.value)
@@ -203,6 +209,14 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
     result = RunResult(summary, delivery_errors, run_ids)
     _audit(engine, config, result, channels, outcomes)
     return result
+
+
+def _dashboard_report(engine: Engine, config: RunConfig, now: datetime | None):  # type: ignore[no-untyped-def]
+    from ..reports.dashboard import build_dashboard_report
+
+    if config.dashboard is None:
+        raise ValueError("report type dashboard needs spec.dashboard")
+    return build_dashboard_report(config.dashboard, config.period, engine=engine, now=now)
 
 
 #: Audit actor of the report runs and deliveries (source ``worker`` for scheduled runs, ``cli`` by hand).
@@ -342,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if spec.delivery.webhook is not None:
             webhook = (os.environ.get(ENV_WEBHOOK_URL, ""), spec.delivery.webhook.style)
         config = RunConfig(
-            name=name, namespace=namespace, reports=list(spec.reports),
+            dashboard=dashboard_target(spec.dashboard), name=name, namespace=namespace, reports=list(spec.reports),
             period=ReportPeriod.lookback(now, spec.time_range.lookback), filters=filters,
             formats=list(spec.formats), output_dir=args.output_dir, webhook=webhook, email=spec.delivery.email,
             smtp_password=os.environ.get(ENV_SMTP_PASSWORD), schedule=(spec.schedule, spec.time_zone),
@@ -477,6 +491,9 @@ def _cli_history(args: argparse.Namespace) -> int:
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``game-analytics report run|history ...`` (see the module docstring); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"] and ("dashboard" in argv or "--type=dashboard" in argv):
+        return preview_main(argv[1:])  # `report run --type dashboard ...`: a local preview (reports/dashboard)
     args = _cli_parser().parse_args(argv)
     configure_logging(getattr(args, "log_level", "WARNING"))
     try:
