@@ -53,6 +53,9 @@ class Images:
     probe_address_annotation: bool = False
     #: Grafana's base URL (chart ``monitoring.grafanaURL``): pages link the alerts dashboard there; empty: no link
     grafana_url: str = ""
+    #: Alertmanager base URLs the detection workers' streaming path posts to (chart
+    #: ``monitoring.alertmanagerURLs``), unless a GameDataSource names its own; empty: the path is off
+    alertmanager_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Images:
@@ -68,6 +71,7 @@ class Images:
             allowed_webhook_hosts=_list_env("GAME_ANALYTICS_ALLOWED_WEBHOOK_HOSTS"),
             probe_address_annotation=os.environ.get("GAME_ANALYTICS_PROBE_ADDRESS_ANNOTATION", "") == "true",
             grafana_url=os.environ.get("GAME_ANALYTICS_GRAFANA_URL", d.grafana_url),
+            alertmanager_urls=_list_env("GAME_ANALYTICS_ALERTMANAGER_URLS"),
         )
 
 

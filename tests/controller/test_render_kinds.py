@@ -162,3 +162,22 @@ def test_batch_pods_know_their_job_name_at_any_length():
     env = {e["name"]: e for e in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["GAME_ANALYTICS_JOB_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
         "metadata.labels['batch.kubernetes.io/job-name']"
+
+
+def test_detection_workers_learn_the_alertmanagers_of_the_streaming_path():
+    """The chart's default Alertmanagers (monitoring.alertmanagerURLs, passed in) reach the workers' ConfigMap;
+    the GameDataSource's own spec.workers.detection.alertmanagerURLs win; none: the variable is absent (off)."""
+    def env(spec, default=()):
+        children = gamedatasource.render(owner("GameDataSource", "default"), spec, image="img:1",
+                                         alertmanager_urls=default)
+        (config,) = [c for c in children if c["kind"] == "ConfigMap"]
+        return config["data"].get("GAME_ANALYTICS_ALERTMANAGER_URLS")
+
+    assert env(DATA_SOURCE_SPEC) is None
+    assert env(DATA_SOURCE_SPEC, ("http://am-0:9093", "http://am-1:9093")) == "http://am-0:9093,http://am-1:9093"
+    own = example("gamedatasource.yaml")
+    own.setdefault("workers", {}).setdefault("detection", {})["alertmanagerURLs"] = ["https://am.example.com"]
+    assert env(GameDataSourceSpec.model_validate(own), ("http://am-0:9093",)) == "https://am.example.com"
+    own["workers"]["detection"]["alertmanagerURLs"] = ["http://a,b"]  # a comma would split the list
+    with pytest.raises(ValueError, match="alertmanagerURLs"):
+        GameDataSourceSpec.model_validate(own)

@@ -6,7 +6,7 @@ reference) and the Redis endpoint, and reconciles into the ingest, exporter and 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -59,8 +59,17 @@ class WorkerSettings(Model):
     resources: Resources = Field(default_factory=Resources, description="Container resources.")
 
 
+AlertmanagerURL = Annotated[str, Field(pattern=r"^https?://[^\s,]+$", max_length=2048)]
+
+
 class DetectionSettings(WorkerSettings):
     interval_seconds: int = Field(default=30, ge=1, le=3600, description="Seconds between detection passes.")
+    alertmanager_urls: list[AlertmanagerURL] = Field(
+        default_factory=list, alias="alertmanagerURLs", max_length=8,
+        description="Alertmanager base URLs (e.g. http://alertmanager-operated.monitoring:9093) the detection "
+                    "worker's streaming path posts its alerts to (POST /api/v2/alerts) as events arrive; empty: "
+                    "the operator's default (chart monitoring.alertmanagerURLs). With none at all only the "
+                    "PrometheusRule path pages.")
 
 
 class Workers(Model):

@@ -30,7 +30,8 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     source = resolve_data_source(cluster, owner.namespace, owner.name, spec)
     children = render.render(owner, spec, image=images.worker, sentinel_master=source.sentinel_master,
                              redis_password_ref=source.redis_password_ref,
-                             monitoring_labels=images.monitoring_labels)
+                             monitoring_labels=images.monitoring_labels,
+                             alertmanager_urls=images.alertmanager_urls)
     available = 0
     for worker in names.WORKERS:
         deployment = cluster.get("apps/v1", "Deployment", owner.namespace,

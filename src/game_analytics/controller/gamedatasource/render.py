@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ...api.common import SecretKeyRef
 from ...api.gamedatasource import GameDataSourceSpec
@@ -114,7 +114,8 @@ def detection_rbac(owner: Owner) -> list[Manifest]:
 
 def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_master: str | None = None,
            redis_password_ref: SecretKeyRef | None = None,
-           monitoring_labels: Mapping[str, str] | None = None) -> list[Manifest]:
+           monitoring_labels: Mapping[str, str] | None = None,
+           alertmanager_urls: Sequence[str] = ()) -> list[Manifest]:
     """All children of a GameDataSource.
 
     Args:
@@ -124,11 +125,15 @@ def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_maste
         sentinel_master: the referenced RedisFailover's master group name, when Redis is reached through Sentinels.
         redis_password_ref: the RedisFailover's auth SecretKeyRef, if it has one.
         monitoring_labels: the operator's default labels of the ServiceMonitor (``spec.monitoringLabels`` wins).
+        alertmanager_urls: the operator's default Alertmanagers of the detection worker's streaming path
+            (``spec.workers.detection.alertmanagerURLs`` wins), rendered as ``GAME_ANALYTICS_ALERTMANAGER_URLS``.
     """
     settings = worker_settings(owner, spec, sentinel_master)
     env = settings.to_env()
     env.pop(f"{ENV_PREFIX}NAMESPACE")  # from the downward API, so that it is always the pod's namespace
     env[f"{ENV_PREFIX}DETECTOR_SELECTOR"] = f"{LABEL_DETECTOR_CONFIG}=true,{LABEL_DATA_SOURCE}={owner.name}"
+    if urls := list(spec.workers.detection.alertmanager_urls or alertmanager_urls):  # the streaming path
+        env[f"{ENV_PREFIX}ALERTMANAGER_URLS"] = ",".join(urls)
     children = [config_map(owner, workers_config_name(owner.name), "workers-config", env)]
     children += detection_rbac(owner)
     for worker in WORKERS:
