@@ -1,4 +1,4 @@
-"""Run the operator as a local process (``python -m game_analytics.controller``), as the e2e tier and ``make demo`` do.
+"""Run the operator as a local process (``game-analytics operator``), as the e2e tier and ``make demo`` do.
 
 The process gets its own kubeconfig (in tests: the chart ServiceAccount's, so that the chart's RBAC is what is
 exercised), a liveness endpoint on a free loopback port, and a log file. It is stopped by PID.
@@ -18,7 +18,7 @@ from .waiting import free_port
 
 
 class OperatorProcess:
-    """``python -m game_analytics.controller`` (what the chart runs) in a subprocess.
+    """``game-analytics operator`` (what the chart runs) in a subprocess.
 
     Args:
         kubeconfig: credentials the operator uses.
@@ -50,7 +50,7 @@ class OperatorProcess:
         self.health_port, self.metrics_port = free_port(), free_port()
         scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
         peering = [f"--peering={self.peering}"] if self.peering else ["--standalone"]
-        argv = [sys.executable, "-m", "game_analytics.controller", *peering, *scope,
+        argv = [sys.executable, "-m", "game_analytics.cli", "operator", *peering, *scope,
                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "GAME_ANALYTICS_RESYNC_SECONDS": str(self.resync_seconds),

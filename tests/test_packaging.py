@@ -63,9 +63,10 @@ def test_the_operator_entry_point_is_kopf_run_of_the_handlers() -> None:
 
     assert argv(["--standalone", "--namespace=games", "--liveness=http://0.0.0.0:8080/healthz"]) == [
         "run", "-m", HANDLERS, "--standalone", "--namespace=games", "--liveness=http://0.0.0.0:8080/healthz"]
-    out = subprocess.run([sys.executable, "-m", "game_analytics.controller", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "game_analytics.cli", "operator", "--help"], capture_output=True,
                          text=True, check=True, timeout=60).stdout
+    assert "game-analytics operator" in out
     for option in ("--standalone", "--peering", "--namespace", "--all-namespaces", "--liveness"):
         assert option in out
     chart = (REPO_ROOT / "charts" / "game-analytics" / "templates" / "deployment.yaml").read_text()
-    assert "command: [python, -m, game_analytics.controller]" in chart
+    assert "command: [game-analytics, operator]" in chart  # the image's console script

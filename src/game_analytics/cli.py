@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from .settings import WORKERS as SETTINGS_WORKERS
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -44,10 +45,12 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "mongo": ("game_analytics.workers.mongo_bootstrap:main", "sharded MongoDB tools: mongo bootstrap"),
     "render": ("game_analytics.controller.offline", "print the children the operator would create for FILE (no cluster)"),
     "alerts": ("game_analytics.alerting.cli", "AlertRule tools: alerts backtest -f FILE --from T1 --to T2"),
+    "operator": ("game_analytics.controller.__main__",
+                 "start the operator (kopf run options: --standalone|--peering=NAME, --all-namespaces|--namespace=NS)"),
 }
 
 #: worker name -> module whose ``main(argv)`` runs it (``game-analytics worker NAME ...``).
-WORKERS = ("ingest", "exporter", "detection", "ranking", "report")
+WORKERS = SETTINGS_WORKERS
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -65,9 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--chart", help="also write them into this Helm chart's crds/ folder")
     crds.set_defaults(func=_crds)
 
-    worker = sub.add_parser("worker", help="run a worker: " + ", ".join(WORKERS))
-    worker.add_argument("name", choices=WORKERS)
-    worker.add_argument("rest", nargs=argparse.REMAINDER)
+    worker = sub.add_parser("worker", help="run a worker: " + ", ".join(WORKERS),
+                            description="Run a worker. Its flags (game-analytics worker NAME --help) are the same "
+                                        "settings as its GAME_ANALYTICS_* variables (docs/cli.md).")  # fmt: skip
+    worker.add_argument("name", choices=WORKERS, help="the worker to run")
+    worker.add_argument("rest", nargs=argparse.REMAINDER, metavar="FLAGS",
+                        help="the worker's own flags; see game-analytics worker NAME --help")
     worker.set_defaults(func=_worker)
 
     for name, (module, help_) in DELEGATED.items():

@@ -65,9 +65,11 @@ def run_database_command(prog: str, argv: Sequence[str] | None,
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from game_analytics.settings import WorkerSettings
+    from game_analytics.settings import environment
 
-    args = build_parser(WorkerSettings.from_env().dsn).parse_args(argv)
+    parser = build_parser(None)
+    args = parser.parse_args(argv)
+    args.dsn = args.dsn or environment(parser).dsn
     if not args.dsn and needs_dsn(args):
         return fail(prog, "--dsn is required (or set GAME_ANALYTICS_DSN)", EXIT_USAGE)
     try:

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="game-analytics fit", description="Fit a BG/NBD or Gamma-Gamma model to a summary CSV.")
     p.add_argument("model", choices=sorted(_COLUMNS), help="bgnbd (transactions) or gammagamma (spend)")
     p.add_argument("file", help="summary CSV (see the module docstring for the columns)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--output", "--format", dest="format", choices=["table", "json"], default="table",
+                   help="table (default) or json")
     return p
 
 

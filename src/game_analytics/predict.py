@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", required=True, help="the RankingJob's board, namespace/name")
     p.add_argument("--neutral", action="store_true", help="neutral ground: no home advantage")
     p.add_argument("--dsn", default=os.environ.get("GAME_ANALYTICS_DSN"), help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--output", "--format", dest="format", choices=["table", "json"], default="table",
+                   help="table (default) or json")
     return p
 
 

@@ -122,16 +122,17 @@ def test_other_algorithms_run_and_rank_bayern_high(algorithm: str, db_dsn: str, 
 
 
 def test_worker_errors(tmp_path: Path, db_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ranking.main(["--config", str(tmp_path / "missing.json"), "--dsn", db_dsn]) == 1
+    """Exit codes as every command has them (docs/cli.md): 2 for a bad --config document, 1 for a failed run."""
+    assert ranking.main(["--config", str(tmp_path / "missing.json"), "--dsn", db_dsn]) == 2
     assert "missing.json" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "x", "source": {"game": "g"}, "algorithm": "chess"}))
-    assert ranking.main(["--config", str(bad), "--dsn", db_dsn]) == 1
+    assert ranking.main(["--config", str(bad), "--dsn", db_dsn]) == 2
     assert "algorithm" in capsys.readouterr().err
     good = _config(tmp_path)
     assert (
         ranking.main(["--config", str(good), "--dsn", "postgresql://nobody@127.0.0.1:1/none", "--no-redis"])
-        == 3
+        == 1
     )
     assert "failed" in capsys.readouterr().err
 

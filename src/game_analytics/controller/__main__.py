@@ -1,4 +1,4 @@
-"""``python -m game_analytics.controller [KOPF RUN OPTIONS]``: start the operator.
+"""``game-analytics operator [KOPF RUN OPTIONS]`` (also ``python -m game_analytics.controller``): start the operator.
 
 This is what the Helm chart, the image and the local harness run. It is ``kopf run -m
 game_analytics.controller.handlers`` through Kopf's own command line (:mod:`kopf.cli`), so every ``kopf run`` option
@@ -31,7 +31,7 @@ def main(options: Sequence[str] | None = None) -> int:
 
     try:
         kopf_main.main(args=argv(sys.argv[1:] if options is None else options),
-                       prog_name="python -m game_analytics.controller")
+                       prog_name="game-analytics operator")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0

@@ -1,6 +1,6 @@
 """Kopf handlers: the only code that reacts to cluster events. Each kind is reconciled by the same function.
 
-Run with ``python -m game_analytics.controller`` (:mod:`game_analytics.controller.__main__`; the Helm chart does).
+Run with ``game-analytics operator`` (:mod:`game_analytics.controller.__main__`; the Helm chart does).
 Environment:
     GAME_ANALYTICS_RESYNC_SECONDS   interval of the drift-repair timer (default 60)
     GAME_ANALYTICS_METRICS_PORT     port of the operator's /metrics (default 9090; 0 disables)

@@ -12,7 +12,6 @@ lock (:data:`MIGRATION_LOCK`): the first upgrades, the others find the schema at
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 from alembic import command
@@ -93,14 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Exit codes: 0 done, 1 failed (one line naming the error), 2 usage.
     """
-    from ..settings import WorkerSettings, configure_logging
+    from ..console import ArgumentParser
+    from ..settings import configure_logging, environment
     from .engine import sqlalchemy_url
 
-    parser = argparse.ArgumentParser(prog="game-analytics migrate", description="Upgrade the database to the schema of this version.")
-    parser.add_argument("--dsn", default=WorkerSettings.from_env().dsn,
-                        help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
+    parser = ArgumentParser(prog="game-analytics migrate", description="Upgrade the database to the schema of this version.")
+    parser.add_argument("--dsn", help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
     parser.add_argument("--revision", default="head", help="target revision (default: head)")
     args = parser.parse_args(argv)
+    args.dsn = args.dsn or environment(parser).dsn
     if not args.dsn:
         parser.error("give --dsn or GAME_ANALYTICS_DSN")
     configure_logging("INFO")

@@ -24,9 +24,7 @@ default partition exists, so a plain DETACH: an exclusive lock on ``events`` for
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import re
 import threading
 import time
@@ -250,18 +248,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``game-analytics partitions maintain|list``: create partitions ahead and apply the retention once, or list
     the partitions with their row estimates.  Exit codes: 0 done, 1 database error, 2 usage."""
     from game_analytics.api.common import parse_duration
+    from game_analytics.console import ArgumentParser, dump_json
+    from game_analytics.settings import environment
 
     from .engine import libpq_dsn
 
-    parser = argparse.ArgumentParser(prog="game-analytics partitions", description=main.__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="game-analytics partitions", description=main.__doc__.splitlines()[0])
     parser.add_argument("action", choices=["maintain", "list"])
-    parser.add_argument("--dsn", default=os.environ.get("GAME_ANALYTICS_DSN"), help="env GAME_ANALYTICS_DSN")
-    parser.add_argument("--retention", default=os.environ.get("GAME_ANALYTICS_RETENTION") or None,
-                        help="drop partitions older than this (e.g. 90d; env GAME_ANALYTICS_RETENTION)")
-    parser.add_argument("--interval", choices=INTERVALS,
-                        default=os.environ.get("GAME_ANALYTICS_PARTITION_INTERVAL") or "month")
+    parser.add_argument("--dsn", help="env GAME_ANALYTICS_DSN")
+    parser.add_argument("--retention", help="drop partitions older than this (e.g. 90d; env GAME_ANALYTICS_RETENTION)")
+    parser.add_argument("--interval", choices=INTERVALS, help="env GAME_ANALYTICS_PARTITION_INTERVAL (default month)")
     parser.add_argument("--ahead", type=int, default=2, help="intervals to create ahead of now (default 2)")
+    parser.add_argument("--output", choices=["table", "json"], default="table", help="list as a table or json")
     args = parser.parse_args(argv)
+    settings = environment(parser)
+    args.dsn = args.dsn or settings.dsn
+    args.retention = args.retention or settings.retention
+    args.interval = args.interval or settings.partition_interval
     if not args.dsn:
         parser.error("give --dsn or GAME_ANALYTICS_DSN")
     try:
@@ -271,7 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with psycopg.connect(libpq_dsn(args.dsn), autocommit=True) as conn:
             if args.action == "list":
-                for part in list_partitions(conn):
+                parts = list_partitions(conn)
+                if args.output == "json":
+                    print(dump_json([{"name": p.name, "start": p.start, "end": p.end} for p in parts]))
+                for part in parts if args.output == "table" else ():
                     print(f"{part.name}\t{part.start:%Y-%m-%d}\t{part.end:%Y-%m-%d}")
                 return 0
             done = maintain(conn, retention=retention, interval=args.interval, ahead=args.ahead)

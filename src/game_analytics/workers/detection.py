@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,19 +48,11 @@ from game_analytics.api.alertrule import DETECTOR_TYPES, Detector
 from game_analytics.api.common import parse_duration
 from game_analytics.interventions.detections import NewDetection, Recorded, record_detections
 from game_analytics.monitoring import names
-from game_analytics.settings import WorkerSettings
 from game_analytics.storage.engine import make_engine
-from game_analytics.workers import streaming
+from game_analytics.workers import runtime, streaming
 from game_analytics.workers.alert_sender import AlertSpec, parse_alert
 from game_analytics.workers.detectors import DETECTORS, Context, Finding
-from game_analytics.workers.runtime import (
-    add_as_of_flag,
-    kube_api_client,
-    resolve_as_of,
-    serve,
-    start,
-    stop_event,
-)
+from game_analytics.workers.runtime import kube_api_client, resolve_as_of, serve, stop_event
 
 __all__ = [
     "DETECTORS",
@@ -388,61 +379,47 @@ class DetectionWorker:
             stop.wait(interval)
 
 
-def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentParser:
-    """Flags of ``game-analytics worker detection``; defaults come from ``settings`` (the environment)."""
-    s = settings or WorkerSettings()
-    parser = argparse.ArgumentParser(prog="game-analytics worker detection", description=__doc__.split("\n")[0])
-    parser.add_argument("--dsn", default=s.dsn, help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
-    parser.add_argument("--rules-dir", help="read rule .json files from this directory instead of the Kubernetes API")
-    parser.add_argument("--namespace", default=s.namespace, help="namespace of the detector ConfigMaps")
-    parser.add_argument("--selector", default=s.detector_selector, help="label selector of the detector ConfigMaps")
-    parser.add_argument("--games", default=",".join(s.games), help="comma-separated games (default: all)")
-    add_as_of_flag(parser)
-    parser.add_argument("--interval", type=float, default=s.detection_interval_seconds, help="seconds between passes")
-    parser.add_argument("--model-dir", default=os.environ.get("GAME_ANALYTICS_MODEL_DIR", "/tmp/game-analytics-models"),
-                        help="where anomaly models and scores are stored")
-    parser.add_argument("--refit-seconds", type=float, default=3600.0, help="refit anomaly models older than this")
-    parser.add_argument("--port", type=int, default=s.metrics_port, help="metrics port (0 = none)")
-    parser.add_argument("--once", action="store_true", help="run one pass, print a summary and exit")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return parser
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of ``game-analytics worker detection``: the detection settings (each also read from its
+    ``GAME_ANALYTICS_*`` variable)."""
+    return runtime.parser("detection", __doc__.split("\n")[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the detection worker (see the module docstring); returns the exit code (1 if a ``--once`` pass had
     errors)."""
-    settings = WorkerSettings.from_env()
-    parser = build_parser(settings)
-    args = start(parser, argv)
-    if args.rules_dir:
-        if not Path(args.rules_dir).is_dir():
-            parser.error(f"--rules-dir: {args.rules_dir} is not a directory")
-        rules_dir = args.rules_dir
+    parser = build_parser()
+    _, settings = runtime.start(parser, argv, "detection")
+    if settings.rules_dir:
+        if not settings.rules_dir.is_dir():
+            parser.error(f"--rules-dir: {settings.rules_dir} is not a directory")
+        rules_dir = str(settings.rules_dir)
 
         def load() -> tuple[list[RuleConfig], list[str]]:
             return load_rules_dir(rules_dir)
     else:
-        if not args.selector:
-            parser.error("--selector (or GAME_ANALYTICS_DETECTOR_SELECTOR) is required without --rules-dir")
+        if not settings.detector_selector:
+            parser.error("--detector-selector (or GAME_ANALYTICS_DETECTOR_SELECTOR) is required without --rules-dir")
 
         def load() -> tuple[list[RuleConfig], list[str]]:
-            return load_rules_kubernetes(args.namespace, args.selector)
+            return load_rules_kubernetes(settings.namespace, settings.detector_selector)
 
-    engine = make_engine(args.dsn, pool_size=2, max_overflow=0)
-    worker = DetectionWorker(engine, load, as_of=args.as_of, games=[g for g in args.games.split(",") if g],
-                             model_dir=args.model_dir, refit_seconds=args.refit_seconds)  # fmt: skip
+    engine = make_engine(settings.dsn, pool_size=2, max_overflow=0)
+    worker = DetectionWorker(engine, load, as_of=runtime.parse_as_of(settings.as_of), games=settings.games,
+                             model_dir=str(settings.model_dir), refit_seconds=settings.refit_seconds)  # fmt: skip
     try:
-        if args.once:
+        if settings.once:
             result = worker.run_once()
             for rule, count in sorted(result.flagged.items()):
                 print(f"{rule}: {count} flagged, {result.inserted[rule]} new (as of {result.as_of.isoformat()})")
             for error in result.errors:
                 print(f"error: {error}")
             return 1 if result.errors else 0
-        server = serve(args.port, worker.registry) if args.port else None
+        port = settings.port()
+        server = serve(port, worker.registry, settings.listen) if port else None
         stop = stop_event()
         streaming.start_from_env(worker, settings, stop)  # on with GAME_ANALYTICS_ALERTMANAGER_URLS
-        worker.run(stop, args.interval)
+        worker.run(stop, settings.detection_interval_seconds)
         if server is not None:
             server.shutdown()
         return 0

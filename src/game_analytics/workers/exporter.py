@@ -66,14 +66,14 @@ from sqlalchemy.exc import OperationalError
 
 from game_analytics.interventions.metrics import QueueCollector
 from game_analytics.monitoring import names
-from game_analytics.settings import WorkerSettings
 from game_analytics.storage import derived
 from game_analytics.storage.engine import make_engine
 from game_analytics.storage.queries import activity, ratings, rollups, sessions
 from game_analytics.storage.queries import economy as economy_sql
+from game_analytics.workers import runtime
 from game_analytics.workers.buckets import cumulate, le_buckets
 from game_analytics.workers.exporter_value import PlayerValueSection
-from game_analytics.workers.runtime import add_as_of_flag, resolve_as_of, serve, start, stop_event
+from game_analytics.workers.runtime import parse_as_of, resolve_as_of, serve, start, stop_event
 from game_analytics.workers.stream_lag import stream_lag
 
 __all__ = ["AnalyticsCollector", "build_parser", "main", "stream_lag"]
@@ -436,46 +436,36 @@ class AnalyticsCollector(Collector):
 # --- command line ---------------------------------------------------------------------------------------------
 
 
-def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentParser:
-    """Flags of ``game-analytics worker exporter``; defaults come from ``settings`` (the environment)."""
-    s = settings or WorkerSettings()
-    parser = argparse.ArgumentParser(prog="game-analytics worker exporter", description=__doc__.split("\n")[0])
-    parser.add_argument("--dsn", default=s.dsn, help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
-    parser.add_argument("--games", default=",".join(s.games), help="comma-separated games (default: all)")
-    add_as_of_flag(parser)
-    parser.add_argument("--ttl", type=float, default=15.0, help="seconds a refresh is cached (default 15)")
-    parser.add_argument("--port", type=int, default=s.metrics_port, help="metrics port (default %(default)s)")
-    parser.add_argument("--listen", default="0.0.0.0", help="listen address (default %(default)s)")
-    parser.add_argument("--no-redis", action="store_true", help="do not export the ingest stream lag")
-    parser.add_argument("--once", action="store_true", help="print one scrape to stdout and exit")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return parser
+def build_parser() -> argparse.ArgumentParser:
+    """Flags of ``game-analytics worker exporter``: the exporter's settings (each also read from its
+    ``GAME_ANALYTICS_*`` variable)."""
+    return runtime.parser("exporter", __doc__.split("\n")[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the metrics until SIGTERM/SIGINT (or print one scrape with ``--once``); returns the exit code."""
-    settings = WorkerSettings.from_env()
-    parser = build_parser(settings)
-    args = start(parser, argv)
+    parser = build_parser()
+    _, settings = start(parser, argv, "exporter")
     client = None
-    if not args.no_redis and (settings.redis_url or settings.redis_sentinels):
+    if not settings.no_redis and (settings.redis_url or settings.redis_sentinels):
         from game_analytics.redis_client import connect
 
         client = connect(settings)
-    engine = make_engine(args.dsn, pool_size=2, max_overflow=0)
+    engine = make_engine(settings.dsn, pool_size=2, max_overflow=0)
+    as_of, ttl, port = parse_as_of(settings.as_of), settings.ttl, settings.port()
     collector = AnalyticsCollector(
-        engine, games=[g for g in args.games.split(",") if g], as_of=args.as_of, ttl=args.ttl, redis_client=client,
+        engine, games=settings.games, as_of=as_of, ttl=ttl, redis_client=client,
         stream=settings.stream, group=settings.consumer_group,
     )  # fmt: skip
     registry = CollectorRegistry()
     registry.register(collector)
-    registry.register(QueueCollector(engine, ttl=args.ttl))
-    if args.once:
+    registry.register(QueueCollector(engine, ttl=ttl))
+    if settings.once:
         sys.stdout.write(generate_latest(registry).decode())
         return 0
     collector.warm_up()
-    server = serve(args.port, registry, args.listen, ready=collector.ready)
-    log.info("serving analytics metrics on %s:%d (as of %s, ttl %.0fs)", args.listen, args.port, args.as_of, args.ttl)
+    server = serve(port, registry, settings.listen, ready=collector.ready)
+    log.info("serving analytics metrics on %s:%d (as of %s, ttl %.0fs)", settings.listen, port, as_of, ttl)
     stop_event().wait()
     server.shutdown()
     engine.dispose()

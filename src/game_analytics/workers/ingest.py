@@ -51,8 +51,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from redis.sentinel import Sentinel
 
 from game_analytics.monitoring import names
-from game_analytics.settings import WorkerSettings, configure_logging
 from game_analytics.storage.engine import libpq_dsn
+from game_analytics.workers import runtime
 from game_analytics.workers.batches import (
     DATA_FIELD,
     DEFAULT_STREAM,
@@ -140,6 +140,7 @@ class IngestConfig:
         sentinels / sentinel_master: Sentinel ``(host, port)`` addresses and master name; used instead of
             ``redis_url`` when given.
         redis_password: password of the Redis data nodes, if any.
+        sentinel_password: the Sentinels' own password, if any (never the data nodes' one).
     """
 
     redis_url: str
@@ -155,6 +156,7 @@ class IngestConfig:
     sentinels: list[tuple[str, int]] = field(default_factory=list)
     sentinel_master: str = "mymaster"
     redis_password: str | None = None
+    sentinel_password: str | None = None
 
     @property
     def dead_letters_key(self) -> str:
@@ -168,7 +170,7 @@ class IngestConfig:
         """
         if self.sentinels:
             sentinel = Sentinel(self.sentinels, socket_timeout=5, password=None,
-                                sentinel_kwargs={"socket_timeout": 5})  # fmt: skip
+                                sentinel_kwargs={"socket_timeout": 5, "password": self.sentinel_password})  # fmt: skip
             return sentinel.master_for(self.sentinel_master, password=self.redis_password, protocol=2)
         return redis.Redis.from_url(self.redis_url, password=self.redis_password, protocol=2)
 
@@ -311,31 +313,10 @@ class IngestWorker:
 # --- command line ---------------------------------------------------------------------------------------------
 
 
-def build_parser(settings: WorkerSettings | None = None) -> argparse.ArgumentParser:
-    """Command-line options of the worker; defaults come from ``GAME_ANALYTICS_*`` variables
-    (:class:`game_analytics.settings.WorkerSettings`), which the operator renders into the worker's pod."""
-    s = settings or WorkerSettings.from_env()
-    p = argparse.ArgumentParser(prog="game-analytics worker ingest", description="Redis Stream -> PostgreSQL")
-    p.add_argument("--redis-url", default=s.redis_url, help="redis:// URL (or use --sentinel)")
-    p.add_argument("--sentinel", action="append", default=list(s.redis_sentinels), metavar="HOST:PORT",
-                   help="a Sentinel address (repeat); the master is looked up by --sentinel-master")  # fmt: skip
-    p.add_argument("--sentinel-master", default=s.redis_master)
-    p.add_argument("--dsn", default=s.dsn, required=s.dsn is None, help="PostgreSQL URL")
-    p.add_argument("--stream", default=s.stream)
-    p.add_argument("--group", default=s.consumer_group)
-    p.add_argument("--shards", type=int, default=s.stream_shards,
-                   help="the stream is split into this many shard streams STREAM:0.. (workers/shards.py)")
-    p.add_argument(
-        "--consumer", default=socket.gethostname(), help="stable consumer name (default: hostname)"
-    )
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--block-ms", type=int, default=1000)
-    p.add_argument("--claim-idle-ms", type=int, default=30_000)
-    p.add_argument("--dead-letter-stream", default=s.dead_letter_stream)
-    p.add_argument("--metrics-port", type=int, default=s.metrics_port, help="serve /metrics here (0: off)")
-    p.add_argument("--migrate", action="store_true", help="run the database migrations before starting")
-    p.add_argument("--log-level", default="INFO")
-    return p
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of the worker: the ingest flags of :class:`game_analytics.settings.WorkerSettings`,
+    each also read from its ``GAME_ANALYTICS_*`` variable, which the operator renders into the worker's pod."""
+    return runtime.parser("ingest", "Redis Stream -> PostgreSQL")
 
 
 def consume(config: IngestConfig, stop: threading.Event) -> None:
@@ -358,37 +339,39 @@ def consume(config: IngestConfig, stop: threading.Event) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the worker until SIGTERM/SIGINT, reconnecting with exponential backoff (0.5 s .. 30 s) after
     PostgreSQL/Redis connection errors; returns the process exit code (0 after a signal, 2 on bad usage)."""
-    settings = WorkerSettings.from_env()
-    parser = build_parser(settings)
-    args = parser.parse_args(argv)
-    if not args.redis_url and not args.sentinel:
+    parser = build_parser()
+    _, settings = runtime.start(parser, argv, "ingest")
+    if not settings.redis_url and not settings.redis_sentinels:
         parser.error(
-            "give --redis-url or --sentinel (or GAME_ANALYTICS_REDIS_URL / GAME_ANALYTICS_REDIS_SENTINELS)"
+            "give --redis-url or --redis-sentinels (or GAME_ANALYTICS_REDIS_URL / GAME_ANALYTICS_REDIS_SENTINELS)"
         )
-    configure_logging(args.log_level)
-    if args.migrate:
+    dsn = settings.dsn
+    if settings.migrate:
         from game_analytics.storage.engine import sqlalchemy_url
         from game_analytics.storage.migrate import upgrade
 
-        upgrade(sqlalchemy_url(args.dsn))
-    server = serve(args.metrics_port) if args.metrics_port else None
-    sentinels = [(h, int(port)) for h, _, port in (a.rpartition(":") for a in args.sentinel)]
+        upgrade(sqlalchemy_url(dsn))
+    port = settings.port()
+    server = serve(port, addr=settings.listen) if port else None
+    sentinels = [(h, int(port)) for h, _, port in (a.rpartition(":") for a in settings.redis_sentinels)]
     config = IngestConfig(
-        redis_url=args.redis_url or "", dsn=args.dsn, stream=args.stream, group=args.group, consumer=args.consumer,
-        batch_size=args.batch_size, block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms,
-        dead_letter_stream=args.dead_letter_stream, sentinels=sentinels,
-        sentinel_master=args.sentinel_master, redis_password=settings.redis_password,
+        redis_url=settings.redis_url or "", dsn=dsn, stream=settings.stream, group=settings.consumer_group,
+        consumer=settings.consumer or socket.gethostname(), batch_size=settings.batch_size,
+        block_ms=settings.block_ms, claim_idle_ms=settings.claim_idle_ms,
+        dead_letter_stream=settings.dead_letter_stream, sentinels=sentinels,
+        sentinel_master=settings.redis_master, redis_password=settings.redis_password,
+        sentinel_password=settings.redis_sentinel_password,
     )  # fmt: skip
     stop = stop_event()
     if settings.partition_maintenance:  # partitions ahead and retention, hourly (storage/partitions.py)
         from game_analytics.api.common import parse_duration
         from game_analytics.storage.partitions import maintain_forever
 
-        maintain_forever(args.dsn, stop, retention=parse_duration(settings.retention) if settings.retention else None,
+        maintain_forever(dsn, stop, retention=parse_duration(settings.retention) if settings.retention else None,
                          interval=settings.partition_interval)  # fmt: skip
     # One consumer per shard stream (workers/shards.py), all in this process; one shard: this thread.
-    streams = shard_streams(args.stream, args.shards)
-    dead = args.dead_letter_stream or f"{args.stream}-dead"
+    streams = shard_streams(settings.stream, settings.stream_shards)
+    dead = settings.dead_letter_stream or f"{settings.stream}-dead"
     configs = [dataclasses.replace(config, stream=name, dead_letter_stream=dead) for name in streams]
     threads = [threading.Thread(target=consume, args=(c, stop), name=f"ingest-{c.stream}") for c in configs[1:]]
     for thread in threads:

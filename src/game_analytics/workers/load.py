@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 import redis
 
-from game_analytics.settings import WorkerSettings
+from game_analytics.settings import environment
 from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn
 from game_analytics.workers.batches import (
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
     err = Console(stderr=True)
-    settings = WorkerSettings.from_env()
+    settings = environment(parser)
     dsn = args.dsn or settings.dsn
     if args.via == "copy" and not dsn:
         err.print("error: --via copy needs a database: pass --dsn or set GAME_ANALYTICS_DSN")

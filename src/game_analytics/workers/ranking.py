@@ -45,8 +45,10 @@ from pydantic import ValidationError
 from game_analytics.analytics.ratings.engine import HISTORY_PERIOD_SECONDS, RatingResult, rate_matches
 from game_analytics.api.common import parse_duration
 from game_analytics.api.rankingjob import Algorithm, League, RankingJobSpec, RankingJobStatus
+from game_analytics.console import EXIT_FAILED, EXIT_USAGE
 from game_analytics.leaderboard import Entry, Leaderboard, build_entries, write_entries
-from game_analytics.settings import WorkerSettings, configure_logging
+from game_analytics.settings import ENV_PREFIX, parse_time
+from game_analytics.workers import runtime
 from game_analytics.workers.jobs import job_name, scheduled_time
 
 __all__ = [
@@ -191,79 +193,63 @@ def write_status(path: Path, summary: RunSummary) -> None:
     path.write_text(json.dumps(status.model_dump(by_alias=True, mode="json", include={"season", "players_rated"})))
 
 
-def _parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _time(text: str | None) -> datetime | None:
+    """An ISO 8601 setting (already checked by the settings model) as an aware datetime; None stays None."""
+    return None if text is None else parse_time(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Options of ``game-analytics worker ranking``; --dsn / --redis-url override the environment settings."""
-    p = argparse.ArgumentParser(
-        prog="game-analytics worker ranking", description="Compute ratings and leaderboards."
-    )
-    p.add_argument("--config", required=True, help="ranking.json: the RankingJob document")
-    p.add_argument("--dsn", help="PostgreSQL URL (default: GAME_ANALYTICS_DSN)")
-    p.add_argument("--redis-url", help="Redis URL (default: GAME_ANALYTICS_REDIS_URL / _REDIS_SENTINELS)")
-    p.add_argument("--no-redis", action="store_true", help="only write PostgreSQL")
-    p.add_argument("--season-reset", action="store_true", help="start a new season with a soft reset")
-    p.add_argument("--reset-at", type=_parse_time, help="start time of the new season (default: --scheduled-for)")
-    p.add_argument("--scheduled-for", type=_parse_time,
-                   help="the CronJob's scheduled time of this run, keying a season reset so that a retry is a no-op "
-                        "(default: the time in the Job's name, $GAME_ANALYTICS_JOB_NAME or the hostname; else now)")
-    p.add_argument(
-        "--as-of", type=_parse_time, help="reference time of inactivity decay (default: newest match)"
-    )
-    p.add_argument(
-        "--status-file", type=Path,
-        help="also write the run's RankingJob status fields (season, playersRated) as JSON to this file",
-    )
-    return p
+    """Options of ``game-analytics worker ranking``: the ranking settings (each also read from its
+    ``GAME_ANALYTICS_*`` variable)."""
+    return runtime.parser("ranking", "Compute ratings and leaderboards.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ranking job once; prints a JSON summary. Returns 0, or 1 (bad config), 2 (usage), 3 (storage)."""
-    configure_logging()
-    args = build_parser().parse_args(argv)
+    """Run the ranking job once; prints a JSON summary. Returns 0, 1 (the run failed: storage, Redis) or 2 (usage:
+    flags, settings or the --config document)."""
+    parser = build_parser()
+    args, settings = runtime.start(parser, argv, "ranking")
+    if settings.config is None:
+        parser.error(f"--config (or {ENV_PREFIX}CONFIG) is required: the RankingJob's ranking.json")
     try:
-        job = load_job(args.config)
-        settings = WorkerSettings.from_env()
+        job = load_job(settings.config)
     except (OSError, ValueError) as exc:
         print(f"error: --config: {exc}", file=sys.stderr)
-        return 1
-    dsn = args.dsn or settings.dsn
-    if not dsn:
-        print("error: no database: pass --dsn or set GAME_ANALYTICS_DSN", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    dsn = settings.dsn
     if job.spec.suspend:
         print(json.dumps({"board": job.board, "suspended": True}))
         return 0
     client = None
-    if not args.no_redis:
+    if not settings.no_redis:
         from game_analytics.redis_client import connect
 
-        if args.redis_url:
-            settings = settings.model_copy(update={"redis_url": args.redis_url, "redis_sentinels": []})
+        if args.redis_url:  # the flag wins over Sentinels from the environment
+            settings = settings.model_copy(update={"redis_sentinels": []})
         try:
             client = connect(settings)
         except ValueError as exc:
             print(f"error: {exc} (or pass --no-redis)", file=sys.stderr)
-            return 2
-    reset_at = args.reset_at or args.scheduled_for or scheduled_time(job_name())
+            return EXIT_USAGE
+    as_of = None if settings.as_of in (None, "latest") else runtime.parse_as_of(settings.as_of)
+    as_of = datetime.now(UTC) if as_of == "now" else as_of
+    reset_at = _time(settings.reset_at) or _time(settings.scheduled_for) or scheduled_time(job_name())
+    port = settings.port(default=0)
+    server = runtime.serve(port, addr=settings.listen) if port else None
     try:
-        summary = run(job, dsn, client, as_of=args.as_of, season_reset=args.season_reset, reset_at=reset_at)
+        summary = run(job, dsn, client, as_of=as_of, season_reset=settings.season_reset, reset_at=reset_at)
     except Exception as exc:  # noqa: BLE001 - report any storage failure as a failed run
         log.exception("ranking run failed")
         print(f"error: ranking run of {job.board} failed: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_FAILED
     finally:
         if client is not None:
             client.close()
+        if server is not None:
+            server.shutdown()
     print(json.dumps(summary.__dict__, indent=2, default=str))
-    if args.status_file:
-        write_status(args.status_file, summary)
+    if settings.status_file:
+        write_status(settings.status_file, summary)
     return 0
 
 
@@ -328,7 +314,8 @@ def rate_main(argv: Sequence[str] | None = None) -> int:
         "file", help="CSV with home, away, home_score, away_score[, date] (or the Bundesliga columns)"
     )
     p.add_argument("--algorithm", choices=[a.value for a in Algorithm], default="glicko2")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--output", "--format", dest="format", choices=["table", "json"], default="table",
+                   help="table (default) or json")
     p.add_argument("--top", type=int, default=20, help="rows to print (default 20; 0 = all)")
     p.add_argument("--rating-period", default="7d", help="Glicko-2 rating period (default 7d)")
     args = p.parse_args(argv)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ from ..api.scheduledreport import (
     ScheduledReportSpec,
     WebhookStyle,
 )
+from ..console import EXIT_USAGE, dump_json
 from ..reports.builders import build_report
 from ..reports.dashboard.preview import DashboardTarget, dashboard_target, preview_main
 from ..reports.delivery import RetryPolicy, RunSummary, deliver_channels
@@ -59,10 +59,11 @@ from ..reports.history import (
 )
 from ..reports.model import ReportPeriod, validate_filters
 from ..reports.render import write_report
-from ..settings import ENV_PREFIX, WorkerSettings, configure_logging
+from ..settings import ENV_PREFIX, LOG_LEVELS, configure_logging, environment
 from ..storage import derived
 from ..storage.engine import make_engine
 from ..storage.queries import Filters, latest_event_time
+from . import runtime
 from .jobs import job_name
 
 __all__ = ["ENV_SMTP_PASSWORD", "ENV_WEBHOOK_URL", "RunConfig", "RunResult", "cli_main", "main", "run_reports"]
@@ -329,48 +330,41 @@ def load_report_document(path: Path) -> tuple[str, str, ScheduledReportSpec]:
 
 
 def _worker_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="game-analytics worker report",
-                                description="Render a ScheduledReport run, deliver it and record it.")  # fmt: skip
-    p.add_argument("--config", default=os.environ.get(f"{ENV_PREFIX}REPORT_CONFIG", DEFAULT_CONFIG),
-                   type=Path, help=f"report.json rendered by the operator (default: {DEFAULT_CONFIG})")
-    p.add_argument("--output-dir", type=Path, default=Path(DEFAULT_OUTPUT),
-                   help=f"where report files are written (default: {DEFAULT_OUTPUT})")
-    p.add_argument("--dsn", help=f"database URL (default: ${ENV_PREFIX}DSN)")
-    p.add_argument("--now", help="end of the reporting period, ISO 8601 (default: the current time)")
-    p.add_argument("--run-key", help="identifies this scheduled run across Job retries: a channel that delivered "
-                   "it already is skipped (default: the Job name, $GAME_ANALYTICS_JOB_NAME or the pod's hostname)")
-    p.add_argument("--log-level", default="INFO")
-    return p  # fmt: skip
+    return runtime.parser("report", "Render a ScheduledReport run, deliver it and record it.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CronJob entry point (see the module docstring); returns the exit code."""
-    args = _worker_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    """CronJob entry point (see the module docstring); returns the exit code: 0, 1 (a report or a delivery
+    failed) or 2 (usage: flags, settings or the --config document)."""
+    parser = _worker_parser()
+    _, settings = runtime.start(parser, argv, "report", need_dsn=False)
     try:
-        name, namespace, spec = load_report_document(args.config)
-        settings = WorkerSettings.from_env()
-        now = _parse_time(args.now, "--now") if args.now else datetime.now(UTC)
+        name, namespace, spec = load_report_document(settings.config or Path(DEFAULT_CONFIG))
+        now = _parse_time(settings.now, "--now") if settings.now else datetime.now(UTC)
         filters = validate_filters(spec.filters)
         webhook = None
         if spec.delivery.webhook is not None:
-            webhook = (os.environ.get(ENV_WEBHOOK_URL, ""), spec.delivery.webhook.style)
+            webhook = (settings.report_webhook_url or "", spec.delivery.webhook.style)
         config = RunConfig(
             dashboard=dashboard_target(spec.dashboard), name=name, namespace=namespace, reports=list(spec.reports),
             period=ReportPeriod.lookback(now, spec.time_range.lookback), filters=filters,
-            formats=list(spec.formats), output_dir=args.output_dir, webhook=webhook, email=spec.delivery.email,
-            smtp_password=os.environ.get(ENV_SMTP_PASSWORD), schedule=(spec.schedule, spec.time_zone),
-            run_key=args.run_key or job_name(),
+            formats=list(spec.formats), output_dir=settings.output_dir, webhook=webhook, email=spec.delivery.email,
+            smtp_password=settings.report_smtp_password, schedule=(spec.schedule, spec.time_zone),
+            run_key=settings.run_key or job_name(),
         )  # fmt: skip
-        engine = _engine(args.dsn or settings.dsn)
+        engine = _engine(settings.dsn)
     except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    port = settings.port(default=0)
+    server = runtime.serve(port, addr=settings.listen) if port else None
     started = time.monotonic()
     try:
         result = run_reports(engine, config, now=now)
     finally:
         engine.dispose()
+        if server is not None:
+            server.shutdown()
     for path in result.summary.artifacts:
         log.info("wrote %s (%d bytes)", path, path.stat().st_size)
     for kind, error in result.summary.failures.items():
@@ -409,11 +403,12 @@ def _cli_parser() -> argparse.ArgumentParser:
     run.add_argument("--namespace", default=None, help="namespace recorded in report_runs")
     run.add_argument("--webhook-url", help="also post the summary to this webhook")
     run.add_argument("--webhook-style", default="generic", choices=[s.value for s in WebhookStyle])
-    run.add_argument("--log-level", default="WARNING")
+    run.add_argument("--log-level", default="warning", choices=LOG_LEVELS, type=str.lower)
     hist = sub.add_parser("history", help="list recent report runs")
     hist.add_argument("--dsn", help=f"database URL (default: ${ENV_PREFIX}DSN)")
     hist.add_argument("--name")
     hist.add_argument("--limit", type=int, default=20)
+    hist.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     return p  # fmt: skip
 
 
@@ -443,8 +438,8 @@ def _cli_period(args: argparse.Namespace, engine: Engine | None, filters: Report
         raise UsageError(f"--lookback: {exc}") from None
 
 
-def _cli_run(args: argparse.Namespace) -> int:
-    settings = WorkerSettings.from_env()
+def _cli_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    settings = environment(parser)
     try:
         filters = validate_filters(ReportFilters(games=args.games, regions=args.regions,
                                                  event_types=args.event_types, top_n=args.top_n))  # fmt: skip
@@ -475,12 +470,17 @@ def _cli_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _cli_history(args: argparse.Namespace) -> int:
-    engine = _engine(args.dsn or WorkerSettings.from_env().dsn)
+def _cli_history(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    engine = _engine(args.dsn or environment(parser).dsn)
     try:
         runs = recent_runs(engine, name=args.name, limit=args.limit)
     finally:
         engine.dispose()
+    if args.output == "json":
+        print(dump_json([{"id": r.id, "started_at": r.started_at, "namespace": r.namespace, "name": r.report_name,
+                          "type": r.report_type, "outcome": r.outcome, "duration_seconds": r.duration_seconds,
+                          "artifact_bytes": r.artifact_bytes, "error": r.error} for r in runs]))  # fmt: skip
+        return 0
     for r in runs:
         duration = "-" if r.duration_seconds is None else f"{r.duration_seconds:.2f}s"
         size = "-" if r.artifact_bytes is None else f"{r.artifact_bytes}B"
@@ -494,13 +494,14 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"] and ("dashboard" in argv or "--type=dashboard" in argv):
         return preview_main(argv[1:])  # `report run --type dashboard ...`: a local preview (reports/dashboard)
-    args = _cli_parser().parse_args(argv)
+    parser = _cli_parser()
+    args = parser.parse_args(argv)
     configure_logging(getattr(args, "log_level", "WARNING"))
     try:
-        return _cli_run(args) if args.command == "run" else _cli_history(args)
+        return _cli_run(args, parser) if args.command == "run" else _cli_history(args, parser)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """What every worker process shares: settings and logging, the evaluation time ("as of"), the Kubernetes client,
 and :func:`serve` (metrics port, health endpoints, SIGTERM).
 
-* **Settings** come from the ``GAME_ANALYTICS_*`` environment (:class:`game_analytics.settings.WorkerSettings`,
-  rendered by the operator into each worker's ConfigMap); :func:`start` parses a worker's flags, configures the
-  log format (:func:`game_analytics.settings.configure_logging`) and insists on a database URL.
+* **Settings**: :func:`parser` builds a worker's parser from the one settings model
+  (:class:`game_analytics.settings.WorkerSettings`: every flag has a ``GAME_ANALYTICS_*`` variable, rendered by the
+  operator into each worker's ConfigMap); :func:`start` parses the flags, builds the settings (a bad value is a
+  one-line usage error, exit code 2), configures the log format and insists on a database URL.
 * **As of**: analytics windows end at "now" by default.  For replayed historical data (the demo replays CDNOW's
   1997-98 purchases) every window would be empty, so ``--as-of latest`` (or ``GAME_ANALYTICS_AS_OF=latest``)
   evaluates relative to the newest stored event and ``--as-of 1998-06-30T00:00:00Z`` at a fixed time.
@@ -15,7 +16,6 @@ and :func:`serve` (metrics port, health endpoints, SIGTERM).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import threading
 import time
@@ -28,14 +28,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from sqlalchemy import Connection
 
-from game_analytics.settings import ENV_PREFIX, WorkerSettings, configure_logging
+from game_analytics.console import ArgumentParser
+from game_analytics.settings import ENV_PREFIX, WorkerSettings, add_flags, configure_logging, load, parse_time
 from game_analytics.storage.queries import latest_event_time
 
 __all__ = [
     "ENV_AS_OF",
     "HEALTH_PATHS",
     "MetricsServer",
-    "add_as_of_flag",
+    "parser",
     "kube_api_client",
     "parse_as_of",
     "resolve_as_of",
@@ -44,7 +45,7 @@ __all__ = [
     "stop_event",
 ]
 
-#: environment default of ``--as-of``
+#: environment default of ``--as-of`` (read through :class:`WorkerSettings`)
 ENV_AS_OF = f"{ENV_PREFIX}AS_OF"
 #: paths :func:`serve` answers with ``200 ok`` (liveness and readiness probes)
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
@@ -53,42 +54,46 @@ HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 # --- settings and logging -------------------------------------------------------------------------------------
 
 
-def start(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, need_dsn: bool = True) -> argparse.Namespace:
-    """Parse ``argv`` with ``parser`` (which has ``--log-level`` and, with ``need_dsn``, ``--dsn``), configure
-    logging at that level and return the arguments.
+def parser(worker: str, description: str) -> argparse.ArgumentParser:
+    """The parser of ``game-analytics worker WORKER`` with every flag of its settings
+    (:func:`game_analytics.settings.add_flags`); the worker adds its own on top."""
+    p = ArgumentParser(prog=f"game-analytics worker {worker}", description=description,
+                       epilog="Every flag can be set by its environment variable instead (shown in brackets); "
+                              "exit codes: 0 ok, 1 the work failed, 2 usage (docs/cli.md).")  # fmt: skip
+    add_flags(p, worker)
+    return p
+
+
+def start(parser: argparse.ArgumentParser, argv: Sequence[str] | None, worker: str, *,
+          need_dsn: bool = True) -> tuple[argparse.Namespace, WorkerSettings]:
+    """Parse ``argv`` with ``parser`` (from :func:`parser`), build the worker's settings (flags over
+    ``GAME_ANALYTICS_*`` over defaults), configure logging at their level and return both.
 
     Raises:
-        SystemExit: bad usage, or no ``--dsn`` (nor ``GAME_ANALYTICS_DSN``) while ``need_dsn`` (exit code 2).
+        SystemExit: exit code 2 with a one-line message naming the flag or variable: bad usage, a bad value, or no
+            ``--dsn`` (nor ``GAME_ANALYTICS_DSN``) while ``need_dsn``.
     """
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    if need_dsn and not args.dsn:
+    settings = load(parser, args, worker)
+    configure_logging(settings.log_level)
+    if need_dsn and not settings.dsn:
         parser.error(f"--dsn (or {ENV_PREFIX}DSN) is required")
-    return args
+    return args, settings
 
 
 # --- as of ----------------------------------------------------------------------------------------------------
 
 
-def parse_as_of(value: str) -> str | datetime:
-    """``"now"``, ``"latest"`` or an ISO 8601 time (naive = UTC, returned timezone-aware).
+def parse_as_of(value: str | None) -> str | datetime:
+    """``"now"`` (also for None), ``"latest"`` or an ISO 8601 time (naive = UTC, returned timezone-aware).
 
     Raises:
         ValueError: anything else, with the accepted forms in the message.
     """
-    if value in ("now", "latest"):
-        return value
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"--as-of: expected 'now', 'latest' or an ISO 8601 time, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def add_as_of_flag(parser: argparse.ArgumentParser) -> None:
-    """Add ``--as-of`` (default ``$GAME_ANALYTICS_AS_OF`` or ``now``; parsed by :func:`parse_as_of`)."""
-    parser.add_argument("--as-of", default=os.environ.get(ENV_AS_OF, "now"), type=parse_as_of,
-                        help="'now' (default), 'latest' (newest event; for replayed data) or an ISO time")  # fmt: skip
+        return parse_time(value or "now", keywords=("now", "latest"))
+    except ValueError as exc:
+        raise ValueError(f"--as-of: {exc}") from None
 
 
 def resolve_as_of(conn: Connection, as_of: str | datetime, clock: Callable[[], float] = time.time) -> datetime:

@@ -47,7 +47,7 @@ def worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinel_master: str
     if spec.redis.sentinel:
         host, port = sentinel_service_address(spec.redis.sentinel.redis_failover_ref.name, owner.namespace)
         sentinels = [f"{host}:{port}"]
-    return WorkerSettings(
+    return WorkerSettings.model_validate(dict(  # not WorkerSettings(...): that would read the operator's environment
         redis_sentinels=sentinels,
         redis_master=sentinel_master or "mymaster",
         stream=spec.stream.name,
@@ -61,7 +61,7 @@ def worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinel_master: str
         metrics_port=METRICS_PORT,
         retention=spec.retention,
         partition_interval=spec.partition_interval,
-    )
+    ))
 
 
 def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str, settings: WorkerSpec,
