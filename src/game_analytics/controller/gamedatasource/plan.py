@@ -13,7 +13,7 @@ from . import names, render
 
 CHILD_TYPES = [("v1", "ConfigMap"), ("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"),
                ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("apps/v1", "Deployment"), ("v1", "Service"),
-               (MONITORING_V1, "ServiceMonitor")]
+               (MONITORING_V1, "ServiceMonitor"), ("policy/v1", "PodDisruptionBudget")]
 
 
 def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:

@@ -1,4 +1,5 @@
-"""GameDataSource -> the ingest, exporter and detection workers, their Service, ServiceMonitor and RBAC."""
+"""GameDataSource -> the ingest, exporter and detection workers (a PodDisruptionBudget each when it has more than one
+replica), their Service, ServiceMonitor and RBAC."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..common.render import (
     manifest,
     metadata,
     monitoring_metadata,
+    pod_disruption_budget,
     pod_spec,
     resources,
     selector,
@@ -137,6 +139,9 @@ def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_maste
     children = [config_map(owner, workers_config_name(owner.name), "workers-config", env)]
     children += detection_rbac(owner)
     for worker in WORKERS:
+        worker_spec = getattr(spec.workers, worker)
+        if worker_spec.replicas > 1:  # voluntary disruptions (drains) take one pod at a time
+            children.append(pod_disruption_budget(owner, deployment_name(owner.name, worker), f"{worker}-worker"))
         children.append(_deployment(owner, spec, worker, spec.workers.image or image,
                                     getattr(spec.workers, worker), redis_password_ref))
     metrics_selector = {"app.kubernetes.io/instance": owner.name, LABEL_METRICS: "true"}

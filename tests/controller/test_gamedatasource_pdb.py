@@ -1,0 +1,39 @@
+"""GameDataSource: a PodDisruptionBudget per worker Deployment with more than one replica, owned and pruned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from game_analytics.api.gamedatasource import GameDataSourceSpec
+from game_analytics.controller.common.render import Owner
+from game_analytics.controller.gamedatasource import plan, render
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gamedatasource.yaml"
+OWNER = Owner("gameanalytics.io/v1alpha1", "GameDataSource", "default", "games", "uid-1")
+
+
+def _children(**replicas: int) -> list[dict]:
+    doc = yaml.safe_load(EXAMPLE.read_text())["spec"]
+    for worker, count in replicas.items():
+        doc.setdefault("workers", {}).setdefault(worker, {})["replicas"] = count
+    return render.render(OWNER, GameDataSourceSpec.model_validate(doc), image="img:1", sentinel_master="m")
+
+
+def test_a_pdb_selects_the_pods_of_each_deployment_with_more_than_one_replica() -> None:
+    children = _children(ingest=3, exporter=1, detection=2)
+    pdbs = {c["metadata"]["name"]: c for c in children if c["kind"] == "PodDisruptionBudget"}
+    deployments = {c["metadata"]["name"]: c for c in children if c["kind"] == "Deployment"}
+    assert set(pdbs) == {"default-ingest", "default-detection"}
+    for name, pdb in pdbs.items():
+        template = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        assert selector == deployments[name]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= template.items() and pdb["spec"]["maxUnavailable"] == 1
+        assert pdb["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_one_replica_has_no_pdb_and_the_type_is_pruned() -> None:
+    assert not [c for c in _children(ingest=1, exporter=1, detection=1) if c["kind"] == "PodDisruptionBudget"]
+    assert ("policy/v1", "PodDisruptionBudget") in plan.CHILD_TYPES  # so that a scale-down to 1 deletes it
