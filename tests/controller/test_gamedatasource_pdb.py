@@ -1,4 +1,5 @@
-"""GameDataSource: a PodDisruptionBudget per worker Deployment with more than one replica, owned and pruned."""
+"""GameDataSource: a PodDisruptionBudget per worker Deployment with more than one replica (owned, pruned), and the
+recommended app.kubernetes.io labels."""
 
 from __future__ import annotations
 
@@ -37,3 +38,16 @@ def test_a_pdb_selects_the_pods_of_each_deployment_with_more_than_one_replica() 
 def test_one_replica_has_no_pdb_and_the_type_is_pruned() -> None:
     assert not [c for c in _children(ingest=1, exporter=1, detection=1) if c["kind"] == "PodDisruptionBudget"]
     assert ("policy/v1", "PodDisruptionBudget") in plan.CHILD_TYPES  # so that a scale-down to 1 deletes it
+
+
+def test_recommended_labels() -> None:
+    from game_analytics import __version__
+
+    deployment = next(c for c in _children() if c["kind"] == "Deployment")
+    labels = deployment["metadata"]["labels"]
+    assert {k: v for k, v in labels.items() if k.startswith("app.kubernetes.io/")} == {
+        "app.kubernetes.io/name": "game-analytics-ingest-worker", "app.kubernetes.io/instance": "default",
+        "app.kubernetes.io/component": "ingest-worker", "app.kubernetes.io/part-of": "game-analytics",
+        "app.kubernetes.io/managed-by": "game-analytics-operator", "app.kubernetes.io/version": __version__}
+    # name and version never select pods: an upgrade must not orphan a Deployment's ReplicaSets
+    assert not {"app.kubernetes.io/name", "app.kubernetes.io/version"} & set(deployment["spec"]["selector"]["matchLabels"])

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ... import __version__
 from ...api.common import Resources, SecretKeyRef
 from ...api.gamedatasource import GameDataSourceSpec
 from ...settings import ENV_PREFIX
@@ -51,15 +52,18 @@ class Owner:
 def labels(owner: Owner, component: str) -> dict[str, str]:
     """The common label set of every child: recommended ``app.kubernetes.io`` labels plus the owner's identity.
 
-    ``component`` names the child's role (``exporter``, ``redis``, ``sentinel`` ...). These labels are also the
-    selectors of Deployments and StatefulSets, so they must never change for an existing child.
+    As the recommended-labels convention defines them: ``name`` is the application (``game-analytics-<component>``),
+    ``instance`` the custom resource's name, ``component`` the child's role (``ingest-worker``, ``redis``,
+    ``sentinel`` ...), ``part-of`` the product, ``managed-by`` the operator and ``version`` the operator's version.
+    Only :func:`selector`'s subset (instance, component, owner kind) selects pods, so name and version may change.
     """
     return {
-        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/name": f"{PART_OF}-{component}",
         "app.kubernetes.io/instance": owner.name,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/version": __version__,
         LABEL_OWNER_KIND: owner.kind,
         LABEL_OWNER_NAME: owner.name,
     }
