@@ -51,3 +51,21 @@ def test_recommended_labels() -> None:
         "app.kubernetes.io/managed-by": "game-analytics-operator", "app.kubernetes.io/version": __version__}
     # name and version never select pods: an upgrade must not orphan a Deployment's ReplicaSets
     assert not {"app.kubernetes.io/name", "app.kubernetes.io/version"} & set(deployment["spec"]["selector"]["matchLabels"])
+
+
+def test_pod_settings_reach_every_worker_pod() -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())["spec"]
+    doc["workers"] = {**doc.get("workers", {}), "imagePullSecrets": [{"name": "registry"}],
+                      "nodeSelector": {"pool": "analytics"}, "priorityClassName": "analytics-high",
+                      "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "analytics",
+                                       "effect": "NoSchedule"}]}
+    children = render.render(OWNER, GameDataSourceSpec.model_validate(doc), image="img:1", sentinel_master="m")
+    pods = [c["spec"]["template"]["spec"] for c in children if c["kind"] == "Deployment"]
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["imagePullSecrets"] == [{"name": "registry"}] and pod["nodeSelector"] == {"pool": "analytics"}
+        assert pod["priorityClassName"] == "analytics-high"
+        assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "analytics",
+                                       "effect": "NoSchedule"}]
+    plain = next(c for c in _children() if c["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert not {"imagePullSecrets", "nodeSelector", "tolerations", "priorityClassName"} & set(plain)

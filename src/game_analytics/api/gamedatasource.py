@@ -72,8 +72,29 @@ class DetectionSettings(WorkerSettings):
                     "PrometheusRule path pages.")
 
 
+class Toleration(Model):
+    """A pod toleration, as in a pod spec's ``tolerations``."""
+
+    key: str | None = Field(default=None, max_length=316, description="Taint key (empty with Exists: every taint).")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default).")
+    value: str | None = Field(default=None, max_length=63, description="Taint value, with Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect (empty: every effect).")
+    toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds", ge=0,
+                                           description="With NoExecute: how long the pod stays bound.")
+
+
 class Workers(Model):
     image: str | None = Field(default=None, max_length=512, description="Worker image; the operator's default when unset.")
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, alias="imagePullSecrets", max_length=16,
+        description="Secrets (docker-registry type) to pull a private worker image with.")
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector",
+                                          description="Node labels the worker pods must run on.")
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32,
+                                          description="Taints the worker pods tolerate.")
+    priority_class_name: str | None = Field(default=None, alias="priorityClassName", max_length=253,
+                                            description="PriorityClass of the worker pods.")
     ingest: WorkerSettings = Field(default_factory=WorkerSettings, description="Stream-to-Postgres ingest.")
     exporter: WorkerSettings = Field(default_factory=WorkerSettings, description="Prometheus exporter of analytics.")
     detection: DetectionSettings = Field(default_factory=DetectionSettings, description="Rule and anomaly detection.")

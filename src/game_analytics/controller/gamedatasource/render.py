@@ -4,6 +4,7 @@ replica), their Service, ServiceMonitor and RBAC."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ...api.common import SecretKeyRef
 from ...api.gamedatasource import GameDataSourceSpec
@@ -94,9 +95,25 @@ def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str,
             "metadata": {"labels": template_labels},
             "spec": {**pod_spec([main], service_account=service_account,
                                 volumes=[{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]),
-                     "initContainers": [migrate]},
+                     "initContainers": [migrate], **scheduling(spec)},
         },
     })
+
+
+def scheduling(spec: GameDataSourceSpec) -> dict[str, Any]:
+    """The pod-spec fields of ``spec.workers`` that place and pull the worker pods (only those set): imagePullSecrets,
+    nodeSelector, tolerations, priorityClassName."""
+    workers = spec.workers
+    out: dict[str, Any] = {}
+    if workers.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": ref.name} for ref in workers.image_pull_secrets]
+    if workers.node_selector:
+        out["nodeSelector"] = dict(workers.node_selector)
+    if workers.tolerations:
+        out["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in workers.tolerations]
+    if workers.priority_class_name:
+        out["priorityClassName"] = workers.priority_class_name
+    return out
 
 
 def detection_rbac(owner: Owner) -> list[Manifest]:
