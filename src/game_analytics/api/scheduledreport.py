@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
+from ..events import EVENT_TYPES
 from .common import (
     CRON_PATTERN,
     TIME_ZONE_PATTERN,
@@ -28,6 +30,7 @@ class ReportType(StrEnum):
     RANKINGS = "rankings"
     SECURITY = "security"
     DASHBOARD = "dashboard"
+    FUNNEL = "funnel"
 
 
 class ReportFormat(StrEnum):
@@ -70,6 +73,49 @@ class DashboardReport(Model):
     scrape_interval: Duration = Field(
         default="30s", description="The data source's scrape interval: Grafana's minimum $__interval and the "
                                    "base of $__rate_interval.")  # fmt: skip
+
+
+#: a payload field name of a funnel step filter (a JSON key, no path)
+PAYLOAD_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PayloadKey = Annotated[str, Field(pattern=PAYLOAD_KEY_PATTERN, max_length=64)]
+PayloadValue = Annotated[str, Field(max_length=256)]
+
+
+class FunnelStep(Model):
+    """One step of a funnel: an event of ``eventType`` whose payload holds every ``payload`` entry."""
+
+    event_type: str = Field(pattern=f"^({'|'.join(EVENT_TYPES)})$", max_length=32,
+                            description=f"Event type of the step: one of {', '.join(EVENT_TYPES)}.")
+    payload: dict[PayloadKey, PayloadValue] = Field(
+        default_factory=dict, max_length=10,
+        description="Payload filter: each key is a payload field, its value the field's text (payload->>key), "
+                    "e.g. {item_id: starter-pack}; all must match. Empty: any event of the type.",
+        json_schema_extra={"x-kubernetes-validations": [
+            cel(f"self.all(k, k.matches('{PAYLOAD_KEY_PATTERN}'))",
+                "payload keys must be field names (letters, digits, _; not starting with a digit)")]},
+    )  # fmt: skip
+    name: str | None = Field(default=None, max_length=64, description="Label of the step in the report "
+                             "(default: the event type and its filter).")  # fmt: skip
+
+    def label(self) -> str:
+        """The step's name, else ``event_type`` followed by its payload filter, e.g. ``purchase[item_id=a]``."""
+        if self.name:
+            return self.name
+        where = ",".join(f"{k}={v}" for k, v in sorted(self.payload.items()))
+        return f"{self.event_type}[{where}]" if where else self.event_type
+
+
+class FunnelReport(Model):
+    """The funnel a ``funnel`` report measures (docs/reports.md): ordered steps and a conversion window.
+
+    A player enters at their first step-1 event in the report period and reaches step ``i`` with the first
+    matching event after the one that reached step ``i - 1``, at most ``conversionWindow`` after entering.
+    """
+
+    steps: list[FunnelStep] = Field(min_length=2, max_length=10, description="The ordered steps (2 to 10).")
+    conversion_window: Duration = Field(
+        default="7d", description="Longest time from entering the funnel (step 1) to any later step, e.g. 1h, 7d, "
+                                  "30d; not 0.")  # fmt: skip
 
 
 class ReportFilters(Model):
@@ -129,6 +175,17 @@ class ScheduledReportSpec(Model):
                     "a dashboard report needs spec.dashboard (uid, variables, prometheusUrl)",
                     ".dashboard",
                 ),
+                cel(
+                    "!self.reports.exists(r, r == 'funnel') || has(self.funnel)",
+                    "a funnel report needs spec.funnel (steps, conversionWindow)",
+                    ".funnel",
+                ),
+                cel(
+                    "!has(self.funnel) || !has(self.funnel.conversionWindow) || "
+                    "!(self.funnel.conversionWindow in ['', '0'])",
+                    "the conversion window must be longer than 0",
+                    ".funnel.conversionWindow",
+                ),
             ]
         }
     }
@@ -145,6 +202,7 @@ class ScheduledReportSpec(Model):
     )
     delivery: Delivery = Field(default_factory=Delivery, description="Where finished reports are sent.")
     dashboard: DashboardReport | None = Field(default=None, description="What the dashboard report type renders.")
+    funnel: FunnelReport | None = Field(default=None, description="What the funnel report type measures.")
     starting_deadline_seconds: int = Field(
         default=300, ge=10, le=86_400, description="A run that cannot start within this many seconds counts as missed."
     )

@@ -31,13 +31,14 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from ..analytics.economy import inflation_rate, wealth_summary
-from ..api.scheduledreport import ReportFilters, ReportType
+from ..api.scheduledreport import FunnelReport, ReportFilters, ReportType
 from ..storage.queries import Filters, clauses, fetch_frame
 from ..storage.queries.activity import player_counts
 from ..storage.queries.sessions import SESSION_GAP, session_summary
 from .compute import churn_rate, cohort_matrix, lorenz_curve, retention_curve
 from .context import UNIT_LABEL, BuildContext, bucket_series, naive_utc, number
 from .forecasts import add_forecast
+from .funnel import build_funnel
 from .model import ChartSpec, Figure, Report, ReportPeriod, Table, bucket_unit, validate_filters
 from .operations import build_rankings, build_security
 from .player_value import add_churn_risk, add_clv, add_kpis, customer_scores
@@ -372,14 +373,15 @@ BUILDERS: dict[ReportType, Callable[[BuildContext], Report]] = {
     ReportType.RETENTION: build_retention,
     ReportType.RANKINGS: build_rankings,
     ReportType.SECURITY: build_security,
+    ReportType.FUNNEL: build_funnel,
 }
 
 
 def build_report(
     engine: Engine, report_type: ReportType | str, period: ReportPeriod, filters: ReportFilters,
-    now: datetime | None = None,
+    now: datetime | None = None, *, funnel: FunnelReport | None = None,
 ) -> Report:  # fmt: skip
-    """Build one report.
+    """Build one report (``funnel``: the ScheduledReport's ``spec.funnel``, needed by the funnel type).
 
     Raises:
         ValueError: unknown report type or invalid filter values (see
@@ -387,5 +389,5 @@ def build_report(
         sqlalchemy.exc.SQLAlchemyError: database errors.
     """
     rtype = ReportType(report_type)
-    ctx = BuildContext(engine, period, validate_filters(filters), (now or datetime.now(UTC)).astimezone(UTC))
+    ctx = BuildContext(engine, period, validate_filters(filters), (now or datetime.now(UTC)).astimezone(UTC), funnel)
     return BUILDERS[rtype](ctx)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from ..api.scheduledreport import ReportFilters, ReportType
+from ..api.scheduledreport import FunnelReport, ReportFilters, ReportType
 from .compute import bucket_starts
 from .model import Report, ReportPeriod
 
@@ -29,12 +29,14 @@ class BuildContext:
         period: the reporting period.
         filters: validated filters (see :func:`~game_analytics.reports.model.validate_filters`).
         now: generation time (UTC), written into the report.
+        funnel: the ScheduledReport's ``spec.funnel`` (what the ``funnel`` type measures), or None.
     """
 
     engine: Engine
     period: ReportPeriod
     filters: ReportFilters
     now: datetime
+    funnel: FunnelReport | None = None
 
     def params(self, **extra: Any) -> dict[str, Any]:
         """Base SQL parameters: ``start``, ``end``, ``prev_start``, ``top_n`` plus ``extra``."""

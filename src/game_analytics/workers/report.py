@@ -37,6 +37,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ..api.scheduledreport import (
     EmailDelivery,
+    FunnelReport,
     ReportFilters,
     ReportFormat,
     ReportType,
@@ -95,6 +96,7 @@ class RunConfig:
             the delivery (never skipped silently).
         email: email delivery, or None.
         smtp_password: SMTP password from the environment.
+        funnel: what the ``funnel`` report type measures (``spec.funnel``; required when it is in ``reports``).
         retry: webhook retry policy.
         schedule: ``(cron expression, time zone)`` of the ScheduledReport, recorded so that the exporter can tell
             a missed schedule; None for hand-made runs.
@@ -114,6 +116,7 @@ class RunConfig:
     webhook: tuple[str, WebhookStyle] | None = None
     email: EmailDelivery | None = None
     smtp_password: str | None = None
+    funnel: FunnelReport | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     schedule: tuple[str, str] | None = None
     run_key: str | None = None
@@ -177,7 +180,7 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
         run_ids[rtype.value] = run_id
         task = progress.add_task(f"{rtype.value}", total=None) if progress else None
         try:
-            report = (build_report(engine, rtype, config.period, config.filters, now)
+            report = (build_report(engine, rtype, config.period, config.filters, now, funnel=config.funnel)
                       if rtype is not ReportType.DASHBOARD else _dashboard_report(engine, config, now))
             paths = write_report(report, config.formats, config.output_dir, prefix=f"{config.name}-")
         except Exception as exc:  # noqa: BLE001 - any failure of one report is recorded and fails the run
@@ -347,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             webhook = (settings.report_webhook_url or "", spec.delivery.webhook.style)
         config = RunConfig(
             dashboard=dashboard_target(spec.dashboard), name=name, namespace=namespace, reports=list(spec.reports),
-            period=ReportPeriod.lookback(now, spec.time_range.lookback), filters=filters,
+            period=ReportPeriod.lookback(now, spec.time_range.lookback), filters=filters, funnel=spec.funnel,
             formats=list(spec.formats), output_dir=settings.output_dir, webhook=webhook, email=spec.delivery.email,
             smtp_password=settings.report_smtp_password, schedule=(spec.schedule, spec.time_zone),
             run_key=settings.run_key or job_name(),

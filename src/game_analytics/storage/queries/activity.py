@@ -287,19 +287,26 @@ def _periods_between(first: pd.Timestamp, last: pd.Timestamp, period: str) -> in
 # --- funnels ----------------------------------------------------------------------------------------------------
 
 
-def funnel(
-    bind: Bind, steps: Sequence[str], filters: Filters = ALL, *, window: timedelta = timedelta(days=1)
-) -> pd.DataFrame:
-    """Ordered funnel over event types.
+#: a funnel step: an event type, or (event type, payload filter {field: text of payload->>field})
+FunnelStep = str | tuple[str, dict[str, str]]
 
-    A player enters at their first event of type ``steps[0]`` (time ``t0``); step ``i`` is reached by the first
-    event of type ``steps[i]`` strictly after the event that reached step ``i - 1`` (ordered by time, then by
-    storage order) and no later than ``t0 + window``.  The same type may repeat (``purchase, purchase`` = a
-    repeat purchase within the window).
+
+def funnel(
+    bind: Bind, steps: Sequence[FunnelStep], filters: Filters = ALL, *, window: timedelta = timedelta(days=1)
+) -> pd.DataFrame:
+    """Ordered funnel over event types, each optionally filtered on payload fields.
+
+    A player enters at their first event matching ``steps[0]`` (time ``t0``); step ``i`` is reached by the first
+    event matching ``steps[i]`` strictly after the event that reached step ``i - 1`` (ordered by time, then by
+    storage order) and no later than ``t0 + window``.  The same step may repeat (``purchase, purchase`` = a
+    repeat purchase within the window).  A step ``(event_type, {field: value})`` matches events of that type
+    whose ``payload->>field`` equals ``value`` for every entry (text comparison: the number 1 is ``"1"``).
 
     Returns:
-        Columns ``step`` (0-based int), ``event_type``, ``players`` (int, reaching the step) and ``conversion``
-        (share of step 0).
+        Columns ``step`` (0-based int), ``event_type``, ``players`` (int, reaching the step), ``conversion``
+        (share of step 0), ``step_conversion`` (share of the previous step; 1 for step 0) and
+        ``median_seconds``/``mean_seconds`` (float: time from reaching the previous step to reaching this one,
+        over the players reaching this one; NaN for step 0 and for steps nobody reached).
 
     Raises:
         ValueError: no steps or a non-positive window.
@@ -308,29 +315,44 @@ def funnel(
         raise ValueError("need at least one step and a positive window")
     cond, params = where(filters)
     params["window"] = window
-    ctes = [
-        f"""s0 AS (SELECT DISTINCT ON (e.player_id) e.player_id, e.occurred_at AS t0, e.occurred_at AS t, e.id
-                   FROM events e WHERE {cond} AND e.event_type = :step_0
-                   ORDER BY e.player_id, e.occurred_at, e.id)"""
-    ]
-    params["step_0"] = steps[0]
-    for i in range(1, len(steps)):
-        params[f"step_{i}"] = steps[i]
-        ctes.append(
-            f"""s{i} AS (SELECT DISTINCT ON (p.player_id) p.player_id, p.t0, e.occurred_at AS t, e.id
+    ctes, types = [], []
+    for i, step in enumerate(steps):
+        event_type, payload = (step, {}) if isinstance(step, str) else step
+        types.append(event_type)
+        params[f"step_{i}"] = event_type
+        match = f"e.event_type = :step_{i}"
+        for j, (key, value) in enumerate(sorted(payload.items())):
+            params[f"step_{i}_key_{j}"], params[f"step_{i}_value_{j}"] = key, str(value)
+            match += f" AND e.payload->>:step_{i}_key_{j} = :step_{i}_value_{j}"
+        if i == 0:
+            ctes.append(f"""s0 AS (SELECT DISTINCT ON (e.player_id) e.player_id, e.occurred_at AS t0,
+                                          e.occurred_at AS t, e.id, 0::float8 AS dt
+                       FROM events e WHERE {cond} AND {match}
+                       ORDER BY e.player_id, e.occurred_at, e.id)""")
+            continue
+        ctes.append(f"""s{i} AS (SELECT DISTINCT ON (p.player_id) p.player_id, p.t0, e.occurred_at AS t, e.id,
+                                        extract(epoch FROM e.occurred_at - p.t)::float8 AS dt
                    FROM s{i - 1} p JOIN events e ON e.player_id = p.player_id
-                   WHERE {cond} AND e.event_type = :step_{i}
+                   WHERE {cond} AND {match}
                      AND (e.occurred_at, e.id) > (p.t, p.id) AND e.occurred_at <= p.t0 + :window
-                   ORDER BY p.player_id, e.occurred_at, e.id)"""
-        )
-    counts = " UNION ALL ".join(f"SELECT {i} AS step, count(*) AS players FROM s{i}" for i in range(len(steps)))
+                   ORDER BY p.player_id, e.occurred_at, e.id)""")
+    counts = " UNION ALL ".join(
+        f"SELECT {i} AS step, count(*) AS players, percentile_cont(0.5) WITHIN GROUP (ORDER BY dt) AS median_seconds, "
+        f"avg(dt) AS mean_seconds FROM s{i}" for i in range(len(steps))
+    )
     sql = f"WITH {', '.join(ctes)} {counts} ORDER BY step"
     frame = fetch_frame(bind, sql, params)
     frame["players"] = frame["players"].astype("int64")
-    frame.insert(1, "event_type", [steps[i] for i in frame["step"]])
+    frame.insert(1, "event_type", [types[i] for i in frame["step"]])
     first = frame["players"].iloc[0]
     frame["conversion"] = frame["players"] / first if first else 0.0
-    return frame
+    previous = frame["players"].shift(1, fill_value=first).astype(float)
+    frame["step_conversion"] = (frame["players"] / previous.where(previous > 0)).fillna(0.0)
+    for column in ("median_seconds", "mean_seconds"):
+        frame[column] = frame[column].astype(float)
+        frame.loc[0, column] = float("nan")
+    return frame[["step", "event_type", "players", "conversion", "step_conversion", "median_seconds",
+                  "mean_seconds"]]  # fmt: skip
 
 
 # --- activity by type and hour ----------------------------------------------------------------------------------
