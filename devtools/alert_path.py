@@ -120,7 +120,8 @@ class AlertPath:
             and posting to a second Alertmanager (same routing; its receivers post to ``/stream-...``), so that
             the pages of each path are told apart.
         prometheus_interval: Prometheus' scrape and evaluation interval.
-        group_wait / group_interval: the Alertmanager route timing of both Alertmanagers.
+        group_wait / group_interval: the Alertmanager route timing of both Alertmanagers; ``stream_group_wait``
+            and ``stream_group_interval`` (default: the same) that of the streaming path's.
     """
 
     workdir: Path
@@ -131,6 +132,8 @@ class AlertPath:
     prometheus_interval: str = "1s"
     group_wait: str = "0s"
     group_interval: str = "1s"
+    stream_group_wait: str | None = None
+    stream_group_interval: str | None = None
     stream: str = field(default_factory=lambda: f"alert-path-{uuid.uuid4().hex[:8]}")
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
@@ -172,7 +175,8 @@ class AlertPath:
         self.alertmanager = self._alertmanager("alertmanager", secrets)
         if self.streaming:
             self.stream_alertmanager = self._alertmanager("alertmanager-stream", {
-                k: v.replace(self.pager.url + "/", self.pager.url + "/stream-") for k, v in secrets.items()})
+                k: v.replace(self.pager.url + "/", self.pager.url + "/stream-") for k, v in secrets.items()},
+                self.stream_group_wait, self.stream_group_interval)
 
         self.ingest_port, self.detection_port, self.stream_port = free_port(), free_port(), free_port()
         self._spawn("ingest", ["--redis-url", self.redis_url, "--dsn", self.dsn, "--stream", self.stream,
@@ -196,11 +200,14 @@ class AlertPath:
         self._stops.append(self.prometheus.stop)
         return self
 
-    def _alertmanager(self, name: str, secrets: dict[tuple[str, str], str]) -> Alertmanager:
+    def _alertmanager(self, name: str, secrets: dict[tuple[str, str], str],
+                      group_wait: str | None = None, group_interval: str | None = None) -> Alertmanager:
         """An Alertmanager routing the rule as the operator would, its receivers' URLs from ``secrets``."""
         secrets_dir = self.workdir / f"{name}-secrets"
         options = am.Options(resolve_secret=lambda n, key: secrets[(n, key)], secrets_dir=str(secrets_dir),
-                             group_wait=self.group_wait, group_interval=self.group_interval, repeat_interval="1h")
+                             group_wait=group_wait or self.group_wait,
+                             group_interval=group_interval or self.group_interval,
+                             repeat_interval="1h")
         routing = [am.RuleRouting(NAMESPACE, self.owner.name, self.spec)]
         for secret, keys in am.mounted_secrets(routing, options).items():
             for key in keys:  # what the Alertmanager pod would mount from the Secret

@@ -115,6 +115,7 @@ def sudden_wealth_change(ctx: Context, p: Any) -> list[Finding]:
         SELECT e.game, coalesce(e.payload->>'currency', 'USD') AS currency, e.player_id, sum({flow}) AS change
         FROM events e JOIN movers USING (player_id)
         WHERE e.event_type IN ('purchase', 'currency_change') AND e.occurred_at > :since AND e.occurred_at <= :as_of
+          {scope}
         GROUP BY 1, 2, 3
     ), total AS (
         SELECT w.* FROM ({wealth}) AS w JOIN movers USING (player_id)

@@ -183,12 +183,14 @@ class StreamEvaluator:
     def process(self, events: Sequence[dict[str, Any]]) -> None:
         """Evaluate the rules the ``events`` trigger (see the module docstring), plus a re-evaluation of every
         player-scoped rule's flagged subjects."""
+        started = time.monotonic()
         rules = list(self.worker.rules)
         triggers = {r.rule: [e for e in events if (EVENT_TYPES.get(r.detector) or ()) and e["event_type"] in
                              EVENT_TYPES[r.detector]] for r in rules}  # fmt: skip
         relevant = [e for r in rules for e in triggers[r.rule]]
         if relevant:
             self._wait_stored(relevant)
+        stored = time.monotonic()
         as_of = self._as_of(events)
         for rule in rules:
             trig = triggers[rule.rule]
@@ -208,6 +210,10 @@ class StreamEvaluator:
         done = time.time()
         for e in relevant:
             self.latency.observe(max(0.0, done - e["sent"]))
+        if time.monotonic() - started > 1.0:
+            log.info("slow streaming batch: %d events, %.2f s waiting for the store, %.2f s evaluating, oldest "
+                     "entry %.1f s old", len(events), stored - started, time.monotonic() - stored,
+                     done - min((e["sent"] for e in events), default=done))  # fmt: skip
 
     def run(self, stop: threading.Event) -> None:
         """Read, evaluate and acknowledge until ``stop`` is set; reconnects after Redis errors (1 s pause)."""
