@@ -1,0 +1,180 @@
+"""Labelled anomalies planted into the real data, one planter per detector type (pure: data in, events out).
+
+The base is the CDNOW purchase log (:func:`game_analytics.data.events.purchase_events`).  It has no logins and no
+trades, so :func:`background` derives them from it, keeping its real timing and volume: a login of the customer
+from their home region (fixed per customer) before every purchase, and a gift of one CD to another customer for
+every purchase of two or more.  The PromQL-evaluated detectors read exporter series; :func:`series` derives those
+from the same log (per-day price index, hourly ingest counters and distinct active customers) with synthetic
+error events and ingest lag where the data has none (docs/backtest.md says which).
+
+Every planter returns :class:`Planted`: the extra events (or series changes) and the :class:`~.quality.Plant`
+labels, at times from :func:`plant_times` (deterministic for a seed; never at midnight, when CDNOW's own
+purchases fall).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from game_analytics.alerting.quality import Plant
+
+__all__ = ["EVENT_PLANTERS", "REGIONS", "Planted", "background", "plant_times"]
+
+REGIONS = ("US", "EU", "APAC", "LATAM", "MEA")
+Event = dict[str, Any]
+
+
+@dataclass
+class Planted:
+    """What a planter adds: ``events`` and the ``plants`` they carry."""
+
+    events: list[Event] = field(default_factory=list)
+    plants: list[Plant] = field(default_factory=list)
+
+
+def home_region(player: str) -> str:
+    """The customer's fixed home region (a hash of the id)."""
+    return REGIONS[int(hashlib.sha256(player.encode()).hexdigest(), 16) % 3]  # US, EU or APAC
+
+
+def _event(kind: str, key: str, player: str, at: datetime, payload: dict[str, Any], region: str = "US") -> Event:
+    return {"event_id": f"q-{kind}-{key}", "event_type": kind, "occurred_at": at, "player_id": player,
+            "game": "cdnow", "region": region, "payload": payload}  # fmt: skip
+
+
+def background(base: Sequence[Event]) -> list[Event]:
+    """Logins and gifts derived from the purchases (see the module docstring)."""
+    out = []
+    customers = sorted({e["player_id"] for e in base})
+    for i, e in enumerate(base):
+        at, player = e["occurred_at"], e["player_id"]
+        out.append(_event("login", f"bg{i}", player, at - timedelta(minutes=1), {}, home_region(player)))
+        if int(e["payload"].get("quantity", 1)) >= 2:
+            other = customers[(hash_index(player) + i) % len(customers)]
+            unit = float(e["payload"]["amount"]) / int(e["payload"]["quantity"])
+            out.append(_event("trade", f"bg{i}", player, at, {"counterparty_id": other, "item_id": "cd", "quantity": 1,
+                                                             "value": round(unit, 2)}))  # fmt: skip
+    return out
+
+
+def hash_index(player: str) -> int:
+    """A stable integer of a player id."""
+    return int(hashlib.sha256(player.encode()).hexdigest()[:8], 16)
+
+
+def plant_times(start: datetime, end: datetime, count: int, spacing: timedelta, seed: int) -> list[datetime]:
+    """``count`` times in ``(start, end - spacing)`` at least ``spacing`` apart, at a random minute between 02:00
+    and 22:00 of their day (never near CDNOW's midnight purchases); fewer when the span is too short."""
+    rng = random.Random(seed)
+    slots = max(0, int((end - start - spacing) / spacing))
+    picked = sorted(rng.sample(range(slots), min(count, slots)))
+    out = []
+    for k in picked:
+        day = (start + k * spacing).replace(hour=0, minute=0, second=0, microsecond=0)
+        t = day + timedelta(minutes=rng.randrange(120, 1320))
+        while t < start + k * spacing:
+            t += timedelta(days=1)
+        out.append(t)
+    return [t for t in out if t < end - spacing / 2]
+
+
+def _spend(base: Sequence[Event]) -> dict[str, float]:
+    spend: Counter[str] = Counter()
+    for e in base:
+        spend[e["player_id"]] += float(e["payload"]["amount"])
+    return spend
+
+
+def plant_wealth(base: Sequence[Event], times: Sequence[datetime], seed: int) -> Planted:
+    """Whale purchases: a customer whose lifetime spend is $20-$300 buys $5,000 of CDs at once."""
+    modest = sorted(p for p, s in _spend(base).items() if 20 <= s <= 300)
+    chosen = random.Random(seed).sample(modest, len(times))
+    out = Planted()
+    for k, (t, player) in enumerate(zip(times, chosen, strict=True)):
+        out.events.append(_event("purchase", f"w{k}", player, t, {"item_id": "cd", "quantity": 300,
+                                                                   "amount": 5000.0, "currency": "USD"}))  # fmt: skip
+        out.plants.append(Plant(player, t, "whale purchase"))
+    return out
+
+
+def plant_transfers(base: Sequence[Event], times: Sequence[datetime], seed: int) -> Planted:
+    """Rapid transfers between planted accounts: ``plant-tx-k`` sends 12 items to ``plant-rx-k`` in 6 minutes."""
+    out = Planted()
+    for k, t in enumerate(times):
+        for j in range(12):
+            out.events.append(_event("trade", f"t{k}-{j}", f"plant-tx-{k}", t + timedelta(seconds=30 * j), {
+                "counterparty_id": f"plant-rx-{k}", "item_id": "cd", "quantity": 1, "value": 12.0}))  # fmt: skip
+        out.plants.append(Plant(f"plant-tx-{k}", t, "rapid transfers"))
+    return out
+
+
+def plant_logins(base: Sequence[Event], times: Sequence[datetime], seed: int) -> Planted:
+    """Logins of a real customer from four regions within 20 minutes (an account shared or stolen)."""
+    customers = sorted({e["player_id"] for e in base})
+    chosen = random.Random(seed).sample(customers, len(times))
+    out = Planted()
+    for k, (t, player) in enumerate(zip(times, chosen, strict=True)):
+        for j, region in enumerate(REGIONS[:4]):
+            out.events.append(_event("login", f"l{k}-{j}", player, t + timedelta(minutes=5 * j), {}, region))
+        out.plants.append(Plant(player, t, "logins from 4 regions"))
+    return out
+
+
+def plant_market(base: Sequence[Event], times: Sequence[datetime], seed: int) -> Planted:
+    """Price manipulation: item ``plant-item-k`` trades at $10 for two hours, then three trades at $25."""
+    out = Planted()
+    for k, t in enumerate(times):
+        item = f"plant-item-{k}"
+        for j in range(6):
+            out.events.append(_event("trade", f"m{k}-b{j}", f"plant-mk-{j}", t - timedelta(minutes=115 - 20 * j), {
+                "counterparty_id": f"plant-mk-{j + 1}", "item_id": item, "quantity": 1, "value": 10.0}))  # fmt: skip
+        for j in range(3):
+            out.events.append(_event("trade", f"m{k}-p{j}", f"plant-mk-{j}", t + timedelta(minutes=3 * j), {
+                "counterparty_id": f"plant-mk-{j + 1}", "item_id": item, "quantity": 1, "value": 25.0}))  # fmt: skip
+        out.plants.append(Plant(f"item:cdnow/{item}", t, "price pumped 2.5x"))
+    return out
+
+
+def plant_monopoly(base: Sequence[Event], times: Sequence[datetime], seed: int) -> Planted:
+    """Market-share concentration: ``plant-mono-k`` buys twice the value CDNOW sold on the day of the plant."""
+    daily: defaultdict[Any, float] = defaultdict(float)
+    for e in base:
+        daily[e["occurred_at"].date()] += float(e["payload"]["amount"])
+    out = Planted()
+    for k, t in enumerate(times):
+        amount = round(2 * max(daily.get(t.date(), 0.0), 100.0), 2)
+        out.events.append(_event("purchase", f"mo{k}", f"plant-mono-{k}", t, {"item_id": "cd", "quantity": 100,
+                                                                          "amount": amount, "currency": "USD"}))  # fmt: skip
+        out.plants.append(Plant(f"plant-mono-{k}", t, "2x the day's volume"))
+    return out
+
+
+def plant_anomaly(base: Sequence[Event], times: Sequence[datetime], seed: int) -> Planted:
+    """Rows of mixed kinds: a new account makes 30 purchases of $0.99 in half an hour and one of $3,000."""
+    out = Planted()
+    for k, t in enumerate(times):
+        player = f"plant-anom-{k}"
+        for j in range(30):
+            out.events.append(_event("purchase", f"a{k}-{j}", player, t + timedelta(minutes=j), {
+                "item_id": "cd", "quantity": 1, "amount": 0.99, "currency": "USD"}))  # fmt: skip
+        out.events.append(_event("purchase", f"a{k}-big", player, t + timedelta(minutes=30), {
+            "item_id": "cd", "quantity": 200, "amount": 3000.0, "currency": "USD"}))  # fmt: skip
+        out.plants.append(Plant(player, t, "30 x $0.99 and 1 x $3,000"))
+    return out
+
+
+#: worker-evaluated detector type -> its planter ``(base, times, seed) -> Planted``
+EVENT_PLANTERS: dict[str, Callable[[Sequence[Event], Sequence[datetime], int], Planted]] = {
+    "suddenWealthChange": plant_wealth,
+    "rapidAssetTransfer": plant_transfers,
+    "unusualLoginPattern": plant_logins,
+    "marketManipulation": plant_market,
+    "monopolyFormation": plant_monopoly,
+    "anomalyScore": plant_anomaly,
+}
