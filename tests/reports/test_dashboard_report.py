@@ -238,3 +238,44 @@ def test_pages_convert_to_png(rendered, tmp_path):
         subprocess.run(["pdftoppm", "-png", "-r", "70", "-f", "2", "-l", "2", str(pdf), str(prefix)], check=True)
         (png,) = pdf.parent.glob(f"{slug}-page*.png")
         assert png.stat().st_size > 10_000, png
+
+
+def test_scheduled_dashboard_report_is_delivered_as_pdf(stack, tmp_path, monkeypatch):
+    """The CronJob path: the operator's report.json of a ScheduledReport of type dashboard, rendered by the worker
+    to PDF, e-mailed through a real SMTP server and recorded in report_runs."""
+    from game_analytics.api.scheduledreport import ScheduledReportSpec
+    from game_analytics.controller.common.render import Owner
+    from game_analytics.controller.scheduledreport.render import report_document
+
+    from .servers import smtp_server
+
+    with smtp_server() as box:
+        spec = ScheduledReportSpec.model_validate({
+            "reports": ["dashboard"], "schedule": "0 6 * * 1", "timeRange": {"lookback": "2m"}, "formats": ["pdf"],
+            "dashboard": {"uid": "game-analytics-rankings", "prometheusUrl": stack["prometheus"].url,
+                          "scrapeInterval": "1s", "variables": {"namespace": [NAMESPACE]}},
+            "delivery": {"email": {"to": ["ops@example.org"], "from": "reports@example.org",
+                                   "smtp": {"host": box.host, "port": box.port, "startTLS": False}}}})
+        owner = Owner(api_version="gameanalytics.io/v1alpha1", kind="ScheduledReport", name="rankings-board",
+                      namespace=NAMESPACE, uid="1234")
+        document = report_document(owner, spec)
+        assert document["dashboard"]["prometheusUrl"] == stack["prometheus"].url  # what the CronJob reads
+        config = tmp_path / "report.json"
+        config.write_text(json.dumps(document))
+        monkeypatch.setenv("GAME_ANALYTICS_DSN", stack["dsn"])
+        code = worker.main(["--config", str(config), "--output-dir", str(tmp_path / "out")])
+    assert code == 0
+    (pdf,) = (tmp_path / "out").glob("rankings-board-dashboard-*.pdf")
+    _, _, msg = box.messages[0]
+    (attachment,) = list(msg.iter_attachments())
+    assert attachment.get_content_type() == "application/pdf" and attachment.get_content() == pdf.read_bytes()
+    texts = [p.extract_text() for p in PdfReader(pdf).pages]
+    assert "Game analytics / Rankings" in texts[0] and "namespace=games" in texts[1]
+    engine = make_engine(stack["dsn"])
+    try:
+        with engine.connect() as conn:
+            outcome, parameters = conn.execute(text(
+                "SELECT outcome, parameters FROM report_runs WHERE report_name = 'rankings-board'")).one()
+    finally:
+        engine.dispose()
+    assert outcome == "succeeded" and parameters["dashboard"]["uid"] == "game-analytics-rankings"
