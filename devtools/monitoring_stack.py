@@ -62,11 +62,12 @@ class Prometheus:
             ServiceMonitor's target relabelling adds; the AlertRule templates select on ``namespace``).
         job_labels: ``{job: labels}`` put on the series of that job only, after ``target_labels`` (targets of
             several namespaces in one Prometheus).
+        retention: ``--storage.tsdb.retention.time`` (a backfilled history older than a day needs more).
     """
 
     def __init__(self, workdir: Path, targets: dict[str, list[str]], rule_groups: list[dict], *,
                  alertmanager: str | None = None, interval: str = "1s", target_labels: dict[str, str] | None = None,
-                 job_labels: dict[str, dict[str, str]] | None = None):
+                 job_labels: dict[str, dict[str, str]] | None = None, retention: str = "1d"):
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -85,7 +86,7 @@ class Prometheus:
         self._process = _start("prometheus", [
             _binary("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-            "--web.enable-lifecycle", "--storage.tsdb.retention.time=1d",
+            "--web.enable-lifecycle", f"--storage.tsdb.retention.time={retention}",
             # resend firing alerts every second: the first send can precede Alertmanager discovery (5 s throttle)
             "--rules.alert.resend-delay=1s",
         ], workdir, f"{self.url}/-/ready")
