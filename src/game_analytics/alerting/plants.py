@@ -69,19 +69,19 @@ def hash_index(player: str) -> int:
 
 
 def plant_times(start: datetime, end: datetime, count: int, spacing: timedelta, seed: int) -> list[datetime]:
-    """``count`` times in ``(start, end - spacing)`` at least ``spacing`` apart, at a random minute between 02:00
-    and 22:00 of their day (never near CDNOW's midnight purchases); fewer when the span is too short."""
+    """Up to ``count`` times in ``[start, end)``, one in the first half of each of ``count`` random slots of
+    length ``spacing`` (so at least ``spacing / 2`` apart), at a minute between 02:00 and 22:00 UTC (never near
+    CDNOW's midnight purchases); fewer when the span has fewer slots."""
     rng = random.Random(seed)
-    slots = max(0, int((end - start - spacing) / spacing))
-    picked = sorted(rng.sample(range(slots), min(count, slots)))
+    slots = int((end - start) / spacing)
     out = []
-    for k in picked:
-        day = (start + k * spacing).replace(hour=0, minute=0, second=0, microsecond=0)
-        t = day + timedelta(minutes=rng.randrange(120, 1320))
-        while t < start + k * spacing:
-            t += timedelta(days=1)
-        out.append(t)
-    return [t for t in out if t < end - spacing / 2]
+    for k in sorted(rng.sample(range(slots), min(count, slots))):
+        lo = start + k * spacing
+        minutes = [m for m in range(int(spacing / timedelta(minutes=2)))
+                   if 2 <= (lo + timedelta(minutes=m)).hour < 22]  # fmt: skip
+        if minutes:
+            out.append(lo + timedelta(minutes=rng.choice(minutes)))
+    return out
 
 
 def _spend(base: Sequence[Event]) -> dict[str, float]:
