@@ -233,6 +233,8 @@ def start_postgres(
         "max_wal_size": "2GB",
         "timezone": "UTC",
         "log_min_messages": "warning",
+        # statement statistics for the platform dashboard (the extension is created per database where wanted)
+        "shared_preload_libraries": "pg_stat_statements",
     } | (settings or {})
     last_error = ""
     for _attempt in range(3):  # a free port can be taken between free_port() and bind(): retry on a new one

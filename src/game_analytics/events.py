@@ -119,11 +119,13 @@ class _Strict(BaseModel):
 
 
 class LoginPayload(_Strict):
-    """Login details; all optional."""
+    """Login details; all optional. ``success: false`` marks a failed login attempt (the security dashboard counts
+    them); a login without ``success`` is a successful one."""
 
     platform: Code | None = None
     client_version: Code | None = None
     session_id: Identifier | None = None
+    success: bool | None = None
 
 
 class LogoutPayload(_Strict):

@@ -37,7 +37,8 @@ def test_uids_are_stable_and_unique():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_template_variables(name):
     variables = {v["name"]: v for v in MODELS[name]["templating"]["list"]}
-    sql_variables = {"interventions": ["pgdatasource", "priority"], "audit": ["pgdatasource"]}.get(name, [])
+    sql_variables = {"interventions": ["pgdatasource", "priority"], "audit": ["pgdatasource"],
+                     "security": ["pgdatasource"]}.get(name, [])
     assert list(variables) == ["datasource", "namespace", "game", "region", *sql_variables]
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
     for var in ("namespace", "game", "region"):
@@ -104,6 +105,11 @@ REQUIRED = {
                  names.EXPORTER_QUERY_ERRORS, names.EXPORTER_AS_OF, names.DETECTION_PASS_DURATION,
                  names.DETECTION_RULES, names.DETECTION_ERRORS},
     "topology": {"redis_instance_info", "redis_sentinel_master_ckquorum_status", "mongodb_up"},
+    "ml": {names.RANKING_MODEL_LOG_LOSS, names.RANKING_MODEL_BRIER, names.CHURN_CLASSIFIER_AUC,
+           names.MODEL_FIT_TIMESTAMP, names.ANOMALY_SCORE},
+    "security": {names.DEAD_LETTERS, names.DETECTIONS_STORED, names.DETECTION_FLAGGED},
+    "platform": {names.INGEST_LAG, names.DB_STATEMENTS, names.DB_STATEMENT_SECONDS, "redis_keyspace_hits_total",
+                 "redis_keyspace_misses_total", names.EXPORTER_REFRESH_DURATION},
 }
 
 

@@ -1,7 +1,8 @@
 """Grafana dashboards as code (``grafana-foundation-sdk``), generated into ``grafana_dashboards/``.
 
-Eight dashboards with stable UIDs: activity, economy, rankings, alerts, interventions and audit (with SQL
-panels on Grafana's PostgreSQL data source: :mod:`.sql_dashboards`), operator health, and Redis/MongoDB topology.
+Eleven dashboards with stable UIDs: activity, economy, rankings, alerts, interventions and audit (with SQL
+panels on Grafana's PostgreSQL data source: :mod:`.sql_dashboards`), operator health, Redis/MongoDB topology, and
+ML performance, security and platform performance (:mod:`.platform_dashboards`).
 Each has a Prometheus data source variable and the template variables ``namespace``, ``game`` and ``region``. Every query uses metric names from :mod:`game_analytics.monitoring.names` (ours, or the
 listed exporters'), which :func:`.dashboard_queries.metric_names_used` extracts from the PromQL syntax tree
 for tests and for checks against a live scrape.
@@ -334,7 +335,18 @@ DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "audit": audit,
     "operator": operator_health,
     "topology": topology,
+    "ml": lambda: _more("ml_performance"),
+    "security": lambda: _more("security"),
+    "platform": lambda: _more("platform_performance"),
 }
+
+
+def _more(name: str) -> dict[str, Any]:
+    """A dashboard of :mod:`.platform_dashboards` (imported here: it builds on the panel helpers)."""
+    from . import platform_dashboards
+
+    return getattr(platform_dashboards, name)()
+
 
 def to_json(dashboard: dict[str, Any]) -> str:
     """Stable JSON text of a dashboard (sorted keys, two-space indent, final newline)."""

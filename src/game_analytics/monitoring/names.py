@@ -93,6 +93,15 @@ RANKING_MODEL_LOG_LOSS = f"{PREFIX}_ranking_model_log_loss"  # gauge{game, ranki
 RANKING_MODEL_BRIER = f"{PREFIX}_ranking_model_brier_score"  # gauge{game, ranking, model="ratings|baseline"}
 RANKING_MATCH_QUALITY = f"{PREFIX}_ranking_match_quality"  # gauge{game, ranking}: mean over the held-out pairings
 
+# exporter: model performance and the platform (workers/exporter_platform.py, exporter_value.py; labels bounded)
+CHURN_CLASSIFIER_AUC = f"{PREFIX}_churn_classifier_roc_auc"  # gauge{game}: held-out ROC AUC (time split)
+MODEL_FIT_TIMESTAMP = f"{PREFIX}_model_fit_timestamp_seconds"  # gauge{game, model="customer_value|outcome"}
+ANOMALY_SCORE = f"{PREFIX}_anomaly_score"  # gauge histogram{rule}: scores of the anomalyScore detections stored
+ANOMALY_SCORE_BUCKETS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
+# from pg_stat_statements when the extension is installed; statement = select|insert|update|delete|copy|other
+DB_STATEMENTS = f"{PREFIX}_db_statements_total"  # counter{statement}: statements executed in this database
+DB_STATEMENT_SECONDS = f"{PREFIX}_db_statement_seconds_total"  # counter{statement}: their execution time
+
 # detection worker: passes and the anomaly model
 DETECTION_PASS_DURATION = f"{PREFIX}_detection_pass_duration_seconds"  # gauge: last evaluation pass
 DETECTION_RULES = f"{PREFIX}_detection_rules"  # gauge{state="active|suspended|invalid"}: rules loaded
@@ -111,7 +120,8 @@ PROMETHEUS = frozenset({"up", "ALERTS"})  # synthesized by Prometheus: per targe
 # the redis_sentinel_* families appear only when the exporter scrapes a Sentinel.
 REDIS_EXPORTER = frozenset({
     "redis_up", "redis_instance_info", "redis_connected_clients", "redis_connected_slaves", "redis_master_link_up",
-    "redis_memory_used_bytes", "redis_commands_processed_total",
+    "redis_memory_used_bytes", "redis_commands_processed_total", "redis_keyspace_hits_total",
+    "redis_keyspace_misses_total",
     "redis_sentinel_master_ckquorum_status", "redis_sentinel_master_ok_sentinels",
 })
 # percona/mongodb_exporter (v0.4x, the sidecar MongoShardedCluster renders; names from its README and collector

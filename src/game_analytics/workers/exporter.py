@@ -28,6 +28,8 @@ Exported families (names from :mod:`game_analytics.monitoring.names`):
   ``INGEST_GROUP_PENDING{stream, group}`` (entries, from ``XINFO GROUPS``).
 * ``KPI{game, kpi}``, ``PLAYER_CLV{game}`` and ``CHURN_RISK_PLAYERS{game, tier}``: the slow section of
   :mod:`game_analytics.workers.exporter_value` (model fits; recomputed at most every 10 minutes).
+* ``DB_STATEMENTS``/``DB_STATEMENT_SECONDS{statement}`` (pg_stat_statements, where installed) and the
+  ``ANOMALY_SCORE{rule}`` gauge histogram: :mod:`game_analytics.workers.exporter_platform`.
 * ``EXPORTER_AS_OF`` (evaluation time), ``EXPORTER_REFRESH_DURATION``, ``EXPORTER_QUERY_ERRORS{query}``.
 
 Evaluation time: ``--as-of`` (see :mod:`game_analytics.workers.runtime`); the ingest lag is always wall-clock.
@@ -72,6 +74,7 @@ from game_analytics.storage.queries import activity, ratings, rollups, sessions
 from game_analytics.storage.queries import economy as economy_sql
 from game_analytics.workers import runtime
 from game_analytics.workers.buckets import cumulate, le_buckets
+from game_analytics.workers.exporter_platform import platform_families
 from game_analytics.workers.exporter_value import PlayerValueSection
 from game_analytics.workers.runtime import parse_as_of, resolve_as_of, serve, start, stop_event
 from game_analytics.workers.stream_lag import stream_lag
@@ -253,6 +256,7 @@ class AnalyticsCollector(Collector):
                 ("activity", self._activity), ("sessions", self._sessions), ("economy", self._economy),
                 ("rankings", self._rankings), ("detections", self._detections), ("scheduled", self._scheduled),
                 ("player_value", lambda c, t: self._player_value.families(c, t, self.games)),
+                ("platform", platform_families),
             ):  # fmt: skip
                 if not caught_up and name in ("activity", "economy"):
                     self._errors[name] = self._errors.get(name, 0) + 1

@@ -12,6 +12,11 @@ evaluation time moves) and serves the families it built last in between. Every l
   model of each RankingJob's game on its most recent held-out season against the home-advantage baseline, and
   ``RANKING_MATCH_QUALITY{game, ranking}``: the mean match quality of those recent pairings
   (:mod:`game_analytics.analytics.ratings.quality`).
+* ``CHURN_CLASSIFIER_AUC{game}``: ROC AUC of the churn classifier on a time split (trained on the features before
+  ``as_of - 56 d`` and churn in the 28 days after, scored on the features before ``as_of - 28 d`` against churn in
+  the last 28 days), left out when a split has a single class;
+  ``MODEL_FIT_TIMESTAMP{game, model="customer_value|outcome"}``: Unix time of the fit these families come from
+  (age since refit = now minus it).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import numpy as np
 import pandas as pd
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Connection, text
+from threadpoolctl import threadpool_limits
 
+from game_analytics.analytics.churn.classifier import evaluate_time_split
 from game_analytics.analytics.churn.value import RISK_TIERS, score_customers
 from game_analytics.analytics.ratings.quality import MatchModelQuality, match_model_quality
 from game_analytics.monitoring import names
@@ -78,6 +85,10 @@ class PlayerValueSection:
                                          "(BG/NBD x Gamma-Gamma, fixed buckets).", labels=["game"])  # fmt: skip
         tiers = GaugeMetricFamily(names.CHURN_RISK_PLAYERS, "Players per churn-risk tier (P(alive) and the churn "
                                   "classifier).", labels=["game", "tier"])  # fmt: skip
+        auc = GaugeMetricFamily(names.CHURN_CLASSIFIER_AUC, "ROC AUC of the churn classifier on a time split "
+                                "(28-day horizon).", labels=["game"])  # fmt: skip
+        fitted = GaugeMetricFamily(names.MODEL_FIT_TIMESTAMP, "Unix time of the model fit the exported figures "
+                                   "come from.", labels=["game", "model"])  # fmt: skip
         tick = timedelta(microseconds=1)
         end, start = as_of + tick, as_of - KPI_WINDOW + tick  # (as_of - 30 d, as_of], as the exporter's periods
         sql = "SELECT DISTINCT game FROM events WHERE occurred_at > :since AND occurred_at < :end"
@@ -99,6 +110,10 @@ class PlayerValueSection:
             except ValueError:
                 log.warning("customer models of %s could not be fitted", game, exc_info=True)
                 continue
+            fitted.add_metric([game, "customer_value"], time.time())
+            value = _classifier_auc(days, as_of)
+            if value is not None:
+                auc.add_metric([game], value)
             counts = scores.players["tier"].value_counts()
             for tier, _ in RISK_TIERS:
                 tiers.add_metric([game, tier], int(counts.get(tier, 0)))
@@ -110,10 +125,11 @@ class PlayerValueSection:
                 per_bucket = np.bincount(np.searchsorted(bounds, values_clv, side="left"), minlength=len(bounds) + 1)
                 cumulative = [int(n) for n in np.cumsum(per_bucket)]
                 clv.add_metric([game], le_buckets(names.CLV_BUCKETS, cumulative), gsum_value=float(values_clv.sum()))
-        return [kpi, clv, tiers, *self._ranking_quality(conn, as_of, games)]
+        return [kpi, clv, tiers, auc, fitted, *self._ranking_quality(conn, as_of, games, fitted)]
 
     @staticmethod
-    def _ranking_quality(conn: Connection, as_of: datetime, games: Sequence[str]) -> list[Metric]:
+    def _ranking_quality(conn: Connection, as_of: datetime, games: Sequence[str],
+                         fitted: GaugeMetricFamily) -> list[Metric]:  # fmt: skip
         labels = ["game", "ranking", "model"]
         log_loss = GaugeMetricFamily(names.RANKING_MODEL_LOG_LOSS, "Win/draw/loss log loss (nats) on the most "
                                      "recent held-out season: ratings model and home-advantage baseline.",
@@ -123,16 +139,18 @@ class PlayerValueSection:
         quality = GaugeMetricFamily(names.RANKING_MATCH_QUALITY, "Mean match quality (normalised outcome entropy, "
                                     "1 = balanced) of the held-out season's pairings.",
                                     labels=["game", "ranking"])  # fmt: skip
-        fitted: dict[str, MatchModelQuality | None] = {}
+        quality_by_game: dict[str, MatchModelQuality | None] = {}
         for board, game in board_games(conn):
             if game == "unknown" or (games and game not in games):
                 continue
-            if game not in fitted:
+            if game not in quality_by_game:
                 try:
-                    fitted[game] = match_model_quality(game_matches(conn, game, as_of + timedelta(microseconds=1)))
+                    quality_by_game[game] = match_model_quality(game_matches(conn, game, as_of + timedelta(microseconds=1)))
                 except ValueError:
-                    fitted[game] = None
-            q = fitted[game]
+                    quality_by_game[game] = None
+                else:
+                    fitted.add_metric([game, "outcome"], time.time())
+            q = quality_by_game[game]
             if q is None:
                 continue
             for model, loss, score in (("ratings", q.log_loss, q.brier),
@@ -141,3 +159,19 @@ class PlayerValueSection:
                 brier.add_metric([game, board, model], score)
             quality.add_metric([game, board], q.mean_match_quality)
         return [log_loss, brier, quality]
+
+
+#: horizon of the churn classifier's time split
+AUC_HORIZON = pd.Timedelta(days=28)
+
+
+def _classifier_auc(days: pd.DataFrame, as_of: datetime) -> float | None:
+    """ROC AUC of the churn classifier on the time split of the module docstring; None when it is undefined."""
+    end = pd.Timestamp(as_of).tz_convert("UTC").tz_localize(None).normalize() + pd.Timedelta(days=1)
+    try:
+        with threadpool_limits(1):  # as the classifier's fit in score_customers
+            report = evaluate_time_split(days[days["day"] < end], end - 2 * AUC_HORIZON, end - AUC_HORIZON, AUC_HORIZON,
+                                         customer_col="player_id", time_col="day", value_col="amount")
+    except ValueError:  # a single class, or too few players before a cutoff
+        return None
+    return report.roc_auc if math.isfinite(report.roc_auc) else None

@@ -82,7 +82,8 @@ def _value_limits(ax: Any, panel: dict, series: list[Series]) -> None:
     if high <= low:
         high = low + (abs(low) or 1.0)
     margin = 0.0 if defaults.get("max") is not None else 0.08 * (high - low)
-    ax.set_ylim(low, high + margin)
+    below = 0.03 * (high - low) if defaults.get("min") is None and values.min() <= low else 0.0
+    ax.set_ylim(low - below, high + margin)  # a line on the lower bound stays visible above the axis
 
 
 def _timeseries(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData) -> None:
