@@ -58,11 +58,13 @@ __all__ = [
     "ImageRecipe",
     "build_image",
     "build_images",
+    "build_record",
     "cache_dir",
     "cache_key",
     "catalog",
     "import_images",
     "normalize_reference",
+    "tarball_path",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -363,6 +365,22 @@ def _lock(path: Path) -> Iterator[None]:
         yield
 
 
+def tarball_path(recipe: ImageRecipe, *, cache: Path | None = None, root: Path = REPO_ROOT) -> Path:
+    """Where ``recipe``'s tarball is cached: ``<cache>/<name>-<key>.tar`` (it may not exist yet)."""
+    stem = recipe.name.replace("/", "_").replace(":", "_")
+    return (cache or cache_dir()) / f"{stem}-{cache_key(recipe, root)}.tar"
+
+
+def build_record(recipe: ImageRecipe, *, cache: Path | None = None) -> dict | None:
+    """The record written when ``recipe``'s cached tarball was built (name, key, seconds, bytes); ``None`` when
+    the tarball for its current inputs is not cached (or was built before records were kept)."""
+    meta = tarball_path(recipe, cache=cache).with_suffix(".json")
+    try:
+        return json.loads(meta.read_text()) if meta.with_suffix(".tar").exists() else None
+    except (OSError, ValueError):
+        return None
+
+
 def build_image(recipe: ImageRecipe, *, cache: Path | None = None, root: Path = REPO_ROOT,
                 log: Path | None = None) -> Path:
     """Build ``recipe`` unless its tarball is cached; return the OCI layout tarball's path.
@@ -371,9 +389,8 @@ def build_image(recipe: ImageRecipe, *, cache: Path | None = None, root: Path = 
     Needs root (mmdebstrap, chroot). Raises :class:`ImageBuildError` naming the failed step.
     """
     cache = cache or cache_dir()
-    key = cache_key(recipe, root)
-    stem = recipe.name.replace("/", "_").replace(":", "_")
-    out = cache / f"{stem}-{key}.tar"
+    out = tarball_path(recipe, cache=cache, root=root)
+    key, stem = out.stem.rsplit("-", 1)[1], out.stem.rsplit("-", 1)[0]
     log = log or cache / "logs" / f"{stem}.log"
     with _lock(cache / ".lock"):
         if out.exists():

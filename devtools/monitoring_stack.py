@@ -142,11 +142,13 @@ class WebhookReceiver:
     """An HTTP endpoint on loopback recording every POSTed JSON body (and appending it to ``log_file``, if set).
 
     It stands in for PagerDuty / a chat webhook: Alertmanager's webhook receiver and the report worker post here.
+    ``host``: the address it listens on (the node IP, for pods to reach it).
     """
 
     log_file: Path | None = None
     status: int = 200
     received: list[dict] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         receiver = self
@@ -169,9 +171,9 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -181,9 +183,9 @@ class WebhookReceiver:
 
 
 class SmtpSink:
-    """A real SMTP server (aiosmtpd) on loopback keeping every message it receives."""
+    """A real SMTP server (aiosmtpd) on loopback (or ``host``) keeping every message it receives."""
 
-    def __init__(self, mailbox_dir: Path | None = None):
+    def __init__(self, mailbox_dir: Path | None = None, host: str = "127.0.0.1"):
         from aiosmtpd.controller import Controller
 
         self.messages: list[Message] = []
@@ -199,8 +201,9 @@ class SmtpSink:
                     (sink.mailbox_dir / f"{len(sink.messages):04d}.eml").write_bytes(envelope.content)
                 return "250 OK"
 
-        self.port = free_port()
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.host = host
+        self.port = free_port(host)
+        self._controller = Controller(Handler(), hostname=host, port=self.port)
         self._controller.start()
 
     def stop(self) -> None:

@@ -19,6 +19,7 @@ if [[ -x "$bin_dir/coredns" && "$(cat "$bin_dir/.coredns-stamp" 2>/dev/null)" ==
 fi
 if [[ -x "$shared/bin/coredns" && "$(cat "$shared/bin/.coredns-stamp" 2>/dev/null)" == "$stamp" ]]; then
   cp -f "$shared/bin/coredns" "$bin_dir/coredns"; echo "$stamp" >"$bin_dir/.coredns-stamp"
+  cp -f "$shared/bin/.coredns-stamp.seconds" "$bin_dir/" 2>/dev/null || true
   log "copied from $shared/bin"; echo "$bin_dir"; exit 0
 fi
 export GOPATH="$shared/go" GOMODCACHE="$shared/go/mod" GOCACHE="$shared/go/build"
@@ -27,6 +28,8 @@ log "building coredns $version (plugins: see main.go)"
 (cd "$here" && go mod download && go build -ldflags "-s -w" -o "$bin_dir/coredns.tmp" .)
 mv -f "$bin_dir/coredns.tmp" "$bin_dir/coredns"
 echo "$stamp" >"$bin_dir/.coredns-stamp"
+echo "$((SECONDS - start))" >"$bin_dir/.coredns-stamp.seconds"  # the cold build time, which make demo prints
 mkdir -p "$shared/bin" && cp -f "$bin_dir/coredns" "$shared/bin/coredns" && echo "$stamp" >"$shared/bin/.coredns-stamp"
+cp -f "$bin_dir/.coredns-stamp.seconds" "$shared/bin/"
 log "coredns: $(du -h "$bin_dir/coredns" | cut -f1) in $((SECONDS - start))s"
 echo "$bin_dir"

@@ -88,6 +88,7 @@ fi
 shared="${ENVTEST_SHARED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/game-analytics/envtest}"
 if [[ -f "$shared/bin/$stamp_name" && "$(cat "$shared/bin/$stamp_name")" == "$stamp" ]]; then
   for b in "${binaries[@]}"; do cp -f "$shared/bin/$b" "$bin_dir/$b"; done
+  cp -f "$shared/bin/$stamp_name.seconds" "$bin_dir/" 2>/dev/null || true
   echo "$stamp" > "$bin_dir/$stamp_name"
   log "copied from the machine's shared cache $shared/bin: $stamp"
   elapsed
@@ -131,8 +132,10 @@ for b in "${binaries[@]}"; do
   log "$b: $(du -h "$bin_dir/$b" | cut -f1) $("$bin_dir/$b" --version 2>&1 | head -n1)"
 done
 echo "$stamp" > "$bin_dir/$stamp_name"
+echo "$((SECONDS - start))" > "$bin_dir/$stamp_name.seconds"  # the cold build time, which make demo prints
 mkdir -p "$shared/bin"
 for b in "${binaries[@]}"; do cp -f "$bin_dir/$b" "$shared/bin/$b"; done
+cp -f "$bin_dir/$stamp_name.seconds" "$shared/bin/"
 echo "$stamp" > "$shared/bin/$stamp_name"
 elapsed
 echo "$bin_dir"

@@ -441,3 +441,93 @@ def test_scheduled_report_job_delivers_to_a_webhook_pod(kubectl: Kubectl) -> Non
     assert completed, f"the report Job did not complete:\n{job_logs[-3000:]}"
     received = kubectl.run("logs", "-n", GAMES, "report-receiver").stdout
     assert "POST /hook" in received, received[-2000:]
+
+
+def _burst_documents(ns: str) -> list[dict]:
+    """A burst of custom resources of four kinds for the operator-kill test, and what they reference. Nothing in
+    it makes a pod: the GameDataSource reaches Redis by URL with 0 worker replicas, and the schedules are
+    suspended."""
+    import yaml
+
+    from controller.fake_cluster import example_dependencies  # noqa: I001 - tests/ is on sys.path
+
+    def example(name: str) -> dict:
+        return yaml.safe_load((EXAMPLES / name).read_text())
+
+    source = example("gamedatasource.yaml")
+    source["spec"]["redis"] = {"urlSecretRef": {"name": "burst-redis", "key": "url"}}
+    source["spec"]["workers"] = {w: {"replicas": 0} for w in ("ingest", "exporter", "detection")}
+    redis_url = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "burst-redis"},
+                 "stringData": {"url": "redis://burst-redis:6379/0"}}
+    docs = [*example_dependencies(ns, data_source=False), redis_url, source]
+    for i in range(16):
+        docs.append({**example("alertrule-wealth-jump.yaml"), "metadata": {"name": f"burst-rule-{i:02d}"}})
+    for i in range(3):
+        report, ranking = example("scheduledreport.yaml"), example("rankingjob.yaml")
+        report["metadata"], ranking["metadata"] = {"name": f"burst-report-{i}"}, {"name": f"burst-rank-{i}"}
+        report["spec"]["suspend"] = ranking["spec"]["suspend"] = True
+        docs += [report, ranking]
+    for doc in docs:
+        doc["metadata"]["namespace"] = ns
+    return docs
+
+
+def test_operator_pod_killed_mid_reconcile_leaves_no_duplicates_or_orphans(kubectl: Kubectl, operator_pod: dict) -> None:
+    """A burst of 23 custom resources (AlertRules, ScheduledReports, RankingJobs, a GameDataSource) applied, and
+    the operator pod deleted with grace 0 as soon as the first children appear: the Deployment's new pod
+    finishes the work, and then every child has exactly one owner reference, to a live parent, and each parent
+    has exactly the children the offline render gives for it (none missing, none duplicated)."""
+    from game_analytics.api import KINDS_BY_NAME
+    from game_analytics.config import Images
+    from game_analytics.controller.offline import render_documents
+
+    from .support import is_ready
+
+    ns = "burst"
+    docs = _burst_documents(ns)
+    rendered, errors, _ = render_documents(docs, Images())
+    assert not errors, errors
+    parents = [d for d in docs if d["kind"] in KINDS_BY_NAME]
+    expected = {(src.split()[0], src.split("/")[-1]): sorted((c["kind"], c["metadata"]["name"]) for c in children)
+                for src, children in rendered}
+    kinds = ",".join(sorted({kind.lower() for children in expected.values() for kind, _ in children}))
+    kubectl.run("create", "namespace", ns, check=False)
+
+    def children() -> list[dict]:
+        return kubectl.json("get", kinds, "-n", ns, "-l", "gameanalytics.io/owner-kind")["items"]
+
+    kubectl.run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not children():
+        time.sleep(0.05)
+    old = kubectl.json("get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/name=game-analytics")["items"]
+    kubectl.run("delete", "pod", "-n", SYSTEM_NS, "--grace-period=0", "--force", "--wait=false",
+                *[p["metadata"]["name"] for p in old])
+    at_kill = len(children())
+    killed = time.monotonic()
+    new = _wait_pod(kubectl, SYSTEM_NS, "app.kubernetes.io/name=game-analytics", timeout=180)
+    assert new["metadata"]["name"] not in {p["metadata"]["name"] for p in old}
+    deadline = time.monotonic() + 180
+    pending = parents
+    while time.monotonic() < deadline and pending:
+        pending = [d for d in pending if not is_ready(kubectl.get(d["kind"].lower(), d["metadata"]["name"], ns))]
+        time.sleep(1)
+    assert not pending, f"not Ready after the operator pod was replaced: {[d['metadata']['name'] for d in pending]}"
+    total = sum(len(v) for v in expected.values())
+    print(f"\noperator pod deleted with {at_kill}/{total} children made; the new pod was Ready after "
+          f"{time.monotonic() - killed:.0f} s and finished the rest")
+
+    live = {(o["kind"], o["metadata"]["name"]): o["metadata"]["uid"] for o in
+            kubectl.json("get", ",".join(sorted({d["kind"].lower() for d in parents})), "-n", ns)["items"]}
+    by_uid = {uid: key for key, uid in live.items()}
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {key: [] for key in live}
+    for child in children():
+        meta = child["metadata"]
+        refs = meta.get("ownerReferences", [])
+        assert len(refs) == 1 and refs[0].get("controller") is True, (child["kind"], meta["name"], refs)
+        assert refs[0]["uid"] in by_uid, f"orphan {child['kind']}/{meta['name']}: its owner {refs[0]} is gone"
+        owner = by_uid[refs[0]["uid"]]
+        assert owner == (meta["labels"]["gameanalytics.io/owner-kind"], meta["labels"]["gameanalytics.io/owner-name"])
+        found[owner].append((child["kind"], meta["name"]))
+    assert {k: sorted(v) for k, v in found.items()} == expected
+    kubectl.run("delete", "namespace", ns, "--wait=false")
