@@ -13,6 +13,7 @@ from .common import (
     BaseStatus,
     Duration,
     EmailAddress,
+    KubernetesLabels,
     LocalObjectReference,
     Model,
     SecretKeyRef,
@@ -326,7 +327,7 @@ class AlertRuleSpec(Model):
         description="Resolve a worker-evaluated case as auto-cleared once its subject has not been flagged for "
                     "this long, e.g. 30m (the requirements' auto_resolve_minutes); unset = never.",
     )
-    monitoring_labels: dict[str, str] = monitoring_labels_field()
+    monitoring_labels: KubernetesLabels = monitoring_labels_field()
 
 
 class AlertRuleStatus(BaseStatus):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 GROUP = "gameanalytics.io"
@@ -209,6 +209,31 @@ class BaseStatus(Model):
 def utcnow() -> datetime:
     """The current time, timezone-aware, truncated to seconds (the precision of Kubernetes timestamps)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+#: A Kubernetes label key (``[prefix/]name``: a DNS subdomain of at most 253 characters, a name of at most 63) and a
+#: label value (at most 63 characters).
+_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+_LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+
+
+def check_kubernetes_labels(labels: dict[str, str]) -> dict[str, str]:
+    """``labels`` unchanged when every key and value is a valid Kubernetes label (they go onto generated objects'
+    metadata.labels). Raises ValueError naming the first bad key or value. (A CEL rule cannot do this within the
+    API server's cost budget: map keys have no length bound.)"""
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if not _LABEL_NAME_RE.match(name) or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX_RE.match(prefix))):
+            raise ValueError(f"{key!r} is not a valid label key ([prefix/]name, name at most 63 characters)")
+        if not _LABEL_VALUE_RE.match(value):
+            raise ValueError(f"the value of {key!r} is not a valid label value (at most 63 characters: letters, "
+                             "digits, '-', '_' and '.', starting and ending with a letter or digit)")
+    return labels
+
+
+#: The type of ``spec.monitoringLabels``: Kubernetes labels (checked by :func:`check_kubernetes_labels`).
+KubernetesLabels = Annotated[dict[str, str], AfterValidator(check_kubernetes_labels)]
 
 
 def monitoring_labels_field() -> Any:

@@ -14,6 +14,7 @@ from .common import (
     BaseStatus,
     Duration,
     GameName,
+    KubernetesLabels,
     LocalObjectReference,
     Model,
     Resources,
@@ -115,7 +116,7 @@ class GameDataSourceSpec(Model):
     partition_interval: Literal["month", "day"] = Field(
         default="month", alias="partitionInterval",
         description="Time partitions of the events table: month, or day for ~1B events/day.")
-    monitoring_labels: dict[str, str] = monitoring_labels_field()
+    monitoring_labels: KubernetesLabels = monitoring_labels_field()
 
 
 class GameDataSourceStatus(BaseStatus):

@@ -23,11 +23,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
+from . import events
 from .k8s import Cluster
 
 __all__ = ["AUDIT_DSN_ENV", "OPERATOR_ACTOR", "SPEC_AUDITED_KINDS", "AuditRecord", "AuditWriter",
@@ -36,13 +35,13 @@ __all__ = ["AUDIT_DSN_ENV", "OPERATOR_ACTOR", "SPEC_AUDITED_KINDS", "AuditRecord
 log = logging.getLogger(__name__)
 
 #: The audit actor of everything the operator does (its field manager's name).
-OPERATOR_ACTOR = "game-analytics-operator"
+OPERATOR_ACTOR = events.COMPONENT
 #: Environment variable holding the DSN of the audit table (unset: Events only).
 AUDIT_DSN_ENV = "GAME_ANALYTICS_AUDIT_DSN"
 #: Kinds whose spec changes are audited with before and after spec.
 SPEC_AUDITED_KINDS = frozenset({"AlertRule", "RankingJob", "ScheduledReport"})
 #: Event messages are cut to this many characters (the API server keeps at most 1 KiB of a note).
-EVENT_MESSAGE_LIMIT = 1000
+EVENT_MESSAGE_LIMIT = events.MESSAGE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -133,14 +132,7 @@ class AuditWriter:
         if not records:
             return
         for record in records:
-            try:
-                namespace = record.context.get("namespace") or "default"
-                cluster.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event(body, record))
-            except ApiException as exc:  # e.g. 403 while the namespace terminates: one line, no traceback
-                log.warning("could not post the audit Event %s %s: %s %s", record.action, record.object_ref,
-                            exc.status, exc.reason)
-            except Exception:  # noqa: BLE001 - auditing must not fail the reconcile
-                log.exception("could not post the audit Event %s %s", record.action, record.object_ref)
+            events.post(cluster, event(body, record))
         engine = self.engine()
         if engine is None:
             return
@@ -157,22 +149,10 @@ class AuditWriter:
 
 def event(body: Any, record: AuditRecord, now: datetime | None = None) -> dict[str, Any]:
     """The core/v1 Event of ``record`` on the custom resource ``body`` (reason ``Audit``, type Normal)."""
-    meta = body.get("metadata") or {}
-    at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     message = f"{record.action}: {record.summary}"
     if record.action.startswith("operator.spec.") and record.after is not None:
         message += " " + json.dumps(record.after, sort_keys=True, separators=(",", ":"))
-    return {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": f"{meta.get('name', 'object')}.audit.", "namespace": meta.get("namespace")},
-        "involvedObject": {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-                           "name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid")},
-        "reason": "Audit", "type": "Normal", "action": record.action,
-        "message": message[:EVENT_MESSAGE_LIMIT],
-        "source": {"component": OPERATOR_ACTOR}, "reportingComponent": OPERATOR_ACTOR,
-        "reportingInstance": os.environ.get("HOSTNAME", OPERATOR_ACTOR),
-        "firstTimestamp": at, "lastTimestamp": at, "count": 1,
-    }  # fmt: skip
+    return events.manifest(body, "Normal", "Audit", message, action=record.action, suffix="audit", now=now)
 
 
 def outcome_records(kind: str, body: Any, outcome: Any, cause: str | None = None, old: Any = None,

@@ -22,7 +22,7 @@ from prometheus_client import start_http_server
 
 from ..api import GROUP, KINDS, VERSION, KindInfo
 from ..config import Images
-from . import audit
+from . import audit, events
 from .k8s import Cluster
 from .reconcile import TransientError, reconcile
 
@@ -40,7 +40,8 @@ def cluster() -> Cluster:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
-    """Keep Kopf's bookkeeping in annotations, post only warnings as Events, and serve /metrics."""
+    """Keep Kopf's bookkeeping in annotations, let Kopf post only its own warnings as Events (the operator's
+    Events, Normal ones included, are posted directly: :mod:`.events`), and serve /metrics."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
@@ -69,8 +70,8 @@ def _handler(info: KindInfo):
             outcome = reconcile(info, body, cluster(), _state.get("images") or Images.from_env())
         except TransientError as exc:
             raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
-        for type_, event_reason, message in outcome.events:
-            (kopf.warn if type_ == "Warning" else kopf.info)(body, reason=event_reason, message=message)
+        for type_, event_reason, message in outcome.events:  # posted directly: posting.level would drop Normal ones
+            events.post(cluster(), events.manifest(body, type_, event_reason, message))
             logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s: %s", event_reason, message)
         auditor().write(cluster(), body, audit.outcome_records(info.kind, body, outcome, reason, old, new))
         changed = outcome.status_patch(body.get("status"))

@@ -7,12 +7,15 @@ Writes happen only when the live object differs from the desired one: an idle re
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.quantity import parse_quantity
@@ -131,11 +134,79 @@ def controller_uid(obj: dict) -> tuple[str, str] | None:
     return None
 
 
-class Cluster:
-    """Thin REST helper over :class:`kubernetes.client.ApiClient`."""
+#: The bounded ``reason`` of an API server call that failed below HTTP (:class:`ApiUnavailable`).
+NETWORK_REASONS = ("ConnectionRefused", "ConnectionReset", "Timeout", "TLS", "DNS", "Network")
 
-    def __init__(self, api_client: client.ApiClient | None = None):
+
+class ApiUnavailable(ApiException):
+    """The API server could not be reached, or the connection failed before an HTTP answer: ``status`` 0 and
+    ``reason`` one of :data:`NETWORK_REASONS`; ``body`` holds the underlying error's text. An
+    :class:`ApiException`, so that everything handling the API server's errors handles these too."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(status=0, reason=reason)
+        self.body = detail
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors it wraps (urllib3's ``reason``, exception arguments, causes), outermost first."""
+    out, todo = [], [exc]
+    while todo and len(out) < 20:
+        e = todo.pop(0)
+        if e in out:
+            continue
+        out.append(e)
+        todo += [x for x in (getattr(e, "reason", None), e.__cause__, e.__context__, *getattr(e, "args", ()))
+                 if isinstance(x, BaseException)]
+    return out
+
+
+def network_reason(exc: BaseException) -> str:
+    """The :data:`NETWORK_REASONS` entry of a failed connection (urllib3's and the socket's errors; the
+    kubernetes client's ``ApiException(status=0)`` for TLS)."""
+    chain = _chain(exc)
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, (urllib3.exceptions.SSLError, ssl.SSLError)) for e in chain) or "SSL" in text:
+        return "TLS"
+    if any(isinstance(e, urllib3.exceptions.NameResolutionError) for e in chain):
+        return "DNS"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
+        return "ConnectionRefused"
+    if any(isinstance(e, (urllib3.exceptions.TimeoutError, TimeoutError)) for e in chain):
+        return "Timeout"
+    if any(isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+                          http.client.RemoteDisconnected)) for e in chain):
+        return "ConnectionReset"
+    return "Network"
+
+
+def error_reason(exc: BaseException) -> str:
+    """The bounded ``reason`` label of a failed API server call, for the reconcile-error metric: a
+    :data:`NETWORK_REASONS` entry, ``TooManyRequests`` (429), ``ServerError`` (5xx), ``Conflict`` (409),
+    ``Forbidden`` (403), ``Rejected`` (400, 404, 422) or ``HTTPError`` (any other status)."""
+    if isinstance(exc, ApiUnavailable):
+        return str(exc.reason)
+    status = getattr(exc, "status", None)
+    if not isinstance(exc, ApiException) or not status:
+        return network_reason(exc)
+    if status == 429:
+        return "TooManyRequests"
+    if status >= 500:
+        return "ServerError"
+    return {409: "Conflict", 403: "Forbidden", 400: "Rejected", 404: "Rejected", 422: "Rejected"}.get(status,
+                                                                                                    "HTTPError")
+
+
+class Cluster:
+    """Thin REST helper over :class:`kubernetes.client.ApiClient`.
+
+    Every call fails with an :class:`ApiException`: the API server's HTTP errors as they come, and connection
+    failures (refused, reset, timed out, TLS) as :class:`ApiUnavailable`. ``timeout`` (seconds) bounds each call.
+    """
+
+    def __init__(self, api_client: client.ApiClient | None = None, timeout: float = 30.0):
         self.api = api_client or new_api_client()
+        self.timeout = timeout
         self._served: dict[str, tuple[bool, float]] = {}
 
     def request(self, method: str, url: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
@@ -152,8 +223,16 @@ class Cluster:
             method, url, query_params=query or [], body=body, auth_settings=["BearerToken"],
             header_params={"Content-Type": content_type, "Accept": "application/json"},
         )
-        response = self.api.call_api(method_, url_, header_params=headers, body=body_, _request_timeout=30)
-        data = response.read()
+        try:
+            response = self.api.call_api(method_, url_, header_params=headers, body=body_,
+                                         _request_timeout=self.timeout)
+            data = response.read()
+        except ApiException as exc:
+            if exc.status:
+                raise
+            raise ApiUnavailable(network_reason(exc), str(exc.reason)) from exc  # the client's TLS errors
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiUnavailable(network_reason(exc), str(exc)[:500]) from exc
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else None

@@ -21,7 +21,7 @@ from . import metrics
 from .common import conditions
 from .common.plan import DependencyError, parse
 from .common.render import Owner
-from .k8s import ApplyResult, ChildConflict, Cluster, drifted
+from .k8s import ApplyResult, ChildConflict, Cluster, drifted, error_reason
 from .kinds import PLANNERS
 from .rejections import rejected_message
 
@@ -59,8 +59,13 @@ def _ready(ok: bool, reason: str, message: str, generation: int | None) -> dict:
 def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Outcome:
     """Reconcile one object of kind ``info``; never raises for bad input.
 
+    Every failed API server call is counted in the reconcile-error metric under a bounded reason
+    (:func:`~.k8s.error_reason`: ConnectionRefused, ConnectionReset, Timeout, TLS, DNS, Network, TooManyRequests,
+    ServerError, Conflict, Forbidden, Rejected, HTTPError; ActionFailed for a disruptive step).
+
     Raises:
-        TransientError: when the API server failed in a way worth retrying (5xx, 409, 429, 403 from RBAC).
+        TransientError: when the API server failed in a way worth retrying (unreachable, 5xx, 409, 429, 403 from
+            RBAC).
     """
     owner = Owner.from_body(body)
     generation = owner.generation
@@ -85,6 +90,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
                 raise TransientError(f"{plan.action.description} failed: {exc}", delay=30.0) from exc
             applied.applied.append(plan.action.description)
             action_ran = plan.action.description
+            events.append(("Normal", action_reason(action_ran), action_ran))
         extra = plan.status_fields()
         kind_conditions = plan.conditions
         missing = sorted(plan.required_apis & set(applied.unavailable))
@@ -107,12 +113,14 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
     except (DependencyError, ChildConflict) as exc:
         ready = _ready(False, exc.reason, exc.message, generation)
         metrics.RECONCILES.labels(info.kind, "waiting").inc()
-    except ApiException as exc:
+    except ApiException as exc:  # HTTP errors, and connection failures (k8s.ApiUnavailable, status 0)
         metrics.RECONCILES.labels(info.kind, "error").inc()
-        metrics.RECONCILE_ERRORS.labels(info.kind, f"HTTP{exc.status}").inc()
+        metrics.RECONCILE_ERRORS.labels(info.kind, error_reason(exc)).inc()
         if exc.status in (400, 404, 422):  # the API server rejected what we rendered: retrying will not help
             ready = _ready(False, "ApplyRejected", rejected_message(
                 info.kind, getattr(exc, "child", None), exc.status, f"{exc.reason}: {_api_message(exc)}"), generation)
+        elif not exc.status:
+            raise TransientError(f"API server unreachable ({exc.reason}): {_api_message(exc)}", delay=10.0) from exc
         else:
             raise TransientError(f"{exc.status} {exc.reason}: {_api_message(exc)}",
                                  delay=60.0 if exc.status == 403 else 10.0) from exc
@@ -129,8 +137,18 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
     return Outcome(status, events, applied, action_ran)
 
 
+def action_reason(description: str) -> str:
+    """The Event reason of a disruptive step by its description: ``Failover`` (a controlled Sentinel failover),
+    ``Restart`` (a rolling-restart step deleting a pod) or ``Action``."""
+    if description.startswith("failover"):
+        return "Failover"
+    if description.startswith("restart Pod/"):
+        return "Restart"
+    return "Action"
+
+
 def _api_message(exc: ApiException) -> str:
     try:
-        return json.loads(exc.body).get("message", "")
-    except (TypeError, ValueError):
+        return str(json.loads(exc.body).get("message", ""))
+    except (TypeError, ValueError, AttributeError):
         return str(exc.body or "")[:500]
