@@ -37,9 +37,11 @@ from devtools import REPO_ROOT as REPO
 from devtools.alert_path import cdnow_subset, example_rule
 from devtools.monitoring_stack import Prometheus
 from devtools.waiting import free_port
+from game_analytics.api.alertrule import AlertRuleSpec
 from game_analytics.api.rankingjob import RankingJobSpec
 from game_analytics.controller import metrics as operator_metrics
 from game_analytics.controller.alertrule import render as alertrule
+from game_analytics.controller.common.render import Owner
 from game_analytics.data.datasets import load_bundesliga
 from game_analytics.data.events import match_events
 from game_analytics.monitoring import dashboards
@@ -78,6 +80,12 @@ NO_DATA: dict[str, dict[str, str]] = {
         "Exporter query errors per second": _NO_CHANGE,
         "Rule evaluation errors per second": _NO_CHANGE,
     },
+    "ml": {"Churn classifier ROC AUC": "the CDNOW subset's last 56 days give a single churn class, so the time "
+                                       "split's AUC is undefined and the exporter leaves it out"},
+    "security": {title: "the login events are replayed 1998 history, outside the report's 2-minute wall-clock "
+                        "range (the SQL is checked in tests/monitoring/test_platform_dashboards.py)"
+                 for title in ("Failed logins", "Players with the most failed logins")},
+    "platform": {"Redis cache hit rate": _NO_REDIS},
     "topology": {title: _NO_REDIS for title in (
         "Ready Sentinels", "Roles", "Connected replicas", "Memory used", "Replication link up",
         "Commands per second", "Connected clients", "Healthy Sentinels per master", "mongod / mongos up",
@@ -110,6 +118,14 @@ def stack(postgres_server, _migrated_template, redis_server, tmp_path_factory) -
         rules.mkdir()
         document = json.loads(children["ConfigMap"]["data"][alertrule.DETECTOR_CONFIG_KEY])
         (rules / "wealth.json").write_text(json.dumps(document))
+        anomaly_doc = yaml.safe_load((REPO / "examples" / "alertrule-anomaly.yaml").read_text())
+        anomaly_doc["spec"]["detector"]["anomalyScore"]["threshold"] = 0.55  # flag a few, for the distribution
+        anomaly_doc["spec"]["channels"] = [c for c in anomaly_doc["spec"]["channels"] if "webhook" in c]
+        anomaly_owner = Owner(anomaly_doc["apiVersion"], anomaly_doc["kind"], anomaly_doc["metadata"]["name"],
+                              NAMESPACE, "uid-anomaly", 1)
+        anomaly_children = {m["kind"]: m for m in alertrule.render(
+            anomaly_owner, AlertRuleSpec.model_validate(anomaly_doc["spec"]))}
+        (rules / "anomaly.json").write_text(anomaly_children["ConfigMap"]["data"][alertrule.DETECTOR_CONFIG_KEY])
         (rules / "invalid.json").write_text(json.dumps({**document, "rule": "games/bad", "detector": "nope"}))
         with engine.connect() as conn:
             latest = conn.execute(text("SELECT max(occurred_at) FROM events")).scalar_one()
@@ -121,6 +137,12 @@ def stack(postgres_server, _migrated_template, redis_server, tmp_path_factory) -
                       "occurred_at": (latest + timedelta(minutes=30)).isoformat(), "region": "US",
                       "payload": {"quantity": 1, "amount": 25_000.0, "currency": "USD"}}], dsn)
 
+        with engine.begin() as conn:  # statement statistics for the platform dashboard
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+        logins = [{"event_id": str(uuid.uuid4()), "event_type": "login", "player_id": f"bruteforce-{i % 3}",
+                   "game": "cdnow", "occurred_at": (latest + timedelta(minutes=i)).isoformat(), "region": "US",
+                   "payload": {"success": i % 4 != 0}} for i in range(12)]
+        copy_events(logins, dsn)
         ports = {job: free_port() for job in ("ingest", "exporter", "detection", "operator")}
         processes.append(Worker("ingest", [
             "--redis-url", redis_server.url, "--dsn", dsn, "--stream", STREAM, "--group", "ingest",
