@@ -213,13 +213,16 @@ def start_sentinel_set(
     failover_timeout_ms: int = 5000,
     timeout: float = 30.0,
     password: str | None = None,
+    sentinel_password: str | None = None,
 ) -> RedisSentinelSet:
     """Start a master, a replica of it and ``sentinels`` sentinels, and wait until the set is fully discovered.
 
     Ready means: the replica reports ``master_link_status:up`` and every sentinel sees the replica and the other
     ``sentinels - 1`` sentinels.  Failover settings: ``down-after-milliseconds`` = ``down_after_ms``,
     ``failover-timeout`` = ``failover_timeout_ms``. With ``password``, the data servers require it and the Sentinels
-    authenticate with it (``sentinel auth-pass``); the Sentinels themselves stay open, as in a RedisFailover.
+    authenticate with it (``sentinel auth-pass``). With ``sentinel_password`` the Sentinels require that password
+    (``requirepass``; they also use it with each other), as a RedisFailover with ``spec.sentinel.authSecretRef``;
+    each Sentinel's :class:`RedisServer` then carries it, so ``sentinel.client()`` authenticates.
 
     Raises:
         RedisStartError: a process did not start or the set was not discovered within ``timeout`` seconds.
@@ -238,9 +241,12 @@ def start_sentinel_set(
         )
         if password:
             sentinel_conf += f'sentinel auth-pass {master_name} "{password}"\n'
+        if sentinel_password:
+            sentinel_conf += f"requirepass {_conf_quote(sentinel_password)}\n"
         nodes = []
         for _ in range(sentinels):
-            node = _launch(_binary("redis-sentinel"), sentinel_conf, None, timeout, "ga-sentinel-")
+            node = _launch(_binary("redis-sentinel"), sentinel_conf, None, timeout, "ga-sentinel-",
+                           sentinel_password)
             started.append(node)
             nodes.append(node)
         cluster = RedisSentinelSet(master_name, master, replica, nodes)
@@ -250,6 +256,11 @@ def start_sentinel_set(
         for server in reversed(started):
             server.stop()
         raise
+
+
+def _conf_quote(value: str) -> str:
+    """``value`` as one double-quoted redis.conf argument, every byte ``\\xHH`` (as the RedisFailover scripts)."""
+    return '"' + "".join(f"\\x{b:02x}" for b in value.encode()) + '"'
 
 
 def _wait_discovered(cluster: RedisSentinelSet, timeout: float) -> None:

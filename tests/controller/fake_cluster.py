@@ -26,6 +26,7 @@ EXAMPLE_SECRETS: dict[str, dict[str, str]] = {
                          "slack-webhook-url": "https://hooks.slack.example.com/services/T/B/X"},
     "analytics-postgres": {"dsn": "postgresql+psycopg://u:p@db:5432/analytics"},
     "leaderboards-redis": {"password": "hunter2"},
+    "leaderboards-sentinel": {"password": "sentinel-hunter2"},
     "telemetry-mongo-keyfile": {"keyfile": "a" * 64},
     "telemetry-mongo-admin": {"username": "admin", "password": "pw"},
     "reporting-secrets": {"slack-webhook-url": "https://hooks.slack.example.com/services/T/B/Y",

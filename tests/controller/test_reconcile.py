@@ -128,6 +128,8 @@ def test_data_source_resolves_the_redis_failover():
     deployment = next(o for p, o in cluster.objects.items() if p.endswith("/deployments/default-ingest"))
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["GAME_ANALYTICS_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "leaderboards-redis"
+    assert env["GAME_ANALYTICS_REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "leaderboards-sentinel"
+    assert "PASSWORD" not in repr(config["data"])
 
 
 
@@ -143,6 +145,7 @@ def test_ranking_workers_get_the_redis_failover_password():
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["GAME_ANALYTICS_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "leaderboards-redis"
+    assert env["GAME_ANALYTICS_REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "leaderboards-sentinel"
 
 
 def test_batch_workers_wait_for_the_redis_failover():
@@ -312,3 +315,25 @@ def test_scheduled_report_status_follows_its_runs():
     assert (status["lastOutcome"], status["consecutiveFailures"]) == ("Failed", 2)
     assert status["lastScheduleTime"] == "2026-11-23T05:00:00Z"
     assert status["lastSuccessfulTime"] == "2026-11-16T05:03:10Z"
+
+
+def test_the_operator_probes_with_the_sentinel_password_only(monkeypatch):
+    """The probe and the controlled failover authenticate with spec.sentinel.authSecretRef's value; the Redis
+    password is never handed to them (issue 15: the Redis password went to the Sentinels)."""
+    from game_analytics.controller.redisfailover import sentinel
+
+    seen = []
+    host = "leaderboards-redis-{}.leaderboards-redis-headless.games.svc:6379"
+    monkeypatch.setattr(sentinel, "probe", lambda addrs, master, password=None, timeout=2.0: seen.append(password)
+                        or _healthy_view(host.format(0), [host.format(1), host.format(2)]))
+    cluster, failover = FakeCluster(), body("redisfailover.yaml")
+    run("RedisFailover", failover, cluster)
+    assert ready(failover)["status"] == "True", ready(failover)
+    assert seen == ["sentinel-hunter2"]
+    failover["spec"]["sentinel"].pop("authSecretRef")
+    run("RedisFailover", failover, cluster)
+    assert seen[-1] is None  # no Sentinel password: unauthenticated, still not the Redis one
+    failover["spec"]["sentinel"]["authSecretRef"] = {"name": "missing-sentinel", "key": "password"}
+    run("RedisFailover", failover, cluster)
+    assert ready(failover)["reason"] == "SecretNotFound"
+    assert ready(failover)["message"].startswith("spec.sentinel.authSecretRef: ")

@@ -37,6 +37,7 @@ from .support import (
 pytestmark = pytest.mark.e2e
 
 GAMES = "games"
+SENTINEL_PASSWORD = "e2e-node-sentinels"  # examples/redisfailover.yaml spec.sentinel.authSecretRef
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +188,8 @@ def test_examples_run_as_pods(node_cluster: NodeCluster, kubectl: Kubectl, opera
     kubectl.run("create", "namespace", GAMES, check=False)
     kubectl.run("label", "--overwrite", "namespace", GAMES, "pod-security.kubernetes.io/enforce=restricted")
     kubectl.run("create", "secret", "generic", "leaderboards-redis", "-n", GAMES, "--from-literal=password=e2e-node")
+    kubectl.run("create", "secret", "generic", "leaderboards-sentinel", "-n", GAMES,
+                f"--from-literal=password={SENTINEL_PASSWORD}")
     kubectl.run("create", "secret", "generic", "analytics-postgres", "-n", GAMES, f"--from-literal=dsn={postgres_on_node}")
     for example in ("redisfailover.yaml", "gamedatasource.yaml", "rankingjob.yaml"):
         kubectl.run("apply", "-n", GAMES, "-f", str(EXAMPLES / example))
@@ -276,7 +279,7 @@ def _sentinel_master(kubectl: Kubectl) -> str | None:
         if not ip:
             continue
         try:
-            host, port = redis.Redis(host=ip, port=26379, socket_timeout=1).execute_command(
+            host, port = redis.Redis(host=ip, port=26379, password=SENTINEL_PASSWORD, socket_timeout=1).execute_command(
                 "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "leaderboards")
             return f"{host.decode()}:{port.decode()}"
         except (redis.RedisError, TypeError, ValueError):

@@ -42,6 +42,11 @@ class SentinelSettings(Model):
     resources: Resources = Field(default_factory=Resources, description="Sentinel container resources.")
     down_after_milliseconds: int = Field(default=5000, ge=1000, le=600_000, description="Time before a master is considered down.")
     failover_timeout_milliseconds: int = Field(default=60_000, ge=1000, le=3_600_000, description="Failover timeout.")
+    auth_secret_ref: SecretKeyRef | None = Field(default=None, description=(
+        "Secret key holding the Sentinels' own password (requirepass; the Sentinels also use it with each other). "
+        "The workers and the operator authenticate to the Sentinels with it. Keep it in a Secret of its own, not "
+        "the Redis one: the operator reads this value to probe, and never reads the Redis password. Unset: the "
+        "Sentinels accept any client that can reach port 26379 (the generated NetworkPolicies still limit who can)."))
 
 
 class ExporterSettings(Model):

@@ -116,6 +116,47 @@ def test_auth_comes_from_the_secret_only() -> None:
     assert "secretKeyRef" in text and "secretKeyRef" not in repr(no_auth)
 
 
+def test_sentinels_get_their_own_password_by_file_and_env_never_the_redis_one() -> None:
+    spec = _spec(sentinel={"authSecretRef": {"name": "lb-sentinel", "key": "pw"}})
+    children = rf.render(OWNER, spec, Images())
+    own = {"name": "lb-sentinel", "key": "pw"}
+    sentinel_pod = _by(children, "StatefulSet", "lb-sentinel")["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in sentinel_pod["containers"]}
+    env = lambda c: {e["name"]: e for e in c.get("env", [])}  # noqa: E731
+    assert env(containers["sentinel"])["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == own  # its liveness PING
+    assert env(containers["exporter"])["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == own
+    assert "lb-auth" not in repr(sentinel_pod["containers"])  # the Redis password stays in the init container
+    init = sentinel_pod["initContainers"][0]
+    assert env(init)["SENTINEL_PASSWORD_FILE"]["value"] == rf.SENTINEL_AUTH_FILE
+    volumes = {v["name"]: v for v in sentinel_pod["volumes"]}
+    assert volumes["sentinel-auth"]["secret"] == {"secretName": "lb-sentinel", "items": [{"key": "pw", "path": "password"}],
+                                                  "defaultMode": 0o400}
+    # The Redis pods ask the Sentinels (init script, preStop hook) with the Sentinel password file.
+    redis_pod = _by(children, "StatefulSet", "lb-redis")["spec"]["template"]["spec"]
+    redis = next(c for c in redis_pod["containers"] if c["name"] == "redis")
+    assert env(redis)["SENTINEL_PASSWORD_FILE"]["value"] == rf.SENTINEL_AUTH_FILE
+    assert any(m["name"] == "sentinel-auth" for m in redis["volumeMounts"])
+    # No value is ever in a config template.
+    assert "secretKeyRef" not in repr(children[0]) and "pw" not in children[0]["data"]["sentinel.conf"]
+    # Turning Sentinel auth on rolls the Sentinel and Redis pods.
+    plain = rf.render(OWNER, _spec(), Images())
+    for name in ("lb-sentinel", "lb-redis"):
+        digest = lambda cs: _by(cs, "StatefulSet", name)["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
+        assert digest(children) != digest(plain)
+
+
+def test_the_master_pod_hands_over_in_its_pre_stop_hook() -> None:
+    children = rf.render(OWNER, _spec(), Images())
+    redis_pod = _by(children, "StatefulSet", "lb-redis")["spec"]["template"]["spec"]
+    redis = next(c for c in redis_pod["containers"] if c["name"] == "redis")
+    assert redis["lifecycle"]["preStop"]["exec"]["command"] == ["sh", f"{rf.TEMPLATE_DIR}/redis-prestop.sh"]
+    assert "redis-prestop.sh" in children[0]["data"]
+    names = {e["name"] for e in redis["env"]}
+    assert {"POD_NAME", "NAMESPACE", "HEADLESS_SERVICE", "SENTINEL_HOST", "MASTER_NAME", "REDISCLI_AUTH"} <= names
+    # the grace period outlasts the hook's bounded wait
+    assert redis_pod["terminationGracePeriodSeconds"] > rf.PRESTOP_WAIT_SECONDS
+
+
 def test_exporter_sidecar_toggle() -> None:
     on = rf.render(OWNER, _spec(), Images(redis_exporter="exp:1"))
     pod = _by(on, "StatefulSet", "lb-redis")["spec"]["template"]["spec"]

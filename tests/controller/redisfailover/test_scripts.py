@@ -27,6 +27,7 @@ ACCEPTED = {
     "redis-init.sh": ["SC2153"],
     # ... and here too; `echo $REDIS_HOSTS` is unquoted on purpose: word splitting drops the list's leading blank.
     "sentinel-init.sh": ["SC2153", "SC2086"],
+    "redis-prestop.sh": ["SC2153"],
 }
 
 

@@ -103,7 +103,8 @@ def data_source(cluster: Cluster, namespace: str, name: str, *, uses_redis: bool
 
 
 def resolve_data_source(cluster: Cluster, namespace: str, name: str, spec: GameDataSourceSpec) -> DataSource:
-    """``spec`` with the master name and auth Secret of the RedisFailover its ``redis.sentinel`` names, if any.
+    """``spec`` with the master name and the auth Secrets (Redis, Sentinels) of the RedisFailover its
+    ``redis.sentinel`` names, if any.
 
     Raises:
         DependencyError: ``RedisFailoverNotFound``, naming ``spec.redis.sentinel.redisFailoverRef.name`` (of the
@@ -118,8 +119,10 @@ def resolve_data_source(cluster: Cluster, namespace: str, name: str, spec: GameD
                               f"spec.redis.sentinel.redisFailoverRef.name: RedisFailover {ref} does not exist")
     fspec = failover.get("spec") or {}
     auth = fspec.get("authSecretRef")
+    sentinel_auth = (fspec.get("sentinel") or {}).get("authSecretRef")
     return DataSource(name, spec, sentinel_master=fspec.get("masterName", "mymaster"),
-                      redis_password_ref=SecretKeyRef.model_validate(auth) if auth else None)
+                      redis_password_ref=SecretKeyRef.model_validate(auth) if auth else None,
+                      sentinel_password_ref=SecretKeyRef.model_validate(sentinel_auth) if sentinel_auth else None)
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,20 @@ def check_secrets(cluster: Any, namespace: str, uses: list[SecretUse]) -> None:
             if problem:
                 raise DependencyError("SecretValueInvalid",
                                       f"{use.field}: the value of {where} key {use.ref.key!r} {problem}")
+
+
+def secret_value(cluster: Any, namespace: str, ref: SecretKeyRef) -> str | None:
+    """The value of ``ref`` (``stringData`` first, else decoded ``data``); None when the Secret, its key or a
+    cluster that reads Secrets (``checks_secrets``) is missing, or the value is not UTF-8. Only for values the
+    operator itself must use (the Sentinels' password): never log it, never put it into a child or a status."""
+    if not getattr(cluster, "checks_secrets", True):
+        return None
+    secret = cluster.get("v1", "Secret", namespace, ref.name) or {}
+    raw = (secret.get("stringData") or {}).get(ref.key)
+    if raw is not None:
+        return raw
+    data = (secret.get("data") or {}).get(ref.key)
+    return _decode(data) if data is not None else None
 
 
 def _decode(raw: str) -> str | None:

@@ -237,19 +237,24 @@ class DataSource:
         spec: its validated spec.
         sentinel_master: the referenced RedisFailover's master group name, when Redis is reached through Sentinels.
         redis_password_ref: the RedisFailover's ``authSecretRef``, if it has one.
+        sentinel_password_ref: the RedisFailover's ``sentinel.authSecretRef`` (the Sentinels' own password).
     """
 
     name: str
     spec: GameDataSourceSpec
     sentinel_master: str | None = None
     redis_password_ref: SecretKeyRef | None = None
+    sentinel_password_ref: SecretKeyRef | None = None
 
 
 def connection_env(source: DataSource) -> list[dict[str, Any]]:
-    """The env of every worker pod that reads this data source: DSN, Redis URL and password, from Secrets."""
+    """The env of every worker pod that reads this data source: DSN, Redis URL, the Redis and the Sentinel
+    passwords, from Secrets."""
     env = [secret_env(f"{ENV_PREFIX}DSN", source.spec.postgres.dsn_secret_ref)]
     if source.spec.redis.url_secret_ref:
         env.append(secret_env(f"{ENV_PREFIX}REDIS_URL", source.spec.redis.url_secret_ref))
     if source.redis_password_ref is not None:
         env.append(secret_env(f"{ENV_PREFIX}REDIS_PASSWORD", source.redis_password_ref))
+    if source.sentinel_password_ref is not None:
+        env.append(secret_env(f"{ENV_PREFIX}REDIS_SENTINEL_PASSWORD", source.sentinel_password_ref))
     return env

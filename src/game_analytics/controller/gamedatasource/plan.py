@@ -30,6 +30,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     source = resolve_data_source(cluster, owner.namespace, owner.name, spec)
     children = render.render(owner, spec, image=images.worker, sentinel_master=source.sentinel_master,
                              redis_password_ref=source.redis_password_ref,
+                             sentinel_password_ref=source.sentinel_password_ref,
                              monitoring_labels=images.monitoring_labels,
                              alertmanager_urls=images.alertmanager_urls)
     available = 0

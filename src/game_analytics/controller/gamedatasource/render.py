@@ -68,9 +68,9 @@ def worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinel_master: str
 
 
 def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str, settings: WorkerSpec,
-                redis_password_ref: SecretKeyRef | None) -> Manifest:
+                source: DataSource) -> Manifest:
     component = f"{worker}-worker"
-    env = connection_env(DataSource(owner.name, spec, redis_password_ref=redis_password_ref))
+    env = connection_env(source)
     env.append({"name": f"{ENV_PREFIX}NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     env.append({"name": "MPLCONFIGDIR", "value": "/tmp"})
     main = container(
@@ -132,7 +132,7 @@ def detection_rbac(owner: Owner) -> list[Manifest]:
 
 
 def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_master: str | None = None,
-           redis_password_ref: SecretKeyRef | None = None,
+           redis_password_ref: SecretKeyRef | None = None, sentinel_password_ref: SecretKeyRef | None = None,
            monitoring_labels: Mapping[str, str] | None = None,
            alertmanager_urls: Sequence[str] = ()) -> list[Manifest]:
     """All children of a GameDataSource.
@@ -143,6 +143,7 @@ def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_maste
         image: worker image (``spec.workers.image`` or the operator's default).
         sentinel_master: the referenced RedisFailover's master group name, when Redis is reached through Sentinels.
         redis_password_ref: the RedisFailover's auth SecretKeyRef, if it has one.
+        sentinel_password_ref: the RedisFailover's ``sentinel.authSecretRef``, if it has one.
         monitoring_labels: the operator's default labels of the ServiceMonitor (``spec.monitoringLabels`` wins).
         alertmanager_urls: the operator's default Alertmanagers of the detection worker's streaming path
             (``spec.workers.detection.alertmanagerURLs`` wins), rendered as ``GAME_ANALYTICS_ALERTMANAGER_URLS``.
@@ -155,12 +156,14 @@ def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_maste
         env[f"{ENV_PREFIX}ALERTMANAGER_URLS"] = ",".join(urls)
     children = [config_map(owner, workers_config_name(owner.name), "workers-config", env)]
     children += detection_rbac(owner)
+    source = DataSource(owner.name, spec, redis_password_ref=redis_password_ref,
+                        sentinel_password_ref=sentinel_password_ref)
     for worker in WORKERS:
         worker_spec = getattr(spec.workers, worker)
         if worker_spec.replicas > 1:  # voluntary disruptions (drains) take one pod at a time
             children.append(pod_disruption_budget(owner, deployment_name(owner.name, worker), f"{worker}-worker"))
         children.append(_deployment(owner, spec, worker, spec.workers.image or image,
-                                    getattr(spec.workers, worker), redis_password_ref))
+                                    getattr(spec.workers, worker), source))
     metrics_selector = {"app.kubernetes.io/instance": owner.name, LABEL_METRICS: "true"}
     children.append(service(owner, metrics_service_name(owner.name), "metrics",
                             [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],

@@ -9,7 +9,7 @@ from typing import Any
 from ...api import GROUP
 from ...api.redisfailover import RedisFailoverStatus
 from ...config import Images
-from ..common.plan import MONITORING_V1, Action, Plan, SecretUse, check_secrets, owned_selector
+from ..common.plan import MONITORING_V1, Action, Plan, SecretUse, check_secrets, owned_selector, secret_value
 from ..common.render import Owner
 from ..k8s import Cluster
 from . import names, render, sentinel
@@ -39,15 +39,20 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     conditions from one :func:`.sentinel.probe`; role labels for the Redis pods; at most one restart step.
 
     Raises:
-        DependencyError: ``SecretNotFound`` naming ``spec.authSecretRef``.
+        DependencyError: ``SecretNotFound`` naming ``spec.authSecretRef`` or ``spec.sentinel.authSecretRef``.
     """
-    if spec.auth_secret_ref:
-        check_secrets(cluster, owner.namespace, [SecretUse("spec.authSecretRef", spec.auth_secret_ref)])
+    uses = [SecretUse("spec.authSecretRef", spec.auth_secret_ref)] if spec.auth_secret_ref else []
+    if spec.sentinel.auth_secret_ref:
+        uses.append(SecretUse("spec.sentinel.authSecretRef", spec.sentinel.auth_secret_ref))
+    check_secrets(cluster, owner.namespace, uses)
     children = render.render(owner, spec, images)
     addresses = probe_addresses(owner, spec, body, honour_annotation=images.probe_address_annotation)
-    # The Sentinels have no password of their own, and the Redis password is never sent to them (nor to an
-    # annotated address): the probe and the failover speak to Sentinels unauthenticated.
-    view = sentinel.probe(addresses, spec.master_name, password=None, timeout=1.0)
+    # The probe and the failover authenticate with the Sentinels' own password (spec.sentinel.authSecretRef), the
+    # only Secret value the operator reads; the Redis password is never read, nor sent to a Sentinel (nor to an
+    # annotated address). Without a Sentinel password they speak to the Sentinels unauthenticated.
+    password = (secret_value(cluster, owner.namespace, spec.sentinel.auth_secret_ref)
+                if spec.sentinel.auth_secret_ref else None)
+    view = sentinel.probe(addresses, spec.master_name, password=password, timeout=1.0)
     master = view.agreed_master
     conditions = sentinel.conditions(view, spec, owner.generation)
     redis_pods = cluster.list("v1", "Pod", owner.namespace, owned_selector(owner, "redis"))
@@ -57,7 +62,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
         conditions=conditions,
         pod_labels=render.role_labels([p["metadata"]["name"] for p in redis_pods], master) if master else {},
         action=rolling_restart_step(owner, cluster, redis_pods, master, conditions,
-                                    lambda: sentinel.failover(addresses, spec.master_name, None, timeout=20)),
+                                    lambda: sentinel.failover(addresses, spec.master_name, password, timeout=20)),
     )
 
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from importlib import resources as importlib_resources
 from typing import Any
 
+from ...api.common import SecretKeyRef
 from ...api.redisfailover import RedisFailoverSpec
 from ...config import Images
 from ..common.render import (
@@ -74,6 +75,8 @@ from .names import (
 )
 
 TEMPLATE_DIR = "/etc/redis-templates"
+#: Longest the preStop hook of a master pod waits for the Sentinels to promote another pod, seconds.
+PRESTOP_WAIT_SECONDS = 10
 REDIS_RUN_DIR = "/etc/redis-run"
 SENTINEL_RUN_DIR = "/etc/sentinel-run"
 
@@ -84,6 +87,7 @@ SCRIPTS = {
     "sentinel-init.sh": "init container: write sentinel.conf monitoring the master the Sentinels or Redis report",
     "redis-alive.sh": "liveness: the server answers (LOADING and MASTERDOWN count as alive)",
     "redis-ready.sh": "readiness: a master, or a replica whose link to the master is up",
+    "redis-prestop.sh": "preStop: a master asks the Sentinels to fail over and waits for it before it stops",
 }
 
 
@@ -162,25 +166,39 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def _password_env(spec: RedisFailoverSpec, *names: str) -> list[dict[str, Any]]:
-    return [secret_env(n, spec.auth_secret_ref) for n in names] if spec.auth_secret_ref else []
+def _password_env(ref: SecretKeyRef | None, *names: str) -> list[dict[str, Any]]:
+    return [secret_env(n, ref) for n in names] if ref else []
 
 
 #: Where the init containers read the Redis password: the auth Secret's key, mounted as a file (never an env
 #: variable pasted into a config; the scripts hex-escape it into redis.conf / sentinel.conf).
 AUTH_DIR = "/etc/redis-auth"
 AUTH_FILE = f"{AUTH_DIR}/password"
+#: Where the scripts read the Sentinels' own password (``spec.sentinel.authSecretRef``), the same way.
+SENTINEL_AUTH_DIR = "/etc/sentinel-auth"
+SENTINEL_AUTH_FILE = f"{SENTINEL_AUTH_DIR}/password"
+
+Mounted = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 
 
-def _auth_file(spec: RedisFailoverSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(env, volume mounts, volumes)`` giving an init container the password as :data:`AUTH_FILE`."""
-    ref = spec.auth_secret_ref
+def _secret_file(ref: SecretKeyRef | None, volume: str, directory: str, env: str) -> Mounted:
+    """``(env, volume mounts, volumes)`` giving a container ``ref``'s value as ``<directory>/password`` (mode
+    0400), its path in the variable ``env``; three empty lists without ``ref``."""
     if ref is None:
         return [], [], []
-    return ([{"name": "REDIS_PASSWORD_FILE", "value": AUTH_FILE}],
-            [{"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}],
-            [{"name": "auth", "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "password"}],
+    return ([{"name": env, "value": f"{directory}/password"}],
+            [{"name": volume, "mountPath": directory, "readOnly": True}],
+            [{"name": volume, "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": "password"}],
                                          "defaultMode": 0o400}}])
+
+
+def _auth_files(spec: RedisFailoverSpec, *, redis: bool = True) -> Mounted:
+    """The Sentinel password file (when ``spec.sentinel.authSecretRef``) and, with ``redis``, the Redis password
+    file (when ``spec.authSecretRef``): env ``SENTINEL_PASSWORD_FILE`` / ``REDIS_PASSWORD_FILE``."""
+    parts = [_secret_file(spec.sentinel.auth_secret_ref, "sentinel-auth", SENTINEL_AUTH_DIR, "SENTINEL_PASSWORD_FILE")]
+    if redis:
+        parts.insert(0, _secret_file(spec.auth_secret_ref, "auth", AUTH_DIR, "REDIS_PASSWORD_FILE"))
+    return ([e for p in parts for e in p[0]], [m for p in parts for m in p[1]], [v for p in parts for v in p[2]])
 
 
 def _volume_claim(name: str, storage: Any) -> dict[str, Any]:
@@ -214,7 +232,8 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
         {"name": "MASTER_NAME", "value": spec.master_name},
         {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
     ]
-    auth_env, auth_mounts, auth_volumes = _auth_file(spec)
+    auth_env, auth_mounts, auth_volumes = _auth_files(spec)
+    sentinel_env, sentinel_mounts, _ = _auth_files(spec, redis=False)
     run_mount = {"name": "run", "mountPath": REDIS_RUN_DIR}
     tmpl_mount = {"name": "templates", "mountPath": TEMPLATE_DIR, "readOnly": True}
     small = resources(None, cpu="10m", memory="16Mi", memory_limit="64Mi")
@@ -223,21 +242,27 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
                           volume_mounts=[tmpl_mount, run_mount, *auth_mounts])
     redis = container(
         "redis", image, command=["redis-server", f"{REDIS_RUN_DIR}/redis.conf"],
-        env=[{"name": "REDIS_PORT", "value": str(REDIS_PORT)}, *_password_env(spec, "REDISCLI_AUTH")],
+        # the init env again: the preStop script announces the same name and asks the same Sentinels
+        env=[*init_env, *_password_env(spec.auth_secret_ref, "REDISCLI_AUTH"), *sentinel_env,
+             {"name": "PRESTOP_WAIT_SECONDS", "value": str(PRESTOP_WAIT_SECONDS)}],
         ports=[{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
         resources_=resources(spec.redis.resources, cpu="100m", memory="256Mi", memory_limit="1Gi"),
         liveness={**exec_probe(["sh", f"{TEMPLATE_DIR}/redis-alive.sh"], period=10), "failureThreshold": 6},
         readiness=exec_probe(["sh", f"{TEMPLATE_DIR}/redis-ready.sh"], period=5),
-        volume_mounts=[tmpl_mount, run_mount, {"name": "data", "mountPath": "/data"}],
+        volume_mounts=[tmpl_mount, run_mount, {"name": "data", "mountPath": "/data"}, *sentinel_mounts],
     )
+    # Deleting the master pod (drain, rollout, kubectl delete) hands the master over before redis-server stops,
+    # so writes pause for one controlled switch instead of down-after-milliseconds (docs/topologies.md).
+    redis["lifecycle"] = {"preStop": {"exec": {"command": ["sh", f"{TEMPLATE_DIR}/redis-prestop.sh"]}}}
     containers = [redis]
     if spec.exporter.enabled:
-        containers.append(_exporter(spec, images, REDIS_PORT, _password_env(spec, "REDIS_PASSWORD")))
+        containers.append(_exporter(spec, images, REDIS_PORT, _password_env(spec.auth_secret_ref, "REDIS_PASSWORD")))
     match = selector(owner, "redis")
     pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run"), *auth_volumes],
                    affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [init]
-    pod["terminationGracePeriodSeconds"] = 30
+    # room for the preStop hand-over (bounded by PRESTOP_WAIT_SECONDS) plus redis-server's own shutdown
+    pod["terminationGracePeriodSeconds"] = PRESTOP_WAIT_SECONDS + 20
     return manifest("apps/v1", "StatefulSet", metadata(owner, redis_name(name), "redis"), spec={
         "serviceName": redis_headless_name(name),
         "replicas": spec.redis.replicas,
@@ -282,9 +307,10 @@ def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, 
         {"name": "REDIS_REPLICAS", "value": str(spec.redis.replicas)},
         {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
     ]
-    auth_env, auth_mounts, auth_volumes = _auth_file(spec)
+    auth_env, auth_mounts, auth_volumes = _auth_files(spec)
     tmpl_mount = {"name": "templates", "mountPath": TEMPLATE_DIR, "readOnly": True}
     run_mount = {"name": "run", "mountPath": SENTINEL_RUN_DIR}
+    own_password = _password_env(spec.sentinel.auth_secret_ref, "REDISCLI_AUTH")  # the liveness PING
     init = init_container("config", image, command=["sh", f"{TEMPLATE_DIR}/sentinel-init.sh"],
                           env=init_env + auth_env,
                           resources_=resources(None, cpu="10m", memory="16Mi", memory_limit="64Mi"),
@@ -292,6 +318,7 @@ def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, 
     ping = ["sh", "-c", f"timeout 4 redis-cli -p {SENTINEL_PORT} PING | grep -q PONG"]
     sentinel = container(
         "sentinel", image, command=["redis-server", f"{SENTINEL_RUN_DIR}/sentinel.conf", "--sentinel"],
+        env=own_password or None,
         ports=[{"name": "sentinel", "containerPort": SENTINEL_PORT, "protocol": "TCP"}],
         resources_=resources(spec.sentinel.resources, cpu="20m", memory="32Mi", memory_limit="128Mi"),
         liveness={**exec_probe(ping, period=10), "failureThreshold": 6},
@@ -299,7 +326,8 @@ def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, 
         volume_mounts=[run_mount, {"name": "data", "mountPath": "/data"}],
     )
     match = selector(owner, "sentinel")
-    containers = [sentinel, *([_exporter(spec, images, SENTINEL_PORT, [])] if spec.exporter.enabled else [])]
+    exporter_auth = _password_env(spec.sentinel.auth_secret_ref, "REDIS_PASSWORD")
+    containers = [sentinel, *([_exporter(spec, images, SENTINEL_PORT, exporter_auth)] if spec.exporter.enabled else [])]
     pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run"), _memory_dir("data", "16Mi"),
                                         *auth_volumes], affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [init]
@@ -363,9 +391,9 @@ def render(owner: Owner, spec: RedisFailoverSpec, images: Images) -> list[Manife
     ServiceMonitors (Redis, Sentinels) when ``spec.exporter.enabled``.
     """
     data = config_data(owner, spec)
-    auth = "auth" if spec.auth_secret_ref else "noauth"
+    auth = ("auth" if spec.auth_secret_ref else "noauth") + ("+sentinel" if spec.sentinel.auth_secret_ref else "")
     redis_digest = config_hash({**data, "auth": auth}, "redis.conf", "redis-init.sh", "redis-alive.sh",
-                               "redis-ready.sh", "auth")
+                               "redis-ready.sh", "redis-prestop.sh", "auth")
     sentinel_digest = config_hash({**data, "auth": auth}, "sentinel.conf", "sentinel-init.sh", "auth")
     children = [
         config_map(owner, config_map_name(owner.name), "redis", data),

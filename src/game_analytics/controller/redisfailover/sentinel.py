@@ -197,8 +197,8 @@ def probe(sentinel_addrs: Iterable[Address], master_name: str, password: str | N
     Args:
         sentinel_addrs: each Sentinel pod's address (for a RedisFailover:
             :func:`game_analytics.controller.redisfailover.names.sentinel_pod_addresses`), not the load-balanced Service.
-        password: sent with ``AUTH`` to each Sentinel. The Sentinels rendered by the operator have no password;
-            redis-py tolerates a password sent to a server without one, so passing the Redis password is harmless.
+        password: the Sentinels' own password (``spec.sentinel.authSecretRef``), sent with ``AUTH`` to each
+            Sentinel; None for Sentinels without one. Never the Redis data password.
         timeout: connect and read timeout per Sentinel, seconds. The Sentinels are asked one after the other,
             so the worst case is about ``len(sentinel_addrs) * 5 * timeout``.
 

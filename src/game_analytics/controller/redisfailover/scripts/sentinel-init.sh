@@ -1,7 +1,8 @@
 #!/bin/sh
 # Writes this pod's sentinel.conf into a writable directory (Sentinel rewrites its own config).
 # Master: what the other Sentinels report; else a Redis pod reporting role:master with replicas attached;
-# else the first reporting role:master; else ordinal 0.
+# else the first reporting role:master; else ordinal 0. With SENTINEL_PASSWORD_FILE the Sentinel requires that
+# password (requirepass; Sentinels use it with each other too); REDIS_PASSWORD_FILE is the Redis one (auth-pass).
 set -eu
 : "${REDIS_PORT:=6379}" "${SENTINEL_PORT:=26379}" "${QUERY_TIMEOUT:=5}" "${WAIT_SECONDS:=120}"
 : "${TEMPLATE_DIR:=/etc/redis-templates}" "${CONFIG_DIR:=/etc/sentinel-run}"
@@ -21,6 +22,16 @@ if [ -z "${REDIS_HOSTS:-}" ]; then
 fi
 default_master="${DEFAULT_MASTER_HOST:-$(echo $REDIS_HOSTS | cut -d' ' -f1)}"
 
+# scli ARGS: redis-cli to a Sentinel, authenticated with the Sentinels' password (SENTINEL_PASSWORD_FILE) if any;
+# never with the Redis password (REDISCLI_AUTH is dropped).
+scli() {
+  if [ -n "${SENTINEL_PASSWORD_FILE:-}" ] && [ -s "$SENTINEL_PASSWORD_FILE" ]; then
+    REDISCLI_AUTH="$(cat "$SENTINEL_PASSWORD_FILE")" timeout "$QUERY_TIMEOUT" redis-cli --no-auth-warning "$@"
+  else
+    env -u REDISCLI_AUTH timeout "$QUERY_TIMEOUT" redis-cli "$@"
+  fi
+}
+
 rcli() {
   if [ -n "${REDIS_PASSWORD_FILE:-}" ] && [ -s "$REDIS_PASSWORD_FILE" ]; then
     REDISCLI_AUTH="$(cat "$REDIS_PASSWORD_FILE")" timeout "$QUERY_TIMEOUT" redis-cli --no-auth-warning "$@"
@@ -29,8 +40,7 @@ rcli() {
   fi
 }
 
-reply="$(timeout "$QUERY_TIMEOUT" redis-cli -h "$SENTINEL_HOST" -p "$SENTINEL_PORT" --raw \
-  SENTINEL get-master-addr-by-name "$MASTER_NAME" 2>/dev/null || true)"
+reply="$(scli -h "$SENTINEL_HOST" -p "$SENTINEL_PORT" --raw SENTINEL get-master-addr-by-name "$MASTER_NAME" 2>/dev/null || true)"
 master_host="$(printf '%s\n' "$reply" | sed -n 1p)"
 master_port="$(printf '%s\n' "$reply" | sed -n 2p)"
 source=sentinel
@@ -68,6 +78,9 @@ sed -e "s|@ANNOUNCE_HOST@|$announce|g" -e "s|@MASTER_HOST@|$master_host|g" -e "s
   "$TEMPLATE_DIR/sentinel.conf" > "$tmp"
 if [ -n "${REDIS_PASSWORD_FILE:-}" ] && [ -s "$REDIS_PASSWORD_FILE" ]; then
   printf 'sentinel auth-pass %s %s\n' "$MASTER_NAME" "$(conf_quote "$REDIS_PASSWORD_FILE")" >> "$tmp"
+fi
+if [ -n "${SENTINEL_PASSWORD_FILE:-}" ] && [ -s "$SENTINEL_PASSWORD_FILE" ]; then
+  printf 'requirepass %s\n' "$(conf_quote "$SENTINEL_PASSWORD_FILE")" >> "$tmp"
 fi
 mv "$tmp" "$out"
 echo "sentinel-init: announce=$announce master=$master_host:$master_port (from $source)"
