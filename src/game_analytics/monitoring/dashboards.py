@@ -262,6 +262,16 @@ def operator_health() -> dict[str, Any]:
             timeseries_panel("Rule evaluation errors per second", "Failed rule evaluations by rule.",
                              [(f"sum by (rule) (rate({names.DETECTION_ERRORS}{{{NS}}}[{RATE}]))", "{{rule}}")],
                              unit="ops", span=8),
+            timeseries_panel("Streaming path: event to evaluation, p99", "From an event's stream entry to the "
+                             "evaluation that saw it (the detection worker's streaming path).",
+                             [(f"histogram_quantile(0.99, sum by (le) (rate({names.DETECTION_STREAM_LATENCY}_bucket"
+                               f"{{{NS}}}[{RATE}])))", "p99")], unit="s", span=8),
+            timeseries_panel("Streaming path: alerts posted per second", "Alerts the detection worker posted to "
+                             "Alertmanager's v2 API, by result.",
+                             [(f"sum by (result) (rate({names.DETECTION_ALERTS_SENT}{{{NS}}}[{RATE}]))", "{{result}}")],
+                             unit="ops", span=8),
+            table_panel("Top flagged subjects by rule", "At most five subjects per rule, as the page lists them.",
+                        [(f"max by (rule, subjects) ({names.DETECTION_TOP_SUBJECTS}{{{NS}}})", "")], span=8),
         ]),
     ])
 
