@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import redis
 import yaml
@@ -150,6 +151,17 @@ def operator_exposition() -> str:
     return generate_latest(registry).decode()
 
 
+def load_real_data(dsn: str, namespace: str) -> pd.DataFrame:
+    """Real data into ``dsn``: CDNOW purchases, Bundesliga matches since 2000 and the example RankingJob's Glicko-2
+    ranking over them (run in ``namespace``). Returns every Bundesliga match (for events of other years)."""
+    matches = load_bundesliga()
+    loaded = copy_events(cdnow_subset() + [to_event(e) for e in match_events(matches[matches["Year"] >= 2000])], dsn)
+    assert loaded.dead_lettered == 0 and loaded.inserted > 0
+    doc = yaml.safe_load((REPO / "examples" / "rankingjob.yaml").read_text())
+    ranking.run(ranking.Job(doc["metadata"]["name"], namespace, RankingJobSpec.model_validate(doc["spec"])), dsn, None)
+    return matches
+
+
 @pytest.fixture(scope="module")
 def scraped(postgres_server, _migrated_template, redis_server, tmp_path_factory) -> Iterator[dict[str, tuple]]:
     """``{component: (sample names, implied names)}`` of the live expositions (see the module docstring)."""
@@ -161,14 +173,7 @@ def scraped(postgres_server, _migrated_template, redis_server, tmp_path_factory)
     workers: list[Worker] = []
     engine = make_engine(dsn)
     try:
-        # real data: CDNOW purchases, Bundesliga matches since 2000 and a Glicko-2 ranking over them
-        matches = load_bundesliga()
-        loaded = copy_events(cdnow_subset() + [to_event(e) for e in match_events(matches[matches["Year"] >= 2000])],
-                             dsn)
-        assert loaded.dead_lettered == 0 and loaded.inserted > 0
-        doc = yaml.safe_load((REPO / "examples" / "rankingjob.yaml").read_text())
-        ranking.run(ranking.Job(doc["metadata"]["name"], "games", RankingJobSpec.model_validate(doc["spec"])), dsn,
-                    None)
+        matches = load_real_data(dsn, "games")
 
         # the detection worker: one pass over the wealth-jump rule (plus a suspended and an invalid document)
         # after a jump 30 minutes past the newest event

@@ -34,23 +34,25 @@ from pypdf import PdfReader
 from sqlalchemy import text
 
 from devtools import REPO_ROOT as REPO
-from devtools.alert_path import cdnow_subset, example_rule
+from devtools.alert_path import example_rule
 from devtools.monitoring_stack import Prometheus
 from devtools.waiting import free_port
 from game_analytics.api.alertrule import AlertRuleSpec
-from game_analytics.api.rankingjob import RankingJobSpec
 from game_analytics.controller import metrics as operator_metrics
 from game_analytics.controller.alertrule import render as alertrule
 from game_analytics.controller.common.render import Owner
-from game_analytics.data.datasets import load_bundesliga
 from game_analytics.data.events import match_events
 from game_analytics.monitoring import dashboards
 from game_analytics.reports.dashboard.build import dashboard_rows
 from game_analytics.storage.engine import make_engine
-from game_analytics.workers import ranking
 from game_analytics.workers import report as worker
 from game_analytics.workers.load import copy_events, publish_events, to_event
-from monitoring.test_live_scrape import Worker, http_scrape, operator_exposition  # tests/ is on sys.path
+from monitoring.test_live_scrape import (  # tests/ is on sys.path
+    Worker,
+    http_scrape,
+    load_real_data,
+    operator_exposition,
+)
 
 STREAM = "dashboard-report-events"
 NAMESPACE = "games"
@@ -59,6 +61,8 @@ _NO_SESSIONS = "CDNOW and Bundesliga have no login/logout events, so no sessions
 _NO_REDIS = "no redis_exporter, mongodb_exporter or kube-state-metrics runs in this test"
 #: panel titles per dashboard slug that may show "no data" here, with the reason
 _NO_CHANGE = "a rate of a counter no process increments here (no errors): Grafana shows no data too"
+_NO_STREAMING = ("the detection worker here runs without Alertmanager URLs, so its streaming path is off "
+                 "(tests/monitoring/test_stream_alert_path.py covers it)")
 NO_DATA: dict[str, dict[str, str]] = {
     "activity": {"Sessions started per second": _NO_SESSIONS, "Session length": _NO_SESSIONS,
                  "Classic retention": "no player is new in the trailing 30 days of the data, so D1/D7/D30 are "
@@ -79,6 +83,8 @@ NO_DATA: dict[str, dict[str, str]] = {
         "Scheduled jobs": "no ScheduledReport or RankingJob CronJob run is recorded here",
         "Exporter query errors per second": _NO_CHANGE,
         "Rule evaluation errors per second": _NO_CHANGE,
+        "Streaming path: alerts posted per second": _NO_STREAMING,
+        "Streaming path: event to evaluation, p99": _NO_STREAMING,
     },
     "ml": {"Churn classifier ROC AUC": "the CDNOW subset's last 56 days give a single churn class, so the time "
                                        "split's AUC is undefined and the exporter leaves it out"},
@@ -105,13 +111,7 @@ def stack(postgres_server, _migrated_template, redis_server, tmp_path_factory) -
     prometheus = None
     engine = make_engine(dsn)
     try:
-        matches = load_bundesliga()
-        loaded = copy_events(cdnow_subset() + [to_event(e) for e in match_events(matches[matches["Year"] >= 2000])],
-                             dsn)
-        assert loaded.dead_lettered == 0 and loaded.inserted > 0
-        doc = yaml.safe_load((REPO / "examples" / "rankingjob.yaml").read_text())
-        ranking.run(ranking.Job(doc["metadata"]["name"], NAMESPACE, RankingJobSpec.model_validate(doc["spec"])),
-                    dsn, None)
+        matches = load_real_data(dsn, NAMESPACE)
         owner, spec = example_rule()
         children = {m["kind"]: m for m in alertrule.render(owner, spec)}
         rules = workdir / "rules"
