@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -276,7 +276,7 @@ def _is_bool(field: str) -> bool:
 
 
 def _is_list(field: str) -> bool:
-    return field in ("redis_sentinels", "games", "alertmanager_urls")
+    return get_origin(WorkerSettings.model_fields[field].annotation) is list
 
 
 def add_flags(parser: argparse.ArgumentParser, worker: str) -> None:

@@ -241,11 +241,11 @@ class StreamEvaluator:
 
 def start_from_env(worker: Any, settings: Any, stop: threading.Event,
                    environ: dict[str, str] | None = None) -> threading.Thread | None:  # fmt: skip
-    """Start the streaming path in a thread when ``GAME_ANALYTICS_ALERTMANAGER_URLS`` is set and Redis is
-    configured in ``settings`` (a :class:`~game_analytics.settings.WorkerSettings`: ``stream``,
+    """Start the streaming path in a thread when ``settings.alertmanager_urls`` (``GAME_ANALYTICS_ALERTMANAGER_URLS``)
+    is set and Redis is configured in ``settings`` (a :class:`~game_analytics.settings.WorkerSettings`: ``stream``,
     ``stream_shards``, the Redis connection); returns the thread, or None when the path is off."""
     env = os.environ if environ is None else environ
-    urls = [u.strip() for u in env.get(ALERTMANAGER_URLS_ENV, "").split(",") if u.strip()]
+    urls = list(settings.alertmanager_urls)
     if not urls:
         return None
     if not (settings.redis_url or settings.redis_sentinels):
