@@ -44,6 +44,8 @@ def test_crd_shape(info):
     assert "$ref" not in text and "anyOf" not in text and "title" not in text
     for path, node in _walk(schema):
         assert "type" in node, f"{path} has no type (not structural)"
+        if node["type"] == "object":  # an object with no fields is an empty struct: the apiserver prunes every key
+            assert {"properties", "additionalProperties", "x-kubernetes-preserve-unknown-fields"} & node.keys(), path
         if path != "spec" and not path.endswith(("[]", "{}")):
             assert node.get("description"), f"{path} has no description (kubectl explain would be empty)"
 
@@ -71,6 +73,16 @@ def test_structural_translates_optional_and_exclusive_bounds():
     assert out["properties"]["a"] == {"type": "object", "description": "field a",
                                       "properties": {"x": {"type": "integer"}}}
     assert out["properties"]["n"] == {"type": "number", "minimum": 0, "exclusiveMinimum": True}
+
+
+def test_map_with_key_rules_becomes_additional_properties_and_cel():
+    # what pydantic writes for dict[Annotated[str, pattern, max_length], str]: patternProperties is not structural
+    node = {"type": "object", "patternProperties": {"^[a-z]+$": {"type": "string", "maxLength": 8}},
+            "propertyNames": {"maxLength": 5}}
+    out = structural(node)
+    assert out["additionalProperties"] == {"type": "string", "maxLength": 8} and "patternProperties" not in out
+    assert [r["rule"] for r in out["x-kubernetes-validations"]] == [
+        "self.all(k, k.matches('^[a-z]+$'))", "self.all(k, size(k) <= 5)"]
 
 
 def test_union_of_two_types_is_refused():

@@ -107,8 +107,33 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         out["properties"] = {name: structural(sub, defs) for name, sub in node["properties"].items()}
     if isinstance(node.get("additionalProperties"), dict):
         out["additionalProperties"] = structural(node["additionalProperties"], defs)
+    if "patternProperties" in node or "propertyNames" in node:
+        out.update(_keyed_map(node, defs))
     if "items" in node:
         out["items"] = structural(node["items"], defs)
+    return out
+
+
+def _keyed_map(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A ``dict[Key, Value]`` whose key type has a pattern or length, which pydantic writes as ``patternProperties``
+    and ``propertyNames``: neither is structural, so the map becomes ``additionalProperties`` and each key rule a CEL
+    rule on the map (the apiserver otherwise rejects the CRD, or drops the value type and with it every entry).
+
+    Raises:
+        ValueError: on more than one key pattern (no single value type).
+    """
+    patterns = node.get("patternProperties", {})
+    if len(patterns) > 1:
+        raise ValueError(f"no structural equivalent for several key patterns {sorted(patterns)}")
+    out: dict[str, Any] = {}
+    rules = list(node.get("x-kubernetes-validations", []))
+    for pattern, value in patterns.items():
+        out["additionalProperties"] = structural(value, defs)
+        rules.append({"rule": f"self.all(k, k.matches('{pattern}'))", "message": f"keys must match {pattern}"})
+    if "maxLength" in node.get("propertyNames", {}):
+        limit = node["propertyNames"]["maxLength"]
+        rules.append({"rule": f"self.all(k, size(k) <= {limit})", "message": f"keys must be at most {limit} characters"})
+    out["x-kubernetes-validations"] = rules
     return out
 
 

@@ -90,9 +90,6 @@ class FunnelStep(Model):
         default_factory=dict, max_length=10,
         description="Payload filter: each key is a payload field, its value the field's text (payload->>key), "
                     "e.g. {item_id: starter-pack}; all must match. Empty: any event of the type.",
-        json_schema_extra={"x-kubernetes-validations": [
-            cel(f"self.all(k, k.matches('{PAYLOAD_KEY_PATTERN}'))",
-                "payload keys must be field names (letters, digits, _; not starting with a digit)")]},
     )  # fmt: skip
     name: str | None = Field(default=None, max_length=64, description="Label of the step in the report "
                              "(default: the event type and its filter).")  # fmt: skip
