@@ -37,7 +37,7 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "rate": ("game_analytics.workers.ranking:rate_main", "rate a match CSV and print the leaderboard"),
     "predict": ("game_analytics.predict", "win/draw/loss probability and match quality of a pairing from a RankingJob"),
     "fit": ("game_analytics.fit", "fit a BG/NBD or Gamma-Gamma model to a summary CSV: fit bgnbd|gammagamma FILE"),
-    "report": ("game_analytics.workers.report:cli_main", "run a report once: report run --type ... --format ..."),
+    "report": ("game_analytics.workers.report_cli:cli_main", "run a report once: report run --type ... --format ..."),
     "audit": ("game_analytics.audit:main", "audit trail tools: audit verify|head|search|export"),
     "interventions": ("game_analytics.interventions.cli", "work the intervention queue: list, ack, resolve, ..."),
     "migrate": ("game_analytics.storage.migrate:main", "upgrade the database schema to this version's head"),

@@ -46,6 +46,7 @@ from game_analytics.monitoring import dashboards
 from game_analytics.reports.dashboard.build import dashboard_rows
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import report as worker
+from game_analytics.workers import report_cli
 from game_analytics.workers.load import copy_events, publish_events, to_event
 from monitoring.test_live_scrape import (  # tests/ is on sys.path
     Worker,
@@ -207,7 +208,7 @@ def rendered(stack, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
         argv = ["run", "--type", "dashboard", "--dashboard", f"game-analytics-{slug}", "--prometheus",
                 stack["prometheus"].url, "--format", "pdf", "--format", "json", "--lookback", "2m",
                 "--scrape-interval", "1s", "--dsn", stack["dsn"], "--output", str(out)]
-        assert worker.cli_main(argv) in (0, 1)
+        assert report_cli.cli_main(argv) in (0, 1)
         pdf = next(out.glob(f"{slug}-dashboard-*.pdf"))
         result[slug] = (pdf, json.loads(pdf.with_suffix(".json").read_text()))
     return result

@@ -20,7 +20,7 @@ from game_analytics.api.scheduledreport import EmailDelivery, ReportFilters, Rep
 from game_analytics.reports.delivery import RunSummary, build_email
 from game_analytics.reports.model import ChartSpec, Figure, Report, ReportPeriod, Table
 from game_analytics.reports.pdf import COLUMNS_PER_PAGE, ROWS_PER_PAGE, render_pdf, table_pages
-from game_analytics.workers import report as worker
+from game_analytics.workers import report_cli
 
 
 def _report() -> Report:
@@ -94,7 +94,7 @@ def test_every_report_type_as_pdf(tmp_path: Path, sample_dsn: str, capsys: pytes
     out = Path(os.environ.get("GA_PDF_OUT", tmp_path))
     # dashboard: test_dashboard_report.py; funnel (needs spec.funnel): test_funnel.py
     types = [t.value for t in ReportType if t not in (ReportType.DASHBOARD, ReportType.FUNNEL)]
-    code = worker.cli_main(["run", *[a for t in types for a in ("--type", t)], "--format", "pdf", "--format", "json",
+    code = report_cli.cli_main(["run", *[a for t in types for a in ("--type", t)], "--format", "pdf", "--format", "json",
                             "--as-of", "latest", "--lookback", "90d", "--output", str(out), "--dsn", sample_dsn])
     assert code == 0
     paths = [Path(p) for p in capsys.readouterr().out.split() if p.endswith(".pdf")]

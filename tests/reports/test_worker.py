@@ -17,6 +17,7 @@ from game_analytics.controller.scheduledreport.render import report_document
 from game_analytics.storage.engine import make_engine, session_scope
 from game_analytics.storage.models import ReportRun
 from game_analytics.workers import report as worker
+from game_analytics.workers import report_cli
 
 from .servers import smtp_server, webhook_server
 
@@ -131,14 +132,14 @@ def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_cli_run_prints_paths(tmp_path: Path, sample_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = worker.cli_main(["run", "--type", "retention", "--type", "rankings", "--format", "json", "--format",
+    code = report_cli.cli_main(["run", "--type", "retention", "--type", "rankings", "--format", "json", "--format",
                             "csv", "--as-of", "latest", "--lookback", "90d", "--output", str(tmp_path),
                             "--dsn", sample_dsn])
     out = capsys.readouterr().out.split()
     assert code == 0
     assert out == [str(tmp_path / f"cli-{t}-19980701T000000Z.{s}") for t in ("retention", "rankings")
                    for s in ("json", "zip")]
-    assert worker.cli_main(["run", "--type", "retention", "--from", "1998-01-01", "--dsn", sample_dsn]) == 2
+    assert report_cli.cli_main(["run", "--type", "retention", "--from", "1998-01-01", "--dsn", sample_dsn]) == 2
     assert "--from and --to go together" in capsys.readouterr().err
 
 
