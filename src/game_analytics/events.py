@@ -34,8 +34,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -52,6 +54,7 @@ __all__ = [
     "LogoutEvent",
     "MatchResultEvent",
     "PurchaseEvent",
+    "TeamMatchResultPayload",
     "TradeEvent",
     "parse_event",
     "storable_text",
@@ -209,6 +212,59 @@ class MatchResultPayload(_Strict):
         return self
 
 
+#: Most teams (or free-for-all participants) in one match, and most players in one team.
+MAX_TEAMS = 64
+MAX_TEAM_SIZE = 16
+
+
+class MatchTeam(_Strict):
+    """One side of a team or free-for-all match: its players and its placing (1 = first; equal ranks tie)."""
+
+    players: Annotated[list[Identifier], Field(min_length=1, max_length=MAX_TEAM_SIZE)]
+    rank: Annotated[int, Field(ge=1, le=10_000)]
+    name: Name | None = None
+
+
+class TeamMatchResultPayload(_Strict):
+    """A team (``2 x 5`` players, say) or free-for-all (``8 x 1``) match: ``teams`` with their placings.
+
+    A payload with ``teams`` is a team match: no home/away fields; every player appears in one team only.
+    TrueSkill RankingJobs rate these (the other algorithms rate home/away matches only).  ``season`` and
+    ``round`` as in :class:`MatchResultPayload`.
+    """
+
+    teams: Annotated[list[MatchTeam], Field(min_length=2, max_length=MAX_TEAMS)]
+    season: (
+        Annotated[int, Field(ge=1800, le=2200)]
+        | Annotated[Text, StringConstraints(min_length=1, max_length=32)]
+        | None
+    ) = None
+    round: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+    @model_validator(mode="after")
+    def _distinct_players(self) -> TeamMatchResultPayload:
+        seen: set[str] = set()
+        for team in self.teams:
+            for player in team.players:
+                if player in seen:
+                    raise ValueError(f"player {player!r} appears in more than one team (or twice in one)")
+                seen.add(player)
+        return self
+
+
+def _match_payload_kind(value: Any) -> str:
+    """Which match payload ``value`` is: ``team`` with a ``teams`` key, else ``score`` (home/away)."""
+    has_teams = isinstance(value, dict) and "teams" in value or isinstance(value, TeamMatchResultPayload)
+    return "team" if has_teams else "score"
+
+
+#: ``match_result`` payloads: home/away with scores, or ``teams`` with placings (the tags are left out of error paths).
+MatchPayload = Annotated[
+    Annotated[MatchResultPayload, Tag("score")] | Annotated[TeamMatchResultPayload, Tag("team")],
+    Discriminator(_match_payload_kind),
+]
+
+
 class ErrorPayload(_Strict):
     """A client or server error report."""
 
@@ -268,11 +324,13 @@ class CurrencyChangeEvent(_EventBase):
 
 
 class MatchResultEvent(_EventBase):
-    """A match finished; ``player_id`` is optional (for team sports it may name the home team)."""
+    """A match finished; ``player_id`` is optional (for team sports it may name the home team).  The payload is
+    home/away with scores (:class:`MatchResultPayload`) or a team / free-for-all match with ``teams``
+    (:class:`TeamMatchResultPayload`)."""
 
     event_type: Literal["match_result"]
     player_id: Identifier | None = None
-    payload: MatchResultPayload
+    payload: MatchPayload
 
 
 class ErrorEvent(_EventBase):
@@ -345,6 +403,8 @@ def _from_validation_error(exc: ValidationError) -> EventError:
         return EventError(f"message: {first['msg']}", None, "invalid_value")
     if loc and loc[0] in EVENT_TYPES:
         loc = loc[1:]  # drop the discriminator tag pydantic prepends
+    if loc[:1] == ["payload"] and loc[1:2] in (["score"], ["team"]):
+        loc = loc[:1] + loc[2:]  # and the match payload's (home/away or teams)
     # For union members (season: int | str) pydantic appends the member name; keep the field path only.
     loc = [p for p in loc if p not in ("int", "str", "float") and not p.startswith("constrained-")] or loc
     if etype == "string_unicode" and loc[-1:] in ([], ["payload"]) and isinstance(first.get("input"), str):

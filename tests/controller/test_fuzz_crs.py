@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from game_analytics.api import KINDS, KINDS_BY_NAME
 from game_analytics.api.alertrule import DETECTOR_CATEGORIES, Category
+from game_analytics.api.rankingjob import ALGORITHMS
 from game_analytics.config import Images
 from game_analytics.controller.common import conditions
 from game_analytics.controller.reconcile import reconcile
@@ -83,7 +84,7 @@ def steer(kind: str, spec: dict, draw: st.DrawFn) -> dict:
         category = DETECTOR_CATEGORIES.get(next(iter(spec["detector"])))
         spec["category"] = category.value if category else draw(st.sampled_from([c.value for c in Category]))
     if kind == "RankingJob":
-        params = [a for a in ("glicko2", "elo", "openskill") if a in spec]
+        params = [a.value for a in ALGORITHMS if a.value in spec]
         if len(params) == 1:
             spec["algorithm"] = params[0]
     return spec

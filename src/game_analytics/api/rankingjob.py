@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -24,6 +25,7 @@ class Algorithm(StrEnum):
     GLICKO2 = "glicko2"
     ELO = "elo"
     OPENSKILL = "openskill"
+    TRUESKILL = "trueskill"
 
 
 class MatchSource(Model):
@@ -63,6 +65,50 @@ class OpenSkillParams(Model):
     sigma: float = Field(default=25.0 / 3, gt=0, le=1000, description="Initial skill uncertainty.")
 
 
+class TrueSkillParams(Model):
+    """TrueSkill environment (Herbrich, Minka, Graepel 2006); the defaults are the library's and Microsoft's."""
+
+    mu: float = Field(default=25.0, gt=0, le=1000, description="Initial mean skill.")
+    sigma: float = Field(default=25.0 / 3, gt=0, le=1000, description="Initial skill uncertainty.")
+    beta: float = Field(
+        default=25.0 / 6, gt=0, le=1000,
+        description="Skill difference that gives the stronger side about a 76% chance to win (performance noise).",
+    )  # fmt: skip
+    tau: float = Field(
+        default=25.0 / 300, ge=0, le=100, description="Dynamics: sigma grows by this before every match."
+    )
+    draw_probability: float = Field(
+        default=0.10, gt=0, lt=1, description="Chance of a draw between equally skilled sides (0 < p < 1)."
+    )
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """One row of :data:`ALGORITHMS`: what the rest of the project needs to know about a rating algorithm.
+
+    Attributes:
+        params: the parameter model (``spec.<algorithm>``).
+        deviation: the leaderboard's deviation column ("" when the algorithm has none).
+        ordinal: the leaderboard rating is the conservative ``mu - 3 sigma`` (Bayesian ``mu``/``sigma`` systems,
+            whose inactivity decay is scaled by ``sigma0 / 350``).
+        teams: rates team and free-for-all matches (match events with ``teams``); the others rate 1v1 only.
+    """
+
+    params: type[Model]
+    deviation: str
+    ordinal: bool = False
+    teams: bool = False
+
+
+#: The one table of rating algorithms; spec fields, CEL rules, defaults and CLI labels are derived from it.
+ALGORITHMS: dict[Algorithm, AlgorithmInfo] = {
+    Algorithm.GLICKO2: AlgorithmInfo(Glicko2Params, "RD"),
+    Algorithm.ELO: AlgorithmInfo(EloParams, ""),
+    Algorithm.OPENSKILL: AlgorithmInfo(OpenSkillParams, "sigma", ordinal=True),
+    Algorithm.TRUESKILL: AlgorithmInfo(TrueSkillParams, "sigma", ordinal=True, teams=True),
+}
+
+
 class InactivityDecay(Model):
     """Rating deviation grows while a player is inactive: RD' = min(sqrt(RD^2 + c^2 t), maxRD) (Glickman)."""
 
@@ -98,13 +144,8 @@ class RankingJobSpec(Model):
     model_config = Model.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                cel(f"!has(self.glicko2) || {_ALGORITHM} == 'glicko2'", "glicko2 parameters need algorithm glicko2", ".glicko2"),
-                cel(f"!has(self.elo) || {_ALGORITHM} == 'elo'", "elo parameters need algorithm elo", ".elo"),
-                cel(
-                    f"!has(self.openskill) || {_ALGORITHM} == 'openskill'",
-                    "openskill parameters need algorithm openskill",
-                    ".openskill",
-                ),
+                *(cel(f"!has(self.{a}) || {_ALGORITHM} == '{a}'", f"{a} parameters need algorithm {a}", f".{a}")
+                  for a in ALGORITHMS),
                 cel(
                     "!has(self.leagues) || self.leagues.exists(l, l.minPercentile == 0.0)",
                     "one league must start at minPercentile 0",
@@ -120,10 +161,11 @@ class RankingJobSpec(Model):
     }
 
     source: MatchSource = Field(description="Where match results come from.")
-    algorithm: Algorithm = Field(default=Algorithm.GLICKO2, description="glicko2, elo or openskill.")
+    algorithm: Algorithm = Field(default=Algorithm.GLICKO2, description="glicko2, elo, openskill or trueskill (the only one that rates team and free-for-all matches).")
     glicko2: Glicko2Params | None = Field(default=None, description="Glicko-2 parameters.")
     elo: EloParams | None = Field(default=None, description="Elo parameters.")
     openskill: OpenSkillParams | None = Field(default=None, description="OpenSkill parameters.")
+    trueskill: TrueSkillParams | None = Field(default=None, description="TrueSkill parameters.")
     inactivity_decay: InactivityDecay = Field(default_factory=InactivityDecay, description="Uncertainty growth of inactive players.")
     schedule: str = Field(default="*/15 * * * *", pattern=CRON_PATTERN, max_length=128, description="Cron schedule of rating runs.")
     time_zone: str = Field(default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64, description="IANA time zone.")
@@ -141,10 +183,9 @@ class RankingJobSpec(Model):
     )
     suspend: bool = Field(default=False, description="Pause rating runs without deleting the job.")
 
-    def algorithm_params(self) -> Glicko2Params | EloParams | OpenSkillParams:
+    def algorithm_params(self) -> Glicko2Params | EloParams | OpenSkillParams | TrueSkillParams:
         """The chosen algorithm's parameters, defaults filled in when the spec leaves them out."""
-        defaults = {Algorithm.GLICKO2: Glicko2Params, Algorithm.ELO: EloParams, Algorithm.OPENSKILL: OpenSkillParams}
-        return getattr(self, self.algorithm.value) or defaults[self.algorithm]()
+        return getattr(self, self.algorithm.value) or ALGORITHMS[self.algorithm].params()  # type: ignore[return-value]
 
 
 class RankingJobStatus(BaseStatus):

@@ -3,10 +3,11 @@
 ``events`` is the only table the ingest path writes (so that it runs near the speed of a raw ``COPY``).  Six
 tables are folded from it here, set-based and only over the events committed since the previous catch-up:
 
-    players          one row per participant: the ``player_id`` of every event and both sides of every match
-                     result (``*_player_id``, else the team name); ``region`` is the greatest non-null region
-                     seen (SQL ``max``), ``first_seen_at`` / ``last_seen_at`` the earliest / latest event time
-    matches          one row per ``match_result`` event (``match_id`` = ``event_id``), in storing order
+    players          one row per participant: the ``player_id`` of every event, both sides of every match
+                     result (``*_player_id``, else the team name) and every player in a team match's ``teams``;
+                     ``region`` is the greatest non-null region seen (SQL ``max``), ``first_seen_at`` / ``last_seen_at`` the earliest / latest event time
+    matches          one row per home/away ``match_result`` event (``match_id`` = ``event_id``), in storing order;
+                     team matches (payload ``teams``) stay in ``events`` (the TrueSkill reader takes them there)
     player_activity  newest event time per (game, player)
     player_balances  running wealth per (game, currency, player): purchase amounts and currency deltas
     activity_hourly  events per (game, event type, UTC hour)
@@ -49,11 +50,14 @@ WITH new AS MATERIALIZED (
     SELECT id, event_id, game, region, occurred_at, payload,
            coalesce(payload->>'home_player_id', payload->>'home_team') AS home_id,
            coalesce(payload->>'away_player_id', payload->>'away_team') AS away_id
-    FROM new WHERE event_type = 'match_result'
+    FROM new WHERE event_type = 'match_result' AND NOT payload ? 'teams'
 ), participants AS (
     SELECT player_id, region, occurred_at FROM new WHERE player_id IS NOT NULL
     UNION ALL SELECT home_id, region, occurred_at FROM sides
     UNION ALL SELECT away_id, region, occurred_at FROM sides
+    UNION ALL SELECT p.player_id, n.region, n.occurred_at
+    FROM new n, jsonb_array_elements(n.payload->'teams') team, jsonb_array_elements_text(team->'players') p(player_id)
+    WHERE n.event_type = 'match_result' AND n.payload ? 'teams'
 ), players_upsert AS (
     INSERT INTO players AS p (player_id, region, first_seen_at, last_seen_at)
     SELECT player_id, max(region), min(occurred_at), max(occurred_at) FROM participants

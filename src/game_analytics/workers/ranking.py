@@ -6,7 +6,8 @@ One run (``game-analytics worker ranking --config ranking.json``):
    :class:`~game_analytics.api.rankingjob.RankingJobSpec`.
 2. Read the job's match results from PostgreSQL: rows of ``matches`` (filled by the ingest worker from
    ``match_result`` events) whose source event has ``spec.source.eventType`` and whose game is
-   ``spec.source.game``, in time order.
+   ``spec.source.game``, in time order; for an algorithm that rates team matches (TrueSkill) also the team and
+   free-for-all events (payload ``teams``), which the other algorithms leave out.
 3. **Full recompute** of all ratings from the first match (:func:`rate_matches`). This keeps the worker stateless
    and idempotent (a re-run or a late, back-dated match gives the same result as an incremental update would):
    Glicko-2 over the 14,018 Bundesliga matches takes about 15 ms, and 2 million matches among 1 million players
@@ -44,7 +45,7 @@ from pydantic import ValidationError
 
 from game_analytics.analytics.ratings.engine import HISTORY_PERIOD_SECONDS, RatingResult, rate_matches
 from game_analytics.api.common import parse_duration
-from game_analytics.api.rankingjob import Algorithm, League, RankingJobSpec, RankingJobStatus
+from game_analytics.api.rankingjob import ALGORITHMS, Algorithm, League, RankingJobSpec, RankingJobStatus
 from game_analytics.console import EXIT_FAILED, EXIT_USAGE
 from game_analytics.leaderboard import Entry, Leaderboard, build_entries, write_entries
 from game_analytics.settings import ENV_PREFIX, parse_time
@@ -149,7 +150,8 @@ def run(job: Job, dsn: str, redis_client: Any | None, *, as_of: datetime | None 
         with conn.transaction():
             # One rating run per board at a time (the CronJob forbids concurrency; this also covers manual runs).
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ranking:{job.board}",))
-            matches = read_matches(conn, spec.source.game, spec.source.event_type)
+            matches = read_matches(conn, spec.source.game, spec.source.event_type,
+                                   teams=ALGORITHMS[spec.algorithm].teams)
             seasons = read_seasons(conn, job.board)
             current = max(seasons, default=1)
             starts = [seasons[k] for k in sorted(seasons) if k > 1]
@@ -302,7 +304,7 @@ def read_match_csv(path: str | Path) -> pd.DataFrame:
 
 
 def rate_main(argv: Sequence[str] | None = None) -> int:
-    """``game-analytics rate FILE.csv --algorithm glicko2|elo|openskill [--format table|json] [--top N]``.
+    """``game-analytics rate FILE.csv --algorithm glicko2|elo|openskill|trueskill [--format table|json] [--top N]``.
 
     Returns 0, or 1 for a missing/invalid file (the message names the file or the missing columns);
     argparse exits with 2 for a bad option such as an unknown algorithm.
@@ -354,7 +356,7 @@ def rate_main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    label = {"glicko2": "RD", "elo": "", "openskill": "sigma"}[args.algorithm]
+    label = ALGORITHMS[Algorithm(args.algorithm)].deviation
     table = Table(title=f"{args.algorithm} leaderboard: {len(matches):,} matches, {len(entries):,} players")
     for header in ("#", "player", "rating", label or "-", "games", "percentile", "league"):
         table.add_column(header, justify="left" if header in ("player", "league") else "right")

@@ -23,18 +23,39 @@ WHERE m.game = %s AND e.event_type = %s
 ORDER BY m.occurred_at, m.id
 """
 
+# With team matches (TrueSkill): home/away rows of ``matches`` and the team events, which stay in ``events``.
+_MATCHES_WITH_TEAMS_SQL = """
+SELECT m.home_id, m.away_id, m.home_score, m.away_score, m.occurred_at, NULL::jsonb AS teams, e.id
+FROM matches m JOIN events e ON e.event_id = m.match_id
+WHERE m.game = %(game)s AND e.event_type = %(type)s
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, e.occurred_at, e.payload->'teams', e.id
+FROM events e
+WHERE e.game = %(game)s AND e.event_type = %(type)s AND e.payload ? 'teams'
+ORDER BY 5, 7
+"""
+
 _SEASONS_SQL = """
 SELECT season::integer AS season, min(computed_at) FROM leaderboard_entries
 WHERE board = %s AND season ~ '^[0-9]+$' GROUP BY 1 ORDER BY 1
 """
 
 
-def read_matches(conn: psycopg.Connection, game: str, event_type: str) -> pd.DataFrame:
-    """Matches of ``game`` stored from events of ``event_type``, chronological (columns as :func:`rate_matches`)."""
+def read_matches(conn: psycopg.Connection, game: str, event_type: str, *, teams: bool = False) -> pd.DataFrame:
+    """Matches of ``game`` stored from events of ``event_type``, chronological (columns as :func:`rate_matches`).
+
+    ``teams``: also the team and free-for-all matches (events whose payload has ``teams``; column ``teams``, None
+    for home/away rows), ties in time broken by storing order.  Without it (algorithms that rate home/away matches
+    only) team matches are left out.
+    """
+    columns = ["home", "away", "home_score", "away_score", "occurred_at"]
     with conn.cursor() as cur:
+        if teams:
+            cur.execute(_MATCHES_WITH_TEAMS_SQL, {"game": game, "type": event_type})
+            return pd.DataFrame([row[:6] for row in cur.fetchall()], columns=[*columns, "teams"])
         cur.execute(_MATCHES_SQL, (game, event_type))
         rows = cur.fetchall()
-    return pd.DataFrame(rows, columns=["home", "away", "home_score", "away_score", "occurred_at"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def read_seasons(conn: psycopg.Connection, board: str) -> dict[int, datetime]:
