@@ -1,20 +1,21 @@
 """An in-memory stand-in for the API server's REST interface, for fast reconcile tests.
 
-It implements just what :class:`game_analytics.controller.k8s.Cluster` sends (GET, list by label selector,
-server-side apply as create-or-replace, DELETE, API group probes) and counts writes.
+It overrides the primitives of :class:`game_analytics.controller.k8s.Cluster` that reach the API server (get,
+list by label selector, server-side apply as create-or-replace, create, delete, label merge patch, API group
+probes) with a dict of objects by REST path, and counts writes.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import json
 from pathlib import Path
 
 import yaml
-from kubernetes.client.exceptions import ApiException
+from lightkube import ApiError
 
-from game_analytics.controller.k8s import Cluster
+from game_analytics.controller import k8s
+from game_analytics.controller.k8s import Cluster, path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMESPACE = "games"
@@ -60,7 +61,7 @@ class FakeCluster(Cluster):
         self.objects: dict[str, dict] = {}
         self.writes: list[tuple[str, str]] = []
         self.served_groups = set(served_groups)
-        self.fail_next: ApiException | None = None
+        self.fail_next: ApiError | None = None
         self._served = {}
         for obj in example_dependencies(secrets=secrets, data_source=data_source):
             self.add(obj)
@@ -71,49 +72,58 @@ class FakeCluster(Cluster):
         return {p: o for p, o in self.objects.items() if p not in self.preexisting}
 
     def add(self, obj: dict) -> None:
-        from game_analytics.controller.k8s import path
-
         meta = obj["metadata"]
         self.objects[path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])] = copy.deepcopy(obj)
 
-    def request(self, method, url, *, body=None, query=None, content_type="application/json"):
+    def _failing(self) -> None:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
-        query = dict(query or [])
-        if url.count("/") <= 3 and url.startswith("/apis/"):  # /apis/<group>/<version>: an API group probe
-            if url.removeprefix("/apis/") in self.served_groups:
-                return {"kind": "APIResourceList"}
-            raise ApiException(status=404, reason="Not Found")
-        if method == "GET" and url in self.objects:
-            return copy.deepcopy(self.objects[url])
-        if method == "GET" and "labelSelector" in query:
-            wanted = dict(kv.split("=", 1) for kv in query["labelSelector"].split(",") if kv)
-            items = [o for p, o in self.objects.items() if p.rsplit("/", 1)[0] == url
-                     and wanted.items() <= o["metadata"].get("labels", {}).items()]
-            return {"items": copy.deepcopy(items)}
-        if method == "GET":
-            raise ApiException(status=404, reason="Not Found")
-        if method == "PATCH" and content_type == "application/merge-patch+json":
-            stored = self.objects[url]
-            stored["metadata"].setdefault("labels", {}).update(body["metadata"]["labels"])
-            self.writes.append(("merge", url))
-            return copy.deepcopy(stored)
-        if method == "PATCH":
-            assert content_type == "application/apply-patch+yaml" and query["fieldManager"]
-            stored = copy.deepcopy(body)
-            stored["metadata"]["resourceVersion"] = str(len(self.writes) + 1)
-            self.objects[url] = stored
-            self.writes.append(("apply", url))
-            return stored
-        if method == "DELETE":
-            self.objects.pop(url, None)
-            self.writes.append(("delete", url))
-            return None
-        raise AssertionError(f"unexpected {method} {url}")
+
+    def get(self, api_version, kind, namespace, name):
+        self._failing()
+        return copy.deepcopy(self.objects.get(path(api_version, kind, namespace, name)))
+
+    def list(self, api_version, kind, namespace, label_selector):
+        self._failing()
+        url, wanted = path(api_version, kind, namespace), k8s._labels(label_selector) or {}
+        return [copy.deepcopy(o) for p, o in self.objects.items() if p.rsplit("/", 1)[0] == url
+                and wanted.items() <= o["metadata"].get("labels", {}).items()]
+
+    def apply(self, manifest):
+        self._failing()
+        meta = manifest["metadata"]
+        url = path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+        stored = copy.deepcopy(manifest)
+        stored["metadata"]["resourceVersion"] = str(len(self.writes) + 1)
+        self.objects[url] = stored
+        self.writes.append(("apply", url))
+        return copy.deepcopy(stored)
+
+    def create(self, manifest):
+        self._failing()
+        meta = manifest["metadata"]
+        url = path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta.get("name") or "generated")
+        self.writes.append(("create", url))
+        return copy.deepcopy(manifest)
+
+    def delete(self, api_version, kind, namespace, name):
+        self._failing()
+        url = path(api_version, kind, namespace, name)
+        self.objects.pop(url, None)
+        self.writes.append(("delete", url))
+
+    def merge_labels(self, namespace, pod, labels):
+        self._failing()
+        url = path("v1", "Pod", namespace, pod)
+        self.objects[url]["metadata"].setdefault("labels", {}).update(labels)
+        self.writes.append(("merge", url))
+
+    def probe(self, api_version, namespace):
+        self._failing()
+        return api_version in self.served_groups
 
 
-def api_error(status: int, message: str = "boom") -> ApiException:
-    exc = ApiException(status=status, reason="Error")
-    exc.body = json.dumps({"message": message})
-    return exc
+def api_error(status: int, message: str = "boom") -> ApiError:
+    """The error the API server answers with HTTP ``status`` and ``message``."""
+    return k8s.api_error(status, "Error", message)

@@ -6,6 +6,8 @@ tests/e2e/test_bad_input.py.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from game_analytics.api.alertrule import AlertRuleSpec
@@ -141,29 +143,31 @@ def test_schema_patterns_refuse_addresses_without_at_and_games_with_commas(model
 def test_apply_sends_utf8_not_ascii_escapes():
     """Defect: an emoji in any text field failed every apply (``invalid Unicode character escape code``): the
     apply body was ASCII-escaped JSON sent as YAML. The e2e tier applies such text to the real API server."""
-    from kubernetes import client
+    import httpx2
+    from lightkube import Client, KubeConfig
 
-    from game_analytics.controller.k8s import Cluster
+    from game_analytics.controller.k8s import FIELD_MANAGER, Cluster
 
-    sent = {}
+    sent = []
 
-    class Response:
-        status = 200
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        return httpx2.Response(200, json=json.loads(request.content))
 
-        def read(self):
-            return b"{}"
-
-    class Api(client.ApiClient):
-        def call_api(self, method, url, header_params=None, body=None, **_):
-            sent.update(body=body, headers=header_params)
-            return Response()
-
-    cluster = Cluster(Api(client.Configuration(host="http://127.0.0.1:1")))
+    config = KubeConfig.from_dict({
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "current-context": "c"})
+    client = Client(config, transport=httpx2.MockTransport(answer))
     text = "🎮 לוח מובילים e\u0301"
-    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "games",
-                                                                          "annotations": {"note": text}}})
-    assert isinstance(sent["body"], bytes) and text.encode() in sent["body"] and b"\\u" not in sent["body"]
-    assert sent["headers"]["Content-Type"] == "application/apply-patch+yaml"
+    live = Cluster(client).apply({"apiVersion": "v1", "kind": "ConfigMap",
+                                  "metadata": {"name": "c", "namespace": "games", "annotations": {"note": text}}})
+    (request,) = sent
+    assert text.encode() in request.content and b"\\u" not in request.content
+    assert request.headers["Content-Type"] == "application/apply-patch+yaml"
+    assert (request.method, request.url.path) == ("PATCH", "/api/v1/namespaces/games/configmaps/c")
+    assert dict(request.url.params) == {"fieldManager": FIELD_MANAGER, "force": "true"}
+    assert live["metadata"]["annotations"]["note"] == text
 
 
 def test_an_immutable_statefulset_refusal_names_the_spec_field():

@@ -32,13 +32,11 @@ def audited_operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.Mo
                      db_dsn: str):
     """The operator as in test_handlers_kmock, its audit writer pointed at ``db_dsn``."""
     import kopf
-    from kubernetes import config as kube_config
 
     from game_analytics.controller.k8s import Cluster
 
     module, registry = load_handlers(monkeypatch)
-    client = kube_config.new_client_from_config(config_file=str(tmp_path / "kubeconfig.yaml"))
-    module._state["cluster"] = Cluster(client)
+    module._state["cluster"] = Cluster.from_kubeconfig(tmp_path / "kubeconfig.yaml")
     module._state["audit"] = AuditWriter(dsn=db_dsn)
     settings = kopf.OperatorSettings()
     settings.queueing.idle_timeout = settings.queueing.exit_timeout = 0.5

@@ -2,7 +2,7 @@
 
 This tier checks what the fake-REST reconcile tests cannot: the Kopf registrations (resume/create/update and the
 resync timer), status patching through the ``status`` subresource, Events, and our ``k8s.Cluster`` speaking HTTP
-to an API server. Both Kopf (aiohttp) and ``Cluster`` (urllib3, via the ``kubernetes`` client) reach the same
+to an API server. Both Kopf (aiohttp) and ``Cluster`` (httpx2, via lightkube) reach the same
 emulator through a temporary kubeconfig. The emulator replays objects on watch and the handlers are idempotent,
 so the tests wait for and assert on final states, never on how many times a handler ran.
 """
@@ -20,7 +20,6 @@ import kopf
 import pytest
 import yaml
 from kopf.testing import KopfRunner
-from kubernetes import config as kube_config
 
 import game_analytics.controller.handlers as handlers_module
 from devtools.waiting import wait_for
@@ -106,8 +105,7 @@ def operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     errors meanwhile (failed handlers, failed API requests, unrecoverable watch errors).
     """
     module, registry = load_handlers(monkeypatch)
-    api_client = kube_config.new_client_from_config(config_file=str(tmp_path / "kubeconfig.yaml"))
-    module._state["cluster"] = Cluster(api_client)  # no process-wide kubernetes-client defaults
+    module._state["cluster"] = Cluster.from_kubeconfig(tmp_path / "kubeconfig.yaml")
     settings = kopf.OperatorSettings()
     settings.queueing.idle_timeout = 0.5  # per-object workers exit soon after the events stop
     settings.queueing.exit_timeout = 0.5

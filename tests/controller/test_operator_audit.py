@@ -15,17 +15,17 @@ from .test_reconcile import body, run
 
 
 class EventCluster(FakeCluster):
-    """A FakeCluster that also accepts Events (POST .../events) and keeps them in ``events``."""
+    """A FakeCluster that keeps the Events it is asked to create in ``events``."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.events: list[dict] = []
 
-    def request(self, method, url, *, body=None, query=None, content_type="application/json"):
-        if method == "POST" and url.endswith("/events"):
-            self.events.append(copy.deepcopy(body))
-            return body
-        return super().request(method, url, body=body, query=query, content_type=content_type)
+    def create(self, manifest):
+        if manifest["kind"] == "Event":
+            self.events.append(copy.deepcopy(manifest))
+            return manifest
+        return super().create(manifest)
 
 
 def handle(cluster: EventCluster, writer: AuditWriter, rule: dict, cause: str, old=None, new=None):

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from .affinity import Affinity
 from .common import (
     BaseStatus,
     Duration,
@@ -96,6 +97,8 @@ class Workers(Model):
                                           description="Taints the worker pods tolerate.")
     priority_class_name: str | None = Field(default=None, alias="priorityClassName", max_length=253,
                                             description="PriorityClass of the worker pods.")
+    affinity: Affinity | None = Field(default=None, description="Node affinity, pod affinity and pod "
+                                      "anti-affinity of the worker pods, as in a pod spec.")
     ingest: WorkerSettings = Field(default_factory=WorkerSettings, description="Stream-to-Postgres ingest.")
     exporter: WorkerSettings = Field(default_factory=WorkerSettings, description="Prometheus exporter of analytics.")
     detection: DetectionSettings = Field(default_factory=DetectionSettings, description="Rule and anomaly detection.")

@@ -13,7 +13,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
+from lightkube import ApiError
 
 from .k8s import Cluster
 
@@ -50,11 +50,11 @@ def post(cluster: Cluster, event: dict[str, Any]) -> bool:
     reached (an Event must never fail a reconcile)."""
     namespace = event["metadata"].get("namespace") or "default"
     try:
-        cluster.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+        cluster.create({**event, "metadata": {**event["metadata"], "namespace": namespace}})
         return True
-    except ApiException as exc:  # e.g. 403 while the namespace terminates: one line, no traceback
+    except ApiError as exc:  # e.g. 403 while the namespace terminates: one line, no traceback
         log.warning("could not post the Event %s on %s/%s: %s %s", event["reason"], event["involvedObject"]["kind"],
-                    event["involvedObject"]["name"], exc.status, exc.reason)
+                    event["involvedObject"]["name"], exc.status.code, exc.status.reason)
     except Exception:  # noqa: BLE001 - an Event must not fail the reconcile
         log.exception("could not post the Event %s on %s/%s", event["reason"], event["involvedObject"]["kind"],
                       event["involvedObject"]["name"])

@@ -1,24 +1,32 @@
-"""A small client for what the operator does to children: read, compare, server-side apply, prune.
+"""The operator's one client of the API server: read, compare, server-side apply, prune, post Events.
 
-It talks REST through the official ``kubernetes`` client's :class:`ApiClient` (which handles kubeconfig, in-cluster
-tokens and TLS) with a static table of the resources the operator touches, so it needs no discovery round-trips.
-Writes happen only when the live object differs from the desired one: an idle resync costs reads, never writes.
+It talks to the API server through lightkube's public, typed :class:`lightkube.Client` (kubeconfig, in-cluster
+tokens, TLS): built-in kinds as lightkube's typed resources, the operator's own and prometheus-operator's kinds as
+lightkube generic resources, from a static table (:data:`PLURALS`), so that it needs no discovery round-trips. The
+rest of the operator sees plain dicts. Writes happen only when the live object differs from the desired one, with
+quantities compared as the API server stores them (:func:`drifted`): an idle resync costs reads, never writes.
 """
 
 from __future__ import annotations
 
 import http.client
-import json
 import logging
+import socket
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import urllib3
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from kubernetes.utils.quantity import parse_quantity
+import httpx2
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.core.resource_registry import resource_registry
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.meta_v1 import Status
+from lightkube.types import CascadeType, PatchType
+from lightkube.utils.quantity import parse_quantity
 
 from ..api import GROUP, KINDS, VERSION
 from .common.render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
@@ -35,6 +43,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "services",
     ("v1", "ServiceAccount"): "serviceaccounts",
     ("v1", "Pod"): "pods",
+    ("v1", "Event"): "events",
     ("apps/v1", "Deployment"): "deployments",
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("batch/v1", "CronJob"): "cronjobs",
@@ -49,12 +58,18 @@ PLURALS: dict[tuple[str, str], str] = {
 }
 
 
-APPLY_PATCH = "application/apply-patch+yaml"
+def resource(api_version: str, kind: str) -> type:
+    """The lightkube resource class of ``(api_version, kind)`` (a key of :data:`PLURALS`): lightkube's typed one for
+    a built-in kind, a generic namespaced resource for the operator's and prometheus-operator's kinds.
 
-
-def encode_apply_patch(manifest: Any) -> bytes:
-    """``manifest`` as the bytes of a server-side apply body: JSON (which is YAML) in UTF-8, no ASCII escapes."""
-    return json.dumps(manifest, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    Raises:
+        KeyError: a kind the operator never touches.
+    """
+    plural = PLURALS[(api_version, kind)]
+    group, _, version = api_version.rpartition("/")
+    if group == GROUP or api_version.startswith(OPTIONAL_GROUPS):
+        return create_namespaced_resource(group, version, kind, plural)  # returns the registered one when repeated
+    return resource_registry.load(api_version, kind)
 
 
 def path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
@@ -70,10 +85,11 @@ QUANTITY_KEYS = frozenset({"requests", "limits", "hard", "storage", "sizeLimit",
 
 
 def _same_quantity(desired: Any, live: Any) -> bool | None:
-    """Whether two quantities are equal as numbers; None when either is not a quantity."""
+    """Whether two quantities are equal as numbers (``"0.5"`` and ``"500m"``, ``1`` and ``"1"``, ``"1G"`` and
+    ``"1000M"``); None when either is not a quantity."""
     try:
-        return parse_quantity(desired) == parse_quantity(live)
-    except (ValueError, TypeError):
+        return parse_quantity(str(desired)) == parse_quantity(str(live))
+    except (ValueError, TypeError, ArithmeticError):
         return None
 
 
@@ -138,44 +154,64 @@ def controller_uid(obj: dict) -> tuple[str, str] | None:
 NETWORK_REASONS = ("ConnectionRefused", "ConnectionReset", "Timeout", "TLS", "DNS", "Network")
 
 
-class ApiUnavailable(ApiException):
-    """The API server could not be reached, or the connection failed before an HTTP answer: ``status`` 0 and
-    ``reason`` one of :data:`NETWORK_REASONS`; ``body`` holds the underlying error's text. An
-    :class:`ApiException`, so that everything handling the API server's errors handles these too."""
+class ApiUnavailable(ApiError):
+    """The API server could not be reached, or the connection failed before an HTTP answer: ``status.code`` 0,
+    ``status.reason`` one of :data:`NETWORK_REASONS` and ``status.message`` the underlying error's text. A
+    :class:`lightkube.ApiError`, so that everything handling the API server's errors handles these too."""
 
     def __init__(self, reason: str, detail: str):
-        super().__init__(status=0, reason=reason)
-        self.body = detail
+        super().__init__(status=Status(code=0, reason=reason, message=detail, status="Failure"))
+
+
+def api_error(code: int, reason: str, message: str, response: httpx2.Response | None = None) -> ApiError:
+    """A :class:`lightkube.ApiError` with HTTP status ``code``, as lightkube raises for a JSON ``Status`` answer
+    (used for answers without one, such as a plain-text ``404 page not found``)."""
+    exc = ApiError(status=Status(code=code, reason=reason, message=message, status="Failure"))
+    exc.response = response
+    return exc
+
+
+def status_code(exc: BaseException) -> int:
+    """The HTTP status of a failed API server call: 0 for a connection failure or any other error."""
+    status = getattr(exc, "status", None)
+    return int(getattr(status, "code", None) or 0) if isinstance(exc, ApiError) else 0
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the API server asked to wait (its ``Retry-After`` header, e.g. on a 429), or None."""
+    from ..reports.delivery import retry_after_seconds
+
+    response = getattr(exc, "response", None)
+    return retry_after_seconds(response.headers.get("Retry-After")) if response is not None else None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the errors it wraps (urllib3's ``reason``, exception arguments, causes), outermost first."""
+    """``exc`` and the errors it wraps (causes, contexts, exception arguments), outermost first."""
     out, todo = [], [exc]
     while todo and len(out) < 20:
         e = todo.pop(0)
         if e in out:
             continue
         out.append(e)
-        todo += [x for x in (getattr(e, "reason", None), e.__cause__, e.__context__, *getattr(e, "args", ()))
-                 if isinstance(x, BaseException)]
+        todo += [x for x in (e.__cause__, e.__context__, *getattr(e, "args", ())) if isinstance(x, BaseException)]
     return out
 
 
 def network_reason(exc: BaseException) -> str:
-    """The :data:`NETWORK_REASONS` entry of a failed connection (urllib3's and the socket's errors; the
-    kubernetes client's ``ApiException(status=0)`` for TLS)."""
+    """The :data:`NETWORK_REASONS` entry of a failed connection (httpx2's and the socket's errors)."""
     chain = _chain(exc)
     text = " ".join(str(e) for e in chain)
-    if any(isinstance(e, (urllib3.exceptions.SSLError, ssl.SSLError)) for e in chain) or "SSL" in text:
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in text or "CERTIFICATE" in text:
         return "TLS"
-    if any(isinstance(e, urllib3.exceptions.NameResolutionError) for e in chain):
+    if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
         return "DNS"
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
         return "ConnectionRefused"
-    if any(isinstance(e, (urllib3.exceptions.TimeoutError, TimeoutError)) for e in chain):
+    if any(isinstance(e, (httpx2.TimeoutException, TimeoutError)) for e in chain):
         return "Timeout"
-    if any(isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
-                          http.client.RemoteDisconnected)) for e in chain):
+    if any(isinstance(e, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, httpx2.ReadError,
+                          httpx2.WriteError, httpx2.RemoteProtocolError, http.client.RemoteDisconnected))
+           for e in chain):
         return "ConnectionReset"
     return "Network"
 
@@ -185,9 +221,9 @@ def error_reason(exc: BaseException) -> str:
     :data:`NETWORK_REASONS` entry, ``TooManyRequests`` (429), ``ServerError`` (5xx), ``Conflict`` (409),
     ``Forbidden`` (403), ``Rejected`` (400, 404, 422) or ``HTTPError`` (any other status)."""
     if isinstance(exc, ApiUnavailable):
-        return str(exc.reason)
-    status = getattr(exc, "status", None)
-    if not isinstance(exc, ApiException) or not status:
+        return str(exc.status.reason)
+    status = status_code(exc)
+    if not status:
         return network_reason(exc)
     if status == 429:
         return "TooManyRequests"
@@ -197,72 +233,104 @@ def error_reason(exc: BaseException) -> str:
                                                                                                     "HTTPError")
 
 
-class Cluster:
-    """Thin REST helper over :class:`kubernetes.client.ApiClient`.
+@contextmanager
+def _api_call() -> Iterator[None]:
+    """Every failure of the calls inside as a :class:`lightkube.ApiError`: lightkube's own as they come, an HTTP
+    error without a JSON ``Status`` body as one with its text, a connection failure as :class:`ApiUnavailable`."""
+    try:
+        yield
+    except ApiError:
+        raise
+    except httpx2.HTTPStatusError as exc:
+        response = exc.response
+        raise api_error(response.status_code, response.reason_phrase or "Error", response.text[:500],
+                        response) from exc
+    except (httpx2.TransportError, OSError) as exc:
+        raise ApiUnavailable(network_reason(exc), str(exc)[:500] or type(exc).__name__) from exc
 
-    Every call fails with an :class:`ApiException`: the API server's HTTP errors as they come, and connection
-    failures (refused, reset, timed out, TLS) as :class:`ApiUnavailable`. ``timeout`` (seconds) bounds each call.
+
+def _as_dict(obj: Any) -> dict:
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def _labels(selector: str) -> dict[str, str] | None:
+    """An equality label selector (``a=b,c=d``, the only kind the operator builds) as lightkube's dict."""
+    return dict(kv.split("=", 1) for kv in selector.split(",") if kv) or None
+
+
+class Cluster:
+    """The operator's cluster access over a :class:`lightkube.Client`, objects in and out as plain dicts.
+
+    ``client`` defaults to one configured from the in-cluster service account, else ``$KUBECONFIG`` or
+    ``~/.kube/config`` (lightkube's order), created on first use; ``timeout`` (seconds) bounds each call. Every
+    call fails with a :class:`lightkube.ApiError`: the API server's HTTP errors as they come, connection failures
+    (refused, reset, timed out, TLS, DNS) as :class:`ApiUnavailable` (``status.code`` 0).
     """
 
-    def __init__(self, api_client: client.ApiClient | None = None, timeout: float = 30.0):
-        self.api = api_client or new_api_client()
+    def __init__(self, client: Client | None = None, timeout: float = 30.0):
+        self._client = client
         self.timeout = timeout
         self._served: dict[str, tuple[bool, float]] = {}
 
-    def request(self, method: str, url: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
-                content_type: str = "application/json") -> Any:
-        """One REST call; returns the decoded JSON body (or None). Raises :class:`ApiException` on HTTP errors.
+    @classmethod
+    def from_kubeconfig(cls, path: str | Path, timeout: float = 30.0) -> Cluster:
+        """A Cluster authenticated by the kubeconfig file at ``path`` (its current context)."""
+        return cls(Client(KubeConfig.from_file(path), timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER),
+                   timeout)
 
-        An apply patch (``application/apply-patch+yaml``) is sent as UTF-8 JSON text: the client's own
-        serialiser escapes non-ASCII as ``\\uXXXX``, and an emoji's surrogate-pair escapes are not valid YAML, so
-        the API server refused them (``invalid Unicode character escape code``).
-        """
-        if content_type == APPLY_PATCH and body is not None and not isinstance(body, bytes):
-            body = encode_apply_patch(body)
-        method_, url_, headers, body_, _ = self.api.param_serialize(
-            method, url, query_params=query or [], body=body, auth_settings=["BearerToken"],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-        )
-        try:
-            response = self.api.call_api(method_, url_, header_params=headers, body=body_,
-                                         _request_timeout=self.timeout)
-            data = response.read()
-        except ApiException as exc:
-            if exc.status:
-                raise
-            raise ApiUnavailable(network_reason(exc), str(exc.reason)) from exc  # the client's TLS errors
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ApiUnavailable(network_reason(exc), str(exc)[:500]) from exc
-        if not 200 <= response.status < 300:
-            raise ApiException(http_resp=response)
-        return json.loads(data) if data else None
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(timeout=httpx2.Timeout(self.timeout), field_manager=FIELD_MANAGER)
+        return self._client
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        """The object, or None when it does not exist."""
         try:
-            return self.request("GET", path(api_version, kind, namespace, name))
-        except ApiException as exc:
-            if exc.status == 404:
+            with _api_call():
+                return _as_dict(self.client.get(resource(api_version, kind), name, namespace=namespace))
+        except ApiError as exc:
+            if status_code(exc) == 404:
                 return None
             raise
 
     def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict]:
-        result = self.request("GET", path(api_version, kind, namespace), query=[("labelSelector", label_selector)])
-        return result.get("items", [])
+        """The objects in ``namespace`` matching ``label_selector`` (``a=b,c=d``; empty: all)."""
+        with _api_call():
+            return [_as_dict(o) for o in self.client.list(resource(api_version, kind), namespace=namespace,
+                                                          labels=_labels(label_selector))]
 
     def apply(self, manifest: Manifest) -> dict:
-        """Server-side apply ``manifest`` with the operator's field manager, taking ownership of its fields."""
+        """Server-side apply ``manifest`` with the operator's field manager, taking ownership of its fields
+        (``force``). The body is sent as UTF-8 JSON, never ASCII-escaped: an emoji's surrogate-pair escapes are not
+        valid YAML, and the API server refused them (``invalid Unicode character escape code``)."""
         meta = manifest["metadata"]
-        url = path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
-        return self.request("PATCH", url, body=manifest, content_type=APPLY_PATCH,
-                            query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+        with _api_call():
+            return _as_dict(self.client.patch(resource(manifest["apiVersion"], manifest["kind"]), meta["name"],
+                                              manifest, namespace=meta["namespace"], patch_type=PatchType.APPLY,
+                                              field_manager=FIELD_MANAGER, force=True))
+
+    def create(self, manifest: Manifest) -> dict:
+        """Create ``manifest`` (e.g. an Event with ``metadata.generateName``) in its namespace."""
+        res = resource(manifest["apiVersion"], manifest["kind"])
+        with _api_call():
+            return _as_dict(self.client.create(res.from_dict(manifest), namespace=manifest["metadata"]["namespace"]))
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete the object, its dependents in the background; an object already gone is no error."""
         try:
-            self.request("DELETE", path(api_version, kind, namespace, name),
-                         body={"propagationPolicy": "Background"})
-        except ApiException as exc:
-            if exc.status != 404:
+            with _api_call():
+                self.client.delete(resource(api_version, kind), name, namespace=namespace,
+                                   cascade=CascadeType.BACKGROUND)
+        except ApiError as exc:
+            if status_code(exc) != 404:
                 raise
+
+    def merge_labels(self, namespace: str, pod: str, labels: dict[str, str]) -> None:
+        """Merge-patch ``labels`` onto the Pod ``pod``."""
+        with _api_call():
+            self.client.patch(resource("v1", "Pod"), pod, {"metadata": {"labels": labels}}, namespace=namespace,
+                              patch_type=PatchType.MERGE)
 
     def label_pods(self, namespace: str, wanted: dict[str, dict[str, str]]) -> list[str]:
         """Merge-patch labels onto existing pods where they differ; returns ``Pod/name`` of those patched."""
@@ -271,12 +339,24 @@ class Cluster:
             live = self.get("v1", "Pod", namespace, pod)
             if live is None or not drifted(labels, live["metadata"].get("labels", {})):
                 continue
-            self.request("PATCH", path("v1", "Pod", namespace, pod), body={"metadata": {"labels": labels}},
-                         content_type="application/merge-patch+json")
+            self.merge_labels(namespace, pod, labels)
             patched.append(f"Pod/{pod}")
         return patched
 
-    def serves(self, api_version: str, ttl: float = 60.0) -> bool:
+    def probe(self, api_version: str, namespace: str) -> bool:
+        """Whether the API server serves ``api_version``: a one-item list of its first kind in ``namespace``
+        (the operator may list every kind it writes), False on 404."""
+        kind = next(k for v, k in PLURALS if v == api_version)
+        try:
+            with _api_call():
+                next(iter(self.client.list(resource(api_version, kind), namespace=namespace, chunk_size=1)), None)
+            return True
+        except ApiError as exc:
+            if status_code(exc) != 404:
+                raise
+            return False
+
+    def serves(self, api_version: str, namespace: str = "default", ttl: float = 60.0) -> bool:
         """Whether the cluster serves ``api_version``, cached for ``ttl`` s.
 
         Only the optional groups (prometheus-operator's, which a cluster may lack) are probed; built-in groups and
@@ -287,13 +367,7 @@ class Cluster:
         cached = self._served.get(api_version)
         if cached and time.monotonic() - cached[1] < ttl:
             return cached[0]
-        try:
-            self.request("GET", f"/apis/{api_version}")
-            served = True
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            served = False
+        served = self.probe(api_version, namespace)
         self._served[api_version] = (served, time.monotonic())
         return served
 
@@ -313,7 +387,7 @@ class Cluster:
         observed = []
         for manifest in desired:  # read all first: a conflict anywhere means nothing is written
             api_version, kind, name = manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"]
-            if not self.serves(api_version):
+            if not self.serves(api_version, namespace):
                 result.unavailable.append(api_version)
                 continue
             live = self.get(api_version, kind, namespace, name)
@@ -326,14 +400,14 @@ class Cluster:
                 child = f"{manifest['kind']}/{manifest['metadata']['name']}"
                 try:
                     self.apply(manifest)
-                except ApiException as exc:
+                except ApiError as exc:
                     exc.child = child  # which child the API server refused (controller.rejections)
                     raise
                 result.applied.append(child)
         wanted = {(m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in desired}
         selector = f"{LABEL_OWNER_KIND}={owner_kind},{LABEL_OWNER_NAME}={owner_name}"
         for api_version, kind in child_types:
-            if not self.serves(api_version):
+            if not self.serves(api_version, namespace):
                 continue
             for live in self.list(api_version, kind, namespace, selector):
                 name = live["metadata"]["name"]
@@ -343,10 +417,3 @@ class Cluster:
         result.unavailable = sorted(set(result.unavailable))
         return result
 
-
-def new_api_client() -> client.ApiClient:
-    """An API client from the in-cluster service account, or else from the kubeconfig (``$KUBECONFIG``): the
-    workers' loader (:func:`game_analytics.workers.runtime.kube_api_client`)."""
-    from ..workers.runtime import kube_api_client
-
-    return kube_api_client()

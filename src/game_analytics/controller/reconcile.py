@@ -6,13 +6,12 @@ the caller writes only when it differs from the live status.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
+from lightkube import ApiError
 
 from ..api import KindInfo
 from ..config import Images
@@ -21,7 +20,7 @@ from . import metrics
 from .common import conditions
 from .common.plan import DependencyError, parse
 from .common.render import Owner
-from .k8s import ApplyResult, ChildConflict, Cluster, drifted, error_reason
+from .k8s import ApplyResult, ChildConflict, Cluster, drifted, error_reason, retry_after, status_code
 from .kinds import PLANNERS
 from .rejections import rejected_message
 
@@ -65,7 +64,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
 
     Raises:
         TransientError: when the API server failed in a way worth retrying (unreachable, 5xx, 409, 429, 403 from
-            RBAC).
+            RBAC); its ``delay`` is the server's ``Retry-After`` when it sent one (at most 300 s).
     """
     owner = Owner.from_body(body)
     generation = owner.generation
@@ -85,7 +84,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
         if plan.action is not None:
             try:
                 plan.action.run(cluster)
-            except (ApiException, RuntimeError) as exc:  # e.g. sentinel.FailoverError: try again next time
+            except (ApiError, RuntimeError) as exc:  # e.g. sentinel.FailoverError: try again next time
                 metrics.RECONCILE_ERRORS.labels(info.kind, "ActionFailed").inc()
                 raise TransientError(f"{plan.action.description} failed: {exc}", delay=30.0) from exc
             applied.applied.append(plan.action.description)
@@ -113,17 +112,18 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
     except (DependencyError, ChildConflict) as exc:
         ready = _ready(False, exc.reason, exc.message, generation)
         metrics.RECONCILES.labels(info.kind, "waiting").inc()
-    except ApiException as exc:  # HTTP errors, and connection failures (k8s.ApiUnavailable, status 0)
+    except ApiError as exc:  # HTTP errors, and connection failures (k8s.ApiUnavailable, status 0)
         metrics.RECONCILES.labels(info.kind, "error").inc()
         metrics.RECONCILE_ERRORS.labels(info.kind, error_reason(exc)).inc()
-        if exc.status in (400, 404, 422):  # the API server rejected what we rendered: retrying will not help
+        code, reason = status_code(exc), exc.status.reason
+        if code in (400, 404, 422):  # the API server rejected what we rendered: retrying will not help
             ready = _ready(False, "ApplyRejected", rejected_message(
-                info.kind, getattr(exc, "child", None), exc.status, f"{exc.reason}: {_api_message(exc)}"), generation)
-        elif not exc.status:
-            raise TransientError(f"API server unreachable ({exc.reason}): {_api_message(exc)}", delay=10.0) from exc
-        else:
-            raise TransientError(f"{exc.status} {exc.reason}: {_api_message(exc)}",
-                                 delay=60.0 if exc.status == 403 else 10.0) from exc
+                info.kind, getattr(exc, "child", None), code, f"{reason}: {_api_message(exc)}"), generation)
+        elif not code:
+            raise TransientError(f"API server unreachable ({reason}): {_api_message(exc)}", delay=10.0) from exc
+        else:  # 429 and 503 may say when to come back (Retry-After), bounded to the resync scale
+            delay = min(retry_after(exc) or (60.0 if code == 403 else 10.0), 300.0)
+            raise TransientError(f"{code} {reason}: {_api_message(exc)}", delay=delay) from exc
     finally:
         metrics.RECONCILE_DURATION.labels(info.kind).observe(time.monotonic() - started)
 
@@ -147,8 +147,5 @@ def action_reason(description: str) -> str:
     return "Action"
 
 
-def _api_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body).get("message", ""))
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.body or "")[:500]
+def _api_message(exc: ApiError) -> str:
+    return str(exc.status.message or "")[:500]

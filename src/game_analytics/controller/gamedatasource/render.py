@@ -102,7 +102,7 @@ def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str,
 
 def scheduling(spec: GameDataSourceSpec) -> dict[str, Any]:
     """The pod-spec fields of ``spec.workers`` that place and pull the worker pods (only those set): imagePullSecrets,
-    nodeSelector, tolerations, priorityClassName."""
+    nodeSelector, tolerations, priorityClassName, affinity."""
     workers = spec.workers
     out: dict[str, Any] = {}
     if workers.image_pull_secrets:
@@ -113,6 +113,8 @@ def scheduling(spec: GameDataSourceSpec) -> dict[str, Any]:
         out["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in workers.tolerations]
     if workers.priority_class_name:
         out["priorityClassName"] = workers.priority_class_name
+    if workers.affinity is not None:
+        out["affinity"] = workers.affinity.to_pod_spec()
     return out
 
 
