@@ -141,7 +141,22 @@ def test_injected_wealth_jump_flags_exactly_that_player(store: Engine, tmp_path:
     assert f'rule="{rule}"' in expr and 'detector="suddenWealthChange"' in expr and names.DETECTION_FLAGGED in expr
 
 
+def force_parallel_plans(engine: Engine) -> None:
+    """Make every new connection to the store's database plan in parallel wherever it can: the planner picks such
+    plans by itself once the table is big enough, and then float sums of the same rows may differ in their last
+    bits from one pass to the next (the partial sums arrive in any order)."""
+    with engine.begin() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+        for name in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size",
+                     "min_parallel_index_scan_size"):  # fmt: skip
+            conn.execute(text(f'ALTER DATABASE "{database}" SET {name} = 0'))
+    engine.dispose()
+
+
 def test_repeat_offence_is_linked_to_the_open_case_and_audited(store: Engine, tmp_path: Path) -> None:
+    """Deterministic under parallel plans: the same offence seen again is recognised despite float noise in its
+    evidence (interventions/detections.py same_evidence)."""
+    force_parallel_plans(store)
     player = "cdnow-04242"
     insert(store, [purchase("jump", player, END - timedelta(days=2), 50_000.0, 3)])
     rule = write_rule(tmp_path, "wealth-jump", "suddenWealthChange",
@@ -163,6 +178,20 @@ def test_repeat_offence_is_linked_to_the_open_case_and_audited(store: Engine, tm
         ("detection-worker", "intervention.open", "worker", f"intervention/{case.id}"),
         ("detection-worker", "intervention.occurrence", "worker", f"intervention/{case.id}"),
     ]
+
+
+def test_same_evidence_tolerates_float_noise_only() -> None:
+    from game_analytics.interventions.detections import same_evidence
+
+    seen = {"wealth_before": 21.99000000000524, "wealth_after": 130021.99, "ratio": 260.04398000000003, "n": 3,
+            "direction": "gain", "flag": True, "items": [1.0, "a"]}
+    assert same_evidence(seen, {**seen, "wealth_before": 21.989999999990687, "ratio": 260.04398})
+    assert not same_evidence(seen, {**seen, "wealth_after": 130022.0})  # a cent more is a new offence
+    assert not same_evidence(seen, {**seen, "n": 4})
+    assert not same_evidence(seen, {**seen, "direction": "loss"})
+    assert not same_evidence(seen, {**seen, "flag": 1})  # a boolean is not a number
+    assert not same_evidence(seen, {k: v for k, v in seen.items() if k != "n"})
+    assert not same_evidence(seen, {**seen, "items": [1.0]})
 
 
 def test_no_natural_cdnow_customer_is_flagged(store: Engine, tmp_path: Path) -> None:

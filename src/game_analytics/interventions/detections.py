@@ -5,7 +5,8 @@ subject of a rule:
 
 - no open or in-progress case of this rule for the subject: a ``detections`` row and a new ``open`` case
   (``occurrences`` 1, first and last seen = the detection time), audited as ``intervention.open``;
-- an open case exists and the evidence differs from that case's latest occurrence (ignoring ``as_of``): the
+- an open case exists and the evidence differs from that case's latest occurrence (ignoring ``as_of``; numbers
+  compared to a relative 1e-9, :func:`same_evidence`): the
   detection is recorded, linked to the case (``detections.intervention_id``), and the case's ``occurrences``,
   ``last_seen_at`` and ``version`` move on, audited as ``intervention.occurrence``;
 - an open case exists with the same evidence: the same offence is still inside the detector's window; nothing
@@ -23,6 +24,7 @@ entry is appended after the row changes, the same order as the admin commands, s
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,10 +35,12 @@ from sqlalchemy import Connection, text
 from game_analytics.audit import append_entry
 from game_analytics.interventions.service import target
 
-__all__ = ["WORKER_ACTOR", "NewDetection", "Recorded", "record_detections"]
+__all__ = ["WORKER_ACTOR", "NewDetection", "Recorded", "record_detections", "same_evidence"]
 
 #: Actor of the audit entries the detection worker writes (source ``worker``).
 WORKER_ACTOR = "detection-worker"
+#: Relative tolerance of :func:`same_evidence` for numbers.
+EVIDENCE_REL_TOL = 1e-9
 
 _CASE_COLUMNS = """i.id, i.status::text AS status, i.assignee, i.resolution, i.priority, i.category, i.version,
     i.acknowledged_at, i.acknowledged_by, i.resolved_at, i.resolved_by, i.occurrences, i.last_seen_at"""
@@ -68,6 +72,25 @@ class Recorded:
     def inserted(self) -> int:
         """Detections written."""
         return len(self.opened) + len(self.linked)
+
+
+def same_evidence(a: Any, b: Any, rel_tol: float = EVIDENCE_REL_TOL) -> bool:
+    """Whether two evidence documents (JSON values: dicts, lists, numbers, strings ...) describe the same offence:
+    equal structure and strings, numbers equal to ``rel_tol`` (relative).
+
+    Why a tolerance: the detectors sum ``float8`` in PostgreSQL, and a parallel plan adds the workers' partial sums
+    in the order they arrive, so the same rows can give a sum differing in its last bits from one pass to the next
+    (tests/workers/test_detection.py forces such plans).  Booleans compare exactly.
+    """
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=rel_tol, abs_tol=rel_tol)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_evidence(a[k], b[k], rel_tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_evidence(x, y, rel_tol) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _snapshot(row: Any) -> dict[str, Any]:
@@ -116,7 +139,7 @@ def record_detections(conn: Connection, rule: str, category: str, severity: str,
         result.cases[item.subject] = case.id
         evidence = conn.execute(text("SELECT CAST(:e AS jsonb) - 'as_of'"),
                                 {"e": json.dumps(item.evidence, default=str)}).scalar_one()  # fmt: skip
-        if evidence == case.last_evidence:
+        if same_evidence(evidence, case.last_evidence):
             result.unchanged += 1
             continue
         before = _snapshot(conn.execute(text(f"SELECT {_CASE_COLUMNS} FROM interventions i WHERE i.id = :id "

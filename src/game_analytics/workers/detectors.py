@@ -101,11 +101,12 @@ def sudden_wealth_change(ctx: Context, p: Any) -> list[Finding]:
     window = parse_duration(p.window, allow_zero=True)
     since = ctx.as_of - window
     floor = max(float(p.min_wealth), 1.0)
-    wealth, params = wealth_sql(ctx.as_of, ctx.games, ctx.players)
+    # numeric sums: exact, so the same rows give the same evidence in every pass, whatever the plan
+    wealth, params = wealth_sql(ctx.as_of, ctx.games, ctx.players, exact=True)
     scope, scope_params = _players(ctx)
     params.update(scope_params)
-    flow = ("CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::float8 "
-            "ELSE (e.payload->>'delta')::float8 END")  # fmt: skip
+    flow = ("CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::numeric "
+            "ELSE (e.payload->>'delta')::numeric END")  # fmt: skip
     sql = f"""
     WITH movers AS (
         SELECT DISTINCT e.player_id FROM events e

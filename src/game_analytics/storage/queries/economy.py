@@ -69,12 +69,17 @@ def _market_filter(as_of: datetime | None, games: Sequence[str],
 
 
 def wealth_sql(as_of: datetime | None = None, games: Sequence[str] = (),
-               players: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
+               players: Sequence[str] | None = None, *, exact: bool = False) -> tuple[str, dict[str, Any]]:
     """SQL (a SELECT with columns ``game, currency, player_id, wealth``) and parameters of per-player wealth at
-    ``as_of`` (inclusive; None = all events), for use as a CTE; only of ``players`` when given (None = all)."""
+    ``as_of`` (inclusive; None = all events), for use as a CTE; only of ``players`` when given (None = all).
+
+    ``wealth`` is ``float8``, or with ``exact`` ``numeric``: a float sum depends on the order the rows are added
+    in, which a parallel plan does not fix, so only the numeric sum is the same in every pass (the detectors
+    compare a pass's evidence with the last one)."""
     cond, params = _market_filter(as_of, games, players)
+    flow = _FLOW.replace("::float8", "::numeric") if exact else _FLOW
     sql = f"""
-    SELECT e.game, {_CURRENCY} AS currency, e.player_id, sum({_FLOW}) AS wealth
+    SELECT e.game, {_CURRENCY} AS currency, e.player_id, sum({flow}) AS wealth
     FROM events e WHERE {cond} GROUP BY 1, 2, 3
     """
     return sql, params
