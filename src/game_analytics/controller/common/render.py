@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import __version__
-from ...api.common import Resources, SecretKeyRef
+from ...api.common import Resources, SecretKeyRef, Storage
 from ...api.gamedatasource import GameDataSourceSpec
 from ...settings import ENV_PREFIX
 
@@ -207,6 +207,42 @@ def spread_across_nodes(match_labels: dict[str, str]) -> dict[str, Any]:
         "weight": 100,
         "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": match_labels}},
     }]}}
+
+
+def volume_claim(name: str, storage: Storage) -> dict[str, Any]:
+    """A ReadWriteOnce ``volumeClaimTemplates`` entry of ``storage.size`` (in ``storageClassName`` when set)."""
+    claim: dict[str, Any] = {"metadata": {"name": name}, "spec": {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }}
+    if storage.storage_class_name:
+        claim["spec"]["storageClassName"] = storage.storage_class_name
+    return claim
+
+
+def stateful_set(owner: Owner, name: str, component: str, *, service_name: str, replicas: int, pod: dict[str, Any],
+                 update_strategy: str = "RollingUpdate", annotations: Mapping[str, str] | None = None,
+                 claims: list[dict[str, Any]] | None = None) -> Manifest:
+    """A StatefulSet of ``component`` pods started in parallel, selected by the component's selector.
+
+    ``annotations`` go on the pod template (a config digest rolls the pods); ``claims`` become
+    ``volumeClaimTemplates``, retained when the set is deleted or scaled down (data outlives its pods).
+    """
+    template: dict[str, Any] = {"metadata": {"labels": labels(owner, component)}, "spec": pod}
+    if annotations:
+        template["metadata"]["annotations"] = dict(annotations)
+    spec: dict[str, Any] = {
+        "serviceName": service_name,
+        "replicas": replicas,
+        "podManagementPolicy": "Parallel",
+        "updateStrategy": {"type": update_strategy},
+        "selector": {"matchLabels": selector(owner, component)},
+        "template": template,
+    }
+    if claims:
+        spec["volumeClaimTemplates"] = claims
+        spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    return manifest("apps/v1", "StatefulSet", metadata(owner, name, component), spec=spec)
 
 
 def pod_disruption_budget(owner: Owner, name: str, component: str, max_unavailable: int = 1) -> Manifest:

@@ -51,7 +51,9 @@ from ..common.render import (
     selector,
     service,
     spread_across_nodes,
+    stateful_set,
     tcp_probe,
+    volume_claim,
 )
 from . import bootstrap as mb
 from . import names
@@ -161,20 +163,8 @@ def mongod_statefulset(owner: Owner, spec: MongoShardedClusterSpec, images: Imag
     pod = pod_spec([mongod, *sidecars], volumes=_keyfile_volumes(spec), affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [_keyfile_init(img)]
     pod["terminationGracePeriodSeconds"] = 60
-    claim: dict[str, Any] = {"metadata": {"name": "data"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage.size}}}}
-    if storage.storage_class_name:
-        claim["spec"]["storageClassName"] = storage.storage_class_name
-    return manifest("apps/v1", "StatefulSet", metadata(owner, sts, component), spec={
-        "serviceName": headless_name(sts),
-        "replicas": replicas,
-        "podManagementPolicy": "Parallel",
-        "updateStrategy": {"type": "RollingUpdate"},
-        "selector": {"matchLabels": match},
-        "template": {"metadata": {"labels": labels(owner, component)}, "spec": pod},
-        "volumeClaimTemplates": [claim],
-        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-    })
+    return stateful_set(owner, sts, component, service_name=headless_name(sts), replicas=replicas, pod=pod,
+                        claims=[volume_claim("data", storage)])
 
 
 def mongos_deployment(owner: Owner, spec: MongoShardedClusterSpec, images: Images,

@@ -42,7 +42,6 @@ from ..common.render import (
     exec_probe,
     http_probe,
     init_container,
-    labels,
     manifest,
     metadata,
     monitoring_metadata,
@@ -53,7 +52,9 @@ from ..common.render import (
     selector,
     service,
     spread_across_nodes,
+    stateful_set,
     tcp_probe,
+    volume_claim,
 )
 from .names import (
     ANNOTATION_CONFIG_HASH,
@@ -201,16 +202,6 @@ def _auth_files(spec: RedisFailoverSpec, *, redis: bool = True) -> Mounted:
     return ([e for p in parts for e in p[0]], [m for p in parts for m in p[1]], [v for p in parts for v in p[2]])
 
 
-def _volume_claim(name: str, storage: Any) -> dict[str, Any]:
-    claim: dict[str, Any] = {"metadata": {"name": name}, "spec": {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": storage.size}},
-    }}
-    if storage.storage_class_name:
-        claim["spec"]["storageClassName"] = storage.storage_class_name
-    return claim
-
-
 def _config_volume(owner: Owner) -> dict[str, Any]:
     return {"name": "templates", "configMap": {"name": config_map_name(owner.name), "defaultMode": 0o444}}
 
@@ -263,19 +254,10 @@ def redis_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, con
     pod["initContainers"] = [init]
     # room for the preStop hand-over (bounded by PRESTOP_WAIT_SECONDS) plus redis-server's own shutdown
     pod["terminationGracePeriodSeconds"] = PRESTOP_WAIT_SECONDS + 20
-    return manifest("apps/v1", "StatefulSet", metadata(owner, redis_name(name), "redis"), spec={
-        "serviceName": redis_headless_name(name),
-        "replicas": spec.redis.replicas,
-        "podManagementPolicy": "Parallel",
-        "updateStrategy": {"type": "OnDelete"},
-        "selector": {"matchLabels": match},
-        "template": {
-            "metadata": {"labels": labels(owner, "redis"), "annotations": {ANNOTATION_CONFIG_HASH: config_digest}},
-            "spec": pod,
-        },
-        "volumeClaimTemplates": [_volume_claim("data", spec.redis.storage)],
-        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-    })
+    return stateful_set(owner, redis_name(name), "redis", service_name=redis_headless_name(name),
+                        replicas=spec.redis.replicas, pod=pod, update_strategy="OnDelete",
+                        annotations={ANNOTATION_CONFIG_HASH: config_digest},
+                        claims=[volume_claim("data", spec.redis.storage)])
 
 
 def _exporter(spec: RedisFailoverSpec, images: Images, port: int, env: list[dict[str, Any]]) -> dict[str, Any]:
@@ -331,17 +313,8 @@ def sentinel_statefulset(owner: Owner, spec: RedisFailoverSpec, images: Images, 
     pod = pod_spec(containers, volumes=[_config_volume(owner), _memory_dir("run"), _memory_dir("data", "16Mi"),
                                         *auth_volumes], affinity=spread_across_nodes(dict(match)))
     pod["initContainers"] = [init]
-    return manifest("apps/v1", "StatefulSet", metadata(owner, sentinel_name(name), "sentinel"), spec={
-        "serviceName": sentinel_headless_name(name),
-        "replicas": spec.sentinel.replicas,
-        "podManagementPolicy": "Parallel",
-        "updateStrategy": {"type": "RollingUpdate"},
-        "selector": {"matchLabels": match},
-        "template": {
-            "metadata": {"labels": labels(owner, "sentinel"), "annotations": {ANNOTATION_CONFIG_HASH: config_digest}},
-            "spec": pod,
-        },
-    })
+    return stateful_set(owner, sentinel_name(name), "sentinel", service_name=sentinel_headless_name(name),
+                        replicas=spec.sentinel.replicas, pod=pod, annotations={ANNOTATION_CONFIG_HASH: config_digest})
 
 
 def services(owner: Owner, spec: RedisFailoverSpec) -> list[Manifest]:
