@@ -9,7 +9,7 @@ BIN    := $(CURDIR)/.cache/bin
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 ARGS ?=
 
-.PHONY: help lock venv debs tools data envtest prometheus-operator node crds dashboards chart-assets lint test e2e bench demo cluster clean
+.PHONY: help lock venv debs tools data envtest prometheus-operator node crds dashboards chart-assets lint test fuzz e2e bench demo cluster clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ lint: venv ## static checks
 
 test: venv debs tools data ## unit tests and fast integration tests (real Postgres, Redis, promtool, helm)
 	$(PY) -m pytest -m "not e2e" $(ARGS)
+
+fuzz: venv ## the CR fuzz test at the issue's count: 2,000 admitted objects per kind (make test runs 20; ~1 h on 2 cores)
+	$(PY) -m pytest -q -s tests/controller/test_fuzz_crs.py --hypothesis-profile=long $(ARGS)
 
 e2e: venv debs tools data envtest prometheus-operator node ## tests against a real kube-apiserver (envtest style)
 	$(PY) -m pytest -m e2e tests/e2e $(ARGS)

@@ -15,6 +15,7 @@ The pieces, for :mod:`tests.controller.test_fuzz_crs` (fast tier) and ``tests/e2
 from __future__ import annotations
 
 import copy
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -38,9 +39,13 @@ LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
-#: longest child names: a CronJob's Jobs get an 11-character suffix, a StatefulSet's pods a
-#: ``controller-revision-hash`` label of ``<name>-<10 characters>``; a Service name is a DNS-1035 label
-NAME_LIMITS = {"CronJob": 52, "StatefulSet": 52, "Service": 63, "Deployment": 63}
+#: ``kind: (pattern, longest)`` of a child's name, as the API server (v1.33) checks it, or as the objects it makes
+#: need it: a Service name is a DNS-1035 label; a StatefulSet's pods take its name as their hostname (a DNS label)
+#: and a ``controller-revision-hash`` label of ``<name>-<10 characters>``; a CronJob's Jobs add 11 characters and
+#: a Job's name is its pods' ``job-name`` label (63). Every other kind (ConfigMap, Deployment, ServiceMonitor ...)
+#: is a DNS-1123 subdomain, dots included; a Deployment is kept to 63 for its pods' hostnames.
+NAME_RULES = {"Service": (DNS_1035, 63), "StatefulSet": (DNS_LABEL, 52), "CronJob": (NAME, 52),
+              "Job": (NAME, 63), "Deployment": (NAME, 63)}
 
 
 class _Many:
@@ -64,6 +69,23 @@ class _Many:
 
 if not hasattr(_conjecture_utils.many, "more"):
     _from_schema.cu = type("_ConjectureUtils", (), {"many": _Many})
+
+_MERGED: dict[tuple[str, int, int], tuple[st.SearchStrategy, Any, Any]] = {}
+_merged_as_strategies = _from_schema.merged_as_strategies
+
+
+def _cached_merged_as_strategies(schemas: list, *, alphabet: Any, custom_formats: Any) -> st.SearchStrategy:
+    """hypothesis-jsonschema's ``merged_as_strategies``, built once per schema: its object strategy calls it for
+    every property of every drawn object, and building (canonicalising) the strategy took 95 % of the run (1.4 s
+    per MongoShardedCluster example). The entry holds ``alphabet`` and ``custom_formats``, so their ids stay theirs."""
+    key = (json.dumps(schemas, sort_keys=True), id(alphabet), id(custom_formats))
+    if key not in _MERGED:
+        _MERGED[key] = (_merged_as_strategies(schemas, alphabet=alphabet, custom_formats=custom_formats),
+                        alphabet, custom_formats)
+    return _MERGED[key][0]
+
+
+_from_schema.merged_as_strategies = _cached_merged_as_strategies
 
 
 @cache
@@ -229,9 +251,9 @@ def child_problems(child: dict) -> list[str]:
     kind, meta = child["kind"], child["metadata"]
     name, where = meta["name"], f"{child['kind']}/{meta['name']}"
     problems = []
-    pattern = DNS_1035 if kind == "Service" else DNS_LABEL
-    if len(name) > NAME_LIMITS.get(kind, 253) or not pattern.fullmatch(name):
-        problems.append(f"{where}: invalid name ({len(name)} characters)")
+    pattern, longest = NAME_RULES.get(kind, (NAME, 253))
+    if len(name) > longest or not pattern.fullmatch(name):
+        problems.append(f"{where}: invalid name ({len(name)} characters, at most {longest}: {pattern.pattern})")
     for key, value in (meta.get("labels") or {}).items():
         prefix, _, label = key.rpartition("/")
         if len(label) > 63 or not LABEL_NAME.fullmatch(label) or (prefix and len(prefix) > 253):

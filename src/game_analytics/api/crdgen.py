@@ -28,6 +28,24 @@ MAX_NAME_LENGTH = 40
 #: Kinds whose longest child-name suffix needs a shorter name: a RankingJob's ``<name>-season-reset`` CronJob
 #: must fit 52 characters (its Jobs add 11). tests/controller/test_child_names.py renders every kind at its limit.
 MAX_NAME_LENGTHS: dict[str, int] = {"RankingJob": 39}
+#: Kinds that render Services or StatefulSets, whose names must therefore be DNS-1035 labels: a Service name
+#: starts with a letter and has no dots, and a StatefulSet's pods take its name as their hostname. (The API
+#: server admits ``0-cache`` or ``cache.eu`` as a custom resource name; its Services would then be refused.)
+DNS_1035_NAME_KINDS = frozenset({"GameDataSource", "RedisFailover", "MongoShardedCluster"})
+
+
+def name_rules(kind: str) -> list[dict[str, str]]:
+    """The CEL rules on ``metadata.name`` of ``kind``'s CRD (length, and a DNS-1035 label where Services are
+    named after it): ``[{"rule": ..., "message": ...}]``, placed on the whole object's schema."""
+    longest = max_name_length(kind)
+    rules = [{"rule": f"size(self.metadata.name) <= {longest}",
+              "message": f"metadata.name must be at most {longest} characters, "
+                         "so that the names of generated objects stay valid"}]
+    if kind in DNS_1035_NAME_KINDS:
+        rules.append({"rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                      "message": "metadata.name must start with a letter and hold only lower-case letters, "
+                                 "digits and '-' (no dots): it names Services"})
+    return rules
 
 
 def max_name_length(kind: str) -> int:
@@ -180,14 +198,7 @@ def crd(info: KindInfo) -> dict[str, Any]:
                             "type": "object",
                             "description": info.description,
                             "required": ["spec"],
-                            "x-kubernetes-validations": [
-                                {
-                                    "rule": f"size(self.metadata.name) <= {max_name_length(info.kind)}",
-                                    "message": f"metadata.name must be at most {max_name_length(info.kind)} "
-                                               "characters, "
-                                    "so that the names of generated objects stay valid",
-                                }
-                            ],
+                            "x-kubernetes-validations": name_rules(info.kind),
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version of this object."},
                                 "kind": {"type": "string", "description": "Kind of this object."},

@@ -120,6 +120,14 @@ def _ping_probe(period: int) -> dict[str, Any]:
     return {**exec_probe(check, period=period), "timeoutSeconds": 10}
 
 
+def _admin_env(secret: str, user_var: str, password_var: str) -> list[dict[str, Any]]:
+    """Env vars ``user_var`` and ``password_var`` from the ``username`` and ``password`` keys of the admin Secret
+    ``secret`` (``spec.adminSecretRef.name``). A Secret name is a DNS subdomain, which that field admits (``db.eu``)
+    and :class:`SecretKeyRef`'s DNS-label pattern would refuse, so the refs are built without re-validating."""
+    return [secret_env(user_var, SecretKeyRef.model_construct(name=secret, key="username")),
+            secret_env(password_var, SecretKeyRef.model_construct(name=secret, key="password"))]
+
+
 def exporter(spec: MongoShardedClusterSpec, images: Images, *, mongos: bool) -> dict[str, Any]:
     """The Percona ``mongodb_exporter`` sidecar for the mongod/mongos on ``localhost:27017``.
 
@@ -134,8 +142,7 @@ def exporter(spec: MongoShardedClusterSpec, images: Images, *, mongos: bool) -> 
         "exporter", spec.exporter.image or images.mongodb_exporter,
         args=[f"--web.listen-address=:{EXPORTER_PORT}", *flags],
         env=[{"name": "MONGODB_URI", "value": f"mongodb://localhost:{MONGO_PORT}/admin?directConnection=true"},
-             secret_env("MONGODB_USER", SecretKeyRef(name=admin, key="username")),
-             secret_env("MONGODB_PASSWORD", SecretKeyRef(name=admin, key="password"))],
+             *_admin_env(admin, "MONGODB_USER", "MONGODB_PASSWORD")],
         ports=[{"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}],
         resources_=resources(None, cpu="10m", memory="32Mi", memory_limit="128Mi"),
         liveness={**tcp_probe("metrics", period=20), "failureThreshold": 6},
@@ -211,8 +218,7 @@ def bootstrap_job(owner: Owner, spec: MongoShardedClusterSpec, images: Images, w
     env = [
         {"name": mb.ENV_TOPOLOGY, "value": want.to_json()},
         {"name": mb.ENV_KEYFILE, "value": f"{KEYFILE_SECRET_DIR}/keyfile"},
-        secret_env(mb.ENV_ADMIN_USERNAME, SecretKeyRef(name=admin, key="username")),
-        secret_env(mb.ENV_ADMIN_PASSWORD, SecretKeyRef(name=admin, key="password")),
+        *_admin_env(admin, mb.ENV_ADMIN_USERNAME, mb.ENV_ADMIN_PASSWORD),
         {"name": mb.ENV_HEARTBEAT, "value": HEARTBEAT_FILE},
     ]
     fresh = ["sh", "-c", f'test $(( $(date +%s) - $(stat -c %Y {HEARTBEAT_FILE}) )) -lt 120']

@@ -1,0 +1,68 @@
+"""The failing examples the CR fuzzer (``test_fuzz_crs.py``) found, kept as regression tests (issue 15).
+
+- A RedisFailover named ``0`` (a valid custom resource name, a DNS-1123 subdomain) rendered Services
+  ``0-redis-master``... that the API server refuses (a Service name is a DNS-1035 label: a letter first, no dots).
+  The CRDs of the kinds that name Services after themselves now refuse such names at apply (CEL on
+  ``metadata.name``).
+- A MongoShardedCluster whose ``spec.adminSecretRef.name`` held a dot (``0.0``: the field admits a Secret name, a
+  DNS subdomain) raised a pydantic ValidationError out of ``reconcile()`` on every retry.
+- The harness itself checked every child's name as a DNS label, so it refused a valid ``a.b-ranking`` ConfigMap.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from game_analytics.api.crdgen import DNS_1035_NAME_KINDS
+
+from . import crd_fuzz
+from .fake_cluster import FakeCluster, secret
+from .test_fuzz_crs import check_case, no_sentinel_network  # noqa: F401 - a fixture
+from .test_reconcile import body
+
+
+@pytest.mark.parametrize("kind", sorted(DNS_1035_NAME_KINDS))
+@pytest.mark.parametrize("name", ["0", "0-cache", "cache.eu"])
+def test_a_name_that_cannot_name_a_service_is_refused_at_apply(kind, name):
+    spec = body({"GameDataSource": "gamedatasource.yaml", "RedisFailover": "redisfailover.yaml",
+                 "MongoShardedCluster": "mongoshardedcluster.yaml"}[kind])["spec"]
+    admitted, refusals = crd_fuzz.admit(crd_fuzz.custom_resource(kind, name, spec))
+    assert admitted is None
+    assert any("metadata.name must start with a letter" in r for r in refusals), refusals
+    admitted, refusals = crd_fuzz.admit(crd_fuzz.custom_resource(kind, "cache-0", spec))
+    assert admitted is not None, refusals
+
+
+@pytest.mark.parametrize("kind", ["AlertRule", "RankingJob", "ScheduledReport"])
+def test_kinds_without_services_keep_subdomain_names(kind):
+    spec = body({"AlertRule": "alertrule-wealth-jump.yaml", "RankingJob": "rankingjob.yaml",
+                 "ScheduledReport": "scheduledreport.yaml"}[kind])["spec"]
+    admitted, refusals = crd_fuzz.admit(crd_fuzz.custom_resource(kind, "2026.q1", spec))
+    assert admitted is not None, refusals
+
+
+def test_a_dotted_admin_secret_name_reconciles(no_sentinel_network):  # noqa: F811 - the fixture
+    obj = body("mongoshardedcluster.yaml", name="telemetry")
+    obj["spec"]["adminSecretRef"] = {"name": "mongo.admin"}
+    obj["status"] = {}
+    admitted, refusals = crd_fuzz.admit(obj)
+    assert admitted is not None, refusals
+    cluster = FakeCluster()
+    cluster.add(secret("mongo.admin", {"username": "admin", "password": "pw"}))
+    cluster.preexisting = set(cluster.objects)
+    check_case("MongoShardedCluster", admitted, cluster)
+    refs = [env["valueFrom"]["secretKeyRef"] for child in cluster.created().values()
+            for c in crd_fuzz._containers(child) for env in c.get("env") or [] if "valueFrom" in env
+            and env["name"] in ("MONGODB_USER", "MONGODB_PASSWORD")]
+    assert refs and all(r["name"] == "mongo.admin" for r in refs)
+    assert {r["key"] for r in refs} == {"username", "password"}
+
+
+@pytest.mark.parametrize(("kind", "name", "refused"), [
+    ("ConfigMap", "a.b-ranking", False), ("Deployment", "a.b-ingest", False), ("CronJob", "a.b-ranking", False),
+    ("Service", "a.b-metrics", True), ("Service", "0-metrics", True), ("StatefulSet", "a.b-redis", True),
+    ("CronJob", "a" * 53, True), ("ConfigMap", "a" * 253, False), ("ConfigMap", "A", True),
+])
+def test_child_names_are_checked_as_the_api_server_checks_them(kind, name, refused):
+    child = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": "games"}}
+    assert bool(crd_fuzz.child_problems(child)) is refused
