@@ -192,6 +192,22 @@ def owned_selector(owner: Owner, component: str) -> str:
     return f"{LABEL_OWNER_KIND}={owner.kind},{LABEL_OWNER_NAME}={owner.name},app.kubernetes.io/component={component}"
 
 
+def termination_messages(pods: list[dict[str, Any]], *containers: str) -> list[str]:
+    """The termination messages the ``containers`` (by name) left in ``pods``, newest first (by ``finishedAt``).
+
+    The kubelet copies a container's termination-message file into
+    ``status.containerStatuses[].state.terminated.message`` (at most 4 KiB); pods whose container has not
+    terminated, or left no message, are skipped.
+    """
+    finished: list[tuple[str, str]] = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if status.get("name") in containers and terminated.get("message"):
+                finished.append((terminated.get("finishedAt") or "", terminated["message"]))
+    return [message for _, message in sorted(finished, reverse=True)]
+
+
 @dataclass(frozen=True)
 class RunHistory:
     """Schedule state of a CronJob-backed kind (see :func:`run_history`). Times are RFC 3339 strings or None."""

@@ -26,7 +26,7 @@ from ... import validation
 from ...api.mongoshardedcluster import MongoShardedClusterStatus
 from ...config import Images
 from ..common.conditions import condition
-from ..common.plan import Plan, owned_selector
+from ..common.plan import Plan, owned_selector, termination_messages
 from ..common.render import Owner
 from ..k8s import Cluster
 from . import bootstrap, render, sharding
@@ -55,16 +55,9 @@ def job_state(job: dict | None) -> tuple[bool | None, str, str]:
 def last_observation(cluster: Cluster, owner: Owner, job_name: str) -> bootstrap.ClusterState | None:
     """The observation in the termination message of the newest finished pod of Job ``job_name`` (succeeded or
     failed: a failed round reports what it saw too). None when no pod has left a parsable one."""
-    finished: list[tuple[str, str]] = []
-    for pod in cluster.list("v1", "Pod", owner.namespace, owned_selector(owner, BOOTSTRAP_COMPONENT)):
-        pod_labels = (pod.get("metadata") or {}).get("labels") or {}
-        if job_name not in (pod_labels.get(k) for k in JOB_NAME_LABELS):
-            continue
-        for container in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (container.get("state") or {}).get("terminated") or {}
-            if container.get("name") == "bootstrap" and terminated.get("message"):
-                finished.append((terminated.get("finishedAt") or "", terminated["message"]))
-    for _, message in sorted(finished, reverse=True):
+    pods = [pod for pod in cluster.list("v1", "Pod", owner.namespace, owned_selector(owner, BOOTSTRAP_COMPONENT))
+            if job_name in (((pod.get("metadata") or {}).get("labels") or {}).get(k) for k in JOB_NAME_LABELS)]
+    for message in termination_messages(pods, "bootstrap"):
         try:
             return bootstrap.ClusterState.from_document(json.loads(message))
         except (ValueError, KeyError, TypeError):

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from ... import validation
 from ...api.rankingjob import RankingJobStatus
 from ...config import Images
-from ..common.plan import Plan, data_source, owned_selector, run_history
+from ..common.plan import Plan, data_source, owned_selector, run_history, termination_messages
 from ..common.render import Owner
 from ..k8s import Cluster
 from . import names, render
@@ -30,17 +30,11 @@ def last_reported(cluster: Cluster, owner: Owner) -> RankingJobStatus | None:
 
     Returns None when there is no such pod, or its message is not a status document (e.g. an older worker).
     """
-    finished: list[tuple[str, str]] = []
-    for component in (names.COMPONENT, names.SEASON_RESET_COMPONENT):
-        for pod in cluster.list("v1", "Pod", owner.namespace, owned_selector(owner, component)):
-            status = pod.get("status") or {}
-            if status.get("phase") != "Succeeded":
-                continue
-            for container in status.get("containerStatuses") or []:
-                terminated = (container.get("state") or {}).get("terminated") or {}
-                if container.get("name") == component and terminated.get("message"):
-                    finished.append((terminated.get("finishedAt") or "", terminated["message"]))
-    for _, message in sorted(finished, reverse=True):
+    components = (names.COMPONENT, names.SEASON_RESET_COMPONENT)
+    succeeded = [pod for component in components
+                 for pod in cluster.list("v1", "Pod", owner.namespace, owned_selector(owner, component))
+                 if (pod.get("status") or {}).get("phase") == "Succeeded"]
+    for message in termination_messages(succeeded, *components):
         try:
             return RankingJobStatus.model_validate(json.loads(message))
         except (ValueError, ValidationError):
