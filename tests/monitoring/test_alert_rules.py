@@ -225,13 +225,14 @@ def test_sudden_wealth_change_rule_fires_while_subjects_are_flagged(promtool, tm
                 # another rule flagging subjects must not make this one fire
                 {"series": f'{flagged}{{namespace="ga", rule="ga/other", detector="suddenWealthChange", '
                            f'category="player", severity="critical", pod="ga-detection-1"}}', "values": "5 5 5 5 5 5"},
-                # the worker's one top-subjects series of the rule, read by the description's query; another
-                # namespace's series of the same rule id is never read
-                {"series": f'{names.DETECTION_TOP_SUBJECTS}{{namespace="ga", rule="{rule_id}", '
-                           f'subjects="p1 (intervention 7), p2 (intervention 9), p3 (intervention 4)"}}',
-                 "values": "_ _ _ 2 3 _"},
-                {"series": f'{names.DETECTION_TOP_SUBJECTS}{{namespace="intruder", rule="{rule_id}", '
-                           f'subjects="spoofed (intervention 1)"}}', "values": "9 9 9 9 9 9"},
+                # the worker's top-case series of the rule (rank -> intervention id; two pods report the same),
+                # read by the description's query in rank order; another namespace's series of the same rule id
+                # is never read
+                *({"series": f'{names.DETECTION_TOP_CASE}{{namespace="ga", rule="{rule_id}", rank="{rank}", '
+                             f'pod="ga-detection-{pod}"}}', "values": f"_ _ _ {case} {case} _"}
+                  for rank, case in (("3", 4), ("1", 7), ("2", 9)) for pod in (1, 2)),
+                {"series": f'{names.DETECTION_TOP_CASE}{{namespace="intruder", rule="{rule_id}", rank="1"}}',
+                 "values": "1 1 1 1 1 1"},
             ],
             "alert_rule_test": [
                 {"eval_time": "2m", "alertname": alertrule.alert_name(name), "exp_alerts": []},
@@ -240,8 +241,8 @@ def test_sudden_wealth_change_rule_fires_while_subjects_are_flagged(promtool, tm
                     "exp_annotations": {
                         "summary": f"all games: 3 subjects flagged by suddenWealthChange (AlertRule {rule_id})",
                         "description": f"AlertRule {rule_id} (suddenWealthChange, severity critical) flags 3 subjects "
-                                       f"in all games. Top subjects (intervention id): p1 (intervention 7), p2 (intervention 9), "
-                                       f"p3 (intervention 4). All of them: game-analytics interventions list "
+                                       f"in all games. Top cases: #1 (intervention 7) #2 (intervention 9) "
+                                       f"#3 (intervention 4). All of them: game-analytics interventions list "
                                        f"--rule {rule_id} --status open",
                         "dashboard": doc["spec"]["annotations"]["dashboard"],
                         "runbook_url": doc["spec"]["runbookURL"],

@@ -37,11 +37,11 @@ def test_uids_are_stable_and_unique():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_template_variables(name):
     variables = {v["name"]: v for v in MODELS[name]["templating"]["list"]}
-    sql_variables = {"interventions": ["pgdatasource", "priority"], "audit": ["pgdatasource"],
-                     "security": ["pgdatasource"]}.get(name, [])
-    assert list(variables) == ["datasource", "namespace", "game", "region", *sql_variables]
+    extra = {"interventions": ["pgdatasource", "priority"], "audit": ["pgdatasource"],
+             "security": ["pgdatasource"], "alerts": ["rule", "pgdatasource"]}.get(name, [])
+    assert list(variables) == ["datasource", "namespace", "game", "region", *extra]
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    for var in ("namespace", "game", "region"):
+    for var in ("namespace", "game", "region", *(["rule"] if "rule" in extra else [])):
         assert variables[var]["type"] == "query" and variables[var]["multi"] and variables[var]["includeAll"]
         assert variables[var]["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
 
@@ -96,7 +96,7 @@ REQUIRED = {
     "rankings": {names.PLAYER_RATING, names.LEAGUE_PLAYERS, names.TOP_MOVER_RATING_CHANGE, names.RANKING_MODEL_LOG_LOSS,
                  names.RANKING_MODEL_BRIER, names.RANKING_MATCH_QUALITY},
     "alerts": {names.DETECTION_FLAGGED, names.DETECTIONS, names.DETECTIONS_OPEN, names.INTERVENTIONS_OPEN,
-               names.DETECTIONS_STORED},
+               names.DETECTIONS_STORED, names.DETECTION_TOP_CASE},
     "interventions": {names.CASES_OPEN, names.CASE_OLDEST_OPEN_AGE, names.CASE_OLDEST_UNACKED_AGE, names.TIME_TO_ACK,
                       names.TIME_TO_RESOLVE},
     "audit": {names.AUDIT_CHAIN_LENGTH, names.AUDIT_CHAIN_HEAD},
@@ -173,3 +173,31 @@ def test_expand_variables():
 def test_generator_entry_point(tmp_path):
     assert dashboards.main(["--output", str(tmp_path)]) == 0
     assert {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()} == set(dashboards.render_files())
+
+
+def test_page_links_open_the_alerts_dashboard_with_game_and_rule_set():
+    """The page's dashboard_url names the alerts dashboard's uid and only variables it has; every query of the
+    alerts dashboard over a per-rule metric narrows by the ``rule`` variable the link sets."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from game_analytics.api.alertrule import AlertRuleSpec
+    from game_analytics.controller.alertrule import render
+    from game_analytics.controller.common.render import Owner
+
+    spec = AlertRuleSpec.model_validate({"category": "player", "detector": {"rapidAssetTransfer": {"count": 5}},
+                                         "runbookURL": "https://runbooks.example.com/x"})
+    owner = Owner("gameanalytics.io/v1alpha1", "AlertRule", "burst", "games", "uid-1")
+    url = urlsplit(render.page_annotations(owner, spec, "https://grafana.example.com/")["dashboard_url"])
+    model = MODELS["alerts"]
+    assert url.path == f"/d/{model['uid']}"
+    query = parse_qs(url.query)
+    assert query["var-rule"] == ["games/burst"] and query["var-namespace"] == ["games"]
+    assert query["var-game"] == ["{{ with $labels.game }}{{ . }}{{ else }}$__all{{ end }}"]
+    variables = {v["name"] for v in model["templating"]["list"]}
+    assert {key.removeprefix("var-") for key in query} <= variables
+    per_rule = (names.DETECTION_FLAGGED, names.DETECTIONS, names.DETECTIONS_STORED, names.DETECTION_TOP_CASE, "ALERTS")
+    exprs = [t["expr"] for p in model["panels"] for t in p.get("targets", []) if "expr" in t]
+    rule_exprs = [e for e in exprs if any(n in e for n in per_rule)]
+    assert len(rule_exprs) >= 6 and all('rule=~"$rule"' in e for e in rule_exprs), rule_exprs
+    sql = [t["rawSql"] for p in model["panels"] for t in p.get("targets", []) if "rawSql" in t]
+    assert sql and all("${rule:regex}" in q for q in sql)

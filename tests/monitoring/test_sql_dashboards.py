@@ -72,3 +72,33 @@ class _NoEvents:
 
     def request(self, *_args, **_kwargs):
         return None
+
+
+def test_top_subjects_panel_lists_each_rules_open_cases_by_score(db_dsn: str) -> None:
+    """The alerts dashboard's SQL panel: who the page's top cases are, at most 5 per rule by score, narrowed by
+    the ``rule`` variable (Grafana's regex format of ``games/rule-a``) and the namespace."""
+    engine = create_engine(db_dsn, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            for rule in ("games/rule-a", "games/rule-b", "other/rule-a"):
+                record_detections(conn, rule, "player", "critical", 1,
+                                  [NewDetection(f"p{i}", f"p{i}", float(i), {"subject": f"p{i}"})
+                                   for i in range(7)])  # fmt: skip
+        now = datetime.now(UTC)
+
+        def rows(rule: str = ".*", namespace: str = ".*") -> list:
+            sql = sql_dashboards.expand_sql(sql_dashboards.TOP_SUBJECTS_SQL, now - timedelta(days=1), now,
+                                            rule=rule, namespace=namespace)  # fmt: skip
+            assert "$" not in sql, sql
+            with engine.connect() as conn:
+                return conn.execute(text(sql)).all()
+
+        every = rows()
+        assert [(r.rule, r.rank) for r in every if r.rule == "games/rule-a"] == [("games/rule-a", k) for k in range(1, 6)]
+        assert {r.rule for r in every} == {"games/rule-a", "games/rule-b", "other/rule-a"}
+        one = rows(rule=r"games\/rule-a", namespace="games")
+        assert [r.subject for r in one] == ["p6", "p5", "p4", "p3", "p2"]
+        assert all(r.rule == "games/rule-a" and r.status == "open" and r.intervention for r in one)
+        assert {r.rule for r in rows(namespace="games")} == {"games/rule-a", "games/rule-b"}
+    finally:
+        engine.dispose()

@@ -56,7 +56,8 @@ def test_stream_event_pages_resolves_and_is_silenced(tmp_path, db_dsn, redis_url
         assert firing.annotations["runbook_url"] == path.spec.runbook_url
         assert firing.annotations["summary"] == (f"all games: 1 subjects flagged by suddenWealthChange "
                                                  f"(AlertRule {path.rule})")
-        assert f"Top subjects (intervention id): {player} (intervention " in firing.annotations["description"]
+        # the streaming path knows the subject behind each top case (Prometheus' pages list the cases only)
+        assert f"Top cases: #1 {player} (intervention " in firing.annotations["description"]
         assert not [p for p in path.pages() if not p.streaming]  # the Prometheus path has not paged
 
         cleared = path.advance(at)

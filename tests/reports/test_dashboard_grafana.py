@@ -103,3 +103,15 @@ def test_unreachable_prometheus_fails_every_panel_visibly():
     assert report.figure("panels_failed") == report.figure("panels") > 0
     assert any("Query failed" in n for n in report.notes)
     assert render_pdf(report).startswith(b"%PDF")
+
+
+def test_regex_format_of_the_alerts_dashboards_rule_variable():
+    """``${rule:regex}`` (the alerts dashboard's SQL panel): regex-escaped once, in SQL too; All = ``.*``."""
+    model = dashboards.DASHBOARDS["alerts"]()
+    window = _window(1, 12, 30)
+    one = variable_values(model, {"rule": ["games/whale.jump"]})
+    assert substitute("d.rule ~ '^(${rule:regex})'", one, window, sql=True) == r"d.rule ~ '^(games\/whale\.jump)'"
+    two = variable_values(model, {"rule": ["games/a", "games/b"]})
+    assert substitute("${rule:regex}", two, window, sql=True) == r"(games\/a|games\/b)"
+    assert substitute("${rule:regex}", variable_values(model, {}), window, sql=True) == ".*"
+    assert substitute('rule=~"$rule"', two, window) == 'rule=~"(games/a|games/b)"'

@@ -274,11 +274,11 @@ def test_metrics_are_bounded_and_suspended_rules_do_nothing(store: Engine, tmp_p
     active = write_rule(tmp_path, "active", "suddenWealthChange", params)
     worker.run_once()
     body = generate_latest(worker.registry).decode()
-    # never a series per player: a player id appears only in the rule's ONE top-subjects series (the page's
-    # description reads it), whose label holds the top 5 as text
-    with_players = [line for line in body.splitlines() if "cdnow-" in line]
-    assert with_players == [f'{names.DETECTION_TOP_SUBJECTS}{{rule="{active}",subjects="cdnow-04242 (intervention 1)"}}'
-                            " 1.0"]
+    # never a player id in a label: the page's description reads the rule's top cases by rank (value = the
+    # intervention id), at most names.TOP_CASES series per rule
+    assert [line for line in body.splitlines() if "cdnow-" in line] == []
+    assert [line for line in body.splitlines() if line.startswith(names.DETECTION_TOP_CASE)] == [
+        f'{names.DETECTION_TOP_CASE}{{rank="1",rule="{active}"}} 1.0']
     flagged = [key for key in scrape(worker) if key[0] == names.DETECTION_FLAGGED]
     assert [dict(labels)["rule"] for _, labels in flagged] == [active]
     assert {name for name, _ in flagged[0][1]} == {"rule", "detector", "category", "severity"}
@@ -288,7 +288,7 @@ def test_metrics_are_bounded_and_suspended_rules_do_nothing(store: Engine, tmp_p
     with store.begin() as conn:
         conn.execute(text("UPDATE interventions SET status = 'dismissed'"))
     assert worker.run_once().flagged == {}
-    assert not any(key[0] in (names.DETECTION_FLAGGED, names.DETECTION_TOP_SUBJECTS) for key in scrape(worker))
+    assert not any(key[0] in (names.DETECTION_FLAGGED, names.DETECTION_TOP_CASE) for key in scrape(worker))
     assert [c["status"] for c in open_cases(store)] == ["dismissed"]
 
 
@@ -420,3 +420,24 @@ def test_parse_rule_reads_auto_resolve_after() -> None:
     assert detection.parse_rule({**doc, "autoResolveAfter": "90m"}).auto_resolve_after == timedelta(minutes=90)
     with pytest.raises(detection.RuleError, match="autoResolveAfter"):
         detection.parse_rule({**doc, "autoResolveAfter": "soon"})
+
+
+def test_top_cases_are_ranked_bounded_and_their_ranks_removed() -> None:
+    """The top-case gauge holds at most names.TOP_CASES ranks per rule, highest score first, subjects without an
+    intervention left out; ranks past a shorter list are removed, a forgotten rule leaves none."""
+    worker = DetectionWorker(None, lambda: ([], []))  # type: ignore[arg-type] - no database needed here
+    rule = detection.RuleConfig("ga/r", "player", "critical", "suddenWealthChange", None)
+    current = {f"p{i}": (float(i), 100 + i) for i in range(8)} | {"no-case": (99.0, None)}
+    top = worker.top_cases(current)
+    assert top == [("p7", 107), ("p6", 106), ("p5", 105), ("p4", 104), ("p3", 103)]
+
+    def ranks() -> dict[str, float]:
+        return {dict(labels)["rank"]: v for (name, labels), v in scrape(worker).items()
+                if name == names.DETECTION_TOP_CASE}
+
+    worker._export(rule, len(current), top)
+    assert ranks() == {"1": 107, "2": 106, "3": 105, "4": 104, "5": 103}
+    worker._export(rule, 2, worker.top_cases({"a": (1.0, 7), "b": (2.0, 9)}))
+    assert ranks() == {"1": 9, "2": 7}
+    worker.forget(rule.rule)
+    assert ranks() == {}

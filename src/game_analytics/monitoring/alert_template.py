@@ -5,7 +5,7 @@ the generated PrometheusRule gives Prometheus.
 Supported: text; ``{{ ... }}`` actions with trim markers (``{{-``, ``-}}``) and comments; ``if`` / ``with`` /
 ``range`` with ``else`` and ``end``; pipelines ``a | f``; operands ``$value``, ``$labels.NAME``,
 ``$externalLabels.NAME``, ``$externalURL``, ``.``, ``.Labels.NAME``, ``.Value``, string (``"..."``, raw
-```...```) and number literals; functions ``query``, ``first``, ``label``, ``value``, ``humanize``,
+```...```) and number literals; functions ``query``, ``first``, ``sortByLabel``, ``label``, ``value``, ``humanize``,
 ``toUpper``, ``toLower``, ``title``, ``len``, ``printf`` (``%s``, ``%d``, ``%v``, ``%f`` with precision),
 ``not``, ``eq``, ``ne``.  ``query`` is answered by the caller (:func:`expand`'s ``query``), because only the
 caller knows which series it holds.
@@ -150,6 +150,7 @@ class _Scope:
         return {
             "query": query,
             "first": lambda xs: xs[0] if xs else None,
+            "sortByLabel": lambda name, xs: sorted(xs, key=lambda x: x.Labels.get(name, "")),
             "label": lambda name, s: (s.Labels if isinstance(s, Sample) else {}).get(name, ""),
             "value": lambda s: s.Value if isinstance(s, Sample) else s,
             "humanize": lambda v: _humanize(float(v)),

@@ -33,6 +33,7 @@ from .panels import (
     NS,
     RATE,
     REGION,
+    RULE,
     UID_PREFIX,
     _dashboard,
     bargauge_panel,
@@ -156,26 +157,40 @@ def rankings() -> dict[str, Any]:
 
 
 
+#: the alerts dashboard's extra variable: AlertRule ids (``<namespace>/<name>``) that raised an alert in the time
+#: range, which is what a page links to (``controller.alertrule.render.page_annotations`` sets ``var-rule``)
+RULE_VARIABLE = ("rule", "AlertRule", f'label_values(ALERTS{{{NS}, rule!=""}}, rule)')
+
+
 def alerts() -> dict[str, Any]:
-    """Alerts and interventions: firing alerts, flagged subjects, detections, open cases."""
-    return _dashboard("alerts", "Game analytics / Alerts and interventions", "What the AlertRules find.", [
+    """Alerts and interventions: firing alerts, flagged subjects and who they are (SQL, from the interventions
+    table), detections, open cases. The ``rule`` variable (set by the page's link) narrows the rule panels."""
+    from .sql_dashboards import TOP_SUBJECTS_SQL, _with_sql_variables, sql_table_panel
+
+    model = _dashboard("alerts", "Game analytics / Alerts and interventions", "What the AlertRules find.", [
         ("Alerts", [
             stat_panel("Firing AlertRules", "AlertRule alerts firing now.",
-                       f'count(ALERTS{{{NS}, alertstate="firing", rule!=""}}) or vector(0)', alert_at=1),
+                       f'count(ALERTS{{{RULE}, alertstate="firing", rule!=""}}) or vector(0)', alert_at=1),
             stat_panel("Flagged subjects", "Players or items currently flagged by worker-evaluated rules.",
-                       f"sum({names.DETECTION_FLAGGED}{{{NS}}}) or vector(0)"),
+                       f"sum({names.DETECTION_FLAGGED}{{{RULE}}}) or vector(0)"),
             stat_panel("Open detections", "Detections not yet resolved.",
                        f'sum({names.DETECTIONS_OPEN}{{{NS}, status!="resolved"}}) or vector(0)'),
             stat_panel("Open interventions", "Interventions not yet closed.",
                        f'sum({names.INTERVENTIONS_OPEN}{{{NS}, status!="closed"}}) or vector(0)'),
             timeseries_panel("Flagged subjects by rule", "What each worker-evaluated rule flags.",
-                             [(f"max by (rule) ({names.DETECTION_FLAGGED}{{{NS}}})", "{{rule}}")]),
+                             [(f"max by (rule) ({names.DETECTION_FLAGGED}{{{RULE}}})", "{{rule}}")]),
             timeseries_panel("Detections per hour", "By category and severity.",
-                             [(f"sum by (category, severity) (increase({names.DETECTIONS}{{{NS}}}[1h]))",
+                             [(f"sum by (category, severity) (increase({names.DETECTIONS}{{{RULE}}}[1h]))",
                                "{{category}} {{severity}}")]),
+            sql_table_panel("Top flagged subjects", "Who the page's top cases are: the open cases of each rule, "
+                            "highest score first, at most five per rule (from PostgreSQL; Prometheus holds no "
+                            "subject ids).", TOP_SUBJECTS_SQL, span=16),
+            table_panel("Top cases by rule", "The page's #rank -> intervention id, as the detection worker "
+                        "exports them.",
+                        [(f"max by (rule, rank) ({names.DETECTION_TOP_CASE}{{{RULE}}})", "")], span=8),
             table_panel("Detections stored by rule", "Every detection recorded so far, by rule and severity "
                         "(from the database, so it survives worker restarts).",
-                        [(f"sum by (rule, category, severity) ({names.DETECTIONS_STORED}{{{NS}}})", "")], span=24),
+                        [(f"sum by (rule, category, severity) ({names.DETECTIONS_STORED}{{{RULE}}})", "")], span=24),
         ]),
         ("Cases", [
             table_panel("Detections open", "By status and priority.",
@@ -195,7 +210,8 @@ def alerts() -> dict[str, Any]:
             stat_panel("Audit chain head", "The first 13 hex digits of the newest entry's hash, as a number.",
                        f"max({names.AUDIT_CHAIN_HEAD}{{{NS}}})", unit="none"),
         ]),
-    ])
+    ], variables=[RULE_VARIABLE])
+    return _with_sql_variables(model, priority=False)
 
 
 def operator_health() -> dict[str, Any]:
@@ -270,8 +286,6 @@ def operator_health() -> dict[str, Any]:
                              "Alertmanager's v2 API, by result.",
                              [(f"sum by (result) (rate({names.DETECTION_ALERTS_SENT}{{{NS}}}[{RATE}]))", "{{result}}")],
                              unit="ops", span=8),
-            table_panel("Top flagged subjects by rule", "At most five subjects per rule, as the page lists them.",
-                        [(f"max by (rule, subjects) ({names.DETECTION_TOP_SUBJECTS}{{{NS}}})", "")], span=8),
         ]),
     ])
 

@@ -21,9 +21,12 @@ TRADE_VOLUME = f"{PREFIX}_economy_trade_volume"  # gauge{game, currency}
 # detection worker
 DETECTION_FLAGGED = f"{PREFIX}_detection_flagged_subjects"  # gauge{rule, detector, category, severity}
 DETECTIONS = f"{PREFIX}_detections_total"  # counter{rule, category, severity}
-#: gauge{rule, subjects}: ONE series per rule flagging anything, value = subjects flagged; ``subjects`` is the
-#: text "p1 (intervention 7), ..." of the top 5 (read by the page description; bounded: one series per rule)
-DETECTION_TOP_SUBJECTS = f"{PREFIX}_detection_top_subjects"
+#: gauge{rule, rank="1".."5"}: the intervention id (value) of the rule's rank-th flagged subject, highest score
+#: first (read by the page description). Bounded: at most TOP_CASES series per rule with fixed label values,
+#: never a subject id in a label (who the subjects are is in the interventions table: the alerts dashboard's
+#: SQL panel and ``game-analytics interventions show ID``)
+DETECTION_TOP_CASE = f"{PREFIX}_detection_top_case_id"
+TOP_CASES = 5
 DETECTION_ALERTS_SENT = f"{PREFIX}_detection_alerts_sent_total"  # counter{result}: streaming path -> Alertmanager
 DETECTION_STREAM_LATENCY = f"{PREFIX}_detection_stream_latency_seconds"  # histogram: XADD id to evaluated
 

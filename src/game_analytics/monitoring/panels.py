@@ -37,6 +37,8 @@ CONFIGMAP_LABEL = {"grafana_dashboard": "1"}
 NS = 'namespace=~"$namespace"'
 GAME = f'{NS}, game=~"$game"'
 REGION = f'{GAME}, region=~"$region"'
+#: the alerts dashboard's ``rule`` variable (AlertRule ids ``<namespace>/<name>``; the page links set it)
+RULE = f'{NS}, rule=~"$rule"'
 RATE = "$__rate_interval"
 
 
@@ -112,7 +114,10 @@ def table_panel(title: str, description: str, queries: list[tuple[str, str]], *,
     return _targets(panel, queries, instant=True, fmt=prom.PromQueryFormat.TABLE)
 
 
-def _variables() -> list[Any]:
+def _variables(extra: Iterable[tuple[str, str, str]] = ()) -> list[Any]:
+    """The data source variable, ``namespace``, ``game``, ``region`` and ``extra`` ``(name, label, query)``
+    query variables (multi-value, All = ``.*``)."""
+
     def query_var(name: str, label: str, query: str) -> db.QueryVariable:
         return (db.QueryVariable(name).label(label).query(query).datasource(DATASOURCE)
                 .multi(True).include_all(True).all_value(".*")
@@ -124,13 +129,17 @@ def _variables() -> list[Any]:
         query_var("namespace", "Namespace", "label_values(up, namespace)"),
         query_var("game", "Game", f'label_values({names.ACTIVE_PLAYERS}{{{NS}}}, game)'),
         query_var("region", "Region", f'label_values({names.ACTIVE_PLAYERS_BY_REGION}{{{GAME}}}, region)'),
+        *(query_var(name, label, query) for name, label, query in extra),
     ]
 
 
-def _dashboard(slug: str, title: str, description: str, rows: list[tuple[str, list[Any]]]) -> dict[str, Any]:
+def _dashboard(slug: str, title: str, description: str, rows: list[tuple[str, list[Any]]], *,
+               variables: Iterable[tuple[str, str, str]] = ()) -> dict[str, Any]:
+    """The dashboard model (uid ``game-analytics-<slug>``) with the common variables plus ``variables``
+    (see :func:`_variables`) and ``rows`` of panels."""
     builder = (db.Dashboard(title).uid(UID_PREFIX + slug).description(description).tags(TAGS)
                .editable().time("now-6h", "now").refresh("1m").timezone("browser")
-               .tooltip(dbm.DashboardCursorSync.CROSSHAIR).variables(_variables()))
+               .tooltip(dbm.DashboardCursorSync.CROSSHAIR).variables(_variables(variables)))
     for row_title, panels in rows:
         builder = builder.with_row(db.Row(row_title))
         for panel in panels:

@@ -16,7 +16,7 @@ from ..api.alertrule import WORKER_EVALUATED, Detector
 from . import names
 
 __all__ = ["WORKER_EVALUATED", "InvalidPromQL", "check", "metric_names", "namespace_of", "quote", "render", "rule_id",
-           "top_subjects"]
+           "top_cases"]
 
 
 class InvalidPromQL(ValueError):
@@ -57,10 +57,11 @@ def _flagged(rule: str, detector: str) -> str:
             f"detector={quote(detector)}}}) > 0")
 
 
-def top_subjects(rule: str) -> str:
-    """The query of the rule's one ``top_subjects`` series (the detection worker's top 5 flagged subjects with
-    their intervention ids in its ``subjects`` label), which the page description reads with ``query``."""
-    return f"topk(1, {names.DETECTION_TOP_SUBJECTS}{{{_ns(rule)},rule={quote(rule)}}})"
+def top_cases(rule: str) -> str:
+    """The query of the rule's top-case series (``rank`` 1..``names.TOP_CASES``, value = the intervention id of
+    the rank-th flagged subject), which the page description reads with ``query`` and sorts by ``rank``. ``max by``
+    merges the series of several detection-worker pods (they report the same cases)."""
+    return f"max by (namespace, rule, rank) ({names.DETECTION_TOP_CASE}{{{_ns(rule)},rule={quote(rule)}}})"
 
 
 def _inflation(d: Detector, rule: str) -> str:

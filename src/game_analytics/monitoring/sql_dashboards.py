@@ -19,7 +19,8 @@ from grafana_foundation_sdk.models import dashboard as dbm
 from . import names
 from .panels import NS, _common, _dashboard, stat_panel, timeseries_panel
 
-__all__ = ["PG_DATASOURCE", "PG_DATASOURCE_VAR", "audit", "expand_sql", "interventions", "sql_queries"]
+__all__ = ["PG_DATASOURCE", "PG_DATASOURCE_VAR", "TOP_SUBJECTS_SQL", "audit", "expand_sql", "interventions",
+           "sql_queries"]
 
 PG_DATASOURCE_VAR = "pgdatasource"
 PG_TYPE = "grafana-postgresql-datasource"
@@ -53,6 +54,7 @@ def sql_timeseries_panel(title: str, description: str, sql: str, *, unit: str = 
 
 
 def _with_sql_variables(model: dict[str, Any], *, priority: bool) -> dict[str, Any]:
+    """``model`` with the ``pgdatasource`` variable (and, with ``priority``, the ``priority`` one) appended."""
     variables = [{"type": "datasource", "name": PG_DATASOURCE_VAR, "label": "PostgreSQL", "query": PG_TYPE,
                   "includeAll": False, "multi": False, "skipUrlSync": False}]  # fmt: skip
     if priority:
@@ -93,6 +95,18 @@ GROUP BY d.rule ORDER BY cases DESC, d.rule LIMIT 10"""
 OPENED_SQL = f"""SELECT $__timeGroupAlias(created_at, $__interval), 'P' || priority AS metric, count(*) AS value
 FROM interventions WHERE $__timeFilter(created_at) AND {PRIORITY_FILTER}
 GROUP BY 1, 2 ORDER BY 1"""
+
+#: the alerts dashboard's top subjects: the open cases of each rule (``$rule``, ``$namespace``: the page links set
+#: them), highest score first, at most 5 per rule, as the page's ``#rank`` lists their intervention ids. Prometheus
+#: never holds a subject id (``names.DETECTION_TOP_CASE`` is ranked by intervention id), so who they are is read here.
+TOP_SUBJECTS_SQL = """SELECT rule, rank, subject, intervention, status, score, occurrences, last_seen
+FROM (SELECT d.rule, coalesce(d.player_id, d.evidence->>'subject') AS subject, i.id AS intervention,
+             i.status::text AS status, d.score, i.occurrences, i.last_seen_at AS last_seen,
+             row_number() OVER (PARTITION BY d.rule ORDER BY d.score DESC, i.id) AS rank
+      FROM interventions i JOIN detections d ON d.id = i.detection_id
+      WHERE i.status IN ('open', 'in_progress') AND d.rule ~ '^(${rule:regex})\\Z'
+        AND d.rule ~ '^(${namespace:regex})/') AS ranked
+WHERE rank <= 5 ORDER BY rule, rank"""
 
 RESOLUTIONS_SQL = f"""SELECT coalesce(resolution, '(none)') AS resolution, resolved_by, count(*) AS cases
 FROM interventions WHERE status IN ('resolved', 'dismissed') AND $__timeFilter(resolved_at) AND {PRIORITY_FILTER}
@@ -194,14 +208,20 @@ def sql_queries(dashboard: dict[str, Any]) -> list[str]:
 
 
 def expand_sql(sql: str, start: datetime, end: datetime, interval_seconds: int = 3600,
-               priority: str = "'1','2','3'") -> str:
+               priority: str = "'1','2','3'", rule: str | None = None, namespace: str | None = None) -> str:
     """``sql`` with Grafana's PostgreSQL macros and this module's variables substituted as Grafana would
     (``$__timeFilter(c)`` -> ``c BETWEEN '<start>' AND '<end>'``, ``$__timeGroupAlias(c, $__interval)`` ->
-    ``floor(extract(epoch FROM c)/N)*N AS "time"``, ``$priority`` -> ``priority``); times must be aware."""
+    ``floor(extract(epoch FROM c)/N)*N AS "time"``, ``$priority`` -> ``priority``, ``${rule:regex}`` and
+    ``${namespace:regex}`` -> ``rule`` and ``namespace``, already regex-escaped as Grafana's ``regex`` format
+    does, ``.*`` being the variables' All value; None leaves them for
+    :func:`game_analytics.reports.dashboard.grafana.substitute`); times must be aware."""
     iso = {"start": start.isoformat(), "end": end.isoformat()}
     sql = re.sub(r"\$__timeFilter\(([^)]+)\)",
                  lambda m: f"{m[1]} BETWEEN '{iso['start']}' AND '{iso['end']}'", sql)  # fmt: skip
     sql = re.sub(r"\$__timeGroupAlias\(([^,]+),\s*\$__interval\)",
                  lambda m: f'floor(extract(epoch FROM {m[1]})/{interval_seconds})*{interval_seconds} AS "time"',
                  sql)  # fmt: skip
+    for name, value in (("rule", rule), ("namespace", namespace)):
+        if value is not None:
+            sql = sql.replace(f"${{{name}:regex}}", value)
     return sql.replace("$priority", priority)

@@ -81,7 +81,7 @@ class RuleAlert:
     spec: AlertSpec
     state: str = "inactive"  # inactive | pending | firing | resolved
     value: float = 0.0
-    top: str = ""
+    top: list[tuple[str, int]] = field(default_factory=list)
     active_at: datetime | None = None
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
@@ -92,9 +92,10 @@ class RuleAlert:
         """``$labels``: what the PrometheusRule's expression keeps (``namespace``, ``rule``)."""
         return {"namespace": promql.namespace_of(self.rule), "rule": self.rule}
 
-    def evaluate(self, value: float, now: datetime, top: str = "") -> None:
-        """One evaluation with the rule's flagged-subject count ``value`` and its top-subjects text ``top``."""
-        self.value, self.top = value, top if value > 0 else self.top
+    def evaluate(self, value: float, now: datetime, top: Sequence[tuple[str, int]] = ()) -> None:
+        """One evaluation with the rule's flagged-subject count ``value`` and its top subjects ``top``
+        (``[(subject, intervention id)]``, highest score first; kept from the last firing evaluation)."""
+        self.value, self.top = value, list(top) if value > 0 else self.top
         if value > 0:
             if self.state in ("inactive", "resolved"):
                 self.state, self.active_at, self.fired_at, self.resolved_at = "pending", now, None, None
@@ -118,11 +119,13 @@ class RuleAlert:
         return False
 
     def _query(self, expr: str) -> list[Sample]:
-        if expr != promql.top_subjects(self.rule):
-            raise ValueError(f"query {expr!r}: the worker answers only its own top-subjects query")
-        if not self.top:
-            return []
-        return [Sample({**self.series_labels(), "subjects": self.top}, self.value)]
+        """Answer the description's top-cases query (:func:`promql.top_cases`) as Prometheus would, one sample
+        per rank with the intervention id as value, plus a ``subject`` label that only the worker knows
+        (Prometheus never holds a subject id, so the Prometheus path's pages list intervention ids only)."""
+        if expr != promql.top_cases(self.rule):
+            raise ValueError(f"query {expr!r}: the worker answers only its own top-cases query")
+        return [Sample({**self.series_labels(), "rank": str(rank), "subject": subject}, float(case))
+                for rank, (subject, case) in enumerate(self.top, start=1)]
 
     def payload(self, now: datetime, generator_url: str = "") -> dict[str, Any]:
         """The Alertmanager v2 alert (``labels``, ``annotations``, ``startsAt``, ``endsAt``, ``generatorURL``),

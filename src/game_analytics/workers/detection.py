@@ -219,8 +219,9 @@ class DetectionMetrics:
                               registry=registry)  # fmt: skip
         self.errors = Counter(names.DETECTION_ERRORS.removesuffix("_total"), "Failed rule evaluations.", ["rule"],
                               registry=registry)  # fmt: skip
-        self.top = Gauge(names.DETECTION_TOP_SUBJECTS, "Subjects the rule flags; label subjects: the top 5 with "
-                         "their intervention ids.", ["rule", "subjects"], registry=registry)  # fmt: skip
+        self.top = Gauge(names.DETECTION_TOP_CASE, f"Intervention id of the rule's rank-th flagged subject "
+                         f"(highest score first, ranks 1-{names.TOP_CASES}).", ["rule", "rank"],
+                         registry=registry)  # fmt: skip
 
 
 @dataclass
@@ -264,11 +265,12 @@ class DetectionWorker:
         self.rules: list[RuleConfig] = []
         #: rule -> subject -> (score, intervention id): what each rule flags now (passes and the streaming path)
         self.subjects: dict[str, dict[str, tuple[float, int | None]]] = {}
-        #: called as ``listener(rule, count, top_text, as_of)`` after every change of a rule's flagged subjects
-        self.listeners: list[Callable[[RuleConfig, int, str, datetime], None]] = []
+        #: called as ``listener(rule, count, top, as_of)`` after every change of a rule's flagged subjects;
+        #: ``top`` is :meth:`top_cases` (``[(subject, intervention id)]``, at most ``names.TOP_CASES``)
+        self.listeners: list[Callable[[RuleConfig, int, list[tuple[str, int]], datetime], None]] = []
         self._lock = threading.RLock()
         self._touched: dict[str, dict[str, float]] = {}  # rule -> subject -> monotonic time of a scoped update
-        self._top_series: dict[str, str] = {}
+        self._top_ranks: dict[str, int] = {}  # rule -> ranks exported
 
     def evaluate(self, rule: RuleConfig, as_of: datetime, players: Sequence[str] | None = None) -> int:
         """Evaluate ``rule`` at ``as_of`` (for ``players`` only, or every subject), record its detections and
@@ -296,7 +298,7 @@ class DetectionWorker:
                     touched[subject] = now
                 current.update(found)
             self.subjects[rule.rule] = current
-            count, top = len(current), self._top_text(current)
+            count, top = len(current), self.top_cases(current)
             self._export(rule, count, top)
             listeners = list(self.listeners)
         for listener in listeners:
@@ -306,28 +308,29 @@ class DetectionWorker:
         return recorded.inserted
 
     @staticmethod
-    def _top_text(current: dict[str, tuple[float, int | None]], limit: int = 5) -> str:
-        """The top ``limit`` subjects by score: ``"p1 (intervention 7), p2 (intervention 9)"``."""
-        top = sorted(current.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
-        return ", ".join(f"{s} (intervention {case})" if case is not None else s for s, (_, case) in top)
+    def top_cases(current: dict[str, tuple[float, int | None]],
+                  limit: int = names.TOP_CASES) -> list[tuple[str, int]]:
+        """The top ``limit`` flagged subjects with an intervention, highest score first (ties by subject):
+        ``[("p1", 7), ("p2", 9)]`` from :attr:`subjects` ``[rule]`` (``subject -> (score, intervention id)``)."""
+        ranked = sorted(((s, v) for s, v in current.items() if v[1] is not None), key=lambda kv: (-kv[1][0], kv[0]))
+        return [(subject, case) for subject, (_, case) in ranked[:limit]]
 
-    def _export(self, rule: RuleConfig, count: int, top: str) -> None:
+    def _export(self, rule: RuleConfig, count: int, top: list[tuple[str, int]]) -> None:
+        """The flagged gauge and the rule's ``rank`` series of the top-case gauge (ranks past ``top`` removed)."""
         self.metrics.flagged.labels(rule.rule, rule.detector, rule.category, rule.severity).set(count)
-        old = self._top_series.get(rule.rule)
-        if old is not None and (old != top or not count):
-            self.metrics.top.remove(rule.rule, old)
-            del self._top_series[rule.rule]
-        if count:
-            self.metrics.top.labels(rule.rule, top).set(count)
-            self._top_series[rule.rule] = top
+        for rank, (_, case) in enumerate(top, start=1):
+            self.metrics.top.labels(rule.rule, str(rank)).set(case)
+        for rank in range(len(top) + 1, self._top_ranks.get(rule.rule, 0) + 1):
+            self.metrics.top.remove(rule.rule, str(rank))
+        self._top_ranks[rule.rule] = len(top)
 
     def forget(self, rule: str) -> None:
         """Drop a deleted or suspended rule's state and its top-subjects series."""
         with self._lock:
             self.subjects.pop(rule, None)
             self._touched.pop(rule, None)
-            if (old := self._top_series.pop(rule, None)) is not None:
-                self.metrics.top.remove(rule, old)
+            for rank in range(1, self._top_ranks.pop(rule, 0) + 1):
+                self.metrics.top.remove(rule, str(rank))
 
     def run_once(self) -> PassResult:
         """Load the rules and evaluate every active one (each in its own transaction)."""

@@ -111,7 +111,7 @@ class StreamEvaluator:
                     raise
 
     # -- alerts -------------------------------------------------------------------------------------------------
-    def on_change(self, rule: Any, count: int, top: str, as_of: datetime) -> None:
+    def on_change(self, rule: Any, count: int, top: list[tuple[str, int]], as_of: datetime) -> None:
         """Listener of the worker: evaluate the rule's alert and send it when due."""
         if rule.alert is None:
             return

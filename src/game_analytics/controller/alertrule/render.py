@@ -34,19 +34,22 @@ def page_annotations(owner: Owner, spec: AlertRuleSpec, grafana_url: str | None 
 
     The summary names the game (the alert's ``game`` label when the expression keeps one), the detector and, for
     the worker-evaluated detectors, how many subjects are flagged (the alert's value). For those the description
-    lists the top subjects (at most 5, highest score first) with their intervention ids, read with ``query``
-    from the worker's one ``top_subjects`` series of the rule (:func:`promql.top_subjects`), and says how to
-    list them all (``game-analytics interventions list --rule``). ``dashboard_url`` opens the alerts dashboard
+    lists the top cases (at most ``names.TOP_CASES``, highest score first): their intervention ids, read with
+    ``query`` from the worker's bounded top-case gauge (:func:`promql.top_cases`, sorted by ``rank``), each with
+    its subject where the query result carries one (the streaming path's does; Prometheus holds no subject ids,
+    the alerts dashboard's SQL panel lists them), and says how to list them all
+    (``game-analytics interventions list --rule``). ``dashboard_url`` opens the alerts dashboard
     with its ``namespace``, ``game`` and ``rule`` variables set.
     """
     rule, kind = promql.rule_id(owner.namespace, owner.name), spec.detector.kind()
     game = "{{ with $labels.game }}{{ . }}{{ else }}all games{{ end }}"
     if kind in promql.WORKER_EVALUATED:
         summary = f"{game}: {{{{ $value }}}} subjects flagged by {kind} (AlertRule {rule})"
-        top = (f"{{{{ range query `{promql.top_subjects(rule)}` }}}}{{{{ .Labels.subjects }}}}"
-               "{{ else }}not known yet{{ end }}")
+        top = (f"{{{{ range query `{promql.top_cases(rule)}` | sortByLabel \"rank\" }}}} #{{{{ .Labels.rank }}}} "
+               "{{ with .Labels.subject }}{{ . }} {{ end }}(intervention {{ .Value }}){{ else }} not known yet"
+               "{{ end }}")
         description = (f"AlertRule {rule} ({kind}, severity {spec.severity.value}) flags {{{{ $value }}}} subjects "
-                       f"in {game}. Top subjects (intervention id): {top}. All of them: game-analytics "
+                       f"in {game}. Top cases:{top}. All of them: game-analytics "
                        f"interventions list --rule {rule} --status open")
     else:
         summary = f"{game}: {kind} at {{{{ $value }}}} (AlertRule {rule})"

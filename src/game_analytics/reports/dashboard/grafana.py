@@ -7,6 +7,8 @@
 * **Variables.** ``$name``, ``${name}``, ``${name:fmt}`` and ``[[name]]``. A multi-value or include-all variable is
   formatted per data source: for Prometheus as the regular expression ``(a|b)`` of its regex-escaped values (All:
   the variable's ``allValue``, e.g. ``.*``), for SQL as the quoted list ``'a','b'`` (All: ``allValue`` as written).
+  ``${name:regex}`` is Grafana's ``regex`` format in either: ``(a|b)`` of the values, regex-escaped once (inside
+  a SQL string literal, quotes doubled), All: ``allValue``.
 * **Legends.** ``{{label}}`` in ``legendFormat`` is replaced by the series' label value (empty when absent); an empty
   format gives the series' selector ``name{a="b"}``.
 * **Units** (``fieldConfig.defaults.unit``): :func:`format_value` covers the units the product's dashboards use.
@@ -170,6 +172,18 @@ def _format(values: list[str], var: dict, sql: bool) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
+def _regex(values: list[str], var: dict, sql: bool) -> str:
+    """Grafana's ``regex`` format (``${name:regex}``): one value or ``(a|b)``, each regex-escaped."""
+    if ("$__all" in values) and var.get("allValue"):
+        return str(var["allValue"])
+    if "$__all" in values:
+        values = [str(o.get("value")) for o in var.get("options", []) if o.get("value") not in (None, "$__all")]
+    escaped = [re.sub(r"([\\^$.|?*+()\[\]{}/])", r"\\\1", v) for v in values]
+    if sql:
+        escaped = [v.replace("'", "''") for v in escaped]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
 def substitute(text: str, variables: dict[str, tuple[list[str], dict]], window: QueryWindow, *, sql: bool = False) -> str:
     """``text`` with Grafana's built-in and template variables replaced (see the module docstring); unknown names
     are left as written (Grafana does the same)."""
@@ -180,6 +194,8 @@ def substitute(text: str, variables: dict[str, tuple[list[str], dict]], window: 
         if name in builtins:
             return builtins[name]
         if name in variables:
+            if match[2] == "regex":
+                return _regex(*variables[name], sql=sql)
             return _format(*variables[name], sql=sql)
         return match[0]
 
