@@ -26,7 +26,19 @@ from .common import (
 
 
 class PostgresRef(Model):
-    dsn_secret_ref: SecretKeyRef = Field(alias="dsnSecretRef", description="Secret key holding a postgresql:// DSN.")
+    """The analytics database: the workers' DSN and, optionally, the schema owner's (docs/interventions.md)."""
+
+    dsn_secret_ref: SecretKeyRef = Field(
+        alias="dsnSecretRef",
+        description="Secret key holding the postgresql:// DSN the workers and jobs connect with. With "
+                    "migrationDsnSecretRef set, best a login role of game_analytics_writer (insert-only on "
+                    "audit_log, owns nothing); without it, this role also migrates the schema and so must own it.")
+    migration_dsn_secret_ref: SecretKeyRef | None = Field(
+        default=None, alias="migrationDsnSecretRef",
+        description="Secret key holding the DSN of the role that owns the tables (it runs the migrations and the "
+                    "partition DDL): the workers' migrate init container and the hourly partition-maintenance "
+                    "CronJob use it, the workers never see it, so they cannot switch off the audit log's "
+                    "append-only trigger. Unset: dsnSecretRef does everything.")
 
 
 class SentinelRef(Model):

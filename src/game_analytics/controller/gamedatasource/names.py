@@ -27,3 +27,9 @@ def detection_account_name(name: str) -> str:
 def metrics_service_name(name: str) -> str:
     """The metrics Service: ``<name>-metrics`` (the ServiceMonitor carries the plain ``<name>``)."""
     return f"{name}-metrics"
+
+
+def partitions_cronjob_name(name: str) -> str:
+    """The hourly partition-maintenance CronJob (only with ``spec.postgres.migrationDsnSecretRef``):
+    ``<name>-partitions``."""
+    return f"{name}-partitions"

@@ -12,7 +12,8 @@ from ..k8s import Cluster
 from . import names, render
 
 CHILD_TYPES = [("v1", "ConfigMap"), ("v1", "ServiceAccount"), ("rbac.authorization.k8s.io/v1", "Role"),
-               ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("apps/v1", "Deployment"), ("v1", "Service"),
+               ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("apps/v1", "Deployment"), ("batch/v1", "CronJob"),
+               ("v1", "Service"),
                (MONITORING_V1, "ServiceMonitor"), ("policy/v1", "PodDisruptionBudget")]
 
 
@@ -24,6 +25,8 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
             Secret key is missing (``SecretNotFound``, naming ``spec.postgres.dsnSecretRef`` ...).
     """
     uses = [SecretUse("spec.postgres.dsnSecretRef", spec.postgres.dsn_secret_ref)]
+    if spec.postgres.migration_dsn_secret_ref:
+        uses.append(SecretUse("spec.postgres.migrationDsnSecretRef", spec.postgres.migration_dsn_secret_ref))
     if spec.redis.url_secret_ref:
         uses.append(SecretUse("spec.redis.urlSecretRef", spec.redis.url_secret_ref))
     check_secrets(cluster, owner.namespace, uses)

@@ -11,6 +11,7 @@ from ...api.gamedatasource import GameDataSourceSpec
 from ...api.gamedatasource import WorkerSettings as WorkerSpec
 from ...settings import ENV_PREFIX, WorkerSettings
 from ..alertrule.names import LABEL_DATA_SOURCE, LABEL_DETECTOR_CONFIG
+from ..common.cronjob import worker_cronjob
 from ..common.render import (
     DataSource,
     Manifest,
@@ -27,6 +28,7 @@ from ..common.render import (
     pod_disruption_budget,
     pod_spec,
     resources,
+    secret_env,
     selector,
     service,
 )
@@ -38,8 +40,12 @@ from .names import (
     deployment_name,
     detection_account_name,
     metrics_service_name,
+    partitions_cronjob_name,
     workers_config_name,
 )
+
+#: When the partition-maintenance CronJob runs (every hour, off the full hour); it needs the owner's DSN.
+PARTITIONS_SCHEDULE = "17 * * * *"
 
 __all__ = ["METRICS_PORT", "WORKERS", "detection_rbac", "render", "worker_settings", "workers_config_name"]
 
@@ -73,6 +79,9 @@ def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str,
     env = connection_env(source)
     env.append({"name": f"{ENV_PREFIX}NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}})
     env.append({"name": "MPLCONFIGDIR", "value": "/tmp"})
+    owner_dsn = spec.postgres.migration_dsn_secret_ref
+    if worker == "ingest" and owner_dsn is not None:  # the workers' role may not create partitions: the CronJob does
+        env.append({"name": f"{ENV_PREFIX}PARTITION_MAINTENANCE", "value": "false"})
     main = container(
         worker, image, args=["worker", worker], env=env,
         ports=[{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
@@ -82,8 +91,10 @@ def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str,
         volume_mounts=[{"name": "tmp", "mountPath": "/tmp"}],
     )
     main["envFrom"] = [{"configMapRef": {"name": workers_config_name(owner.name)}}]
-    # Every worker pod migrates the schema before it starts (serialised by an advisory lock: storage/migrate.py).
-    migrate = init_container("migrate", image, args=["migrate"], env=env[:1],  # the DSN
+    # Every worker pod migrates the schema before it starts (serialised by an advisory lock: storage/migrate.py),
+    # as the tables' owner when spec.postgres.migrationDsnSecretRef names one (the worker itself never gets it).
+    migrate_env = [secret_env(f"{ENV_PREFIX}DSN", owner_dsn)] if owner_dsn is not None else env[:1]
+    migrate = init_container("migrate", image, args=["migrate"], env=migrate_env,
                              resources_=resources(None, memory="128Mi", memory_limit="512Mi"))
     service_account = detection_account_name(owner.name) if worker == "detection" else None
     template_labels = {**labels(owner, component), LABEL_METRICS: "true"}
@@ -98,6 +109,22 @@ def _deployment(owner: Owner, spec: GameDataSourceSpec, worker: str, image: str,
                      "initContainers": [migrate], **scheduling(spec)},
         },
     })
+
+
+def partitions_cronjob(owner: Owner, spec: GameDataSourceSpec, image: str) -> Manifest:
+    """The hourly ``game-analytics partitions maintain`` as the tables' owner (``spec.postgres.
+    migrationDsnSecretRef``): creating, attaching and dropping partitions of ``events`` needs ownership, which the
+    workers' role does not have, so the ingest worker's own maintenance is off then.  Retention and interval come
+    from the workers' ConfigMap."""
+    assert spec.postgres.migration_dsn_secret_ref is not None
+    cron = worker_cronjob(
+        owner, name=partitions_cronjob_name(owner.name), component="partitions", schedule=PARTITIONS_SCHEDULE,
+        time_zone="Etc/UTC", suspend=False, args=["partitions", "maintain"], image=image,
+        env=[secret_env(f"{ENV_PREFIX}DSN", spec.postgres.migration_dsn_secret_ref)],
+        env_from=[{"configMapRef": {"name": workers_config_name(owner.name)}}],
+        config_map=workers_config_name(owner.name), active_deadline_seconds=900)  # fmt: skip
+    cron["spec"]["jobTemplate"]["spec"]["template"]["spec"].update(scheduling(spec))
+    return cron
 
 
 def scheduling(spec: GameDataSourceSpec) -> dict[str, Any]:
@@ -166,6 +193,8 @@ def render(owner: Owner, spec: GameDataSourceSpec, *, image: str, sentinel_maste
             children.append(pod_disruption_budget(owner, deployment_name(owner.name, worker), f"{worker}-worker"))
         children.append(_deployment(owner, spec, worker, spec.workers.image or image,
                                     getattr(spec.workers, worker), source))
+    if spec.postgres.migration_dsn_secret_ref is not None:
+        children.append(partitions_cronjob(owner, spec, spec.workers.image or image))
     metrics_selector = {"app.kubernetes.io/instance": owner.name, LABEL_METRICS: "true"}
     children.append(service(owner, metrics_service_name(owner.name), "metrics",
                             [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
