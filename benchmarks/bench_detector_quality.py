@@ -8,12 +8,18 @@ series, backfilled with promtool in two namespaces (planted, untouched).  Figure
 (recall >= 0.95 at precision >= 0.9) are marked in the table.
 
     .venv/bin/python benchmarks/bench_detector_quality.py [--from 1997-02-01] [--days 28] [--plants 20] [--json]
+        [--record]
+
+``--record`` writes the figures to ``src/game_analytics/alerting/detector_quality.yaml``, the measured quality
+shipped with the package (AlertRule ``status.quality``, the security report; docs/backtest.md).  ``--quick``: 3
+days, 3 plants per type (every type still gets at least one plant).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -24,11 +30,11 @@ import benchargs
 
 from devtools.monitoring_stack import Prometheus, _binary
 from devtools.postgres import start_postgres
+from game_analytics.alerting import measured, plants_series
 from game_analytics.alerting import plants as event_plants
-from game_analytics.alerting import plants_series
 from game_analytics.alerting.backtest import backtest, backtest_alerts
 from game_analytics.alerting.cli import load_alertrule
-from game_analytics.alerting.harness import MEASURED, measure_promql, measure_worker
+from game_analytics.alerting.harness import MEASURED, measure_promql, measure_worker, replay_key
 from game_analytics.alerting.prometheus import alert_samples
 from game_analytics.alerting.quality import Quality
 from game_analytics.alerting.replay import replay, steps
@@ -42,6 +48,9 @@ from game_analytics.storage.migrate import upgrade
 from game_analytics.workers.load import copy_events
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the throwaway PostgreSQL and Prometheus live in memory where there is a tmpfs: on a shared disk, creating the
+#: stores and deleting their files afterwards took longer than the measurement (28 s of rmtree in a quick run)
+SCRATCH = Path("/dev/shm")
 
 
 def _fmt_delay(q: Quality) -> str:
@@ -68,26 +77,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plants", type=int, default=20, help="plants per detector (fewer if the span is short)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    args = benchargs.parse(parser, argv, {"days": 7, "plants": 5})
+    parser.add_argument("--record", action="store_true",
+                        help="write the figures to the shipped measured quality (alerting/detector_quality.yaml)")
+    args = benchargs.parse(parser, argv, {"days": 3, "plants": 3})
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)
     end = start + timedelta(days=args.days)
     started = time.perf_counter()
+    mark = [started]
+
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        print(f"  [{name}: {now - mark[0]:.1f} s]")
+        mark[0] = now
+
     base = [e for e in purchase_events(load_cdnow_master()) if e["occurred_at"] <= end]
     derived = event_plants.background(base)
+    phase("load CDNOW")
     print(f"span {start:%Y-%m-%d} .. {end:%Y-%m-%d} ({args.days} days); {len(base)} CDNOW purchases up to its end, "
           f"{len(derived)} derived logins and gifts")  # fmt: skip
-    server = start_postgres()
+    where = SCRATCH if SCRATCH.is_dir() else None
+    scratch = Path(tempfile.mkdtemp(prefix="ga-quality-", dir=where))
+    pg_dir = Path(tempfile.mkdtemp(prefix="ga-quality-pg-", dir=where))  # its own: chowned to the postgres user
+    server = start_postgres(pg_dir)
     rows: list[Quality] = []
     engines = []
+    untouched_samples: dict = {}
     try:
         untouched_dsn = server.create_database("quality_untouched")
         upgrade(untouched_dsn)
         copy_events(base + derived, untouched_dsn)
         untouched = make_engine(untouched_dsn)
         engines.append(untouched)
+        phase("PostgreSQL up, untouched store loaded")
         for k, detector in enumerate(d for d in MEASURED if d in WORKER_EVALUATED):
             how = MEASURED[detector]
             times = event_plants.plant_times(start, end, args.plants, how.spacing, args.seed + k)
+            if not times:
+                print(f"  {detector}: skipped, no plant fits the span (plants {how.spacing.total_seconds() / 86400:g} days apart)")
+                continue
             planted = event_plants.EVENT_PLANTERS[detector](base, times, args.seed + k)
             untouched.dispose()  # a template must have no connections
             dsn = server.create_database(f"quality_{k}", template="quality_untouched")
@@ -95,33 +122,40 @@ def main(argv: list[str] | None = None) -> int:
             engine = make_engine(dsn)
             engines.append(engine)
             t0 = time.perf_counter()
-            rows.append(measure_worker(detector, engine, untouched, planted.plants, start, end, how))
+            rows.append(measure_worker(detector, engine, untouched, planted.plants, start, end, how,
+                                       untouched_samples))
             print(f"  {detector}: {time.perf_counter() - t0:.1f} s")
-        with tempfile.TemporaryDirectory(prefix="ga-quality-") as tmp:
-            work = Path(tmp)
-            parts, labelled = [], {}
-            for k, detector in enumerate(d for d in MEASURED if d not in WORKER_EVALUATED):
-                how = MEASURED[detector]
-                times = event_plants.plant_times(start, end, args.plants, how.spacing, args.seed + 100 + k)
-                family, lines, plants = plants_series.series(detector, base, start, end, times, "planted", k)
-                parts.append((family, lines))
-                family, lines, _ = plants_series.series(detector, base, start, end, [], "untouched", k)
-                parts.append((family, lines))
-                labelled[detector] = plants
-            (work / "history.om").write_text(plants_series.openmetrics(parts))
-            subprocess.run([_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(work / "history.om"),
-                            str(work / "prom" / "data")], check=True, capture_output=True, timeout=600)  # fmt: skip
-            prometheus = Prometheus(work / "prom", {}, [], retention="40y")
-            try:
-                for detector, plants in labelled.items():
-                    rows.append(measure_promql(detector, prometheus.url, plants, start, end))
-                examples = backtest_examples(untouched, prometheus.url, start, end)
-            finally:
-                prometheus.stop()
+        work = scratch
+        parts, labelled = [], {}
+        for k, detector in enumerate(d for d in MEASURED if d not in WORKER_EVALUATED):
+            how = MEASURED[detector]
+            times = event_plants.plant_times(start, end, args.plants, how.spacing, args.seed + 100 + k)
+            family, lines, plants = plants_series.series(detector, base, start, end, times, "planted", k)
+            parts.append((family, lines))
+            family, lines, _ = plants_series.series(detector, base, start, end, [], "untouched", k)
+            parts.append((family, lines))
+            labelled[detector] = plants
+        (work / "history.om").write_text(plants_series.openmetrics(parts))
+        phase("series planted")
+        subprocess.run([_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(work / "history.om"),
+                        str(work / "prom" / "data")], check=True, capture_output=True, timeout=600)  # fmt: skip
+        phase("promtool backfill")
+        prometheus = Prometheus(work / "prom", {}, [], retention="40y")
+        phase("Prometheus up")
+        try:
+            for detector, plants in labelled.items():
+                rows.append(measure_promql(detector, prometheus.url, plants, start, end))
+            phase("PromQL detectors measured")
+            examples = backtest_examples(untouched, prometheus.url, start, end, untouched_samples)
+            phase("example AlertRules backtested")
+        finally:
+            prometheus.stop()
     finally:
         for engine in engines:
             engine.dispose()
         server.stop()
+        for path in (scratch, pg_dir):
+            shutil.rmtree(path, ignore_errors=True)
     print()
     print(table(rows))
     print("\ndelay: from the planted time to the page (first flagged step + group_wait 10 s), in minutes")
@@ -132,13 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"quality": [q.to_dict() for q in rows],
                           "examples": [{"file": n, **r.to_dict()} for n, r in examples]}, indent=2, default=str))
+    if args.record:
+        source = (f"bench_detector_quality{' --quick' if args.quick else ''} (CDNOW {start:%Y-%m-%d}..{end:%Y-%m-%d}, "
+                  f"{args.plants} plants per type, seed {args.seed})")
+        print(f"recorded in {measured.write(rows, source)}")
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
     return 0
 
 
-def backtest_examples(untouched, url: str, start: datetime, end: datetime) -> list:  # type: ignore[no-untyped-def]
+def backtest_examples(untouched, url: str, start: datetime, end: datetime,  # type: ignore[no-untyped-def]
+                      untouched_samples: dict | None = None) -> list:
     """``[(file name, Backtest)]`` of every examples/alertrule-*.yaml over the untouched data (at the step of its
-    detector type in ``MEASURED``; anomalyScore scores whole histories, one step a day)."""
+    detector type in ``MEASURED``; anomalyScore scores whole histories, one step a day); a rule the harness has
+    already replayed over the same steps (``untouched_samples``, :func:`replay_key`) is not replayed again."""
     out = []
     for path in sorted((ROOT / "examples").glob("alertrule-*.yaml")):
         rule, spec = load_alertrule(path)
@@ -147,8 +187,10 @@ def backtest_examples(untouched, url: str, start: datetime, end: datetime) -> li
         times = steps(start, end, step)
         for_ = parse_duration(spec.for_, allow_zero=True)
         if kind in WORKER_EVALUATED:
-            result = backtest(replay(untouched, rule, spec, times), rule=rule, detector=kind, start=start, end=end,
-                              step=step, for_=for_)  # fmt: skip
+            samples = (untouched_samples or {}).get(replay_key(spec, times))
+            if samples is None:
+                samples = replay(untouched, rule, spec, times)
+            result = backtest(samples, rule=rule, detector=kind, start=start, end=end, step=step, for_=for_)
         else:
             moved = rule_id("untouched", rule.split("/", 1)[1])
             result = backtest_alerts(alert_samples(url, moved, spec, times), rule=moved, detector=kind, start=start,

@@ -201,6 +201,30 @@ def test_security_report(db_dsn: str) -> None:
         engine.dispose()
 
 
+def test_security_report_shows_the_measured_detector_quality(db_dsn: str, tmp_path, monkeypatch) -> None:
+    from datetime import timedelta
+
+    from game_analytics.alerting import measured
+    from game_analytics.alerting.quality import Quality
+
+    path = tmp_path / "quality.yaml"
+    measured.write([Quality("rapidAssetTransfer", {}, 4, 4, 4, 4, [timedelta(minutes=6)] * 4),
+                    Quality("anomalyScore", {}, 5, 5, 50, 5, [timedelta(hours=2)] * 5, 42, 1.0)],
+                   "bench_detector_quality (test run)", path)
+    monkeypatch.setattr(measured, "QUALITY_FILE", path)
+    engine = make_engine(db_dsn)
+    try:
+        t0 = datetime(2024, 5, 1, tzinfo=UTC)
+        report = build_report(engine, ReportType.SECURITY, ReportPeriod(t0, t0.replace(day=8)), ReportFilters())
+    finally:
+        engine.dispose()
+    table = report.table("detector_quality").set_index("detector")
+    assert table.loc["rapidAssetTransfer", ["precision", "recall", "median_delay_minutes"]].tolist() == [1.0, 1.0, 6.0]
+    assert table.loc["anomalyScore", "precision"] == 0.1 and table.loc["anomalyScore", "false_pages_per_week"] == 42
+    assert table["goal_met"].tolist() == [True, False]
+    assert any("bench_detector_quality (test run)" in n for n in report.notes)
+
+
 def test_economy_clv_and_retention_risk_on_the_cdnow_sample(sample_dsn: str) -> None:
     """The CDNOW sample's calibration period (1997-01-01..09-30) through SQL, the report's customer-base models:
     the published BG/NBD and Gamma-Gamma fits come back out of the report."""

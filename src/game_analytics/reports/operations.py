@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..alerting import measured
 from ..api.scheduledreport import ReportType
 from ..audit import AuditLog
 from ..storage.queries import Filters, fetch_frame, player_clause
@@ -111,9 +112,23 @@ def build_rankings(ctx: BuildContext) -> Report:
 # ------------------------------------------------------------------------------------------- security
 
 
+def detector_quality_table() -> Table:
+    """The last measured quality of every detector type (:func:`game_analytics.alerting.measured.load`, shipped
+    with the package; docs/backtest.md): precision, recall (0..1), false pages per week, plants, median delay in
+    minutes. Empty when no measurement is shipped."""
+    rows = [{"detector": q.detector, "precision": q.precision, "recall": q.recall,
+             "false_pages_per_week": q.false_pages_per_week, "plants": q.plants, "detected": q.detected,
+             "median_delay_minutes": None if q.median_delay_seconds is None else round(q.median_delay_seconds / 60, 1),
+             "goal_met": q.recall >= 0.95 and q.precision >= 0.9, "measured_at": q.measured_at}
+            for q in measured.load().values()]  # fmt: skip
+    return Table("detector_quality", "Detector quality (last measured: precision, recall, false pages per week)",
+                 pd.DataFrame(rows))
+
+
 def build_security(ctx: BuildContext) -> Report:
-    """Security: detections in the period, open and resolved interventions, and an audit-log summary with a full
-    hash-chain verification (:meth:`game_analytics.audit.AuditLog.verify`)."""
+    """Security: detections in the period, open and resolved interventions, an audit-log summary with a full
+    hash-chain verification (:meth:`game_analytics.audit.AuditLog.verify`), and the last measured quality of every
+    detector type (:func:`detector_quality_table`)."""
     report = ctx.new_report(ReportType.SECURITY, "Security")
     df, dp = player_clause(Filters.of(ctx.filters), "d.player_id")
     p = ctx.params(**dp)
@@ -181,7 +196,11 @@ def build_security(ctx: BuildContext) -> Report:
         Table("audit_verification", "Audit chain verification",
               pd.DataFrame([{"ok": verify.ok, "rows_checked": verify.checked, "first_bad_seq": verify.first_bad_seq,
                              "problem": verify.problem}])),
+        detector_quality_table(),
     ]  # fmt: skip
+    sources = sorted({q.source for q in measured.load().values()})
+    if sources:
+        report.notes.append("Detector quality measured by " + "; ".join(sources) + " (docs/backtest.md).")
     report.charts += [
         ChartSpec("detections_over_time", f"Detections per {unit}", "line", "detections_over_time", "bucket",
                   ("detections",), UNIT_LABEL[unit], "Detections"),
