@@ -54,3 +54,63 @@ def test_report_allow_lists_and_probe_flag_reach_the_operator(monkeypatch: pytes
     assert Images().probe_address_annotation is False, "off by default"
     on = _operator_env(template("redisFailover.probeAddressAnnotation=true"))
     assert on["GAME_ANALYTICS_PROBE_ADDRESS_ANNOTATION"] == "true"
+
+
+def _network_policies(docs) -> list[dict]:
+    return [d for d in docs if d["kind"] == "NetworkPolicy"]
+
+
+def test_operator_pod_network_policy_and_the_operator_renders_its_workloads_ones(monkeypatch: pytest.MonkeyPatch):
+    """Defect: no NetworkPolicy anywhere; every pod could reach Redis and scrape every metrics port."""
+    from game_analytics.config import NetworkPolicySettings
+
+    docs = template("networkPolicy.prometheusNamespaces={monitoring,prom}")
+    (policy,) = _network_policies(docs)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 9090, "protocol": "TCP"}]
+    assert [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in rule["from"]] == [
+        "monitoring", "prom"]
+    env = _operator_env(docs)
+    assert env["GAME_ANALYTICS_NETWORK_POLICIES"] == "true"
+    for name, value in env.items():
+        if name.startswith("GAME_ANALYTICS_") and value is not None:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GAME_ANALYTICS_OPERATOR_NAMESPACE", "analytics")  # the downward API's value
+    assert Images.from_env().network_policies == NetworkPolicySettings(("monitoring", "prom"), "analytics")
+    assert allowed(rules_of(docs, "ClusterRole"), "networking.k8s.io", "networkpolicies", "delete")
+
+
+def test_network_policies_can_be_turned_off(monkeypatch: pytest.MonkeyPatch):
+    docs = template("networkPolicy.enabled=false")
+    assert _network_policies(docs) == []
+    env = _operator_env(docs)
+    assert env["GAME_ANALYTICS_NETWORK_POLICIES"] == "false"
+    monkeypatch.setenv("GAME_ANALYTICS_NETWORK_POLICIES", env["GAME_ANALYTICS_NETWORK_POLICIES"])
+    assert Images.from_env().network_policies is None
+
+
+def test_operator_egress_only_to_dns_the_api_server_sentinels_and_prometheus():
+    (policy,) = _network_policies(template("networkPolicy.egress.enabled=true",
+                                           "networkPolicy.egress.apiServerCIDRs={10.96.0.1/32}",
+                                           "networkPolicy.egress.extra[0].ports[0].port=5432"))
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    dns, api, sentinel, prometheus, extra = policy["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53} and "to" not in dns
+    assert api["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}] and [p["port"] for p in api["ports"]] == [443, 6443]
+    assert sentinel["ports"] == [{"port": 26379, "protocol": "TCP"}]
+    assert sentinel["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "sentinel"
+    assert prometheus["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert extra == {"ports": [{"port": 5432}]}
+    assert "egress" not in _network_policies(template())[0]["spec"], "egress is opt-in"
+
+
+def test_a_prometheus_namespace_that_is_no_namespace_name_is_refused():
+    import subprocess
+
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        template("networkPolicy.prometheusNamespaces={Monitoring_NS}")
+    assert "prometheusNamespaces" in err.value.stderr

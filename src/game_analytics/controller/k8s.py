@@ -49,6 +49,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("batch/v1", "CronJob"): "cronjobs",
     ("batch/v1", "Job"): "jobs",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrules",

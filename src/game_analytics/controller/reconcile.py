@@ -18,6 +18,7 @@ from ..config import Images
 from ..validation import SpecError
 from . import metrics
 from .common import conditions
+from .common.netpol import NETWORK_POLICY, network_policies
 from .common.plan import DependencyError, parse
 from .common.render import Owner
 from .k8s import ApplyResult, ChildConflict, Cluster, drifted, error_reason, retry_after, status_code
@@ -79,7 +80,8 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
     try:
         spec = parse(info, body)
         plan = PLANNERS[info.kind](owner, spec, cluster, images, body=body)
-        applied = cluster.ensure(info.kind, owner.name, owner.namespace, plan.children, plan.child_types)
+        children = plan.children + network_policies(owner, plan.children, images.network_policies)
+        applied = cluster.ensure(info.kind, owner.name, owner.namespace, children, [*plan.child_types, NETWORK_POLICY])
         applied.applied += cluster.label_pods(owner.namespace, plan.pod_labels)
         if plan.action is not None:
             try:
@@ -100,7 +102,7 @@ def reconcile(info: KindInfo, body: Any, cluster: Cluster, images: Images) -> Ou
         elif plan.not_ready is not None:
             ready = _ready(False, *plan.not_ready, generation)
         else:
-            ready = _ready(True, "Reconciled", f"{len(plan.children)} children up to date", generation)
+            ready = _ready(True, "Reconciled", f"{len(children)} children up to date", generation)
         if applied.changed:
             events.append(("Normal", "Applied", "; ".join(
                 [f"applied {', '.join(applied.applied)}"] * bool(applied.applied)
