@@ -33,6 +33,39 @@ def monitoring_labels_from_env(environ: dict[str, str] | None = None) -> dict[st
 
 
 @dataclass(frozen=True)
+class BacktestSettings:
+    """How the operator backtests every AlertRule into ``status.backtest`` (chart ``alertRules.backtest``;
+    docs/backtest.md "In the cluster"): over ``window`` before the start of the current ``bucket``, at ``step``,
+    each backtest aborted after ``budget_seconds``. Durations are Prometheus-style (``7d``, ``5m``, ``1h``)."""
+
+    window: str = "7d"
+    step: str = "5m"
+    bucket: str = "1h"
+    budget_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> BacktestSettings | None:
+        """``GAME_ANALYTICS_BACKTEST`` (``false``: off, None), ``GAME_ANALYTICS_BACKTEST_STEP`` and
+        ``GAME_ANALYTICS_BACKTEST_BUDGET_SECONDS``; on with the defaults when unset.
+
+        Raises:
+            ValueError: the step is not a positive duration or the budget not a positive number.
+        """
+        from .api.common import parse_duration
+
+        env = os.environ if environ is None else environ
+        if env.get("GAME_ANALYTICS_BACKTEST", "true").strip().lower() == "false":
+            return None
+        d = cls()
+        step = env.get("GAME_ANALYTICS_BACKTEST_STEP", "").strip() or d.step
+        parse_duration(step)
+        budget = float(env.get("GAME_ANALYTICS_BACKTEST_BUDGET_SECONDS", "").strip() or d.budget_seconds)
+        if budget <= 0:
+            raise ValueError(f"GAME_ANALYTICS_BACKTEST_BUDGET_SECONDS must be positive, got {budget}")
+        return cls(step=step, budget_seconds=budget)
+
+
+@dataclass(frozen=True)
 class NetworkPolicySettings:
     """The NetworkPolicies the operator renders for its workloads (chart ``networkPolicy``; docs/hardening.md):
     ingress denied but for the clients' ports from the product's pods (and the operator's namespace), and the
@@ -77,6 +110,11 @@ class Images:
     #: Alertmanager base URLs the detection workers' streaming path posts to (chart
     #: ``monitoring.alertmanagerURLs``), unless a GameDataSource names its own; empty: the path is off
     alertmanager_urls: tuple[str, ...] = ()
+    #: Prometheus base URL (chart ``monitoring.prometheusURL``): PromQL-evaluated AlertRules are backtested with
+    #: its ``query_range``; empty: they are not (status condition ``Backtested``)
+    prometheus_url: str = ""
+    #: the AlertRule backtest into ``status.backtest``; None (the default here, so tests opt in): off
+    backtest: BacktestSettings | None = None
     #: NetworkPolicies for the generated workloads (chart ``networkPolicy.enabled``); None (the default here): none
     network_policies: NetworkPolicySettings | None = None
 
@@ -96,6 +134,8 @@ class Images:
             network_policies=NetworkPolicySettings.from_env(),
             grafana_url=os.environ.get("GAME_ANALYTICS_GRAFANA_URL", d.grafana_url),
             alertmanager_urls=_list_env("GAME_ANALYTICS_ALERTMANAGER_URLS"),
+            prometheus_url=os.environ.get("GAME_ANALYTICS_PROMETHEUS_URL", d.prometheus_url),
+            backtest=BacktestSettings.from_env(),
         )
 
 

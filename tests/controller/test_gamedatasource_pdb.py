@@ -1,11 +1,13 @@
-"""GameDataSource: a PodDisruptionBudget per worker Deployment with more than one replica (owned, pruned), and the
-recommended app.kubernetes.io labels."""
+"""GameDataSource: a PodDisruptionBudget per worker Deployment with more than one replica (owned, pruned), the
+recommended app.kubernetes.io labels, and the pod settings (pull secrets, scheduling, priority, affinity)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
 from game_analytics.api.gamedatasource import GameDataSourceSpec
 from game_analytics.controller.common.render import Owner
@@ -69,3 +71,42 @@ def test_pod_settings_reach_every_worker_pod() -> None:
                                        "effect": "NoSchedule"}]
     plain = next(c for c in _children() if c["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert not {"imagePullSecrets", "nodeSelector", "tolerations", "priorityClassName"} & set(plain)
+    assert "affinity" not in plain
+
+
+def test_affinity_reaches_every_worker_pod_as_written_without_empty_lists() -> None:
+    """The rendered affinity equals what the user wrote: the model's empty-list defaults (``values`` of an Exists
+    requirement, the CRD defaults them too) are left out, since the API server drops empty lists and the Deployment
+    would otherwise read back as drifted on every resync."""
+    affinity = {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "Exists", "values": []}]}]}},
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname", "namespaces": [],
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "default"}, "matchExpressions": []}}}]},
+    }
+    doc = yaml.safe_load(EXAMPLE.read_text())["spec"]
+    doc["workers"] = {**doc.get("workers", {}), "affinity": affinity}
+    children = render.render(OWNER, GameDataSourceSpec.model_validate(doc), image="img:1", sentinel_master="m")
+    pods = [c["spec"]["template"]["spec"] for c in children if c["kind"] == "Deployment"]
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["affinity"] == {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "pool", "operator": "Exists"}]}]}},
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
+                "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                    "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "default"}}}}]},
+        }
+
+
+def test_affinity_typos_and_missing_topology_key_are_refused_naming_the_field() -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())["spec"]
+    for affinity, field in [({"nodeAffinty": {}}, "workers.affinity.nodeAffinty"),
+                            ({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{}]}},
+                             "workers.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution.0"
+                             ".topologyKey")]:
+        doc["workers"] = {"affinity": affinity}
+        with pytest.raises(ValidationError) as err:
+            GameDataSourceSpec.model_validate(doc)
+        assert ".".join(str(p) for p in err.value.errors()[0]["loc"]) == field

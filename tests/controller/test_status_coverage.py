@@ -106,7 +106,10 @@ def reconciled_status(kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         host = f"{name}-redis-{{}}.{name}-redis-headless.games.svc:6379"
         monkeypatch.setattr(sentinel, "probe",
                             lambda *a, **k: _healthy_view(host.format(0), [host.format(1), host.format(2)]))
-    run(kind, obj, cluster)
+    images = None
+    if kind == "AlertRule":  # the backtest on (a canned result with pages), and a measured quality shipped
+        images = _backtesting(monkeypatch, tmp_path)
+    run(kind, obj, cluster, *(images,) * bool(images))
     for path, child in cluster.objects.items():
         if "/cronjobs/" in path:
             child["status"] = {"lastScheduleTime": "2026-11-23T05:00:00Z", "lastSuccessfulTime": "2026-11-23T05:02:00Z"}
@@ -124,8 +127,27 @@ def reconciled_status(kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
         job = next(o for p, o in cluster.objects.items() if "/jobs/" in p)
         cluster.add(bootstrap_pod(name, job["metadata"]["name"]))
-    run(kind, obj, cluster)
+    run(kind, obj, cluster, *(images,) * bool(images))
     return obj["status"]
+
+
+def _backtesting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Images with the AlertRule backtest on (its run canned: 3 pages) and a quality file naming every type."""
+    from game_analytics.alerting import measured
+    from game_analytics.alerting.quality import Quality
+    from game_analytics.api.alertrule import DETECTOR_TYPES
+    from game_analytics.config import BacktestSettings, Images
+    from game_analytics.controller.alertrule import backtests
+
+    from .test_alertrule_backtest import fake_result
+
+    settings = BacktestSettings()
+    instance = backtests.Backtester(settings, run=fake_result)
+    monkeypatch.setattr(backtests, "backtester", lambda _: instance)
+    path = tmp_path / "quality.yaml"
+    measured.write([Quality(d, {}, 1, 1, 1, 1) for d in DETECTOR_TYPES], "test", path)
+    monkeypatch.setattr(measured, "QUALITY_FILE", path)
+    return Images(backtest=settings)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS_BY_NAME))

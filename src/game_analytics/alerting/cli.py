@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -35,7 +36,7 @@ from game_analytics.console import (
 )
 from game_analytics.monitoring.promql import rule_id
 
-__all__ = ["build_parser", "load_alertrule", "main", "render_table"]
+__all__ = ["backtest_rule", "build_parser", "load_alertrule", "main", "render_table"]
 
 
 def load_alertrule(path: str | Path) -> tuple[str, AlertRuleSpec]:
@@ -128,24 +129,44 @@ def run_backtest(args: argparse.Namespace, rule: str, spec: AlertRuleSpec, route
         NotBacktestable: a PromQL-evaluated detector without ``--prometheus``.
         PrometheusError, sqlalchemy.exc.SQLAlchemyError: the source cannot be read.
     """
-    step = parse_duration(args.step)
+    return backtest_rule(rule, spec, args.start, args.end, parse_duration(args.step), dsn=args.dsn,
+                         prometheus=args.prometheus, games=[g for g in args.games.split(",") if g], route=route)
+
+
+def backtest_rule(rule: str, spec: AlertRuleSpec, start: datetime, end: datetime, step: timedelta, *,
+                  dsn: str | None, prometheus: str | None, games: Sequence[str] = (), route: RouteTiming = DEFAULT_ROUTE,
+                  progress: Callable[[int, int], None] | None = None, timeout: float = 60.0,
+                  engine_options: dict[str, Any] | None = None) -> Backtest:
+    """Backtest ``rule`` (``namespace/name``) over ``start``..``end`` at ``step``: worker-evaluated detectors
+    replayed over the store at ``dsn`` (:func:`.replay.replay`, ``progress`` called after each evaluated step;
+    ``engine_options`` go to the engine), PromQL ones with ``query_range`` of ``prometheus`` (``timeout`` seconds
+    per request).  The one path of the CLI and of the operator's ``status.backtest``.
+
+    Raises:
+        NotBacktestable: a PromQL-evaluated detector without ``prometheus``, or a worker-evaluated one without
+            ``dsn``.
+        ValueError: see :func:`.replay.steps`.
+        PrometheusError, sqlalchemy.exc.SQLAlchemyError: the source cannot be read; whatever ``progress`` raises.
+    """
     for_ = parse_duration(spec.for_, allow_zero=True)
-    times = steps(args.start, args.end, step)
+    times = steps(start, end, step)
     kind = spec.detector.kind()
-    common = {"rule": rule, "detector": kind, "start": args.start, "end": args.end, "step": step, "for_": for_,
+    common = {"rule": rule, "detector": kind, "start": start, "end": end, "step": step, "for_": for_,
               "route": route}  # fmt: skip
     if kind not in WORKER_EVALUATED:
-        if not args.prometheus:
+        if not prometheus:
             raise NotBacktestable(f"detector {kind} is evaluated by Prometheus (PromQL): pass --prometheus URL")
         from game_analytics.alerting.prometheus import alert_samples
 
-        return backtest_alerts(alert_samples(args.prometheus, rule, spec, times), evaluated_steps=len(times),
-                               **common)  # fmt: skip
+        return backtest_alerts(alert_samples(prometheus, rule, spec, times, timeout=timeout),
+                               evaluated_steps=len(times), **common)  # fmt: skip
+    if not dsn:
+        raise NotBacktestable(f"detector {kind} is replayed over the store: no PostgreSQL DSN")
     from game_analytics.storage.engine import make_engine
 
-    engine = make_engine(args.dsn, pool_size=1, max_overflow=0)
+    engine = make_engine(dsn, pool_size=1, max_overflow=0, **(engine_options or {}))
     try:
-        samples = replay(engine, rule, spec, times, games=[g for g in args.games.split(",") if g])
+        samples = replay(engine, rule, spec, times, games=games, progress=progress)
     finally:
         engine.dispose()
     return backtest(samples, **common)

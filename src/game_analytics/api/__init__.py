@@ -58,6 +58,9 @@ KINDS: tuple[KindInfo, ...] = (
             PrinterColumn("Category", ".spec.category"),
             PrinterColumn("Severity", ".spec.severity"),
             PrinterColumn("Detector", ".status.detector"),
+            PrinterColumn("Mode", ".status.mode", description="Live pages its channels; DryRun notifies nobody."),
+            PrinterColumn("Pages-7d", ".status.backtest.pages", type="integer",
+                          description="Pages the rule would have sent in the last 7 days (its backtest)."),
         ),
     ),
     KindInfo(

@@ -176,6 +176,13 @@ def _exactly_one(fields: list[str]) -> str:
     return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields) + " == 1"
 
 
+class Mode(StrEnum):
+    """``Live`` notifies the rule's channels; ``DryRun`` evaluates and backtests it without notifying anyone."""
+
+    LIVE = "Live"
+    DRY_RUN = "DryRun"
+
+
 class Detector(Model):
     """What the rule detects. Exactly one member must be set (a Kubernetes-style union)."""
 
@@ -322,6 +329,9 @@ class AlertRuleSpec(Model):
         description="The GameDataSource whose detection worker evaluates this rule.",
     )
     suspend: bool = Field(default=False, description="Stop alerting without deleting the rule.")
+    mode: Mode = Field(default=Mode.LIVE, description="Live: the rule pages its channels. DryRun: it is evaluated "
+                       "(a recording rule, no alert sent to Alertmanager, no route, no streaming alert) and only "
+                       "backtested into status.backtest; see docs/backtest.md.")
     auto_resolve_after: Duration | None = Field(
         default=None,
         description="Resolve a worker-evaluated case as auto-cleared once its subject has not been flagged for "
@@ -330,6 +340,36 @@ class AlertRuleSpec(Model):
     monitoring_labels: KubernetesLabels = monitoring_labels_field()
 
 
+class BacktestStatus(Model):
+    """The rule backtested over the last ``window`` before ``computedAt`` (docs/backtest.md, "In the cluster")."""
+
+    pages: int = Field(ge=0, description="Pages the rule would have sent in the window (for, group and repeat "
+                                         "timing applied).")
+    pages_per_week: float = Field(ge=0, description="Pages per week over the window.")
+    incidents: int = Field(ge=0, description="Paged incidents (firing stretches) in the window.")
+    last_fired: str | None = Field(default=None, description="When the last incident in the window started firing "
+                                                             "(RFC 3339); unset: it never fired.")
+    window: Duration = Field(description="The backtested span before computedAt, e.g. 7d.")
+    step: Duration = Field(description="The evaluation step of the backtest, e.g. 5m.")
+    computed_at: str = Field(description="End of the backtested window (RFC 3339, the start of an hour).")
+
+
+class DetectorQualityStatus(Model):
+    """The last measured quality of the rule's detector type (the detector-quality harness; docs/backtest.md)."""
+
+    precision: float = Field(ge=0, le=1, description="Flagged runs that were planted anomalies / all flagged runs.")
+    recall: float = Field(ge=0, le=1, description="Planted anomalies detected / planted anomalies.")
+    false_pages_per_week: float = Field(ge=0, description="Pages per week on the data without plants.")
+    plants: int = Field(ge=0, description="Planted anomalies the figures are measured on.")
+    measured_at: str = Field(description="When the harness measured these figures (RFC 3339).")
+    source: str = Field(description="How they were measured (the benchmark run and its span).")
+
+
 class AlertRuleStatus(BaseStatus):
     expression: str | None = Field(default=None, description="The PromQL expression the rule compiled to.")
     detector: str | None = Field(default=None, description="The detector type in use.")
+    mode: Mode | None = Field(default=None, description="The mode in effect (Live or DryRun).")
+    backtest: BacktestStatus | None = Field(default=None, description="The last 7 days backtested (every "
+                                            "non-suspended rule, recomputed hourly and on spec changes).")
+    quality: DetectorQualityStatus | None = Field(default=None, description="The last measured quality of the "
+                                                  "detector type (unset for types the harness does not measure).")

@@ -29,6 +29,9 @@ DETECTION_TOP_CASE = f"{PREFIX}_detection_top_case_id"
 TOP_CASES = 5
 DETECTION_ALERTS_SENT = f"{PREFIX}_detection_alerts_sent_total"  # counter{result}: streaming path -> Alertmanager
 DETECTION_STREAM_LATENCY = f"{PREFIX}_detection_stream_latency_seconds"  # histogram: XADD id to evaluated
+#: recording rule of a DryRun AlertRule (docs/backtest.md): its alert's condition, labels of the alert plus
+#: ``alertname``; one series per alert the rule would have (bounded like the alert itself), never sent anywhere
+DRY_RUN_CONDITION = "game_analytics:alertrule_dry_run:condition"
 
 # operator
 RECONCILES = f"{PREFIX}_operator_reconciles_total"  # counter{kind, result}

@@ -6,7 +6,8 @@ Example::
     upgrade("postgresql+psycopg://user@host/db")
 
 In a cluster every worker pod of a GameDataSource runs ``game-analytics migrate`` as an init container, so a new
-database or a new image is migrated before a worker starts. Concurrent runs are serialised by a PostgreSQL advisory
+database or a new image is migrated before a worker starts; with ``spec.postgres.migrationDsnSecretRef`` it runs
+as the tables' owner, the workers themselves as the insert-only role (docs/interventions.md). Concurrent runs are serialised by a PostgreSQL advisory
 lock (:data:`MIGRATION_LOCK`): the first upgrades, the others find the schema at head and do nothing.
 """
 

@@ -4,8 +4,9 @@ Rules come from the detector ConfigMaps the operator renders (label selector ``s
 ``settings.namespace``, key ``rule.json``; read through the Kubernetes API) or, for tests and the demo, from a
 directory of ``*.json`` files (``--rules-dir``, searched recursively, e.g. ``<dir>/<rule>/rule.json``).  A rule
 document is ``{"rule": "<ns>/<name>", "category", "severity", "detector": "<camelCase kind>", "params": {...},
-"suspended": bool, "autoResolveAfter": "30m"}`` (the last optional); ``params`` are validated with the
-AlertRule API models.
+"suspended": bool, "autoResolveAfter": "30m", "mode": "DryRun"}`` (the last two optional); ``params`` are validated
+with the AlertRule API models.  A ``DryRun`` rule is evaluated and exported like any other, but records no
+detection and opens no case (its AlertRule only measures how often it would page, docs/backtest.md).
 
 Every ``interval`` seconds each active rule is evaluated at the evaluation time ``as_of`` by its detector
 (:mod:`game_analytics.workers.detectors`, one per worker-evaluated type of the detector table
@@ -90,8 +91,10 @@ class RuleConfig:
     suspended: bool = False
     source: str = ""
     auto_resolve_after: timedelta | None = None
-    #: the rule's alert for the streaming path (``alert`` key; None in documents of older operators)
+    #: the rule's alert for the streaming path (``alert`` key; None in documents of older operators and DryRun)
     alert: AlertSpec | None = None
+    #: ``"mode": "DryRun"``: evaluated and exported, nothing recorded
+    dry_run: bool = False
 
 
 def parse_rule(document: dict[str, Any], source: str = "rule.json") -> RuleConfig:
@@ -125,7 +128,7 @@ def parse_rule(document: dict[str, Any], source: str = "rule.json") -> RuleConfi
     except ValueError as exc:
         raise RuleError(f"{source}: {exc}") from None
     return RuleConfig(rule, category, severity, detector, params, bool(document.get("suspended", False)), source,
-                      after, alert)  # fmt: skip
+                      after, alert, document.get("mode") == "DryRun")  # fmt: skip
 
 
 def load_rules_dir(path: str | Path) -> tuple[list[RuleConfig], list[str]]:
@@ -280,7 +283,8 @@ class DetectionWorker:
         with self.engine.begin() as conn:
             ctx = Context(conn, as_of, self.games, rule.rule, self.model_dir, self.refit_seconds, players)
             findings = DETECTORS[rule.detector](ctx, rule.params)
-            recorded = _record(conn, rule, findings, as_of, every_subject=players is None)
+            recorded = Recorded() if rule.dry_run else _record(conn, rule, findings, as_of,
+                                                                 every_subject=players is None)
         found = {f.subject: (f.score, recorded.cases.get(f.subject)) for f in findings}
         with self._lock:
             current = self.subjects.setdefault(rule.rule, {})

@@ -1,12 +1,14 @@
-"""AlertRule planning: check the rule, render it, and report the detector and the PromQL it compiled to."""
+"""AlertRule planning: check the rule, render it, and report the detector and the PromQL it compiled to, the mode,
+the last 7 days backtested (:mod:`.backtests`) and the last measured quality of its detector type."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ... import validation
+from ...alerting import measured
 from ...api import API_VERSION
-from ...api.alertrule import AlertRuleSpec, AlertRuleStatus
+from ...api.alertrule import AlertRuleSpec, AlertRuleStatus, DetectorQualityStatus, Mode
 from ...config import Images
 from ...monitoring import promql
 from ..common.plan import (
@@ -17,10 +19,11 @@ from ..common.plan import (
     SecretUse,
     check_secrets,
     data_source,
+    secret_value,
 )
 from ..common.render import Owner
 from ..k8s import Cluster
-from . import render
+from . import backtests, render
 from .names import alert_name
 
 CHILD_TYPES = [(MONITORING_V1, "PrometheusRule"), (MONITORING_V1ALPHA1, "AlertmanagerConfig"), ("v1", "ConfigMap")]
@@ -67,8 +70,23 @@ def check_unique_alert_name(owner: Owner, cluster: Cluster, body: Any) -> None:
                                   f"{owner.namespace}/{meta['name']}; rename one of them")
 
 
+def quality(detector: str) -> DetectorQualityStatus | None:
+    """``status.quality``: the detector type's figures from the shipped measurement (:mod:`...alerting.measured`),
+    None for a type it does not hold (or when the file is unreadable)."""
+    try:
+        q = measured.load().get(detector)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if q is None:
+        return None
+    return DetectorQualityStatus(precision=q.precision, recall=q.recall, false_pages_per_week=q.false_pages_per_week,
+                                 plants=q.plants, measured_at=q.measured_at, source=q.source)
+
+
 def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
-    """Children from :func:`.render.render`; status ``detector`` and ``expression`` (None while suspended).
+    """Children from :func:`.render.render`; status ``detector``, ``expression`` (None while suspended),
+    ``mode``, ``quality`` and, with ``images.backtest``, ``backtest`` and the ``Backtested`` condition
+    (:meth:`.backtests.Backtester.lookup`: never waits long, never raises for a failed backtest).
 
     Raises:
         SpecError: the rule fails the checks the CRD schema cannot express, or Prometheus would refuse the
@@ -82,10 +100,21 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     except promql.InvalidPromQL as exc:  # a template fed a value the schema let through: report, never retry
         raise validation.SpecError(f"spec.detector.{spec.detector.kind()}",
                                    f"renders PromQL that does not parse: {exc}") from None
-    validation.check_rendered_alert_rule(spec, children[0])
-    data_source(cluster, owner.namespace, spec.data_source_ref.name, uses_redis=False)
+    live = spec if spec.mode is Mode.LIVE else spec.model_copy(update={"mode": Mode.LIVE})
+    expr = promql.render(spec.detector, promql.rule_id(owner.namespace, owner.name))
+    # a DryRun rule is checked as the alert it becomes when switched to Live (its annotations included)
+    validation.check_rendered_alert_rule(spec, children[0] if live is spec else render.prometheus_rule(
+        owner, live, expr, images.monitoring_labels, images.grafana_url or None))
+    source = data_source(cluster, owner.namespace, spec.data_source_ref.name, uses_redis=False)
     check_secrets(cluster, owner.namespace, secret_uses(spec))
     check_unique_alert_name(owner, cluster, body)
-    required = {MONITORING_V1} | ({MONITORING_V1ALPHA1} if spec.channels else set())
-    expr = children[0]["spec"]["groups"][0]["rules"][0]["expr"] if not spec.suspend else None
-    return Plan(children, CHILD_TYPES, required, AlertRuleStatus(detector=spec.detector.kind(), expression=expr))
+    required = {MONITORING_V1} | ({MONITORING_V1ALPHA1} if spec.channels and spec.mode is Mode.LIVE else set())
+    status = AlertRuleStatus(detector=spec.detector.kind(), expression=None if spec.suspend else expr,
+                             mode=spec.mode, quality=quality(spec.detector.kind()))
+    extra = []
+    if images.backtest is not None:
+        where = backtests.Source(secret_value(cluster, owner.namespace, source.spec.postgres.dsn_secret_ref),
+                                 tuple(source.spec.games), images.prometheus_url)
+        status.backtest, condition = backtests.backtester(images.backtest).lookup(owner, spec, where)
+        extra.append(condition)
+    return Plan(children, CHILD_TYPES, required, status, conditions=extra)

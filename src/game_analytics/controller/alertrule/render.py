@@ -8,8 +8,8 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from ...alerting.routing import DEFAULT_ROUTE
-from ...api.alertrule import AlertRuleSpec, Channel
-from ...monitoring import promql
+from ...api.alertrule import AlertRuleSpec, Channel, Mode
+from ...monitoring import names, promql
 from ..common.render import Manifest, Owner, config_map, manifest, monitoring_metadata
 from .names import (
     DETECTOR_CONFIG_KEY,
@@ -97,11 +97,19 @@ def prometheus_rule(owner: Owner, spec: AlertRuleSpec, expr: str,
     """The ``monitoring.coreos.com/v1`` PrometheusRule holding this rule's one alert (:func:`alert` with
     ``expr``; none while suspended). Its metadata labels are ``monitoring_labels`` (the operator's default)
     merged with ``spec.monitoringLabels``.
+
+    A ``DryRun`` rule gets a recording rule instead (:data:`names.DRY_RUN_CONDITION`, the alert's labels plus
+    ``alertname``): Prometheus evaluates the condition but sends Alertmanager nothing, so no route of the cluster,
+    its root route included, can page anyone (docs/backtest.md).
     """
     rule = promql.rule_id(owner.namespace, owner.name)
     fields = alert(owner, spec, grafana_url)
-    entry = {"alert": fields["alert"], "expr": expr, "for": fields["for"], "labels": fields["labels"],
-             "annotations": fields["annotations"]}
+    if spec.mode is Mode.DRY_RUN:
+        entry = {"record": names.DRY_RUN_CONDITION, "expr": expr,
+                 "labels": {**fields["labels"], "alertname": fields["alert"]}}
+    else:
+        entry = {"alert": fields["alert"], "expr": expr, "for": fields["for"], "labels": fields["labels"],
+                 "annotations": fields["annotations"]}
     group = {"name": f"gameanalytics.io/{rule}", "rules": [] if spec.suspend else [entry]}
     meta = monitoring_metadata(owner, rule_object_name(owner.name), "alert-rule", monitoring_labels,
                                spec.monitoring_labels)
@@ -143,9 +151,9 @@ def alertmanager_config(owner: Owner, spec: AlertRuleSpec,
 
     Every channel gets the alert (one child route each, ``continue: true``). A warning is inhibited while a
     critical alert of the same rule fires. Returns None when the rule has no channels (the cluster's default
-    route then applies).
+    route then applies) and for a ``DryRun`` rule (no route to any receiver: its alert is never sent).
     """
-    if not spec.channels:
+    if not spec.channels or spec.mode is Mode.DRY_RUN:
         return None
     rule = promql.rule_id(owner.namespace, owner.name)
     match_rule = {"name": "rule", "value": rule, "matchType": "="}
@@ -172,9 +180,11 @@ def alertmanager_config(owner: Owner, spec: AlertRuleSpec,
 def detector_config(owner: Owner, spec: AlertRuleSpec, grafana_url: str | None = None) -> Manifest:
     """The ConfigMap the detection worker reads: which detector to run, its parameters, the rule's labels,
     ``autoResolveAfter`` when the spec sets it, and ``alert``: the rule's alert (:func:`alert`), which the
-    worker's streaming path posts to Alertmanager."""
+    worker's streaming path posts to Alertmanager; a ``DryRun`` rule has no ``alert`` (the streaming path sends
+    nothing) and ``"mode": "DryRun"`` (the worker evaluates and exports it but records no detection or case)."""
+    dry_run = spec.mode is Mode.DRY_RUN
     document = {
-        "alert": alert(owner, spec, grafana_url),
+        **({"mode": spec.mode.value} if dry_run else {"alert": alert(owner, spec, grafana_url)}),
         "rule": promql.rule_id(owner.namespace, owner.name),
         "category": spec.category.value,
         "severity": spec.severity.value,

@@ -1,0 +1,211 @@
+"""``status.backtest`` of an AlertRule: its last 7 days backtested by the operator, bounded in cost.
+
+The backtest is the CLI's (:func:`game_analytics.alerting.cli.backtest_rule`: worker-evaluated detectors replayed
+over the GameDataSource's PostgreSQL, PromQL ones with the operator's Prometheus ``query_range``).  Cost bounds
+(docs/backtest.md, "In the cluster"):
+
+* **cache**: one result per rule, keyed by ``(uid, metadata.generation, window end)``; the window ends at the start
+  of the current hour (:class:`~game_analytics.config.BacktestSettings` ``bucket``), so a rule is backtested at
+  most once an hour and once per spec change, whatever the resync interval;
+* **one at a time**: backtests run in one background thread; the reconcile waits at most ``WAIT_SECONDS`` for a
+  new one and otherwise reports ``Backtested=Unknown`` (``Running``); the next resync picks the result up;
+* **time budget**: a replay stops after ``budget_seconds`` (checked after every evaluated step; every SQL statement
+  has that ``statement_timeout``, every Prometheus request that timeout);
+* **errors** become the ``Backtested`` condition (``False``: ``BacktestUnavailable``, ``BudgetExceeded``,
+  ``BacktestFailed``); a failed backtest is retried after ``RETRY_SECONDS``, never in a loop.
+
+:func:`summary` (pure) turns a :class:`~game_analytics.alerting.backtest.Backtest` into the status model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.errors import QueryCanceled
+from sqlalchemy.exc import OperationalError
+
+from ...alerting.backtest import Backtest
+from ...alerting.replay import NotBacktestable
+from ...api.alertrule import AlertRuleSpec, BacktestStatus
+from ...api.common import parse_duration
+from ...config import BacktestSettings
+from ...monitoring import promql
+from ..common import conditions
+from ..common.render import Owner
+
+__all__ = ["CONDITION", "RETRY_SECONDS", "WAIT_SECONDS", "Backtester", "BudgetExceeded", "Source", "backtester",
+           "reset", "run_backtest", "summary", "window"]
+
+CONDITION = "Backtested"
+#: how long a reconcile waits for a backtest it has just started (most finish within this on small stores)
+WAIT_SECONDS = 2.0
+#: a failed backtest is tried again after this long (or at the next window / spec change, if sooner)
+RETRY_SECONDS = 300.0
+
+
+class BudgetExceeded(RuntimeError):
+    """The backtest ran longer than its time budget."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a backtest reads: the GameDataSource's DSN (None when its Secret cannot be read), its games, and the
+    operator's Prometheus URL (empty: none)."""
+
+    dsn: str | None
+    games: tuple[str, ...]
+    prometheus_url: str
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def window(now: datetime, settings: BacktestSettings) -> tuple[datetime, datetime]:
+    """``(start, end)`` of the backtested span: ``end`` is ``now`` rounded down to a whole ``bucket`` (UTC),
+    ``start`` is ``window`` earlier."""
+    bucket = parse_duration(settings.bucket).total_seconds()
+    end = datetime.fromtimestamp(now.timestamp() // bucket * bucket, UTC)
+    return end - parse_duration(settings.window), end
+
+
+def summary(result: Backtest, settings: BacktestSettings) -> BacktestStatus:
+    """The ``status.backtest`` of ``result``: pages, pages per week, paged incidents, when the last paged incident
+    started firing, the window, step and the window's end (``computedAt``)."""
+    paged = [i for i in result.incidents if i.pages]
+    return BacktestStatus(pages=len(result.page_times), pages_per_week=round(result.pages_per_week, 3),
+                          incidents=len(paged), last_fired=_rfc3339(paged[-1].firing_at) if paged else None,
+                          window=settings.window, step=settings.step, computed_at=_rfc3339(result.end))
+
+
+def run_backtest(rule: str, spec: AlertRuleSpec, source: Source, start: datetime, end: datetime,
+                 settings: BacktestSettings) -> Backtest:
+    """Backtest ``rule`` over ``start``..``end`` within ``settings.budget_seconds`` (runs in the backtest thread).
+
+    Raises:
+        NotBacktestable: no source for the detector (the DSN Secret unreadable, or no Prometheus URL).
+        BudgetExceeded: the replay took longer than the budget.
+        Exception: whatever the store or Prometheus raise.
+    """
+    from ...alerting.cli import backtest_rule
+
+    budget = settings.budget_seconds
+    deadline = time.monotonic() + budget
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() > deadline:
+            raise BudgetExceeded(f"stopped after {budget:g} s at step {done} of {total}: use a coarser "
+                                 "backtest step (chart backtest.step) or a larger budget")
+
+    options = {"connect_args": {"connect_timeout": 10,
+                                "options": f"-c statement_timeout={max(1, int(budget * 1000))}"}}
+    try:
+        return backtest_rule(rule, spec, start, end, parse_duration(settings.step), dsn=source.dsn,
+                             prometheus=source.prometheus_url or None, games=source.games, progress=progress,
+                             timeout=budget, engine_options=options)
+    except OperationalError as exc:
+        if isinstance(exc.orig, QueryCanceled):  # the statement_timeout of the budget
+            raise BudgetExceeded(f"stopped after {budget:g} s: a query ran out of the time budget; use a coarser "
+                                 "backtest step (chart backtest.step) or a larger budget") from None
+        raise
+
+
+@dataclass
+class _Entry:
+    key: tuple[Any, ...]
+    future: Future[Backtest]
+    finished: float | None = None  # monotonic time the future completed with an error
+
+
+class Backtester:
+    """The cache and the background thread of the operator's backtests (see the module docstring).
+
+    ``run`` is :func:`run_backtest` (tests pass their own); ``clock`` gives the current time.
+    """
+
+    def __init__(self, settings: BacktestSettings, *, run: Callable[..., Backtest] | None = None,
+                 clock: Callable[[], datetime] | None = None, wait_seconds: float = WAIT_SECONDS):
+        self.settings = settings
+        self._run = run
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._wait = wait_seconds
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertrule-backtest")
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, owner: Owner, spec: AlertRuleSpec, source: Source) -> tuple[BacktestStatus | None, dict]:
+        """``(status.backtest or None, the Backtested condition)`` of the rule; starts its backtest when the
+        cache holds none for the current key (waiting at most ``wait_seconds``). Never raises for a failed
+        backtest. None: nothing new to write (the last written ``status.backtest`` stays)."""
+        generation = owner.generation
+        if spec.suspend:
+            return None, conditions.condition(CONDITION, None, "Suspended", "a suspended rule is not backtested",
+                                              generation)
+        start, end = window(self._clock(), self.settings)
+        rule = promql.rule_id(owner.namespace, owner.name)
+        key = (generation, end, spec.model_dump_json(), source)
+        with self._lock:
+            entry = self._entries.get(owner.uid or rule)
+            retry = (entry is not None and entry.finished is not None
+                     and time.monotonic() - entry.finished > RETRY_SECONDS)
+            if entry is None or entry.key != key or retry:
+                run = self._run or run_backtest
+                entry = _Entry(key, self._pool.submit(run, rule, spec, source, start, end, self.settings))
+                self._entries[owner.uid or rule] = entry
+        try:
+            result = entry.future.result(timeout=self._wait)
+        except TimeoutError:
+            return None, conditions.condition(CONDITION, None, "Running",
+                                              f"backtesting the {self.settings.window} before {_rfc3339(end)}",
+                                              generation)
+        except NotBacktestable as exc:
+            return self._failed(entry, "BacktestUnavailable", str(exc), generation)
+        except BudgetExceeded as exc:
+            return self._failed(entry, "BudgetExceeded", str(exc), generation)
+        except Exception as exc:  # noqa: BLE001 - the store or Prometheus failed: report, retry later
+            message = " ".join(str(exc).split())[:500]
+            return self._failed(entry, "BacktestFailed", f"{type(exc).__name__}: {message}", generation)
+        status = summary(result, self.settings)
+        return status, conditions.condition(
+            CONDITION, True, "Computed", f"{status.pages} pages ({status.pages_per_week:g}/week) in the "
+            f"{status.window} before {status.computed_at}", generation)
+
+    def _failed(self, entry: _Entry, reason: str, message: str, generation: int | None) -> tuple[None, dict]:
+        if entry.finished is None:
+            entry.finished = time.monotonic()
+        return None, conditions.condition(CONDITION, False, reason, message, generation)
+
+    def forget(self, uid: str) -> None:
+        """Drop the cached backtest of a deleted rule."""
+        with self._lock:
+            self._entries.pop(uid, None)
+
+    def shutdown(self) -> None:
+        """Stop the background thread (a running backtest finishes first)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_instances: dict[BacktestSettings, Backtester] = {}
+_instances_lock = threading.Lock()
+
+
+def backtester(settings: BacktestSettings) -> Backtester:
+    """THE operator's :class:`Backtester` for ``settings`` (one per process)."""
+    with _instances_lock:
+        if settings not in _instances:
+            _instances[settings] = Backtester(settings)
+        return _instances[settings]
+
+
+def reset() -> None:
+    """Forget every backtester (tests)."""
+    with _instances_lock:
+        for instance in _instances.values():
+            instance.shutdown()
+        _instances.clear()
