@@ -101,3 +101,27 @@ def test_the_chart_passes_monitoring_labels_to_the_operator():
     assert monitoring_labels_from_env({"GAME_ANALYTICS_MONITORING_LABELS": default}) == DEFAULT_MONITORING_LABELS
     custom = env_of("monitoring.labels.release=prom")["GAME_ANALYTICS_MONITORING_LABELS"]
     assert monitoring_labels_from_env({"GAME_ANALYTICS_MONITORING_LABELS": custom}) == {"release": "prom"}
+
+
+@pytest.mark.parametrize("kind,example", [("AlertRule", "alertrule-wealth-jump.yaml"),
+                                          ("GameDataSource", "gamedatasource.yaml")])
+@pytest.mark.parametrize("bad", [{"": ""}, {"": "x"}, {"release/": "x"}, {"a": "-x"}])
+def test_an_empty_or_invalid_label_key_is_invalid_spec_naming_the_field_not_a_crash(kind, example, bad):
+    """Regression (issue 15): the schema admits any string key, so ``monitoringLabels: {'': ''}`` reached the
+    apply of every monitoring child, which the API server refused (``metadata.labels: Invalid value: ""``) on
+    every retry; it is now Ready=False InvalidSpec naming spec.monitoringLabels, and nothing is applied."""
+    cluster = cluster_for(kind)
+    before = set(cluster.objects)
+    outcome = reconcile(KINDS_BY_NAME[kind], body(example, monitoringLabels=bad), cluster, Images())
+    ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.monitoringLabels" in ready["message"]
+    assert set(cluster.objects) == before, "nothing applied"
+
+
+def test_an_empty_label_value_is_a_valid_label():
+    cluster = cluster_for("AlertRule")
+    outcome = reconcile(KINDS_BY_NAME["AlertRule"], body("alertrule-wealth-jump.yaml", monitoringLabels={"team": ""}),
+                        cluster, Images())
+    assert next(c for c in outcome.status["conditions"] if c["type"] == "Ready")["status"] == "True"
+    assert all(c["metadata"]["labels"]["team"] == "" for c in monitoring_children(cluster))
