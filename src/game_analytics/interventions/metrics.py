@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, text
 
+from game_analytics.interventions.service import PRIORITY_OF_SEVERITY
 from game_analytics.monitoring import names
 from game_analytics.workers.buckets import le_buckets
 
@@ -33,7 +34,8 @@ __all__ = ["QueueCollector"]
 
 log = logging.getLogger(__name__)
 
-PRIORITIES = ("1", "2", "3")
+#: the ``priority`` label values (bounded: one per severity)
+PRIORITIES = tuple(str(p) for p in sorted(PRIORITY_OF_SEVERITY.values()))
 
 _BOUNDS = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in names.CASE_LATENCY_BUCKETS)
 #: (priority, category, cumulative counts per bound, count, sum of seconds) of the acknowledged / resolved cases

@@ -14,13 +14,13 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from game_analytics.audit.query import AuditQuery, search
-from game_analytics.interventions.service import OPEN_STATUSES, CaseNotFound, target
+from game_analytics.interventions.service import OPEN_STATUSES, PRIORITY_OF_SEVERITY, CaseNotFound, target
 from game_analytics.storage.models import Detection, Intervention, InterventionStatus
 
 __all__ = ["PRIORITY_NAMES", "CaseFilter", "list_cases", "parse_priority", "show_case"]
 
-#: priority number <-> severity name (the detection worker's mapping).
-PRIORITY_NAMES = {1: "critical", 2: "warning", 3: "info"}
+#: priority number -> severity name
+PRIORITY_NAMES = {priority: severity for severity, priority in PRIORITY_OF_SEVERITY.items()}
 
 
 def parse_priority(value: str) -> int:

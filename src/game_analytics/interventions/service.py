@@ -37,6 +37,7 @@ from game_analytics.storage.models import Intervention, InterventionStatus
 __all__ = [
     "ACTIONS",
     "OPEN_STATUSES",
+    "PRIORITY_OF_SEVERITY",
     "RESOLUTIONS",
     "Actor",
     "ApprovalRequired",
@@ -54,6 +55,8 @@ __all__ = [
 
 #: The resolutions ``resolve`` accepts (``auto-cleared`` is what the detection side uses for a cleared condition).
 RESOLUTIONS = ("actioned", "false-positive", "duplicate", "auto-cleared")
+#: A case's priority (1 most urgent) from the severity of the AlertRule that opened it; the one table of it.
+PRIORITY_OF_SEVERITY = {"critical": 1, "warning": 2, "info": 3}
 #: Statuses of a case still in the queue.
 OPEN_STATUSES = (InterventionStatus.OPEN, InterventionStatus.IN_PROGRESS)
 CLOSED_STATUSES = (InterventionStatus.RESOLVED, InterventionStatus.DISMISSED)

@@ -48,6 +48,7 @@ from sqlalchemy import Connection, Engine
 from game_analytics.api.alertrule import DETECTOR_TYPES, Detector
 from game_analytics.api.common import parse_duration
 from game_analytics.interventions.detections import NewDetection, Recorded, record_detections
+from game_analytics.interventions.service import PRIORITY_OF_SEVERITY
 from game_analytics.monitoring import names
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import runtime, streaming
@@ -70,8 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PRIORITY = {"critical": 1, "warning": 2, "info": 3}
 
 
 class RuleError(ValueError):
@@ -110,8 +109,8 @@ def parse_rule(document: dict[str, Any], source: str = "rule.json") -> RuleConfi
         raise RuleError(f"{source}: missing key {exc.args[0]!r}") from None
     if detector not in DETECTOR_TYPES:
         raise RuleError(f"{source}: detector: unknown detector {detector!r}")
-    if severity not in PRIORITY:
-        raise RuleError(f"{source}: severity: must be one of {', '.join(PRIORITY)}, got {severity!r}")
+    if severity not in PRIORITY_OF_SEVERITY:
+        raise RuleError(f"{source}: severity: must be one of {', '.join(PRIORITY_OF_SEVERITY)}, got {severity!r}")
     try:
         params = Detector.model_validate({detector: document.get("params") or {}}).params()
     except ValidationError as exc:
@@ -201,7 +200,7 @@ def _record(conn: Connection, rule: RuleConfig, findings: Sequence[Finding], as_
     found = [NewDetection(f.subject, f.player_id, f.score, {
         **f.evidence, "subject": f.subject, "detector": rule.detector, "as_of": as_of.isoformat(), "window": window,
     }) for f in findings]  # fmt: skip
-    return record_detections(conn, rule.rule, rule.category, rule.severity, PRIORITY[rule.severity], found,
+    return record_detections(conn, rule.rule, rule.category, rule.severity, PRIORITY_OF_SEVERITY[rule.severity], found,
                              context={"as_of": as_of.isoformat(), "detector": rule.detector}, as_of=as_of,
                              auto_resolve_after=rule.auto_resolve_after if every_subject else None)  # fmt: skip
 
