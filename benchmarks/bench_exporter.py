@@ -1,7 +1,8 @@
 """Exporter scrape time with many players: refreshes (all aggregate queries) and scrapes served from the cache.
 
 Generates ``--players`` synthetic players in PostgreSQL with ``generate_series`` (``--events-per-player`` purchases
-each, spread over 40 days, three regions, and one leaderboard row each), then times
+each, spread over the 40 days up to the current hour, three regions, and one leaderboard row each), stored in time
+order in the month partitions as the ingest stores them, then times
 
   * backfill    - the first refresh on a store whose running per-player aggregates are empty: it folds in every
                   event (once per deployment; a restarted exporter finds them up to date);
@@ -25,19 +26,21 @@ import contextlib
 import statistics
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import benchargs
 import httpx
+import psycopg
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine, text
 
 from devtools.postgres import start_postgres
+from game_analytics.monitoring import names
 from game_analytics.storage import derived
-from game_analytics.storage.engine import make_engine
+from game_analytics.storage.engine import libpq_dsn, make_engine
 from game_analytics.storage.migrate import upgrade
-from game_analytics.storage.queries import economy, rollups
-from game_analytics.workers import exporter
+from game_analytics.storage.partitions import ensure_partition, partition_for
+from game_analytics.storage.queries import activity, economy, rollups
 from game_analytics.workers.exporter import AnalyticsCollector
 from game_analytics.workers.runtime import resolve_as_of
 
@@ -56,17 +59,26 @@ def database(dsn: str | None) -> Iterator[str]:
         server.stop()
 
 
-def generate(engine: Engine, players: int, per_player: int) -> float:
+def generate(engine: Engine, players: int, per_player: int, end: datetime) -> float:
+    """The purchases and leaderboard rows (see the module docstring), the newest events at ``end``; seconds."""
     started = time.perf_counter()
+    with psycopg.connect(libpq_dsn(engine.url.render_as_string(hide_password=False))) as admin:
+        at = end - timedelta(days=41)
+        while at <= end:  # the month partitions of the 40 days, as the ingest's maintenance creates them
+            with admin.transaction():
+                ensure_partition(admin, partition_for(at))
+            at = partition_for(at).end
     with engine.begin() as conn:
         conn.execute(text("""
             INSERT INTO events (event_id, event_type, occurred_at, player_id, game, region, payload)
-            SELECT 'b-' || g || '-' || k, 'purchase',
-                   timestamptz '2024-01-01' - (g % 40) * interval '1 day' - k * interval '1 minute',
-                   'p' || g, 'bench', (ARRAY['EU', 'US', 'AS'])[1 + (g + k) % 3],
-                   jsonb_build_object('quantity', 1 + g % 5, 'amount', ((g::bigint * 7919 + k) % 100000) / 100.0,
-                                      'currency', 'USD')
-            FROM generate_series(1, :n) AS g, generate_series(1, :k) AS k"""), {"n": players, "k": per_player})
+            SELECT * FROM (
+                SELECT 'b-' || g || '-' || k, 'purchase',
+                       CAST(:end AS timestamptz) - (g % 40) * interval '1 day' - k * interval '1 minute' AS at,
+                       'p' || g, 'bench', (ARRAY['EU', 'US', 'AS'])[1 + (g + k) % 3],
+                       jsonb_build_object('quantity', 1 + g % 5, 'amount', ((g::bigint * 7919 + k) % 100000) / 100.0,
+                                          'currency', 'USD')
+                FROM generate_series(1, :n) AS g, generate_series(1, :k) AS k) AS rows
+            ORDER BY at"""), {"n": players, "k": per_player, "end": end})
         conn.execute(text("""
             INSERT INTO leaderboard_entries (board, season, player_id, rating, rank, percentile, league)
             SELECT 'bench-elo', '2024', 'p' || g, 400 + (g * 37) % 2800, g, 100.0 * (:n - g) / :n,
@@ -77,14 +89,14 @@ def generate(engine: Engine, players: int, per_player: int) -> float:
     return time.perf_counter() - started
 
 
-def add_events(engine: Engine, n: int) -> None:
-    """``n`` more purchases at the newest time, by existing players (the incremental refresh's input)."""
+def add_events(engine: Engine, n: int, end: datetime) -> None:
+    """``n`` more purchases at ``end``, by existing players (the incremental refresh's input)."""
     with engine.begin() as conn:
         conn.execute(text("""
             INSERT INTO events (event_id, event_type, occurred_at, player_id, game, region, payload)
-            SELECT 'n-' || g, 'purchase', timestamptz '2024-01-01', 'p' || (g * 97), 'bench', 'EU',
+            SELECT 'n-' || g, 'purchase', :end, 'p' || (g * 97), 'bench', 'EU',
                    jsonb_build_object('quantity', 1, 'amount', 9.99, 'currency', 'USD')
-            FROM generate_series(1, :n) AS g"""), {"n": n})
+            FROM generate_series(1, :n) AS g"""), {"n": n, "end": end})
 
 
 def main() -> None:
@@ -100,7 +112,8 @@ def main() -> None:
 
     with database(args.dsn) as dsn:
         engine = make_engine(dsn)
-        took = generate(engine, args.players, args.events_per_player)
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        took = generate(engine, args.players, args.events_per_player, end)
         print(f"generated {args.players:,} players, {args.players * args.events_per_player:,} events, "
               f"{args.players:,} leaderboard rows in {took:.1f} s")
 
@@ -120,34 +133,43 @@ def main() -> None:
         series = sum(len(f.samples) for f in families)
         print(f"cold refresh (all queries, aggregates up to date): median {statistics.median(cold) * 1000:,.0f} ms, "
               f"min {min(cold) * 1000:,.0f} ms over {args.repeat} runs; {len(families)} families, {series} series")
-        before = []
-        exporter.rollups = economy  # before the hourly rollups: price index and trade volume over the payloads
-        try:
-            for _ in range(args.repeat):
-                started = time.perf_counter()
-                collector.refresh()
-                before.append(time.perf_counter() - started)
-        finally:
-            exporter.rollups = rollups
-        print(f"full refresh before/after the rollups (price index, trade volume over payloads vs market_hourly): "
-              f"{statistics.median(before) * 1000:,.0f} ms -> {statistics.median(cold) * 1000:,.0f} ms")
         with engine.connect() as conn:
             conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-            conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": collector.work_mem})
+            conn.execute(text("SELECT set_config('work_mem', :mem, true), set_config('jit', 'off', true)"),
+                         {"mem": collector.work_mem})
             derived.catch_up(conn.connection.driver_connection)
             as_of = resolve_as_of(conn, "latest")
+            collector._complete = True
             for name in ("_activity", "_sessions", "_economy", "_rankings", "_detections", "_scheduled"):
                 started = time.perf_counter()
                 getattr(collector, name)(conn, as_of)
                 print(f"  {name[1:]:<11} {(time.perf_counter() - started) * 1000:8,.0f} ms")
-            for label, module in (("payloads", economy), ("rollups", rollups)):
-                started = time.perf_counter()
-                module.price_index_at(conn, as_of)
-                module.trade_volume_since(conn, as_of - timedelta(days=1), as_of)
-                print(f"  price index + trade volume from {label:<8} {(time.perf_counter() - started) * 1000:8,.0f} ms")
+            print("  side by side, per figure: before (events, payloads, a row per player) -> after (rollups)")
+            day, buckets = as_of - timedelta(days=1), names.WEALTH_BUCKETS
+            pairs = (
+                ("active players per period", lambda: activity.active_players_by_period(conn, as_of, aggregates=True),
+                 lambda: rollups.active_players_by_period(conn, as_of)),
+                ("events per period", lambda: activity.events_by_period(conn, as_of),
+                 lambda: rollups.events_by_period(conn, as_of, complete=True)),
+                ("price index", lambda: economy.price_index_at(conn, as_of),
+                 lambda: rollups.price_index_at(conn, as_of, complete=True)),
+                ("trade volume", lambda: economy.trade_volume_since(conn, day, as_of),
+                 lambda: rollups.trade_volume_since(conn, day, as_of, complete=True)),
+                # a minute before the newest flows: the balances minus the later flows, one row per player
+                ("Gini + wealth histogram", lambda: economy.wealth_distribution(
+                    conn, buckets, as_of - timedelta(minutes=1), aggregates=True),
+                 lambda: economy.wealth_distribution(conn, buckets, as_of, aggregates=True)),
+            )  # fmt: skip
+            for label, before, after in pairs:
+                took = []
+                for run in (before, after):
+                    started = time.perf_counter()
+                    run()
+                    took.append((time.perf_counter() - started) * 1000)
+                print(f"    {label:<26} {took[0]:8,.0f} ms -> {took[1]:6,.0f} ms")
             conn.commit()
 
-        add_events(engine, args.new_events)
+        add_events(engine, args.new_events, end)
         started = time.perf_counter()
         collector.refresh()
         print(f"incremental refresh after {args.new_events:,} new events: {(time.perf_counter() - started) * 1000:,.0f}"

@@ -231,7 +231,7 @@ FLAGS: dict[str, Flag] = {
     "stream": Flag(_STREAM),
     "consumer_group": Flag(_STREAM, ("--group",)),
     "consumer": Flag(("ingest",)),
-    "stream_shards": Flag(("ingest",), ("--shards",)),
+    "stream_shards": Flag(("ingest", "exporter"), ("--shards",)),
     "dead_letter_stream": Flag(("ingest",)),
     "batch_size": Flag(("ingest",)),
     "block_ms": Flag(("ingest",)),

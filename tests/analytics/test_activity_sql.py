@@ -250,10 +250,12 @@ def _caught_up(engine: Engine) -> Iterator:
         conn.commit()
 
 
-@pytest.mark.parametrize("as_of", [datetime(1997, 3, 31, 12, tzinfo=UTC), datetime(1998, 6, 30, tzinfo=UTC)])
+@pytest.mark.parametrize("as_of", [datetime(1997, 3, 31, 12, tzinfo=UTC), datetime(1998, 6, 30, tzinfo=UTC),
+                                   datetime(1998, 7, 1, tzinfo=UTC)])  # fmt: skip
 def test_aggregates_give_the_same_figures_as_the_events(cdnow_engine: Engine, cdnow: pd.DataFrame,
                                                         as_of: datetime) -> None:  # fmt: skip
-    """Both as-of times have events after them: the late-event corrections of the aggregates are exercised."""
+    """The first two as-of times have events after them: the late-event corrections of the aggregates are
+    exercised; the last is after every event (CDNOW ends on 1998-06-30): the balances are read as they are."""
     buckets = (0, 10, 11.77, 100, 1_000)
     for conn in _caught_up(cdnow_engine):
         active = activity.active_players_by_period(conn, as_of, aggregates=True)

@@ -13,7 +13,7 @@ from game_analytics.storage.migrate import current_revision, head_revision
 EXPECTED_TABLES = {
     "events", "players", "matches", "rating_history", "leaderboard_entries", "detections",
     "interventions", "report_runs", "audit_log", "dead_letters", "player_balances", "player_activity",
-    "aggregate_state", "activity_hourly", "market_hourly",
+    "aggregate_state", "activity_hourly", "market_hourly", "last_activity_hourly", "wealth_values",
 }  # fmt: skip
 
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from game_analytics.analytics import economy
 from game_analytics.data.datasets import load_cdnow_master
@@ -190,6 +190,27 @@ def test_ingest_lag_follows_acknowledgements(stream: redis.Redis) -> None:
     stream.xack("game-events", "ingest", *[e for e, _ in stream.xrange("game-events")])
     assert exporter.stream_lag(stream, "game-events", "ingest", now) == (0.0, 0, 0)
     assert exporter.stream_lag(stream, "no-such-stream", "ingest", now) is None
+
+
+def test_ingest_lag_per_shard_stream(clean_redis_url: str) -> None:
+    """With --shards 3 the lag of every shard stream is exported (a shard nobody publishes to has no stream yet
+    and no series), not the unsharded stream's, which no one reads."""
+    client = redis.Redis.from_url(clean_redis_url)
+    for shard, (entries, delivered) in enumerate(((4, 1), (2, 0))):
+        key = f"game-events:{shard}"
+        client.xgroup_create(key, "ingest", id="0", mkstream=True)
+        for i in range(entries):
+            client.xadd(key, {"data": f"{i}"}, id=f"{1_700_000_000_000 + 1000 * shard + i}-0")
+        if delivered:
+            client.xreadgroup("ingest", "c1", {key: ">"}, count=delivered)
+    collector = AnalyticsCollector(create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"), redis_client=client,
+                                   shards=3, clock=lambda: 1_700_000_010.0)  # fmt: skip
+    found = {(m.name, tuple(sorted(s.labels.items()))): s.value for m in collector._ingest() for s in m.samples}
+    assert value(found, names.INGEST_LAG, stream="game-events:0") == pytest.approx(10.0)
+    assert value(found, names.INGEST_LAG, stream="game-events:1") == pytest.approx(9.0)
+    assert value(found, names.INGEST_GROUP_LAG, stream="game-events:0", group="ingest") == 3
+    assert value(found, names.INGEST_GROUP_PENDING, stream="game-events:1", group="ingest") == 0
+    assert {dict(k[1])["stream"] for k in found} == {"game-events:0", "game-events:1"}
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")

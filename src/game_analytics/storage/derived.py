@@ -1,6 +1,6 @@
 """Tables derived from ``events``, kept current by an incremental catch-up instead of on the ingest path.
 
-``events`` is the only table the ingest path writes (so that it runs near the speed of a raw ``COPY``).  Six
+``events`` is the only table the ingest path writes (so that it runs near the speed of a raw ``COPY``).  Eight
 tables are folded from it here, set-based and only over the events committed since the previous catch-up:
 
     players          one row per participant: the ``player_id`` of every event, both sides of every match
@@ -10,7 +10,13 @@ tables are folded from it here, set-based and only over the events committed sin
                      team matches (payload ``teams``) stay in ``events`` (the TrueSkill reader takes them there)
     player_activity  newest event time per (game, player)
     player_balances  running wealth per (game, currency, player): purchase amounts and currency deltas
+    wealth_values    the balances counted by value: players per (game, currency, wealth); a changed balance
+                     moves its player from the old value to the new one (the exporter's Gini and wealth histogram
+                     read one row per distinct value, not per player)
     activity_hourly  events per (game, event type, UTC hour)
+    last_activity_hourly  players per (game, UTC hour of their newest event): a player moves from one hour to
+                     another when a newer event arrives (-1 / +1, from player_activity before and after), so the
+                     active players of a window are a sum over hours (:mod:`.queries.rollups`)
     market_hourly    purchases (count, quantity, amount per currency) and trades (count, value) per game and UTC
                      hour: what the exporter's price index and trade volume read instead of payloads
 
@@ -75,18 +81,42 @@ WITH new AS MATERIALIZED (
            (payload->>'home_score')::int, (payload->>'away_score')::int, occurred_at
     FROM sides ORDER BY id
     ON CONFLICT (match_id) DO NOTHING
+), newest AS MATERIALIZED (
+    SELECT game, player_id, max(occurred_at) AS last_at FROM new WHERE player_id IS NOT NULL GROUP BY 1, 2
 ), activity AS (
     INSERT INTO player_activity AS a (game, player_id, last_at)
-    SELECT game, player_id, max(occurred_at) FROM new WHERE player_id IS NOT NULL
-    GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT game, player_id, last_at FROM newest ORDER BY 1, 2
     ON CONFLICT (game, player_id) DO UPDATE SET last_at = greatest(a.last_at, excluded.last_at)
+), moved AS (  -- the players' newest hour before (player_activity as of the statement's start) and after
+    SELECT n.game, date_trunc('hour', o.last_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS old_hour,
+           date_trunc('hour', greatest(o.last_at, n.last_at) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS new_hour
+    FROM newest n LEFT JOIN player_activity o USING (game, player_id)
+), last_rollup AS (
+    INSERT INTO last_activity_hourly AS l (game, hour, players)
+    SELECT game, hour, sum(d) FROM (
+        SELECT game, new_hour AS hour, 1 AS d FROM moved WHERE old_hour IS DISTINCT FROM new_hour
+        UNION ALL SELECT game, old_hour, -1 FROM moved WHERE old_hour <> new_hour
+    ) AS deltas GROUP BY 1, 2 HAVING sum(d) <> 0 ORDER BY 1, 2
+    ON CONFLICT (game, hour) DO UPDATE SET players = l.players + excluded.players
+), flows AS MATERIALIZED (
+    SELECT game, coalesce(payload->>'currency', 'USD') AS currency, player_id, coalesce(sum({flow}), 0) AS wealth,
+           count(*) AS events
+    FROM new WHERE event_type IN ('purchase', 'currency_change') AND player_id IS NOT NULL GROUP BY 1, 2, 3
 ), balances AS (
     INSERT INTO player_balances AS b (game, currency, player_id, wealth, events)
-    SELECT game, coalesce(payload->>'currency', 'USD'), player_id, coalesce(sum({flow}), 0), count(*)
-    FROM new WHERE event_type IN ('purchase', 'currency_change') AND player_id IS NOT NULL
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    SELECT game, currency, player_id, wealth, events FROM flows ORDER BY 1, 2, 3
     ON CONFLICT (game, currency, player_id)
     DO UPDATE SET wealth = b.wealth + excluded.wealth, events = b.events + excluded.events
+), wealth_moves AS (  -- each balance before (player_balances as of the statement's start) and after
+    SELECT f.game, f.currency, o.wealth AS old, coalesce(o.wealth, 0) + f.wealth AS new
+    FROM flows f LEFT JOIN player_balances o USING (game, currency, player_id)
+), wealth_rollup AS (
+    INSERT INTO wealth_values AS v (game, currency, wealth, players)
+    SELECT game, currency, wealth, sum(d) FROM (
+        SELECT game, currency, new AS wealth, 1 AS d FROM wealth_moves WHERE old IS DISTINCT FROM new
+        UNION ALL SELECT game, currency, old, -1 FROM wealth_moves WHERE old <> new
+    ) AS deltas GROUP BY 1, 2, 3 HAVING sum(d) <> 0 ORDER BY 1, 2, 3
+    ON CONFLICT (game, currency, wealth) DO UPDATE SET players = v.players + excluded.players
 ), activity_rollup AS (
     INSERT INTO activity_hourly AS h (game, event_type, hour, events)
     SELECT game, event_type, date_trunc('hour', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', count(*)
@@ -128,6 +158,7 @@ def catch_up(conn: psycopg.Connection) -> int:
     ).fetchone()[0]
     new = "TRUE" if previous is None else _NEW_EVENTS
     count = conn.execute(_CATCH_UP.format(new=new, flow=_FLOW), {"previous": previous}).fetchone()[0]
+    conn.execute("DELETE FROM wealth_values WHERE players = 0")  # values no one holds any more (a partial index)
     conn.execute(
         "UPDATE aggregate_state SET snapshot = pg_current_snapshot()::text, events = events + %s, updated_at = now() "
         "WHERE name = %s",

@@ -60,6 +60,7 @@ __all__ = [
     "Intervention",
     "InterventionStatus",
     "ActivityHourly",
+    "LastActivityHourly",
     "LeaderboardEntry",
     "MarketHourly",
     "Match",
@@ -68,6 +69,7 @@ __all__ = [
     "PlayerBalance",
     "RatingHistory",
     "ReportRun",
+    "WealthValue",
 ]
 
 #: Deterministic constraint names, so that migrations and models agree and can be dropped by name.
@@ -405,6 +407,34 @@ class ActivityHourly(Base):
     event_type: Mapped[str] = mapped_column(String(32), primary_key=True)
     hour: Mapped[datetime] = mapped_column(TZ, primary_key=True)
     events: Mapped[int] = mapped_column(BigInteger)
+
+
+class LastActivityHourly(Base):
+    """How many players of a game have their newest event (``player_activity.last_at``) in the UTC hour starting at
+    ``hour``; a newer event moves a player to a later hour.  Maintained by the catch-up; read by the exporter's
+    active players per period (:func:`game_analytics.storage.queries.rollups.active_players_by_period`)."""
+
+    __tablename__ = "last_activity_hourly"
+
+    game: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(TZ, primary_key=True)
+    players: Mapped[int] = mapped_column(BigInteger)
+
+
+class WealthValue(Base):
+    """The balances of ``player_balances`` counted by value: how many players of a (game, currency) hold exactly
+    ``wealth``.  Maintained by the catch-up (a changed balance moves its player from the old value to the new one;
+    values no one holds are deleted); read by the exporter's Gini and wealth histogram
+    (:func:`game_analytics.storage.queries.economy.wealth_distribution`)."""
+
+    __tablename__ = "wealth_values"
+
+    game: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wealth: Mapped[Any] = mapped_column(Numeric, primary_key=True)
+    players: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_wealth_values_unheld", "game", postgresql_where=text("players = 0")),)
 
 
 class MarketHourly(Base):

@@ -25,7 +25,8 @@ Exported families (names from :mod:`game_analytics.monitoring.names`):
 * ``SCHEDULED_RUNS`` / ``SCHEDULED_LAST_SUCCESS{kind="ScheduledReport", name}`` from ``report_runs``.
 * ``INGEST_LAG{stream}``: seconds since the oldest entry the consumer group has not acknowledged (the oldest
   pending entry, else the first undelivered one; 0 when caught up), with ``INGEST_GROUP_LAG`` and
-  ``INGEST_GROUP_PENDING{stream, group}`` (entries, from ``XINFO GROUPS``).
+  ``INGEST_GROUP_PENDING{stream, group}`` (entries, from ``XINFO GROUPS``); one series per shard stream
+  (``--shards``: ``STREAM:0`` ..) when the stream is sharded.
 * ``KPI{game, kpi}``, ``PLAYER_CLV{game}`` and ``CHURN_RISK_PLAYERS{game, tier}``: the slow section of
   :mod:`game_analytics.workers.exporter_value` (model fits; recomputed at most every 10 minutes).
 * ``DB_STATEMENTS``/``DB_STATEMENT_SECONDS{statement}`` (pg_stat_statements, where installed) and the
@@ -77,6 +78,7 @@ from game_analytics.workers.buckets import cumulate, le_buckets
 from game_analytics.workers.exporter_platform import platform_families
 from game_analytics.workers.exporter_value import PlayerValueSection
 from game_analytics.workers.runtime import parse_as_of, resolve_as_of, serve, start, stop_event
+from game_analytics.workers.shards import shard_streams
 from game_analytics.workers.stream_lag import stream_lag
 
 __all__ = ["AnalyticsCollector", "build_parser", "main", "stream_lag"]
@@ -112,6 +114,7 @@ class AnalyticsCollector(Collector):
         as_of: ``"now"``, ``"latest"`` or a datetime (see the module docstring).
         ttl: seconds a refresh is reused; 0 refreshes on every scrape.
         redis_client, stream, group: where to measure the ingest lag (None = no ingest metrics).
+        shards: the stream's shards (``spec.stream.shards``): the lag is exported per shard stream.
         clock: Unix time source (tests).
         background: refresh stale snapshots in a background thread (see :meth:`collect`).
         work_mem: PostgreSQL ``work_mem`` for the refresh transaction (per sort/hash node).
@@ -120,7 +123,7 @@ class AnalyticsCollector(Collector):
     def __init__(
         self, engine: Engine, *, games: Sequence[str] = (), as_of: str | datetime = "now", ttl: float = 15.0,
         redis_client: redis.Redis | None = None, stream: str = "game-events", group: str = "ingest",
-        clock: Callable[[], float] = time.time, background: bool = True, work_mem: str = "256MB",
+        clock: Callable[[], float] = time.time, background: bool = True, work_mem: str = "256MB", shards: int = 1,
     ) -> None:  # fmt: skip
         self.engine = engine
         self.work_mem = work_mem
@@ -132,6 +135,7 @@ class AnalyticsCollector(Collector):
         self.ttl = ttl
         self.redis = redis_client
         self.stream = stream
+        self.streams = shard_streams(stream, shards)
         self.group = group
         self.clock = clock
         self._lock = threading.Lock()
@@ -143,6 +147,7 @@ class AnalyticsCollector(Collector):
         self.last_catch_up_seconds = 0.0
         self.last_catch_up_events = 0
         self._as_of = datetime.fromtimestamp(0, UTC)
+        self._complete = False
         self._player_value = PlayerValueSection()
 
     def describe(self) -> Iterable[Metric]:
@@ -237,8 +242,11 @@ class AnalyticsCollector(Collector):
         families: list[Metric] = []
         with self.engine.connect() as conn:
             conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-            # per-player aggregates hash ~1M groups: give them memory instead of spilling to disk
-            conn.execute(text("SELECT set_config('work_mem', :mem, true)"), {"mem": self.work_mem})
+            # per-player aggregates hash ~1M groups: give them memory instead of spilling to disk.  No JIT: the
+            # planner's row estimates of the CTE scans are far off, and compiling the wealth and rating statements
+            # cost 0.9 s and 1.4 s of a 1M-player refresh (EXPLAIN ANALYZE, docs/scaling.md) for no faster run
+            conn.execute(text("SELECT set_config('work_mem', :mem, true), set_config('jit', 'off', true)"),
+                         {"mem": self.work_mem})
             caught_up = True
             try:
                 with conn.begin_nested():
@@ -252,6 +260,8 @@ class AnalyticsCollector(Collector):
             except Exception:  # noqa: BLE001 - the sections that do not need the aggregates still run
                 caught_up = self._failed("aggregates", conn)
             as_of = self._as_of = resolve_as_of(conn, self.as_of, self.clock)
+            # nothing stored after as_of: the rollups' hour of as_of is whole (always so for --as-of latest)
+            self._complete = not rollups.events_after(conn, as_of, self.games)
             for name, section in (
                 ("activity", self._activity), ("sessions", self._sessions), ("economy", self._economy),
                 ("rankings", self._rankings), ("detections", self._detections), ("scheduled", self._scheduled),
@@ -279,10 +289,10 @@ class AnalyticsCollector(Collector):
     def _activity(self, conn: Connection, as_of: datetime) -> list[Metric]:
         active = GaugeMetricFamily(names.ACTIVE_PLAYERS, "Distinct players active in the trailing period.",
                                    labels=["game", "period"])  # fmt: skip
-        for row in activity.active_players_by_period(conn, as_of, self.games, aggregates=True).itertuples():
+        for row in rollups.active_players_by_period(conn, as_of, self.games).itertuples():
             active.add_metric([row.game, row.period], row.players)
         span = dict(activity.ACTIVITY_PERIODS)
-        rows = activity.events_by_period(conn, as_of, self.games, span)
+        rows = rollups.events_by_period(conn, as_of, self.games, span, complete=self._complete)
         events = GaugeMetricFamily(names.PERIOD_EVENTS, "Events in the trailing period.",
                                    labels=["game", "event_type", "period"])  # fmt: skip
         for game, event_type, *values in rows:
@@ -316,7 +326,7 @@ class AnalyticsCollector(Collector):
         labels = ["game", "currency"]
         price = GaugeMetricFamily(names.PRICE_INDEX, "Unit price of the last 30 days relative to the market's first "
                                   "month (1 = unchanged).", labels=labels)  # fmt: skip
-        for row in rollups.price_index_at(conn, as_of, self.games).itertuples():
+        for row in rollups.price_index_at(conn, as_of, self.games, complete=self._complete).itertuples():
             if row.index is not None:
                 price.add_metric([row.game, row.currency], float(row.index))
         gini_frame, hist = economy_sql.wealth_distribution(
@@ -327,7 +337,8 @@ class AnalyticsCollector(Collector):
             gini.add_metric([row.game, row.currency], row.gini)
         volume = GaugeMetricFamily(names.TRADE_VOLUME, "Value traded in the last day (purchases in their currency, "
                                    "trades in item value).", labels=labels)  # fmt: skip
-        for row in rollups.trade_volume_since(conn, as_of - timedelta(days=1), as_of, self.games).itertuples():
+        day = rollups.trade_volume_since(conn, as_of - timedelta(days=1), as_of, self.games, complete=self._complete)
+        for row in day.itertuples():
             volume.add_metric([row.game, row.currency], float(row.value))
         wealth = GaugeHistogramMetricFamily(names.PLAYER_WEALTH, "Players by total wealth (fixed buckets).",
                                             labels=labels)  # fmt: skip
@@ -417,13 +428,15 @@ class AnalyticsCollector(Collector):
                                    labels=["stream", "group"])  # fmt: skip
         pending = GaugeMetricFamily(names.INGEST_GROUP_PENDING, "Entries delivered to the ingest group but not "
                                     "acknowledged.", labels=["stream", "group"])  # fmt: skip
-        found = stream_lag(self.redis, self.stream, self.group, self.clock())
-        if found is not None:
-            seconds, undelivered, n_pending = found
-            lag.add_metric([self.stream], seconds)
-            if undelivered is not None:
-                behind.add_metric([self.stream, self.group], undelivered)
-            pending.add_metric([self.stream, self.group], n_pending)
+        now = self.clock()
+        for stream in self.streams:  # one series per shard (at most MAX_SHARDS)
+            found = stream_lag(self.redis, stream, self.group, now)
+            if found is not None:
+                seconds, undelivered, n_pending = found
+                lag.add_metric([stream], seconds)
+                if undelivered is not None:
+                    behind.add_metric([stream, self.group], undelivered)
+                pending.add_metric([stream, self.group], n_pending)
         return [lag, behind, pending]
 
     def _self_metrics(self, as_of: datetime) -> list[Metric]:
@@ -459,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_of, ttl, port = parse_as_of(settings.as_of), settings.ttl, settings.port()
     collector = AnalyticsCollector(
         engine, games=settings.games, as_of=as_of, ttl=ttl, redis_client=client,
-        stream=settings.stream, group=settings.consumer_group,
+        stream=settings.stream, group=settings.consumer_group, shards=settings.stream_shards,
     )  # fmt: skip
     registry = CollectorRegistry()
     registry.register(collector)

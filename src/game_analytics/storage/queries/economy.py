@@ -214,9 +214,10 @@ def wealth_distribution(
     """:func:`gini_by_market` and :func:`wealth_histogram` in ONE statement, aggregating the wealth once (the
     exporter's path).  Returns ``(gini_frame, histogram)`` with the same shapes as those two functions.
 
-    With ``aggregates`` the wealth comes from ``player_balances`` (:func:`balances_sql`; exact when
-    ``derived.catch_up`` ran in the same REPEATABLE READ transaction), one row per player instead of every
-    event.
+    With ``aggregates`` the wealth comes from the derived tables (exact when ``derived.catch_up`` ran in the same
+    REPEATABLE READ transaction): when no flow is stored after ``as_of`` from ``wealth_values`` (the balances
+    counted by value: one row per distinct wealth, not per player), else from ``player_balances`` minus the
+    later flows (:func:`balances_sql`, one row per player); without it from every event.
 
     Raises:
         ValueError: ``buckets`` empty or not strictly increasing.
@@ -226,41 +227,40 @@ def wealth_distribution(
         raise ValueError("buckets must be a non-empty strictly increasing sequence")
     if aggregates and as_of is not None and not _flows_after(bind, as_of, games):
         as_of = None  # nothing to take back out of the balances: skip the join
-    wealth, params = (balances_sql if aggregates else wealth_sql)(as_of, games)
-    params["neg_bounds"] = [-b for b in reversed(bounds)]
-    # the ranks are per market: one sort by x alone per market (a float8 sort is several times faster than one
-    # sort by (game, currency, x), whose text keys are compared on every step)
-    sql = f"""
-    WITH w AS MATERIALIZED (SELECT game, currency, greatest(wealth, 0) AS x FROM ({wealth}) AS raw),
-    g AS (
-        SELECT m.game, m.currency, r.n, r.total,
-               CASE WHEN r.total = 0 THEN 0.0 ELSE 2.0 * r.ix / (r.n * r.total) - (r.n + 1.0) / r.n END AS gini
-        FROM (SELECT DISTINCT game, currency FROM w) AS m CROSS JOIN LATERAL (
-            SELECT count(*) AS n, sum(x) AS total, sum(i * x) AS ix FROM (
-                SELECT x, row_number() OVER (ORDER BY x) AS i FROM w WHERE w.game = m.game AND w.currency = m.currency
-            ) AS ranked
-        ) AS r
-    ), h AS (
-        SELECT game, currency, width_bucket(-x, CAST(:neg_bounds AS float8[])) AS ge, count(*) AS n, sum(x) AS total
-        FROM w GROUP BY 1, 2, 3
-    )
-    SELECT 'g' AS part, game, currency, NULL::int AS ge, n, total, gini FROM g
-    UNION ALL SELECT 'h', game, currency, ge, n, total, NULL FROM h
-    """
-    rows = fetch_frame(bind, sql, params)
-    gini_rows = rows[rows["part"] == "g"]
+    params: dict[str, Any] = {f"le_{k}": b for k, b in enumerate(bounds)}
+    le = ", ".join(f"coalesce(sum(c) FILTER (WHERE x <= :le_{k}), 0)::bigint AS le_{k}" for k in range(len(bounds)))
+    if aggregates and as_of is None:
+        # the balances counted by value (wealth_values, kept by the catch-up): one row per distinct wealth in the
+        # order of its key, no sort; a value held by c players at ranks before+1 .. before+c adds
+        # x * (c * before + c (c + 1) / 2) to sum(rank * x)
+        game_cond = "AND v.game = ANY(:games)" if games else ""
+        if games:
+            params["games"] = list(games)
+        ranked = f"""SELECT v.game, v.currency, greatest(v.wealth::float8, 0) AS x, v.players::float8 AS c,
+                        (sum(v.players) OVER (PARTITION BY v.game, v.currency ORDER BY v.wealth
+                                              ROWS UNBOUNDED PRECEDING) - v.players)::float8 AS before
+                     FROM wealth_values v WHERE v.players > 0 {game_cond}"""
+    else:
+        wealth, more = (balances_sql if aggregates else wealth_sql)(as_of, games)
+        params.update(more)
+        ranked = f"""SELECT game, currency, x, 1.0::float8 AS c,
+                        (row_number() OVER (PARTITION BY game, currency ORDER BY x) - 1)::float8 AS before
+                     FROM (SELECT game, currency, greatest(wealth, 0) AS x FROM ({wealth}) AS raw) AS w"""
+    rows = fetch_frame(bind, f"""
+    SELECT game, currency, n, total,
+           CASE WHEN total = 0 THEN 0.0 ELSE 2.0 * ix / (n * total) - (n + 1.0) / n END AS gini,
+           {', '.join(f'le_{k}' for k in range(len(bounds)))}
+    FROM (SELECT game, currency, sum(c)::bigint AS n, sum(c * x) AS total,
+                 sum(x * (c * before + c * (c + 1) / 2)) AS ix, {le}
+          FROM ({ranked}) AS ranked GROUP BY 1, 2) AS markets""", params)
     gini = pd.DataFrame({
-        "game": gini_rows["game"], "currency": gini_rows["currency"], "players": gini_rows["n"].astype("int64"),
-        "total": gini_rows["total"].astype(float), "gini": gini_rows["gini"].astype(float),
+        "game": rows["game"], "currency": rows["currency"], "players": rows["n"].astype("int64"),
+        "total": rows["total"].astype(float), "gini": rows["gini"].astype(float),
     }).sort_values(["game", "currency"]).reset_index(drop=True)  # fmt: skip
-    n = len(bounds)
     histogram: dict[tuple[str, str], tuple[list[int], float]] = {}
-    hist_rows = rows[rows["part"] == "h"]
-    for (game, currency), group in hist_rows.groupby(["game", "currency"], sort=True):
-        per_bucket = np.zeros(n + 1, dtype=np.int64)
-        for ge, players in zip(group["ge"], group["n"], strict=True):
-            per_bucket[n - int(ge)] += int(players)
-        histogram[(str(game), str(currency))] = (np.cumsum(per_bucket).tolist(), float(group["total"].sum()))
+    for row in rows.itertuples(index=False):
+        counts = [int(getattr(row, f"le_{k}")) for k in range(len(bounds))] + [int(row.n)]
+        histogram[(str(row.game), str(row.currency))] = (counts, float(row.total))
     return gini, histogram
 
 
