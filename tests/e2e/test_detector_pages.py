@@ -80,6 +80,8 @@ CASES: dict[str, Case] = {
     "marketManipulation": Case("economic", {"priceChange": 0.5}, _flagged("marketManipulation")),
     "monopolyFormation": Case("economic", {"marketShare": 0.4}, _flagged("monopolyFormation")),
     "anomalyScore": Case("anomaly", {"threshold": 0.8}, _flagged("anomalyScore")),
+    "churnRisk": Case("retention", {"maxCases": 10}, _flagged("churnRisk")),
+    "forecastDeviation": Case("system", {"metric": "dau"}, _flagged("forecastDeviation")),
     "currencyInflation": Case("economic", {"rate": 0.05, "window": INFLATION_WINDOW, "currency": "gems"},
                               lambda rule, broken, _: [f'{names.PRICE_INDEX}{{game="{GAME}",currency="gems"}} '
                                                        f'{200 if broken else 100}']),

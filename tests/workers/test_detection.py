@@ -371,7 +371,7 @@ DETECTOR_PARAMS: dict[str, dict[str, Any]] = {
     "currencyInflation": {"rate": 0.05}, "marketManipulation": {"priceChange": 0.5},
     "monopolyFormation": {"marketShare": 0.4}, "highErrorRate": {"ratio": 0.05},
     "lowEngagement": {"minActivePlayers": 100}, "ingestLag": {"maxLagSeconds": 120}, "anomalyScore": {},
-    "promql": {"expr": "up == 0"},
+    "churnRisk": {}, "forecastDeviation": {}, "promql": {"expr": "up == 0"},
 }  # fmt: skip
 
 

@@ -47,6 +47,8 @@ MEASURED: dict[str, Measured] = {
     "marketManipulation": Measured({"priceChange": 0.5, "window": "1h"}, 10 * M, 12 * H, H + 10 * M),
     "monopolyFormation": Measured({"marketShare": 0.5, "window": "1d"}, H, 2 * D, D + H),
     "anomalyScore": Measured({"activityType": "purchase", "threshold": 0.75, "contamination": 0.01}, D, D, 2 * D),
+    # the day's DAU is judged once the day is complete: the first step of the next day flags it
+    "forecastDeviation": Measured({"metric": "dau", "level": 0.99, "historyDays": 56}, H, 14 * D, D + H),
     "currencyInflation": Measured({"rate": 0.05, "window": "1d", "currency": "USD"}, 10 * M, 3 * D, D),
     "highErrorRate": Measured({"ratio": 0.05, "window": "5m"}, M, 12 * H, 10 * M),
     "ingestLag": Measured({"maxLagSeconds": 120}, M, 12 * H, 15 * M),

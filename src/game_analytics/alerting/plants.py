@@ -169,6 +169,23 @@ def plant_anomaly(base: Sequence[Event], times: Sequence[datetime], seed: int) -
     return out
 
 
+def plant_dau_spike(base: Sequence[Event], times: Sequence[datetime], seed: int) -> Planted:
+    """A launch-day rush: on the plant's day, new accounts (ten times that day's distinct customers, at least
+    300) make one $9.99 purchase each within the hour after the plant time.  The subject is ``dau:all``, the
+    forecastDeviation detector's series over every game (the harness replays without games)."""
+    customers: dict[Any, set[str]] = defaultdict(set)
+    for e in base:
+        customers[e["occurred_at"].date()].add(e["player_id"])
+    out = Planted()
+    for k, t in enumerate(times):
+        extra = max(10 * len(customers.get(t.date(), ())), 300)
+        for j in range(extra):
+            out.events.append(_event("purchase", f"dau{k}-{j}", f"plant-dau-{k}-{j}", t + timedelta(minutes=j % 60), {
+                "item_id": "cd", "quantity": 1, "amount": 9.99, "currency": "USD"}))  # fmt: skip
+        out.plants.append(Plant("dau:all", t, f"{extra} new players in a day"))
+    return out
+
+
 #: worker-evaluated detector type -> its planter ``(base, times, seed) -> Planted``
 EVENT_PLANTERS: dict[str, Callable[[Sequence[Event], Sequence[datetime], int], Planted]] = {
     "suddenWealthChange": plant_wealth,
@@ -177,4 +194,5 @@ EVENT_PLANTERS: dict[str, Callable[[Sequence[Event], Sequence[datetime], int], P
     "marketManipulation": plant_market,
     "monopolyFormation": plant_monopoly,
     "anomalyScore": plant_anomaly,
+    "forecastDeviation": plant_dau_spike,
 }

@@ -28,6 +28,7 @@ class Category(StrEnum):
     ECONOMIC = "economic"
     SYSTEM = "system"
     ANOMALY = "anomaly"
+    RETENTION = "retention"
 
 
 class Severity(StrEnum):
@@ -125,6 +126,52 @@ class AnomalyScore(Model):
     )
 
 
+class RiskTier(StrEnum):
+    """Churn-risk tiers a retention rule opens cases for (``analytics.churn.value.RISK_TIERS``)."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+
+
+class ChurnRisk(Model):
+    """Players in churn-risk tier ``minTier`` or above (P(alive) from BG/NBD and the churn classifier, scored on the
+    purchases up to the last complete UTC day; docs/analytics.md) open retention interventions, highest risk first."""
+
+    min_tier: RiskTier = Field(default=RiskTier.HIGH, description="Lowest tier that opens a case: high (risk >= "
+                               "0.7) or medium (risk >= 0.4).")
+    min_clv: float = Field(default=0.0, ge=0, le=1e12, description="Only players whose 12-month customer lifetime "
+                           "value is at least this (USD); 0 = every player, also without a CLV fit.")
+    min_purchase_days: int = Field(default=2, ge=1, le=10_000, description="Only players with at least this many "
+                                   "purchase days (2 = repeat customers).")
+    max_cases: int = Field(default=100, ge=1, le=10_000, description="At most this many players flagged per game "
+                           "and pass (the highest risk).")
+
+
+class ForecastMetric(StrEnum):
+    DAU = "dau"
+    REVENUE = "revenue"
+
+
+class DeviationDirection(StrEnum):
+    BOTH = "both"
+    ABOVE = "above"
+    BELOW = "below"
+
+
+class ForecastDeviation(Model):
+    """The last complete UTC day's DAU or revenue lies outside the ``level`` prediction interval of an ETS forecast
+    fitted on the ``historyDays`` days before it (analytics/forecast.py; one subject per game)."""
+
+    metric: ForecastMetric = Field(default=ForecastMetric.DAU, description="dau (distinct active players) or "
+                                   "revenue (USD purchases).")
+    level: float = Field(default=0.95, ge=0.5, le=0.999, description="Coverage of the prediction interval "
+                         "(0.95 = the 95 % band).")
+    history_days: int = Field(default=90, ge=14, le=730, description="Days of history the forecast is fitted on "
+                              "(at least 14).")
+    direction: DeviationDirection = Field(default=DeviationDirection.BOTH, description="Fire above the band, "
+                                          "below it, or both.")
+
+
 class PromQLExpression(Model):
     """A raw PromQL expression, for anything the detectors do not cover. It is parsed before anything is created."""
 
@@ -162,6 +209,8 @@ DETECTOR_TYPES: dict[str, DetectorType] = {
     "lowEngagement": DetectorType(Category.SYSTEM, Evaluator.PROMQL),
     "ingestLag": DetectorType(Category.SYSTEM, Evaluator.PROMQL),
     "anomalyScore": DetectorType(Category.ANOMALY, Evaluator.WORKER),
+    "churnRisk": DetectorType(Category.RETENTION, Evaluator.WORKER),
+    "forecastDeviation": DetectorType(Category.SYSTEM, Evaluator.WORKER),
     "promql": DetectorType(None, Evaluator.PROMQL),
 }
 
@@ -204,6 +253,9 @@ class Detector(Model):
     low_engagement: LowEngagement | None = Field(default=None, description="System: low engagement.")
     ingest_lag: IngestLag | None = Field(default=None, description="System: ingest lag.")
     anomaly_score: AnomalyScore | None = Field(default=None, description="Anomaly: IsolationForest score.")
+    churn_risk: ChurnRisk | None = Field(default=None, description="Retention: players in a high churn-risk tier.")
+    forecast_deviation: ForecastDeviation | None = Field(default=None, description="System: DAU or revenue "
+                                                         "outside the forecast's prediction band.")
     promql: PromQLExpression | None = Field(default=None, description="Any category: a raw PromQL expression.")
 
     def kind(self) -> str:
@@ -315,7 +367,7 @@ class AlertRuleSpec(Model):
         }
     }
 
-    category: Category = Field(description="player, economic, system or anomaly.")
+    category: Category = Field(description="player, economic, system, anomaly or retention.")
     detector: Detector = Field(description="What to detect; exactly one detector is set.")
     severity: Severity = Field(default=Severity.WARNING, description="critical pages on-call; warning and info notify.")
     for_: Duration = Field(default="0s", alias="for", description="How long the condition must hold before firing.")

@@ -24,6 +24,8 @@ rule's validated parameters, and returns the flagged subjects as :class:`Finding
     active day), fitted on all players and refitted when older than ``refit_seconds``; players scoring above
     ``threshold`` are flagged.  The fitted model and the latest scores are persisted as files in ``model_dir``
     (``<rule>.<activity>.joblib`` and ``<rule>.<activity>.scores.csv``).
+``churnRisk``, ``forecastDeviation``
+    daily models (churn-risk tiers, ETS forecasts): :mod:`game_analytics.workers.model_detectors`.
 
 Which detector types exist, and which of them this module evaluates (the others are PromQL templates), is the
 detector table ``api.alertrule.DETECTOR_TYPES``; :data:`DETECTORS` is derived from it.
@@ -50,6 +52,7 @@ from game_analytics.api.alertrule import DETECTOR_TYPES, WORKER_EVALUATED
 from game_analytics.api.common import parse_duration
 from game_analytics.storage.queries import Filters, clauses
 from game_analytics.storage.queries.economy import wealth_sql
+from game_analytics.workers.model_detectors import churn_risk, forecast_deviation
 
 __all__ = ["ANOMALY_FEATURES", "DETECTORS", "EVENT_TYPES", "PLAYER_SCOPED", "Context", "Finding", "anomaly_features"]
 
@@ -316,6 +319,8 @@ _IMPLEMENTATIONS: dict[str, Callable[[Context, Any], list[Finding]]] = {
     "marketManipulation": market_manipulation,
     "monopolyFormation": monopoly_formation,
     "anomalyScore": anomaly_score,
+    "churnRisk": churn_risk,
+    "forecastDeviation": forecast_deviation,
 }
 if set(_IMPLEMENTATIONS) != WORKER_EVALUATED:  # the detector table (api.alertrule.DETECTOR_TYPES) decides
     raise ImportError(f"detectors implemented {sorted(_IMPLEMENTATIONS)} != worker-evaluated {sorted(WORKER_EVALUATED)}")
@@ -332,6 +337,8 @@ EVENT_TYPES: dict[str, frozenset[str] | None] = {
     "marketManipulation": frozenset({"trade", "purchase"}),
     "monopolyFormation": frozenset({"trade", "purchase"}),
     "anomalyScore": None,  # a forest fitted on the population: evaluated by the periodic pass only
+    "churnRisk": None,  # daily models (workers/model_detectors.py): the periodic pass only
+    "forecastDeviation": None,
 }
 
 #: detector type -> its evaluation, for every type ``api.alertrule.DETECTOR_TYPES`` has the worker evaluate
