@@ -53,7 +53,7 @@ class KindInfo:
 KINDS: tuple[KindInfo, ...] = (
     KindInfo(
         "AlertRule", "alertrules", ("gar",), alertrule.AlertRuleSpec, alertrule.AlertRuleStatus,
-        "A player, economic, system or anomaly alert and its notification channels.",
+        "A player, economic, system, anomaly or retention alert and its notification channels.",
         (
             PrinterColumn("Category", ".spec.category"),
             PrinterColumn("Severity", ".spec.severity"),

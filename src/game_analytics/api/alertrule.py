@@ -1,4 +1,4 @@
-"""AlertRule: a player, economic, system or ML-anomaly alert, with where its notifications go."""
+"""AlertRule: a player, economic, system, ML-anomaly or retention alert, with where its notifications go."""
 
 from __future__ import annotations
 

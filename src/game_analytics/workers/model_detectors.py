@@ -12,7 +12,8 @@ backtest replay (:mod:`game_analytics.alerting.replay`) refits once per replayed
     Flagged: players in tier ``minTier`` or above with at least ``minPurchaseDays`` purchase days and a CLV of at
     least ``minClv`` (``minClv`` 0 also keeps players without a CLV fit), the ``maxCases`` highest risks per game.
     The subject is the player; the evidence holds the risk, its two parts and the RFM figures behind them.  The
-    rule's category is ``retention``, so its cases are retention interventions (``interventions list --category``).
+    rule's category is ``retention``, so its cases are retention interventions (``interventions list --detector
+    churnRisk`` shows them with that category).
 ``forecastDeviation``
     DAU (distinct active players) or revenue (USD purchases) per UTC day; the last complete day ``D`` against
     :func:`game_analytics.analytics.forecast.ets_forecast` fitted on the ``historyDays`` days before ``D``
