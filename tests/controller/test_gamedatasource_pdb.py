@@ -100,12 +100,20 @@ def test_affinity_reaches_every_worker_pod_as_written_without_empty_lists() -> N
         }
 
 
-def test_affinity_typos_and_missing_topology_key_are_refused_naming_the_field() -> None:
+def test_affinity_typos_bad_label_keys_and_weights_are_refused_naming_the_field() -> None:
     doc = yaml.safe_load(EXAMPLE.read_text())["spec"]
     for affinity, field in [({"nodeAffinty": {}}, "workers.affinity.nodeAffinty"),
                             ({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{}]}},
                              "workers.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution.0"
-                             ".topologyKey")]:
+                             ".topologyKey"),
+                            ({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                                {"topologyKey": "zone", "labelSelector": {"matchLabels": {"bad key": "x"}}}]}},
+                             "workers.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution.0"
+                             ".labelSelector.matchLabels"),
+                            ({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                                {"weight": 0, "preference": {}}]}},
+                             "workers.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.0"
+                             ".weight")]:
         doc["workers"] = {"affinity": affinity}
         with pytest.raises(ValidationError) as err:
             GameDataSourceSpec.model_validate(doc)

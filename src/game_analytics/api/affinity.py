@@ -12,10 +12,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from .common import Model, cel
+from .common import DNS_LABEL_PATTERN, KubernetesLabels, Model, cel
 
-#: Label keys and values as Kubernetes bounds them (a key may carry a 253-character DNS prefix).
-_KEY = Field(min_length=1, max_length=316, description="Label key.")
+#: A label key or topology key: a qualified name, ``[DNS-subdomain prefix/]name`` with a name of at most 63
+#: characters (the prefix's own limit of 253 is the length bound below).
+QUALIFIED_NAME_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                          r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+#: A label value (empty, or at most 63 letters, digits, '-', '_', '.', starting and ending alphanumeric).
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+QualifiedName = Annotated[str, Field(pattern=QUALIFIED_NAME_PATTERN, max_length=317)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+_KEY = Field(pattern=QUALIFIED_NAME_PATTERN, max_length=317, description="Label key.")
 
 
 _EMPTY = "(!has(self.values) || size(self.values) == 0)"
@@ -38,14 +45,14 @@ class LabelSelectorRequirement(Model):
 
     key: str = _KEY
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="How key and values relate.")
-    values: list[Annotated[str, Field(max_length=63)]] = Field(
-        default_factory=list, max_length=64, description="Label values: set for In and NotIn, empty otherwise.")
+    values: list[LabelValue] = Field(default_factory=list, max_length=64,
+                                     description="Label values: set for In and NotIn, empty otherwise.")
 
 
 class LabelSelector(Model):
     """Pods (or namespaces) by label: every matchLabels pair and every expression must match."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels that must be equal.")
+    match_labels: KubernetesLabels = Field(default_factory=dict, max_length=32, description="Labels that must be equal.")
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32,
                                                               description="Label requirements (ANDed).")
 
@@ -58,12 +65,16 @@ class NodeSelectorRequirement(Model):
     key: str = _KEY
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(
         description="How key and values relate; Gt and Lt compare one integer value.")
-    values: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=64,
-                                                               description="Values for the operator.")
+    values: list[LabelValue] = Field(default_factory=list, max_length=64, description="Values for the operator.")
 
 
 class NodeSelectorTerm(Model):
     """Node requirements, ANDed."""
+
+    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [cel(
+        "!has(self.matchFields) || self.matchFields.all(f, f.key == 'metadata.name' "
+        "&& f.operator in ['In', 'NotIn'] && has(f.values) && size(f.values) == 1)",
+        "matchFields: only metadata.name, with In or NotIn and exactly one value", ".matchFields")]}}
 
     match_expressions: list[NodeSelectorRequirement] = Field(default_factory=list, max_length=32,
                                                              description="Requirements on node labels.")
@@ -93,13 +104,13 @@ class PodAffinityTerm(Model):
 
     label_selector: LabelSelector | None = Field(default=None, description="The pods this term is about.")
     namespace_selector: LabelSelector | None = Field(default=None, description="Namespaces, by label.")
-    namespaces: list[str] = Field(default_factory=list, max_length=32, description="Namespaces, by name.")
-    topology_key: str = Field(min_length=1, max_length=316,
-                              description="Node label defining the domain, e.g. kubernetes.io/hostname.")
-    match_label_keys: list[str] = Field(default_factory=list, max_length=16,
-                                        description="Incoming pod label keys ANDed into labelSelector.")
-    mismatch_label_keys: list[str] = Field(default_factory=list, max_length=16,
-                                           description="Incoming pod label keys that must differ.")
+    namespaces: list[Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=63)]] = Field(
+        default_factory=list, max_length=32, description="Namespaces, by name.")
+    topology_key: QualifiedName = Field(description="Node label defining the domain, e.g. kubernetes.io/hostname.")
+    match_label_keys: list[QualifiedName] = Field(default_factory=list, max_length=16,
+                                                  description="Incoming pod label keys ANDed into labelSelector.")
+    mismatch_label_keys: list[QualifiedName] = Field(default_factory=list, max_length=16,
+                                                     description="Incoming pod label keys that must differ.")
 
 
 class WeightedPodAffinityTerm(Model):
