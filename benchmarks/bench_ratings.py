@@ -14,7 +14,10 @@ Rows:
    among ``--players`` players (default 100 x 100,000 = 10 million matches, 1 million players;
    goal < 60 s), one ``rate_periods`` call. Outcomes are drawn from hidden logistic skills;
    generation time is excluded. The skill/rating rank correlation is printed as a sanity check.
-4. Start-up: ``game-analytics rate`` on a 2,500-match CSV (the first 2,500 Bundesliga matches), wall time of the
+4. TrueSkill over the first ``--trueskill-matches`` Bundesliga matches in order: the RankingJob engine
+   (``rate_matches`` with ``algorithm: trueskill``) vs a bare loop over the library's ``rate``; and 8-player
+   free-for-alls (the engine on ``teams`` rows), matches per second.
+5. Start-up: ``game-analytics rate`` on a 2,500-match CSV (the first 2,500 Bundesliga matches), wall time of the
    whole process from start to exit, best of 3 (goal < 1.5 s; the imports are lazy for this path, and its 280
    rating periods run the numpy loop: loading numba would cost more than it saves).
 
@@ -37,8 +40,10 @@ import numpy as np
 import pandas as pd
 from openskill.models import PlackettLuce
 
+from game_analytics.analytics.ratings.engine import rate_matches
 from game_analytics.analytics.ratings.glicko2 import Glicko2Config, Glicko2Ratings, rate_periods
 from game_analytics.analytics.ratings.openskill_rating import OpenSkillRater
+from game_analytics.api.rankingjob import RankingJobSpec
 from game_analytics.data.datasets import fetch_all, load_bundesliga
 
 
@@ -107,6 +112,39 @@ def bench_openskill_bundesliga(df: pd.DataFrame) -> tuple[float, float, float]:
     return t_ours, t_bare, diff
 
 
+def bench_trueskill(df: pd.DataFrame, n: int, ffa: int) -> tuple[float, float, float, float]:
+    """(engine s, bare library s, max |mu difference|) over the first ``n`` matches, and the engine's seconds for
+    ``ffa`` eight-player free-for-alls among 64 players."""
+    import trueskill
+
+    head = df.head(n)
+    frame = pd.DataFrame({"home": head["HomeTeam"], "away": head["AwayTeam"], "home_score": head["HomeGoals"],
+                          "away_score": head["AwayGoals"],
+                          "occurred_at": pd.Timestamp("2000-01-01", tz="UTC") + pd.to_timedelta(range(n), unit="h")})  # fmt: skip
+    spec = RankingJobSpec.model_validate({"source": {"game": "b"}, "algorithm": "trueskill",
+                                          "inactivityDecay": {"enabled": False}})  # fmt: skip
+    t0 = time.perf_counter()
+    result = rate_matches(frame, spec)
+    t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    env = trueskill.TrueSkill()
+    state = defaultdict(env.create_rating)
+    for h, a, hs, as_ in zip(frame["home"], frame["away"], frame["home_score"], frame["away_score"], strict=True):
+        ranks = [0, 0] if hs == as_ else [0, 1] if hs > as_ else [1, 0]
+        (state[h],), (state[a],) = env.rate([(state[h],), (state[a],)], ranks=ranks)
+    t_bare = time.perf_counter() - t0
+    mu = result.rating + 3 * result.rd
+    diff = float(max(abs(mu[i] - state[p].mu) for i, p in enumerate(result.players)))
+    rng = np.random.default_rng(0)
+    rows = [[{"players": [f"p{x}"], "rank": k + 1} for k, x in enumerate(rng.choice(64, 8, replace=False))]
+            for _ in range(ffa)]
+    teams = pd.DataFrame({"home": None, "away": None, "home_score": None, "away_score": None, "teams": rows,
+                          "occurred_at": pd.Timestamp("2000-01-01", tz="UTC") + pd.to_timedelta(range(ffa), unit="h")})  # fmt: skip
+    t0 = time.perf_counter()
+    rate_matches(teams, spec)
+    return t_ours, t_bare, diff, time.perf_counter() - t0
+
+
 def bench_glicko2_synthetic(
     n_players: int, periods: int, per_period: int, seed: int = 0
 ) -> tuple[float, float]:
@@ -150,7 +188,10 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=1_000_000)
     parser.add_argument("--periods", type=int, default=100)
     parser.add_argument("--matches-per-period", type=int, default=100_000)
-    args = benchargs.parse(parser, None, {"players": 10_000, "periods": 5, "matches_per_period": 5_000})
+    parser.add_argument("--trueskill-matches", type=int, default=14_018, help="Bundesliga matches rated by TrueSkill")
+    parser.add_argument("--trueskill-ffa", type=int, default=2_000, help="8-player free-for-alls rated by TrueSkill")
+    args = benchargs.parse(parser, None, {"players": 10_000, "periods": 5, "matches_per_period": 5_000,
+                                          "trueskill_matches": 1_000, "trueskill_ffa": 100})
 
     # rows 1-3 time the compiled Glicko-2 loop (chosen by cost otherwise: numpy below COMPILED_MIN_PERIODS)
     os.environ["GAME_ANALYTICS_GLICKO2_NUMPY"] = "0"
@@ -187,6 +228,12 @@ def main() -> None:
             f"{n_matches / secs / 1e6:.2f} M matches/s (skill rank corr {corr:.2f})",
         )
     )
+
+    ts_ours, ts_bare, ts_diff, ts_ffa = bench_trueskill(df, min(args.trueskill_matches, len(df)), args.trueskill_ffa)
+    rows.append((f"TrueSkill, first {min(args.trueskill_matches, len(df)):,} Bundesliga matches", f"{ts_ours:.3f} s",
+                 f"bare trueskill {ts_bare:.3f} s", f"overhead {ts_ours / ts_bare:.2f}x (max |dmu| {ts_diff:.1e})"))
+    rows.append((f"TrueSkill, {args.trueskill_ffa:,} 8-player free-for-alls", f"{ts_ffa:.3f} s", "",
+                 f"{args.trueskill_ffa / ts_ffa:,.0f} matches/s"))  # fmt: skip
 
     startup = bench_rate_startup(df)
     rows.append(("game-analytics rate, 2,500-match CSV (process start to exit)", f"{startup:.2f} s",
