@@ -73,7 +73,7 @@ fuzz: venv ## the CR fuzz test at the issue's count: 2,000 admitted objects per 
 e2e: venv debs tools data envtest prometheus-operator node ## tests against a real kube-apiserver (envtest style)
 	$(PY) -m pytest -m e2e tests/e2e $(ARGS)
 
-bench: venv debs tools data ## benchmarks that print figures (ARGS=--quick: small sizes, as CI runs them)
+bench: venv debs tools data envtest prometheus-operator ## benchmarks that print figures (ARGS=--quick: small sizes, as CI runs them; bench_operator_scale needs the control plane)
 	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b $(ARGS)"; \
 	  PYTHONPATH=$(CURDIR) $(PY) $$b $(ARGS) || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "benchmarks failed:$$failed"; exit 1; fi
