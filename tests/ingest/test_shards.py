@@ -98,3 +98,25 @@ def test_two_replicas_share_the_shards_and_claim_a_dead_replicas_entries(db_dsn,
         assert {b"replica-0", b"replica-1"} <= set(delivered)  # both replicas joined every shard's group
     finally:
         client.close()
+
+
+def test_load_via_stream_publishes_to_the_shard_streams(clean_redis_url: str, capsys: pytest.CaptureFixture) -> None:
+    """``game-analytics load --via stream --shards 3`` puts each CDNOW purchase on its player's shard stream (the
+    streams the ingest replicas consume), none on the unsharded one."""
+    import json
+
+    from game_analytics.workers import load
+
+    assert load.main(["--dataset", "cdnow", "--via", "stream", "--shards", "3", "--limit", "300",
+                      "--redis-url", clean_redis_url, "--stream", "ev", "--quiet"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out) == {"cdnow": {"events": 300, "published": 300}}
+    client = redis.Redis.from_url(clean_redis_url)
+    assert not client.exists("ev")
+    lengths = [client.xlen(key) for key in shard_streams("ev", 3)]
+    assert sum(lengths) == 300 and all(lengths)
+    for key in shard_streams("ev", 3):
+        for _, fields in client.xrange(key, count=50):
+            assert stream_for(json.loads(fields[b"data"]), "ev", 3) == key
+    with pytest.raises(SystemExit) as usage:
+        load.main(["--via", "stream", "--shards", "0", "--redis-url", clean_redis_url])
+    assert usage.value.code == 2 and "--shards must be in 1..64" in capsys.readouterr().err

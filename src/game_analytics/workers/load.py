@@ -1,12 +1,13 @@
 """Bulk loading of events (:func:`copy_events`, :func:`publish_events`) and ``game-analytics load``, which
 replays the real data sets as events.
 
-``game-analytics load [--dataset bundesliga|cdnow|all] [--via stream|copy] [--limit N]``
+``game-analytics load [--dataset bundesliga|cdnow|all] [--via stream|copy] [--limit N] [--shards N]``
 
 * ``--via copy`` (default) validates the events and stores them straight into PostgreSQL with the ingest
   worker's COPY fast path (:func:`copy_events`): events, players and matches.
 * ``--via stream`` publishes them to the Redis stream (``XADD``, pipelined) for the ingest worker to consume,
-  which is the path live games take.
+  which is the path live games take; with ``--shards N`` (``spec.stream.shards``) to the shard streams
+  ``STREAM:0`` .. ``STREAM:N-1`` the ingest replicas consume (:mod:`game_analytics.workers.shards`).
 
 The data sets come from :mod:`game_analytics.data` (Bundesliga matches 1963-2009, CDNOW purchases 1997-98) and
 must be in the cache first (``make data``). Their event dicts (:func:`game_analytics.data.match_events`,
@@ -41,6 +42,7 @@ from game_analytics.workers.batches import (
     to_json_bytes,
     write_batch,
 )
+from game_analytics.workers.shards import MAX_SHARDS, publish_sharded
 
 __all__ = ["DATASETS", "LoadResult", "copy_events", "dataset_events", "load_events", "main", "publish",
            "publish_events", "to_event"]
@@ -217,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-url", help="Redis URL for --via stream (default: GAME_ANALYTICS_REDIS_URL / _SENTINELS)"
     )
     p.add_argument("--stream", help="stream key (default: GAME_ANALYTICS_STREAM or game-events)")
+    p.add_argument("--shards", type=int, default=None,
+                   help="--via stream: publish to the shard streams STREAM:0.. (crc32 of the player, as the game "
+                        "servers do; default: GAME_ANALYTICS_STREAM_SHARDS or 1, the stream itself)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -238,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.via == "copy" and not dsn:
         err.print("error: --via copy needs a database: pass --dsn or set GAME_ANALYTICS_DSN")
         return 2
+    shards = settings.stream_shards if args.shards is None else args.shards
+    if not 1 <= shards <= MAX_SHARDS:
+        parser.error(f"--shards must be in 1..{MAX_SHARDS}")
     if args.via == "stream":
         if args.redis_url:
             settings = settings.model_copy(update={"redis_url": args.redis_url, "redis_sentinels": []})
@@ -267,7 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                     client = connect(settings)
                     try:
-                        published = publish(tracked, client, args.stream or settings.stream)
+                        stream = args.stream or settings.stream
+                        if shards > 1:  # the streams the ingest replicas consume (workers/shards.py)
+                            published = sum(publish_sharded(tracked, client, stream, shards).values())
+                        else:
+                            published = publish(tracked, client, stream)
                     finally:
                         client.close()
                     summary[name] = {"events": len(events), "published": published}
