@@ -17,7 +17,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 #: examples that reference an object of another example file
 NEEDS = {"gamedatasource.yaml": "RedisFailover", "rankingjob.yaml": "GameDataSource",
          "scheduledreport.yaml": "GameDataSource",
-         **{p.name: "GameDataSource" for p in EXAMPLES if p.name.startswith("alertrule-")}}
+         **{p.name: "GameDataSource" for p in EXAMPLES if p.name.startswith(("alertrule-", "rankingjob-"))}}
 #: a GameDataSource named ``default`` that needs nothing else, for rendering an AlertRule alone
 PLAIN_DATA_SOURCE = """---
 apiVersion: gameanalytics.io/v1alpha1
