@@ -70,3 +70,35 @@ def test_the_operator_entry_point_is_kopf_run_of_the_handlers() -> None:
         assert option in out
     chart = (REPO_ROOT / "charts" / "game-analytics" / "templates" / "deployment.yaml").read_text()
     assert "command: [game-analytics, operator]" in chart  # the image's console script
+
+
+def _imported_top_level_modules() -> set[str]:
+    """Top-level modules the product's code imports (absolute imports only), from its syntax trees."""
+    import ast
+
+    (where,) = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"]
+    found: set[str] = set()
+    for module in wheel_modules():
+        tree = ast.parse((REPO_ROOT / where / module).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_every_imported_distribution_is_declared() -> None:
+    """Each third-party module the product imports comes from a distribution named in [project] dependencies
+    (a transitive dependency imported directly breaks when its parent drops it)."""
+    import re
+    from importlib.metadata import packages_distributions
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {norm(re.split(r"[\s<>=!~;\[]", d, maxsplit=1)[0]) for d in PYPROJECT["project"]["dependencies"]}
+    providers = packages_distributions()
+    third_party = {m for m in _imported_top_level_modules() if m in providers and m != "game_analytics"}
+    undeclared = {m: providers[m] for m in third_party if not {norm(d) for d in providers[m]} & declared}
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
