@@ -25,7 +25,8 @@ Cache: ``$GA_IMAGE_CACHE`` (default ``~/.cache/game-analytics/images``, shared b
 the node binaries). An image tarball is named by a digest of all its inputs (recipe, Dockerfile text, the bytes of
 every file its COPY steps read, the builder scripts, the apt sources and suite), so a change to any of them
 rebuilds it and nothing else does (this module itself counts through :data:`BUILDER_VERSION`). Unpinned PyPI
-dependencies are *not* part of the key.
+dependencies are *not* part of the key. The :data:`KEEP_BUILDS` most recently built or used tarballs of each image
+are kept (:func:`prune`), so checkouts with different inputs sharing the cache do not evict each other's.
 
 Command line::
 
@@ -64,6 +65,7 @@ __all__ = [
     "catalog",
     "import_images",
     "normalize_reference",
+    "prune",
     "tarball_path",
 ]
 
@@ -381,6 +383,21 @@ def build_record(recipe: ImageRecipe, *, cache: Path | None = None) -> dict | No
         return None
 
 
+#: Tarballs kept per image name: clones (or a lead and an engineer's checkout) that share the cache with different
+#: inputs each keep theirs, instead of rebuilding every time the other one built.
+KEEP_BUILDS = 3
+
+
+def prune(cache: Path, stem: str, keep: int = KEEP_BUILDS) -> list[Path]:
+    """Delete all but the ``keep`` most recently built or used (modification time) ``<stem>-<key>.tar`` tarballs in ``cache`` and
+    their ``.json`` records; return the tarballs deleted."""
+    tarballs = sorted(cache.glob(f"{stem}-*.tar"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in tarballs[keep:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
+    return tarballs[keep:]
+
+
 def build_image(recipe: ImageRecipe, *, cache: Path | None = None, root: Path = REPO_ROOT,
                 log: Path | None = None) -> Path:
     """Build ``recipe`` unless its tarball is cached; return the OCI layout tarball's path.
@@ -394,6 +411,7 @@ def build_image(recipe: ImageRecipe, *, cache: Path | None = None, root: Path = 
     log = log or cache / "logs" / f"{stem}.log"
     with _lock(cache / ".lock"):
         if out.exists():
+            os.utime(out)  # most recently used: the last that prune() deletes
             return out
         log.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -412,10 +430,7 @@ def build_image(recipe: ImageRecipe, *, cache: Path | None = None, root: Path = 
             _pack(state, out, recipe.name.rsplit(":", 1)[1], log)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        for old in cache.glob(f"{stem}-*.tar"):
-            if old != out:
-                old.unlink(missing_ok=True)
-                old.with_suffix(".json").unlink(missing_ok=True)
+        prune(cache, stem)
         meta = {"name": recipe.name, "key": key, "seconds": round(time.monotonic() - started, 1),
                 "bytes": out.stat().st_size}
         out.with_suffix(".json").write_text(json.dumps(meta, indent=2))

@@ -102,3 +102,22 @@ def test_cache_key_follows_inputs(tmp_path: Path) -> None:
     assert images.cache_key(recipe, tmp_path) == first, "ignored files do not count"
     (tmp_path / "src" / "m.py").write_text("x = 2\n")
     assert images.cache_key(recipe, tmp_path) != first
+
+
+def test_prune_keeps_the_most_recently_used_tarballs_of_one_image(tmp_path: Path) -> None:
+    import os
+
+    for i, key in enumerate(["aaaa", "bbbb", "cccc", "dddd"]):
+        for suffix in (".tar", ".json"):
+            path = tmp_path / f"localhost_t_1-{key}{suffix}"
+            path.write_text(key)
+            os.utime(path, (1000 + i, 1000 + i))
+    other = tmp_path / "localhost_u_1-eeee.tar"
+    other.write_text("another image")
+    os.utime(tmp_path / "localhost_t_1-aaaa.tar", (2000, 2000))  # the oldest build, used last
+    deleted = images.prune(tmp_path, "localhost_t_1", keep=3)
+    assert [p.name for p in deleted] == ["localhost_t_1-bbbb.tar"]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["localhost_t_1-aaaa.json", "localhost_t_1-aaaa.tar", "localhost_t_1-cccc.json",
+                    "localhost_t_1-cccc.tar", "localhost_t_1-dddd.json", "localhost_t_1-dddd.tar",
+                    "localhost_u_1-eeee.tar"]
