@@ -12,19 +12,32 @@ import pytest
 
 from devtools import REPO_ROOT
 
-pytestmark = pytest.mark.e2e
+#: The demo's own time limit (``--timeout``), and this test's: the demo's, plus room for its clean-up. pytest's
+#: default (600 s, pyproject.toml) is shorter than a node demo that rebuilds the product image on a loaded machine,
+#: and a test killed there would leave the demo's node (bridge, containerd, cgroups) to fail the node tier after it.
+DEMO_TIMEOUT = 900
+TEST_TIMEOUT = DEMO_TIMEOUT + 150
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(TEST_TIMEOUT)]
 
 
 def _demo(workdir: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "devtools.demo", "--workdir", str(workdir), "--timeout", "900",
-                             *args], capture_output=True, text=True, timeout=1000, cwd=REPO_ROOT)
+    left = True
+    try:
+        result = subprocess.run([sys.executable, "-m", "devtools.demo", "--workdir", str(workdir), "--timeout",
+                                 str(DEMO_TIMEOUT), *args], capture_output=True, text=True, timeout=DEMO_TIMEOUT + 100,
+                                cwd=REPO_ROOT)
+        left = (workdir / "state.json").exists()  # the demo removes it once it stopped everything
+    finally:  # whatever a demo that did not finish (or did not stop everything) left
+        if (workdir / "state.json").exists():
+            subprocess.run([sys.executable, "-m", "devtools.demo", "--workdir", str(workdir), "--down"],
+                           capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     out = result.stdout
     assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
     assert "│ 1    │ bayern-muenchen" in out
     assert "Page received: WhaleWealthJump severity=critical" in out
     assert "Report delivered by webhook" in out
     assert "Demo finished" in out and "Stopping everything" in out
-    assert not (workdir / "state.json").exists(), "every process the demo started is stopped"
+    assert not left, "every process the demo started is stopped"
     return out
 
 
