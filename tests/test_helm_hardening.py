@@ -37,6 +37,14 @@ def test_operator_rights_are_what_the_code_needs():
     assert allowed(rules, "", "secrets", "get")
     for verb in ("list", "watch", "create", "patch", "delete"):
         assert not allowed(rules, "", "secrets", verb), verb
+    # Events are only created (core/v1: the operator's and Kopf's), status is only patched (Kopf)
+    rules = [r for d in template() if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-cluster")
+             for r in d["rules"]]  # the operator's own (not the aggregated edit/view roles)
+    assert allowed(rules, "", "events", "create")
+    assert not allowed(rules, "", "events", "patch") and not allowed(rules, "events.k8s.io", "events", "create")
+    for info in KINDS:
+        assert allowed(rules, "gameanalytics.io", f"{info.plural}/status", "patch")
+        assert not allowed(rules, "gameanalytics.io", f"{info.plural}/status", "get")
 
 
 def test_report_allow_lists_and_probe_flag_reach_the_operator(monkeypatch: pytest.MonkeyPatch):

@@ -7,7 +7,7 @@ every pod it owns (the owner labels every pod template carries), ingress only:
   from the product's pods in the namespace (``app.kubernetes.io/part-of: game-analytics``: the workers, ranking
   and bootstrap Jobs, the replicas and Sentinels themselves) and from the operator's namespace (Sentinel probes);
 - the ``metrics`` ports from Prometheus's namespaces only;
-- nothing else: pods without ports (report and ranking Jobs) get ``ingress: []``, a default deny.
+- nothing else: pods without ports (report and ranking Jobs) get no ingress rule at all, a default deny.
 
 Kubelet probes come from the node, which NetworkPolicies do not restrict. Egress is left open: a worker's
 PostgreSQL host is in a Secret's DSN, often outside the cluster (docs/hardening.md says why).
@@ -79,8 +79,7 @@ def network_policies(owner: Owner, children: list[Manifest], settings: NetworkPo
         prometheus = [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: ns}}}
                       for ns in settings.prometheus_namespaces] or [{"namespaceSelector": {}}]
         ingress.append({"from": prometheus, "ports": scraped})
-    return [manifest(*NETWORK_POLICY, metadata(owner, policy_name(owner), "network-policy"), spec={
-        "podSelector": {"matchLabels": owner_labels},
-        "policyTypes": ["Ingress"],
-        "ingress": ingress,
-    })]
+    spec: dict[str, Any] = {"podSelector": {"matchLabels": owner_labels}, "policyTypes": ["Ingress"]}
+    if ingress:  # none: deny all. Not ``ingress: []``, which the API server drops (a drift on every resync)
+        spec["ingress"] = ingress
+    return [manifest(*NETWORK_POLICY, metadata(owner, policy_name(owner), "network-policy"), spec=spec)]
