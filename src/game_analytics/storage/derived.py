@@ -15,8 +15,9 @@ tables are folded from it here, set-based and only over the events committed sin
                      read one row per distinct value, not per player)
     activity_hourly  events per (game, event type, UTC hour)
     last_activity_hourly  players per (game, UTC hour of their newest event): a player moves from one hour to
-                     another when a newer event arrives (-1 / +1, from player_activity before and after), so the
-                     active players of a window are a sum over hours (:mod:`.queries.rollups`)
+                     another when a newer event arrives (-1 / +1; the upsert of player_activity keeps the time it
+                     replaces in ``prev_at`` and returns both, so no second lookup per player), so the active
+                     players of a window are a sum over hours (:mod:`.queries.rollups`)
     market_hourly    purchases (count, quantity, amount per currency) and trades (count, value) per game and UTC
                      hour: what the exporter's price index and trade volume read instead of payloads
 
@@ -83,14 +84,15 @@ WITH new AS MATERIALIZED (
     ON CONFLICT (match_id) DO NOTHING
 ), newest AS MATERIALIZED (
     SELECT game, player_id, max(occurred_at) AS last_at FROM new WHERE player_id IS NOT NULL GROUP BY 1, 2
-), activity AS (
+), activity AS (  -- prev_at: the newest time before this update (NULL for a new row), for last_rollup
     INSERT INTO player_activity AS a (game, player_id, last_at)
     SELECT game, player_id, last_at FROM newest ORDER BY 1, 2
-    ON CONFLICT (game, player_id) DO UPDATE SET last_at = greatest(a.last_at, excluded.last_at)
-), moved AS (  -- the players' newest hour before (player_activity as of the statement's start) and after
-    SELECT n.game, date_trunc('hour', o.last_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS old_hour,
-           date_trunc('hour', greatest(o.last_at, n.last_at) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS new_hour
-    FROM newest n LEFT JOIN player_activity o USING (game, player_id)
+    ON CONFLICT (game, player_id) DO UPDATE SET prev_at = a.last_at, last_at = greatest(a.last_at, excluded.last_at)
+    RETURNING a.game, a.prev_at, a.last_at
+), moved AS (  -- each touched player's newest hour before and after
+    SELECT game, date_trunc('hour', prev_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS old_hour,
+           date_trunc('hour', last_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS new_hour
+    FROM activity
 ), last_rollup AS (
     INSERT INTO last_activity_hourly AS l (game, hour, players)
     SELECT game, hour, sum(d) FROM (
@@ -107,9 +109,11 @@ WITH new AS MATERIALIZED (
     SELECT game, currency, player_id, wealth, events FROM flows ORDER BY 1, 2, 3
     ON CONFLICT (game, currency, player_id)
     DO UPDATE SET wealth = b.wealth + excluded.wealth, events = b.events + excluded.events
-), wealth_moves AS (  -- each balance before (player_balances as of the statement's start) and after
-    SELECT f.game, f.currency, o.wealth AS old, coalesce(o.wealth, 0) + f.wealth AS new
-    FROM flows f LEFT JOIN player_balances o USING (game, currency, player_id)
+    RETURNING b.game, b.currency, b.player_id, b.wealth, b.events
+), wealth_moves AS (  -- each balance before and after: a new row has only this catch-up's events (numeric: exact)
+    SELECT b.game, b.currency, CASE WHEN b.events = f.events THEN NULL ELSE b.wealth - f.wealth END AS old,
+           b.wealth AS new
+    FROM balances b JOIN flows f USING (game, currency, player_id)
 ), wealth_rollup AS (
     INSERT INTO wealth_values AS v (game, currency, wealth, players)
     SELECT game, currency, wealth, sum(d) FROM (

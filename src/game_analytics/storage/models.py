@@ -381,6 +381,9 @@ class PlayerActivity(Base):
     game: Mapped[str] = mapped_column(String(64), primary_key=True)
     player_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     last_at: Mapped[datetime] = mapped_column(TZ)
+    #: ``last_at`` before the catch-up that last changed this row (NULL until then): how the catch-up moves the
+    #: player between hours of ``last_activity_hourly`` without a second lookup
+    prev_at: Mapped[datetime | None] = mapped_column(TZ)
 
     __table_args__ = (Index(None, "game", "last_at"),)
 

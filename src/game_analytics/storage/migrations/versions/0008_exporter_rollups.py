@@ -4,7 +4,9 @@
   sums over it instead of a scan of one ``player_activity`` row per player;
 * ``wealth_values``: players per (game, currency, wealth); the Gini and the wealth histogram read one row per
   distinct balance instead of one per player (with a partial index on the values no one holds, which the catch-up
-  deletes).
+  deletes);
+* ``player_activity.prev_at``: the time an update of ``last_at`` replaced, returned by the catch-up's upsert, so
+  that moving a player between hours needs no second lookup of its row.
 
 Both are back-filled from the derived tables they count (``player_activity``, ``player_balances``), which hold
 exactly the events of ``aggregate_state.snapshot``, so the next catch-up goes on from there.
@@ -52,11 +54,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("game", "currency", "wealth", name=op.f("pk_wealth_values")),
     )
     op.create_index("ix_wealth_values_unheld", "wealth_values", ["game"], postgresql_where=sa.text("players = 0"))
+    op.add_column("player_activity", sa.Column("prev_at", sa.DateTime(timezone=True), nullable=True))
     for statement in BACKFILL.strip().split(";\n"):
         op.execute(statement)
 
 
 def downgrade() -> None:
+    op.drop_column("player_activity", "prev_at")
     op.drop_index("ix_wealth_values_unheld", table_name="wealth_values")
     op.drop_table("wealth_values")
     op.drop_table("last_activity_hourly")
