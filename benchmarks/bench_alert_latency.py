@@ -24,6 +24,11 @@ webhook's receipt. Prints p50 and p99 (nearest rank) of each path. Figures only,
 
     .venv/bin/python benchmarks/bench_alert_latency.py                   # 3 + 20 cycles, 5,000 events/s
     .venv/bin/python benchmarks/bench_alert_latency.py --quick           # 1 + 5 cycles (CI)
+
+``--quick`` keeps the shipped intervals (shorter detection intervals make the periodic whole-population pass run
+back to back, which starves the streaming path of the database and measures something else), so it takes about
+3 minutes, most of it the one PrometheusRule cycle. A page that does not arrive within the cycle's timeout counts as that timeout (a lower bound; the table marks it
+with ">=") and the run goes on, so that one slow cycle still leaves a table.
 """
 
 from __future__ import annotations
@@ -96,6 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     postgres, redis_server = start_postgres(), start_redis()
     workdir = Path(tempfile.mkdtemp(prefix="bench-alert-latency-"))
     prom, stream, load = [], [], None
+    censored: dict[str, int] = {"prom": 0, "stream": 0}
+
+    def wait(which: str, status: str, since: float, timeout: float, streaming: bool) -> float | None:
+        """Seconds from ``since`` to the page, or None after ``timeout`` (counted in ``censored``)."""
+        try:
+            return path.wait_page(status, since, timeout=timeout, streaming=streaming).received_at - since
+        except alert_path.PathError as exc:
+            if "timed out" not in str(exc):
+                raise
+            censored[which] += status == "firing"
+            print(f"  ({which}: no {status} page within {timeout:.0f} s)")
+            return None
+
     try:
         dsn = postgres.create_database("bench_alert")
         upgrade(dsn)
@@ -113,17 +131,17 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.runs + args.stream_runs):
                 both = i < args.runs
                 player, at, sent = path.inject_jump(skip=i)
-                firing = path.wait_page("firing", sent, timeout=30, streaming=True)
-                stream.append(firing.received_at - sent)
+                took = wait("stream", "firing", sent, 60, True)
+                stream.append(60.0 if took is None else took)
                 line = f"  cycle {i + 1}: streaming {stream[-1]:.2f} s"
                 if both:
-                    page = path.wait_page("firing", sent, timeout=300)
-                    prom.append(page.received_at - sent)
+                    took = wait("prom", "firing", sent, 300, False)
+                    prom.append(300.0 if took is None else took)
                     line += f", PrometheusRule {prom[-1]:.1f} s"
                 cleared = path.advance(at)
-                path.wait_page("resolved", cleared, timeout=30, streaming=True)
+                wait("stream", "resolved", cleared, 60, True)
                 if both and i + 1 < args.runs:  # the next cycle needs the Prometheus path's alert resolved
-                    path.wait_page("resolved", cleared, timeout=400)
+                    wait("prom", "resolved", cleared, 400, False)
                 print(f"{line} ({player}; load {load.achieved():,.0f} events/s)")
         finally:
             if load is not None:
@@ -136,9 +154,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nevent-to-page under {load.achieved():,.0f} events/s of background load (p99: nearest rank)")
     print(f"{'path':<46} {'samples':>7} {'p50':>8} {'p99':>8}")
-    for name, values in ((f"PrometheusRule ({args.interval:g} s / {args.scrape} / groupWait {args.group_wait})",
-                          prom), (f"streaming (Alertmanager v2, groupWait {args.stream_group_wait})", stream)):
-        print(f"{name:<46} {len(values):>7} {statistics.median(values):>7.2f}s {percentile(values, 99):>7.2f}s")
+    for name, key, values in (
+            (f"PrometheusRule ({args.interval:g} s / {args.scrape} / groupWait {args.group_wait})", "prom", prom),
+            (f"streaming (Alertmanager v2, groupWait {args.stream_group_wait})", "stream", stream)):
+        bound = ">=" if censored[key] else "  "
+        print(f"{name:<46} {len(values):>7} {statistics.median(values):>7.2f}s {bound}{percentile(values, 99):>6.2f}s"
+              + (f"  ({censored[key]} timed out)" if censored[key] else ""))
     print(f"(goal: streaming p99 < 2 s; logs under {workdir})")
     return 0
 

@@ -441,3 +441,34 @@ def test_top_cases_are_ranked_bounded_and_their_ranks_removed() -> None:
     assert ranks() == {"1": 9, "2": 7}
     worker.forget(rule.rule)
     assert ranks() == {}
+
+
+def test_scoped_wealth_query_equals_the_whole_population_query(store: Engine) -> None:
+    """The streaming path's one-scan suddenWealthChange (``Context.players``) flags exactly what the whole-population
+    query flags among those players, with the same evidence: gains, losses, several currencies, players below
+    ``minWealth`` and players without a change in the window, on the CDNOW log."""
+    from game_analytics.api.alertrule import SuddenWealthChange
+    from game_analytics.workers import detectors
+
+    def gems(i: str, player: str, when: datetime, delta: int) -> dict[str, Any]:
+        return {"event_id": f"inj-{i}", "event_type": "currency_change", "occurred_at": when, "player_id": player,
+                "game": "cdnow", "region": "US", "payload": {"delta": delta, "currency": "GEMS", "reason": "quest"}}
+
+    insert(store, [purchase("up", "cdnow-04242", END - timedelta(days=2), 50_000.0),
+                   gems("g0", "cdnow-00007", END - timedelta(days=40), 5_000),
+                   gems("g1", "cdnow-00007", END - timedelta(days=1), -4_500),  # a loss, in gems
+                   purchase("small", "cdnow-00011", END - timedelta(days=1), 3.0)])  # fmt: skip
+    params = SuddenWealthChange(threshold_ratio=3, window="30d", min_wealth=100)
+    with store.connect() as conn:
+        players = ["cdnow-04242", "cdnow-00007", "cdnow-00011", "cdnow-00001", "nobody"] + [
+            r[0] for r in conn.execute(text("SELECT DISTINCT player_id FROM events WHERE occurred_at > :t "
+                                            "ORDER BY 1 LIMIT 300"), {"t": END - timedelta(days=30)})]  # fmt: skip
+
+        def run(scope: list[str] | None) -> list[tuple]:
+            ctx = detectors.Context(conn, END, [], "games/x", Path("/tmp"), 3600.0, scope)
+            return sorted((f.subject, f.evidence["currency"], round(f.score, 9), f.evidence["wealth_before"],
+                           f.evidence["wealth_after"]) for f in detectors.sudden_wealth_change(ctx, params))
+
+        scoped, whole = run(players), [f for f in run(None) if f[0] in set(players)]
+    assert scoped == whole
+    assert {("cdnow-04242", "USD"), ("cdnow-00007", "GEMS")} <= {(s, c) for s, c, *_ in scoped}

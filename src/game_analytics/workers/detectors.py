@@ -100,16 +100,51 @@ def _rows(ctx: Context, sql: str, params: dict[str, Any]) -> list[Any]:
     return ctx.conn.execute(text(sql), params).mappings().all()
 
 
+#: the flagging condition of suddenWealthChange over ``before`` and ``after`` wealth (SQL expressions)
+_WEALTH_RATIO = "greatest({after}, :floor) / greatest({before}, :floor)"
+_WEALTH_FLAGGED = (f"greatest({{after}}, {{before}}) >= :min_wealth AND ({_WEALTH_RATIO} >= :threshold "
+                   f"OR {_WEALTH_RATIO} <= 1.0 / :threshold)")
+
+
+def _scoped_wealth_sql(ctx: Context, flow: str) -> tuple[str, dict[str, Any]]:
+    """suddenWealthChange for ``ctx.players`` only (the streaming path): ONE index scan of those players' events
+    (``events (player_id, occurred_at)``) giving wealth and the window's change per (game, currency, player)
+    together, where the whole-population query joins three scans (movers, recent change, wealth). Same rows,
+    same numeric sums, same result: a (game, currency) of a player without change in the window has ratio 1
+    and is never flagged, so keeping only groups with a change equals keeping the window's movers."""
+    games, params = _games(ctx)
+    before, after = "(t.after - t.change)", "t.after"
+    sql = f"""
+    SELECT t.game, t.currency, t.player_id, {before} AS before, {after} AS after,
+           {_WEALTH_RATIO.format(after=after, before=before)} AS ratio
+    FROM (SELECT e.game, coalesce(e.payload->>'currency', 'USD') AS currency, e.player_id, sum({flow}) AS after,
+                 coalesce(sum({flow}) FILTER (WHERE e.occurred_at > :since), 0) AS change,
+                 bool_or(e.occurred_at > :since) AS moved
+          FROM events e
+          WHERE e.event_type IN ('purchase', 'currency_change') AND e.player_id = ANY(:ctx_players)
+            AND e.occurred_at <= :as_of{games}
+          GROUP BY 1, 2, 3) AS t
+    WHERE t.moved AND {_WEALTH_FLAGGED.format(after=after, before=before)}
+    ORDER BY ratio DESC, player_id
+    """
+    return sql, {**params, "ctx_players": list(ctx.players or ()), "as_of": ctx.as_of}
+
+
 def sudden_wealth_change(ctx: Context, p: Any) -> list[Finding]:
     window = parse_duration(p.window, allow_zero=True)
     since = ctx.as_of - window
     floor = max(float(p.min_wealth), 1.0)
     # numeric sums: exact, so the same rows give the same evidence in every pass, whatever the plan
+    flow = ("CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::numeric "
+            "ELSE (e.payload->>'delta')::numeric END")  # fmt: skip
+    if ctx.players is not None:
+        sql, params = _scoped_wealth_sql(ctx, flow)
+        return _wealth_findings(ctx, p, sql, {**params, "since": since, "floor": floor,
+                                              "min_wealth": float(p.min_wealth),
+                                              "threshold": float(p.threshold_ratio)})  # fmt: skip
     wealth, params = wealth_sql(ctx.as_of, ctx.games, ctx.players, exact=True)
     scope, scope_params = _players(ctx)
     params.update(scope_params)
-    flow = ("CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::numeric "
-            "ELSE (e.payload->>'delta')::numeric END")  # fmt: skip
     sql = f"""
     WITH movers AS (
         SELECT DISTINCT e.player_id FROM events e
@@ -133,6 +168,11 @@ def sudden_wealth_change(ctx: Context, p: Any) -> list[Finding]:
     ORDER BY ratio DESC, player_id
     """
     params.update(since=since, floor=floor, min_wealth=float(p.min_wealth), threshold=float(p.threshold_ratio))
+    return _wealth_findings(ctx, p, sql, params)
+
+
+def _wealth_findings(ctx: Context, p: Any, sql: str, params: dict[str, Any]) -> list[Finding]:
+    """Run a suddenWealthChange query (rows ``game, currency, player_id, before, after, ratio``) into findings."""
     out = []
     for r in _rows(ctx, sql, params):
         ratio = float(r["ratio"])

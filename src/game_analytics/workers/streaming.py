@@ -86,15 +86,19 @@ class StreamEvaluator:
         alertmanager: where alerts go (None: nothing is posted, the rules are still evaluated).
         group / consumer: this worker's consumer group and name.
         block_ms: XREADGROUP block; store_timeout: seconds to wait for the ingest worker's commit.
+        batch: at most this many entries per read, all evaluated together (one scoped query per rule): behind a
+            background load, one evaluation of everything pending costs about as much as one of a small batch,
+            so the worker catches up instead of queueing small batches behind each other.
     """
 
     def __init__(self, worker: Any, client: redis.Redis, streams: Sequence[str], alertmanager: AlertmanagerClient | None,
                  *, group: str = "detection", consumer: str | None = None, block_ms: int = 200,
-                 store_timeout: float = 5.0, min_full_gap: float = 1.0) -> None:  # fmt: skip
+                 store_timeout: float = 5.0, min_full_gap: float = 1.0, batch: int = 10_000) -> None:  # fmt: skip
         self.worker, self.client, self.streams = worker, client, list(streams)
         self.alertmanager = alertmanager
         self.group, self.consumer = group, consumer or socket.gethostname()
         self.block_ms, self.store_timeout, self.min_full_gap = block_ms, store_timeout, min_full_gap
+        self.batch = batch
         self.alerts: dict[str, RuleAlert] = {}
         self._lock = threading.Lock()
         self._latest: datetime | None = None
@@ -221,7 +225,7 @@ class StreamEvaluator:
         while not stop.is_set():
             try:
                 reply = self.client.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                               count=1000, block=self.block_ms)  # fmt: skip
+                                               count=self.batch, block=self.block_ms)  # fmt: skip
                 batches = [(stream, entries) for stream, entries in (reply or []) if entries]
                 events = _parse(e for _, entries in batches for e in entries)
                 if events or time.monotonic() - last_tick >= 1.0:
