@@ -206,7 +206,8 @@ class DemoBase:
             "leaderboards-redis": {"password": REDIS_PASSWORD},
             "leaderboards-sentinel": {"password": SENTINEL_PASSWORD},
             "alerting-secrets": {"pager-webhook-url": f"{self.pager.url}/ops", "slack-webhook-url": f"{self.chat.url}/slack",
-                                 "discord-webhook-url": f"{self.chat.url}/discord"},
+                                 "discord-webhook-url": f"{self.chat.url}/discord",
+                                 "crm-webhook-url": f"{self.chat.url}/crm"},  # examples/alertrule-churn-risk.yaml
             "reporting-secrets": {"slack-webhook-url": f"{self.chat.url}/report"},
         }
         for name, data in secrets.items():
@@ -218,18 +219,27 @@ class DemoBase:
         self.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(docs))
         self.examples = docs
 
-        def all_ready() -> bool:
+        def ready(item: dict) -> bool:
             # a MongoShardedCluster is Ready only once bootstrapped, which needs a live mongod (none runs here):
             # its children applied, it stays Ready=False with reason Bootstrapping
-            items = self.get("game-analytics")["items"]
-            return len(items) == len(docs) and all(
-                any(c["type"] == "Ready" and c.get("observedGeneration") == i["metadata"]["generation"]
-                    and (c["status"] == "True" or (i["kind"] == "MongoShardedCluster" and c["status"] == "False"
-                                                   and c["reason"] == "Bootstrapping"))
-                    for c in i.get("status", {}).get("conditions", [])) for i in items)
+            return any(c["type"] == "Ready" and c.get("observedGeneration") == item["metadata"]["generation"]
+                       and (c["status"] == "True" or (item["kind"] == "MongoShardedCluster" and c["status"] == "False"
+                                                      and c["reason"] == "Bootstrapping"))
+                       for c in item.get("status", {}).get("conditions", []))
 
-        wait_for("every custom resource to be Ready (see the operator's log)", all_ready, timeout, alive=alive,
-                 error=DemoError, interval=1)
+        def all_ready() -> bool:
+            items = self.get("game-analytics")["items"]
+            return len(items) == len(docs) and all(map(ready, items))
+
+        try:
+            wait_for("every custom resource to be Ready (see the operator's log)", all_ready, timeout, alive=alive,
+                     error=DemoError, interval=1)
+        except DemoError as exc:  # name the ones that are not, with their Ready condition
+            pending = [f"{i['kind']}/{i['metadata']['name']}: " + ("; ".join(
+                f"{c['status']} {c.get('reason', '')}: {c.get('message', '')}"
+                for c in i.get("status", {}).get("conditions", []) if c["type"] == "Ready") or "no Ready condition")
+                for i in self.get("game-analytics")["items"] if not ready(i)]
+            raise DemoError(f"{exc}\nnot Ready:\n  " + "\n  ".join(pending)) from None
         console.print(self.kubectl("get", "game-analytics", "-n", NAMESPACE).rstrip())
 
     def monitoring(self, targets: dict[str, list[str]]) -> None:
