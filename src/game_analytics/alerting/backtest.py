@@ -34,10 +34,14 @@ from typing import Any
 
 from game_analytics.alerting.routing import DEFAULT_ROUTE, RouteTiming
 
-__all__ = ["Backtest", "Incident", "Sample", "WEEKDAYS", "backtest", "backtest_alerts", "incidents", "pages"]
+__all__ = ["Backtest", "Incident", "NotBacktestable", "Sample", "WEEKDAYS", "backtest", "backtest_alerts", "incidents", "pages"]
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 WEEK = timedelta(days=7)
+
+
+class NotBacktestable(ValueError):
+    """The rule's detector is evaluated by Prometheus (PromQL): it is replayed with ``query_range``, not here."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from game_analytics.alerting.backtest import Sample
+from game_analytics.alerting.backtest import NotBacktestable, Sample
 from game_analytics.api.alertrule import WORKER_EVALUATED, AlertRuleSpec
 from game_analytics.api.common import parse_duration
 from game_analytics.workers.detectors import DETECTORS, Context
@@ -32,10 +32,6 @@ __all__ = ["MAX_STEPS", "NotBacktestable", "lookback", "replay", "steps"]
 
 #: the most evaluation steps one backtest may take (a coarser --step or a shorter span beyond this)
 MAX_STEPS = 1_000_000
-
-
-class NotBacktestable(ValueError):
-    """The rule's detector is evaluated by Prometheus (PromQL): it is replayed with ``query_range``, not here."""
 
 
 def steps(start: datetime, end: datetime, step: timedelta) -> list[datetime]:

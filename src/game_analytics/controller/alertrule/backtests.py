@@ -30,8 +30,7 @@ from typing import Any
 from psycopg.errors import QueryCanceled
 from sqlalchemy.exc import OperationalError
 
-from ...alerting.backtest import Backtest
-from ...alerting.replay import NotBacktestable
+from ...alerting.backtest import Backtest, NotBacktestable
 from ...api.alertrule import AlertRuleSpec, BacktestStatus
 from ...api.common import parse_duration
 from ...config import BacktestSettings
