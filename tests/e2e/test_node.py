@@ -475,10 +475,13 @@ def _burst_documents(ns: str) -> list[dict]:
     return docs
 
 
-def test_operator_pod_killed_mid_reconcile_leaves_no_duplicates_or_orphans(kubectl: Kubectl, operator_pod: dict) -> None:
+def test_operator_pod_killed_mid_reconcile_leaves_no_duplicates_or_orphans(
+    node_cluster: NodeCluster, kubectl: Kubectl, operator_pod: dict
+) -> None:
     """A burst of 23 custom resources (AlertRules, ScheduledReports, RankingJobs, a GameDataSource) applied, and
-    the operator pod deleted with grace 0 as soon as the first children appear: the Deployment's new pod
-    finishes the work, and then every child has exactly one owner reference, to a live parent, and each parent
+    as soon as the first children appear the operator's process is SIGKILLed (its containerd task, no grace) and
+    its pod force-deleted: some children exist and some do not (the kill is mid-reconcile). The Deployment's new
+    pod finishes the work, and then every child has exactly one owner reference, to a live parent, and each parent
     has exactly the children the offline render gives for it (none missing, none duplicated)."""
     from game_analytics.api import KINDS_BY_NAME
     from game_analytics.config import Images
@@ -504,10 +507,19 @@ def test_operator_pod_killed_mid_reconcile_leaves_no_duplicates_or_orphans(kubec
     while time.monotonic() < deadline and not children():
         time.sleep(0.05)
     old = kubectl.json("get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/name=game-analytics")["items"]
+    assert node_cluster.node is not None
+    for pod in old:  # SIGKILL: a crash, not a graceful stop (the kubelet's delete sends SIGTERM first, >= 2 s grace)
+        for status in pod["status"].get("containerStatuses", []):
+            task = status["containerID"].removeprefix("containerd://")
+            kill = subprocess.run(["ctr", "--address", str(node_cluster.node.containerd_socket), "-n", "k8s.io",
+                                   "tasks", "kill", "--signal", "SIGKILL", task], capture_output=True, text=True)
+            assert kill.returncode == 0, kill.stderr
+    killed = time.monotonic()
+    at_kill = len(children())
     kubectl.run("delete", "pod", "-n", SYSTEM_NS, "--grace-period=0", "--force", "--wait=false",
                 *[p["metadata"]["name"] for p in old])
-    at_kill = len(children())
-    killed = time.monotonic()
+    total = sum(len(v) for v in expected.values())
+    assert 0 < at_kill < total, f"the kill was not mid-reconcile: {at_kill}/{total} children existed"
     new = _wait_pod(kubectl, SYSTEM_NS, "app.kubernetes.io/name=game-analytics", timeout=180)
     assert new["metadata"]["name"] not in {p["metadata"]["name"] for p in old}
     deadline = time.monotonic() + 180
@@ -516,8 +528,7 @@ def test_operator_pod_killed_mid_reconcile_leaves_no_duplicates_or_orphans(kubec
         pending = [d for d in pending if not is_ready(kubectl.get(d["kind"].lower(), d["metadata"]["name"], ns))]
         time.sleep(1)
     assert not pending, f"not Ready after the operator pod was replaced: {[d['metadata']['name'] for d in pending]}"
-    total = sum(len(v) for v in expected.values())
-    print(f"\noperator pod deleted with {at_kill}/{total} children made; the new pod was Ready after "
+    print(f"\noperator pod SIGKILLed with {at_kill}/{total} children made; the new pod was Ready after "
           f"{time.monotonic() - killed:.0f} s and finished the rest")
 
     live = {(o["kind"], o["metadata"]["name"]): o["metadata"]["uid"] for o in
