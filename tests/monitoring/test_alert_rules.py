@@ -156,6 +156,8 @@ DETECTOR_PARAMS = {
     "lowEngagement": {"minActivePlayers": 100},
     "ingestLag": {"maxLagSeconds": 120},
     "anomalyScore": {},
+    "churnRisk": {},
+    "forecastDeviation": {},
     "promql": {"expr": 'sum by (game) (rate(game_analytics_events_ingested_total{event_type="purchase"}[5m])) == 0'},
 }
 
