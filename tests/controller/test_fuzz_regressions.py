@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import pytest
 
+from game_analytics.api import KINDS_BY_NAME
 from game_analytics.api.crdgen import DNS_1035_NAME_KINDS
+from game_analytics.config import Images
+from game_analytics.controller.reconcile import reconcile
 
 from . import crd_fuzz
 from .fake_cluster import FakeCluster, secret
@@ -66,3 +69,16 @@ def test_a_dotted_admin_secret_name_reconciles(no_sentinel_network):  # noqa: F8
 def test_child_names_are_checked_as_the_api_server_checks_them(kind, name, refused):
     child = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": "games"}}
     assert bool(crd_fuzz.child_problems(child)) is refused
+
+
+def test_a_zero_retention_is_invalid_spec_naming_the_field_not_an_exception():
+    """Found by the fuzzer: ``retention: "0"`` passes the CRD's duration pattern, and WorkerSettings' ValidationError
+    ("duration '0' must be positive") escaped reconcile() on every retry."""
+    obj = body("gamedatasource.yaml")
+    obj["spec"]["retention"] = "0"
+    cluster = FakeCluster()
+    cluster.add(body("redisfailover.yaml"))
+    outcome = reconcile(KINDS_BY_NAME["GameDataSource"], obj, cluster, Images())
+    ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["message"].startswith("spec.retention: ")

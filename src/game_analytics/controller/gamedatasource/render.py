@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from ...api.common import SecretKeyRef
 from ...api.gamedatasource import GameDataSourceSpec
 from ...api.gamedatasource import WorkerSettings as WorkerSpec
 from ...settings import ENV_PREFIX, WorkerSettings
+from ...validation import SpecError
 from ..alertrule.names import LABEL_DATA_SOURCE, LABEL_DETECTOR_CONFIG
 from ..common.cronjob import worker_cronjob
 from ..common.render import (
@@ -51,11 +54,32 @@ __all__ = ["METRICS_PORT", "WORKERS", "detection_rbac", "render", "worker_settin
 
 
 def worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinel_master: str | None) -> WorkerSettings:
-    """The non-secret settings every worker of this data source shares."""
+    """The non-secret settings every worker of this data source shares.
+
+    Raises:
+        SpecError: naming the spec field whose value the workers' settings refuse.
+    """
     sentinels = []
     if spec.redis.sentinel:
         host, port = sentinel_service_address(spec.redis.sentinel.redis_failover_ref.name, owner.namespace)
         sentinels = [f"{host}:{port}"]
+    try:
+        return _worker_settings(owner, spec, sentinels, sentinel_master)
+    except ValidationError as exc:  # e.g. retention "0": the CRD's duration pattern admits it, the workers refuse it
+        error = exc.errors()[0]
+        field = _SPEC_FIELDS.get(str(error["loc"][0]) if error["loc"] else "", "spec")
+        raise SpecError(field, error["msg"]) from exc
+
+
+#: WorkerSettings field -> the GameDataSource field it comes from (for errors that name the user's field)
+_SPEC_FIELDS = {"retention": "spec.retention", "partition_interval": "spec.partitionInterval",
+                "stream": "spec.stream.name", "consumer_group": "spec.stream.consumerGroup",
+                "stream_shards": "spec.stream.shards", "dead_letter_stream": "spec.stream.deadLetterStream",
+                "games": "spec.games", "detection_interval_seconds": "spec.workers.detection.intervalSeconds"}
+
+
+def _worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinels: list[str],
+                     sentinel_master: str | None) -> WorkerSettings:
     return WorkerSettings.model_validate(dict(  # not WorkerSettings(...): that would read the operator's environment
         redis_sentinels=sentinels,
         redis_master=sentinel_master or "mymaster",
