@@ -13,6 +13,7 @@ import http.client
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +60,11 @@ PLURALS: dict[tuple[str, str], str] = {
 }
 
 
+#: lightkube's generic-resource registry is not thread-safe: two handler threads registering the same kind at once
+#: raised "Another class for resource ... is already registered" (and the handler retried a minute later)
+_REGISTRY_LOCK = threading.Lock()
+
+
 def resource(api_version: str, kind: str) -> type:
     """The lightkube resource class of ``(api_version, kind)`` (a key of :data:`PLURALS`): lightkube's typed one for
     a built-in kind, a generic namespaced resource for the operator's and prometheus-operator's kinds.
@@ -69,7 +75,8 @@ def resource(api_version: str, kind: str) -> type:
     plural = PLURALS[(api_version, kind)]
     group, _, version = api_version.rpartition("/")
     if group == GROUP or api_version.startswith(OPTIONAL_GROUPS):
-        return create_namespaced_resource(group, version, kind, plural)  # returns the registered one when repeated
+        with _REGISTRY_LOCK:  # returns the registered class when repeated
+            return create_namespaced_resource(group, version, kind, plural)
     return resource_registry.load(api_version, kind)
 
 
