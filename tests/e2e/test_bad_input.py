@@ -76,7 +76,7 @@ REJECTED = [
     (variant("scheduledreport.yaml", "repeated-report", set_("reports", ["retention", "retention"])),
      "report types must not repeat"),
     (variant("scheduledreport.yaml", "no-schedule", set_("schedule", DELETE)), "spec.schedule"),
-    (variant("rankingjob.yaml", "bad-algorithm", set_("algorithm", "trueskill")), "spec.algorithm"),
+    (variant("rankingjob.yaml", "bad-algorithm", set_("algorithm", "microsoft-trueskill")), "spec.algorithm"),
     (variant("rankingjob.yaml", "elo-params-on-glicko", set_("elo", {"kFactor": 32})),
      "elo parameters need algorithm elo"),
     (variant("rankingjob.yaml", "tau-too-big", set_("glicko2.tau", 5)), "spec.glicko2.tau"),
