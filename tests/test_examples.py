@@ -47,3 +47,25 @@ def test_semantic_checks_name_the_field():
     with pytest.raises(SpecError) as err:
         check_alert_rule(rule)
     assert err.value.field == "spec.detector.promql.expr"
+
+
+def test_every_secret_an_example_names_is_in_the_test_secrets():
+    """The e2e and kmock tiers create EXAMPLE_SECRETS before applying examples/: a key missing there leaves that
+    example SecretNotFound (a new example's channel once did)."""
+    from controller.fake_cluster import EXAMPLE_SECRETS  # noqa: I001 - tests/ is on sys.path (rootdir imports)
+
+    def refs(node):
+        if isinstance(node, dict):
+            for field, value in node.items():
+                if field.endswith("SecretRef") and isinstance(value, dict) and "key" in value:
+                    yield value["name"], value["key"]
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    missing = sorted({f"{path.name}: {name}/{key}" for path in EXAMPLES
+                      for doc in yaml.safe_load_all(path.read_text()) if doc
+                      for name, key in refs(doc.get("spec", {}))
+                      if key not in EXAMPLE_SECRETS.get(name, {})})
+    assert not missing, missing
