@@ -281,6 +281,9 @@ def child_problems(child: dict) -> list[str]:
                 problems.append(f"{where}: invalid env name {env['name']!r}")
             if "\x00" in str(env.get("value", "")):
                 problems.append(f"{where}: NUL in env {env['name']}")
+            secret_key = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("key")
+            if secret_key is not None and (len(secret_key) > 253 or not CONFIG_KEY.fullmatch(secret_key)):
+                problems.append(f"{where}: invalid Secret key {secret_key!r} in env {env['name']}")
         for p in c.get("ports") or []:
             if not 0 < int(p["containerPort"]) < 65536 or len(p.get("name", "")) > 15:
                 problems.append(f"{where}: invalid container port {p}")

@@ -82,3 +82,41 @@ def test_a_zero_retention_is_invalid_spec_naming_the_field_not_an_exception():
     ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert ready["message"].startswith("spec.retention: ")
+
+
+@pytest.mark.parametrize("key", ["Õ¸ô^Ï", "a key", "url/secret", ""])
+def test_a_secret_key_no_secret_can_hold_is_refused_at_apply(key):
+    """Found by tests/e2e/test_fuzz_dry_run.py: a ScheduledReport whose ``delivery.webhook.urlSecretRef.key`` was
+    not a valid Secret key was admitted, and its CronJob's env ``secretKeyRef.key`` refused by the API server on
+    every reconcile. Every SecretKeyRef key now has the Secret key pattern in the CRDs."""
+    import yaml
+    from pydantic import ValidationError
+
+    from game_analytics.api.common import SecretKeyRef
+    from game_analytics.api.crdgen import render_all
+
+    with pytest.raises(ValidationError, match="key"):
+        SecretKeyRef(name="reporting-secrets", key=key)
+    crd = yaml.safe_load(render_all()["scheduledreports.gameanalytics.io.yaml"])
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    ref = spec["properties"]["delivery"]["properties"]["webhook"]["properties"]["urlSecretRef"]
+    assert ref["properties"]["key"]["pattern"] == "^[-._a-zA-Z0-9]+$"
+    child = {"kind": "CronJob", "metadata": {"name": "r-report"}, "spec": {"jobTemplate": {"spec": {"template": {
+        "spec": {"containers": [{"name": "report", "env": [{"name": "URL", "valueFrom": {"secretKeyRef": {
+            "name": "s", "key": key or "a b"}}}]}]}}}}}}
+    assert any("invalid Secret key" in p for p in crd_fuzz.child_problems(child))
+
+
+def test_a_request_above_the_default_limit_raises_the_limit():
+    """Found by tests/e2e/test_fuzz_dry_run.py: a MongoShardedCluster asking ``mongos.resources.requests.memory``
+    90266G got the default 1Gi limit, and the API server refused its Deployment on every reconcile."""
+    from game_analytics.api.common import Resources
+    from game_analytics.controller.common.render import resources
+
+    asked = Resources.model_validate({"requests": {"memory": "90266G", "cpu": "4"}})
+    out = resources(asked, cpu_limit="1", memory_limit="1Gi")
+    assert out == {"requests": {"cpu": "4", "memory": "90266G"}, "limits": {"memory": "90266G", "cpu": "4"}}
+    small = resources(Resources.model_validate({"requests": {"memory": "64Mi"}}), memory_limit="1Gi")
+    assert small["limits"] == {"memory": "1Gi"}  # a default limit above the request stays
+    explicit = Resources.model_validate({"requests": {"memory": "2Gi"}, "limits": {"memory": "4Gi"}})
+    assert resources(explicit, memory_limit="1Gi")["limits"] == {"memory": "4Gi"}

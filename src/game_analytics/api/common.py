@@ -122,7 +122,8 @@ class SecretKeyRef(Model):
     """A key in a Secret of the custom resource's namespace (the ``secretKeyRef`` convention of core/v1)."""
 
     name: ResourceName = Field(description="Name of the Secret in the same namespace.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret's data.")
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                     description="Key inside the Secret's data (letters, digits, '-', '_' and '.', as Secret keys are).")
 
 
 class LocalObjectReference(Model):

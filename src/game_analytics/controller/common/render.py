@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lightkube.utils.quantity import parse_quantity
+
 from ... import __version__
 from ...api.common import Resources, SecretKeyRef, Storage
 from ...api.gamedatasource import GameDataSourceSpec
@@ -123,7 +125,11 @@ CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 
 def resources(spec: Resources | None, cpu: str = "100m", memory: str = "128Mi",
               cpu_limit: str | None = None, memory_limit: str = "512Mi") -> dict[str, Any]:
-    """Container resources from the spec, with defaults for what it leaves out (requests always set)."""
+    """Container resources from the spec, with defaults for what it leaves out (requests always set).
+
+    A default limit never undercuts the spec's request: a request above it becomes the limit too (the API server
+    refuses a pod whose request exceeds its limit).
+    """
     spec = spec or Resources()
     req = spec.requests.to_api() if spec.requests else {}
     lim = spec.limits.to_api() if spec.limits else {}
@@ -131,6 +137,9 @@ def resources(spec: Resources | None, cpu: str = "100m", memory: str = "128Mi",
            "limits": {"memory": lim.get("memory", memory_limit)}}
     if "cpu" in lim or cpu_limit:
         out["limits"]["cpu"] = lim.get("cpu", cpu_limit)
+    for name, limit in out["limits"].items():
+        if name not in lim and parse_quantity(str(out["requests"][name])) > parse_quantity(str(limit)):
+            out["limits"][name] = out["requests"][name]
     return out
 
 
