@@ -1,6 +1,6 @@
 """Custom resources drawn from each CRD's own openAPIV3Schema, admitted as the API server would admit them.
 
-The pieces, for :mod:`tests.controller.test_fuzz_crs`:
+The pieces, for :mod:`tests.controller.test_fuzz_crs` (fast tier) and ``tests/e2e/test_fuzz_dry_run.py``:
 
 - :func:`spec_strategy`: hypothesis-jsonschema over the CRD's ``spec`` schema, turned into JSON Schema first
   (:func:`to_json_schema`: the ``x-kubernetes-*`` keys dropped, unknown fields closed, as a structural schema
@@ -9,8 +9,7 @@ The pieces, for :mod:`tests.controller.test_fuzz_crs`:
   that needs no ``oldSelf`` (evaluated with the ``cel`` package, the Rust CEL implementation), list-map keys and
   sets unique. Returns the defaulted object, or the reason it would be refused;
 - :func:`child_problems`: what the API server would refuse in a rendered child, checked without one (names,
-  labels, ports, container and env names). Not yet done: sending a sample of the rendered children to a real API
-  server's server-side dry-run (docs/hardening.md).
+  labels, ports, container and env names, Secret keys); the e2e test sends a sample to a real API server's dry-run.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ GameDataSource and RedisFailover it references (values drawn from right and wron
 the in-memory cluster. Required of every admitted object:
 
 - no exception escapes :func:`~game_analytics.controller.reconcile.reconcile`;
-- every child it applied is one the API server would accept, as :func:`.crd_fuzz.child_problems` checks it
-  offline (a server-side dry-run of a sample on the real API server is not done yet);
+- every child it applied is one the API server would accept (:func:`.crd_fuzz.child_problems`; the e2e test
+  ``tests/e2e/test_fuzz_dry_run.py`` sends a sample to a real API server's server-side dry-run);
 - it is Ready=True, or Ready=False waiting for its servers (a MongoShardedCluster before bootstrap), or
   Ready=False with a message naming a field of the object (``spec.…`` or ``metadata.name``).
 
