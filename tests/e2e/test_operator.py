@@ -71,9 +71,13 @@ def test_printer_columns_show_values(operator, kubectl):
     apply_examples(kubectl)
     wait_for("rule ready", lambda: is_ready(kubectl.get("alertrule", "whale-wealth-jump")))
     out = kubectl.run("get", "alertrule", "whale-wealth-jump", "-n", GAMES_NS).stdout.splitlines()
-    header, row = out[0].split(), out[1].split()
-    assert header[:5] == ["NAME", "CATEGORY", "SEVERITY", "DETECTOR", "READY"]
-    assert row[:6] == ["whale-wealth-jump", "player", "critical", "suddenWealthChange", "True", "Reconciled"]
+    header = out[0].split()
+    assert header == ["NAME", "CATEGORY", "SEVERITY", "DETECTOR", "MODE", "PAGES-7D", "READY", "REASON", "AGE"]
+    starts = [out[0].index(f"{h} ") if h != header[-1] else out[0].rindex(h) for h in header]
+    cells = {h: out[1][a:b].strip() for h, a, b in zip(header, starts, [*starts[1:], None], strict=True)}
+    assert [cells[h] for h in header[:5]] == ["whale-wealth-jump", "player", "critical", "suddenWealthChange", "Live"]
+    assert (cells["READY"], cells["REASON"]) == ("True", "Reconciled")
+    assert cells["PAGES-7D"] in ("", "<none>") or cells["PAGES-7D"].isdigit()  # no backtest source in this tier
 
 
 def test_spec_update_changes_children(operator, kubectl):
