@@ -4,8 +4,10 @@ The default run is on the node (the operator and the workers as pods); ``--proce
 (the fallback where no node can start) with one more run.
 """
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -41,8 +43,18 @@ def _demo(workdir: Path, *args: str) -> str:
     return out
 
 
-def test_demo_runs_on_the_node_end_to_end(tmp_path):
-    out = _demo(tmp_path / "demo")
+@pytest.fixture
+def short_workdir():
+    """A work folder with a short path: the kubelet's and containerd's unix sockets live under it, and a socket path
+    holds at most 107 bytes (pytest's tmp_path, ``/tmp/pytest-of-root/pytest-N/test_demo_runs_on_the_node_end0``,
+    leaves no room: containerd and the kubelet exited at once, and the demo fell back to processes)."""
+    path = Path(tempfile.mkdtemp(prefix="ga-demo-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_demo_runs_on_the_node_end_to_end(short_workdir):
+    out = _demo(short_workdir / "demo")
     assert "make demo: on a node (pods)" in out and "cannot start here" not in out, out[-4000:]
     line = next(x for x in out.splitlines() if x.startswith("pods: "))
     done, total = line.split()[1].split("/")
