@@ -26,7 +26,6 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -40,6 +39,7 @@ from game_analytics.monitoring import names, promql
 
 from .support import Kubectl, is_ready
 from .test_prometheus_operator import (  # noqa: F401 - prometheus_operator is a fixture
+    StubExporter,
     data_source,
     data_source_secret,
     generated_config,
@@ -118,23 +118,8 @@ class Exporter:
         self.broken = False
         self._errors, self._since = 0.0, time.time()
         self._lock = threading.Lock()
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                data = exporter.body().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._stub = StubExporter(self.body)
+        self.address = self._stub.address
 
     def errors(self) -> float:
         with self._lock:
@@ -153,8 +138,7 @@ class Exporter:
         return "\n".join(lines) + "\n"
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._stub.stop()
 
 
 def alert_rule(namespace: str, kind: str, smtp: SmtpSink) -> dict:

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -37,15 +37,15 @@ RULE = "wealth-jump"
 
 
 class StubExporter:
-    """``/metrics`` answering whatever :attr:`body` holds (Prometheus text format)."""
+    """``/metrics`` answering whatever :attr:`body` holds, or what ``render()`` returns (Prometheus text format)."""
 
-    def __init__(self) -> None:
+    def __init__(self, render: Callable[[], str] | None = None) -> None:
         self.body = ""
-        exporter = self
+        text = render or (lambda: self.body)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                data = exporter.body.encode()
+                data = text().encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(data)))
