@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import cel
+import jsonschema
 import yaml
 from hypothesis import strategies as st
 from hypothesis.internal.conjecture import utils as _conjecture_utils
@@ -140,6 +141,13 @@ def to_json_schema(node: Any) -> Any:
 
 
 @cache
+def _spec_validator(kind: str) -> jsonschema.protocols.Validator:
+    """A JSON Schema validator of ``kind``'s ``spec`` (types, enums, bounds, patterns: the structural checks). Draft 4,
+    whose boolean ``exclusiveMinimum`` OpenAPI v3 has."""
+    return jsonschema.Draft4Validator(to_json_schema(openapi_schema(kind)["properties"]["spec"]))
+
+
+@cache
 def spec_strategy(kind: str) -> st.SearchStrategy[dict]:
     """Specs of ``kind`` that pass its CRD's schema (types, enums, bounds, patterns; not yet CEL)."""
     return from_schema(to_json_schema(openapi_schema(kind)["properties"]["spec"]))
@@ -237,20 +245,58 @@ def custom_resource(kind: str, name: str, spec: dict, namespace: str = "games") 
 
 
 def admit(obj: dict) -> tuple[dict | None, list[str]]:
-    """``(defaulted object, [])`` when admission (after the schema) accepts ``obj``, else ``(None, reasons)``."""
+    """``(defaulted object, [])`` when admission (the schema, then CEL) accepts ``obj``, else ``(None, reasons)``;
+    each reason starts with the path of the refused field (``.spec.workers.tolerations[0].key: ...``)."""
     schema = openapi_schema(obj["kind"])
     defaulted = copy.deepcopy(obj)
     defaulted["spec"] = apply_defaults(schema["properties"]["spec"], obj["spec"])
-    refusals = _refusals(schema, defaulted, "")
+    refusals = [f".spec{''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in e.absolute_path)}: {e.message}"
+                for e in _spec_validator(obj["kind"]).iter_errors(defaulted["spec"])]
+    refusals = refusals or _refusals(schema, defaulted, "")
     return (None, refusals) if refusals else (defaulted, [])
 
 
-def _containers(child: dict) -> list[dict]:
+def _pod(child: dict) -> dict:
+    """The pod spec of a workload's template (a CronJob's through its jobTemplate); empty for other kinds."""
     spec = child.get("spec") or {}
     template = (spec.get("jobTemplate", {}).get("spec", {}).get("template")
                 if child["kind"] == "CronJob" else spec.get("template")) or {}
-    pod = template.get("spec") or {}
+    return template.get("spec") or {}
+
+
+def _containers(child: dict) -> list[dict]:
+    pod = _pod(child)
     return [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+
+
+def _pod_spec_problems(child: dict, where: str) -> list[str]:
+    """What the Pod validation refuses in the pod template's scheduling fields (tolerations, nodeSelector,
+    priorityClassName) and container images."""
+    pod, problems = _pod(child), []
+    for t in pod.get("tolerations") or []:
+        key, value, operator = t.get("key") or "", t.get("value") or "", t.get("operator") or "Equal"
+        if key and not _label_key_ok(key) or not LABEL_VALUE.fullmatch(value) or len(value) > 63:
+            problems.append(f"{where}: invalid toleration {t}")
+        if (operator == "Exists" and value) or (not key and operator != "Exists"):
+            problems.append(f"{where}: toleration operator/value mismatch {t}")
+        if "tolerationSeconds" in t and t.get("effect") != "NoExecute":
+            problems.append(f"{where}: tolerationSeconds without effect NoExecute {t}")
+    for key, value in (pod.get("nodeSelector") or {}).items():
+        if not _label_key_ok(key) or not LABEL_VALUE.fullmatch(value) or len(value) > 63:
+            problems.append(f"{where}: invalid nodeSelector {key}={value!r}")
+    priority = pod.get("priorityClassName")
+    if priority is not None and (len(priority) > 253 or not NAME.fullmatch(priority)):
+        problems.append(f"{where}: invalid priorityClassName {priority!r}")
+    for c in _containers(child):
+        if not c.get("image") or c["image"] != c["image"].strip():
+            problems.append(f"{where}: invalid image {c.get('image')!r} in container {c.get('name')}")
+    return problems
+
+
+def _label_key_ok(key: str) -> bool:
+    prefix, _, label = key.rpartition("/")
+    return len(label) <= 63 and bool(LABEL_NAME.fullmatch(label)) and (
+        not prefix or (len(prefix) <= 253 and bool(NAME.fullmatch(prefix))))
 
 
 def child_problems(child: dict) -> list[str]:
@@ -261,9 +307,9 @@ def child_problems(child: dict) -> list[str]:
     pattern, longest = NAME_RULES.get(kind, (NAME, 253))
     if len(name) > longest or not pattern.fullmatch(name):
         problems.append(f"{where}: invalid name ({len(name)} characters, at most {longest}: {pattern.pattern})")
+    problems += _pod_spec_problems(child, where)
     for key, value in (meta.get("labels") or {}).items():
-        prefix, _, label = key.rpartition("/")
-        if len(label) > 63 or not LABEL_NAME.fullmatch(label) or (prefix and len(prefix) > 253):
+        if not _label_key_ok(key):
             problems.append(f"{where}: invalid label key {key!r}")
         if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.fullmatch(value):
             problems.append(f"{where}: invalid label value {key}={value!r}")

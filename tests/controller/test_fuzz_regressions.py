@@ -71,11 +71,13 @@ def test_child_names_are_checked_as_the_api_server_checks_them(kind, name, refus
     assert bool(crd_fuzz.child_problems(child)) is refused
 
 
-def test_a_zero_retention_is_invalid_spec_naming_the_field_not_an_exception():
+@pytest.mark.parametrize("retention", ["0", "99999999999y", "5610563w", "1001y"])
+def test_a_zero_or_overflowing_retention_is_invalid_spec_naming_the_field_not_an_exception(retention):
     """Found by the fuzzer: ``retention: "0"`` passes the CRD's duration pattern, and WorkerSettings' ValidationError
-    ("duration '0' must be positive") escaped reconcile() on every retry."""
+    ("duration '0' must be positive") escaped reconcile() on every retry; a duration beyond a timedelta's range
+    raised OverflowError out of reconcile()."""
     obj = body("gamedatasource.yaml")
-    obj["spec"]["retention"] = "0"
+    obj["spec"]["retention"] = retention
     cluster = FakeCluster()
     cluster.add(body("redisfailover.yaml"))
     outcome = reconcile(KINDS_BY_NAME["GameDataSource"], obj, cluster, Images())
@@ -120,3 +122,41 @@ def test_a_request_above_the_default_limit_raises_the_limit():
     assert small["limits"] == {"memory": "1Gi"}  # a default limit above the request stays
     explicit = Resources.model_validate({"requests": {"memory": "2Gi"}, "limits": {"memory": "4Gi"}})
     assert resources(explicit, memory_limit="1Gi")["limits"] == {"memory": "4Gi"}
+
+
+@pytest.mark.parametrize(("toleration", "field"), [
+    ({"key": "\x12", "operator": "Exists", "effect": "NoSchedule"}, "key"),
+    ({"key": "dedicated", "operator": "Exists", "value": "games"}, "value"),
+    ({"operator": "Equal", "value": "x"}, "operator"),
+    ({"key": "dedicated", "value": "]\r"}, "value"),
+    ({"key": "dedicated", "value": "games", "tolerationSeconds": 30, "effect": "NoSchedule"}, "tolerationSeconds"),
+])
+def test_a_toleration_the_pod_validation_refuses_is_refused_at_apply(toleration, field):
+    """Found by the e2e dry-run fuzz (CI): GameDataSource ``spec.workers.tolerations`` took any string as key and
+    value, so the CRD admitted what the generated Deployments' Pod validation then refused."""
+    obj = body("gamedatasource.yaml")
+    obj["spec"]["workers"] = {"tolerations": [toleration]}
+    admitted, refusals = crd_fuzz.admit(obj)
+    assert admitted is None
+    assert any(f"spec.workers.tolerations[0].{field}" in r for r in refusals), refusals
+    obj["spec"]["workers"] = {"tolerations": [{"key": "dedicated", "value": "games", "effect": "NoExecute",
+                                               "tolerationSeconds": 30}, {"operator": "Exists"}]}
+    assert crd_fuzz.admit(obj)[0] is not None
+
+
+@pytest.mark.parametrize("workers", [{"nodeSelector": {"bad key!": "x"}}, {"nodeSelector": {"pool": "a b"}},
+                                     {"priorityClassName": "High"}, {"image": " ghcr.io/x "}])
+def test_bad_scheduling_fields_never_reach_a_deployment(workers, no_sentinel_network):  # noqa: F811 - the fixture
+    """A GameDataSource's worker scheduling fields are refused at apply or end Ready=False naming the field; no
+    Deployment the API server would refuse is written."""
+    obj = body("gamedatasource.yaml")
+    obj["spec"]["workers"] = workers
+    admitted, refusals = crd_fuzz.admit(obj)
+    if admitted is None:
+        assert any("spec.workers." in r for r in refusals), refusals
+        return
+    cluster = FakeCluster()
+    cluster.add(body("redisfailover.yaml"))
+    cluster.preexisting = set(cluster.objects)
+    check_case("GameDataSource", admitted, cluster)
+    assert not [c for c in cluster.created().values() if c["kind"] == "Deployment"]

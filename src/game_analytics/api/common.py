@@ -31,6 +31,10 @@ _DURATION_UNITS = (timedelta(days=365), timedelta(weeks=1), timedelta(days=1), t
                    timedelta(minutes=1), timedelta(seconds=1), timedelta(milliseconds=1))  # fmt: skip
 
 
+#: The longest duration any field takes: ``now`` minus it is still a valid datetime.
+MAX_DURATION = timedelta(days=365 * 1000)
+
+
 def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     """A :data:`DURATION_PATTERN` duration (``90s``, ``10m``, ``1h30m``, ``7d``, ``2w``; ``y`` = 365 days) as a
     timedelta.  The one parser of durations: report periods, rating periods and detector windows all use it.
@@ -40,16 +44,22 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
         allow_zero: accept ``0`` / ``0s`` (a detector window may be zero; a period may not).
 
     Raises:
-        ValueError: empty, not a duration (the message says "duration" and gives examples), or zero without
-            ``allow_zero``.
+        ValueError: empty, not a duration (the message says "duration" and gives examples), zero without
+            ``allow_zero``, or longer than :data:`MAX_DURATION`.
     """
     value = text.strip()
     match = _DURATION_RE.match(value)
     if not value or match is None:
         raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 10m, 1h30m, 7d")
     parts = match.groups()[1:] if value != "0" else (None,) * len(_DURATION_UNITS)
-    total = sum((int(p[:-2] if p.endswith("ms") else p[:-1]) * unit
-                 for p, unit in zip(parts, _DURATION_UNITS, strict=True) if p), timedelta())  # fmt: skip
+    try:
+        total = sum((int(p[:-2] if p.endswith("ms") else p[:-1]) * unit
+                     for p, unit in zip(parts, _DURATION_UNITS, strict=True) if p), timedelta())  # fmt: skip
+    except OverflowError:
+        total = timedelta.max
+    if total > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is too long (at most 1000y: times this far back or ahead are out of "
+                         "range)")
     if total <= timedelta() and not allow_zero:
         raise ValueError(f"duration {text!r} must be positive")
     return total
@@ -63,6 +73,8 @@ TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 #: A Kubernetes resource quantity such as ``100m``, ``1``, ``256Mi`` or ``10Gi``.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: A DNS subdomain (RFC 1123): dot-separated DNS labels, at most 253 characters (the bound goes on the field).
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 #: One e-mail address (``ops@example.com``), optionally with a display name (``Game Ops <ops@example.com>``).
 EMAIL_PATTERN = r"^([^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+|[^<>@,]*<[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+>)$"
 #: A comma-separated list of :data:`EMAIL_PATTERN` addresses (Alertmanager's ``to``).

@@ -10,8 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .affinity import Affinity
+from .affinity import Affinity, LabelValue, QualifiedName
 from .common import (
+    DNS_SUBDOMAIN_PATTERN,
     BaseStatus,
     Duration,
     GameName,
@@ -87,11 +88,26 @@ class DetectionSettings(WorkerSettings):
 
 
 class Toleration(Model):
-    """A pod toleration, as in a pod spec's ``tolerations``."""
+    """A pod toleration, as in a pod spec's ``tolerations``; the rules of the Pod validation are CEL rules here, so
+    that a bad one is refused at apply naming this field rather than in the generated Deployments."""
 
-    key: str | None = Field(default=None, max_length=316, description="Taint key (empty with Exists: every taint).")
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                    "value must be empty when operator is Exists", ".value"),
+                cel("(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+                    "operator must be Exists when key is empty (a toleration of every taint)", ".operator"),
+                cel("!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                    "tolerationSeconds needs effect NoExecute", ".tolerationSeconds"),
+            ]
+        }
+    }
+
+    key: QualifiedName | None = Field(default=None, description="Taint key, a label key (empty with Exists: "
+                                      "every taint).")
     operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default).")
-    value: str | None = Field(default=None, max_length=63, description="Taint value, with Equal.")
+    value: LabelValue | None = Field(default=None, description="Taint value, a label value, with Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect (empty: every effect).")
     toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds", ge=0,
@@ -99,15 +115,17 @@ class Toleration(Model):
 
 
 class Workers(Model):
-    image: str | None = Field(default=None, max_length=512, description="Worker image; the operator's default when unset.")
+    image: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$",
+                              description="Worker image; the operator's default when unset.")
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list, alias="imagePullSecrets", max_length=16,
         description="Secrets (docker-registry type) to pull a private worker image with.")
-    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector",
-                                          description="Node labels the worker pods must run on.")
+    node_selector: KubernetesLabels = Field(default_factory=dict, alias="nodeSelector", max_length=32,
+                                            description="Node labels the worker pods must run on.")
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32,
                                           description="Taints the worker pods tolerate.")
     priority_class_name: str | None = Field(default=None, alias="priorityClassName", max_length=253,
+                                            pattern=DNS_SUBDOMAIN_PATTERN,
                                             description="PriorityClass of the worker pods.")
     affinity: Affinity | None = Field(default=None, description="Node affinity, pod affinity and pod "
                                       "anti-affinity of the worker pods, as in a pod spec.")
