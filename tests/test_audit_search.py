@@ -80,3 +80,20 @@ def test_verify_expect_head(log: AuditLog, db_dsn: str, capsys) -> None:
     assert "not the expected head" in capsys.readouterr().out
     assert main(["verify", "--dsn", db_dsn, "--expect-head", "abc"]) == 2
     assert "64 hex digits" in capsys.readouterr().err
+
+
+def test_an_export_search_leaves_the_callers_connection_options_alone(log: AuditLog) -> None:
+    """``search`` without a limit streams with a server-side cursor for its own statement only: SQLAlchemy 2's
+    ``Connection.execution_options()`` changes the connection in place, and ``interventions show`` (which passes
+    its session's connection) then ran every later statement of that transaction with ``stream_results``."""
+    from sqlalchemy import text
+
+    from game_analytics.audit.query import AuditQuery, search
+
+    with log.engine.begin() as conn:
+        before = dict(conn.get_execution_options())
+        found = list(search(conn, AuditQuery(target="intervention/*", limit=None, order="asc")))
+        assert [e.object_ref for e in found] == ["intervention/0", "intervention/1", "intervention/2"]
+        assert dict(conn.get_execution_options()) == before
+        assert "stream_results" not in conn.execute(text("SELECT 1")).context.execution_options
+    assert [e.seq for e in log.entries(batch=2)] == [1, 2, 3, 4, 5, 6]

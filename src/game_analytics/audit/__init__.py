@@ -246,9 +246,8 @@ class AuditLog:
     def entries(self, batch: int = 1000) -> Iterator[AuditEntry]:
         """All rows in ascending ``seq`` order, read with a server-side cursor."""
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=batch).execute(
-                text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")
-            )
+            result = conn.execute(text(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq"),
+                                  execution_options={"stream_results": True, "yield_per": batch})
             for row in result:
                 yield AuditEntry(*row)
 

@@ -84,7 +84,8 @@ def search(conn: Connection, query: AuditQuery) -> Iterator[AuditEntry]:
         result = conn.execute(text(sql), params)
     else:
         conn.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))  # this transaction: the export reads them all
-        result = conn.execution_options(stream_results=True, yield_per=1000).execute(text(sql), params)
+        # per statement: Connection.execution_options() would set them on the caller's connection for good
+        result = conn.execute(text(sql), params, execution_options={"stream_results": True, "yield_per": 1000})
     for row in result:
         yield AuditEntry(*row)
 
