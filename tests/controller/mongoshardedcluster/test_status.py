@@ -7,6 +7,7 @@ import json
 
 from game_analytics.controller.common import conditions
 from game_analytics.controller.mongoshardedcluster import bootstrap as mb
+from game_analytics.controller.mongoshardedcluster import names
 
 from ..fake_cluster import FakeCluster
 from ..test_reconcile import body, ready, run
@@ -117,3 +118,25 @@ def test_a_zone_on_a_missing_shard_is_an_invalid_spec() -> None:
 def test_observation_document_round_trip() -> None:
     state = mb.ClusterState.from_document(json.loads(RECORDED_MESSAGE))
     assert mb.ClusterState.from_document(state.to_document()) == state
+
+
+def test_one_reconcile_computes_the_desired_topology_once(monkeypatch) -> None:
+    """The planner derives the topology (zones, hosts, collections) once and renders the children from it; it
+    was computed a second time inside render()."""
+    calls: list[str] = []
+    desired = mb.desired
+
+    def counting(cluster: str, namespace: str, spec):
+        calls.append(cluster)
+        return desired(cluster, namespace, spec)
+
+    monkeypatch.setattr(mb, "desired", counting)
+    cluster, mongo = FakeCluster(), body("mongoshardedcluster.yaml")
+    run("MongoShardedCluster", mongo, cluster)
+    assert calls == ["telemetry"]
+    job = cluster.objects[_job_path(cluster)]
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    # the Job carries the one topology: its name is the digest of the JSON in its environment
+    assert job["metadata"]["name"] == names.bootstrap_job_name("telemetry", env[mb.ENV_TOPOLOGY])
+    assert [rs.name for rs in mb.DesiredCluster.from_json(env[mb.ENV_TOPOLOGY]).replica_sets] == [
+        "telemetry-cfg", "telemetry-shard-0", "telemetry-shard-1"]

@@ -99,7 +99,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     job_name = render.bootstrap_job_name(owner.name, want)
     observed = last_observation(cluster, owner, job_name)
     _refuse_key_changes(want, body, observed)
-    children = render.render(owner, spec, images)
+    children = render.render(owner, spec, images, want)  # the topology computed once, above
     done, reason, message = job_state(cluster.get("batch/v1", "Job", owner.namespace, job_name))
     if observed is None:
         conditions = [condition(bootstrap.COND_BOOTSTRAPPED, done, reason, message, owner.generation)]

@@ -274,11 +274,17 @@ def service_monitor(owner: Owner, monitoring_labels: dict[str, str] | None = Non
                           "endpoints": [{"port": "metrics", "interval": "30s", "scrapeTimeout": "10s"}]})
 
 
-def render(owner: Owner, spec: MongoShardedClusterSpec, images: Images) -> list[Manifest]:
+def render(owner: Owner, spec: MongoShardedClusterSpec, images: Images,
+           want: mb.DesiredCluster | None = None) -> list[Manifest]:  # fmt: skip
     """All children: per replica set (config server, then shards) its headless Service, StatefulSet and PDB;
     then the mongos Deployment, Service and PDB; then the bootstrap Job; then, with ``spec.exporter.enabled``,
-    the ServiceMonitor."""
-    want = mb.desired(owner.name, owner.namespace, spec)
+    the ServiceMonitor. ``want``: the topology :func:`.bootstrap.desired` gives for ``owner`` and ``spec``, when
+    the caller has it already (the planner does), else computed here.
+
+    Raises:
+        ValueError: ``want`` not given and the spec's zones are inconsistent (see :func:`.bootstrap.desired`).
+    """
+    want = want if want is not None else mb.desired(owner.name, owner.namespace, spec)
     cfg = config_server_name(owner.name)
     children = _replica_set_children(owner, spec, cfg, "mongo-cfg", mongod_statefulset(
         owner, spec, images, cfg, "mongo-cfg", "--configsvr", spec.config_server.replicas,
