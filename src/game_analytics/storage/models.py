@@ -10,6 +10,7 @@ Tables:
     matches              match results (home/away participants and scores) feeding the rating workers
     rating_history       rating trajectory per player, algorithm and rating period
     leaderboard_entries  ranked boards per season with percentile and league
+    leaderboard_rating_counts  leaderboard rows per (board, season, league, ceil(rating)), kept by triggers
     detections           anomaly / rule detections with their evidence, linked to the case they belong to
     interventions        the human work queue (cases) created from detections
     report_runs          one row per ScheduledReport execution
@@ -422,6 +423,22 @@ class LastActivityHourly(Base):
     game: Mapped[str] = mapped_column(String(64), primary_key=True)
     hour: Mapped[datetime] = mapped_column(TZ, primary_key=True)
     players: Mapped[int] = mapped_column(BigInteger)
+
+
+class LeaderboardRatingCount(Base):
+    """How many ``leaderboard_entries`` rows of a (board, season, league) have ``ceil(rating) = rating_ceil``, and
+    the exact sum of their ratings.  Kept equal to ``leaderboard_entries`` by statement triggers on it (migration
+    0009); read by the exporter's rating buckets (:func:`game_analytics.storage.queries.ratings.rating_buckets`),
+    whose integer bounds are sums of these rows.  ``league`` is ``''`` for rows without one."""
+
+    __tablename__ = "leaderboard_rating_counts"
+
+    board: Mapped[str] = mapped_column(String(253), primary_key=True)
+    season: Mapped[str] = mapped_column(String(32), primary_key=True)
+    league: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rating_ceil: Mapped[float] = mapped_column(Double, primary_key=True)
+    players: Mapped[int] = mapped_column(BigInteger)
+    rating_sum: Mapped[Any] = mapped_column(Numeric)
 
 
 class WealthValue(Base):

@@ -84,7 +84,14 @@ def write_history(conn: psycopg.Connection, board: str, algorithm: str, history:
 def rating_buckets(conn: Connection, bounds: Sequence[float]) -> list[tuple[str, str, int, int, float, str | None]]:
     """The newest season of every leaderboard, bucketed: ``(game, board, width_bucket(-rating, negated reversed
     bounds), players, sum of ratings, league)`` rows.  ``game`` is that of a sample player's first match
-    (``"unknown"`` when it has none)."""
+    (``"unknown"`` when it has none).
+
+    Reads ``leaderboard_rating_counts`` (rows per ``ceil(rating)``, kept by triggers on ``leaderboard_entries``,
+    migration 0009): a few thousand rows per board whatever its size.  ``rating <= b`` iff ``ceil(rating) <= b``
+    for an integer ``b``, so the buckets equal those of the entries themselves; raises ``ValueError`` for a bound
+    that is not an integer."""
+    if any(float(b) != int(b) for b in bounds):
+        raise ValueError(f"rating bucket bounds must be integers (the counts are per ceil(rating)): {list(bounds)}")
     rows = conn.execute(text("""
             WITH RECURSIVE names AS (  -- the distinct boards, one index probe each (a loose index scan)
                 SELECT min(board) AS board FROM leaderboard_entries
@@ -102,14 +109,12 @@ def rating_buckets(conn: Connection, bounds: Sequence[float]) -> list[tuple[str,
                                 (SELECT m.game FROM matches m WHERE m.away_id = b.sample_player LIMIT 1),
                                 'unknown') AS game
                 FROM latest b)
-            SELECT boards.game, boards.board, e.b, e.n, e.total, e.league
-            FROM boards CROSS JOIN LATERAL (  -- per board: no join of every entry on the text keys
-                SELECT width_bucket(-l.rating, CAST(:bounds AS float8[])) AS b, count(*) AS n, sum(l.rating) AS total,
-                       l.league
-                FROM leaderboard_entries l WHERE l.board = boards.board AND l.season = boards.season GROUP BY 1, 4
-            ) AS e"""),
+            SELECT boards.game, boards.board, width_bucket(-c.rating_ceil, CAST(:bounds AS float8[])) AS b,
+                   sum(c.players)::bigint, sum(c.rating_sum)::float8, nullif(c.league, '')
+            FROM boards JOIN leaderboard_rating_counts c ON c.board = boards.board AND c.season = boards.season
+            GROUP BY 1, 2, 3, c.league"""),
             {"bounds": [-float(b) for b in reversed(bounds)]}).all()  # fmt: skip
-    return [tuple(r) for r in rows]
+    return [(game, board, int(b), int(n), float(total), league) for game, board, b, n, total, league in rows]
 
 
 def top_movers(conn: Connection, top: int) -> list[tuple[str, str, int, float]]:
