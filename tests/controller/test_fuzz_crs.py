@@ -3,8 +3,9 @@
 Each example is one object of the kind: a name and a spec from the CRD's openAPIV3Schema (hypothesis-jsonschema),
 admitted as the API server would admit it (defaults, then the CEL rules: :mod:`.crd_fuzz`); objects admission
 refuses are discarded, so every counted case is one the API server admits. With or without the Secrets,
-GameDataSource and RedisFailover it references (values drawn from right and wrong shapes), it is reconciled on
-the in-memory cluster. Required of every admitted object:
+GameDataSource and RedisFailover it references (:data:`REFERENCE_MODES`: mostly with usable ones, so that most
+cases render their children; else Secret values drawn from right and wrong shapes), it is reconciled on the
+in-memory cluster. Required of every admitted object:
 
 - no exception escapes :func:`~game_analytics.controller.reconcile.reconcile`;
 - every child it applied is one the API server would accept (:func:`.crd_fuzz.child_problems`; the e2e test
@@ -14,8 +15,8 @@ the in-memory cluster. Required of every admitted object:
 
 ``pytest`` (``make test``) runs :data:`QUICK_COUNT` admitted objects per kind (about 30 s for the six kinds);
 ``make fuzz`` (``--hypothesis-profile=long``) runs 2,000 per kind. Both print, per kind, the objects drawn, those
-admission refused (CEL rules on a schema-valid draw) and the outcomes of those admitted (docs/hardening.md has
-the long run's figures). Every failing example found is kept in ``test_fuzz_regressions.py``.
+admission refused (CEL rules on a schema-valid draw), the outcomes of those admitted and, for InvalidSpec, the
+field the operator refused (docs/hardening.md has the long run's figures). Every failing example found is kept in ``test_fuzz_regressions.py``.
 """
 
 from __future__ import annotations
@@ -53,21 +54,24 @@ REFUSED: Counter = Counter()
 WAITING = {"Bootstrapping"}
 #: a message names a field of the object
 NAMES_A_FIELD = re.compile(r"\b(spec|metadata)\.[A-Za-z]")
+#: the field a Ready=False message starts with, up to a map key or list index (``spec.channels``, ``spec.schedule``)
+FIELD = re.compile(r"(spec|metadata)(\.[A-Za-z][A-Za-z0-9]*)*")
 #: values a referenced Secret key may hold: right and wrong shapes for every use
 SECRET_VALUES = ("https://hooks.example.com/services/x", "postgresql+psycopg://u:p@db:5432/analytics",
                  "redis://:pw@redis:6379/0", "s3cret", "a" * 64, "not a url", "")
 IMAGES = Images()
 
 
-def references(value: Any, key: str = "") -> list[tuple[str, str, str | None]]:
-    """``(field, name, secret key or None)`` of every reference in a spec: ``*SecretRef`` / ``secretRef``
-    (Secrets), ``dataSourceRef`` (GameDataSources), ``redisFailoverRef`` (RedisFailovers)."""
+def references(value: Any, key: str = "") -> list[tuple[str, str, str | None, str]]:
+    """``(kind, name, secret key or None, field)`` of every reference in a spec: ``*SecretRef`` / ``secretRef``
+    (Secrets), ``dataSourceRef`` (GameDataSources), ``redisFailoverRef`` (RedisFailovers); ``field`` is the key
+    holding the reference (``urlSecretRef``)."""
     out = []
     if isinstance(value, dict):
         if key.lower().endswith("secretref") and isinstance(value.get("name"), str):
-            out.append(("Secret", value["name"], value.get("key")))
+            out.append(("Secret", value["name"], value.get("key"), key))
         elif key in ("dataSourceRef", "redisFailoverRef") and isinstance(value.get("name"), str):
-            out.append(("GameDataSource" if key == "dataSourceRef" else "RedisFailover", value["name"], None))
+            out.append(("GameDataSource" if key == "dataSourceRef" else "RedisFailover", value["name"], None, key))
         for k, v in value.items():
             out += references(v, k)
     elif isinstance(value, list):
@@ -76,10 +80,46 @@ def references(value: Any, key: str = "") -> list[tuple[str, str, str | None]]:
     return out
 
 
+def usable_value(field: str) -> str:
+    """A Secret value of the shape the field referencing it needs: an https URL for webhook URLs
+    (``urlSecretRef``, ``apiURLSecretRef``), a PostgreSQL DSN for ``dsnSecretRef``s, a keyfile-sized token else."""
+    if "url" in field.lower():
+        return SECRET_VALUES[0]
+    return SECRET_VALUES[1] if "dsn" in field.lower() else "a" * 64
+
+
 def _example(file: str, name: str) -> dict:
     doc = yaml.safe_load((EXAMPLES / file).read_text())
     doc["metadata"].update(name=name, namespace=NAMESPACE, uid=f"uid-dep-{name}")
+    if doc["kind"] == "RedisFailover":  # as its operator leaves it: Ready, the master known
+        doc["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": ""}]}
     return doc
+
+
+#: how a case's references are met: not at all (only the examples' Secrets and GameDataSource ``default``), or
+#: they exist (with what a referenced GameDataSource references) holding Secret values drawn from right and wrong
+#: shapes, or usable ones (:func:`usable_value`); usable comes first (hypothesis favours the first of a
+#: sampled_from) and twice, so that most cases get past their references and render their children
+REFERENCE_MODES = ("usable", "usable", "drawn", "none")
+
+
+def build_references(spec: dict, cluster: FakeCluster, mode: str, draw: st.DrawFn) -> None:
+    """Add to ``cluster`` what ``spec`` references, as :data:`REFERENCE_MODES` ``mode`` says."""
+    if mode == "none":
+        return
+    secrets: dict[str, dict[str, str]] = {}
+    for ref_kind, name, key, field in references(spec):
+        if ref_kind == "Secret" and key is not None and crd_fuzz.CONFIG_KEY.fullmatch(key):  # a Secret can hold it
+            value = usable_value(field) if mode == "usable" else draw(st.sampled_from(SECRET_VALUES))
+            secrets.setdefault(name, {})[key] = value
+        elif ref_kind == "GameDataSource":
+            cluster.add(_example("gamedatasource.yaml", name))
+        elif ref_kind == "RedisFailover":
+            cluster.add(_example("redisfailover.yaml", name))
+    # the examples' GameDataSource (``default`` and every referenced one) names RedisFailover leaderboards
+    cluster.add(_example("redisfailover.yaml", "leaderboards"))
+    for name, values in secrets.items():
+        cluster.add(secret(name, values))
 
 
 def steer(kind: str, spec: dict, draw: st.DrawFn) -> dict:
@@ -109,17 +149,7 @@ def cases(draw: st.DrawFn, kind: str) -> tuple[dict, FakeCluster]:
     admitted["metadata"].update(uid="uid-fuzz", generation=1)
     admitted["status"] = {}
     cluster = FakeCluster()
-    if draw(st.booleans()):  # what it references exists (else: only the examples' Secrets and GameDataSource)
-        secrets: dict[str, dict[str, str]] = {}
-        for ref_kind, name, key in references(admitted["spec"]):
-            if ref_kind == "Secret" and key is not None and crd_fuzz.CONFIG_KEY.fullmatch(key):  # a Secret can hold it
-                secrets.setdefault(name, {})[key] = draw(st.sampled_from(SECRET_VALUES))
-            elif ref_kind == "GameDataSource":
-                cluster.add(_example("gamedatasource.yaml", name))
-            elif ref_kind == "RedisFailover":
-                cluster.add(_example("redisfailover.yaml", name))
-        for name, values in secrets.items():
-            cluster.add(secret(name, values))
+    build_references(admitted["spec"], cluster, draw(st.sampled_from(REFERENCE_MODES)), draw)
     cluster.preexisting = set(cluster.objects)  # what it references is not its child
     return admitted, cluster
 
@@ -137,6 +167,9 @@ def check_case(kind: str, obj: dict, cluster: FakeCluster, stats: Counter | None
     if stats is not None:
         stats["admitted"] += 1
         stats[f"Ready={ready['status']} {ready['reason']}"] += 1
+        if ready["reason"] == "InvalidSpec":  # which field the operator refused (candidates for CEL in the CRD)
+            field = FIELD.match(ready["message"])
+            stats[f"InvalidSpec at {field.group(0) if field else ready['message'][:40]}"] += 1
 
 
 @pytest.fixture
@@ -161,8 +194,10 @@ def test_admitted_custom_resources_reconcile_to_valid_children_or_a_named_field(
 
     run()
     with capsys.disabled():
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.items()) if k != "admitted")
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.items()) if k.startswith("Ready="))
+        fields = ", ".join(f"{k[len('InvalidSpec at '):]} {v}" for k, v in stats.most_common()
+                           if k.startswith("InvalidSpec at "))
         print(f"\nfuzz {kind}: {stats['admitted'] + REFUSED[kind]} drawn, {REFUSED[kind]} refused by admission, "
               f"{stats['admitted']} admitted and reconciled, 0 exceptions in {time.monotonic() - started:.0f} s "
-              f"({outcomes})")
+              f"({outcomes}){f'; InvalidSpec by field: {fields}' if fields else ''}")
     assert stats["admitted"] >= EXAMPLE_COUNT
