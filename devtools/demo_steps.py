@@ -203,6 +203,7 @@ class DemoBase:
         self.kubectl("create", "namespace", NAMESPACE)
         secrets = {
             "analytics-postgres": {"dsn": dsn},
+            "analytics-postgres-owner": {"dsn": dsn},  # one role here: it owns the schema and writes
             "leaderboards-redis": {"password": REDIS_PASSWORD},
             "leaderboards-sentinel": {"password": SENTINEL_PASSWORD},
             "alerting-secrets": {"pager-webhook-url": f"{self.pager.url}/ops", "slack-webhook-url": f"{self.chat.url}/slack",

@@ -27,6 +27,7 @@ EXAMPLE_SECRETS: dict[str, dict[str, str]] = {
                          "slack-webhook-url": "https://hooks.slack.example.com/services/T/B/X",
                          "crm-webhook-url": "https://crm.example.com/hooks/churn"},
     "analytics-postgres": {"dsn": "postgresql+psycopg://u:p@db:5432/analytics"},
+    "analytics-postgres-owner": {"dsn": "postgresql+psycopg://owner:p@db:5432/analytics"},
     "leaderboards-redis": {"password": "hunter2"},
     "leaderboards-sentinel": {"password": "sentinel-hunter2"},
     "telemetry-mongo-keyfile": {"keyfile": "a" * 64},

@@ -23,7 +23,9 @@ OWNER_REF = {"name": "analytics-db-owner", "key": "dsn"}
 
 
 def spec(migration: dict | None) -> GameDataSourceSpec:
+    """The example's spec with ``migrationDsnSecretRef`` = ``migration`` (None: without the field)."""
     doc = yaml.safe_load(EXAMPLE.read_text())["spec"]
+    doc["postgres"].pop("migrationDsnSecretRef", None)
     if migration is not None:
         doc["postgres"]["migrationDsnSecretRef"] = migration
     return GameDataSourceSpec.model_validate(doc)
@@ -74,3 +76,19 @@ def test_a_missing_owner_secret_names_the_field() -> None:
     plan.plan(OWNER, spec(None), cluster, Images(worker="img:1"))
     with pytest.raises(DependencyError, match=r"spec\.postgres\.migrationDsnSecretRef"):
         plan.plan(OWNER, spec(OWNER_REF), cluster, Images(worker="img:1"))
+
+
+def test_the_example_runs_the_workers_and_the_owner_as_two_roles() -> None:
+    """examples/gamedatasource.yaml is the set-up docs/interventions.md recommends: both DSNs, from two Secrets, so
+    no worker container of the example carries the owner's Secret and the partitions CronJob runs as the owner."""
+    example = yaml.safe_load(EXAMPLE.read_text())["spec"]["postgres"]
+    workers, owner = example["dsnSecretRef"], example["migrationDsnSecretRef"]
+    assert workers["name"] != owner["name"]
+    children = render.render(OWNER, GameDataSourceSpec.model_validate(yaml.safe_load(EXAMPLE.read_text())["spec"]),
+                             image="img:1", sentinel_master="m")  # fmt: skip
+    for deployment in [c for c in children if c["kind"] == "Deployment"]:
+        pod = deployment["spec"]["template"]["spec"]
+        assert dsn_refs(pod["initContainers"]) == {"migrate": owner}
+        assert owner["name"] not in yaml.safe_dump(pod["containers"])
+    (cron,) = [c for c in children if c["kind"] == "CronJob"]
+    assert dsn_refs(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"])["partitions"] == owner

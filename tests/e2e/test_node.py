@@ -191,7 +191,8 @@ def test_examples_run_as_pods(node_cluster: NodeCluster, kubectl: Kubectl, opera
     kubectl.run("create", "secret", "generic", "leaderboards-redis", "-n", GAMES, "--from-literal=password=e2e-node")
     kubectl.run("create", "secret", "generic", "leaderboards-sentinel", "-n", GAMES,
                 f"--from-literal=password={SENTINEL_PASSWORD}")
-    kubectl.run("create", "secret", "generic", "analytics-postgres", "-n", GAMES, f"--from-literal=dsn={postgres_on_node}")
+    for secret in ("analytics-postgres", "analytics-postgres-owner"):  # one role owns and writes here
+        kubectl.run("create", "secret", "generic", secret, "-n", GAMES, f"--from-literal=dsn={postgres_on_node}")
     for example in ("redisfailover.yaml", "gamedatasource.yaml", "rankingjob.yaml"):
         kubectl.run("apply", "-n", GAMES, "-f", str(EXAMPLES / example))
 
