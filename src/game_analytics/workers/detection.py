@@ -53,7 +53,7 @@ from game_analytics.monitoring import names
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import runtime, streaming
 from game_analytics.workers.alert_sender import AlertSpec, parse_alert
-from game_analytics.workers.detectors import DETECTORS, Context, Finding
+from game_analytics.workers.detectors import DETECTORS, PLAYER_SCOPED, Context, Finding
 from game_analytics.workers.runtime import kube_api_client, resolve_as_of, serve, stop_event
 
 __all__ = [
@@ -71,6 +71,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: with the streaming path on, the player-scoped rules it evaluates get a whole pass every this many passes (see
+#: ``DetectionWorker.run``): every 5 minutes or so at the shipped 30 s interval
+STREAMED_FULL_EVERY = 10
 
 
 class RuleError(ValueError):
@@ -273,6 +277,9 @@ class DetectionWorker:
         self._lock = threading.RLock()
         self._touched: dict[str, dict[str, float]] = {}  # rule -> subject -> monotonic time of a scoped update
         self._top_ranks: dict[str, int] = {}  # rule -> ranks exported
+        #: the streaming path (:class:`~game_analytics.workers.streaming.StreamEvaluator`) once started: its
+        #: player-scoped rules get a whole pass only every ``STREAMED_FULL_EVERY``-th pass (see :meth:`run`)
+        self.stream: Any = None
 
     def evaluate(self, rule: RuleConfig, as_of: datetime, players: Sequence[str] | None = None) -> int:
         """Evaluate ``rule`` at ``as_of`` (for ``players`` only, or every subject), record its detections and
@@ -335,8 +342,12 @@ class DetectionWorker:
             for rank in range(1, self._top_ranks.pop(rule, 0) + 1):
                 self.metrics.top.remove(rule, str(rank))
 
-    def run_once(self) -> PassResult:
-        """Load the rules and evaluate every active one (each in its own transaction)."""
+    def run_once(self, streamed: bool = True) -> PassResult:
+        """Load the rules and evaluate every active one (each in its own transaction).
+
+        ``streamed=False``: leave out the rules the streaming path evaluates as their events arrive (the
+        player-scoped ones, ``detectors.PLAYER_SCOPED``, when :attr:`stream` is set); their series and subjects
+        stay as the streaming path keeps them."""
         started = time.perf_counter()
         rules, errors = self.load_rules()
         for message in errors:
@@ -353,6 +364,10 @@ class DetectionWorker:
         self.rules = active
         for rule in active:
             labels = (rule.rule, rule.detector, rule.category, rule.severity)
+            if not streamed and self.stream is not None and rule.detector in PLAYER_SCOPED and labels in self._series:
+                seen.add(labels)
+                result.flagged[rule.rule], result.inserted[rule.rule] = len(self.subjects.get(rule.rule, {})), 0
+                continue
             try:
                 inserted = self.evaluate(rule, as_of)
             except Exception as exc:  # noqa: BLE001 - one broken rule must not stop the others
@@ -376,10 +391,24 @@ class DetectionWorker:
         return result
 
     def run(self, stop: threading.Event, interval: float) -> None:
-        """Evaluate every ``interval`` seconds until ``stop`` is set."""
+        """Evaluate every ``interval`` seconds until ``stop`` is set.
+
+        With the streaming path on (:attr:`stream`), the rules it evaluates on their events (player-scoped) are
+        evaluated whole only on the first pass and then every ``STREAMED_FULL_EVERY``-th pass (the whole pass
+        is what auto-resolves and corrects what the stream missed); such a pass waits while the stream has a
+        backlog (``stream.backlog()``), at most one more interval. Whole passes over the population (seconds at
+        a few 100k events in the window) and the streaming path's scoped ones compete for the same database: at
+        every interval they put the streaming path's events behind them (docs/alerting.md, latency)."""
+        passes = 0
         while not stop.is_set():
+            whole = self.stream is None or passes % STREAMED_FULL_EVERY == 0
+            if whole and self.stream is not None and passes:
+                deadline = time.monotonic() + interval
+                while self.stream.backlog() and time.monotonic() < deadline and not stop.wait(0.2):
+                    pass
+            passes += 1
             try:
-                self.run_once()
+                self.run_once(streamed=whole)
             except Exception:  # noqa: BLE001 - e.g. the database or the API server is briefly unavailable
                 log.exception("detection pass failed")
             stop.wait(interval)

@@ -8,14 +8,22 @@ batch of entries:
 
 1. the events of the types a rule's detector reads (``detectors.EVENT_TYPES``) are its trigger;
 2. the worker waits (up to ``store_timeout``) until the ingest worker has committed those events to
-   PostgreSQL: the stream is the trigger, the store the state, and the detectors are the same SQL;
+   PostgreSQL: the stream is the trigger, the store the state, and the detectors are the same SQL. "Committed"
+   is read in Redis: the ingest consumer group has delivered the entries and none is pending (it acknowledges
+   after its commit), a few commands per batch instead of queries on ``events``; events still not stored at
+   the timeout are triggers again in the next batch;
 3. a player-scoped rule (``detectors.PLAYER_SCOPED``) is evaluated for the touched players and the ones it
    already flags (so a subject whose window passed resolves at stream speed); ``marketManipulation`` and
    ``monopolyFormation`` are evaluated whole, at most every ``min_full_gap`` seconds; ``anomalyScore`` is left
    to the periodic pass;
 4. the rule's flagged-subject count goes through :class:`~game_analytics.workers.alert_sender.RuleAlert` to
    Alertmanager's v2 API (:class:`~game_analytics.workers.alert_sender.AlertmanagerClient`);
-5. the entries are acknowledged (after a crash they are re-read: an evaluation is idempotent).
+5. the entries are acknowledged (after a restart this consumer's unacknowledged entries are read first: an
+   evaluation is idempotent).
+
+While this path runs, the periodic pass evaluates the player-scoped rules whole only every
+``detection.STREAMED_FULL_EVERY``-th pass, and waits while this path has a backlog (:meth:`StreamEvaluator.backlog`):
+a whole pass over the population costs seconds of the database the scoped evaluations need.
 
 Evaluation time: ``--as-of now`` the wall clock, ``latest`` the newest event seen (stored or in the batch),
 a fixed time that time. Every second without entries the flagged subjects are re-evaluated and alerts resent.
@@ -55,24 +63,41 @@ ALERTMANAGER_URLS_ENV = "GAME_ANALYTICS_ALERTMANAGER_URLS"
 GROUP_ENV = "GAME_ANALYTICS_DETECTION_GROUP"
 
 
-def _parse(entries: Iterable[tuple[Any, Any]]) -> list[dict[str, Any]]:
-    """``{event_id, event_type, player_id, occurred_at (datetime), sent (XADD time, s)}`` of well-formed entries
-    (a malformed one is the ingest worker's dead letter, not a trigger)."""
+def _stream_id(raw: Any) -> tuple[int, int]:
+    """``b"1700000000000-3"`` -> ``(1700000000000, 3)``: stream entry ids compare as these tuples."""
+    ms, _, seq = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_text(entry: tuple[int, int]) -> str:
+    return f"{entry[0]}-{entry[1]}"
+
+
+def _parse(batches: Iterable[tuple[Any, Iterable[tuple[Any, Any]]]]) -> list[dict[str, Any]]:
+    """``{event_id, event_type, player_id, occurred_at (datetime), sent (XADD time, s), stream, id ((ms, seq))}``
+    of the well-formed entries of ``[(stream, entries)]`` (a malformed one is the ingest worker's dead letter, not
+    a trigger)."""
     out = []
-    for entry_id, fields in entries:
-        if not fields:
-            continue
-        raw = fields.get(DATA_FIELD) if isinstance(fields, dict) else None
-        try:
-            doc = json.loads(raw)
-            at = datetime.fromisoformat(str(doc["occurred_at"]).replace("Z", "+00:00"))
-            at = at if at.tzinfo else at.replace(tzinfo=UTC)
-            sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            out.append({"event_id": str(doc["event_id"]), "event_type": str(doc["event_type"]),
-                        "player_id": doc.get("player_id"), "occurred_at": at,
-                        "sent": int(sid.split("-")[0]) / 1000})  # fmt: skip
-        except (TypeError, ValueError, KeyError):
-            continue
+    for stream, entries in batches:
+        key = stream.decode() if isinstance(stream, bytes) else str(stream)
+        for entry_id, fields in entries:
+            if not fields:
+                continue
+            raw = fields.get(DATA_FIELD) if isinstance(fields, dict) else None
+            try:
+                doc = json.loads(raw)
+                at = datetime.fromisoformat(str(doc["occurred_at"]).replace("Z", "+00:00"))
+                at = at if at.tzinfo else at.replace(tzinfo=UTC)
+                sid = _stream_id(entry_id)
+                out.append({"event_id": str(doc["event_id"]), "event_type": str(doc["event_type"]),
+                            "player_id": doc.get("player_id"), "occurred_at": at, "sent": sid[0] / 1000,
+                            "stream": key, "id": sid})  # fmt: skip
+            except (TypeError, ValueError, KeyError):
+                continue
     return out
 
 
@@ -85,6 +110,8 @@ class StreamEvaluator:
         streams: the stream keys (:func:`~game_analytics.workers.shards.shard_streams`).
         alertmanager: where alerts go (None: nothing is posted, the rules are still evaluated).
         group / consumer: this worker's consumer group and name.
+        ingest_group: the ingest workers' consumer group (``GAME_ANALYTICS_CONSUMER_GROUP``, the GameDataSource's
+            ``spec.stream.consumerGroup``): an entry it has acknowledged is stored.
         block_ms: XREADGROUP block; store_timeout: seconds to wait for the ingest worker's commit.
         batch: at most this many entries per read, all evaluated together (one scoped query per rule): behind a
             background load, one evaluation of everything pending costs about as much as one of a small batch,
@@ -92,21 +119,26 @@ class StreamEvaluator:
     """
 
     def __init__(self, worker: Any, client: redis.Redis, streams: Sequence[str], alertmanager: AlertmanagerClient | None,
-                 *, group: str = "detection", consumer: str | None = None, block_ms: int = 200,
+                 *, group: str = "detection", consumer: str | None = None, ingest_group: str = "ingest",
+                 block_ms: int = 200,
                  store_timeout: float = 5.0, min_full_gap: float = 1.0, batch: int = 10_000) -> None:  # fmt: skip
         self.worker, self.client, self.streams = worker, client, list(streams)
         self.alertmanager = alertmanager
         self.group, self.consumer = group, consumer or socket.gethostname()
+        self.ingest_group = ingest_group
         self.block_ms, self.store_timeout, self.min_full_gap = block_ms, store_timeout, min_full_gap
         self.batch = batch
         self.alerts: dict[str, RuleAlert] = {}
         self._lock = threading.Lock()
         self._latest: datetime | None = None
         self._last_full: dict[str, float] = {}
+        self._late: list[dict[str, Any]] = []  # triggers not stored by the ingest worker in time (next batch)
+        self.behind, self.full_read = 0.0, False  # see backlog()
         self.latency = Histogram(names.DETECTION_STREAM_LATENCY.removesuffix("_seconds") + "_seconds",
                                  "From an entry's XADD to its rules evaluated by the streaming path.",
                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=worker.registry)  # fmt: skip
         worker.listeners.append(self.on_change)
+        worker.stream = self
         for stream in self.streams:
             try:
                 self.client.xgroup_create(stream, self.group, id="$", mkstream=True)
@@ -164,36 +196,81 @@ class StreamEvaluator:
             return self._latest
         return datetime.now(UTC)
 
-    def _wait_stored(self, events: Sequence[dict[str, Any]]) -> None:
-        """Until every event of ``events`` is in ``events`` (the ingest worker committed it), or the timeout."""
-        pending = {e["event_id"] for e in events}
+    def _committed(self, ranges: dict[str, tuple[tuple[int, int], tuple[int, int]]]) -> dict[str, bool | None]:
+        """For each ``stream -> (low, high)`` entry ids: whether the ingest group (``ingest_group``) has
+        acknowledged every entry from ``low`` to ``high`` - delivered past ``high`` (``XINFO GROUPS``
+        last-delivered-id) and none of them still pending (``XPENDING low high``). The ingest worker acknowledges
+        an entry only after the transaction storing it (or its dead letter) committed, so True means stored.
+        None when the stream has no such group (no ingest worker has read it: the caller asks the database)."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream, (low, high) in ranges.items():
+            pipe.xinfo_groups(stream)
+            pipe.xpending_range(stream, self.ingest_group, _id_text(low), _id_text(high), 1)
+        replies = pipe.execute(raise_on_error=False)
+        out: dict[str, bool | None] = {}
+        for i, (stream, (_, high)) in enumerate(ranges.items()):
+            groups, pending = replies[2 * i], replies[2 * i + 1]
+            if isinstance(groups, Exception):
+                raise groups
+            info = next((g for g in groups if _text(g.get("name")) == self.ingest_group), None)
+            if info is None or isinstance(pending, Exception):  # NOGROUP: nobody ingests this stream
+                out[stream] = None
+                continue
+            out[stream] = _stream_id(info["last-delivered-id"]) >= high and not pending
+        return out
+
+    def _wait_stored(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Wait until the ingest worker has stored ``events`` or ``store_timeout`` passed; returns the events
+        still not stored then (the caller evaluates without them and carries them to the next batch).
+
+        The wait reads the ingest group's acknowledged position in Redis (:meth:`_committed`, two commands per
+        stream per 10 ms), not the ``events`` table; a stream without the ingest group falls back to looking the
+        event ids up in ``events``."""
+        ranges: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
+        for e in events:
+            low, high = ranges.get(e["stream"], (e["id"], e["id"]))
+            ranges[e["stream"]] = (min(low, e["id"]), max(high, e["id"]))
+        deadline = time.monotonic() + self.store_timeout
+        while True:
+            state = self._committed(ranges) if ranges else {}
+            unknown = {s for s, ok in state.items() if ok is None}
+            if unknown:
+                left = self._missing_in_db([e for e in events if e["stream"] in unknown])
+                state.update({s: not any(e["stream"] == s for e in left) for s in unknown})
+            ranges = {s: r for s, r in ranges.items() if not state.get(s)}
+            if not ranges:
+                return []
+            if time.monotonic() > deadline:
+                late = [e for e in events if e["stream"] in ranges]
+                log.warning("%d event(s) not stored after %.0f s; evaluating without them (they stay triggers "
+                            "for the next batch)", len(late), self.store_timeout)  # fmt: skip
+                return late
+            time.sleep(0.01)
+
+    def _missing_in_db(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ``events`` whose event id is not in the ``events`` table yet (one indexed query)."""
+        if not events:
+            return []
         low = min(e["occurred_at"] for e in events) - timedelta(seconds=1)
         high = max(e["occurred_at"] for e in events) + timedelta(seconds=1)
-        deadline = time.monotonic() + self.store_timeout
-        while pending:
-            with self.worker.engine.connect() as conn:
-                stored = conn.execute(text(
-                    "SELECT event_id FROM events WHERE event_id = ANY(:ids) AND occurred_at BETWEEN :lo AND :hi"),
-                    {"ids": list(pending), "lo": low, "hi": high}).scalars().all()  # fmt: skip
-            pending -= set(stored)
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                log.warning("%d event(s) not stored after %.0f s; evaluating without them", len(pending),
-                            self.store_timeout)  # fmt: skip
-                return
-            time.sleep(0.02)
+        with self.worker.engine.connect() as conn:
+            stored = set(conn.execute(text(
+                "SELECT event_id FROM events WHERE event_id = ANY(:ids) AND occurred_at BETWEEN :lo AND :hi"),
+                {"ids": [e["event_id"] for e in events], "lo": low, "hi": high}).scalars())  # fmt: skip
+        return [e for e in events if e["event_id"] not in stored]
 
     def process(self, events: Sequence[dict[str, Any]]) -> None:
         """Evaluate the rules the ``events`` trigger (see the module docstring), plus a re-evaluation of every
-        player-scoped rule's flagged subjects."""
+        player-scoped rule's flagged subjects. Events the ingest worker had not stored by ``store_timeout`` are
+        triggers again in the next call (at most ``batch`` of them are kept)."""
         started = time.monotonic()
+        events = [*self._late, *events]
         rules = list(self.worker.rules)
         triggers = {r.rule: [e for e in events if (EVENT_TYPES.get(r.detector) or ()) and e["event_type"] in
                              EVENT_TYPES[r.detector]] for r in rules}  # fmt: skip
-        relevant = [e for r in rules for e in triggers[r.rule]]
-        if relevant:
-            self._wait_stored(relevant)
+        relevant = list({(e["stream"], e["id"]): e for r in rules for e in triggers[r.rule]}.values())
+        late = self._wait_stored(relevant) if relevant else []
+        self._late = late[-self.batch:]
         stored = time.monotonic()
         as_of = self._as_of(events)
         for rule in rules:
@@ -212,22 +289,37 @@ class StreamEvaluator:
                 log.exception("streaming evaluation of rule %s failed", rule.rule)
                 self.worker.metrics.errors.labels(rule.rule).inc()
         done = time.time()
+        late_ids = {(e["stream"], e["id"]) for e in late}
         for e in relevant:
-            self.latency.observe(max(0.0, done - e["sent"]))
+            if (e["stream"], e["id"]) not in late_ids:
+                self.latency.observe(max(0.0, done - e["sent"]))
+        self.behind = done - min((e["sent"] for e in events), default=done)
         if time.monotonic() - started > 1.0:
             log.info("slow streaming batch: %d events, %.2f s waiting for the store, %.2f s evaluating, oldest "
                      "entry %.1f s old", len(events), stored - started, time.monotonic() - stored,
-                     done - min((e["sent"] for e in events), default=done))  # fmt: skip
+                     self.behind)  # fmt: skip
+
+    def backlog(self) -> bool:
+        """Whether the stream is ahead of this path: the last read filled a whole ``batch``, or its oldest entry
+        was more than a second old when its evaluation ended (the periodic pass defers its whole evaluations
+        of the rules this path evaluates while this holds, see ``DetectionWorker.run``)."""
+        return self.full_read or self.behind > 1.0
 
     def run(self, stop: threading.Event) -> None:
-        """Read, evaluate and acknowledge until ``stop`` is set; reconnects after Redis errors (1 s pause)."""
-        last_tick = 0.0
+        """Read, evaluate and acknowledge until ``stop`` is set; reconnects after Redis errors (1 s pause).
+
+        The first reads are this consumer's own pending entries (read before a restart, never acknowledged),
+        then new ones."""
+        last_tick, start = 0.0, "0"
         while not stop.is_set():
             try:
-                reply = self.client.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                               count=self.batch, block=self.block_ms)  # fmt: skip
+                reply = self.client.xreadgroup(self.group, self.consumer, {s: start for s in self.streams},
+                                               count=self.batch, block=None if start == "0" else self.block_ms)
                 batches = [(stream, entries) for stream, entries in (reply or []) if entries]
-                events = _parse(e for _, entries in batches for e in entries)
+                if start == "0" and not any(fields for _, entries in batches for _, fields in entries):
+                    start = ">"  # own pending entries done (acknowledged ones come back with no fields)
+                self.full_read = sum(len(entries) for _, entries in batches) >= self.batch
+                events = _parse(batches)
                 if events or time.monotonic() - last_tick >= 1.0:
                     if self.worker.rules:
                         self.process(events)
@@ -260,7 +352,8 @@ def start_from_env(worker: Any, settings: Any, stop: threading.Event,
     client = connect(settings, socket_timeout=10.0)
     streams = shard_streams(settings.stream, settings.stream_shards)
     evaluator = StreamEvaluator(worker, client, streams, AlertmanagerClient(urls, registry=worker.registry),
-                                group=env.get(GROUP_ENV) or "detection")  # fmt: skip
+                                group=env.get(GROUP_ENV) or "detection",
+                                ingest_group=settings.consumer_group)  # fmt: skip
     thread = threading.Thread(target=evaluator.run, args=(stop,), name="detection-stream", daemon=True)
     thread.start()
     log.info("streaming path on: %s in group %s, alerts to %s", ", ".join(streams), evaluator.group, ", ".join(urls))

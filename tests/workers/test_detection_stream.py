@@ -1,0 +1,154 @@
+"""The detection worker's streaming path against a real Redis, a real PostgreSQL and the real ingest worker:
+it waits for the ingest consumer group's acknowledgements (not for rows in ``events``), carries events the
+ingest worker had not stored in time to the next batch, and the periodic pass leaves the player-scoped rules it
+evaluates to it (whole passes every ``STREAMED_FULL_EVERY``-th pass only, deferred while the stream is behind)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from game_analytics.storage.engine import make_engine
+from game_analytics.workers import detection
+from game_analytics.workers.detection import DetectionWorker, load_rules_dir
+from game_analytics.workers.ingest import IngestConfig, IngestWorker
+from game_analytics.workers.load import copy_events, publish_events
+from game_analytics.workers.streaming import StreamEvaluator, _parse
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+WEALTH = {"thresholdRatio": 5, "window": "1h", "minWealth": 100}
+
+
+def purchase(player: str, when: datetime, amount: float) -> dict[str, Any]:
+    return {"event_id": uuid.uuid4().hex, "event_type": "purchase", "occurred_at": when.isoformat(),
+            "player_id": player, "game": "g1", "region": "EU",
+            "payload": {"quantity": 1, "amount": amount, "currency": "USD"}}
+
+
+def write_rule(root: Path, name: str, detector: str, params: dict[str, Any]) -> str:
+    (root / name).mkdir(parents=True, exist_ok=True)
+    (root / name / "rule.json").write_text(json.dumps({
+        "rule": f"games/{name}", "category": "economy", "severity": "critical", "detector": detector,
+        "params": params}))  # fmt: skip
+    return f"games/{name}"
+
+
+@pytest.fixture
+def engine(db_dsn: str) -> Iterator[Engine]:
+    """The migrated database with a modest history: p1..p3 bought for 100 each two hours before ``T0``."""
+    engine = make_engine(db_dsn)
+    assert copy_events([purchase(f"p{i}", T0 - timedelta(hours=2), 100.0) for i in (1, 2, 3)], db_dsn).inserted == 3
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def setup(engine: Engine, db_dsn: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A detection worker with a suddenWealthChange rule (first pass done), its streaming path on a fresh
+    stream (not running: the tests drive it) and an ingest worker of that stream (group ``ingest``)."""
+    stream = f"stream-test-{uuid.uuid4().hex[:8]}"
+    rule = write_rule(tmp_path / "rules", "wealth", "suddenWealthChange", WEALTH)
+    worker = DetectionWorker(engine, lambda: load_rules_dir(tmp_path / "rules"), as_of="latest",
+                             model_dir=tmp_path / "models")  # fmt: skip
+    ingest = IngestWorker(IngestConfig(redis_url, db_dsn, stream=stream, consumer="c1", block_ms=50))
+    client = redis.Redis.from_url(redis_url)
+    evaluator = StreamEvaluator(worker, client, [stream], None, consumer="d1", store_timeout=5.0)
+    worker.run_once()
+    yield {"stream": stream, "rule": rule, "worker": worker, "ingest": ingest, "client": client,
+           "evaluator": evaluator, "redis_url": redis_url}
+    ingest.close()
+    client.close()
+
+
+def read(setup: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the streaming path's next read gets, parsed."""
+    reply = setup["client"].xreadgroup("detection", "d1", {setup["stream"]: ">"}, count=100, block=100)
+    return _parse([(stream, entries) for stream, entries in reply or []])
+
+
+def test_stored_means_acknowledged_by_the_ingest_group(setup: dict[str, Any]) -> None:
+    stream, evaluator, ingest = setup["stream"], setup["evaluator"], setup["ingest"]
+    publish_events([purchase("p1", T0, 1.0), purchase("p2", T0, 1.0)], setup["redis_url"], stream=stream)
+    events = read(setup)
+    assert [e["player_id"] for e in events] == ["p1", "p2"] and all(e["stream"] == stream for e in events)
+    ranges = {stream: (events[0]["id"], events[-1]["id"])}
+    assert evaluator._committed(ranges) == {stream: False}  # not delivered to the ingest group yet
+    # delivered to the ingest worker's consumer, not yet committed (pending in the ingest group)
+    delivered = ingest.redis.xreadgroup("ingest", "c1", {stream: ">"}, count=100)
+    assert len(delivered[0][1]) == 2
+    assert evaluator._committed(ranges) == {stream: False}
+    evaluator.store_timeout = 0.2
+    assert [e["player_id"] for e in evaluator._wait_stored(events)] == ["p1", "p2"]  # late: still pending
+    # the ingest worker re-reads its own pending entries first, stores them in one transaction, then XACKs
+    assert ingest.run(until_idle=True, prefetch=0) == 2
+    assert evaluator._committed(ranges) == {stream: True}
+    assert evaluator._wait_stored(events) == []
+    assert evaluator._missing_in_db(events) == []  # and they are indeed in PostgreSQL
+
+
+def test_a_stream_nobody_ingests_falls_back_to_the_database(setup: dict[str, Any], db_dsn: str) -> None:
+    evaluator, other = setup["evaluator"], f"unread-{uuid.uuid4().hex[:8]}"
+    events = [purchase("p1", T0, 1.0), purchase("p2", T0, 1.0)]
+    setup["client"].xadd(other, {"data": json.dumps(events[0])})
+    entries = setup["client"].xrange(other)
+    parsed = _parse([(other, entries)])
+    assert evaluator._committed({other: (parsed[0]["id"], parsed[0]["id"])}) == {other: None}
+    evaluator.store_timeout = 0.2
+    assert evaluator._wait_stored(parsed) == parsed  # not in PostgreSQL either
+    copy_events(events[:1], db_dsn)
+    assert evaluator._wait_stored(parsed) == []
+
+
+def test_events_stored_late_trigger_the_next_batch(setup: dict[str, Any]) -> None:
+    stream, evaluator, worker, rule = setup["stream"], setup["evaluator"], setup["worker"], setup["rule"]
+    assert worker.subjects[rule] == {}
+    publish_events([purchase("p1", T0, 5_000.0)], setup["redis_url"], stream=stream)  # a 51x wealth jump
+    evaluator.store_timeout = 0.2
+    evaluator.process(read(setup))  # the ingest worker is not running: evaluated without it, kept
+    assert worker.subjects[rule] == {} and [e["player_id"] for e in evaluator._late] == ["p1"]
+    setup["ingest"].run(until_idle=True, prefetch=0)
+    evaluator.process(read(setup))  # nothing new on the stream: the late event is the trigger
+    assert list(worker.subjects[rule]) == ["p1"] and evaluator._late == []
+
+
+def test_the_periodic_pass_leaves_player_scoped_rules_to_the_stream(setup: dict[str, Any], db_dsn: str) -> None:
+    worker, rule = setup["worker"], setup["rule"]
+    copy_events([purchase("p2", T0, 5_000.0)], db_dsn)  # stored without passing the stream
+    assert worker.run_once(streamed=False).flagged == {rule: 0}  # the stream's rule: not evaluated whole
+    assert list(worker.subjects[rule]) == []
+    assert worker.run_once().flagged == {rule: 1} and list(worker.subjects[rule]) == ["p2"]
+
+
+def test_whole_passes_every_nth_pass_deferred_while_the_stream_is_behind(setup: dict[str, Any], tmp_path: Path,
+                                                                         monkeypatch) -> None:  # fmt: skip
+    worker, evaluator, rule = setup["worker"], setup["evaluator"], setup["rule"]
+    monkeypatch.setattr(detection, "STREAMED_FULL_EVERY", 3)
+    market = write_rule(tmp_path / "rules", "market", "marketManipulation", {"priceChange": 0.5})
+    evaluated: list[str] = []
+    stop = threading.Event()
+    backlog_asked: list[int] = []
+
+    def listener(r: Any, count: int, top: Any, as_of: datetime) -> None:
+        evaluated.append(r.rule)
+        if evaluated.count(market) == 7:
+            stop.set()
+
+    def backlog() -> bool:  # behind for the first question only, then caught up
+        backlog_asked.append(evaluated.count(market))
+        return len(backlog_asked) == 1
+
+    worker.listeners.append(listener)
+    monkeypatch.setattr(evaluator, "backlog", backlog)
+    worker.run(stop, 0.01)
+    # 7 passes: the wealth rule whole in passes 1, 4 and 7 only; marketManipulation (not player-scoped) in all
+    assert evaluated.count(market) == 7 and evaluated.count(rule) == 3
+    assert backlog_asked == [3, 3, 6]  # asked before passes 4 (twice: behind, then not) and 7
