@@ -7,7 +7,8 @@ over the GameDataSource's PostgreSQL, PromQL ones with the operator's Prometheus
 * **cache**: one result per rule, keyed by ``(uid, metadata.generation, window end)``; the window ends at the start
   of the current hour (:class:`~game_analytics.config.BacktestSettings` ``bucket``), so a rule is backtested at
   most once an hour and once per spec change, whatever the resync interval;
-* **one at a time**: backtests run in one background thread; the reconcile waits at most ``WAIT_SECONDS`` for a
+* **one at a time**: backtests run one after the other, from one background thread, each in a child process
+  (:mod:`.backtest_process`: the analytics stack it imports stays out of the operator's heap); the reconcile waits at most ``WAIT_SECONDS`` for a
   new one and otherwise reports ``Backtested=Unknown`` (``Running``); the next resync picks the result up;
 * **time budget**: a replay stops after ``budget_seconds`` (checked after every evaluated step; every SQL statement
   has that ``statement_timeout``, every Prometheus request that timeout);
@@ -37,9 +38,10 @@ from ...config import BacktestSettings
 from ...monitoring import promql
 from ..common import conditions
 from ..common.render import Owner
+from .backtest_process import BacktestProcess
 
-__all__ = ["CONDITION", "RETRY_SECONDS", "WAIT_SECONDS", "Backtester", "BudgetExceeded", "Source", "backtester",
-           "reset", "run_backtest", "summary", "window"]
+__all__ = ["CONDITION", "RETRY_SECONDS", "WAIT_SECONDS", "BacktestError", "Backtester", "BudgetExceeded", "Source",
+           "backtest_status", "backtester", "reset", "run_backtest", "summary", "window"]
 
 CONDITION = "Backtested"
 #: how long a reconcile waits for a backtest it has just started (most finish within this on small stores)
@@ -50,6 +52,18 @@ RETRY_SECONDS = 300.0
 
 class BudgetExceeded(RuntimeError):
     """The backtest ran longer than its time budget."""
+
+
+class BacktestError(RuntimeError):
+    """Any other error of a backtest in the child process, as ``kind`` (the exception's class name) and message:
+    the store's and Prometheus' exceptions need not pickle back to the operator."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(kind, message)
+        self.kind, self.message = kind, message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,21 @@ def run_backtest(rule: str, spec: AlertRuleSpec, source: Source, start: datetime
         raise
 
 
+def backtest_status(rule: str, spec: AlertRuleSpec, source: Source, start: datetime, end: datetime,
+                    settings: BacktestSettings) -> BacktestStatus:
+    """:func:`summary` of :func:`run_backtest` (the target of the backtest child process).
+
+    Raises ``NotBacktestable`` and ``BudgetExceeded`` as :func:`run_backtest`; every other exception as
+    :class:`BacktestError`.
+    """
+    try:
+        return summary(run_backtest(rule, spec, source, start, end, settings), settings)
+    except (NotBacktestable, BudgetExceeded):
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as the Backtested condition by the operator
+        raise BacktestError(type(exc).__name__, str(exc)) from None
+
+
 @dataclass
 class _Entry:
     key: tuple[Any, ...]
@@ -125,13 +154,16 @@ class _Entry:
 class Backtester:
     """The cache and the background thread of the operator's backtests (see the module docstring).
 
-    ``run`` is :func:`run_backtest` (tests pass their own); ``clock`` gives the current time.
+    ``run`` returns a :class:`~game_analytics.alerting.backtest.Backtest` or its :class:`BacktestStatus`; by
+    default :func:`backtest_status` in a :class:`~.backtest_process.BacktestProcess` (tests pass their own);
+    ``clock`` gives the current time.
     """
 
     def __init__(self, settings: BacktestSettings, *, run: Callable[..., Backtest] | None = None,
                  clock: Callable[[], datetime] | None = None, wait_seconds: float = WAIT_SECONDS):
         self.settings = settings
-        self._run = run
+        self._process = BacktestProcess(backtest_status) if run is None else None
+        self._run = run or self._process
         self._clock = clock or (lambda: datetime.now(UTC))
         self._wait = wait_seconds
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertrule-backtest")
@@ -154,8 +186,7 @@ class Backtester:
             retry = (entry is not None and entry.finished is not None
                      and time.monotonic() - entry.finished > RETRY_SECONDS)
             if entry is None or entry.key != key or retry:
-                run = self._run or run_backtest
-                entry = _Entry(key, self._pool.submit(run, rule, spec, source, start, end, self.settings))
+                entry = _Entry(key, self._pool.submit(self._run, rule, spec, source, start, end, self.settings))
                 self._entries[owner.uid or rule] = entry
         try:
             result = entry.future.result(timeout=self._wait)
@@ -169,8 +200,9 @@ class Backtester:
             return self._failed(entry, "BudgetExceeded", str(exc), generation)
         except Exception as exc:  # noqa: BLE001 - the store or Prometheus failed: report, retry later
             message = " ".join(str(exc).split())[:500]
-            return self._failed(entry, "BacktestFailed", f"{type(exc).__name__}: {message}", generation)
-        status = summary(result, self.settings)
+            kind = exc.kind if isinstance(exc, BacktestError) else type(exc).__name__
+            return self._failed(entry, "BacktestFailed", f"{kind}: {message}", generation)
+        status = result if isinstance(result, BacktestStatus) else summary(result, self.settings)
         return status, conditions.condition(
             CONDITION, True, "Computed", f"{status.pages} pages ({status.pages_per_week:g}/week) in the "
             f"{status.window} before {status.computed_at}", generation)
@@ -186,8 +218,10 @@ class Backtester:
             self._entries.pop(uid, None)
 
     def shutdown(self) -> None:
-        """Stop the background thread (a running backtest finishes first)."""
+        """Stop the background thread and the backtest process (a running backtest finishes first)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._process is not None:
+            self._process.shutdown()
 
 
 _instances: dict[BacktestSettings, Backtester] = {}
