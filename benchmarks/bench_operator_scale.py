@@ -3,10 +3,12 @@
 Starts the envtest control plane (etcd + kube-apiserver + kube-controller-manager, :mod:`devtools.cluster`; built
 by ``make envtest``), installs the chart with helm (CRDs and RBAC, no operator Deployment) and prometheus-operator's
 CRDs, runs the operator as a local process with the chart ServiceAccount's token (as the e2e tier does), creates
-copies of the examples in one namespace and prints:
+copies of the examples in one namespace (``kubectl create``, lists of 200) and prints:
 
   * the time from the first create until every object is Ready for its current generation (a MongoShardedCluster
     counts when Ready=False only for ``Bootstrapping``: there is no mongod to bootstrap here);
+  * the operator's apiserver requests until then, per object, by verb (from the audit log);
+  * the time each kind's reconciles took (mean, from the operator's reconcile-duration histogram);
   * the operator's peak memory (VmHWM, the resident set's high-water mark, from ``/proc``);
   * the operator's apiserver requests and writes per idle resync (from the audit log, which records every request
     of the operator's ServiceAccount here; goal 0 writes), over ``--idle-resyncs`` resync periods after a settle;
@@ -121,6 +123,25 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def reconcile_seconds(metrics_text: str) -> dict[str, tuple[int, float]]:
+    """kind -> (reconciles, mean seconds) from the operator's reconcile-duration histogram (Prometheus text)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from game_analytics.monitoring import names
+
+    sums: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != names.RECONCILE_DURATION:
+            continue
+        for sample in family.samples:
+            kind = sample.labels.get("kind", "")
+            if sample.name.endswith("_count"):
+                sums.setdefault(kind, [0.0, 0.0])[0] = sample.value
+            elif sample.name.endswith("_sum"):
+                sums.setdefault(kind, [0.0, 0.0])[1] = sample.value
+    return {k: (int(n), total / n if n else 0.0) for k, (n, total) in sorted(sums.items())}
+
+
 def load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -132,6 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resync", type=float, default=15.0, help="the operator's resync period, seconds")
     parser.add_argument("--idle-resyncs", type=int, default=2, help="resync periods the idle figures span")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for all Ready")
+    parser.add_argument("--chart", type=Path, default=REPO_ROOT / "charts" / "game-analytics",
+                        help="the chart to install (CRDs and RBAC); default: the repository's")
+    parser.add_argument("--max-workers", type=int, default=None,
+                        help="the operator's GAME_ANALYTICS_MAX_WORKERS (default: the operator's own)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run the operator with GAME_ANALYTICS_WATCH_CACHE=false (every read from the API server)")
     args = benchargs.parse(parser, argv, {"rules": 10, "each": 1, "resync": 3.0, "idle_resyncs": 1,
                                           "timeout": 120.0})  # fmt: skip
     figures: list[tuple[str, str]] = []
@@ -150,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         cp.start()
         admin = cp.kubeconfig
         kubectl(admin, *prometheus_operator.apply_crds_args())
-        helm = subprocess.run([tool("helm"), "install", RELEASE, str(REPO_ROOT / "charts" / "game-analytics"),
+        helm = subprocess.run([tool("helm"), "install", RELEASE, str(args.chart),
                                "--namespace", SYSTEM_NS, "--create-namespace", "--kubeconfig", str(admin),
                                "--set", "replicaCount=0"], capture_output=True, text=True, timeout=300)  # fmt: skip
         if helm.returncode != 0:
@@ -168,15 +195,18 @@ def main(argv: list[str] | None = None) -> None:
         sa_kubeconfig = cp.service_account_kubeconfig(SYSTEM_NS, OPERATOR_SA, create=False)
         print(f"control plane and chart up in {time.perf_counter() - started:.0f} s; load average {load()}")
 
+        env = {"GAME_ANALYTICS_WATCH_CACHE": "false" if args.no_cache else "true",
+               **({"GAME_ANALYTICS_MAX_WORKERS": str(args.max_workers)} if args.max_workers else {})}
         operator = OperatorProcess(sa_kubeconfig, work / "operator.log", resync_seconds=args.resync,
-                                   namespaces=[NS]).start()  # fmt: skip
+                                   namespaces=[NS], env=env).start()  # fmt: skip
+        print(f"operator: {', '.join(f'{k}={v}' for k, v in env.items())}")
         wanted = objects(args.rules, args.each)
         counts = Counter(o["kind"] for o in wanted)
         print(f"{len(wanted):,} objects: " + ", ".join(f"{n:,} {k}" for k, n in sorted(counts.items())), flush=True)
         started = time.perf_counter()
-        for i in range(0, len(wanted), 200):
+        for i in range(0, len(wanted), 200):  # create: one POST per object (apply would GET each first)
             batch = {"apiVersion": "v1", "kind": "List", "items": wanted[i:i + 200]}
-            kubectl(admin, "apply", "-f", "-", stdin=json.dumps(batch))
+            kubectl(admin, "create", "-f", "-", stdin=json.dumps(batch))
         created = time.perf_counter() - started
         deadline, progress = started + args.timeout, started
         while True:
@@ -199,6 +229,13 @@ def main(argv: list[str] | None = None) -> None:
         figure(f"all {len(wanted):,} Ready (from the first create; creates took {created:.0f} s)",
                f"{took:,.1f} s (load {load()})")
         figure("operator peak RSS (VmHWM) after all Ready", f"{peak_rss_mib(operator.pid):,.0f} MiB")
+        until_ready = read_audit_events(cp.audit_log, verbs=None, user=OPERATOR_USER)
+        by_verb = Counter(e["verb"] for e in until_ready)
+        figure("apiserver requests until all Ready, per object",
+               f"{len(until_ready) / len(wanted):,.1f} ("
+               + ", ".join(f"{v} {n / len(wanted):,.1f}" for v, n in sorted(by_verb.items())) + ")")
+        for kind, (n, mean) in reconcile_seconds(operator.metrics()).items():
+            figure(f"  {kind}: reconciles, mean duration", f"{n:,}, {mean * 1000:,.0f} ms")
 
         time.sleep(args.resync * 2)  # let in-flight reconciles and status patches settle
         before = len(read_audit_events(cp.audit_log, verbs=None, user=OPERATOR_USER))

@@ -105,7 +105,10 @@ def operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     errors meanwhile (failed handlers, failed API requests, unrecoverable watch errors).
     """
     module, registry = load_handlers(monkeypatch)
-    module._state["cluster"] = Cluster.from_kubeconfig(tmp_path / "kubeconfig.yaml")
+    # the watch-fed cache, as the operator runs; a closed client does not wake a thread blocked reading a watch,
+    # so the watches time out within 1 s and the emulator can stop
+    monkeypatch.setattr("game_analytics.controller.cache.WATCH_READ_SECONDS", 1.0)
+    module._state["cluster"] = Cluster.from_kubeconfig(tmp_path / "kubeconfig.yaml", cache=True)
     settings = kopf.OperatorSettings()
     settings.queueing.idle_timeout = 0.5  # per-object workers exit soon after the events stop
     settings.queueing.exit_timeout = 0.5

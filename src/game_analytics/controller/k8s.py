@@ -30,6 +30,8 @@ from lightkube.types import CascadeType, PatchType
 from lightkube.utils.quantity import parse_quantity
 
 from ..api import GROUP, KINDS, VERSION
+from . import cache as _cache
+from .cache import SecretMemo, Store
 from .common.render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
 
 FIELD_MANAGER = "game-analytics-operator"
@@ -273,18 +275,27 @@ class Cluster:
     ``~/.kube/config`` (lightkube's order), created on first use; ``timeout`` (seconds) bounds each call. Every
     call fails with a :class:`lightkube.ApiError`: the API server's HTTP errors as they come, connection failures
     (refused, reset, timed out, TLS, DNS) as :class:`ApiUnavailable` (``status.code`` 0).
+
+    With ``cache`` (what the operator runs with), reads are served from watch-fed stores (:mod:`.cache`): every kind
+    of :data:`PLURALS` but Secrets (remembered ``secret_ttl`` seconds instead) and Events; what the cache cannot
+    answer is asked of the API server.
     """
 
-    def __init__(self, client: Client | None = None, timeout: float = 30.0):
+    def __init__(self, client: Client | None = None, timeout: float = 30.0, *, cache: bool = False,
+                 secret_ttl: float = 10.0):
         self._client = client
         self.timeout = timeout
         self._served: dict[str, tuple[bool, float]] = {}
+        self.cache = cache
+        self._stores: dict[tuple[str, str, str], Store] = {}
+        self._stores_lock = threading.Lock()
+        self._secrets = SecretMemo(secret_ttl) if cache else None
 
     @classmethod
-    def from_kubeconfig(cls, path: str | Path, timeout: float = 30.0) -> Cluster:
+    def from_kubeconfig(cls, path: str | Path, timeout: float = 30.0, *, cache: bool = False) -> Cluster:
         """A Cluster authenticated by the kubeconfig file at ``path`` (its current context)."""
         return cls(Client(KubeConfig.from_file(path), timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER),
-                   timeout)
+                   timeout, cache=cache)
 
     @property
     def client(self) -> Client:
@@ -292,21 +303,97 @@ class Cluster:
             self._client = Client(timeout=httpx2.Timeout(self.timeout), field_manager=FIELD_MANAGER)
         return self._client
 
+    def close(self) -> None:
+        """Stop the cache's watches and close the connections (the client is created anew on next use)."""
+        with self._stores_lock:
+            stores, self._stores = list(self._stores.values()), {}
+        for store in stores:
+            store.stop()
+        if self._client is not None:
+            self._client.close()
+
+    def store(self, api_version: str, kind: str, namespace: str) -> Store | None:
+        """The synced watch-fed store of the kind in ``namespace`` (started on first use), or None: no ``cache``,
+        a kind that is not cached (Secrets, Events), or its list failed (then the caller reads directly)."""
+        if not self.cache or kind in ("Secret", "Event"):
+            return None
+        key = (api_version, kind, namespace)
+        with self._stores_lock:
+            store = self._stores.get(key)
+            if store is None:
+                store = self._stores[key] = self._new_store(api_version, kind, namespace)
+        return store if store.ready() else None
+
+    def _new_store(self, api_version: str, kind: str, namespace: str) -> Store:
+        res = resource(api_version, kind)
+        own = api_version == f"{GROUP}/{VERSION}"
+        labels = None if own else {LABEL_OWNER_KIND: None}  # children and pods: only those with the owner label
+
+        def lister() -> tuple[list[dict], str | None]:
+            with _api_call():
+                items = self.client.list(res, namespace=namespace, labels=labels)
+                objects = [_as_dict(o) for o in items]
+            try:
+                return objects, items.resourceVersion
+            except Exception:  # noqa: BLE001 - lightkube's NotReadyError: an answer without a version
+                return objects, None
+
+        def watcher(version: str | None) -> Iterator[tuple[str, dict]]:
+            generic = getattr(self.client, "_client", None)  # lightkube reads watches with no read timeout at all
+            if hasattr(generic, "_watch_timeout"):
+                generic._watch_timeout = httpx2.Timeout(self.timeout, read=_cache.WATCH_READ_SECONDS)
+            try:
+                with _api_call():
+                    for event, obj in self.client.watch(res, namespace=namespace, labels=labels,
+                                                        server_timeout=_cache.WATCH_SECONDS,
+                                                        resource_version=version):
+                        yield event, _as_dict(obj)
+            except ApiUnavailable as exc:
+                if exc.status.reason != "Timeout":
+                    raise  # else: silent for WATCH_READ_SECONDS, the store resumes the watch
+
+        return Store(f"{kind} in {namespace}", lister, watcher, None if own else LABEL_OWNER_KIND)
+
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
-        """The object, or None when it does not exist."""
+        """The object, or None when it does not exist (from the cache when it holds it)."""
+        store = self.store(api_version, kind, namespace)
+        if store is not None and (cached := store.get(name)) is not None:
+            return cached
+        if self._secrets is not None and kind == "Secret" and (cached := self._secrets.get(namespace, name)):
+            return cached
         try:
             with _api_call():
-                return _as_dict(self.client.get(resource(api_version, kind), name, namespace=namespace))
+                live = _as_dict(self.client.get(resource(api_version, kind), name, namespace=namespace))
         except ApiError as exc:
             if status_code(exc) == 404:
+                if self._secrets is not None and kind == "Secret":
+                    self._secrets.put(namespace, name, None)
                 return None
             raise
+        if store is not None:
+            store.put(live)
+        elif self._secrets is not None and kind == "Secret":
+            self._secrets.put(namespace, name, live)
+        return live
 
     def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict]:
         """The objects in ``namespace`` matching ``label_selector`` (``a=b,c=d``; empty: all)."""
+        store = self.store(api_version, kind, namespace)
+        if store is not None and store.covers(_labels(label_selector)):
+            return store.list(_labels(label_selector))
         with _api_call():
             return [_as_dict(o) for o in self.client.list(resource(api_version, kind), namespace=namespace,
                                                           labels=_labels(label_selector))]
+
+    def _remember(self, obj: dict) -> dict:
+        """Put what the API server answered to a write into the kind's store (when cached); returns ``obj``."""
+        meta = obj.get("metadata") or {}
+        if self.cache and obj.get("apiVersion") and obj.get("kind") and meta.get("namespace"):
+            with self._stores_lock:
+                store = self._stores.get((obj["apiVersion"], obj["kind"], meta["namespace"]))
+            if store is not None:
+                store.put(obj)
+        return obj
 
     def apply(self, manifest: Manifest) -> dict:
         """Server-side apply ``manifest`` with the operator's field manager, taking ownership of its fields
@@ -314,9 +401,9 @@ class Cluster:
         valid YAML, and the API server refused them (``invalid Unicode character escape code``)."""
         meta = manifest["metadata"]
         with _api_call():
-            return _as_dict(self.client.patch(resource(manifest["apiVersion"], manifest["kind"]), meta["name"],
-                                              manifest, namespace=meta["namespace"], patch_type=PatchType.APPLY,
-                                              field_manager=FIELD_MANAGER, force=True))
+            return self._remember(_as_dict(self.client.patch(
+                resource(manifest["apiVersion"], manifest["kind"]), meta["name"], manifest,
+                namespace=meta["namespace"], patch_type=PatchType.APPLY, field_manager=FIELD_MANAGER, force=True)))
 
     def create(self, manifest: Manifest) -> dict:
         """Create ``manifest`` (e.g. an Event with ``metadata.generateName``) in its namespace."""
@@ -333,12 +420,17 @@ class Cluster:
         except ApiError as exc:
             if status_code(exc) != 404:
                 raise
+        with self._stores_lock:
+            store = self._stores.get((api_version, kind, namespace))
+        if store is not None:
+            store.remove(name)
 
     def merge_labels(self, namespace: str, pod: str, labels: dict[str, str]) -> None:
         """Merge-patch ``labels`` onto the Pod ``pod``."""
         with _api_call():
-            self.client.patch(resource("v1", "Pod"), pod, {"metadata": {"labels": labels}}, namespace=namespace,
-                              patch_type=PatchType.MERGE)
+            patched = self.client.patch(resource("v1", "Pod"), pod, {"metadata": {"labels": labels}},
+                                        namespace=namespace, patch_type=PatchType.MERGE)
+        self._remember(_as_dict(patched))
 
     def label_pods(self, namespace: str, wanted: dict[str, dict[str, str]]) -> list[str]:
         """Merge-patch labels onto existing pods where they differ; returns ``Pod/name`` of those patched."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -199,14 +200,20 @@ def probe(sentinel_addrs: Iterable[Address], master_name: str, password: str | N
             :func:`game_analytics.controller.redisfailover.names.sentinel_pod_addresses`), not the load-balanced Service.
         password: the Sentinels' own password (``spec.sentinel.authSecretRef``), sent with ``AUTH`` to each
             Sentinel; None for Sentinels without one. Never the Redis data password.
-        timeout: connect and read timeout per Sentinel, seconds. The Sentinels are asked one after the other,
-            so the worst case is about ``len(sentinel_addrs) * 5 * timeout``.
+        timeout: connect and read timeout per Sentinel, seconds. The Sentinels are asked at once (a thread
+            each), so the worst case is about ``5 * timeout`` (five commands), not that times the Sentinels: an
+            unreachable set no longer holds a reconcile thread for every Sentinel in turn.
 
     Returns:
         A :class:`SentinelView`; unreachable Sentinels are recorded with their error, nothing is raised.
     """
-    return SentinelView(master_name, tuple(probe_one(a, master_name, password=password, timeout=timeout)
-                                           for a in sentinel_addrs))
+    addrs = list(sentinel_addrs)
+    if len(addrs) <= 1:
+        return SentinelView(master_name, tuple(probe_one(a, master_name, password=password, timeout=timeout)
+                                               for a in addrs))
+    with ThreadPoolExecutor(max_workers=len(addrs), thread_name_prefix="sentinel-probe") as pool:
+        reports = pool.map(lambda a: probe_one(a, master_name, password=password, timeout=timeout), addrs)
+        return SentinelView(master_name, tuple(reports))
 
 
 # ---------------------------------------------------------------------------------------------------------------
