@@ -3,6 +3,8 @@ entries in the real PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,10 +29,9 @@ from .test_handlers_kmock import (  # noqa: F401 - the fixtures
 pytestmark = pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning")
 
 
-@pytest.fixture
-def audited_operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-                     db_dsn: str):
-    """The operator as in test_handlers_kmock, its audit writer pointed at ``db_dsn``."""
+@contextlib.contextmanager
+def running_operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_dsn: str) -> Iterator[KopfRunner]:
+    """The operator as in test_handlers_kmock, its audit writer pointed at ``db_dsn``, until the block ends."""
     import kopf
 
     from game_analytics.controller.k8s import Cluster
@@ -46,6 +47,31 @@ def audited_operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.Mo
     assert runner.exception is None and runner.exit_code == 0
 
 
+@pytest.fixture
+def audited_operator(api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+                     db_dsn: str):
+    """The operator as in test_handlers_kmock, its audit writer pointed at ``db_dsn``."""
+    with running_operator(tmp_path, monkeypatch, db_dsn) as runner:
+        yield runner
+
+
+def audit_actions(engine, ref: str) -> list[str]:
+    """The actions of the ``audit_log`` rows on ``ref``, in chain order."""
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT action FROM audit_log WHERE object_ref = :r ORDER BY seq"),
+                                 {"r": ref}).scalars())  # fmt: skip
+
+
+def delete(emulator: EmulatorThread, resource: str, name: str) -> int:
+    """DELETE the object as a client would; the HTTP status."""
+    async def send() -> int:
+        url = f"/apis/{resource.rpartition('/')[0]}/namespaces/{NAMESPACE}/{resource.rpartition('/')[2]}/{name}"
+        async with emulator.emulator.delete(url) as response:
+            return response.status
+
+    return emulator.call(send)
+
+
 def test_create_change_and_delete_are_audited_as_events_and_entries(api: EmulatorThread,  # noqa: F811
                                                                   audited_operator, db_dsn: str) -> None:
     create_data_source(api)
@@ -55,9 +81,7 @@ def test_create_change_and_delete_are_audited_as_events_and_entries(api: Emulato
     engine = create_engine(db_dsn, poolclass=pool.NullPool)
 
     def actions() -> list[str]:
-        with engine.connect() as conn:
-            return list(conn.execute(text("SELECT action FROM audit_log WHERE object_ref = :r ORDER BY seq"),
-                                     {"r": ref}).scalars())  # fmt: skip
+        return audit_actions(engine, ref)
 
     try:
         # the create handler and the first resync may race: which of them applies the children varies
@@ -76,12 +100,7 @@ def test_create_change_and_delete_are_audited_as_events_and_entries(api: Emulato
         assert {e["involvedObject"]["name"] for e in events} == {name}
         assert {"operator.spec.create", "operator.children.apply"} <= {e["action"] for e in events}
 
-        async def delete() -> int:
-            url = f"/apis/{ALERTRULES.rpartition('/')[0]}/namespaces/{NAMESPACE}/alertrules/{name}"
-            async with api.emulator.delete(url) as response:
-                return response.status
-
-        assert api.call(delete) == 200
+        assert delete(api, ALERTRULES, name) == 200
         wait_for("the deletion audited", lambda: "operator.spec.delete" in actions(), WAIT_SECONDS, interval=0.1)
         with engine.connect() as conn:
             gone = conn.execute(text("SELECT before, after FROM audit_log WHERE object_ref = :r "
@@ -90,3 +109,48 @@ def test_create_change_and_delete_are_audited_as_events_and_entries(api: Emulato
         assert AuditLog(engine).verify().ok
     finally:
         engine.dispose()
+
+
+def test_a_deletion_while_the_operator_is_down_is_audited_once_it_is_back(
+        api: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_dsn: str) -> None:  # noqa: F811
+    """The finalizer holds a deleted AlertRule until its deletion is audited: deleted while no operator runs, it
+    stays (``deletionTimestamp`` set) and the next operator writes ``operator.spec.delete`` and releases it. Seen
+    only as a watch DELETED event (no finalizer), this deletion was never audited."""
+    from game_analytics.controller.audit import FINALIZER
+
+    create_data_source(api)
+    name = api.create(example("alertrule-wealth-jump.yaml"))["metadata"]["name"]
+    ref = f"AlertRule/{NAMESPACE}/{name}"
+    engine = create_engine(db_dsn, poolclass=pool.NullPool)
+    try:
+        with running_operator(tmp_path, monkeypatch, db_dsn):
+            wait_for("create audited and the finalizer on", lambda: "operator.spec.create" in audit_actions(
+                engine, ref) and FINALIZER in (api.get(ALERTRULES, NAMESPACE, name)["metadata"].get("finalizers")
+                                               or []), WAIT_SECONDS, interval=0.1)  # fmt: skip
+        assert delete(api, ALERTRULES, name) == 200
+        held = api.get(ALERTRULES, NAMESPACE, name)
+        assert held is not None and held["metadata"].get("deletionTimestamp"), "the finalizer must hold it"
+        assert "operator.spec.delete" not in audit_actions(engine, ref)
+        with running_operator(tmp_path, monkeypatch, db_dsn):
+            wait_for("the deletion audited and the rule gone", lambda: "operator.spec.delete" in audit_actions(
+                engine, ref) and api.get(ALERTRULES, NAMESPACE, name) is None, WAIT_SECONDS, interval=0.1)
+        assert audit_actions(engine, ref).count("operator.spec.delete") == 1
+        with engine.connect() as conn:
+            gone = conn.execute(text("SELECT before, after, context FROM audit_log WHERE object_ref = :r "
+                                     "AND action = 'operator.spec.delete'"), {"r": ref}).one()  # fmt: skip
+        assert gone.before["severity"] == "critical" and gone.after is None and gone.context["cause"] == "delete"
+        assert AuditLog(engine).verify().ok
+    finally:
+        engine.dispose()
+
+
+def test_only_the_spec_audited_kinds_get_the_finalizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kopf adds a finalizer where a non-optional deletion handler matches: the three spec-audited kinds; the kinds
+    with workloads (GameDataSource, RedisFailover, MongoShardedCluster) never wait on the operator to go."""
+    from game_analytics.api import KINDS
+    from game_analytics.controller.audit import SPEC_AUDITED_KINDS
+
+    _, registry = load_handlers(monkeypatch)
+    holding = {h.selector.any_name for h in registry._changing._handlers if h.requires_finalizer}
+    assert holding == {i.plural for i in KINDS if i.kind in SPEC_AUDITED_KINDS} == {
+        "alertrules", "rankingjobs", "scheduledreports"}

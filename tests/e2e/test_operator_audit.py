@@ -134,7 +134,7 @@ def test_alert_rule_create_change_delete_write_the_audit_table(installed, kubect
         assert changed[2].after == {"pruned": [f"AlertmanagerConfig/{RULE}"]}
         assert kubectl.get("alertmanagerconfig", RULE, ns) is None
 
-        # delete: the last spec (before), from the watch's DELETED event
+        # delete: the last spec (before), from the deletion handler the finalizer waits for
         last_spec = kubectl.get("alertrule", RULE, ns)["spec"]
         kubectl.run("delete", "alertrule", RULE, "-n", ns)
         deleted = wait_for("delete audited", lambda: len(rows := audit_rows(db_dsn, target)) >= 6 and rows,

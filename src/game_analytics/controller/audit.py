@@ -9,6 +9,12 @@ Records (pure, :func:`reconcile_records` and :func:`spec_record`), for a custom 
 - ``operator.spec.create`` / ``.update`` / ``.delete``: a spec of an AlertRule, RankingJob or ScheduledReport seen
   by the operator (``before`` / ``after`` = the old / new spec; None on create / delete).
 
+Deletions (``operator.spec.delete``) are audited by a Kopf deletion handler (``controller/handlers.py``) behind
+the finalizer :data:`FINALIZER`, which Kopf puts on every object of :data:`SPEC_AUDITED_KINDS`: the API server
+keeps a deleted object (``deletionTimestamp`` set) until the handler has run and Kopf has removed the finalizer.
+So a deletion is audited even when it happens while the operator is down (once it is back), and no watch event
+can be missed (a watch ``DELETED`` event is seen at most once, and not at all across a re-list or a restart).
+
 Every record goes to two places (:class:`AuditWriter`): a Kubernetes Event on the custom resource (reason
 ``Audit``, type Normal, the message ``<action>: <summary>``; always, so ``kubectl describe`` shows the trail), and,
 when the operator has an audit DSN (``GAME_ANALYTICS_AUDIT_DSN``, from the chart value ``audit.dsnSecret``), the
@@ -29,7 +35,7 @@ from typing import Any
 from . import events
 from .k8s import Cluster
 
-__all__ = ["AUDIT_DSN_ENV", "OPERATOR_ACTOR", "SPEC_AUDITED_KINDS", "AuditRecord", "AuditWriter",
+__all__ = ["AUDIT_DSN_ENV", "FINALIZER", "OPERATOR_ACTOR", "SPEC_AUDITED_KINDS", "AuditRecord", "AuditWriter",
            "reconcile_records", "spec_record"]
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,9 @@ OPERATOR_ACTOR = events.COMPONENT
 AUDIT_DSN_ENV = "GAME_ANALYTICS_AUDIT_DSN"
 #: Kinds whose spec changes are audited with before and after spec.
 SPEC_AUDITED_KINDS = frozenset({"AlertRule", "RankingJob", "ScheduledReport"})
+#: Kopf's finalizer (``settings.persistence.finalizer``): on the objects of :data:`SPEC_AUDITED_KINDS` only, the
+#: only kinds with a deletion handler; it holds a deletion until ``operator.spec.delete`` is written.
+FINALIZER = "gameanalytics.io/audit"
 #: Event messages are cut to this many characters (the API server keeps at most 1 KiB of a note).
 EVENT_MESSAGE_LIMIT = events.MESSAGE_LIMIT
 

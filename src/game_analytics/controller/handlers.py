@@ -5,9 +5,13 @@ Environment:
     GAME_ANALYTICS_RESYNC_SECONDS   interval of the drift-repair timer (default 60)
     GAME_ANALYTICS_METRICS_PORT     port of the operator's /metrics (default 9090; 0 disables)
     GAME_ANALYTICS_AUDIT_DSN        audit table DSN (chart value audit.dsnSecret); unset: audit Events only
+    GAME_ANALYTICS_WATCH_CACHE      ``false`` reads every object from the API server on each reconcile instead of
+                                    from the watch-fed cache (:mod:`.cache`; default on)
+    GAME_ANALYTICS_MAX_WORKERS      reconciles that run at once (Kopf's sync-handler threads; default 8)
 
 Every handled reconcile is audited (:mod:`game_analytics.controller.audit`): children applied or pruned, the
-disruptive step that ran, and spec changes (create, update, delete) of the spec-audited kinds.
+disruptive step that ran, and spec changes (create, update, delete) of the spec-audited kinds. A deletion of
+those is audited by a Kopf deletion handler behind the finalizer :data:`.audit.FINALIZER` (see there).
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ from .reconcile import TransientError, reconcile
 
 RESYNC_SECONDS = float(os.environ.get("GAME_ANALYTICS_RESYNC_SECONDS", "60"))
 METRICS_PORT = int(os.environ.get("GAME_ANALYTICS_METRICS_PORT", "9090"))
+WATCH_CACHE = os.environ.get("GAME_ANALYTICS_WATCH_CACHE", "true").lower() != "false"
+MAX_WORKERS = int(os.environ.get("GAME_ANALYTICS_MAX_WORKERS", "8"))
 
 _state: dict[str, Any] = {}
 
 
 def cluster() -> Cluster:
     if "cluster" not in _state:
-        _state["cluster"] = Cluster()
+        _state["cluster"] = Cluster(cache=WATCH_CACHE)
     return _state["cluster"]
 
 
@@ -45,8 +51,9 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = audit.FINALIZER
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = MAX_WORKERS
     if os.environ.get("GAME_ANALYTICS_PEERING_RANDOM_PRIORITY") == "true":
         # Equal priorities make every replica freeze; a random one lets exactly one become active.
         settings.peering.priority = random.randint(1, 2**15)
@@ -55,6 +62,13 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
         start_http_server(METRICS_PORT)
         _state["metrics"] = True
         logger.info("serving metrics on :%d/metrics", METRICS_PORT)
+
+
+@kopf.on.cleanup()
+def close_cluster(**_: Any) -> None:
+    """Stop the read cache's watches when the operator exits."""
+    if "cluster" in _state:
+        _state["cluster"].close()
 
 
 def auditor() -> audit.AuditWriter:
@@ -91,13 +105,13 @@ def register(info: KindInfo) -> None:
     kopf.on.update(*resource, field="spec", id=f"{info.singular}-update")(handle)
     kopf.timer(*resource, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, id=f"{info.singular}-resync")(handle)
     if info.kind in audit.SPEC_AUDITED_KINDS:
-        def deleted(type: str, body: kopf.Body, **_: Any) -> None:  # noqa: A002 - Kopf's keyword
-            if type == "DELETED":
-                record = audit.spec_record(info.kind, body, body.get("spec"), None, "delete")
-                auditor().write(cluster(), body, [record] if record else [])
+        def deleted(body: kopf.Body, **_: Any) -> None:  # only on a deletion (not on every watch event)
+            record = audit.spec_record(info.kind, body, body.get("spec"), None, "delete")
+            auditor().write(cluster(), body, [record] if record else [])  # never raises: the finalizer goes
 
         deleted.__name__ = f"audit_{info.singular}_deleted"
-        kopf.on.event(*resource, id=f"{info.singular}-audit-delete")(deleted)
+        # not optional: Kopf puts audit.FINALIZER on every object of the kind and removes it after the handler
+        kopf.on.delete(*resource, id=f"{info.singular}-audit-delete")(deleted)
 
 
 for _info in KINDS:
