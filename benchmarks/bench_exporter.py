@@ -35,12 +35,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine, text
 
 from devtools.postgres import start_postgres
+from game_analytics.leaderboard import Entry, write_entries
 from game_analytics.monitoring import names
 from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn, make_engine
 from game_analytics.storage.migrate import upgrade
 from game_analytics.storage.partitions import ensure_partition, partition_for
-from game_analytics.storage.queries import activity, economy, rollups
+from game_analytics.storage.queries import activity, economy, ratings, rollups
 from game_analytics.workers.exporter import AnalyticsCollector
 from game_analytics.workers.runtime import resolve_as_of
 
@@ -89,6 +90,34 @@ def generate(engine: Engine, players: int, per_player: int, end: datetime) -> fl
     return time.perf_counter() - started
 
 
+def rating_buckets_from_entries(conn, bounds: list[float]) -> list:
+    """The rating buckets as before migration 0009: one scan of the newest season's leaderboard rows."""
+    return conn.execute(text("""
+        SELECT l.board, width_bucket(-l.rating, CAST(:bounds AS float8[])), count(*), sum(l.rating), l.league
+        FROM leaderboard_entries l
+        WHERE (l.board, l.season) IN (SELECT DISTINCT ON (board) board, season FROM leaderboard_entries
+                                      ORDER BY board, computed_at DESC, season DESC)
+        GROUP BY 1, 2, 5"""), {"bounds": [-b for b in reversed(bounds)]}).all()
+
+
+def leaderboard_write_seconds(engine: Engine, players: int) -> tuple[float, float]:
+    """Seconds of ``write_entries`` re-rating every player of the bench board, with the ``leaderboard_rating_counts``
+    triggers (committed) and without them (the same write with the triggers disabled, rolled back)."""
+    dsn = libpq_dsn(engine.url.render_as_string(hide_password=False))
+    took = []
+    for shift, triggers in ((1.5, True), (3.0, False)):
+        entries = [Entry(g, f"p{g}", 400 + (g * 37) % 2800 + shift, 100.0 * (players - g) / players,
+                         ("bronze", "silver", "gold", "platinum")[(g + 1) % 4]) for g in range(1, players + 1)]
+        with psycopg.connect(dsn) as conn:
+            if not triggers:
+                conn.execute("ALTER TABLE leaderboard_entries DISABLE TRIGGER USER")
+            started = time.perf_counter()
+            write_entries(conn, "bench-elo", 2024, entries)
+            took.append(time.perf_counter() - started)
+            (conn.commit if triggers else conn.rollback)()
+    return took[0], took[1]
+
+
 def add_events(engine: Engine, n: int, end: datetime) -> None:
     """``n`` more purchases at ``end``, by existing players (the incremental refresh's input)."""
     with engine.begin() as conn:
@@ -116,6 +145,10 @@ def main() -> None:
         took = generate(engine, args.players, args.events_per_player, end)
         print(f"generated {args.players:,} players, {args.players * args.events_per_player:,} events, "
               f"{args.players:,} leaderboard rows in {took:.1f} s")
+
+        with_counts, without = leaderboard_write_seconds(engine, args.players)
+        print(f"leaderboard write of {args.players:,} re-rated rows (write_entries): {with_counts:.2f} s with the "
+              f"rating-count triggers, {without:.2f} s without")
 
         collector = AnalyticsCollector(engine, as_of="latest", ttl=3600)
         if args.skip_slow_section:
@@ -146,6 +179,7 @@ def main() -> None:
                 print(f"  {name[1:]:<11} {(time.perf_counter() - started) * 1000:8,.0f} ms")
             print("  side by side, per figure: before (events, payloads, a row per player) -> after (rollups)")
             day, buckets = as_of - timedelta(days=1), names.WEALTH_BUCKETS
+            bounds = [float(b) for b in names.RATING_BUCKETS]
             pairs = (
                 ("active players per period", lambda: activity.active_players_by_period(conn, as_of, aggregates=True),
                  lambda: rollups.active_players_by_period(conn, as_of)),
@@ -159,6 +193,8 @@ def main() -> None:
                 ("Gini + wealth histogram", lambda: economy.wealth_distribution(
                     conn, buckets, as_of - timedelta(minutes=1), aggregates=True),
                  lambda: economy.wealth_distribution(conn, buckets, as_of, aggregates=True)),
+                ("rating buckets (entries -> counts)", lambda: rating_buckets_from_entries(conn, bounds),
+                 lambda: ratings.rating_buckets(conn, bounds)),
             )  # fmt: skip
             for label, before, after in pairs:
                 took = []
@@ -166,7 +202,7 @@ def main() -> None:
                     started = time.perf_counter()
                     run()
                     took.append((time.perf_counter() - started) * 1000)
-                print(f"    {label:<26} {took[0]:8,.0f} ms -> {took[1]:6,.0f} ms")
+                print(f"    {label:<34} {took[0]:8,.0f} ms -> {took[1]:6,.0f} ms")
             conn.commit()
 
         add_events(engine, args.new_events, end)
