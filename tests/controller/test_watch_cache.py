@@ -231,3 +231,16 @@ def drift_repaired(emulator: EmulatorThread, path: Path, cluster: Cluster, types
     assert sorted(repaired.applied) == ["ConfigMap/r-a", "ConfigMap/r-b"]
     assert emulator.get("v1/configmaps", NAMESPACE, "r-a")["data"] == {"k": "1"}
     assert emulator.get("v1/configmaps", NAMESPACE, "r-b") is not None
+
+
+def test_a_refused_watch_empties_the_store_and_leaves_the_reads_to_the_api_server() -> None:
+    from game_analytics.controller.cache import WatchForbidden
+
+    def watcher(version: str | None) -> Iterator[tuple[str, dict]]:
+        raise WatchForbidden("403 Forbidden: cannot watch configmaps")
+        yield  # a generator, as the real watcher
+
+    store = Store("ConfigMap in games", lambda: ([obj("a", 5)], "10"), watcher, LABEL_OWNER_KIND)
+    assert store.ready()
+    wait_for("gave up", lambda: store.get("a") is None, timeout=5)
+    assert not store.ready()  # not before FORBIDDEN_RETRY_SECONDS

@@ -45,6 +45,14 @@ WATCH_SECONDS = 300
 WATCH_READ_SECONDS = 60.0
 
 
+#: Seconds before a store whose watch was refused (no ``watch`` right) lists again.
+FORBIDDEN_RETRY_SECONDS = 600.0
+
+
+class WatchForbidden(Exception):
+    """The API server refused the watch (403): the store gives up and the reads go to the API server."""
+
+
 def _rv(obj: dict) -> int | None:
     try:
         return int((obj.get("metadata") or {}).get("resourceVersion") or "")
@@ -88,25 +96,27 @@ class Store:
         self._sync_lock = threading.Lock()
         self._synced = False
         self._failed_at: float | None = None
+        self._retry_after = 30.0
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
     # -- reading ---------------------------------------------------------------------------------------------
 
-    def ready(self, retry_after: float = 30.0) -> bool:
-        """List (once, in the calling thread) and start the watch; False when the list failed (the caller then
-        asks the API server itself; a new attempt is made ``retry_after`` seconds later)."""
+    def ready(self) -> bool:
+        """List (once, in the calling thread) and start the watch; False when the list failed or the watch was
+        refused (the caller then asks the API server itself; a new attempt is made 30 s, or for a refused watch
+        :data:`FORBIDDEN_RETRY_SECONDS`, later)."""
         if self._synced:
             return True
         with self._sync_lock:
             if self._synced:
                 return True
-            if self._failed_at is not None and time.monotonic() - self._failed_at < retry_after:
+            if self._failed_at is not None and time.monotonic() - self._failed_at < self._retry_after:
                 return False
             try:
                 version = self._relist()
             except Exception as exc:  # noqa: BLE001 - e.g. 403 (no list right) or 404 (API not served)
-                self._failed_at = time.monotonic()
+                self._failed_at, self._retry_after = time.monotonic(), 30.0
                 log.info("not caching %s: the list failed (%s)", self.name, exc)
                 return False
             self._synced = True
@@ -179,6 +189,14 @@ class Store:
                     elif event in ("ADDED", "MODIFIED"):
                         self.put(obj)
                 continue  # silent for WATCH_READ_SECONDS: resume from the last version
+            except WatchForbidden as exc:
+                log.warning("not caching %s: %s", self.name, exc)
+                with self._sync_lock:
+                    self._synced, self._failed_at = False, time.monotonic()
+                    self._retry_after = FORBIDDEN_RETRY_SECONDS
+                    with self._lock:
+                        self._objects = {}
+                return
             except Exception as exc:  # noqa: BLE001 - connection lost, 410 Gone: list again
                 log.info("watch of %s ended (%s); listing again", self.name, exc)
             if self._stopped.wait(RETRY_SECONDS):

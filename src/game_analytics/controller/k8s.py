@@ -10,6 +10,7 @@ quantities compared as the API server stores them (:func:`drifted`): an idle res
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import socket
 import ssl
@@ -339,15 +340,31 @@ class Cluster:
                 return objects, None
 
         def watcher(version: str | None) -> Iterator[tuple[str, dict]]:
-            generic = getattr(self.client, "_client", None)  # lightkube reads watches with no read timeout at all
-            if hasattr(generic, "_watch_timeout"):
-                generic._watch_timeout = httpx2.Timeout(self.timeout, read=_cache.WATCH_READ_SECONDS)
+            # lightkube's own watch leaves the response open when the answer is an error (a 403 without the
+            # watch right held a pooled connection each time, until every call failed with PoolTimeout) and
+            # reads with no timeout; this one closes it always and decodes nothing into models
+            generic = self.client._client
+            request = generic.prepare_request("list", res=res, namespace=namespace, watch=True, params={
+                "timeoutSeconds": _cache.WATCH_SECONDS, "resourceVersion": version,
+                "labelSelector": f"{LABEL_OWNER_KIND}" if labels else None})
             try:
-                with _api_call():
-                    for event, obj in self.client.watch(res, namespace=namespace, labels=labels,
-                                                        server_timeout=_cache.WATCH_SECONDS,
-                                                        resource_version=version):
-                        yield event, _as_dict(obj)
+                with _api_call(), generic._client.stream(
+                        request.method, request.url, params=request.params,
+                        timeout=httpx2.Timeout(self.timeout, read=_cache.WATCH_READ_SECONDS)) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        error = api_error(response.status_code, response.reason_phrase or "Error",
+                                          response.text[:500], response)
+                        raise _cache.WatchForbidden(str(error)) if response.status_code == 403 else error
+                    for line in response.iter_lines():
+                        if not line:
+                            continue
+                        event = json.loads(line)
+                        if event.get("type") == "ERROR":  # e.g. 410 Expired: the version was compacted away
+                            status = event.get("object") or {}
+                            raise api_error(int(status.get("code") or 500), str(status.get("reason") or "Error"),
+                                            str(status.get("message") or ""))
+                        yield event["type"], event["object"]
             except ApiUnavailable as exc:
                 if exc.status.reason != "Timeout":
                     raise  # else: silent for WATCH_READ_SECONDS, the store resumes the watch
