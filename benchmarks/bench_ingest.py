@@ -3,8 +3,9 @@
 Prints events/s for
   * raw COPY          - pre-built rows binary-COPY-ed straight into ``events`` (no validation, not idempotent):
                         the ceiling
-  * copy_events       - dicts -> pydantic validation (a batch ahead, in a thread) -> binary COPY into ``events``
-                        (idempotent: a batch meeting a stored event_id falls back to INSERT ... ON CONFLICT),
+  * copy_events       - dicts -> pydantic validation (a batch ahead, in a thread) -> binary COPY into
+                        ``event_ids`` and ``events`` (idempotent by event_id: a batch meeting a stored event_id
+                        falls back to INSERT ... ON CONFLICT),
                         one transaction per batch
   * stream worker     - entries already in a Redis Stream -> XREADGROUP -> validation (ahead, in a thread) -> the
                         same write path -> XACK; also two worker processes in one consumer group (two replicas
@@ -14,7 +15,8 @@ catch-up (players, matches, per-player aggregates; run by their readers, not by 
 Figures only, no assertions.
 
 Starts its own throwaway PostgreSQL and Redis (devtools) unless ``--dsn`` and ``--redis-url`` are given
-(then the ``events``, ``players``, ``matches`` and ``dead_letters`` tables there are TRUNCATED between runs).
+(then the ``events``, ``event_ids``, ``players``, ``matches`` and ``dead_letters`` tables there are TRUNCATED
+between runs).
 
     .venv/bin/python benchmarks/bench_ingest.py                      # the real data sets (make data)
     .venv/bin/python benchmarks/bench_ingest.py --source synthetic --events 200000
@@ -75,7 +77,7 @@ def synthetic_events(n: int) -> list[dict]:
 
 def truncate(dsn: str) -> None:
     with psycopg.connect(libpq_dsn(dsn)) as conn:
-        conn.execute("TRUNCATE events, players, matches, dead_letters")
+        conn.execute("TRUNCATE events, event_ids, players, matches, dead_letters")
 
 
 @contextlib.contextmanager

@@ -15,8 +15,11 @@ This is exactly what :mod:`game_analytics.data.events` produces from the real da
 keys are rejected, and a whole serialized event may not exceed :data:`MAX_EVENT_BYTES`.  No string may hold a NUL
 (U+0000) or a lone surrogate (``"\\ud800"``): PostgreSQL cannot store either, so they are rejected here, naming the
 field.  ``occurred_at`` accepts ISO
-8601 strings (``YYYY-MM-DD...``) or datetimes, never numbers (which pydantic would read as Unix seconds); naive
-values are taken as UTC and all values are normalised to UTC.
+8601 strings (``YYYY-MM-DD...``), datetimes, or a JSON number of Unix epoch **seconds** (10 integer digits,
+``1700000000`` or ``1700000000.25``) or **milliseconds** (13 digits, ``1700000000250``), as game servers send
+them; both are UTC.  The digit count decides, so no value is ambiguous: other numbers (``7``, a negative, 11 or 12
+digits), booleans and strings of digits are refused naming ``occurred_at`` (:data:`EPOCH_SECONDS`,
+:data:`EPOCH_MILLISECONDS`).  Naive values are taken as UTC and all values are normalised to UTC.
 
 :func:`parse_event` (bytes from a stream) and :func:`validate_event` (a dict) return the model or raise
 :class:`EventError`, whose ``field`` names the offending field (dotted path, e.g. ``payload.home_goals``).
@@ -25,7 +28,7 @@ values are taken as UTC and all values are normalised to UTC.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -44,6 +47,8 @@ from pydantic import (
 )
 
 __all__ = [
+    "EPOCH_MILLISECONDS",
+    "EPOCH_SECONDS",
     "EVENT_TYPES",
     "MAX_EVENT_BYTES",
     "AnyEvent",
@@ -98,14 +103,34 @@ def _no_nul(value: str) -> str:
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
-def _iso_only(value: Any) -> Any:
-    # pydantic would read a number (or a string of digits) as Unix seconds: 7 became 1970-01-01T00:00:07Z.
+#: A number in ``[lo, hi)`` is Unix epoch seconds: 10 integer digits, 2001-09-09T01:46:40Z to 2286 (the accepted
+#: range ends at 2200).
+EPOCH_SECONDS = (1_000_000_000, 10_000_000_000)
+#: A number in ``[lo, hi)`` is Unix epoch milliseconds: 13 integer digits, from 2001-09-09T01:46:40Z.
+EPOCH_MILLISECONDS = (1_000_000_000_000, 10_000_000_000_000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamp_input(value: Any) -> Any:
+    """ISO strings and datetimes pass to pydantic; an epoch number becomes its UTC datetime; the rest is refused.
+
+    pydantic itself would read any number, or a string of digits, as Unix seconds (7 became 1970-01-01T00:00:07Z,
+    and milliseconds a year near 55,000): only the two unambiguous digit counts are read here, exactly
+    (``timedelta`` of an int keeps every millisecond)."""
     if isinstance(value, str) and value[4:5] == "-" and value[:4].isdigit() or isinstance(value, date):
         return value
-    raise ValueError("expected an ISO 8601 date-time string (e.g. 2024-05-01T12:00:00Z)")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if EPOCH_SECONDS[0] <= value < EPOCH_SECONDS[1]:
+            return _EPOCH + timedelta(seconds=value)
+        if EPOCH_MILLISECONDS[0] <= value < EPOCH_MILLISECONDS[1]:
+            return _EPOCH + timedelta(milliseconds=value)
+        raise ValueError(f"{value!r} is neither Unix epoch seconds (10 digits, e.g. 1700000000) nor milliseconds "
+                         "(13 digits, e.g. 1700000000000); send those or an ISO 8601 string")  # fmt: skip
+    raise ValueError("expected an ISO 8601 date-time string (e.g. 2024-05-01T12:00:00Z) or Unix epoch seconds or "
+                     "milliseconds as a JSON number")  # fmt: skip
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_to_utc)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_input), AfterValidator(_to_utc)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=1_000_000)]

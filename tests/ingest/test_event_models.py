@@ -200,3 +200,28 @@ def test_every_event_type_has_a_valid_example() -> None:
     for index, (etype, payload) in enumerate(payloads.items()):
         event = validate_event(base | {"event_id": f"id-{index}", "event_type": etype, "payload": payload})
         assert event.event_type == etype
+
+
+@pytest.mark.parametrize(("occurred_at", "expected"), [
+    (1_700_000_000, datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),  # epoch seconds
+    (1_700_000_000.25, datetime(2023, 11, 14, 22, 13, 20, 250_000, tzinfo=UTC)),
+    (1_700_000_000_250, datetime(2023, 11, 14, 22, 13, 20, 250_000, tzinfo=UTC)),  # epoch milliseconds
+    (1_000_000_000, datetime(2001, 9, 9, 1, 46, 40, tzinfo=UTC)),  # the first of each
+    (1_000_000_000_000, datetime(2001, 9, 9, 1, 46, 40, tzinfo=UTC)),
+    (7_258_118_399_999, datetime(2199, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)),
+])  # fmt: skip
+def test_epoch_seconds_and_milliseconds_are_read_as_utc(occurred_at: float, expected: datetime) -> None:
+    """Game servers send Unix time as a JSON number, seconds or (most) milliseconds; both are UTC."""
+    event = parse_event(json.dumps(PURCHASE | {"occurred_at": occurred_at}).encode())
+    assert event.occurred_at == expected and event.occurred_at.utcoffset() == timedelta(0)
+    assert validate_event(PURCHASE | {"occurred_at": occurred_at}).occurred_at == expected
+
+
+@pytest.mark.parametrize("occurred_at", [7, 999_999_999, 10_000_000_000, 999_999_999_999, 10_000_000_000_000,
+                                         -1_700_000_000, 7_258_118_400_000, True, "1700000000"])
+def test_other_numbers_are_refused_naming_the_field(occurred_at) -> None:
+    """Only 10-digit seconds and 13-digit milliseconds are read: 7 or an 11-digit number is no one's epoch time
+    (pydantic would have read any number as seconds), and the range still ends before 2200."""
+    error = _error(json.dumps(PURCHASE | {"occurred_at": occurred_at}).encode())
+    assert (error.field, error.kind) == ("occurred_at", "invalid_value")
+    assert ("epoch" in error.reason) or "outside [1900, 2200)" in error.reason

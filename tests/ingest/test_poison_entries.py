@@ -86,7 +86,8 @@ def test_an_unknown_key_with_nul_and_surrogate_gives_a_storable_field() -> None:
 
 @pytest.mark.parametrize("value", [7, 7.5, "7", "1700000000", True, [], {}])
 def test_occurred_at_is_never_read_as_unix_seconds(value) -> None:
-    """Found by the long fuzz run: a number (or a string of digits) was read as Unix seconds."""
+    """Found by the long fuzz run: a number (or a string of digits) was read as Unix seconds.  Epoch seconds and
+    milliseconds are read now, but only with their 10 or 13 digits (test_event_models.py); these stay refused."""
     with pytest.raises(EventError) as info:
         parse_event(json.dumps(example("login") | {"occurred_at": value}).encode())
     assert info.value.field == "occurred_at"

@@ -125,6 +125,23 @@ class Event(Base):
     )
 
 
+class EventId(Base):
+    """Each stored ``event_id`` once, with the ``occurred_at`` it was stored under (migration 0010).
+
+    ``events`` cannot hold a unique key on ``event_id`` alone (a partitioned table's unique keys contain its
+    partition key), so this unpartitioned table does: the ingest path stores an event only if its id is new here
+    (:func:`game_analytics.workers.batches.write_batch`), so an id re-sent with another time is a duplicate, not
+    a second row. The retention deletes the ids older than the cutoff with their partitions.
+    """
+
+    __tablename__ = "event_ids"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(TZ)
+
+    __table_args__ = (Index(None, "occurred_at", postgresql_using="brin"),)
+
+
 class Player(Base):
     """A player (or team, for team sports data) with the time span of its activity."""
 

@@ -149,12 +149,13 @@ def _literal(at: datetime) -> str:
 
 @dataclass
 class MaintainResult:
-    """What :func:`maintain` did: partitions created and dropped (names), default-partition rows deleted, and
-    the seconds each retention drop took (detach + drop)."""
+    """What :func:`maintain` did: partitions created and dropped (names), default-partition rows deleted,
+    ``event_ids`` rows deleted with them, and the seconds each retention drop took (detach + drop)."""
 
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     default_deleted: int = 0
+    ids_deleted: int = 0
     drop_seconds: list[float] = field(default_factory=list)
 
 
@@ -162,8 +163,8 @@ def maintain(conn: psycopg.Connection, *, retention: timedelta | None = None, in
              ahead: int = 2, now: datetime | None = None) -> MaintainResult:  # fmt: skip
     """Create the partitions from the one holding ``now`` to ``ahead`` intervals after it, and apply
     ``retention``: drop every partition whose end is at or before ``now - retention`` (``DETACH``, then
-    ``DROP``) and delete older rows from the default partition.  A step that cannot get its lock in
-    :data:`LOCK_TIMEOUT_MS` is logged and left to the next run.
+    ``DROP``), delete older rows from the default partition and the ``event_ids`` of the events gone.  A step
+    that cannot get its lock in :data:`LOCK_TIMEOUT_MS` is logged and left to the next run.
 
     ``conn`` must be in autocommit mode: each step runs in a short transaction of its own (so no lock is held
     across steps).  Safe to run from several processes at once.
@@ -207,6 +208,10 @@ def maintain(conn: psycopg.Connection, *, retention: timedelta | None = None, in
     if conn.execute("SELECT to_regclass(%s)", (DEFAULT_PARTITION,)).fetchone()[0] is not None:
         cur = conn.execute(f"DELETE FROM {DEFAULT_PARTITION} WHERE occurred_at < %s", (cutoff,))
         result.default_deleted = cur.rowcount
+    # The ids of the events now gone: older than the cutoff and than every partition still attached (one left
+    # for the next run keeps its ids). A replay of such an old event is stored again, as before event_ids.
+    keep_from = min([cutoff, *(p.start for p in list_partitions(conn))])
+    result.ids_deleted = conn.execute("DELETE FROM event_ids WHERE occurred_at < %s", (keep_from,)).rowcount
     return result
 
 

@@ -1,6 +1,6 @@
 """Batches of the ingest path: stream entries (or event dicts) validated into ``events`` rows and dead letters,
-and ONE transaction writing a batch (binary ``COPY`` into ``events`` inside a savepoint, falling back to a staging
-table with ``ON CONFLICT DO NOTHING`` on a duplicate ``event_id``).  Used by the ingest worker
+and ONE transaction writing a batch (binary ``COPY`` into ``event_ids`` and ``events`` inside a savepoint, falling
+back to a staging table with ``ON CONFLICT DO NOTHING`` on a duplicate ``event_id``).  Used by the ingest worker
 (:mod:`game_analytics.workers.ingest`) and the bulk load (:mod:`game_analytics.workers.load`).
 """
 
@@ -58,15 +58,25 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} (
 ) ON COMMIT DELETE ROWS
 """
 
+# An event is stored when its id is new in event_ids (global, unlike the partitioned key of events): the first of
+# the batch's rows per id wins, a row whose id is known under another occurred_at is a duplicate; rows repeated
+# exactly (same id and time) meet the events key.
 _INSERT_EVENTS = f"""
-WITH staged AS (DELETE FROM {STAGE_TABLE} RETURNING *), inserted AS (
+WITH staged AS (DELETE FROM {STAGE_TABLE} RETURNING *), ids AS (
+    INSERT INTO event_ids (event_id, occurred_at)
+    SELECT event_id, occurred_at FROM staged
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, occurred_at
+), inserted AS (
     INSERT INTO events ({_STAGE_COLUMNS})
-    SELECT {_STAGE_COLUMNS} FROM staged
+    SELECT {", ".join(f"s.{c.strip()}" for c in _STAGE_COLUMNS.split(","))}
+    FROM staged s JOIN ids ON ids.event_id = s.event_id AND ids.occurred_at = s.occurred_at
     ON CONFLICT (event_id, occurred_at) DO NOTHING
     RETURNING game, event_type
 )
 SELECT game, event_type, count(*) FROM inserted GROUP BY game, event_type
 """
+_ID_COLUMNS, _ID_TYPES = "event_id, occurred_at", ["text", "timestamptz"]
 
 _INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (stream, stream_id, raw_payload, reason, field)
@@ -287,14 +297,18 @@ def write_batch(
 ) -> BatchOutcome:
     """Write one batch in the caller's open transaction; the caller commits.
 
-    Storage is idempotent by ``event_id``: re-writing a batch is a no-op.  Only ``events`` and ``dead_letters``
-    are written; the tables derived from events catch up later, set-based (:mod:`game_analytics.storage.derived`).
+    Storage is idempotent by ``event_id`` alone: re-writing a batch is a no-op, and an ``event_id`` already
+    stored (or earlier in the batch) under another ``occurred_at`` is a duplicate too (the first stored wins; see
+    :class:`~game_analytics.storage.models.EventId`).  Only ``event_ids``, ``events`` and ``dead_letters`` are
+    written; the tables derived from events catch up later, set-based (:mod:`game_analytics.storage.derived`).
 
-    * Direct path (``direct``): the rows are binary-COPY-ed straight into ``events`` inside a SAVEPOINT.
-    * If that COPY hits a unique violation (an ``event_id`` already stored, or repeated within the batch), or
+    * Direct path (``direct``): the ids and times are binary-COPY-ed into ``event_ids``, then the rows straight
+      into ``events``, inside a SAVEPOINT.
+    * If a COPY hits a unique violation (an ``event_id`` already stored, or repeated within the batch), or
       with ``direct=False``: roll back to the savepoint, COPY the rows into the session's staging table and
-      ``INSERT INTO events ... ON CONFLICT (event_id) DO NOTHING``.  Pass ``direct=False`` when duplicates are
-      likely (e.g. after the previous batch had some) to skip the failing attempt.
+      insert the new ids into ``event_ids`` (``ON CONFLICT (event_id) DO NOTHING``) and the rows whose id was
+      inserted into ``events``, in one statement.  Pass ``direct=False`` when duplicates are likely (e.g. after
+      the previous batch had some) to skip the failing attempt.
 
     * Poison rows: should PostgreSQL refuse a row the validator let through (a data error such as a jsonb it
       cannot store, or a constraint: :data:`ROW_ERRORS`), the rows are bisected, each half in its own
@@ -314,6 +328,7 @@ def write_batch(
     if direct:
         try:
             with conn.transaction(), conn.cursor() as cur:  # a SAVEPOINT inside the caller's transaction
+                copy_rows(cur, "event_ids", ((r[0], r[2]) for r in batch.rows), _ID_COLUMNS, _ID_TYPES)
                 copy_rows(cur, "events", batch.rows)
             inserted = dict(Tally((row[4], row[1]) for row in batch.rows))
             went_direct = True
