@@ -15,7 +15,9 @@ Layout of the work directory::
     kubeconfig      cluster-admin kubeconfig (client certificate in group system:masters)
     pids.json       process ids of a detached cluster (``up --detach``)
 
-Binaries come from :func:`find_binaries` (``hack/envtest/build.sh`` builds them into ``.cache/bin``).
+Binaries come from :func:`find_binaries` (``hack/envtest/build.sh`` builds them into ``.cache/bin``). The module is
+split in three: this one (:class:`LocalControlPlane`), :mod:`devtools.cluster_base` (errors, binaries, kubeconfig
+and audit policy builders, processes; re-exported here) and :mod:`devtools.cluster_cli` (the command line).
 
 Command line (for ``make cluster``)::
 
@@ -31,25 +33,35 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
 
-from . import REPO_ROOT, certs
+from .cluster_base import (  # re-exported: callers import them from here
+    ADMIN_USER,
+    WRITE_VERBS,
+    Binaries,
+    BinariesNotFound,
+    ControlPlaneError,
+    _Process,
+    audit_policy,
+    build_binaries,
+    find_binaries,
+    kubeconfig_document,
+    read_audit_events,
+    stop_pid,
+    write_pki,
+)
 from .waiting import free_port
 
 __all__ = [
@@ -63,239 +75,13 @@ __all__ = [
     "build_binaries",
     "find_binaries",
     "kubeconfig_document",
+    "main",
     "read_audit_events",
     "stop_pid",
 ]
 
-BUILD_SCRIPT = REPO_ROOT / "hack" / "envtest" / "build.sh"
-
-#: User name of the admin kubeconfig's client certificate (group system:masters).
-ADMIN_USER = "game-analytics-admin"
-#: Audit verbs that change state.
-WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # bookkeeping only: no Service IP is ever routed
-
-
-class ControlPlaneError(RuntimeError):
-    """A control-plane process failed to start, died, or did not become ready in time."""
-
-
-class BinariesNotFound(ControlPlaneError):
-    """kube-apiserver, kube-controller-manager or etcd could not be found."""
-
-
-# --------------------------------------------------------------------------------------------
-# Binaries
-
-
-@dataclass(frozen=True)
-class Binaries:
-    """Absolute paths of the three control-plane executables."""
-
-    etcd: Path
-    kube_apiserver: Path
-    kube_controller_manager: Path
-
-
-def _search_dirs(bin_dir: str | os.PathLike[str] | None) -> list[Path]:
-    dirs = [bin_dir, os.environ.get("KUBEBUILDER_ASSETS"), os.environ.get("ENVTEST_BIN_DIR")]
-    found = [Path(d) for d in dirs if d]
-    found.append(REPO_ROOT / ".cache" / "bin")
-    return found
-
-
-def find_binaries(bin_dir: str | os.PathLike[str] | None = None) -> Binaries:
-    """Locate etcd, kube-apiserver and kube-controller-manager.
-
-    Each binary is looked up, in order, in ``bin_dir``, ``$KUBEBUILDER_ASSETS``, ``$ENVTEST_BIN_DIR``,
-    ``<repo>/.cache/bin`` and finally ``$PATH`` (etcd also at ``/usr/bin/etcd``, the Debian package).
-    Raises :class:`BinariesNotFound` naming what is missing and how to build it.
-    """
-    dirs = _search_dirs(bin_dir)
-    paths: dict[str, Path] = {}
-    missing = []
-    for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
-        candidates = [d / name for d in dirs]
-        on_path = shutil.which(name)
-        if on_path:
-            candidates.append(Path(on_path))
-        if name == "etcd":
-            candidates.append(Path("/usr/bin/etcd"))  # Debian's etcd-server
-        hit = next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
-        if hit is None:
-            missing.append(name)
-        else:
-            paths[name] = hit.resolve()
-    if missing:
-        raise BinariesNotFound(
-            f"missing control-plane binaries: {', '.join(missing)} (searched {', '.join(map(str, dirs))} "
-            f"and PATH); build them with `bash {BUILD_SCRIPT}` (make envtest) "
-            "or point KUBEBUILDER_ASSETS at a directory holding them"
-        )
-    return Binaries(paths["etcd"], paths["kube-apiserver"], paths["kube-controller-manager"])
-
-
-def build_binaries(script: Path = BUILD_SCRIPT) -> Binaries:
-    """Run ``hack/envtest/build.sh`` (a no-op when its binaries are current) and locate the result.
-
-    The cold build compiles Kubernetes and takes 10-25 minutes on 2 cores.  Raises
-    :class:`BinariesNotFound` if the script is absent or fails.
-    """
-    if not script.is_file():
-        raise BinariesNotFound(f"{script} not found (not a source checkout?)")
-    proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        raise BinariesNotFound(f"{script} failed with exit code {proc.returncode}")
-    return find_binaries(proc.stdout.strip().splitlines()[-1])
-
-
-# --------------------------------------------------------------------------------------------
-# Pure configuration builders
-
-
-def kubeconfig_document(
-    server: str,
-    ca_file: Path,
-    *,
-    user: str,
-    client_cert: Path | None = None,
-    client_key: Path | None = None,
-    token: str | None = None,
-    namespace: str | None = None,
-    context: str = "game-analytics-test",
-) -> dict[str, Any]:
-    """Return a kubeconfig (as a dict ready for YAML) for one cluster, one user, one context.
-
-    Authenticates with a client certificate (``client_cert`` and ``client_key``) or a bearer
-    ``token``; exactly one of the two must be given, else ``ValueError``.
-    """
-    if (token is None) == (client_cert is None or client_key is None):
-        raise ValueError("give either token or both client_cert and client_key")
-    credentials: dict[str, str] = (
-        {"token": token}
-        if token is not None
-        else {"client-certificate": str(client_cert), "client-key": str(client_key)}
-    )
-    ctx: dict[str, str] = {"cluster": context, "user": user}
-    if namespace:
-        ctx["namespace"] = namespace
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": context, "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
-        "users": [{"name": user, "user": credentials}],
-        "contexts": [{"name": context, "context": ctx}],
-        "current-context": context,
-    }
-
-
-def audit_policy() -> dict[str, Any]:
-    """Return the audit policy: writes at ``Metadata`` level, reads and health probes not logged.
-
-    ``Metadata`` records who did what to which object (user, verb, objectRef, responseStatus)
-    without request bodies, so Secrets never leak into the log.  The RequestReceived stage is
-    omitted, leaving one ``ResponseComplete`` event per write (plus ``Panic`` on server errors).
-    """
-    return {
-        "apiVersion": "audit.k8s.io/v1",
-        "kind": "Policy",
-        "omitStages": ["RequestReceived"],
-        "rules": [
-            {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*", "/version"]},
-            {"level": "Metadata", "verbs": sorted(WRITE_VERBS)},
-            {"level": "None"},
-        ],
-    }
-
-
-def read_audit_events(
-    path: Path,
-    *,
-    verbs: Iterable[str] | None = WRITE_VERBS,
-    user: str | None = None,
-    stage: str = "ResponseComplete",
-) -> list[dict[str, Any]]:
-    """Parse the JSON-lines audit log at ``path`` into ``audit.k8s.io/v1`` Event dicts.
-
-    Filters on ``verbs`` (``None``: any), exact ``user.username`` (``None``: any) and ``stage``.
-    A missing file yields ``[]``; a torn last line (being written) is skipped.
-    """
-    if not path.exists():
-        return []
-    wanted = set(verbs) if verbs is not None else None
-    events = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if event.get("stage") != stage:
-                continue
-            if wanted is not None and event.get("verb") not in wanted:
-                continue
-            if user is not None and event.get("user", {}).get("username") != user:
-                continue
-            events.append(event)
-    return events
-
-
-# --------------------------------------------------------------------------------------------
-# Processes
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not reaped by its parent) still answers kill(0).
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def stop_pid(pid: int, *, grace: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Stop process ``pid``: SIGTERM, then SIGKILL after ``grace`` seconds. Gone already is fine."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return
-        if proc is None and not _pid_alive(pid):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if proc is not None:
-        proc.wait(timeout=5)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-@dataclass
-class _Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 class LocalControlPlane:
@@ -494,49 +280,7 @@ class LocalControlPlane:
 
     # -- internals ----------------------------------------------------------------------------
     def _write_pki(self) -> None:
-        pki = self.pki_dir
-        ca = certs.generate_ca()
-        self._write_pair(pki / "ca", ca)
-        serving = certs.issue_certificate(
-            ca,
-            "kube-apiserver",
-            dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
-            ip_addresses=[self.host, "10.96.0.1"],
-            server=True,
-        )
-        self._write_pair(pki / "apiserver", serving)
-        self._write_pair(
-            pki / "controller-manager-serving",
-            certs.issue_certificate(
-                ca, "kube-controller-manager", dns_names=["localhost"], ip_addresses=[self.host], server=True
-            ),
-        )
-        self._write_pair(
-            pki / "admin",
-            certs.issue_certificate(ca, ADMIN_USER, organizations=["system:masters"], client=True),
-        )
-        # Bound by the default ClusterRoleBinding system:kube-controller-manager.
-        self._write_pair(
-            pki / "controller-manager",
-            certs.issue_certificate(ca, "system:kube-controller-manager", client=True),
-        )
-        # Front proxy (aggregation layer): its own CA, so only this client may assert X-Remote-* headers.
-        front_ca = certs.generate_ca("game-analytics-test-front-proxy-ca")
-        self._write_pair(pki / "front-proxy-ca", front_ca)
-        self._write_pair(
-            pki / "front-proxy-client", certs.issue_certificate(front_ca, "front-proxy-client", client=True)
-        )
-        private, public = certs.generate_signing_key()
-        (pki / "sa.key").write_bytes(private)
-        (pki / "sa.key").chmod(0o600)
-        (pki / "sa.pub").write_bytes(public)
-
-    @staticmethod
-    def _write_pair(stem: Path, pair: certs.KeyPair) -> None:
-        stem.with_suffix(".crt").write_bytes(pair.cert_pem)
-        key = stem.with_suffix(".key")
-        key.write_bytes(pair.key_pem)
-        key.chmod(0o600)
+        write_pki(self.pki_dir, self.host)
 
     def _write_kubeconfigs(self) -> None:
         pki = self.pki_dir
@@ -709,111 +453,11 @@ class LocalControlPlane:
         self._wait(proc, healthy, deadline, "controller-manager /healthz ok")
 
 
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def _down(work_dir: Path) -> int:
-    if (work_dir / "node" / "state.json").exists():  # a node (up --node) goes first: its pods, then the node
-        from devtools.node import cleanup
-
-        for line in cleanup(work_dir / "node"):
-            print(f"node: {line}", file=sys.stderr)
-    pid_file = work_dir / "pids.json"
-    if not pid_file.exists():
-        print(f"no {pid_file}: nothing to stop", file=sys.stderr)
-        return 0
-    pids: dict[str, int] = json.loads(pid_file.read_text())["pids"]
-    for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
-        pid = pids.get(name)
-        # Guard against a recycled PID: only signal a process that still runs that binary.
-        if pid and _pid_alive(pid) and name in _cmdline(pid):
-            print(f"stopping {name} (pid {pid})", file=sys.stderr)
-            stop_pid(pid)
-    pid_file.unlink()
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``up [--dir DIR] [--detach] [--bin-dir DIR]`` / ``down --dir DIR``; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="python -m devtools.cluster", description=__doc__.split("\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start a control plane and print the KUBECONFIG export line")
-    up.add_argument("--dir", type=Path, help="work directory (default: a temporary one, removed on exit)")
-    up.add_argument("--detach", action="store_true", help="leave it running, write DIR/pids.json and exit")
-    up.add_argument("--bin-dir", help="directory holding the binaries (default: see find_binaries)")
-    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
-    up.add_argument("--node", action="store_true",
-                    help="also run one real node (devtools.node: containerd, kubelet, scheduler, kube-proxy) "
-                    "with the locally built images; the control plane then serves on the node's bridge IP")
-    down = sub.add_parser("down", help="stop a detached control plane")
-    down.add_argument("--dir", type=Path, required=True)
-    args = parser.parse_args(argv)
+    """``up`` / ``down``: see :func:`devtools.cluster_cli.main`."""
+    from .cluster_cli import main as cli_main
 
-    if args.command == "down":
-        return _down(args.dir)
-    if args.detach and not args.dir:
-        parser.error("--detach needs --dir")
-    if args.dir and (args.dir / "pids.json").exists():
-        parser.error(f"{args.dir / 'pids.json'} exists: run `down --dir {args.dir}` first")
-    work_dir = args.dir.resolve() if args.dir else None
-    node_cluster = None
-    try:
-        started = time.monotonic()
-        if args.node:
-            from devtools.node import NodeCluster
-
-            node_cluster = NodeCluster(work_dir or Path(tempfile.mkdtemp(prefix="ga-node-cluster-")),
-                                       binaries=find_binaries(args.bin_dir))
-            node_cluster.start(timeout=args.timeout)
-            assert node_cluster.control_plane is not None
-            cp = node_cluster.control_plane
-        else:
-            cp = LocalControlPlane(work_dir, find_binaries(args.bin_dir))
-            cp.start(timeout=args.timeout)
-    except ControlPlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"# control plane ready in {time.monotonic() - started:.1f}s at {cp.server}; logs in {cp.logs_dir}",
-        file=sys.stderr,
-    )
-    if node_cluster is not None:
-        phases = ", ".join(f"{k} {v:.1f}s" for k, v in node_cluster.timings.items())
-        print(f"# node {node_cluster.node.name if node_cluster.node else ''} Ready ({phases})", file=sys.stderr)
-    print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
-    if args.detach:
-        print(
-            f"# detached; stop with: python -m devtools.cluster down --dir {cp.work_dir}",
-            file=sys.stderr,
-        )
-        cp.detach()
-        return 0
-    stop = {"flag": False}
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print("# running; Ctrl-C to stop", file=sys.stderr)
-    try:
-        while not stop["flag"]:
-            dead = [p.name for p in cp._procs if p.popen.poll() is not None]
-            if dead:
-                print(f"error: {', '.join(dead)} exited; see {cp.logs_dir}", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-    finally:
-        if node_cluster is not None:
-            node_cluster.stop()
-            if work_dir is None:
-                shutil.rmtree(node_cluster.work_dir, ignore_errors=True)
-        else:
-            cp.stop()
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
