@@ -77,3 +77,17 @@ def test_rejects_invalid_data() -> None:
         bgnbd.fit([1], [5.0], [3.0])
     with pytest.raises(ValueError):
         bgnbd.expected_purchases(bgnbd.BGNBDParams(1.0, 1.0, 1.0, 1.0), 5.0)
+
+
+def test_repeated_rows_fit_as_weights(cdnow_summary: pd.DataFrame) -> None:
+    """The fit runs on the distinct rows: the data repeated (in another order) fit as the data with weights 3, and
+    the reported log-likelihood is that of every row."""
+    x, t_x, T = (cdnow_summary[c].to_numpy() for c in ("frequency", "recency", "T"))
+    order = np.random.default_rng(2).permutation(3 * len(x))
+    repeated = bgnbd.fit(np.tile(x, 3)[order], np.tile(t_x, 3)[order], np.tile(T, 3)[order])
+    weighted = bgnbd.fit(x, t_x, T, weights=np.full(len(x), 3.0))
+    for name in ("r", "alpha", "a", "b", "log_likelihood"):
+        assert getattr(repeated, name) == pytest.approx(getattr(weighted, name), rel=1e-6), name
+    full = bgnbd.log_likelihood(repeated.r, repeated.alpha, repeated.a, repeated.b, np.tile(x, 3), np.tile(t_x, 3),
+                                np.tile(T, 3)).sum()  # fmt: skip
+    assert repeated.log_likelihood == pytest.approx(full)
