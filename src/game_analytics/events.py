@@ -23,20 +23,16 @@ digits), booleans and strings of digits are refused naming ``occurred_at`` (:dat
 
 :func:`parse_event` (bytes from a stream) and :func:`validate_event` (a dict) return the model or raise
 :class:`EventError`, whose ``field`` names the offending field (dotted path, e.g. ``payload.home_goals``).
+The field types (bounds, timestamps, free text) are in :mod:`game_analytics.event_fields`.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AliasChoices,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     StringConstraints,
@@ -44,6 +40,21 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     model_validator,
+)
+
+from .event_fields import (
+    EPOCH_MILLISECONDS,
+    EPOCH_SECONDS,
+    Code,
+    Count,
+    Currency,
+    Goals,
+    Identifier,
+    Money,
+    Name,
+    Strict,
+    Text,
+    Timestamp,
 )
 
 __all__ = [
@@ -69,84 +80,11 @@ __all__ = [
 #: Largest accepted serialized event, in bytes (UTF-8 JSON).
 MAX_EVENT_BYTES = 16 * 1024
 
-_FIRST_YEAR, _END_YEAR = 1900, 2200  # accepted timestamps: [1900-01-01T00:00Z, 2200-01-01T00:00Z)
-
-
-def _to_utc(value: datetime) -> datetime:
-    # Called once per event: kept to a few attribute reads on the common path (an offset-free "...Z" timestamp
-    # keeps its tzinfo object: it is UTC already, and replace() costs more than the rest of this function).
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    elif value.utcoffset():
-        try:
-            value = value.astimezone(UTC)
-        except OverflowError:  # near year 1 / 9999
-            raise ValueError(f"timestamp {value.isoformat()} outside [{_FIRST_YEAR}, {_END_YEAR})") from None
-    if not _FIRST_YEAR <= value.year < _END_YEAR:
-        raise ValueError(f"timestamp {value.isoformat()} outside [{_FIRST_YEAR}, {_END_YEAR})")
-    return value
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL's text and jsonb hold neither U+0000 nor a lone surrogate (nor does UTF-8); the pattern types
-    # exclude both already, free text needs this check.
-    if "\x00" in value:
-        raise ValueError("NUL character (\\u0000) not allowed")
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise ValueError("lone surrogate (\\ud800-\\udfff) not allowed") from None
-    return value
-
-
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
-#: A number in ``[lo, hi)`` is Unix epoch seconds: 10 integer digits, 2001-09-09T01:46:40Z to 2286 (the accepted
-#: range ends at 2200).
-EPOCH_SECONDS = (1_000_000_000, 10_000_000_000)
-#: A number in ``[lo, hi)`` is Unix epoch milliseconds: 13 integer digits, from 2001-09-09T01:46:40Z.
-EPOCH_MILLISECONDS = (1_000_000_000_000, 10_000_000_000_000)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _timestamp_input(value: Any) -> Any:
-    """ISO strings and datetimes pass to pydantic; an epoch number becomes its UTC datetime; the rest is refused.
-
-    pydantic itself would read any number, or a string of digits, as Unix seconds (7 became 1970-01-01T00:00:07Z,
-    and milliseconds a year near 55,000): only the two unambiguous digit counts are read here, exactly
-    (``timedelta`` of an int keeps every millisecond)."""
-    if isinstance(value, str) and value[4:5] == "-" and value[:4].isdigit() or isinstance(value, date):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if EPOCH_SECONDS[0] <= value < EPOCH_SECONDS[1]:
-            return _EPOCH + timedelta(seconds=value)
-        if EPOCH_MILLISECONDS[0] <= value < EPOCH_MILLISECONDS[1]:
-            return _EPOCH + timedelta(milliseconds=value)
-        raise ValueError(f"{value!r} is neither Unix epoch seconds (10 digits, e.g. 1700000000) nor milliseconds "
-                         "(13 digits, e.g. 1700000000000); send those or an ISO 8601 string")  # fmt: skip
-    raise ValueError("expected an ISO 8601 date-time string (e.g. 2024-05-01T12:00:00Z) or Unix epoch seconds or "
-                     "milliseconds as a JSON number")  # fmt: skip
-
-
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp_input), AfterValidator(_to_utc)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Money = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=1, le=1_000_000)]
-Goals = Annotated[int, Field(ge=0, le=1000)]
-#: Free text (newlines allowed): no NUL, no lone surrogate.
-Text = Annotated[str, AfterValidator(_no_nul)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 # --- payloads -------------------------------------------------------------------------------------------------
 
 
-class LoginPayload(_Strict):
+class LoginPayload(Strict):
     """Login details; all optional. ``success: false`` marks a failed login attempt (the security dashboard counts
     them); a login without ``success`` is a successful one."""
 
@@ -156,14 +94,14 @@ class LoginPayload(_Strict):
     success: bool | None = None
 
 
-class LogoutPayload(_Strict):
+class LogoutPayload(Strict):
     """Logout details; ``session_seconds`` is the session length in seconds (at most 7 days)."""
 
     session_id: Identifier | None = None
     session_seconds: Annotated[float, Field(ge=0, le=7 * 86400, allow_inf_nan=False)] | None = None
 
 
-class PurchasePayload(_Strict):
+class PurchasePayload(Strict):
     """A real-money purchase: ``quantity`` items for ``amount`` (total, in ``currency`` units, e.g. dollars).
 
     ``customer_id`` is the source system's numeric customer number (CDNOW) and ``item`` an item kind, when known.
@@ -177,7 +115,7 @@ class PurchasePayload(_Strict):
     customer_id: Annotated[int, Field(ge=0, le=2**53)] | None = None
 
 
-class TradePayload(_Strict):
+class TradePayload(Strict):
     """A player-to-player trade of ``quantity`` x ``item_id`` with ``counterparty_id`` at in-game ``value``."""
 
     counterparty_id: Identifier
@@ -186,7 +124,7 @@ class TradePayload(_Strict):
     value: Money | None = None
 
 
-class CurrencyChangePayload(_Strict):
+class CurrencyChangePayload(Strict):
     """Change of an in-game currency balance: ``delta`` (signed) and ``balance_after`` (>= 0), with a reason."""
 
     currency: Code
@@ -195,7 +133,7 @@ class CurrencyChangePayload(_Strict):
     reason: Code
 
 
-class MatchResultPayload(_Strict):
+class MatchResultPayload(Strict):
     """Final score of a match between a home and an away participant.
 
     ``home_team`` / ``away_team`` are display names; ``home_player_id`` / ``away_player_id`` their player ids
@@ -242,7 +180,7 @@ MAX_TEAMS = 64
 MAX_TEAM_SIZE = 16
 
 
-class MatchTeam(_Strict):
+class MatchTeam(Strict):
     """One side of a team or free-for-all match: its players and its placing (1 = first; equal ranks tie)."""
 
     players: Annotated[list[Identifier], Field(min_length=1, max_length=MAX_TEAM_SIZE)]
@@ -250,7 +188,7 @@ class MatchTeam(_Strict):
     name: Name | None = None
 
 
-class TeamMatchResultPayload(_Strict):
+class TeamMatchResultPayload(Strict):
     """A team (``2 x 5`` players, say) or free-for-all (``8 x 1``) match: ``teams`` with their placings.
 
     A payload with ``teams`` is a team match: no home/away fields; every player appears in one team only.
@@ -290,7 +228,7 @@ MatchPayload = Annotated[
 ]
 
 
-class ErrorPayload(_Strict):
+class ErrorPayload(Strict):
     """A client or server error report."""
 
     code: Code
@@ -301,7 +239,7 @@ class ErrorPayload(_Strict):
 # --- events ---------------------------------------------------------------------------------------------------
 
 
-class _EventBase(_Strict):
+class _EventBase(Strict):
     event_id: Identifier
     occurred_at: Timestamp
     game: Code
