@@ -119,6 +119,26 @@ def test_redelivered_and_republished_events_are_stored_once(db_dsn, redis_url, s
     assert pending(rclient, stream) == 0
 
 
+def test_epoch_milliseconds_are_stored_as_utc_and_a_retimed_resend_once(db_dsn, redis_url, stream, rclient) -> None:
+    """A game server's epoch milliseconds (and seconds) through the stream: stored as UTC. The same event_id
+    sent again with its time stamped anew, in another batch and another month (its own partition-key value): a
+    duplicate, the first time stays."""
+    first = [purchase(i) | {"occurred_at": 1_733_011_200_000 + i} for i in range(5)]  # 2024-12-01T00:00:00.00iZ
+    first.append(purchase(5) | {"occurred_at": 1_733_011_200})  # seconds
+    resent = [e | {"occurred_at": "2025-01-15T08:00:00Z"} for e in first[:3]]
+    publish_events(first, redis_url, stream=stream)
+    with make_worker(redis_url, db_dsn, stream, batch_size=4) as worker:
+        assert drain(worker) == 6
+        publish_events(resent, redis_url, stream=stream)
+        assert drain(worker) == 3
+        assert worker.metrics.duplicates._value.get() == 3
+    stored = dict(rows(db_dsn, "SELECT event_id, occurred_at FROM events"))
+    assert len(stored) == 6 and scalar(db_dsn, "SELECT count(*) FROM events") == 6
+    assert stored["p-2"].isoformat() == "2024-12-01T00:00:00.002000+00:00"
+    assert stored["p-5"].isoformat() == "2024-12-01T00:00:00+00:00"
+    assert scalar(db_dsn, "SELECT count(*) FROM dead_letters") == 0
+
+
 def test_crash_after_commit_before_ack_is_not_duplicated(db_dsn, redis_url, stream, rclient) -> None:
     publish_events([purchase(i) for i in range(200)], redis_url, stream=stream)
     worker = make_worker(redis_url, db_dsn, stream, batch_size=150)
