@@ -280,6 +280,8 @@ class DetectionWorker:
         #: the streaming path (:class:`~game_analytics.workers.streaming.StreamEvaluator`) once started: its
         #: player-scoped rules get a whole pass only every ``STREAMED_FULL_EVERY``-th pass (see :meth:`run`)
         self.stream: Any = None
+        #: rule -> (query, record + commit, bookkeeping + listeners) seconds of its last evaluation
+        self.timings: dict[str, tuple[float, float, float]] = {}
 
     def evaluate(self, rule: RuleConfig, as_of: datetime, players: Sequence[str] | None = None) -> int:
         """Evaluate ``rule`` at ``as_of`` (for ``players`` only, or every subject), record its detections and
@@ -289,8 +291,10 @@ class DetectionWorker:
         with self.engine.begin() as conn:
             ctx = Context(conn, as_of, self.games, rule.rule, self.model_dir, self.refit_seconds, players)
             findings = DETECTORS[rule.detector](ctx, rule.params)
+            queried = time.monotonic()
             recorded = Recorded() if rule.dry_run else _record(conn, rule, findings, as_of,
                                                                  every_subject=players is None)
+        committed = time.monotonic()
         found = {f.subject: (f.score, recorded.cases.get(f.subject)) for f in findings}
         with self._lock:
             current = self.subjects.setdefault(rule.rule, {})
@@ -313,6 +317,7 @@ class DetectionWorker:
             listeners = list(self.listeners)
         for listener in listeners:
             listener(rule, count, top, as_of)
+        self.timings[rule.rule] = (queried - started, committed - queried, time.monotonic() - committed)
         if recorded.inserted:
             self.metrics.detections.labels(rule.rule, rule.category, rule.severity).inc(recorded.inserted)
         return recorded.inserted
