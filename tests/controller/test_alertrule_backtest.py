@@ -201,6 +201,27 @@ def test_a_slow_backtest_never_blocks_the_reconcile(install) -> None:
     assert backtested(rule)["reason"] == "Computed" and rule["status"]["backtest"]["pages"] == 3
 
 
+def test_a_rule_queued_behind_another_backtest_does_not_wait_for_it(install) -> None:
+    """1,000 rules created at once: each reconcile waited its 2 s while the one backtest thread worked through
+    the queue (1,000 x 2 s over 8 reconcile threads); now only a backtest that runs at once is waited for."""
+    gate = threading.Event()
+    install(Recorder(gate=gate), wait=5.0)
+    cluster = FakeCluster()
+    first, second = dry(), body("alertrule-wealth-jump.yaml", name="whale-wealth-jump-2")
+    second["spec"]["mode"] = "DryRun"
+    second["metadata"]["uid"] = "uid-whale-wealth-jump-2"
+    waiting = threading.Thread(target=run, args=("AlertRule", first, cluster, IMAGES))
+    waiting.start()  # its backtest runs (blocked on the gate); this reconcile waits up to 5 s for it
+    time.sleep(0.2)
+    started = time.monotonic()
+    run("AlertRule", second, cluster, IMAGES)
+    assert time.monotonic() - started < 2.0, "queued behind the first: no wait"
+    assert backtested(second)["reason"] == "Running" and ready(second)["status"] == "True"
+    gate.set()
+    waiting.join(10)
+    assert backtested(first)["reason"] == "Computed", "alone in the queue: waited for and written at once"
+
+
 @pytest.mark.parametrize(("error", "reason"), [
     (backtests.BudgetExceeded("stopped after 60 s"), "BudgetExceeded"),
     (OSError("connection refused"), "BacktestFailed"),

@@ -44,7 +44,9 @@ __all__ = ["CONDITION", "RETRY_SECONDS", "WAIT_SECONDS", "BacktestError", "Backt
            "backtest_status", "backtester", "reset", "run_backtest", "summary", "window"]
 
 CONDITION = "Backtested"
-#: how long a reconcile waits for a backtest it has just started (most finish within this on small stores)
+#: how long a reconcile waits for a backtest it has just started (most finish within this on small stores); only
+#: when no other backtest is queued before it: with many rules (a restart, 1,000 created at once) each reconcile
+#: would otherwise hold a reconcile thread this long while the one backtest thread works through the queue
 WAIT_SECONDS = 2.0
 #: a failed backtest is tried again after this long (or at the next window / spec change, if sooner)
 RETRY_SECONDS = 300.0
@@ -168,7 +170,8 @@ class Backtester:
         self._wait = wait_seconds
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alertrule-backtest")
         self._entries: dict[str, _Entry] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered when a future is done before its callback is added
+        self._queued = 0  # backtests submitted and not finished
 
     def lookup(self, owner: Owner, spec: AlertRuleSpec, source: Source) -> tuple[BacktestStatus | None, dict]:
         """``(status.backtest or None, the Backtested condition)`` of the rule; starts its backtest when the
@@ -188,8 +191,11 @@ class Backtester:
             if entry is None or entry.key != key or retry:
                 entry = _Entry(key, self._pool.submit(self._run, rule, spec, source, start, end, self.settings))
                 self._entries[owner.uid or rule] = entry
+                self._queued += 1
+                entry.future.add_done_callback(self._finished)
+            wait = self._wait if self._queued <= 1 else 0.0  # others ahead: report Running, look again next time
         try:
-            result = entry.future.result(timeout=self._wait)
+            result = entry.future.result(timeout=wait)
         except TimeoutError:
             return None, conditions.condition(CONDITION, None, "Running",
                                               f"backtesting the {self.settings.window} before {_rfc3339(end)}",
@@ -206,6 +212,10 @@ class Backtester:
         return status, conditions.condition(
             CONDITION, True, "Computed", f"{status.pages} pages ({status.pages_per_week:g}/week) in the "
             f"{status.window} before {status.computed_at}", generation)
+
+    def _finished(self, _: Future) -> None:
+        with self._lock:
+            self._queued -= 1
 
     def _failed(self, entry: _Entry, reason: str, message: str, generation: int | None) -> tuple[None, dict]:
         if entry.finished is None:
