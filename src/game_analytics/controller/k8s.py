@@ -10,7 +10,6 @@ quantities compared as the API server stores them (:func:`drifted`): an idle res
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import socket
 import ssl
@@ -31,7 +30,6 @@ from lightkube.types import CascadeType, PatchType
 from lightkube.utils.quantity import parse_quantity
 
 from ..api import GROUP, KINDS, VERSION
-from . import cache as _cache
 from .cache import SecretMemo, Store
 from .common.render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
 
@@ -326,50 +324,9 @@ class Cluster:
         return store if store.ready() else None
 
     def _new_store(self, api_version: str, kind: str, namespace: str) -> Store:
-        res = resource(api_version, kind)
-        own = api_version == f"{GROUP}/{VERSION}"
-        labels = None if own else {LABEL_OWNER_KIND: None}  # children and pods: only those with the owner label
+        from .watches import client_store  # it uses this module's request helpers
 
-        def lister() -> tuple[list[dict], str | None]:
-            with _api_call():
-                items = self.client.list(res, namespace=namespace, labels=labels)
-                objects = [_as_dict(o) for o in items]
-            try:
-                return objects, items.resourceVersion
-            except Exception:  # noqa: BLE001 - lightkube's NotReadyError: an answer without a version
-                return objects, None
-
-        def watcher(version: str | None) -> Iterator[tuple[str, dict]]:
-            # lightkube's own watch leaves the response open when the answer is an error (a 403 without the
-            # watch right held a pooled connection each time, until every call failed with PoolTimeout) and
-            # reads with no timeout; this one closes it always and decodes nothing into models
-            generic = self.client._client
-            request = generic.prepare_request("list", res=res, namespace=namespace, watch=True, params={
-                "timeoutSeconds": _cache.WATCH_SECONDS, "resourceVersion": version,
-                "labelSelector": f"{LABEL_OWNER_KIND}" if labels else None})
-            try:
-                with _api_call(), generic._client.stream(
-                        request.method, request.url, params=request.params,
-                        timeout=httpx2.Timeout(self.timeout, read=_cache.WATCH_READ_SECONDS)) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        error = api_error(response.status_code, response.reason_phrase or "Error",
-                                          response.text[:500], response)
-                        raise _cache.WatchForbidden(str(error)) if response.status_code == 403 else error
-                    for line in response.iter_lines():
-                        if not line:
-                            continue
-                        event = json.loads(line)
-                        if event.get("type") == "ERROR":  # e.g. 410 Expired: the version was compacted away
-                            status = event.get("object") or {}
-                            raise api_error(int(status.get("code") or 500), str(status.get("reason") or "Error"),
-                                            str(status.get("message") or ""))
-                        yield event["type"], event["object"]
-            except ApiUnavailable as exc:
-                if exc.status.reason != "Timeout":
-                    raise  # else: silent for WATCH_READ_SECONDS, the store resumes the watch
-
-        return Store(f"{kind} in {namespace}", lister, watcher, None if own else LABEL_OWNER_KIND)
+        return client_store(self, api_version, kind, namespace)
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
         """The object, or None when it does not exist (from the cache when it holds it)."""
