@@ -1,11 +1,17 @@
 """Detector quality: precision, recall, detection delay and false pages per week of every detector type, with
 labelled anomalies planted into the real CDNOW log (game_analytics.alerting.plants / plants_series), and the
-backtest of every shipped example AlertRule over the untouched data.
+backtest of every shipped example AlertRule over the demo data.
 
 A throwaway PostgreSQL holds the untouched store (CDNOW up to the end of the span plus the logins and gifts derived
 from it) and one copy per worker-evaluated detector with its plants; a real Prometheus holds the PromQL detectors'
 series, backfilled with promtool in two namespaces (planted, untouched).  Figures only, no assertions; the goals
 (recall >= 0.95 at precision >= 0.9) are marked in the table.
+
+The example AlertRules (examples/alertrule-*.yaml) are backtested over the span with the machinery of
+``game-analytics alerts backtest`` (``alerting.cli.backtest_rule``): worker-evaluated ones over a store loaded the way
+``make demo`` loads it (``game-analytics load --dataset all --via copy``: Bundesliga and CDNOW, nothing planted),
+PromQL-evaluated ones over the untouched series in Prometheus (derived from the same CDNOW log: the demo's
+Prometheus holds only minutes of scrapes).  Every page there is a false page.
 
     .venv/bin/python benchmarks/bench_detector_quality.py [--from 1997-02-01] [--days 28] [--plants 20] [--json]
         [--record]
@@ -32,29 +38,25 @@ from devtools.monitoring_stack import Prometheus, _binary
 from devtools.postgres import start_postgres
 from game_analytics.alerting import measured, plants_series
 from game_analytics.alerting import plants as event_plants
-from game_analytics.alerting.backtest import backtest, backtest_alerts
-from game_analytics.alerting.cli import load_alertrule
-from game_analytics.alerting.harness import MEASURED, measure_promql, measure_worker, replay_key
-from game_analytics.alerting.prometheus import alert_samples
+from game_analytics.alerting.backtest import Backtest
+from game_analytics.alerting.cli import backtest_rule, load_alertrule
+from game_analytics.alerting.harness import MEASURED, measure_promql, measure_worker
 from game_analytics.alerting.quality import Quality
-from game_analytics.alerting.replay import replay, steps
 from game_analytics.api.alertrule import WORKER_EVALUATED
-from game_analytics.api.common import parse_duration
 from game_analytics.data.datasets import load_cdnow_master
 from game_analytics.data.events import purchase_events
 from game_analytics.monitoring.promql import rule_id
 from game_analytics.storage.engine import make_engine
 from game_analytics.storage.migrate import upgrade
+from game_analytics.workers import load as loader
 from game_analytics.workers.load import copy_events
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the throwaway PostgreSQL and Prometheus live in memory where there is a tmpfs: on a shared disk, creating the
 #: stores and deleting their files afterwards took longer than the measurement (28 s of rmtree in a quick run)
 SCRATCH = Path("/dev/shm")
-#: the example backtest's step of a type the harness does not measure (default 10 minutes): the daily models'
-#: flags change only when a UTC day completes (workers/model_detectors.py), so a daily step gives the same pages
-#: (a 10-minute one took 188 s of a 257 s quick run for alertrule-churn-risk.yaml)
-EXAMPLE_STEPS = {"churnRisk": timedelta(days=1), "forecastDeviation": timedelta(days=1)}
+#: the example backtest's step of a type the harness does not measure
+EXAMPLE_STEP = timedelta(minutes=10)
 
 
 def _fmt_delay(q: Quality) -> str:
@@ -105,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     server = start_postgres(pg_dir)
     rows: list[Quality] = []
     engines = []
-    untouched_samples: dict = {}
     try:
         untouched_dsn = server.create_database("quality_untouched")
         upgrade(untouched_dsn)
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         phase("PostgreSQL up, untouched store loaded")
         for k, detector in enumerate(d for d in MEASURED if d in WORKER_EVALUATED):
             how = MEASURED[detector]
-            times = event_plants.plant_times(start, end, args.plants, how.spacing, args.seed + k)
+            times = event_plants.plant_times(start - how.lead, end - how.lead, args.plants, how.spacing, args.seed + k)
             if not times:
                 print(f"  {detector}: skipped, no plant fits the span (plants {how.spacing.total_seconds() / 86400:g} days apart)")
                 continue
@@ -126,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             engine = make_engine(dsn)
             engines.append(engine)
             t0 = time.perf_counter()
-            rows.append(measure_worker(detector, engine, untouched, planted.plants, start, end, how,
-                                       untouched_samples))
+            rows.append(measure_worker(detector, engine, untouched, planted.plants, start, end, how))
             print(f"  {detector}: {time.perf_counter() - t0:.1f} s")
         work = scratch
         parts, labelled = [], {}
@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             labelled[detector] = plants
         (work / "history.om").write_text(plants_series.openmetrics(parts))
         phase("series planted")
+        untouched.dispose()
+        demo_dsn = server.create_database("quality_demo")
+        upgrade(demo_dsn)
+        if loader.main(["--dataset", "all", "--via", "copy", "--dsn", demo_dsn, "--quiet"]) != 0:
+            raise SystemExit("game-analytics load --dataset all --via copy failed (is the data there? `make data`)")
+        phase("demo data loaded (game-analytics load --dataset all --via copy)")
         # one block per 30 days, not promtool's default 2 h (a 3-day history took 40 s as 37 blocks, 3.5 s as one)
         subprocess.run([_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=720h",
                         str(work / "history.om"), str(work / "prom" / "data")], check=True, capture_output=True,
@@ -156,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 source = (f"bench_detector_quality{' --quick' if args.quick else ''} (CDNOW {start:%Y-%m-%d}.."
                           f"{end:%Y-%m-%d}, {args.plants} plants per type, seed {args.seed})")
                 print(f"  recorded in {measured.write(rows, source)}")
-            examples = backtest_examples(untouched, prometheus.url, start, end, untouched_samples,
-                                         measured_only=args.quick)
+            examples = backtest_examples(demo_dsn, prometheus.url, start, end)
             phase("example AlertRules backtested")
         finally:
             prometheus.stop()
@@ -170,10 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows))
     print("\ndelay: from the planted time to the page (first flagged step + group_wait 10 s), in minutes")
-    print("\nexample AlertRules over the untouched data (every page is a false page):")
-    for name, result in examples:
-        print(f"  {name:<32} {result.detector:<20} for {result.for_.total_seconds():>5g}s  pages {len(result.page_times):>4}"
-              f"  pages/week {result.pages_per_week:.2f}")  # fmt: skip
+    print(f"\nexample AlertRules over the demo data {start:%Y-%m-%d}..{end:%Y-%m-%d} (nothing planted: every page "
+          f"is a false page; default route):")  # fmt: skip
+    print(examples_table(examples))
     if args.json:
         print(json.dumps({"quality": [q.to_dict() for q in rows],
                           "examples": [{"file": n, **r.to_dict()} for n, r in examples]}, indent=2, default=str))
@@ -181,36 +185,51 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def backtest_examples(untouched, url: str, start: datetime, end: datetime,  # type: ignore[no-untyped-def]
-                      untouched_samples: dict | None = None, measured_only: bool = False) -> list:
-    """``[(file name, Backtest)]`` of every examples/alertrule-*.yaml over the untouched data (at the step of its
-    detector type in ``MEASURED``; anomalyScore scores whole histories, one step a day); a rule the harness has
-    already replayed over the same steps (``untouched_samples``, :func:`replay_key`) is not replayed again.  With
-    ``measured_only`` (``--quick``) only the examples of types in ``MEASURED`` (the daily models' fits per replayed
-    day took minutes of a quick run on 2 loaded cores)."""
+def backtest_examples(dsn: str, url: str, start: datetime, end: datetime) -> list[tuple[str, Backtest]]:
+    """``[(file name, Backtest)]`` of every examples/alertrule-*.yaml from ``start`` to ``end`` through
+    :func:`game_analytics.alerting.cli.backtest_rule` (what ``game-analytics alerts backtest`` runs): worker-evaluated
+    rules over the store at ``dsn``, PromQL-evaluated ones as namespace ``untouched`` of the Prometheus at ``url``.
+    The step is the harness's step for the rule's detector type (:data:`MEASURED`), else :data:`EXAMPLE_STEP`.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError, PrometheusError: a source cannot be read.
+    """
     out = []
     for path in sorted((ROOT / "examples").glob("alertrule-*.yaml")):
         rule, spec = load_alertrule(path)
         kind = spec.detector.kind()
         t0 = time.perf_counter()
-        if measured_only and kind not in MEASURED:
-            print(f"  {path.name}: not backtested with --quick ({kind} is not in the harness)")
-            continue
-        step = MEASURED[kind].step if kind in MEASURED else EXAMPLE_STEPS.get(kind, timedelta(minutes=10))
-        times = steps(start, end, step)
-        for_ = parse_duration(spec.for_, allow_zero=True)
-        if kind in WORKER_EVALUATED:
-            samples = (untouched_samples or {}).get(replay_key(spec, times))
-            if samples is None:
-                samples = replay(untouched, rule, spec, times)
-            result = backtest(samples, rule=rule, detector=kind, start=start, end=end, step=step, for_=for_)
-        else:
-            moved = rule_id("untouched", rule.split("/", 1)[1])
-            result = backtest_alerts(alert_samples(url, moved, spec, times), rule=moved, detector=kind, start=start,
-                                     end=end, step=step, for_=for_)  # fmt: skip
+        step = MEASURED[kind].step if kind in MEASURED else EXAMPLE_STEP
+        if kind not in WORKER_EVALUATED:
+            rule = rule_id("untouched", rule.split("/", 1)[1])
+        result = backtest_rule(rule, spec, start, end, step, dsn=dsn, prometheus=url, timeout=600.0)
         out.append((path.name, result))
         print(f"  {path.name}: {time.perf_counter() - t0:.1f} s")
     return out
+
+
+def examples_table(examples: list[tuple[str, Backtest]]) -> str:
+    """One row per example AlertRule: file, detector, step, for, pages, pages per week, busiest hour of the week
+    (UTC, its pages) and the top subject (its paged incidents)."""
+    head = (f"{'rule':<34} {'detector':<18} {'step':>5} {'for':>5} {'pages':>5} {'pages/wk':>8}  "
+            f"{'busiest hour (UTC)':<18}  top subject")  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for name, r in examples:
+        busiest = r.busiest_hour()
+        hour = "-" if busiest is None else f"{busiest[0]} {busiest[1]:02d}:00 ({busiest[2]})"
+        top = r.top_subjects(1)
+        subject = "-" if not top else f"{top[0][0]} ({top[0][1]})"
+        lines.append(f"{name:<34} {r.detector:<18} {_dur(r.step):>5} {_dur(r.for_):>5} {len(r.page_times):>5} "
+                     f"{r.pages_per_week:>8.2f}  {hour:<18}  {subject}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _dur(d: timedelta) -> str:
+    seconds = int(d.total_seconds())
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % n == 0:
+            return f"{seconds // n}{unit}"
+    return f"{seconds}s"
 
 
 if __name__ == "__main__":

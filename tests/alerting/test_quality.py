@@ -77,3 +77,42 @@ def test_planted_transfer_bursts_are_recovered_exactly(postgres_server, _migrate
     assert q.precision == 1.0 and q.recall == 1.0
     # 10 transfers are reached 4.5 minutes after the plant; the next 5-minute step sees them, plus group_wait
     assert all(timedelta(minutes=4, seconds=40) <= d <= timedelta(minutes=10, seconds=10) for d in q.delays)
+
+
+def test_planted_churners_buy_every_two_days_then_stop() -> None:
+    stop = datetime(1997, 1, 20, 13, 5, tzinfo=UTC)
+    planted = event_plants.plant_churners([], [stop, stop + timedelta(days=1)], seed=1)
+    assert [p.subject for p in planted.plants] == ["plant-churn-0", "plant-churn-1"]
+    mine = sorted(e["occurred_at"] for e in planted.events if e["player_id"] == "plant-churn-0")
+    assert len(mine) == 22 and mine[-1] == stop and mine[0] == stop - timedelta(days=42)
+    assert {b - a for a, b in zip(mine, mine[1:], strict=False)} == {timedelta(days=2)}
+    assert all(e["event_type"] == "purchase" and e["payload"]["amount"] == 200.0 for e in planted.events)
+    assert len({e["event_id"] for e in planted.events}) == len(planted.events) == 44
+    assert event_plants.EVENT_PLANTERS["churnRisk"] is event_plants.plant_churners
+    # plants are drawn `lead` before the span: a churner is only seen weeks after the stop
+    how = MEASURED["churnRisk"]
+    assert how.lead > timedelta() and how.tolerance > how.lead
+
+
+def test_planted_anomalies_are_scored_above_every_real_customer(postgres_server, _migrated_template) -> None:
+    """anomalyScore with the harness's (the example's) threshold: the planted mixed-kind rows are flagged, no real
+    CDNOW customer is (docs/backtest.md: 0.833 against at most 0.794 in February 1997)."""
+    start, end = datetime(1997, 2, 1, tzinfo=UTC), datetime(1997, 2, 6, tzinfo=UTC)
+    base = [e for e in purchase_events(load_cdnow_master()) if e["occurred_at"] <= end]
+    name = f"ga_quality_{next(_names)}"
+    untouched_dsn = postgres_server.create_database(name, template=_migrated_template)
+    copy_events(base, untouched_dsn)
+    how = MEASURED["anomalyScore"]
+    times = event_plants.plant_times(start, end, 3, how.spacing, seed=9)
+    planted = event_plants.plant_anomaly(base, times, 9)
+    planted_dsn = postgres_server.create_database(f"{name}_p", template=name)
+    copy_events(planted.events, planted_dsn)
+    engines: list[Engine] = [make_engine(planted_dsn), make_engine(untouched_dsn)]
+    try:
+        q = measure_worker("anomalyScore", engines[0], engines[1], planted.plants, start, end)
+    finally:
+        for engine in engines:
+            engine.dispose()
+        postgres_server.drop_database(f"{name}_p")
+        postgres_server.drop_database(name)
+    assert (q.plants, q.detected, q.runs, q.true_runs, q.untouched_pages) == (3, 3, 3, 3, 0), q.missed

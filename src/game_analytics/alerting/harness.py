@@ -31,12 +31,15 @@ M, H, D = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 @dataclass(frozen=True)
 class Measured:
     """How one detector type is measured: ``params`` of its rule, evaluation ``step``, ``spacing`` of the plants
-    and the ``tolerance`` after a plant within which a flag counts as detecting it."""
+    and the ``tolerance`` after a plant within which a flag counts as detecting it.  ``lead``: the plants are
+    drawn this long before the measured span (``[start - lead, end - lead)``), for a detector that can only see a
+    plant weeks after it (churnRisk: the stop of a customer's purchases)."""
 
     params: dict[str, Any]
     step: timedelta
     spacing: timedelta
     tolerance: timedelta
+    lead: timedelta = timedelta()
 
 
 MEASURED: dict[str, Measured] = {
@@ -46,9 +49,13 @@ MEASURED: dict[str, Measured] = {
                                     H + 10 * M),
     "marketManipulation": Measured({"priceChange": 0.5, "window": "1h"}, 10 * M, 12 * H, H + 10 * M),
     "monopolyFormation": Measured({"marketShare": 0.5, "window": "1d"}, H, 2 * D, D + H),
-    "anomalyScore": Measured({"activityType": "purchase", "threshold": 0.75, "contamination": 0.01}, D, D, 2 * D),
+    "anomalyScore": Measured({"activityType": "purchase", "threshold": 0.81, "contamination": 0.01}, D, D, 2 * D),
     # the day's DAU is judged once the day is complete: the first step of the next day flags it
     "forecastDeviation": Measured({"metric": "dau", "level": 0.99, "historyDays": 56}, H, 14 * D, D + H),
+    # the example's rule; a planted churner is flagged about 2-4.5 weeks after their last purchase, while the
+    # risk is high and their CLV still over minClv (plants.plant_churners, docs/backtest.md)
+    "churnRisk": Measured({"minTier": "high", "minClv": 50, "minPurchaseDays": 3, "maxCases": 50}, D, D, 35 * D,
+                          lead=24 * D),
     "currencyInflation": Measured({"rate": 0.05, "window": "1d", "currency": "USD"}, 10 * M, 3 * D, D),
     "highErrorRate": Measured({"ratio": 0.05, "window": "5m"}, M, 12 * H, 10 * M),
     "ingestLag": Measured({"maxLagSeconds": 120}, M, 12 * H, 15 * M),

@@ -186,6 +186,29 @@ def plant_dau_spike(base: Sequence[Event], times: Sequence[datetime], seed: int)
     return out
 
 
+#: a planted churner's habit: a purchase every CHURN_GAP days for CHURN_HISTORY days up to the stop
+CHURN_GAP, CHURN_HISTORY, CHURN_AMOUNT = timedelta(days=2), timedelta(days=42), 200.0
+
+
+def plant_churners(base: Sequence[Event], times: Sequence[datetime], seed: int) -> Planted:
+    """Churners: a new account ``plant-churn-k`` buys $200 of CDs every 2 days for the 6 weeks up to the plant time
+    (22 purchase days, a valuable repeat customer), then never again.  The plant time is when the activity stops;
+    the churn models see it only as silence grows (in CDNOW's early 1997 such a customer is in the high-risk tier
+    with a CLV still over $50 somewhere between about 12 and 32 days later, depending on the day's fit;
+    docs/backtest.md), so the harness draws these plants ``MEASURED["churnRisk"].lead`` before the span."""
+    out = Planted()
+    for k, t in enumerate(times):
+        player = f"plant-churn-{k}"
+        day = t - CHURN_HISTORY
+        j = 0
+        while day <= t:
+            out.events.append(_event("purchase", f"c{k}-{j}", player, day, {"item_id": "cd", "quantity": 3,
+                                                                          "amount": CHURN_AMOUNT, "currency": "USD"}))  # fmt: skip
+            day, j = day + CHURN_GAP, j + 1
+        out.plants.append(Plant(player, t, f"{j} purchases every 2 days, then none"))
+    return out
+
+
 #: worker-evaluated detector type -> its planter ``(base, times, seed) -> Planted``
 EVENT_PLANTERS: dict[str, Callable[[Sequence[Event], Sequence[datetime], int], Planted]] = {
     "suddenWealthChange": plant_wealth,
@@ -195,4 +218,5 @@ EVENT_PLANTERS: dict[str, Callable[[Sequence[Event], Sequence[datetime], int], P
     "monopolyFormation": plant_monopoly,
     "anomalyScore": plant_anomaly,
     "forecastDeviation": plant_dau_spike,
+    "churnRisk": plant_churners,
 }

@@ -20,10 +20,11 @@ rule's validated parameters, and returns the flagged subjects as :class:`Finding
     a player holding more than ``marketShare`` of a game's transaction value (trades and purchases) in the window.
 ``anomalyScore``
     Isolation Forest (:mod:`game_analytics.analytics.anomaly`; Liu, Ting and Zhou, ICDM 2008) over per-player
-    features of the activity type ``activityType`` (events, total / mean / max amount, active days, amount per
-    active day), fitted on all players and refitted when older than ``refit_seconds``; players scoring above
-    ``threshold`` are flagged.  The fitted model and the latest scores are persisted as files in ``model_dir``
-    (``<rule>.<activity>.joblib`` and ``<rule>.<activity>.scores.csv``).
+    features of the activity type ``activityType`` (events, total / mean / max amount, active days, amount and
+    events per active day), fitted on all players (:data:`ANOMALY_MAX_SAMPLES` per tree) and refitted when older
+    than ``refit_seconds``; players scoring above ``threshold`` are flagged.  The fitted model and the latest
+    scores are persisted as files in ``model_dir`` (``<rule>.<activity>.joblib`` and
+    ``<rule>.<activity>.scores.csv``).
 ``churnRisk``, ``forecastDeviation``
     daily models (churn-risk tiers, ETS forecasts): :mod:`game_analytics.workers.model_detectors`.
 
@@ -280,13 +281,20 @@ def monopoly_formation(ctx: Context, p: Any) -> list[Finding]:
     }) for r in _rows(ctx, sql, params)]  # fmt: skip
 
 
-ANOMALY_FEATURES = ("events", "total", "mean", "max", "active_days", "per_day")
+ANOMALY_FEATURES = ("events", "total", "mean", "max", "active_days", "per_day", "events_per_day")
+#: the players each tree of the forest is grown on (all players when fewer).  scikit-learn's "auto" (256) limits a
+#: tree's depth to 8, so every point isolated near the root gets about the same score and a planted anomaly scored
+#: 0.777 against 0.771 for the strangest real CDNOW customer; at 4,096 (depth 12) it is 0.833 against 0.794
+#: (benchmarks/bench_detector_quality.py, docs/backtest.md "anomalyScore")
+ANOMALY_MAX_SAMPLES = 4096
 
 
 def anomaly_features(ctx: Context, activity: str) -> pd.DataFrame:
     """Per-player features of event type ``activity`` up to ``as_of``: one row per player (index ``player_id``),
     columns :data:`ANOMALY_FEATURES` plus ``activity``.  The amount is ``amount`` (purchases), ``value``
-    (trades), ``|delta|`` (currency changes), ``session_seconds`` (logouts), else 0."""
+    (trades), ``|delta|`` (currency changes), ``session_seconds`` (logouts), else 0; ``per_day`` is the amount and
+    ``events_per_day`` the number of events per active day (a burst of many small events in one day is what
+    tells a bot or a card test from a big spender)."""
     game_cond, params = _games(ctx)
     sql = f"""
     SELECT e.player_id, count(*) AS events, sum(a) AS total, avg(a) AS mean, max(a) AS max,
@@ -303,6 +311,7 @@ def anomaly_features(ctx: Context, activity: str) -> pd.DataFrame:
         return frame
     frame = frame.set_index("player_id").astype(float)
     frame["per_day"] = frame["total"] / frame["active_days"]
+    frame["events_per_day"] = frame["events"] / frame["active_days"]
     frame["activity"] = activity
     return frame
 
@@ -326,9 +335,14 @@ def anomaly_score(ctx: Context, p: Any) -> list[Finding]:
     contamination = float(p.contamination)
     # log1p: amounts are heavy-tailed; the forest isolates on ranges, so compressing them keeps scale sane
     x = _transform(features)
+    # a model grown with another per-tree sample ("auto": before ANOMALY_MAX_SAMPLES) is refitted; min(): a
+    # population smaller than ANOMALY_MAX_SAMPLES is used whole (a growing one does not refit before refit_seconds)
+    grown = getattr(detector, "max_samples", None)
     if (detector is None or list(detector.features) != list(ANOMALY_FEATURES)
-            or getattr(detector, "contamination", None) != contamination):  # fmt: skip
-        detector = ActivityAnomalyDetector(ANOMALY_FEATURES, random_state=0, contamination=contamination)
+            or getattr(detector, "contamination", None) != contamination
+            or not isinstance(grown, int) or grown > ANOMALY_MAX_SAMPLES):  # fmt: skip
+        detector = ActivityAnomalyDetector(ANOMALY_FEATURES, random_state=0, contamination=contamination,
+                                           max_samples=min(ANOMALY_MAX_SAMPLES, len(x)))  # fmt: skip
         detector.fit(x)
         ctx.model_dir.mkdir(parents=True, exist_ok=True)
         tmp = model_file.with_suffix(".tmp")
