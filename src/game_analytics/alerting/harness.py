@@ -23,7 +23,7 @@ from game_analytics.alerting.quality import Plant, Quality, score
 from game_analytics.alerting.replay import replay, steps
 from game_analytics.api.alertrule import DETECTOR_TYPES, AlertRuleSpec
 
-__all__ = ["MEASURED", "Measured", "measure_promql", "measure_worker", "replay_key", "spec_of"]
+__all__ = ["MEASURED", "Measured", "measure_promql", "measure_worker", "spec_of"]
 
 M, H, D = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 
@@ -70,18 +70,9 @@ def spec_of(detector: str, params: dict[str, Any]) -> AlertRuleSpec:
                                          "detector": {detector: params}, "runbookURL": "https://x.example/r"})
 
 
-def replay_key(spec: AlertRuleSpec, times: Sequence[datetime]) -> tuple[str, datetime, datetime, int]:
-    """The key of a replay's samples in ``untouched_samples`` (:func:`measure_worker`): the detector and its
-    parameters, and the steps."""
-    return (spec.detector.model_dump_json(), times[0], times[-1], len(times))
-
-
 def measure_worker(detector: str, planted: Engine, untouched: Engine, plants: Sequence[Plant], start: datetime,
-                   end: datetime, how: Measured | None = None,
-                   untouched_samples: dict[tuple[str, datetime, datetime, int], list[Sample]] | None = None) -> Quality:
+                   end: datetime, how: Measured | None = None) -> Quality:
     """Replay a worker-evaluated detector over both stores and score it (see the module docstring).
-    ``untouched_samples`` (if given) receives the replay over the untouched store under :func:`replay_key`, so
-    that a backtest of the same rule over the same steps (an example AlertRule) need not replay it again.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: a store cannot be read.
@@ -90,8 +81,6 @@ def measure_worker(detector: str, planted: Engine, untouched: Engine, plants: Se
     spec, times = spec_of(detector, how.params), steps(start, end, how.step)
     with_plants = replay(planted, f"quality/{detector}", spec, times)
     samples = replay(untouched, f"quality/{detector}", spec, times)
-    if untouched_samples is not None:
-        untouched_samples[replay_key(spec, times)] = samples
     clean = backtest(samples, rule=f"quality/{detector}", detector=detector, start=start, end=end, step=how.step,
                      for_=timedelta())
     return score(detector, how.params, with_plants, plants, clean, tolerance=how.tolerance)
