@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -152,3 +153,23 @@ def test_whole_passes_every_nth_pass_deferred_while_the_stream_is_behind(setup: 
     # 7 passes: the wealth rule whole in passes 1, 4 and 7 only; marketManipulation (not player-scoped) in all
     assert evaluated.count(market) == 7 and evaluated.count(rule) == 3
     assert backlog_asked == [3, 3, 6]  # asked before passes 4 (twice: behind, then not) and 7
+
+
+def test_run_evaluates_entries_left_pending_by_a_crash_first(setup: dict[str, Any]) -> None:
+    stream, evaluator, worker, rule = setup["stream"], setup["evaluator"], setup["worker"], setup["rule"]
+    publish_events([purchase("p3", T0, 5_000.0)], setup["redis_url"], stream=stream)
+    read(setup)  # delivered to this consumer, never acknowledged: the worker died before evaluating it
+    setup["ingest"].run(until_idle=True, prefetch=0)
+    stop = threading.Event()
+    thread = threading.Thread(target=evaluator.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                worker.subjects.get(rule) and setup["client"].xpending(stream, "detection")["pending"] == 0):
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert list(worker.subjects[rule]) == ["p3"]  # ">" alone would never have read it again
+    assert setup["client"].xpending(stream, "detection")["pending"] == 0 and not thread.is_alive()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -314,12 +315,12 @@ class StreamEvaluator:
         of the rules this path evaluates while this holds, see ``DetectionWorker.run``)."""
         return self.full_read or self.behind > 1.0
 
-    def run(self, stop: threading.Event) -> None:
-        """Read, evaluate and acknowledge until ``stop`` is set; reconnects after Redis errors (1 s pause).
-
-        The first reads are this consumer's own pending entries (read before a restart, never acknowledged),
-        then new ones."""
-        last_tick, start = 0.0, "0"
+    def _read(self, stop: threading.Event, out: queue.Queue) -> None:
+        """The reading side of :meth:`run` (a thread of its own): ``XREADGROUP`` and parse the next batch while the
+        previous one is evaluated, and hand ``(batches, events, filled a whole batch)`` over through ``out`` (one
+        at a time). The first reads are this consumer's own pending entries (read before a restart, never
+        acknowledged), then new ones; an empty read is handed over too (the evaluator's clock ticks on it)."""
+        start = "0"
         while not stop.is_set():
             try:
                 reply = self.client.xreadgroup(self.group, self.consumer, {s: start for s in self.streams},
@@ -327,8 +328,33 @@ class StreamEvaluator:
                 batches = [(stream, entries) for stream, entries in (reply or []) if entries]
                 if start == "0" and not any(fields for _, entries in batches for _, fields in entries):
                     start = ">"  # own pending entries done (acknowledged ones come back with no fields)
-                self.full_read = sum(len(entries) for _, entries in batches) >= self.batch
-                events = _parse(batches)
+                item = (batches, _parse(batches), sum(len(entries) for _, entries in batches) >= self.batch)
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("stream read failed (%s); retrying in 1 s", exc)
+                stop.wait(1.0)
+            except Exception:  # noqa: BLE001 - e.g. a reply it cannot parse
+                log.exception("stream read failed")
+                stop.wait(1.0)
+
+    def run(self, stop: threading.Event) -> None:
+        """Evaluate and acknowledge what :meth:`_read` reads (in a second thread, so that reading and parsing
+        the next batch - Python, about half of a batch's time at 50,000 entries - overlaps the evaluation of
+        this one - the database) until ``stop`` is set; pauses 1 s after errors."""
+        handed: queue.Queue = queue.Queue(maxsize=1)
+        threading.Thread(target=self._read, args=(stop, handed), name="detection-stream-read", daemon=True).start()
+        last_tick = 0.0
+        while not stop.is_set():
+            try:
+                batches, events, self.full_read = handed.get(timeout=0.5)
+            except queue.Empty:
+                batches, events = [], []
+            try:
                 if events or time.monotonic() - last_tick >= 1.0:
                     if self.worker.rules:
                         self.process(events)
@@ -337,7 +363,7 @@ class StreamEvaluator:
                 for stream, entries in batches:
                     self.client.xack(stream, self.group, *[entry_id for entry_id, _ in entries])
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("stream read failed (%s); retrying in 1 s", exc)
+                log.warning("stream acknowledgement failed (%s); retrying in 1 s", exc)
                 stop.wait(1.0)
             except Exception:  # noqa: BLE001 - e.g. the database is briefly unavailable
                 log.exception("streaming pass failed")
