@@ -30,7 +30,7 @@ class SpecError(ValueError):
 def from_validation_error(exc: ValidationError) -> SpecError:
     """The first pydantic error as a :class:`SpecError` with a ``spec.``-rooted field path."""
     first = exc.errors()[0]
-    path = ".".join(str(p) for p in ("spec", *first["loc"]))
+    path = ".".join(str(p) for p in ("spec", *first["loc"]) if p != "[key]")  # a map key's error: the key's path
     return SpecError(path, first["msg"])
 
 

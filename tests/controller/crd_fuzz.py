@@ -121,6 +121,8 @@ def to_json_schema(node: Any) -> Any:
         return node
     out = {k: to_json_schema(v) for k, v in node.items()
            if not k.startswith("x-kubernetes-") and k not in ("description", "default", "nullable")}
+    if isinstance(out.get("pattern"), str) and re.search(r"(?<!\\)\$$", out["pattern"]):
+        out["pattern"] = out["pattern"][:-1] + r"\Z"  # RE2's $ is the end of the text; Python's also before a "\n"
     if node.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]

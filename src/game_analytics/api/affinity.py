@@ -12,16 +12,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from .common import DNS_LABEL_PATTERN, KubernetesLabels, Model, cel
+from .common import (  # noqa: F401 - LabelValue and QualifiedName are this module's too (gamedatasource)
+    DNS_LABEL_PATTERN,
+    QUALIFIED_NAME_PATTERN,
+    KubernetesLabels,
+    LabelValue,
+    Model,
+    QualifiedName,
+    cel,
+)
 
-#: A label key or topology key: a qualified name, ``[DNS-subdomain prefix/]name`` with a name of at most 63
-#: characters (the prefix's own limit of 253 is the length bound below).
-QUALIFIED_NAME_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                          r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
-#: A label value (empty, or at most 63 letters, digits, '-', '_', '.', starting and ending alphanumeric).
-LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
-QualifiedName = Annotated[str, Field(pattern=QUALIFIED_NAME_PATTERN, max_length=317)]
-LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
 _KEY = Field(pattern=QUALIFIED_NAME_PATTERN, max_length=317, description="Label key.")
 
 

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from .common import (
     EMAIL_LIST_PATTERN,
+    PRINTABLE,
     PROMQL_STRING_PATTERN,
     BaseStatus,
     Duration,
@@ -16,6 +17,7 @@ from .common import (
     KubernetesLabels,
     LocalObjectReference,
     Model,
+    PrometheusLabelName,
     SecretKeyRef,
     cel,
     monitoring_labels_field,
@@ -303,7 +305,7 @@ class EmailChannel(Model):
     to: str = Field(min_length=3, max_length=1024, pattern=EMAIL_LIST_PATTERN,
                     description="Recipient address(es), comma separated, e.g. oncall@example.com.")
     from_: EmailAddress = Field(alias="from", description="Sender address, e.g. alerts@example.com.")
-    smarthost: str = Field(pattern=r"^[^:\s]+:[0-9]{1,5}$", description="SMTP server as host:port.")
+    smarthost: str = Field(pattern=r"^[!-9;-~]+:[0-9]{1,5}$", description="SMTP server as host:port.")
     auth_username: str | None = Field(default=None, max_length=254, description="SMTP user name.")
     auth_password_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the SMTP password.")
     require_tls: bool = Field(default=True, alias="requireTLS", description="Require STARTTLS.")
@@ -372,9 +374,12 @@ class AlertRuleSpec(Model):
     severity: Severity = Field(default=Severity.WARNING, description="critical pages on-call; warning and info notify.")
     for_: Duration = Field(default="0s", alias="for", description="How long the condition must hold before firing.")
     team: str = Field(default="game-ops", pattern=r"^[a-z0-9][-a-z0-9_]*$", max_length=63, description="Owning team; used for routing.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the alert.")
-    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the alert.")
-    runbook_url: str = Field(alias="runbookURL", pattern=r"^https?://\S+$", max_length=2048, description="Runbook for whoever is paged.")
+    labels: dict[PrometheusLabelName, str] = Field(
+        default_factory=dict, max_length=32, description="Extra labels on the alert (Prometheus label names).",
+        json_schema_extra={"x-kubernetes-validations": [cel("!('__name__' in self)", "__name__ is reserved")]})
+    annotations: dict[PrometheusLabelName, str] = Field(
+        default_factory=dict, max_length=32, description="Extra annotations on the alert (Prometheus label names).")
+    runbook_url: str = Field(alias="runbookURL", pattern=f"^https?://[{PRINTABLE}]+$", max_length=2048, description="Runbook for whoever is paged.")
     channels: list[Channel] = Field(default_factory=list, max_length=16, description="Where notifications go.")
     data_source_ref: LocalObjectReference = Field(
         default_factory=lambda: LocalObjectReference(name="default"),

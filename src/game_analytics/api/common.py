@@ -20,6 +20,14 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "game-analytics"
 
+#: Patterns never use ``\s``, ``\S``, ``\d`` or ``\w``: ``\s`` means [\t\n\f\r ] in the API server's RE2, Unicode
+#: White_Space in pydantic's Rust regex (the operator) and that plus \x1c-\x1f in Python's ``re`` (the fuzz
+#: harness), so a pattern with it admitted at apply what the operator then refused (``0\u2005* * * * *`` is five
+#: cron fields to RE2, six to pydantic). Literal classes mean the same to all three:
+#: printable ASCII, no space (URLs, host names, image references, e-mail addresses' parts);
+PRINTABLE = "!-~"
+#: with \x00-\x1f, every character any of the three counts as whitespace, as literal characters (game names).
+SPACE = " \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 #: Prometheus-style duration: ``30s``, ``5m``, ``1h30m``, ``7d``. Same grammar as Prometheus' ``model.Duration``.
 DURATION_PATTERN = r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
 _DURATION_RE = re.compile(DURATION_PATTERN)
@@ -65,9 +73,61 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     return total
 
 
-#: A five-field cron expression or one of the ``@hourly``-style macros accepted by Kubernetes CronJobs. The exact
-#: grammar is checked by the operator with croniter; this pattern only rejects obvious garbage at admission.
-CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+
+
+def _cron_field(number: str, names: str = "", question: bool = False) -> str:
+    """A pattern of one cron field: a comma-separated list of ``*``, ``N`` or ``N-M``, each with an optional
+    ``/step`` (step 1-99); ``number`` matches one value in the field's range, ``names`` (``jan|feb|...``) the
+    three-letter names of month and weekday fields in either case, ``question`` allows ``?`` (day fields)."""
+    value = f"({number}|{''.join(f'[{c.upper()}{c}]' if c.isalpha() else c for c in names)})" if names else number
+    item = f"([*]|{value}(-{value})?)(/[1-9][0-9]?)?"
+    return f"([?]|{item}(,{item})*)" if question else f"{item}(,{item})*"  # ? stands alone: no list, range, step
+
+
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec"
+_WEEKDAYS = "sun|mon|tue|wed|thu|fri|sat"
+_CRON_MACROS = "@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+#: The schema pattern of a cron schedule: a macro or five fields of printable ASCII separated by spaces or tabs.
+CRON_PATTERN = rf"^({_CRON_MACROS}|([!-~]+[ \t]+){{4}}[!-~]+)$"
+#: The grammar of a five-field cron expression (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan-dec,
+#: day of week 0-6 or sun-sat, with ``*``, ``?``, lists, ranges and steps) or a macro: what both the Kubernetes
+#: CronJob parser (robfig/cron's standard parser, which refuses weekday 7 and step 0) and the operator's croniter
+#: check accept, so a schedule the CRD admits is one its CronJob gets. A CEL rule (:data:`CRON_RULE`), so that the
+#: API server's message is a sentence rather than this pattern. Left to the operator: a range whose start is after
+#: its end (``5-1``), which a pattern cannot compare: :func:`check_cron_grammar`, in status.
+CRON_GRAMMAR = (f"^({_CRON_MACROS}|" + r"[ \t]+".join((
+    _cron_field("[0-5]?[0-9]"), _cron_field("([01]?[0-9]|2[0-3])"),
+    _cron_field("(0?[1-9]|[12][0-9]|3[01])", question=True), _cron_field("(0?[1-9]|1[0-2])", _MONTHS),
+    _cron_field("0?[0-6]", _WEEKDAYS, question=True))) + ")$")
+CRON_MESSAGE = ("must be a five-field cron expression (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or "
+                "jan-dec, day of week 0-6 or sun-sat; *, ?, lists, ranges, /steps 1-99) or a macro such as @daily")
+CRON_RULE = {"rule": f"self.matches(r'{CRON_GRAMMAR}')", "message": CRON_MESSAGE}
+_CRON_RE = re.compile(CRON_GRAMMAR)
+
+
+_CRON_NAMES = ({}, {}, {}, {n: i for i, n in enumerate(_MONTHS.split("|"), 1)},
+               {n: i for i, n in enumerate(_WEEKDAYS.split("|"))})
+
+
+def check_cron_grammar(expression: str) -> str:
+    """``expression`` unchanged when it is in :data:`CRON_GRAMMAR` (the CRD's CEL rule) and no range starts after
+    it ends (``5-1``, which the CronJob parser refuses and croniter accepts); ValueError else."""
+    if not _CRON_RE.fullmatch(expression):  # not match: Python's $ also matches before a final newline
+        raise ValueError(CRON_MESSAGE)
+    if expression.startswith("@"):
+        return expression
+    for names, field in zip(_CRON_NAMES, expression.split(), strict=True):
+        for item in field.split(","):
+            start, _, end = item.split("/")[0].partition("-")
+            if end and int(names.get(start.lower(), start)) > int(names.get(end.lower(), end)):
+                raise ValueError(f"the range {item.split('/')[0]} starts after it ends")
+    return expression
+
+
+#: A cron schedule: :data:`CRON_PATTERN` and :data:`CRON_RULE` in the CRD, :func:`check_cron_grammar` in the model.
+CronSchedule = Annotated[str, Field(pattern=CRON_PATTERN, max_length=128,
+                                    json_schema_extra={"x-kubernetes-validations": [CRON_RULE]}),
+                         AfterValidator(check_cron_grammar)]
 #: An IANA time-zone name such as ``UTC`` or ``Europe/Berlin``. Existence is checked by the operator.
 TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 #: A Kubernetes resource quantity such as ``100m``, ``1``, ``256Mi`` or ``10Gi``.
@@ -76,12 +136,14 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 #: A DNS subdomain (RFC 1123): dot-separated DNS labels, at most 253 characters (the bound goes on the field).
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 #: One e-mail address (``ops@example.com``), optionally with a display name (``Game Ops <ops@example.com>``).
-EMAIL_PATTERN = r"^([^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+|[^<>@,]*<[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+>)$"
+_ADDR_CHAR = r"[!-+\--;=?A-~]"  # printable ASCII but , < > @
+_ADDR = rf"{_ADDR_CHAR}+@{_ADDR_CHAR}+\.{_ADDR_CHAR}+"
+EMAIL_PATTERN = f"^({_ADDR}|[^<>@,]*<{_ADDR}>)$"
 #: A comma-separated list of :data:`EMAIL_PATTERN` addresses (Alertmanager's ``to``).
-EMAIL_LIST_PATTERN = r"^[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+(\s*,\s*[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+)*$"
+EMAIL_LIST_PATTERN = f"^{_ADDR}([ \\t]*,[ \\t]*{_ADDR})*$"
 #: A game name: games travel to the workers as one comma-joined environment variable, so no comma, no
 #: whitespace at either end and no control characters.
-GAME_NAME_PATTERN = r"^[^,\s\x00-\x1f\x7f]([^,\x00-\x1f\x7f]*[^,\s\x00-\x1f\x7f])?$"
+GAME_NAME_PATTERN = f"^[^,{SPACE}\\x00-\\x1f\\x7f]([^,\\x00-\\x1f\\x7f]*[^,{SPACE}\\x00-\\x1f\\x7f])?$"
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
@@ -233,8 +295,8 @@ _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?
 
 def check_kubernetes_labels(labels: dict[str, str]) -> dict[str, str]:
     """``labels`` unchanged when every key and value is a valid Kubernetes label (they go onto generated objects'
-    metadata.labels). Raises ValueError naming the first bad key or value. (A CEL rule cannot do this within the
-    API server's cost budget: map keys have no length bound.)"""
+    metadata.labels). Raises ValueError naming the first bad key or value. (The CRD checks the same patterns at
+    apply, :data:`KubernetesLabels`; this also bounds a key's prefix to 253 characters.)"""
     for key, value in labels.items():
         prefix, _, name = key.rpartition("/")
         if not _LABEL_NAME_RE.match(name) or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX_RE.match(prefix))):
@@ -245,8 +307,20 @@ def check_kubernetes_labels(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
-#: The type of ``spec.monitoringLabels``: Kubernetes labels (checked by :func:`check_kubernetes_labels`).
-KubernetesLabels = Annotated[dict[str, str], AfterValidator(check_kubernetes_labels)]
+#: A label key or topology key: a qualified name, ``[DNS-subdomain prefix/]name`` with a name of at most 63
+#: characters (the prefix's own limit of 253 is left to :func:`check_kubernetes_labels`: not a pattern's to count).
+QUALIFIED_NAME_PATTERN = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                          r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+#: A label value (empty, or at most 63 letters, digits, '-', '_', '.', starting and ending alphanumeric).
+LABEL_VALUE_PATTERN = _LABEL_VALUE_RE.pattern
+QualifiedName = Annotated[str, Field(pattern=QUALIFIED_NAME_PATTERN, max_length=317)]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+#: The type of ``spec.monitoringLabels`` (and nodeSelector, matchLabels): Kubernetes labels; keys and values have
+#: their patterns in the CRD (keys by a CEL rule: a structural schema has no key patterns), the rest is checked by
+#: :func:`check_kubernetes_labels`.
+KubernetesLabels = Annotated[dict[QualifiedName, LabelValue], AfterValidator(check_kubernetes_labels)]
+#: A Prometheus label or annotation name (the keys of an AlertRule's ``labels`` and ``annotations``).
+PrometheusLabelName = Annotated[str, Field(pattern=PROMETHEUS_LABEL_NAME_PATTERN, max_length=128)]
 
 
 def monitoring_labels_field() -> Any:

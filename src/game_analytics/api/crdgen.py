@@ -147,7 +147,7 @@ def _keyed_map(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     rules = list(node.get("x-kubernetes-validations", []))
     for pattern, value in patterns.items():
         out["additionalProperties"] = structural(value, defs)
-        rules.append({"rule": f"self.all(k, k.matches('{pattern}'))", "message": f"keys must match {pattern}"})
+        rules.append({"rule": f"self.all(k, k.matches(r'{pattern}'))", "message": f"keys must match {pattern}"})
     if "maxLength" in node.get("propertyNames", {}):
         limit = node["propertyNames"]["maxLength"]
         rules.append({"rule": f"self.all(k, size(k) <= {limit})", "message": f"keys must be at most {limit} characters"})

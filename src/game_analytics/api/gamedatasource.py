@@ -13,6 +13,7 @@ from pydantic import Field
 from .affinity import Affinity, LabelValue, QualifiedName
 from .common import (
     DNS_SUBDOMAIN_PATTERN,
+    PRINTABLE,
     BaseStatus,
     Duration,
     GameName,
@@ -74,7 +75,7 @@ class WorkerSettings(Model):
     resources: Resources = Field(default_factory=Resources, description="Container resources.")
 
 
-AlertmanagerURL = Annotated[str, Field(pattern=r"^https?://[^\s,]+$", max_length=2048)]
+AlertmanagerURL = Annotated[str, Field(pattern=r"^https?://[!-+\--~]+$", max_length=2048)]
 
 
 class DetectionSettings(WorkerSettings):
@@ -115,7 +116,7 @@ class Toleration(Model):
 
 
 class Workers(Model):
-    image: str | None = Field(default=None, min_length=1, max_length=512, pattern=r"^[^\s]+$",
+    image: str | None = Field(default=None, min_length=1, max_length=512, pattern=f"^[{PRINTABLE}]+$",
                               description="Worker image; the operator's default when unset.")
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list, alias="imagePullSecrets", max_length=16,

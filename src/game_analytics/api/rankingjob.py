@@ -9,9 +9,9 @@ from enum import StrEnum
 from pydantic import Field
 
 from .common import (
-    CRON_PATTERN,
     TIME_ZONE_PATTERN,
     BaseStatus,
+    CronSchedule,
     Duration,
     GameName,
     LocalObjectReference,
@@ -127,7 +127,7 @@ class Leaderboard(Model):
 
 
 class SeasonReset(Model):
-    schedule: str = Field(pattern=CRON_PATTERN, max_length=128, description="Cron schedule of season resets.")
+    schedule: CronSchedule = Field(description="Cron schedule of season resets.")
     time_zone: str = Field(default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64, description="IANA time zone.")
     soft_reset_factor: float = Field(
         default=0.5, ge=0, le=1, description="Ratings move this fraction of the way back to the initial rating."
@@ -167,7 +167,7 @@ class RankingJobSpec(Model):
     openskill: OpenSkillParams | None = Field(default=None, description="OpenSkill parameters.")
     trueskill: TrueSkillParams | None = Field(default=None, description="TrueSkill parameters.")
     inactivity_decay: InactivityDecay = Field(default_factory=InactivityDecay, description="Uncertainty growth of inactive players.")
-    schedule: str = Field(default="*/15 * * * *", pattern=CRON_PATTERN, max_length=128, description="Cron schedule of rating runs.")
+    schedule: CronSchedule = Field(default="*/15 * * * *", description="Cron schedule of rating runs.")
     time_zone: str = Field(default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64, description="IANA time zone.")
     leaderboard: Leaderboard = Field(default_factory=Leaderboard, description="Leaderboard settings.")
     leagues: list[League] = Field(

@@ -10,9 +10,10 @@ from pydantic import Field
 
 from ..events import EVENT_TYPES
 from .common import (
-    CRON_PATTERN,
+    PRINTABLE,
     TIME_ZONE_PATTERN,
     BaseStatus,
+    CronSchedule,
     Duration,
     EmailAddress,
     GameName,
@@ -66,7 +67,7 @@ class DashboardReport(Model):
         description="Template variable values, e.g. {game: [cdnow]}; a variable not given keeps its default (All).",
     )
     prometheus_url: str = Field(
-        default="http://prometheus-operated.monitoring.svc:9090", pattern=r"^https?://[^\s]+$", max_length=512,
+        default="http://prometheus-operated.monitoring.svc:9090", pattern=f"^https?://[{PRINTABLE}]+$", max_length=512,
         description="Base URL of the Prometheus the panels query (default: the prometheus-operated Service of "
                     "kube-prometheus-stack in namespace monitoring).",
     )  # fmt: skip
@@ -189,7 +190,7 @@ class ScheduledReportSpec(Model):
 
     reports: list[ReportType] = Field(min_length=1, max_length=len(ReportType),
                                       description="Report types to render in each run.")
-    schedule: str = Field(pattern=CRON_PATTERN, max_length=128, description="Cron schedule, e.g. '0 6 * * 1'.")
+    schedule: CronSchedule = Field(description="Cron schedule, e.g. '0 6 * * 1'.")
     time_zone: str = Field(default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64, description="IANA time zone of the schedule.")
     time_range: TimeRange = Field(default_factory=TimeRange, description="Period each report covers.")
     filters: ReportFilters = Field(default_factory=ReportFilters, description="Filters bound into every query.")
