@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from game_analytics.api import KINDS
-from game_analytics.config import Images
+from game_analytics.config import Images, NetworkPolicySettings
 from test_helm import allowed, rules_of, template
 
 
@@ -88,7 +88,8 @@ def test_operator_pod_network_policy_and_the_operator_renders_its_workloads_ones
         if name.startswith("GAME_ANALYTICS_") and value is not None:
             monkeypatch.setenv(name, value)
     monkeypatch.setenv("GAME_ANALYTICS_OPERATOR_NAMESPACE", "analytics")  # the downward API's value
-    assert Images.from_env().network_policies == NetworkPolicySettings(("monitoring", "prom"), "analytics")
+    assert Images.from_env().network_policies == NetworkPolicySettings(("monitoring", "prom"), "analytics",
+                                                                       worker_egress=True)
     assert allowed(rules_of(docs, "ClusterRole"), "networking.k8s.io", "networkpolicies", "delete")
 
 
@@ -122,3 +123,18 @@ def test_a_prometheus_namespace_that_is_no_namespace_name_is_refused():
     with pytest.raises(subprocess.CalledProcessError) as err:
         template("networkPolicy.prometheusNamespaces={Monitoring_NS}")
     assert "prometheusNamespaces" in err.value.stderr
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    ((), NetworkPolicySettings(("monitoring",), "analytics", worker_egress=True)),
+    (("networkPolicy.workerEgress.postgresPorts={5432,6432}",
+      "networkPolicy.workerEgress.apiServerCIDRs={10.0.0.1/32}"),
+     NetworkPolicySettings(("monitoring",), "analytics", True, ("10.0.0.1/32",), (5432, 6432))),
+    (("networkPolicy.workerEgress.enabled=false",), NetworkPolicySettings(("monitoring",), "analytics")),
+])
+def test_worker_egress_values_reach_the_operator(sets, expected, monkeypatch: pytest.MonkeyPatch):
+    for name, value in _operator_env(template(*sets)).items():
+        if name.startswith("GAME_ANALYTICS_") and value is not None:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GAME_ANALYTICS_OPERATOR_NAMESPACE", "analytics")  # the downward API's value
+    assert Images.from_env().network_policies == expected

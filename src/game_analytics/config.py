@@ -74,16 +74,30 @@ class NetworkPolicySettings:
     prometheus_namespaces: tuple[str, ...] = ("monitoring",)
     #: the operator's namespace (it probes Sentinels); None: no rule for it (an operator outside the cluster)
     operator_namespace: str | None = None
+    #: restrict a GameDataSource's workers' egress too (``controller.common.netpol.worker_egress``)
+    worker_egress: bool = False
+    #: the API server's addresses (CIDRs) for the detection worker's ConfigMap list; empty: ports 443/6443 to any
+    api_server_cidrs: tuple[str, ...] = ()
+    #: the PostgreSQL ports the workers may connect to (the DSN's host and port are in a Secret)
+    worker_postgres_ports: tuple[int, ...] = (5432,)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> NetworkPolicySettings | None:
         """``GAME_ANALYTICS_NETWORK_POLICIES`` (``true``: on; unset or anything else: off, None),
-        ``GAME_ANALYTICS_PROMETHEUS_NAMESPACES`` (comma-separated) and ``GAME_ANALYTICS_OPERATOR_NAMESPACE``."""
+        ``GAME_ANALYTICS_PROMETHEUS_NAMESPACES`` (comma-separated), ``GAME_ANALYTICS_OPERATOR_NAMESPACE``,
+        ``GAME_ANALYTICS_WORKER_EGRESS`` (``true``: restrict workers' egress), ``GAME_ANALYTICS_API_SERVER_CIDRS`` and
+        ``GAME_ANALYTICS_WORKER_POSTGRES_PORTS`` (comma-separated; unset: 5432).
+
+        Raises:
+            ValueError: a PostgreSQL port that is not an integer."""
         env = os.environ if environ is None else environ
         if env.get("GAME_ANALYTICS_NETWORK_POLICIES", "").strip().lower() != "true":
             return None
         namespaces = tuple(n.strip() for n in env.get("GAME_ANALYTICS_PROMETHEUS_NAMESPACES", "").split(",") if n.strip())
-        return cls(namespaces, env.get("GAME_ANALYTICS_OPERATOR_NAMESPACE", "").strip() or None)
+        cidrs = tuple(c.strip() for c in env.get("GAME_ANALYTICS_API_SERVER_CIDRS", "").split(",") if c.strip())
+        ports = tuple(int(p) for p in env.get("GAME_ANALYTICS_WORKER_POSTGRES_PORTS", "").split(",") if p.strip())
+        return cls(namespaces, env.get("GAME_ANALYTICS_OPERATOR_NAMESPACE", "").strip() or None,
+                   env.get("GAME_ANALYTICS_WORKER_EGRESS", "").strip().lower() == "true", cidrs, ports or (5432,))
 
 
 @dataclass(frozen=True)
