@@ -19,7 +19,8 @@ batch of entries:
 4. the rule's flagged-subject count goes through :class:`~game_analytics.workers.alert_sender.RuleAlert` to
    Alertmanager's v2 API (:class:`~game_analytics.workers.alert_sender.AlertmanagerClient`);
 5. the entries are acknowledged (after a restart this consumer's unacknowledged entries are read first: an
-   evaluation is idempotent).
+   evaluation is idempotent; a replacement pod has a new consumer name and does not see its predecessor's,
+   which are left to the periodic pass).
 
 While this path runs, the periodic pass evaluates the player-scoped rules whole only every
 ``detection.STREAMED_FULL_EVERY``-th pass, and waits while this path has a backlog (:meth:`StreamEvaluator.backlog`):
@@ -30,7 +31,8 @@ a fixed time that time. Every second without entries the flagged subjects are re
 
 Settings (environment, rendered by the operator into the detection worker's ConfigMap):
 ``GAME_ANALYTICS_ALERTMANAGER_URLS`` (comma separated; empty: the streaming path is off),
-``GAME_ANALYTICS_DETECTION_GROUP`` (default ``detection``).
+``GAME_ANALYTICS_DETECTION_GROUP`` (default ``detection``), ``GAME_ANALYTICS_CONSUMER_GROUP`` (the ingest
+workers' group whose acknowledgements mean "stored", default ``ingest``).
 """
 
 from __future__ import annotations
