@@ -24,15 +24,18 @@ compaction) the thread lists again and replaces the contents. This is the inform
   replaces a newer object (``resourceVersion`` compared as the integers etcd gives).
 
 ``metadata.managedFields`` is dropped from cached objects: nothing compares it, and it is the larger half of a
-typical child. Objects read from the cache are shared: callers must not modify them (the operator never does).
+typical child. Objects are held as compressed JSON (:class:`_Held`); every read returns a copy of its own.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,26 @@ def matches(labels: dict[str, str] | None, selector: dict[str, str] | None) -> b
     return all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
+class _Held(NamedTuple):
+    """One cached object: its ``resourceVersion`` and labels, and the object itself as compressed JSON. Held as
+    dicts, 1,500 owners' children (Deployments and StatefulSets with their pod templates) took the operator's
+    resident set from 180 to over 400 MiB in the scale bench; as zlib'd JSON they take a tenth of that, and each
+    read decodes a private copy (tens of microseconds), which no caller can change under another."""
+
+    rv: int | None
+    labels: dict[str, str]
+    data: bytes
+
+    @classmethod
+    def pack(cls, obj: dict) -> _Held:
+        obj = slim(obj)
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return cls(_rv(obj), dict((obj.get("metadata") or {}).get("labels") or {}), zlib.compress(text, 1))
+
+    def unpack(self) -> dict:
+        return json.loads(zlib.decompress(self.data))
+
+
 class Store:
     """The objects of one ``(apiVersion, kind, namespace)``, optionally only those with label ``required_label``.
 
@@ -91,7 +114,7 @@ class Store:
         self.required_label = required_label
         self._lister = lister
         self._watcher = watcher
-        self._objects: dict[str, dict] = {}
+        self._objects: dict[str, _Held] = {}
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._synced = False
@@ -126,15 +149,21 @@ class Store:
             return True
 
     def get(self, name: str) -> dict | None:
-        """The cached object ``name``, or None when the store does not hold it."""
+        """The cached object ``name`` (a copy of its own), or None when the store does not hold it."""
         with self._lock:
-            return self._objects.get(name)
+            held = self._objects.get(name)
+        return held.unpack() if held else None
 
     def list(self, selector: dict[str, str] | None) -> list[dict]:
-        """The cached objects matching the equality ``selector``, by name."""
+        """The cached objects matching the equality ``selector``, by name (copies of their own)."""
         with self._lock:
-            return [o for _, o in sorted(self._objects.items())
-                    if matches((o.get("metadata") or {}).get("labels"), selector)]
+            chosen = [h for _, h in sorted(self._objects.items()) if matches(h.labels, selector)]
+        return [h.unpack() for h in chosen]
+
+    def names(self) -> list[str]:
+        """The names of every cached object (nothing decoded)."""
+        with self._lock:
+            return sorted(self._objects)
 
     def covers(self, selector: dict[str, str] | None) -> bool:
         """Whether every object ``selector`` matches is one this store holds (it selects on the required label)."""
@@ -151,18 +180,17 @@ class Store:
         if self.required_label and self.required_label not in (meta.get("labels") or {}):
             self.remove(name)
             return
-        obj = slim(obj)
+        held = _Held.pack(obj)
         with self._lock:
             old = self._objects.get(name)
-            new_rv, old_rv = _rv(obj), _rv(old) if old else None
-            if old is None or new_rv is None or old_rv is None or new_rv >= old_rv:
-                self._objects[name] = obj
+            if old is None or held.rv is None or old.rv is None or held.rv >= old.rv:
+                self._objects[name] = held
 
     def remove(self, name: str, rv: int | None = None) -> None:
         """Forget ``name`` (only if the held version is not newer than ``rv``, when given)."""
         with self._lock:
             old = self._objects.get(name)
-            if old is not None and (rv is None or (_rv(old) or 0) <= rv):
+            if old is not None and (rv is None or (old.rv or 0) <= rv):
                 del self._objects[name]
 
     def stop(self) -> None:
@@ -172,7 +200,7 @@ class Store:
 
     def _relist(self) -> str | None:
         objects, version = self._lister()
-        fresh = {o["metadata"]["name"]: slim(o) for o in objects}
+        fresh = {o["metadata"]["name"]: _Held.pack(o) for o in objects}
         with self._lock:
             self._objects = fresh
         return version

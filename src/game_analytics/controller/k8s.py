@@ -314,7 +314,7 @@ class Cluster:
     def store(self, api_version: str, kind: str, namespace: str) -> Store | None:
         """The synced watch-fed store of the kind in ``namespace`` (started on first use), or None: no ``cache``,
         a kind that is not cached (Secrets, Events), or its list failed (then the caller reads directly)."""
-        if not self.cache or kind in ("Secret", "Event"):
+        if not getattr(self, "cache", False) or kind in ("Secret", "Event"):  # subclasses may skip __init__
             return None
         key = (api_version, kind, namespace)
         with self._stores_lock:
@@ -358,6 +358,13 @@ class Cluster:
         with _api_call():
             return [_as_dict(o) for o in self.client.list(resource(api_version, kind), namespace=namespace,
                                                           labels=_labels(label_selector))]
+
+    def names(self, api_version: str, kind: str, namespace: str) -> list[str]:
+        """The names of every object of the kind in ``namespace`` (from the cache without decoding one)."""
+        store = self.store(api_version, kind, namespace)
+        if store is not None:
+            return store.names()
+        return [o["metadata"]["name"] for o in self.list(api_version, kind, namespace, "")]
 
     def _remember(self, obj: dict) -> dict:
         """Put what the API server answered to a write into the kind's store (when cached); returns ``obj``."""

@@ -68,6 +68,10 @@ class FileCluster:
                 and (d.get("metadata") or {}).get("namespace") == namespace
                 and wanted.items() <= ((d.get("metadata") or {}).get("labels") or {}).items()]
 
+    def names(self, api_version: str, kind: str, namespace: str) -> list[str]:
+        """Names of the documents of ``kind`` in ``namespace``."""
+        return [d["metadata"]["name"] for d in self.list(api_version, kind, namespace, "")]
+
     def serves(self, api_version: str, ttl: float = 60.0) -> bool:
         """Every API counts as served: the output is what a cluster with prometheus-operator would get."""
         return True
