@@ -160,3 +160,19 @@ def test_bad_scheduling_fields_never_reach_a_deployment(workers, no_sentinel_net
     cluster.preexisting = set(cluster.objects)
     check_case("GameDataSource", admitted, cluster)
     assert not [c for c in cluster.created().values() if c["kind"] == "Deployment"]
+
+
+@pytest.mark.parametrize(("example", "field"), [
+    ("mongoshardedcluster.yaml", "image"), ("redisfailover.yaml", "redis"), ("redisfailover.yaml", "sentinel")])
+@pytest.mark.parametrize("image", [" ", "redis 7", "\u2005redis"])
+def test_an_image_the_pod_validation_refuses_is_refused_at_apply(example, field, image):
+    """Found by the CR fuzzer: MongoShardedCluster ``spec.image: " "`` was admitted and rendered the image
+    ``" :7.0"`` into every mongod, mongos and keyfile container, which the Pod validation refuses."""
+    obj = body(example)
+    target = obj["spec"] if field == "image" else obj["spec"].setdefault(field, {})
+    target["image"] = image
+    admitted, refusals = crd_fuzz.admit(obj)
+    assert admitted is None
+    assert any(".image" in r for r in refusals), refusals
+    target["image"] = "registry.example.com/mongo:7.0@sha256:" + "0" * 64
+    assert crd_fuzz.admit(obj)[0] is not None

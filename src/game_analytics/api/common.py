@@ -146,6 +146,9 @@ EMAIL_LIST_PATTERN = f"^{_ADDR}([ \\t]*,[ \\t]*{_ADDR})*$"
 GAME_NAME_PATTERN = f"^[^,{SPACE}\\x00-\\x1f\\x7f]([^,\\x00-\\x1f\\x7f]*[^,{SPACE}\\x00-\\x1f\\x7f])?$"
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+#: A container image reference: printable ASCII without spaces (the Pod validation refuses an image with
+#: surrounding whitespace; the fuzzer found ``image: " "`` admitted and every mongod refused).
+ImageRef = Annotated[str, Field(min_length=1, max_length=512, pattern=f"^[{PRINTABLE}]+$")]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
 ResourceName = Annotated[str, Field(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63)]
 GameName = Annotated[str, Field(pattern=GAME_NAME_PATTERN, min_length=1, max_length=63)]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import BaseStatus, Model, Resources, SecretKeyRef, Storage, cel, opt
+from .common import BaseStatus, ImageRef, Model, Resources, SecretKeyRef, Storage, cel, opt
 
 _ODD = cel(f"{opt('replicas', 3)} % 2 == 1", "replica set members must be odd to keep a voting majority", ".replicas")
 
@@ -41,7 +41,7 @@ class MongosSettings(Model):
 
 class MongoExporterSettings(Model):
     enabled: bool = Field(default=True, description="Run a Percona mongodb_exporter sidecar next to every mongod and mongos.")
-    image: str | None = Field(default=None, max_length=512, description="Exporter image; the operator's default when unset.")
+    image: ImageRef | None = Field(default=None, description="Exporter image; the operator's default when unset.")
 
 
 _KEY_NAME = r"^[A-Za-z_][A-Za-z0-9_.]*$"
@@ -103,7 +103,7 @@ class MongoShardedClusterSpec(Model):
     }
 
     version: str = Field(default="7.0", pattern=r"^[0-9]+\.[0-9]+(\.[0-9]+)?$", description="MongoDB server version.")
-    image: str | None = Field(default=None, max_length=512, description="mongod/mongos image; the operator's default when unset.")
+    image: ImageRef | None = Field(default=None, description="mongod/mongos image; the operator's default when unset.")
     config_server: ConfigServerSettings = Field(default_factory=ConfigServerSettings, description="The config-server replica set.")
     shards: ShardSettings = Field(default_factory=ShardSettings, description="The shard replica sets.")
     mongos: MongosSettings = Field(default_factory=MongosSettings, description="The mongos routers.")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .common import BaseStatus, Model, Resources, SecretKeyRef, Storage, cel, opt
+from .common import BaseStatus, ImageRef, Model, Resources, SecretKeyRef, Storage, cel, opt
 
 
 class RedisSettings(Model):
     replicas: int = Field(default=3, ge=1, le=9, description="Redis pods: one master plus replicas.")
-    image: str | None = Field(default=None, max_length=512, description="Redis image; the operator's default when unset.")
+    image: ImageRef | None = Field(default=None, description="Redis image; the operator's default when unset.")
     resources: Resources = Field(default_factory=Resources, description="Redis container resources.")
     storage: Storage = Field(default_factory=Storage, description="Persistent volume per Redis pod.")
 
@@ -38,7 +38,7 @@ class SentinelSettings(Model):
 
     replicas: int = Field(default=3, ge=3, le=9, description="Sentinel pods; odd, at least 3.")
     quorum: int = Field(default=2, ge=2, le=9, description="Sentinels that must agree the master is down.")
-    image: str | None = Field(default=None, max_length=512, description="Sentinel image; the Redis image when unset.")
+    image: ImageRef | None = Field(default=None, description="Sentinel image; the Redis image when unset.")
     resources: Resources = Field(default_factory=Resources, description="Sentinel container resources.")
     down_after_milliseconds: int = Field(default=5000, ge=1000, le=600_000, description="Time before a master is considered down.")
     failover_timeout_milliseconds: int = Field(default=60_000, ge=1000, le=3_600_000, description="Failover timeout.")
@@ -51,7 +51,7 @@ class SentinelSettings(Model):
 
 class ExporterSettings(Model):
     enabled: bool = Field(default=True, description="Run a redis_exporter sidecar in each Redis pod.")
-    image: str | None = Field(default=None, max_length=512, description="Exporter image; the operator's default when unset.")
+    image: ImageRef | None = Field(default=None, description="Exporter image; the operator's default when unset.")
 
 
 class RedisFailoverSpec(Model):
