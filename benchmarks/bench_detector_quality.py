@@ -8,8 +8,9 @@ series, backfilled with promtool in two namespaces (planted, untouched).  Figure
 (recall >= 0.95 at precision >= 0.9) are marked in the table.
 
 The example AlertRules (examples/alertrule-*.yaml) are backtested over the span with the machinery of
-``game-analytics alerts backtest`` (``alerting.cli.backtest_rule``): worker-evaluated ones over a store loaded the way
-``make demo`` loads it (``game-analytics load --dataset all --via copy``: Bundesliga and CDNOW, nothing planted),
+``game-analytics alerts backtest`` (``alerting.cli.backtest_rule``): worker-evaluated ones over a store holding the demo's
+data (``game-analytics load --dataset all``, Bundesliga and CDNOW, nothing planted; ``--via copy`` straight into
+PostgreSQL where ``make demo`` publishes to the stream for its ingest worker),
 PromQL-evaluated ones over the untouched series in Prometheus (derived from the same CDNOW log: the demo's
 Prometheus holds only minutes of scrapes).  Every page there is a false page.
 
