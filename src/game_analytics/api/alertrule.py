@@ -122,7 +122,7 @@ class AnomalyScore(Model):
     activity_type: str = Field(
         default="purchase", min_length=1, max_length=63, description="Event type whose per-player features are scored."
     )
-    threshold: float = Field(default=0.7, gt=0, lt=1, description="Score above which a player is flagged.")
+    threshold: float = Field(default=0.81, gt=0, lt=1, description="Score above which a player is flagged (0.81: the tuned default, docs/backtest.md).")
     contamination: float = Field(
         default=0.01, gt=0, le=0.5, description="Expected share of anomalies when fitting the forest."
     )
