@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from .common import (  # noqa: F401 - LabelValue and QualifiedName are this module's too (gamedatasource)
+from .common import (
     DNS_LABEL_PATTERN,
     QUALIFIED_NAME_PATTERN,
     KubernetesLabels,

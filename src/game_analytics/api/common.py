@@ -73,8 +73,6 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     return total
 
 
-
-
 def _cron_field(number: str, names: str = "", question: bool = False) -> str:
     """A pattern of one cron field: a comma-separated list of ``*``, ``N`` or ``N-M``, each with an optional
     ``/step`` (step 1-99); ``number`` matches one value in the field's range, ``names`` (``jan|feb|...``) the
@@ -292,7 +290,7 @@ def utcnow() -> datetime:
 #: A Kubernetes label key (``[prefix/]name``: a DNS subdomain of at most 253 characters, a name of at most 63) and a
 #: label value (at most 63 characters).
 _LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
-_LABEL_PREFIX_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_PREFIX_RE = re.compile(DNS_SUBDOMAIN_PATTERN)
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
 

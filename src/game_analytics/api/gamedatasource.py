@@ -10,16 +10,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .affinity import Affinity, LabelValue, QualifiedName
+from .affinity import Affinity
 from .common import (
     DNS_SUBDOMAIN_PATTERN,
-    PRINTABLE,
     BaseStatus,
     Duration,
     GameName,
+    ImageRef,
     KubernetesLabels,
+    LabelValue,
     LocalObjectReference,
     Model,
+    QualifiedName,
     Resources,
     SecretKeyRef,
     cel,
@@ -116,8 +118,7 @@ class Toleration(Model):
 
 
 class Workers(Model):
-    image: str | None = Field(default=None, min_length=1, max_length=512, pattern=f"^[{PRINTABLE}]+$",
-                              description="Worker image; the operator's default when unset.")
+    image: ImageRef | None = Field(default=None, description="Worker image; the operator's default when unset.")
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list, alias="imagePullSecrets", max_length=16,
         description="Secrets (docker-registry type) to pull a private worker image with.")

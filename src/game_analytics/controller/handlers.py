@@ -109,6 +109,13 @@ def _handler(info: KindInfo):
     return handle
 
 
+def _forget(type: str, body: kopf.Body, **_: Any) -> None:  # noqa: A002 - Kopf's keyword
+    """Drop a deleted object's :func:`_serialized` state (else the map keeps one entry per object ever seen)."""
+    if type == "DELETED":
+        with _objects_lock:
+            _objects.pop(str((body.get("metadata") or {}).get("uid") or ""), None)
+
+
 def _reconcile(info: KindInfo, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, reason: Any, old: Any,
                new: Any) -> None:
     try:
@@ -132,6 +139,7 @@ def register(info: KindInfo) -> None:
     kopf.on.create(*resource, id=f"{info.singular}-create")(handle)
     kopf.on.update(*resource, field="spec", id=f"{info.singular}-update")(handle)
     kopf.timer(*resource, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, id=f"{info.singular}-resync")(handle)
+    kopf.on.event(*resource, id=f"{info.singular}-forget")(_forget)
     if info.kind in audit.SPEC_AUDITED_KINDS:
         def deleted(body: kopf.Body, **_: Any) -> None:  # only on a deletion (not on every watch event)
             record = audit.spec_record(info.kind, body, body.get("spec"), None, "delete")
