@@ -267,21 +267,28 @@ def test_settings_from_the_chart_environment() -> None:
         BacktestSettings.from_env({"GAME_ANALYTICS_BACKTEST_STEP": "often"})
 
 
-def test_the_operator_backtests_the_real_store(db_dsn: str, install) -> None:
-    """The real run (backtests.run_backtest) over PostgreSQL, the DSN read from the GameDataSource's Secret: a
-    4-trade burst at 10:01-10:04 is flagged by rapidAssetTransfer (3 in 1h) from the 10:05 step to 11:00."""
+def run_transfer_burst(db_dsn: str) -> dict:
+    """Store a 4-trade burst of player p1 at 2026-11-29 10:01-10:04 UTC and reconcile a DryRun rapidAssetTransfer
+    rule (3 in 1h) whose GameDataSource Secret points at ``db_dsn``; the rule, with its status, is returned."""
     at = datetime(2026, 11, 29, 10, tzinfo=UTC)
     events = [{"event_id": f"bt-{i}", "event_type": "trade", "occurred_at": at + timedelta(minutes=1 + i),
                "player_id": "p1", "game": "cdnow", "region": "US",
                "payload": {"counterparty_id": "m", "item_id": "x", "quantity": 1, "value": 1.0}} for i in range(4)]
     copy_events(events, db_dsn)
-    install(backtests.run_backtest)
     cluster = FakeCluster()
     cluster.add(secret("analytics-postgres", {"dsn": db_dsn}))
     rule = dry()
     rule["spec"]["category"] = "player"
     rule["spec"]["detector"] = {"rapidAssetTransfer": {"count": 3, "window": "1h"}}
     run("AlertRule", rule, cluster, IMAGES)
+    return rule
+
+
+def test_the_operator_backtests_the_real_store(db_dsn: str, install) -> None:
+    """The real run (backtests.run_backtest) over PostgreSQL, the DSN read from the GameDataSource's Secret: a
+    4-trade burst at 10:01-10:04 is flagged by rapidAssetTransfer (3 in 1h) from the 10:05 step to 11:00."""
+    install(backtests.run_backtest)
+    rule = run_transfer_burst(db_dsn)
     assert backtested(rule)["reason"] == "Computed", backtested(rule)
     assert rule["status"]["backtest"] == {"pages": 1, "pagesPerWeek": 1.0, "incidents": 1,
                                           "lastFired": "2026-11-29T10:05:00Z", "window": "7d", "step": "5m",

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from game_analytics.controller.alertrule import backtests
 from game_analytics.controller.alertrule.backtest_process import BacktestProcess, BacktestProcessDied
-from game_analytics.workers.load import copy_events
 
-from .fake_cluster import FakeCluster, secret
-from .test_alertrule_backtest import IMAGES, backtested, dry, install  # noqa: F401 - install is a fixture
-from .test_reconcile import run
+from .test_alertrule_backtest import backtested, install, run_transfer_burst  # noqa: F401 - install is a fixture
 
 
 @pytest.fixture
@@ -78,19 +75,9 @@ def test_store_errors_come_back_as_their_kind() -> None:
 
 def test_the_default_backtester_runs_the_real_store_in_a_child(db_dsn: str, install) -> None:  # noqa: F811
     """As test_the_operator_backtests_the_real_store, with the operator's default run (the child process)."""
-    at = datetime(2026, 11, 29, 10, tzinfo=UTC)
-    events = [{"event_id": f"bt-{i}", "event_type": "trade", "occurred_at": at + timedelta(minutes=1 + i),
-               "player_id": "p1", "game": "cdnow", "region": "US",
-               "payload": {"counterparty_id": "m", "item_id": "x", "quantity": 1, "value": 1.0}} for i in range(4)]
-    copy_events(events, db_dsn)
     instance = install(None, wait=120.0)
     assert instance._process is not None and not instance._process.running
-    cluster = FakeCluster()
-    cluster.add(secret("analytics-postgres", {"dsn": db_dsn}))
-    rule = dry()
-    rule["spec"]["category"] = "player"
-    rule["spec"]["detector"] = {"rapidAssetTransfer": {"count": 3, "window": "1h"}}
-    run("AlertRule", rule, cluster, IMAGES)
+    rule = run_transfer_burst(db_dsn)
     assert backtested(rule)["reason"] == "Computed", backtested(rule)
     assert rule["status"]["backtest"]["pages"] == 1 and rule["status"]["backtest"]["lastFired"] == (
         "2026-11-29T10:05:00Z")
