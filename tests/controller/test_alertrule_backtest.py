@@ -4,6 +4,7 @@ for the backtest itself, on the real PostgreSQL."""
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -238,6 +239,37 @@ def test_a_failed_backtest_is_a_condition_not_a_crash_loop(install, error, reaso
     again = run("AlertRule", rule, cluster, IMAGES)
     assert len(recorder.calls) == 1, "not retried at every resync"
     assert again.status_patch(rule["status"]) == {} and outcome.events == [("Normal", "Applied", outcome.events[0][2])]
+
+
+def test_an_idle_rule_keeps_its_status_while_the_next_backtest_runs(install, monkeypatch) -> None:
+    """Seen on the real apiserver: a retried failure, and each new hour's window, showed Running for one resync
+    and the result at the next, so an idle rule's status was written twice per retry (test_idle_resync)."""
+    clock, gate = [NOW], threading.Event()
+    recorder = Recorder(error=OSError("connection refused"))
+    install(recorder, clock=lambda: clock[0], wait=0.1)
+    cluster, rule = FakeCluster(), dry()
+    run("AlertRule", rule, cluster, IMAGES)
+    assert backtested(rule)["reason"] == "BacktestFailed"
+    monkeypatch.setattr(backtests, "RETRY_SECONDS", 0.0)
+    recorder.gate = gate  # the retry is slow: still running at the next reconcile
+    before = copy.deepcopy(rule["status"])
+    run("AlertRule", rule, cluster, IMAGES)
+    assert len(recorder.calls) == 2 and rule["status"] == before, "the failure stays shown"
+    recorder.error = None
+    gate.set()
+    time.sleep(0.3)
+    monkeypatch.setattr(backtests, "RETRY_SECONDS", 300.0)
+    run("AlertRule", rule, cluster, IMAGES)
+    assert backtested(rule)["reason"] == "Computed", "the retry's result replaces the failure"
+    gate.clear()
+    clock[0] = NOW + timedelta(hours=1)
+    before = copy.deepcopy(rule["status"])
+    run("AlertRule", rule, cluster, IMAGES)
+    assert len(recorder.calls) == 3 and rule["status"] == before, "last hour's result stays"
+    rule["spec"]["for"], rule["metadata"]["generation"] = "10m", 2
+    run("AlertRule", rule, cluster, IMAGES)
+    assert backtested(rule)["reason"] == "Running", "a new spec is not shown with the old spec's result"
+    gate.set()
 
 
 def test_suspended_rules_are_not_backtested(install) -> None:

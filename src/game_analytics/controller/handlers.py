@@ -65,9 +65,24 @@ def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any)
         logger.info("serving metrics on :%d/metrics", METRICS_PORT)
 
 
+#: reconciles running now; set when the operator stops, after which none starts (see :func:`close_cluster`)
+_running = threading.Condition()
+_in_flight = [0]
+_stopping = threading.Event()
+#: how long the operator's exit waits for reconciles already running before it closes their client
+STOP_WAIT_SECONDS = 20.0
+
+
 @kopf.on.cleanup()
-def close_cluster(**_: Any) -> None:
-    """Stop the read cache's watches when the operator exits."""
+def close_cluster(logger: logging.Logger, **_: Any) -> None:
+    """When the operator exits: let no reconcile start, wait (at most ``STOP_WAIT_SECONDS``) for those already
+    running, then stop the read cache's watches and close the client. Kopf runs this while resync timers may
+    still be executing in its thread pool: closing the client under them made each fail with "the client has
+    been closed", logged as a traceback at every clean stop."""
+    _stopping.set()
+    with _running:
+        if not _running.wait_for(lambda: _in_flight[0] == 0, timeout=STOP_WAIT_SECONDS):
+            logger.warning("stopping with %d reconciles still running", _in_flight[0])
     if "cluster" in _state:
         _state["cluster"].close()
 
@@ -96,14 +111,24 @@ def _serialized(body: Any) -> tuple[threading.Lock, list[int]]:
 def _handler(info: KindInfo):
     def handle(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, reason: Any = None, old: Any = None,
                new: Any = None, **_: Any) -> None:
-        lock, newest = _serialized(body)
-        with lock:
-            generation = int((body.get("metadata") or {}).get("generation") or 0)
-            if generation < newest[0]:  # a newer spec was reconciled meanwhile: this body is out of date
-                logger.debug("skipped: generation %d was reconciled after this %d", newest[0], generation)
+        with _running:
+            if _stopping.is_set():  # the next operator reconciles it (on resume)
+                logger.debug("skipped: the operator is stopping")
                 return
-            newest[0] = generation
-            _reconcile(info, body, patch, logger, reason, old, new)
+            _in_flight[0] += 1
+        try:
+            lock, newest = _serialized(body)
+            with lock:
+                generation = int((body.get("metadata") or {}).get("generation") or 0)
+                if generation < newest[0]:  # a newer spec was reconciled meanwhile: this body is out of date
+                    logger.debug("skipped: generation %d was reconciled after this %d", newest[0], generation)
+                    return
+                newest[0] = generation
+                _reconcile(info, body, patch, logger, reason, old, new)
+        finally:
+            with _running:
+                _in_flight[0] -= 1
+                _running.notify_all()
 
     handle.__name__ = f"reconcile_{info.singular}"
     return handle

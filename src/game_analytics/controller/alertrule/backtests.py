@@ -82,6 +82,11 @@ def _rfc3339(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _same_spec(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """Whether two backtest keys ``(generation, end, spec, source)`` differ at most in the window's end."""
+    return (old[0], *old[2:]) == (new[0], *new[2:])
+
+
 def window(now: datetime, settings: BacktestSettings) -> tuple[datetime, datetime]:
     """``(start, end)`` of the backtested span: ``end`` is ``now`` rounded down to a whole ``bucket`` (UTC),
     ``start`` is ``window`` earlier."""
@@ -151,6 +156,9 @@ class _Entry:
     key: tuple[Any, ...]
     future: Future[Backtest]
     finished: float | None = None  # monotonic time the future completed with an error
+    #: the Backtested condition shown while this backtest runs: the previous one of the same spec (a retry, or
+    #: the next hour's window), so an idle rule's status does not flap Running -> result at each of those
+    shown: dict | None = None
 
 
 class Backtester:
@@ -189,7 +197,9 @@ class Backtester:
             retry = (entry is not None and entry.finished is not None
                      and time.monotonic() - entry.finished > RETRY_SECONDS)
             if entry is None or entry.key != key or retry:
-                entry = _Entry(key, self._pool.submit(self._run, rule, spec, source, start, end, self.settings))
+                same_spec = entry is not None and _same_spec(entry.key, key)
+                entry = _Entry(key, self._pool.submit(self._run, rule, spec, source, start, end, self.settings),
+                               shown=entry.shown if same_spec else None)
                 self._entries[owner.uid or rule] = entry
                 self._queued += 1
                 entry.future.add_done_callback(self._finished)
@@ -197,9 +207,11 @@ class Backtester:
         try:
             result = entry.future.result(timeout=wait)
         except TimeoutError:
-            return None, conditions.condition(CONDITION, None, "Running",
-                                              f"backtesting the {self.settings.window} before {_rfc3339(end)}",
-                                              generation)
+            if entry.shown is not None:  # the last result of this spec stays until the new one is in
+                return None, entry.shown
+            return None, self._show(entry, conditions.condition(
+                CONDITION, None, "Running", f"backtesting the {self.settings.window} before {_rfc3339(end)}",
+                generation))
         except NotBacktestable as exc:
             return self._failed(entry, "BacktestUnavailable", str(exc), generation)
         except BudgetExceeded as exc:
@@ -209,9 +221,14 @@ class Backtester:
             kind = exc.kind if isinstance(exc, BacktestError) else type(exc).__name__
             return self._failed(entry, "BacktestFailed", f"{kind}: {message}", generation)
         status = result if isinstance(result, BacktestStatus) else summary(result, self.settings)
-        return status, conditions.condition(
+        return status, self._show(entry, conditions.condition(
             CONDITION, True, "Computed", f"{status.pages} pages ({status.pages_per_week:g}/week) in the "
-            f"{status.window} before {status.computed_at}", generation)
+            f"{status.window} before {status.computed_at}", generation))
+
+    @staticmethod
+    def _show(entry: _Entry, condition: dict) -> dict:
+        entry.shown = condition
+        return condition
 
     def _finished(self, _: Future) -> None:
         with self._lock:
@@ -220,7 +237,7 @@ class Backtester:
     def _failed(self, entry: _Entry, reason: str, message: str, generation: int | None) -> tuple[None, dict]:
         if entry.finished is None:
             entry.finished = time.monotonic()
-        return None, conditions.condition(CONDITION, False, reason, message, generation)
+        return None, self._show(entry, conditions.condition(CONDITION, False, reason, message, generation))
 
     def forget(self, uid: str) -> None:
         """Drop the cached backtest of a deleted rule."""
