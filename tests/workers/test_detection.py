@@ -472,3 +472,36 @@ def test_scoped_wealth_query_equals_the_whole_population_query(store: Engine) ->
         scoped, whole = run(players), [f for f in run(None) if f[0] in set(players)]
     assert scoped == whole
     assert {("cdnow-04242", "USD"), ("cdnow-00007", "GEMS")} <= {(s, c) for s, c, *_ in scoped}
+
+
+def test_scoped_evaluations_plan_with_the_actual_player_list(store: Engine, tmp_path: Path) -> None:
+    """The custom-plan guard (``DetectionWorker.evaluate``): every query of a player-scoped evaluation runs with
+    ``plan_cache_mode = force_custom_plan`` (a generic plan searched ``player_id = ANY($1)`` linearly per row: the
+    8-52 s stalls of docs/alerting.md), only inside its own transaction, and a whole pass keeps the server's
+    default. Read from the server in the transaction of each statement, after it ran."""
+    from sqlalchemy import event
+
+    write_rule(tmp_path, "wealth-jump", "suddenWealthChange",
+               {"thresholdRatio": 20, "window": "30d", "minWealth": 500})  # fmt: skip
+    worker = DetectionWorker(store, lambda: load_rules_dir(tmp_path), as_of="latest", model_dir=tmp_path / "m")
+    (rule,), errors = load_rules_dir(tmp_path)
+    assert errors == []
+    seen: list[tuple[str, str]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "FROM" in statement.upper() and "plan_cache_mode" not in statement:
+            (mode,) = cursor.connection.execute("SHOW plan_cache_mode").fetchone()
+            seen.append((statement.split()[0], mode))
+
+    event.listen(store, "after_cursor_execute", record)
+    try:
+        worker.evaluate(rule, END, players=["cdnow-04242", "cdnow-00007"])
+        scoped, seen[:] = list(seen), []
+        worker.evaluate(rule, END)
+        whole = list(seen)
+    finally:
+        event.remove(store, "after_cursor_execute", record)
+    assert scoped and {mode for _, mode in scoped} == {"force_custom_plan"}, scoped
+    assert whole and {mode for _, mode in whole} == {"auto"}, "SET LOCAL must not outlive the scoped transaction"
+    with store.connect() as conn:
+        assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
