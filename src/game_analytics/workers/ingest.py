@@ -63,7 +63,7 @@ from game_analytics.workers.batches import (
     write_batch,
 )
 from game_analytics.workers.runtime import serve, stop_event
-from game_analytics.workers.shards import shard_streams
+from game_analytics.workers.shards import claim_idle, shard_streams
 
 __all__ = [
     "DATA_FIELD",
@@ -242,17 +242,12 @@ class IngestWorker:
                 return
 
     def _claimed(self) -> Iterator[Batch]:
-        """``XAUTOCLAIM`` entries pending longer than ``claim_idle_ms`` for any consumer, as validated batches."""
-        start = "0-0"
-        while True:
-            reply = self.redis.xautoclaim(self.config.stream, self.config.group, self.config.consumer,
-                                          self.config.claim_idle_ms, start_id=start,
-                                          count=self.config.batch_size)  # fmt: skip
-            start = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
-            if reply[1]:
-                yield prepare_entries(reply[1])
-            if start == "0-0":
-                break
+        """``XAUTOCLAIM`` entries pending longer than ``claim_idle_ms`` for any consumer, as validated batches
+        (:func:`~game_analytics.workers.shards.claim_idle`)."""
+        config = self.config
+        for entries in claim_idle(self.redis, config.stream, config.group, config.consumer, config.claim_idle_ms,
+                                  config.batch_size):  # fmt: skip
+            yield prepare_entries(entries)
         self._last_claim = time.monotonic()
 
     def update_lag(self) -> None:

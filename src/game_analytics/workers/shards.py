@@ -7,7 +7,8 @@ player's events stay in order in one stream, and a shard is as busy as its share
 
 Every ingest replica consumes every shard, one consumer (thread, connection) per shard, all in the group of that
 shard: the replicas share the streams, and a shard's entries left pending by a dead replica are taken over by
-the others through ``XAUTOCLAIM`` (:meth:`game_analytics.workers.ingest.IngestWorker.batches`).  Shards spread
+the others through ``XAUTOCLAIM`` (:func:`claim_idle`, also used by the detection worker's streaming path for
+its own group).  Shards spread
 the streams over Redis nodes (or a Redis Cluster: one key per shard), and their lag is seen per stream.
 
 Game servers publish with :func:`stream_for` (or any client doing the same ``crc32``; its definition is zlib's).
@@ -16,10 +17,10 @@ Game servers publish with :func:`stream_for` (or any client doing the same ``crc
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["MAX_SHARDS", "publish_sharded", "shard_of", "shard_streams", "stream_for"]
+__all__ = ["MAX_SHARDS", "claim_idle", "publish_sharded", "shard_of", "shard_streams", "stream_for"]
 
 #: upper bound of ``spec.stream.shards``
 MAX_SHARDS = 64
@@ -65,3 +66,23 @@ def publish_sharded(events: Iterable[Mapping[str, Any]], client: Any, stream: st
             pipe.execute()
     pipe.execute()
     return added
+
+
+def claim_idle(client: Any, stream: str, group: str, consumer: str, min_idle_ms: int,
+               count: int = 1000) -> Iterator[list[tuple[Any, Any]]]:  # fmt: skip
+    """Take over for ``consumer`` the entries of ``stream`` pending in ``group`` for longer than ``min_idle_ms``
+    (milliseconds since their last delivery) for any consumer of the group: ``XAUTOCLAIM`` from ``0-0``, ``count``
+    per call, until the cursor is back at ``0-0``.  Yields each call's entries, when there are any, as redis-py
+    parses them: ``[(entry_id, fields dict, or None for an entry deleted while pending on Redis < 7)]``; they
+    are pending for ``consumer`` now and the caller acknowledges them once handled.  A consumer that died
+    with entries pending loses them this way (its name stays in the group, with nothing pending).
+
+    ``client`` is a ``redis.Redis``; raises ``redis.RedisError`` (``NOGROUP`` when the group does not exist)."""
+    start = "0-0"
+    while True:
+        reply = client.xautoclaim(stream, group, consumer, min_idle_ms, start_id=start, count=count)
+        start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if reply[1]:
+            yield list(reply[1])
+        if start == "0-0":
+            return
