@@ -235,7 +235,7 @@ FLAGS: dict[str, Flag] = {
     "dead_letter_stream": Flag(("ingest",)),
     "batch_size": Flag(("ingest",)),
     "block_ms": Flag(("ingest",)),
-    "claim_idle_ms": Flag(("ingest",)),
+    "claim_idle_ms": Flag(("ingest", "detection")),
     "migrate": Flag(("ingest",)),
     "retention": Flag(("ingest",)),
     "partition_interval": Flag(("ingest",)),

@@ -18,12 +18,14 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
+from game_analytics.settings import WorkerSettings
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import detection
 from game_analytics.workers.detection import DetectionWorker, load_rules_dir
 from game_analytics.workers.ingest import IngestConfig, IngestWorker
 from game_analytics.workers.load import copy_events, publish_events
-from game_analytics.workers.streaming import StreamEvaluator, _parse
+from game_analytics.workers.shards import claim_idle
+from game_analytics.workers.streaming import StreamEvaluator, _parse, start_from_env
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 WEALTH = {"thresholdRatio": 5, "window": "1h", "minWealth": 100}
@@ -173,3 +175,89 @@ def test_run_evaluates_entries_left_pending_by_a_crash_first(setup: dict[str, An
         thread.join(10)
     assert list(worker.subjects[rule]) == ["p3"]  # ">" alone would never have read it again
     assert setup["client"].xpending(stream, "detection")["pending"] == 0 and not thread.is_alive()
+
+
+def replacement(setup: dict[str, Any], engine: Engine, tmp_path: Path, **kwargs: Any) -> StreamEvaluator:
+    """The streaming path of a replacement pod: a new worker (its first pass done now) and consumer ``d2``."""
+    worker = DetectionWorker(engine, lambda: load_rules_dir(tmp_path / "rules"), as_of="latest",
+                             model_dir=tmp_path / "models-2")  # fmt: skip
+    worker.run_once()
+    assert worker.subjects[setup["rule"]] == {}
+    return StreamEvaluator(worker, setup["client"], [setup["stream"]], None, consumer="d2", store_timeout=5.0,
+                           **kwargs)  # fmt: skip
+
+
+def run_until_evaluated(setup: dict[str, Any], evaluator: StreamEvaluator, timeout: float = 15.0) -> float | None:
+    """Run ``evaluator`` until its worker flags a subject of the rule and nothing is pending in the group;
+    returns the ``time.monotonic()`` it was seen at (None: not within ``timeout``)."""
+    stream, rule, client = setup["stream"], setup["rule"], setup["client"]
+    stop, seen = threading.Event(), None
+    thread = threading.Thread(target=evaluator.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if evaluator.worker.subjects.get(rule) and client.xpending(stream, "detection")["pending"] == 0:
+                seen = time.monotonic()
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    return seen
+
+
+def test_a_replacement_consumer_takes_over_the_dead_ones_pending_entries(setup: dict[str, Any], engine: Engine,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    """A Deployment's replacement pod has a new name (the consumer name is the hostname): what its predecessor
+    read and never acknowledged is pending for a consumer that never comes back, and ``"0"`` is only this
+    consumer's own. The new one claims entries idle longer than ``claim_idle_ms`` and evaluates them."""
+    evaluator = replacement(setup, engine, tmp_path, claim_idle_ms=200)
+    publish_events([purchase("p3", T0, 5_000.0)], setup["redis_url"], stream=setup["stream"])
+    assert len(read(setup)) == 1  # consumer d1 read it and died before evaluating it
+    setup["ingest"].run(until_idle=True, prefetch=0)
+    time.sleep(0.3)  # idle longer than the replacement's claim_idle_ms
+    assert run_until_evaluated(setup, evaluator) is not None
+    assert list(evaluator.worker.subjects[setup["rule"]]) == ["p3"]  # d1's entry evaluated by d2: no missed page
+    assert setup["client"].xpending(setup["stream"], "detection")["pending"] == 0
+
+
+def test_entries_of_a_consumer_dying_later_are_claimed_by_the_periodic_claim(setup: dict[str, Any], engine: Engine,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    """A rolling update: the new pod runs before the old one stops, so the entries the old one leaves are not
+    idle yet at the new one's start; a later claim (every ``claim_every_s``) takes them, not before they are
+    ``claim_idle_ms`` idle."""
+    evaluator = replacement(setup, engine, tmp_path, claim_idle_ms=3000, claim_every_s=0.2)
+    publish_events([purchase("p3", T0, 5_000.0)], setup["redis_url"], stream=setup["stream"])
+    assert len(read(setup)) == 1
+    read_at = time.monotonic()
+    setup["ingest"].run(until_idle=True, prefetch=0)
+    assert time.monotonic() - read_at < 2.5, "too slow to start before the entry is idle: the test would not test"
+    seen = run_until_evaluated(setup, evaluator)
+    assert seen is not None and list(evaluator.worker.subjects[setup["rule"]]) == ["p3"]
+    assert seen - read_at >= 3.0  # left to its consumer while it may still be alive
+
+
+def test_a_live_consumers_recent_entries_are_not_claimed(setup: dict[str, Any]) -> None:
+    stream, client = setup["stream"], setup["client"]
+    publish_events([purchase("p1", T0, 1.0)], setup["redis_url"], stream=stream)
+    assert len(read(setup)) == 1  # d1 is evaluating it right now
+    assert list(claim_idle(client, stream, "detection", "d2", 60_000)) == []
+    claimed = list(claim_idle(client, stream, "detection", "d2", 0))
+    assert len(claimed) == 1 and len(claimed[0]) == 1
+    assert [c["name"] for c in client.xinfo_consumers(stream, "detection") if c["pending"]] == [b"d2"]
+
+
+def test_the_claim_idle_setting_reaches_the_streaming_path(setup: dict[str, Any], engine: Engine,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    worker = DetectionWorker(engine, lambda: load_rules_dir(tmp_path / "rules"), model_dir=tmp_path / "models-3")
+    settings = WorkerSettings.model_validate(dict(redis_url=setup["redis_url"], stream=setup["stream"],
+                                                  alertmanager_urls=["http://127.0.0.1:9"], claim_idle_ms=1234))
+    stop = threading.Event()
+    thread = start_from_env(worker, settings, stop, environ={})
+    try:
+        assert thread is not None and worker.stream.claim_idle_ms == 1234 and worker.stream.group == "detection"
+    finally:
+        stop.set()
+        thread.join(10)

@@ -19,8 +19,11 @@ batch of entries:
 4. the rule's flagged-subject count goes through :class:`~game_analytics.workers.alert_sender.RuleAlert` to
    Alertmanager's v2 API (:class:`~game_analytics.workers.alert_sender.AlertmanagerClient`);
 5. the entries are acknowledged (after a restart this consumer's unacknowledged entries are read first: an
-   evaluation is idempotent; a replacement pod has a new consumer name and does not see its predecessor's,
-   which are left to the periodic pass).
+   evaluation is idempotent). A replacement pod has a new consumer name (the hostname) and never reads its
+   predecessor's pending entries with ``XREADGROUP``: as the ingest workers do for theirs, the path takes over
+   entries pending in its group for longer than ``claim_idle_ms`` for any consumer (``XAUTOCLAIM``,
+   :func:`~game_analytics.workers.shards.claim_idle`) after its own pending ones and then every
+   ``claim_every_s``, and evaluates and acknowledges them like new ones.
 
 While this path runs, the periodic pass evaluates the player-scoped rules whole only every
 ``detection.STREAMED_FULL_EVERY``-th pass, and waits while this path has a backlog (:meth:`StreamEvaluator.backlog`):
@@ -32,7 +35,8 @@ a fixed time that time. Every second without entries the flagged subjects are re
 Settings (environment, rendered by the operator into the detection worker's ConfigMap):
 ``GAME_ANALYTICS_ALERTMANAGER_URLS`` (comma separated; empty: the streaming path is off),
 ``GAME_ANALYTICS_DETECTION_GROUP`` (default ``detection``), ``GAME_ANALYTICS_CONSUMER_GROUP`` (the ingest
-workers' group whose acknowledgements mean "stored", default ``ingest``).
+workers' group whose acknowledgements mean "stored", default ``ingest``), ``GAME_ANALYTICS_CLAIM_IDLE_MS``
+(``--claim-idle-ms``, the ingest workers' setting too: entries of other consumers idle longer are taken over).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from game_analytics.monitoring import names
 from game_analytics.workers.alert_sender import AlertmanagerClient, RuleAlert
 from game_analytics.workers.batches import DATA_FIELD
 from game_analytics.workers.detectors import EVENT_TYPES, PLAYER_SCOPED
-from game_analytics.workers.shards import shard_streams
+from game_analytics.workers.shards import claim_idle, shard_streams
 
 __all__ = ["ALERTMANAGER_URLS_ENV", "GROUP_ENV", "StreamEvaluator", "start_from_env"]
 
@@ -116,6 +120,9 @@ class StreamEvaluator:
         ingest_group: the ingest workers' consumer group (``GAME_ANALYTICS_CONSUMER_GROUP``, the GameDataSource's
             ``spec.stream.consumerGroup``): an entry it has acknowledged is stored.
         block_ms: XREADGROUP block; store_timeout: seconds to wait for the ingest worker's commit.
+        claim_idle_ms / claim_every_s: entries pending in ``group`` for longer than ``claim_idle_ms``
+            milliseconds for any consumer (a replaced pod's) are taken over after this consumer's own pending
+            ones, and again every ``claim_every_s`` seconds.
         batch: at most this many entries per read, all evaluated together (one scoped query per rule). Behind a
             background load the scoped query for thousands of players is planned as a parallel scan of ``events``
             with the players as a hashed filter, whose cost grows with the table more than with the players
@@ -127,13 +134,14 @@ class StreamEvaluator:
 
     def __init__(self, worker: Any, client: redis.Redis, streams: Sequence[str], alertmanager: AlertmanagerClient | None,
                  *, group: str = "detection", consumer: str | None = None, ingest_group: str = "ingest",
-                 block_ms: int = 200,
+                 block_ms: int = 200, claim_idle_ms: int = 30_000, claim_every_s: float = 15.0,
                  store_timeout: float = 5.0, min_full_gap: float = 1.0, batch: int = 50_000) -> None:  # fmt: skip
         self.worker, self.client, self.streams = worker, client, list(streams)
         self.alertmanager = alertmanager
         self.group, self.consumer = group, consumer or socket.gethostname()
         self.ingest_group = ingest_group
         self.block_ms, self.store_timeout, self.min_full_gap = block_ms, store_timeout, min_full_gap
+        self.claim_idle_ms, self.claim_every_s = claim_idle_ms, claim_every_s
         self.batch = batch
         self.alerts: dict[str, RuleAlert] = {}
         self._lock = threading.Lock()
@@ -321,28 +329,48 @@ class StreamEvaluator:
         """The reading side of :meth:`run` (a thread of its own): ``XREADGROUP`` and parse the next batch while the
         previous one is evaluated, and hand ``(batches, events, filled a whole batch)`` over through ``out`` (one
         at a time). The first reads are this consumer's own pending entries (read before a restart, never
-        acknowledged), then new ones; an empty read is handed over too (the evaluator's clock ticks on it)."""
-        start = "0"
+        acknowledged), then the entries other consumers of the group left pending for longer than
+        ``claim_idle_ms`` (:meth:`_claim`; again every ``claim_every_s``), then new ones; an empty read is handed
+        over too (the evaluator's clock ticks on it)."""
+        start, last_claim = "0", None
         while not stop.is_set():
             try:
+                if start == ">" and (last_claim is None or time.monotonic() - last_claim >= self.claim_every_s):
+                    self._claim(stop, out)
+                    last_claim = time.monotonic()
                 reply = self.client.xreadgroup(self.group, self.consumer, {s: start for s in self.streams},
                                                count=self.batch, block=None if start == "0" else self.block_ms)
                 batches = [(stream, entries) for stream, entries in (reply or []) if entries]
                 if start == "0" and not any(fields for _, entries in batches for _, fields in entries):
                     start = ">"  # own pending entries done (acknowledged ones come back with no fields)
-                item = (batches, _parse(batches), sum(len(entries) for _, entries in batches) >= self.batch)
-                while not stop.is_set():
-                    try:
-                        out.put(item, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
+                self._hand_over(stop, out, batches)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("stream read failed (%s); retrying in 1 s", exc)
                 stop.wait(1.0)
             except Exception:  # noqa: BLE001 - e.g. a reply it cannot parse
                 log.exception("stream read failed")
                 stop.wait(1.0)
+
+    def _claim(self, stop: threading.Event, out: queue.Queue) -> None:
+        """Hand over, stream by stream and ``batch`` at a time, the entries pending in the group for longer than
+        ``claim_idle_ms`` for any consumer, now claimed for this one
+        (:func:`~game_analytics.workers.shards.claim_idle`, the ingest workers' ``XAUTOCLAIM``)."""
+        for stream in self.streams:
+            for entries in claim_idle(self.client, stream, self.group, self.consumer, self.claim_idle_ms,
+                                      self.batch):  # fmt: skip
+                log.info("took over %d entries of %s left pending in group %s", len(entries), stream, self.group)
+                self._hand_over(stop, out, [(stream, entries)])
+
+    def _hand_over(self, stop: threading.Event, out: queue.Queue, batches: list[tuple[Any, Any]]) -> None:
+        """Put ``(batches, their parsed events, filled a whole batch)`` into ``out``, waiting until it is taken
+        or ``stop`` is set."""
+        item = (batches, _parse(batches), sum(len(entries) for _, entries in batches) >= self.batch)
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def run(self, stop: threading.Event) -> None:
         """Evaluate and acknowledge what :meth:`_read` reads (in a second thread, so that reading and parsing
@@ -389,8 +417,8 @@ def start_from_env(worker: Any, settings: Any, stop: threading.Event,
     client = connect(settings, socket_timeout=10.0)
     streams = shard_streams(settings.stream, settings.stream_shards)
     evaluator = StreamEvaluator(worker, client, streams, AlertmanagerClient(urls, registry=worker.registry),
-                                group=env.get(GROUP_ENV) or "detection",
-                                ingest_group=settings.consumer_group)  # fmt: skip
+                                group=env.get(GROUP_ENV) or "detection", ingest_group=settings.consumer_group,
+                                claim_idle_ms=settings.claim_idle_ms)  # fmt: skip
     thread = threading.Thread(target=evaluator.run, args=(stop,), name="detection-stream", daemon=True)
     thread.start()
     log.info("streaming path on: %s in group %s, alerts to %s", ", ".join(streams), evaluator.group, ", ".join(urls))
