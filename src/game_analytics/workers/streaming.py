@@ -35,8 +35,9 @@ a fixed time that time. Every second without entries the flagged subjects are re
 Settings (environment, rendered by the operator into the detection worker's ConfigMap):
 ``GAME_ANALYTICS_ALERTMANAGER_URLS`` (comma separated; empty: the streaming path is off),
 ``GAME_ANALYTICS_DETECTION_GROUP`` (default ``detection``), ``GAME_ANALYTICS_CONSUMER_GROUP`` (the ingest
-workers' group whose acknowledgements mean "stored", default ``ingest``), ``GAME_ANALYTICS_CLAIM_IDLE_MS``
-(``--claim-idle-ms``, the ingest workers' setting too: entries of other consumers idle longer are taken over).
+workers' group whose acknowledgements mean "stored", default ``ingest``); not rendered, read when set:
+``GAME_ANALYTICS_CLAIM_IDLE_MS`` (``--claim-idle-ms``, default 30000, the ingest workers' setting too: entries of
+other consumers idle longer are taken over).
 """
 
 from __future__ import annotations
