@@ -208,6 +208,28 @@ def _program(rule: str) -> Any:
     return cel.compile(rule)
 
 
+def _find(text: str, pattern: str) -> str:
+    """The Kubernetes CEL regex library's ``<string>.find(<regex>)``: the first match, or ``''`` (not in the
+    ``cel`` package; Python's ``re`` means the same as RE2 for the classes CRD rules may use, see
+    test_fuzz_admission)."""
+    found = re.search(pattern, text)
+    return found.group(0) if found else ""
+
+
+#: functions of the Kubernetes CEL libraries that CRD rules use and the ``cel`` package lacks
+KUBERNETES_FUNCTIONS = {"find": _find}
+
+
+def evaluate(rule: str, self_value: Any) -> Any:
+    """``rule`` evaluated with ``self`` bound to ``self_value`` (typed as CEL sees it) and the Kubernetes
+    functions of :data:`KUBERNETES_FUNCTIONS`. Raises what the ``cel`` package raises on an evaluation error."""
+    context = cel.Context()
+    context.add_variable("self", self_value)
+    for name, function in KUBERNETES_FUNCTIONS.items():
+        context.add_function(name, function)
+    return _program(rule).execute(context)
+
+
 def _refusals(schema: dict, value: Any, path: str) -> list[str]:
     """Why admission refuses ``value`` at ``path`` (CEL rules without oldSelf, list-map and set uniqueness)."""
     out = []
@@ -215,7 +237,7 @@ def _refusals(schema: dict, value: Any, path: str) -> list[str]:
         if "oldSelf" in v["rule"]:
             continue  # a transition rule: not evaluated on create
         try:
-            ok = _program(v["rule"]).execute({"self": _cel_value(schema, value)})
+            ok = evaluate(v["rule"], _cel_value(schema, value))
         except Exception as exc:  # noqa: BLE001 - an evaluation error refuses the object, as in the API server
             ok = f"error: {exc}"
         if ok is not True:

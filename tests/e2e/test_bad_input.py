@@ -84,6 +84,19 @@ REJECTED = [
     (variant("gamedatasource.yaml", "two-redis",
              set_("redis", {"urlSecretRef": {"name": "r", "key": "url"}, "sentinel": {"redisFailoverRef": {"name": "x"}}})),
      "set exactly one of urlSecretRef or sentinel"),
+    # moved from the operator into CEL (issue 15 leftovers): retention, zone shards, zone keys
+    (variant("gamedatasource.yaml", "zero-retention", set_("retention", "0d")),
+     'spec.retention: Invalid value: "string": must be positive'),
+    (variant("gamedatasource.yaml", "long-retention", set_("retention", "999y52w1d1ms")),
+     'spec.retention: Invalid value: "string": must be at most 1000y'),
+    (variant("gamedatasource.yaml", "huge-retention", set_("retention", "99999999999999999999999y")),
+     'spec.retention: Invalid value: "string": must be at most 1000y'),  # refused by the rule, no int64 overflow
+    (variant("mongoshardedcluster.yaml", "zone-shard-2-of-2",
+             lambda s: s["collections"][1]["zones"][1].update(shards=[2])),
+     'spec.collections: Invalid value: "object": zone shards must be below shards.count'),
+    (variant("mongoshardedcluster.yaml", "zone-key-not-in-shard-key",
+             lambda s: s["collections"][1]["zones"][0]["min"].update(country="fr")),
+     'spec.collections[1].zones: Invalid value: "object": zone min and max keys must be fields of the shard key'),
     (dict(variant("gamedatasource.yaml", "x", lambda s: None),
           metadata={"name": "a-name-that-is-far-too-long-for-derived-children", "namespace": GAMES_NS}),
      "metadata.name must be at most 40 characters"),
@@ -110,6 +123,27 @@ def test_schema_and_cel_reject_bad_manifests_naming_the_field(installed, kubectl
             failures.append(f"{manifest['metadata']['name']}: rc={result.returncode} {result.stderr.strip()}")
     assert not failures, "\n".join(failures)
     assert len(REJECTED) + len(REPORTED) >= 15
+
+
+#: (manifest) at the limits of the rules above: admitted (server-side dry run)
+ADMITTED_AT_THE_LIMIT = [
+    variant("gamedatasource.yaml", "retention-1000y", set_("retention", "1000y")),
+    variant("gamedatasource.yaml", "retention-in-ms", set_("retention", "31536000000000ms")),
+    variant("gamedatasource.yaml", "retention-summed", set_("retention", "999y52w1d")),  # 1000y exactly
+    variant("gamedatasource.yaml", "retention-leading-zeros", set_("retention", "0000000000000000000999y52w")),
+    variant("mongoshardedcluster.yaml", "zone-on-every-shard",
+            lambda s: (s["shards"].update(count=3), s["collections"][1]["zones"][1].update(shards=[0, 1, 2]),
+                       s["collections"][1]["zones"][0].update(max={"region": "eu", "player_id": "$maxKey"}))),
+]
+
+
+def test_values_at_the_limits_of_the_rules_are_admitted(installed, kubectl):
+    failures = []
+    for manifest in ADMITTED_AT_THE_LIMIT:
+        result = kubectl.run("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(manifest), check=False)
+        if result.returncode != 0:
+            failures.append(f"{manifest['metadata']['name']}: {result.stderr.strip()}")
+    assert not failures, "\n".join(failures)
 
 
 def test_semantic_errors_are_reported_in_status_and_operator_stays_up(operator, kubectl):

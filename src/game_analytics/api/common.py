@@ -73,6 +73,38 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     return total
 
 
+#: Per unit of :data:`DURATION_PATTERN`: its symbol and a RE2 pattern that finds the unit's number in a duration
+#: (``m`` must not be the ``m`` of ``ms``; ``[0-9]+s`` never matches in ``5ms``, whose ``s`` follows an ``m``).
+_DURATION_FINDERS = (("y", "[0-9]+y"), ("w", "[0-9]+w"), ("d", "[0-9]+d"), ("h", "[0-9]+h"),
+                     ("m", "[0-9]+m([0-9]|$)"), ("s", "[0-9]+s"), ("ms", "[0-9]+ms"))
+
+
+def duration_rules(limit: timedelta = MAX_DURATION) -> list[dict[str, str]]:
+    """CEL rules on a :data:`DURATION_PATTERN` string that refuse exactly what :func:`parse_duration` (without
+    ``allow_zero``) refuses in it: zero (``0``, ``0s``, ``0d0h``: no digit 1-9) and more than ``limit``.
+
+    CEL's ``duration()`` knows only Go's units (h, m, s), so the rule adds the units up itself in milliseconds:
+    each unit's number is taken with the Kubernetes regex library's ``find`` (``'0' +`` makes an absent unit 0)
+    and converted with ``int()``. A number with more significant digits than ``limit`` has in that unit is over
+    the limit on its own, and is refused by a pattern first; that also keeps every ``int()`` and the sum far
+    below int64 (at most about 2e15 ms, against 9.2e18), so no input makes the rule fail to evaluate (CEL's
+    ``&&`` is false when either side is false, even if the other errs).
+
+    Returns:
+        two ``x-kubernetes-validations`` entries for the string itself (``self`` is the duration).
+    """
+    limit_ms = limit // timedelta(milliseconds=1)
+    factors = [unit // timedelta(milliseconds=1) for unit in _DURATION_UNITS]
+    too_many_digits = "|".join(f"[1-9][0-9]{{{len(str(limit_ms // f))},}}{symbol}{'([0-9]|$)' if symbol == 'm' else ''}"
+                               for (symbol, _), f in zip(_DURATION_FINDERS, factors, strict=True))
+    total = " + ".join(f"int('0' + self.find('{finder}').find('[0-9]+')) * {f}"
+                       for (_, finder), f in zip(_DURATION_FINDERS, factors, strict=True))
+    years = limit // _DURATION_UNITS[0]
+    return [cel("self.matches('[1-9]')", "must be positive (e.g. 90d)"),
+            cel(f"!self.matches('{too_many_digits}') && {total} <= {limit_ms}",
+                f"must be at most {years}y ({limit.days}d)")]
+
+
 def _cron_field(number: str, names: str = "", question: bool = False) -> str:
     """A pattern of one cron field: a comma-separated list of ``*``, ``N`` or ``N-M``, each with an optional
     ``/step`` (step 1-99); ``number`` matches one value in the field's range, ``names`` (``jan|feb|...``) the

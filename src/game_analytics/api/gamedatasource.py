@@ -25,6 +25,7 @@ from .common import (
     Resources,
     SecretKeyRef,
     cel,
+    duration_rules,
     monitoring_labels_field,
 )
 
@@ -147,7 +148,9 @@ class GameDataSourceSpec(Model):
     stream: StreamSettings = Field(default_factory=StreamSettings, description="Event stream names.")
     workers: Workers = Field(default_factory=Workers, description="Always-on workers.")
     retention: Duration | None = Field(default=None, description="Events older than this are dropped, whole "
-                                       "time partitions at a time (e.g. 90d); kept forever when unset.")
+                                       "time partitions at a time (e.g. 90d), more than 0 and at most 1000y; kept "
+                                       "forever when unset.",
+                                       json_schema_extra={"x-kubernetes-validations": duration_rules()})
     partition_interval: Literal["month", "day"] = Field(
         default="month", alias="partitionInterval",
         description="Time partitions of the events table: month, or day for ~1B events/day.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -45,6 +45,8 @@ class MongoExporterSettings(Model):
 
 
 _KEY_NAME = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+#: a key of a zone bound: bounded (length, and at most 8 per bound, the shard key's maximum) for the CEL cost budget
+_BoundKey = Annotated[str, Field(max_length=128)]
 _DB_NAME = r"^[A-Za-z0-9_-]{1,63}$"
 
 
@@ -56,9 +58,9 @@ class ShardKeyField(Model):
 class ZoneRange(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,63}$", description="Zone name, e.g. the region (addShardToZone).")
     shards: list[int] = Field(min_length=1, max_length=64, description="Indexes of the shards in the zone (0-based).")
-    min: dict[str, str] = Field(description="Inclusive lower bound per shard-key field; fields left out are MinKey, "
+    min: dict[_BoundKey, str] = Field(max_length=8, description="Inclusive lower bound per shard-key field; fields left out are MinKey, "
                                             "\"$minKey\"/\"$maxKey\" stand for MinKey/MaxKey.")
-    max: dict[str, str] = Field(description="Exclusive upper bound per shard-key field; fields left out are MaxKey.")
+    max: dict[_BoundKey, str] = Field(max_length=8, description="Exclusive upper bound per shard-key field; fields left out are MaxKey.")
 
 
 class ShardedCollection(Model):
@@ -69,6 +71,9 @@ class ShardedCollection(Model):
                     "a shard key has at most one hashed field", ".shardKey"),
                 cel("!has(self.unique) || !self.unique || self.shardKey.all(k, !has(k.type) || k.type == 'ranged')",
                     "a unique shard key cannot be hashed", ".unique"),
+                cel("!has(self.zones) || self.zones.all(z, z.min.all(k, self.shardKey.exists(f, f.field == k)) "
+                    "&& z.max.all(k, self.shardKey.exists(f, f.field == k)))",
+                    "zone min and max keys must be fields of the shard key", ".zones"),
             ]
         }
     }
@@ -97,7 +102,10 @@ class MongoShardedClusterSpec(Model):
                     f"{opt('shards.count', 2)} >= {opt('shards.count', 2, root='oldSelf')}",
                     "shards cannot be removed by lowering shards.count; drain them first (see docs/runbooks)",
                     ".shards.count",
-                )
+                ),
+                cel(f"!has(self.collections) || self.collections.all(c, !has(c.zones) || c.zones.all(z, "
+                    f"z.shards.all(s, s < {opt('shards.count', 2)})))",
+                    "zone shards must be below shards.count (shard indexes are 0-based)", ".collections"),
             ]
         }
     }
