@@ -123,6 +123,30 @@ def backtests_running(kubeconfig: Path) -> int:
                    for c in (o.get("status") or {}).get("conditions") or []) for o in items)
 
 
+def statuses(kubeconfig: Path) -> dict[str, dict]:
+    """``kind/name -> status`` of every object of the six kinds in the namespace."""
+    return {f"{info.kind}/{o['metadata']['name']}": o.get("status") or {} for info in KINDS
+            for o in json.loads(kubectl(kubeconfig, "get", info.crd_name, "-n", NS, "-o", "json"))["items"]}
+
+
+def status_changes(before: dict[str, dict], after: dict[str, dict]) -> Counter:
+    """What changed between two :func:`statuses` snapshots: ``"kind field"`` -> objects (a condition as
+    ``conditions[Type] old-reason -> new-reason``), so an idle write can be traced to the field it wrote."""
+    changes: Counter = Counter()
+    for key, new in after.items():
+        old, kind = before.get(key, {}), key.split("/")[0]
+        for field in sorted(set(old) | set(new)):
+            if field == "conditions":
+                was = {c["type"]: c for c in old.get(field) or []}
+                for c in new.get(field) or []:
+                    if was.get(c["type"]) != c:
+                        changes[f"{kind} conditions[{c['type']}] "
+                                f"{(was.get(c['type']) or {}).get('reason')} -> {c.get('reason')}"] += 1
+            elif old.get(field) != new.get(field):
+                changes[f"{kind} {field}"] += 1
+    return changes
+
+
 def peak_rss_mib(pid: int) -> float:
     """VmHWM (peak resident set) of ``pid`` in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -252,8 +276,10 @@ def main(argv: list[str] | None = None) -> None:
                f"{time.perf_counter() - settle:,.1f} s" + (f"; {running:,} still Running" if running else ""))
         time.sleep(args.resync * 2)  # let in-flight reconciles and status patches settle
         before = len(read_audit_events(cp.audit_log, verbs=None, user=OPERATOR_USER))
+        snapshot = statuses(admin)
         window = args.resync * args.idle_resyncs
         time.sleep(window)
+        changes = status_changes(snapshot, statuses(admin))
         idle = read_audit_events(cp.audit_log, verbs=None, user=OPERATOR_USER)[before:]
         writes = [e for e in idle if e["verb"] in WRITE_VERBS]
         per = args.idle_resyncs
@@ -266,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
         figure("idle: writes per resync (goal 0)",
                f"{len(writes) / per:,.1f}" + (f" ({', '.join(f'{k} {n}' for k, n in written.items())})"
                                                if writes else ""))  # fmt: skip
+        if changes:
+            figure("idle: status fields changed (objects)", "; ".join(f"{k}: {n}" for k, n in changes.most_common(6)))
 
         name = next(o["metadata"]["name"] for o in reversed(wanted) if o["kind"] == "AlertRule")
         started = time.perf_counter()
