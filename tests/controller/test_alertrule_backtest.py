@@ -255,17 +255,26 @@ def test_an_idle_rule_keeps_its_status_while_the_next_backtest_runs(install, mon
     before = copy.deepcopy(rule["status"])
     run("AlertRule", rule, cluster, IMAGES)
     assert len(recorder.calls) == 2 and rule["status"] == before, "the failure stays shown"
-    recorder.error = None
     gate.set()
+    recorder.gate, recorder.error = None, OSError("connection timed out")  # the same failure, other words
     time.sleep(0.3)
-    monkeypatch.setattr(backtests, "RETRY_SECONDS", 300.0)
+    before = copy.deepcopy(rule["status"])
+    run("AlertRule", rule, cluster, IMAGES)  # the gated retry's result (refused), seen now
+    run("AlertRule", rule, cluster, IMAGES)  # another retry: timed out
+    assert len(recorder.calls) == 3 and rule["status"] == before, "the same kind of failure: no rewrite"
+    recorder.error = KeyError("bad column")
     run("AlertRule", rule, cluster, IMAGES)
+    assert "KeyError" in backtested(rule)["message"], "another kind of failure is shown"
+    recorder.error = None
+    run("AlertRule", rule, cluster, IMAGES)  # retried at once (RETRY_SECONDS 0), and it succeeds within the wait
+    monkeypatch.setattr(backtests, "RETRY_SECONDS", 300.0)
     assert backtested(rule)["reason"] == "Computed", "the retry's result replaces the failure"
     gate.clear()
+    recorder.gate = gate  # the next hour's backtest is slow
     clock[0] = NOW + timedelta(hours=1)
-    before = copy.deepcopy(rule["status"])
+    before, calls = copy.deepcopy(rule["status"]), len(recorder.calls)
     run("AlertRule", rule, cluster, IMAGES)
-    assert len(recorder.calls) == 3 and rule["status"] == before, "last hour's result stays"
+    assert len(recorder.calls) == calls + 1 and rule["status"] == before, "last hour's result stays"
     rule["spec"]["for"], rule["metadata"]["generation"] = "10m", 2
     run("AlertRule", rule, cluster, IMAGES)
     assert backtested(rule)["reason"] == "Running", "a new spec is not shown with the old spec's result"
