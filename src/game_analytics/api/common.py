@@ -175,7 +175,7 @@ EMAIL_LIST_PATTERN = f"^{_ADDR}([ \\t]*,[ \\t]*{_ADDR})*$"
 #: whitespace at either end and no control characters.
 GAME_NAME_PATTERN = f"^[^,{SPACE}\\x00-\\x1f\\x7f]([^,\\x00-\\x1f\\x7f]*[^,{SPACE}\\x00-\\x1f\\x7f])?$"
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, min_length=1, max_length=32)]
 #: A container image reference: printable ASCII without spaces (the Pod validation refuses an image with
 #: surrounding whitespace; the fuzzer found ``image: " "`` admitted and every mongod refused).
 ImageRef = Annotated[str, Field(min_length=1, max_length=512, pattern=f"^[{PRINTABLE}]+$")]

@@ -9,6 +9,7 @@ from typing import Any
 from ...api import GROUP
 from ...api.redisfailover import RedisFailoverStatus
 from ...config import Images
+from ...validation import SpecError
 from ..common.plan import MONITORING_V1, Action, Plan, SecretUse, check_secrets, owned_selector, secret_value
 from ..common.render import Owner
 from ..k8s import Cluster
@@ -29,9 +30,22 @@ def probe_addresses(owner: Owner, spec: Any, body: Any, honour_annotation: bool 
     Sentinel pod's cluster DNS name."""
     annotations = ((body or {}).get("metadata") or {}).get("annotations") or {}
     if honour_annotation and annotations.get(PROBE_ADDRESSES_ANNOTATION):
-        return [(h, int(p)) for h, _, p in (a.strip().rpartition(":")
-                                            for a in annotations[PROBE_ADDRESSES_ANNOTATION].split(","))]
+        return [_host_port(a.strip()) for a in annotations[PROBE_ADDRESSES_ANNOTATION].split(",")]
     return names.sentinel_pod_addresses(owner.name, owner.namespace, spec.sentinel.replicas)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """``(host, port)`` of one ``host:port`` of the probe annotation.
+
+    Raises:
+        SpecError: not ``host:port`` with a port 1-65535 (named as the annotation: a bad port raised out of the
+            reconcile and was retried forever).
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(f"metadata.annotations[{PROBE_ADDRESSES_ANNOTATION}]",
+                        f"{address!r} is not host:port with a port from 1 to 65535")
+    return host, int(port)
 
 
 def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = None) -> Plan:
