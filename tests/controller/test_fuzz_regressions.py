@@ -6,6 +6,9 @@
   ``metadata.name``).
 - A MongoShardedCluster whose ``spec.adminSecretRef.name`` held a dot (``0.0``: the field admits a Secret name, a
   DNS subdomain) raised a pydantic ValidationError out of ``reconcile()`` on every retry.
+- A worker memory request of ``88206158.60102863274813257135Ei`` (32 characters: the CRD admits it, so does the
+  API server) raised ``ValueError: Invalid numerical value`` out of ``reconcile()``: lightkube's quantity parser
+  overflows Python's default 28-digit decimal context when it compares the request with the default limit.
 - The harness itself checked every child's name as a DNS label, so it refused a valid ``a.b-ranking`` ConfigMap.
 """
 
@@ -176,3 +179,21 @@ def test_an_image_the_pod_validation_refuses_is_refused_at_apply(example, field,
     assert any(".image" in r for r in refusals), refusals
     target["image"] = "registry.example.com/mongo:7.0@sha256:" + "0" * 64
     assert crd_fuzz.admit(obj)[0] is not None
+
+
+def test_a_huge_memory_request_reconciles_and_becomes_the_limit():
+    obj = body("gamedatasource.yaml", name="huge")
+    obj["spec"].setdefault("workers", {})["ingest"] = {"resources": {"requests": {
+        "memory": "88206158.60102863274813257135Ei"}}}
+    obj["spec"]["redis"] = {"urlSecretRef": {"name": "analytics-redis", "key": "url"}}
+    obj["status"] = {}
+    admitted, refusals = crd_fuzz.admit(obj)
+    assert admitted is not None, refusals
+    cluster = FakeCluster()
+    for name in ("analytics-postgres", "analytics-postgres-owner", "analytics-redis"):
+        cluster.add(secret(name, {"dsn": "postgresql://u:p@db/analytics", "url": "redis://cache:6379/0"}))
+    cluster.preexisting = set(cluster.objects)
+    check_case("GameDataSource", admitted, cluster)
+    huge = [c["resources"] for child in cluster.created().values() if child["kind"] == "Deployment"
+            for c in crd_fuzz._containers(child) if c["resources"]["requests"]["memory"].endswith("Ei")]
+    assert huge and all(r["limits"]["memory"] == r["requests"]["memory"] for r in huge), huge

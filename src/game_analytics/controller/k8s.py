@@ -27,11 +27,10 @@ from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import Status
 from lightkube.types import CascadeType, PatchType
-from lightkube.utils.quantity import parse_quantity
 
 from ..api import GROUP, KINDS, VERSION
 from .cache import SecretMemo, Store
-from .common.render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest
+from .common.render import LABEL_OWNER_KIND, LABEL_OWNER_NAME, Manifest, parse_quantity
 
 FIELD_MANAGER = "game-analytics-operator"
 #: API groups a cluster may not serve; children of these kinds are skipped (and reported) when it does not.
