@@ -281,6 +281,41 @@ def test_an_idle_rule_keeps_its_status_while_the_next_backtest_runs(install, mon
     gate.set()
 
 
+def test_a_restarted_operator_rewrites_no_backtest_status(install) -> None:
+    """Seen in CI (test_idle_resync, after the operator-restart tests): a new operator process has an empty cache,
+    so every rule showed Running and then its result again, two writes per rule, and each Computed one was
+    recomputed. The live status now seeds the cache."""
+    clock, gate = [NOW], threading.Event()
+    install(Recorder(), clock=lambda: clock[0])
+    cluster, rule = FakeCluster(), dry()
+    failing = body("alertrule-wealth-jump.yaml", name="failing")
+    failing["spec"]["mode"], failing["metadata"]["uid"] = "DryRun", "uid-failing"
+    run("AlertRule", rule, cluster, IMAGES)
+    assert backtested(rule)["reason"] == "Computed"
+    install(Recorder(error=OSError("connection refused")), clock=lambda: clock[0])
+    run("AlertRule", failing, cluster, IMAGES)
+    assert backtested(failing)["reason"] == "BacktestFailed"
+
+    restarted = Recorder(error=OSError("connection timed out"), gate=gate)  # a slow retry, the same failure
+    install(restarted, clock=lambda: clock[0], wait=0.1)
+    computed, failed = copy.deepcopy(rule["status"]), copy.deepcopy(failing["status"])
+    assert run("AlertRule", rule, cluster, IMAGES).status_patch(computed) == {}
+    assert restarted.calls == [], "this window's result is in the status: not recomputed"
+    assert run("AlertRule", failing, cluster, IMAGES).status_patch(failed) == {}, "the failure stays while retried"
+    assert [c[0] for c in restarted.calls] == ["games/failing"], "a failure is retried at once"
+    gate.set()
+    time.sleep(0.3)
+    assert run("AlertRule", failing, cluster, IMAGES).status_patch(failed) == {}, "failed the same way: no write"
+    rule["spec"]["for"], rule["metadata"]["generation"] = "10m", 2
+    restarted.error = None
+    run("AlertRule", rule, cluster, IMAGES)
+    assert restarted.calls[-1][0] == "games/whale-wealth-jump", "another generation is backtested anew"
+    clock[0] = NOW + timedelta(hours=1)
+    install(Recorder(), clock=lambda: clock[0])
+    run("AlertRule", rule, cluster, IMAGES)
+    assert rule["status"]["backtest"]["computedAt"] == "2026-11-30T13:00:00Z", "the next window is computed"
+
+
 def test_suspended_rules_are_not_backtested(install) -> None:
     recorder = Recorder()
     install(recorder)

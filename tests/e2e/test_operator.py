@@ -154,11 +154,21 @@ def test_idle_resync_writes_nothing(operator, kubectl, control_plane):
                 and e.get("objectRef", {}).get("resource") not in ("events", "leases")
                 and e.get("objectRef", {}).get("namespace") == GAMES_NS]
 
-    before = len(operator_writes())
+    before, statuses = len(operator_writes()), product_statuses(kubectl)
     time.sleep(RESYNC * 4)  # four resync periods of every object
     new = operator_writes()[before:]
+    after = product_statuses(kubectl)
+    changed = {k: (statuses.get(k), after[k]) for k in after if statuses.get(k) != after[k]}
     assert new == [], "idle resync wrote: " + ", ".join(
-        f"{e['verb']} {e['objectRef'].get('resource')}/{e['objectRef'].get('name')}" for e in new)
+        f"{e['verb']} {e['objectRef'].get('resource')}/{e['objectRef'].get('name')}" for e in new) + \
+        "\nstatus before -> after:\n" + json.dumps(changed, indent=1)
+
+
+def product_statuses(kubectl: Kubectl) -> dict[str, dict]:
+    """``{"kind/name": status}`` of every product object in the games namespace."""
+    kinds = ",".join(sorted({d["kind"].lower() for d in example_objects()}))
+    return {f"{o['kind']}/{o['metadata']['name']}": o.get("status") or {}
+            for o in kubectl.json("get", kinds, "-n", GAMES_NS)["items"]}
 
 
 def test_operator_exports_reconcile_metrics(operator, kubectl):

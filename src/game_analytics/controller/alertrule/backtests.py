@@ -6,7 +6,8 @@ over the GameDataSource's PostgreSQL, PromQL ones with the operator's Prometheus
 
 * **cache**: one result per rule, keyed by ``(uid, metadata.generation, window end)``; the window ends at the start
   of the current hour (:class:`~game_analytics.config.BacktestSettings` ``bucket``), so a rule is backtested at
-  most once an hour and once per spec change, whatever the resync interval;
+  most once an hour and once per spec change, whatever the resync interval; a restarted operator seeds it from
+  each rule's live status (a result for this generation and window is not recomputed);
 * **one at a time**: backtests run one after the other, from one background thread, each in a child process
   (:mod:`.backtest_process`: the analytics stack it imports stays out of the operator's heap); the reconcile waits at most ``WAIT_SECONDS`` for a
   new one and otherwise reports ``Backtested=Unknown`` (``Running``); the next resync picks the result up;
@@ -189,10 +190,16 @@ class Backtester:
         self._lock = threading.RLock()  # re-entered when a future is done before its callback is added
         self._queued = 0  # backtests submitted and not finished
 
-    def lookup(self, owner: Owner, spec: AlertRuleSpec, source: Source) -> tuple[BacktestStatus | None, dict]:
+    def lookup(self, owner: Owner, spec: AlertRuleSpec, source: Source,
+               live: dict | None = None) -> tuple[BacktestStatus | None, dict]:
         """``(status.backtest or None, the Backtested condition)`` of the rule; starts its backtest when the
         cache holds none for the current key (waiting at most ``wait_seconds``). Never raises for a failed
-        backtest. None: nothing new to write (the last written ``status.backtest`` stays)."""
+        backtest. None: nothing new to write (the last written ``status.backtest`` stays).
+
+        ``live`` is the rule's current ``status``: with an empty cache (the operator restarted) a backtest it
+        already shows for this generation and window is taken as it is, and a failed one stays shown while its
+        retry runs, so a restart rewrites no status (:func:`_seed`).
+        """
         generation = owner.generation
         if spec.suspend:
             return None, conditions.condition(CONDITION, None, "Suspended", "a suspended rule is not backtested",
@@ -202,6 +209,10 @@ class Backtester:
         key = (generation, end, spec.model_dump_json(), source)
         with self._lock:
             entry = self._entries.get(owner.uid or rule)
+            if entry is None and live:
+                entry = self._seed(key, live, generation, end)
+                if entry is not None:
+                    self._entries[owner.uid or rule] = entry
             retry = (entry is not None and entry.finished is not None
                      and time.monotonic() - entry.finished > RETRY_SECONDS)
             if entry is None or entry.key != key or retry:
@@ -232,6 +243,27 @@ class Backtester:
         return status, self._show(entry, conditions.condition(
             CONDITION, True, "Computed", f"{status.pages} pages ({status.pages_per_week:g}/week) in the "
             f"{status.window} before {status.computed_at}", generation))
+
+    def _seed(self, key: tuple[Any, ...], live: dict, generation: int | None, end: datetime) -> _Entry | None:
+        """The cache entry a restarted operator takes from the rule's live ``status`` (None: nothing usable).
+
+        A ``Computed`` condition of this generation whose ``status.backtest`` covers this window (its end, window
+        and step) is a finished entry: nothing is recomputed until the next window or spec change. Any other
+        condition of this generation is kept as ``shown`` on an entry that is due at once (a retry)."""
+        shown = conditions.get(live.get("conditions"), CONDITION)
+        if shown is None or shown.get("observedGeneration") != generation:
+            return None
+        shown = {k: v for k, v in shown.items() if k != "lastTransitionTime"}
+        backtest = live.get("backtest") or {}
+        if (shown["status"] == "True" and shown["reason"] == "Computed"
+                and (backtest.get("computedAt"), backtest.get("window"), backtest.get("step"))
+                == (_rfc3339(end), self.settings.window, self.settings.step)):
+            future: Future[Backtest] = Future()
+            future.set_result(BacktestStatus.model_validate(dict(backtest)))
+            return _Entry(key, future, shown=shown)
+        future = Future()
+        future.set_exception(RuntimeError("not run by this operator process"))
+        return _Entry(key, future, finished=time.monotonic() - RETRY_SECONDS - 1, shown=shown)
 
     @staticmethod
     def _show(entry: _Entry, condition: dict) -> dict:

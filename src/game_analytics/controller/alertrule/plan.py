@@ -120,6 +120,7 @@ def plan(owner: Owner, spec: Any, cluster: Cluster, images: Images, body: Any = 
     if images.backtest is not None:
         where = backtests.Source(secret_value(cluster, owner.namespace, source.spec.postgres.dsn_secret_ref),
                                  tuple(source.spec.games), images.prometheus_url)
-        status.backtest, condition = backtests.backtester(images.backtest).lookup(owner, spec, where)
+        status.backtest, condition = backtests.backtester(images.backtest).lookup(
+            owner, spec, where, None if body is None else body.get("status"))
         extra.append(condition)
     return Plan(children, CHILD_TYPES, required, status, conditions=extra)
