@@ -9,6 +9,9 @@
 - A worker memory request of ``88206158.60102863274813257135Ei`` (32 characters: the CRD admits it, so does the
   API server) raised ``ValueError: Invalid numerical value`` out of ``reconcile()``: lightkube's quantity parser
   overflows Python's default 28-digit decimal context when it compares the request with the default limit.
+- A MongoShardedCluster ``spec.adminSecretRef.name`` of ``kx.9qsxu.-l4y2qx`` was admitted (its pattern let a
+  dot-separated label start with ``-``) and every mongos Deployment and bootstrap Job was then refused (found by the
+  e2e dry-run fuzz); the field now has the DNS-subdomain pattern.
 - The harness itself checked every child's name as a DNS label, so it refused a valid ``a.b-ranking`` ConfigMap.
 """
 
@@ -197,3 +200,11 @@ def test_a_huge_memory_request_reconciles_and_becomes_the_limit():
     huge = [c["resources"] for child in cluster.created().values() if child["kind"] == "Deployment"
             for c in crd_fuzz._containers(child) if c["resources"]["requests"]["memory"].endswith("Ei")]
     assert huge and all(r["limits"]["memory"] == r["requests"]["memory"] for r in huge), huge
+
+
+@pytest.mark.parametrize(("name", "admitted"), [("kx.9qsxu.-l4y2qx", False), ("a-.b", False), ("mongo.admin", True)])
+def test_an_admin_secret_name_must_be_a_dns_subdomain(name, admitted):
+    obj = body("mongoshardedcluster.yaml", name="telemetry")
+    obj["spec"]["adminSecretRef"] = {"name": name}
+    result, refusals = crd_fuzz.admit(obj)
+    assert (result is not None) is admitted, refusals

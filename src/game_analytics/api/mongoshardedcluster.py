@@ -6,7 +6,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .common import BaseStatus, ImageRef, Model, Resources, SecretKeyRef, Storage, cel, opt
+from .common import (
+    DNS_SUBDOMAIN_PATTERN,
+    BaseStatus,
+    ImageRef,
+    Model,
+    Resources,
+    SecretKeyRef,
+    Storage,
+    cel,
+    opt,
+)
 
 _ODD = cel(f"{opt('replicas', 3)} % 2 == 1", "replica set members must be odd to keep a voting majority", ".replicas")
 
@@ -123,7 +133,8 @@ class MongoShardedClusterSpec(Model):
 
 
 class LocalAdminSecret(Model):
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253, description="Secret with keys username and password.")
+    name: str = Field(pattern=DNS_SUBDOMAIN_PATTERN, min_length=1, max_length=253,
+                      description="Secret with keys username and password.")
 
 
 class MemberStatus(Model):
