@@ -9,6 +9,9 @@
 - A worker memory request of ``88206158.60102863274813257135Ei`` (32 characters: the CRD admits it, so does the
   API server) raised ``ValueError: Invalid numerical value`` out of ``reconcile()``: lightkube's quantity parser
   overflows Python's default 28-digit decimal context when it compares the request with the default limit.
+- A mongos memory limit of ``3098.741483590`` (bytes) was admitted and kept the default request of 256Mi above it,
+  so the API server refused the Deployment (found by the e2e dry-run fuzz): a spec limit below a default request
+  now lowers the request to it.
 - A MongoShardedCluster ``spec.adminSecretRef.name`` of ``kx.9qsxu.-l4y2qx`` was admitted (its pattern let a
   dot-separated label start with ``-``) and every mongos Deployment and bootstrap Job was then refused (found by the
   e2e dry-run fuzz); the field now has the DNS-subdomain pattern.
@@ -208,3 +211,14 @@ def test_an_admin_secret_name_must_be_a_dns_subdomain(name, admitted):
     obj["spec"]["adminSecretRef"] = {"name": name}
     result, refusals = crd_fuzz.admit(obj)
     assert (result is not None) is admitted, refusals
+
+
+def test_a_spec_limit_below_the_default_request_lowers_the_request():
+    from game_analytics.api.common import Resources
+    from game_analytics.controller.common.render import parse_quantity, resources
+
+    out = resources(Resources.model_validate({"limits": {"memory": "3098.741483590", "cpu": "10m"}}))
+    assert out["requests"] == {"cpu": "10m", "memory": "3098.741483590"} and out["limits"]["memory"] == "3098.741483590"
+    kept = resources(Resources.model_validate({"limits": {"memory": "1Gi"}, "requests": {"memory": "64Mi"}}))
+    assert kept["requests"]["memory"] == "64Mi", "a spec request is never changed"
+    assert parse_quantity(resources(None)["requests"]["memory"]) <= parse_quantity(resources(None)["limits"]["memory"])

@@ -142,8 +142,9 @@ def resources(spec: Resources | None, cpu: str = "100m", memory: str = "128Mi",
               cpu_limit: str | None = None, memory_limit: str = "512Mi") -> dict[str, Any]:
     """Container resources from the spec, with defaults for what it leaves out (requests always set).
 
-    A default limit never undercuts the spec's request: a request above it becomes the limit too (the API server
-    refuses a pod whose request exceeds its limit).
+    A default never crosses the spec's value (the API server refuses a pod whose request exceeds its limit): a spec
+    request above the default limit becomes the limit too, and a spec limit below the default request becomes the
+    request too.
     """
     spec = spec or Resources()
     req = spec.requests.to_api() if spec.requests else {}
@@ -155,6 +156,8 @@ def resources(spec: Resources | None, cpu: str = "100m", memory: str = "128Mi",
     for name, limit in out["limits"].items():
         if name not in lim and parse_quantity(out["requests"][name]) > parse_quantity(limit):
             out["limits"][name] = out["requests"][name]
+        elif name not in req and parse_quantity(out["requests"][name]) > parse_quantity(limit):
+            out["requests"][name] = limit  # a spec limit below the default request (as Kubernetes defaults it)
     return out
 
 
