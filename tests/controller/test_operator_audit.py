@@ -108,3 +108,60 @@ def test_rolling_restart_steps_and_unaudited_kinds() -> None:
     assert restart.action == "operator.redis.restart"
     assert spec_record("RedisFailover", failover, {"a": 1}, {"a": 2}, "update") is None  # only the 3 kinds
     assert spec_record("AlertRule", failover, {"a": 1}, {"a": 1}, "update") is None  # nothing changed
+
+
+def _redis_pod(index: int, revision: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"leaderboards-redis-{index}", "namespace": "games", "labels": {
+            "gameanalytics.io/owner-kind": "RedisFailover", "gameanalytics.io/owner-name": "leaderboards",
+            "app.kubernetes.io/component": "redis", "controller-revision-hash": revision}}}  # fmt: skip
+
+
+def test_a_rolling_restart_step_and_the_sentinel_failover_are_audited(db_dsn: str, monkeypatch) -> None:
+    """The real RedisFailover reconcile (healthy Sentinels, an outdated StatefulSet revision): its restart step and
+    its controlled failover, through what handlers.py does with the outcome, reach the audit table."""
+    from game_analytics.controller.redisfailover import sentinel
+
+    from .test_reconcile import _healthy_view
+
+    host = "leaderboards-redis-{}.leaderboards-redis-headless.games.svc:6379"
+    monkeypatch.setattr(sentinel, "probe",
+                        lambda *a, **k: _healthy_view(host.format(0), [host.format(1), host.format(2)]))
+    failovers: list[tuple] = []
+    monkeypatch.setattr(sentinel, "failover", lambda *a, **k: failovers.append(a))
+    cluster, writer, failover = EventCluster(), AuditWriter(dsn=db_dsn), body("redisfailover.yaml")
+
+    def reconcile(cause: str | None) -> list:
+        outcome = run("RedisFailover", failover, cluster)
+        records = outcome_records("RedisFailover", failover, outcome, cause)
+        writer.write(cluster, failover, records)
+        return records
+
+    assert [r.action for r in reconcile("create")] == ["operator.children.apply"]  # RedisFailover: no spec audit
+    sts = next(p for p in cluster.objects if p.endswith("/statefulsets/leaderboards-redis"))
+    cluster.objects[sts]["status"] = {"updateRevision": "rev-2"}
+    for index, revision in enumerate(["rev-1", "rev-1", "rev-2"]):
+        cluster.add(_redis_pod(index, revision))
+    restart = [r for r in reconcile(None) if r.action.startswith("operator.redis.")]
+    assert [(r.action, r.after) for r in restart] == [
+        ("operator.redis.restart", {"step": "restart Pod/leaderboards-redis-1 to apply revision rev-2"})]
+    cluster.add(_redis_pod(1, "rev-2"))  # the StatefulSet recreated it at the new revision
+    cluster.add(_redis_pod(2, "rev-2"))
+    steps = [r for r in reconcile(None) if r.action.startswith("operator.redis.")]
+    assert failovers and [r.action for r in steps] == ["operator.redis.failover"]
+    assert steps[0].after["step"].startswith("failover away from master leaderboards-redis-0")
+
+    engine = create_engine(db_dsn, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT actor, action, object_ref, source, after, context FROM audit_log "
+                                     "WHERE action LIKE 'operator.redis.%' ORDER BY seq")).all()  # fmt: skip
+        assert [(r.action, r.object_ref, r.source, r.actor) for r in rows] == [
+            ("operator.redis.restart", "RedisFailover/games/leaderboards", "operator", audit.OPERATOR_ACTOR),
+            ("operator.redis.failover", "RedisFailover/games/leaderboards", "operator", audit.OPERATOR_ACTOR)]
+        assert rows[1].after == steps[0].after and rows[1].context["cause"] == "resync"
+        assert AuditLog(engine).verify().ok
+    finally:
+        engine.dispose()
+    assert [e["action"] for e in cluster.events if e["action"].startswith("operator.redis.")] == [
+        "operator.redis.restart", "operator.redis.failover"]
