@@ -149,3 +149,38 @@ def test_the_operator_renders_the_same_variable_names() -> None:
     settings = WorkerSettings.from_env(data)
     assert settings.to_env() == data
     assert settings.redis_master == "leaderboards" and settings.port() == render.METRICS_PORT
+
+
+def test_the_log_level_is_a_gamedatasource_field_every_worker_reads() -> None:
+    """``spec.workers.logLevel`` reaches the workers' ConfigMap as ``GAME_ANALYTICS_LOG_LEVEL``, which the
+    Deployments and the RankingJob/ScheduledReport CronJobs all take (envFrom); unset, no variable (workers: info);
+    a value outside ``LOG_LEVELS`` is refused, by the model and by the CRD's enum."""
+    import yaml
+    from pydantic import ValidationError
+
+    from game_analytics.api.gamedatasource import GameDataSourceSpec
+    from game_analytics.controller.common.render import Owner
+    from game_analytics.controller.gamedatasource import render
+    from game_analytics.controller.gamedatasource.names import workers_config_name
+
+    doc = yaml.safe_load((REPO / "examples" / "gamedatasource.yaml").read_text())["spec"]
+    owner = Owner("gameanalytics.io/v1alpha1", "GameDataSource", "default", "games", "uid-1")
+
+    def config(spec: dict) -> dict[str, str]:
+        children = render.render(owner, GameDataSourceSpec.model_validate(spec), image="img:1", sentinel_master="m")
+        return next(c for c in children if c["kind"] == "ConfigMap")["data"]
+
+    assert "GAME_ANALYTICS_LOG_LEVEL" not in config(doc)
+    data = config({**doc, "workers": {**doc.get("workers", {}), "logLevel": "debug"}})
+    assert data["GAME_ANALYTICS_LOG_LEVEL"] == "debug" and WorkerSettings.from_env(data).log_level == "debug"
+    with pytest.raises(ValidationError) as err:
+        GameDataSourceSpec.model_validate({**doc, "workers": {"logLevel": "verbose"}})
+    assert err.value.errors()[0]["loc"] == ("workers", "logLevel")
+    crd = yaml.safe_load((REPO / "crds" / "gamedatasources.gameanalytics.io.yaml").read_text())
+    workers = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["workers"]
+    assert workers["properties"]["logLevel"]["enum"] == list(LOG_LEVELS)
+    from game_analytics.controller.common.cronjob import data_source_env
+    from game_analytics.controller.common.render import DataSource
+
+    source = DataSource(owner.name, GameDataSourceSpec.model_validate(doc))
+    assert data_source_env(source)[1] == [{"configMapRef": {"name": workers_config_name(owner.name)}}]

@@ -132,6 +132,10 @@ class Workers(Model):
                                             description="PriorityClass of the worker pods.")
     affinity: Affinity | None = Field(default=None, description="Node affinity, pod affinity and pod "
                                       "anti-affinity of the worker pods, as in a pod spec.")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] | None = Field(
+        default=None, alias="logLevel",
+        description="Log level of every worker of this data source (ingest, exporter, detection, and the ranking and "
+                    "report Jobs), rendered as GAME_ANALYTICS_LOG_LEVEL; unset: info.")
     ingest: WorkerSettings = Field(default_factory=WorkerSettings, description="Stream-to-Postgres ingest.")
     exporter: WorkerSettings = Field(default_factory=WorkerSettings, description="Prometheus exporter of analytics.")
     detection: DetectionSettings = Field(default_factory=DetectionSettings, description="Rule and anomaly detection.")

@@ -94,6 +94,7 @@ def _worker_settings(owner: Owner, spec: GameDataSourceSpec, sentinels: list[str
         metrics_port=METRICS_PORT,
         retention=spec.retention,
         partition_interval=spec.partition_interval,
+        **({"log_level": spec.workers.log_level} if spec.workers.log_level else {}),  # unset: not rendered
     ))
 
 
