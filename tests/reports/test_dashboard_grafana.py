@@ -1,5 +1,6 @@
 """Grafana's query rules as the dashboard report applies them (pure): intervals, variables, legends, units,
-thresholds, the layout into pages, and the report of a dashboard whose Prometheus cannot be reached."""
+thresholds, the layout into pages, the report of a dashboard whose Prometheus cannot be reached, and the
+admission of a ScheduledReport of type dashboard (offline, against the checked-in CRD)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import yaml
 
+from devtools import REPO_ROOT as REPO
 from game_analytics.monitoring import dashboards
 from game_analytics.reports.dashboard.build import (
     PAGE_UNITS,
@@ -115,3 +118,23 @@ def test_regex_format_of_the_alerts_dashboards_rule_variable():
     assert substitute("${rule:regex}", two, window, sql=True) == r"(games\/a|games\/b)"
     assert substitute("${rule:regex}", variable_values(model, {}), window, sql=True) == ".*"
     assert substitute('rule=~"$rule"', two, window) == 'rule=~"(games/a|games/b)"'
+
+
+def test_a_dashboard_report_is_admitted_only_with_its_spec():
+    """Offline admission (the checked-in CRD's schema and CEL): type ``dashboard`` needs ``spec.dashboard``; with a
+    uid alone it is admitted, in PDF, with the default Prometheus and scrape interval."""
+    from controller import crd_fuzz  # tests/ is on sys.path
+
+    obj = yaml.safe_load((REPO / "examples" / "scheduledreport.yaml").read_text())
+    obj["spec"].update(reports=["dashboard"], formats=["pdf", "html"])
+    admitted, refusals = crd_fuzz.admit(obj)
+    assert admitted is None and refusals == [
+        ".spec.dashboard: a dashboard report needs spec.dashboard (uid, variables, prometheusUrl) (False)"]
+    obj["spec"]["dashboard"] = {"uid": "game-analytics-activity"}
+    admitted, refusals = crd_fuzz.admit(obj)
+    assert refusals == [] and admitted["spec"]["dashboard"] == {
+        "uid": "game-analytics-activity", "variables": {}, "scrapeInterval": "30s",
+        "prometheusUrl": "http://prometheus-operated.monitoring.svc:9090"}
+    obj["spec"]["dashboard"] = {"uid": "grafana-home"}  # not one of the product's
+    admitted, refusals = crd_fuzz.admit(obj)
+    assert admitted is None and refusals[0].startswith(".spec.dashboard.uid: ")
