@@ -173,3 +173,24 @@ def test_cli_verify_and_head(log: AuditLog, engine, db_dsn: str, capsys) -> None
     capsys.readouterr()
     assert main(["verify", "--dsn", db_dsn, "--anchor", anchor]) == 1
     assert "BROKEN at seq 8" in capsys.readouterr().out
+
+
+def test_cli_verify_and_head_print_json_with_output_json(log: AuditLog, engine, db_dsn: str, capsys) -> None:
+    """``--output json`` (docs/cli.md) on the two commands that print one result: head and verify."""
+    import json
+
+    from game_analytics.audit import main
+
+    assert main(["head", "--dsn", db_dsn, "--output", "json"]) == 0
+    head = json.loads(capsys.readouterr().out)
+    assert head == {"seq": 8, "hash": log.head()[1]}
+    anchor = f"{head['seq']}:{head['hash']}"
+    assert main(["verify", "--dsn", db_dsn, "--anchor", anchor, "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "checked": 8, "firstBadSeq": None, "problem": None}
+    attack(engine, "DELETE FROM audit_log WHERE seq = 8")
+    assert main(["verify", "--dsn", db_dsn, "--anchor", anchor, "--output", "json"]) == 1
+    broken = json.loads(capsys.readouterr().out)
+    assert broken["ok"] is False and broken["firstBadSeq"] == 8 and broken["problem"]
+    attack(engine, "DELETE FROM audit_log")
+    assert main(["head", "--dsn", db_dsn, "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) is None

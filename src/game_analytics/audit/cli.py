@@ -1,9 +1,10 @@
 """``game-analytics audit verify|head|search|export``: the audit trail from the command line.
 
-- ``verify [--anchor SEQ:HASH] [--expect-head HASH]``: checks the whole chain; ``--expect-head`` (a hash printed
+- ``verify [--anchor SEQ:HASH] [--expect-head HASH] [--output table|json]``: checks the whole chain; ``--expect-head`` (a hash printed
   by ``head`` and kept outside the database, ``SEQ:HASH`` accepted) also catches a chain the table owner
   rewrote consistently, truncated or extended.
-- ``head``: prints the newest ``SEQ:HASH`` (``empty`` for an empty log).
+- ``head [--output table|json]``: prints the newest ``SEQ:HASH`` (``empty`` for an empty log; json: ``{"seq", "hash"}``
+  or ``null``).
 - ``search [--actor] [--action] [--target] [--source] [--since] [--until] [--limit] [--output table|json]``:
   newest first; ``--action``/``--target`` ending in ``*`` match a prefix; times are ISO 8601 or durations ago.
 - ``export --format csv|json [filters] [--out FILE]``: every matching row in chain order.
@@ -50,15 +51,16 @@ def build_parser(dsn: str | None = None) -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description="audit trail tools")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dsn", default=dsn, help="PostgreSQL URL (env GAME_ANALYTICS_DSN)")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--output", choices=["table", "json"], default="table", help="table (default) or json")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
-    verify = sub.add_parser("verify", parents=[common], help="check the hash chain")
+    verify = sub.add_parser("verify", parents=[common, output], help="check the hash chain")
     verify.add_argument("--anchor", help="SEQ:HASH recorded earlier with 'head' (detects a truncated tail)")
     verify.add_argument("--expect-head", help="HASH (or SEQ:HASH) the newest entry must have")
-    sub.add_parser("head", parents=[common], help="print the newest SEQ:HASH")
-    found = sub.add_parser("search", parents=[common], help="find entries, newest first")
+    sub.add_parser("head", parents=[common, output], help="print the newest SEQ:HASH")
+    found = sub.add_parser("search", parents=[common, output], help="find entries, newest first")
     _filters(found)
     found.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
-    found.add_argument("--output", choices=["table", "json"], default="table")
     export = sub.add_parser("export", parents=[common], help="export entries in chain order")
     _filters(export)
     export.add_argument("--format", choices=["csv", "json"], required=True)
@@ -104,10 +106,17 @@ def _run(args: argparse.Namespace) -> int:
         log = AuditLog(engine)
         if args.command == "head":
             head = log.head()
-            print("empty" if head is None else f"{head[0]}:{head[1]}")
+            if args.output == "json":
+                print(dump_json(None if head is None else {"seq": head[0], "hash": head[1]}))
+            else:
+                print("empty" if head is None else f"{head[0]}:{head[1]}")
             return EXIT_OK
         if args.command == "verify":
             result = log.verify(anchor, expect)
+            if args.output == "json":
+                print(dump_json({"ok": result.ok, "checked": result.checked, "firstBadSeq": result.first_bad_seq,
+                                 "problem": result.problem}))
+                return EXIT_OK if result.ok else EXIT_FAILED
             if result.ok:
                 print(f"ok: {result.checked} entries, hash chain intact" + (", head as expected" if expect else ""))
                 return EXIT_OK
