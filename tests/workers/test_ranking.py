@@ -239,9 +239,10 @@ def test_rate_bad_input(content: str | None, argv: list[str], message: str, tmp_
     path = tmp_path / "in.csv"
     if content is not None:
         path.write_text(content)
-    assert ranking.rate_main([str(path), *argv]) == 1
+    assert ranking.rate_main([str(path), *argv]) == 2  # a bad input file is a usage error, as for fit (docs/cli.md)
     err = capsys.readouterr().err
     assert message in err and "in.csv" in err
+    assert err.startswith("game-analytics rate: error: ") and err.count("\n") == 1, err
 
 
 def test_rate_bad_algorithm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,7 +46,7 @@ from pydantic import ValidationError
 from game_analytics.analytics.ratings.engine import HISTORY_PERIOD_SECONDS, RatingResult, rate_matches
 from game_analytics.api.common import parse_duration
 from game_analytics.api.rankingjob import ALGORITHMS, Algorithm, League, RankingJobSpec, RankingJobStatus
-from game_analytics.console import EXIT_FAILED, EXIT_USAGE
+from game_analytics.console import EXIT_FAILED, EXIT_USAGE, ArgumentParser, fail
 from game_analytics.leaderboard import Entry, Leaderboard, build_entries, write_entries
 from game_analytics.settings import ENV_PREFIX, parse_time
 from game_analytics.workers import runtime
@@ -303,15 +303,16 @@ def read_match_csv(path: str | Path) -> pd.DataFrame:
     return out
 
 
+PROG_RATE = "game-analytics rate"
+
+
 def rate_main(argv: Sequence[str] | None = None) -> int:
     """``game-analytics rate FILE.csv --algorithm glicko2|elo|openskill|trueskill [--format table|json] [--top N]``.
 
-    Returns 0, or 1 for a missing/invalid file (the message names the file or the missing columns);
-    argparse exits with 2 for a bad option such as an unknown algorithm.
+    Returns 0, or 2 (usage, as for ``fit``) for a missing or invalid file, with one line naming the file and what is
+    wrong with it (missing columns, a bad row); argparse exits with 2 for a bad option such as an unknown algorithm.
     """
-    p = argparse.ArgumentParser(
-        prog="game-analytics rate", description="Rate a match CSV and print the leaderboard."
-    )
+    p = ArgumentParser(prog=PROG_RATE, description="Rate a match CSV and print the leaderboard.")  # one-line errors
     p.add_argument(
         "file", help="CSV with home, away, home_score, away_score[, date] (or the Bundesliga columns)"
     )
@@ -330,13 +331,9 @@ def rate_main(argv: Sequence[str] | None = None) -> int:
     try:
         matches = read_match_csv(args.file)
     except FileNotFoundError:
-        print(f"error: {args.file}: no such file", file=sys.stderr)
-        return 1
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        print(
-            f"error: {exc}" if str(args.file) in str(exc) else f"error: {args.file}: {exc}", file=sys.stderr
-        )
-        return 1
+        return fail(PROG_RATE, f"{args.file}: no such file", EXIT_USAGE)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        return fail(PROG_RATE, f"{exc}" if str(args.file) in str(exc) else f"{args.file}: {exc}", EXIT_USAGE)
     doc: dict[str, Any] = {"source": {"game": "csv"}, "algorithm": args.algorithm,
                            "inactivityDecay": {"enabled": False}}  # fmt: skip
     if args.algorithm == "glicko2":
@@ -344,9 +341,8 @@ def rate_main(argv: Sequence[str] | None = None) -> int:
     spec = RankingJobSpec.model_validate(doc)
     try:
         result = rate_matches(matches, spec)
-    except ValueError as exc:
-        print(f"error: {args.file}: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:  # the matches themselves are wrong (a player against themselves)
+        return fail(PROG_RATE, f"{args.file}: {exc}", EXIT_USAGE)
     entries = leaderboard_entries(result, spec.leagues)
     shown = entries[: args.top] if args.top else entries
     if args.format == "json":
