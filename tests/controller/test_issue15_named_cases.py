@@ -40,15 +40,30 @@ def test_a_bad_port_in_the_probe_annotation_is_invalid_spec_naming_it(addresses)
 
 
 def test_normal_events_are_posted_although_kopf_posts_only_warnings(monkeypatch) -> None:
+    """Kopf posts only Warnings (``posting.level``); the reconcile's own Normal Events (applied, failover,
+    restart) are created directly. The audit trail's Normal Event does not count: it is posted elsewhere."""
     settings = kopf.OperatorSettings()
     monkeypatch.setattr(handlers, "METRICS_PORT", 0)
     handlers.configure(settings=settings, logger=logging.getLogger("test"))
     assert settings.posting.level == logging.WARNING
-    cluster = FakeCluster()
+
+    class Recording(FakeCluster):
+        def __init__(self):
+            super().__init__()
+            self.events: list[dict] = []
+
+        def create(self, manifest):
+            if manifest["kind"] == "Event":
+                self.events.append(manifest)
+            return super().create(manifest)
+
+    cluster = Recording()
     monkeypatch.setitem(handlers._state, "cluster", cluster)
     monkeypatch.setitem(handlers._state, "images", Images())
     patch: dict = {}
     handlers._handler(KINDS_BY_NAME["AlertRule"])(body=body("alertrule-inflation.yaml"), patch=patch,
                                                   logger=logging.getLogger("test"))
-    events = [o for verb, o in cluster.writes if verb == "create" and "/events/" in o]
-    assert events, cluster.writes
+    applied = [e for e in cluster.events if (e["type"], e["reason"]) == ("Normal", "Applied")]
+    assert len(applied) == 1, [(e["type"], e["reason"]) for e in cluster.events]
+    assert applied[0]["involvedObject"]["name"] == "currency-inflation"
+    assert "PrometheusRule/currency-inflation" in applied[0]["message"], applied[0]["message"]
