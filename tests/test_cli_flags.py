@@ -184,3 +184,21 @@ def test_the_log_level_is_a_gamedatasource_field_every_worker_reads() -> None:
 
     source = DataSource(owner.name, GameDataSourceSpec.model_validate(doc))
     assert data_source_env(source)[1] == [{"configMapRef": {"name": workers_config_name(owner.name)}}]
+
+
+#: a PostgreSQL URL nothing listens on (loopback port 1: refused at once)
+UNREACHABLE_DSN = "postgresql+psycopg://u:p@127.0.0.1:1/analytics"
+
+
+@pytest.mark.parametrize("command", [
+    ["report", "history"], ["report", "run", "--type", "playerActivity", "--as-of", "latest"], ["partitions", "list"],
+    ["migrate"], ["interventions", "list"], ["audit", "head"], ["audit", "search"],
+])
+def test_a_failed_database_is_exit_1_and_one_line_for_every_command(command: list[str], tmp_path: Path) -> None:
+    """Exit codes are the same everywhere (docs/cli.md): the work failing (here: no database) is 1 and one line
+    naming the command, never a traceback."""
+    out = subprocess.run([sys.executable, "-m", "game_analytics.cli", *command, "--dsn", UNREACHABLE_DSN],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith(f"game-analytics {command[0]}"), out.stderr

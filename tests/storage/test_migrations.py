@@ -173,4 +173,5 @@ def test_migrate_command_reports_an_unreachable_database_in_one_line() -> None:
                            "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert done.stdout.startswith("game-analytics migrate: OperationalError") and "Traceback" not in done.stderr
+    assert done.stderr.startswith("game-analytics migrate: error: OperationalError") and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == ""  # errors on stderr, like every command's

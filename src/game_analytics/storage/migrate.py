@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Exit codes: 0 done, 1 failed (one line naming the error), 2 usage.
     """
-    from ..console import ArgumentParser
+    from ..console import ArgumentParser, fail
     from ..settings import configure_logging, environment
     from .engine import sqlalchemy_url
 
@@ -109,7 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         upgrade(url, args.revision)
     except Exception as exc:  # noqa: BLE001 - one line for the pod's log, no traceback: the reason is the message
-        print(f"game-analytics migrate: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True)
-        return 1
+        return fail("game-analytics migrate", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
     print(f"game-analytics migrate: database at {current_revision(url)}", flush=True)
     return 0

@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``game-analytics partitions maintain|list``: create partitions ahead and apply the retention once, or list
     the partitions with their row estimates.  Exit codes: 0 done, 1 database error, 2 usage."""
     from game_analytics.api.common import parse_duration
-    from game_analytics.console import ArgumentParser, dump_json
+    from game_analytics.console import ArgumentParser, dump_json, fail
     from game_analytics.settings import environment
 
     from .engine import libpq_dsn
@@ -287,8 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             done = maintain(conn, retention=retention, interval=args.interval, ahead=args.ahead)
     except psycopg.Error as exc:
-        print(f"game-analytics partitions: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True)
-        return 1
+        return fail("game-analytics partitions", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
     print(f"game-analytics partitions: created {done.created or 'none'}, dropped {done.dropped or 'none'}, "
           f"{done.default_deleted} old rows deleted from {DEFAULT_PARTITION}", flush=True)  # fmt: skip
     return 0

@@ -20,9 +20,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..api.scheduledreport import ReportFilters, ReportFormat, ReportType, WebhookStyle
-from ..console import EXIT_USAGE, UsageError, dump_json
+from ..console import EXIT_USAGE, UsageError, dump_json, fail
 from ..reports.dashboard.preview import preview_main
 from ..reports.history import recent_runs
 from ..reports.model import ReportPeriod, validate_filters
@@ -148,6 +149,9 @@ def _cli_history(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0
 
 
+PROG = "game-analytics report"
+
+
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """``game-analytics report run|history ...`` (see the module docstring); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -159,8 +163,9 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     try:
         return _cli_run(args, parser) if args.command == "run" else _cli_history(args, parser)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(PROG, str(exc), EXIT_USAGE)
+    except (SQLAlchemyError, OSError) as exc:  # the database (or the output folder) failed: one line, exit 1
+        return fail(PROG, (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0])
 
 
 if __name__ == "__main__":
