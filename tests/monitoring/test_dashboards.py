@@ -90,9 +90,9 @@ def test_metric_names_come_from_names_py(name):
 
 REQUIRED = {
     "activity": {names.ACTIVE_PLAYERS, names.SESSIONS, names.EVENTS_INGESTED, names.ACTIVE_PLAYERS_BY_REGION,
-                 names.PERIOD_EVENTS, names.KPI},
+                 names.PERIOD_EVENTS, names.KPI, names.FORECAST, names.FORECAST_30D},
     "economy": {names.PLAYER_WEALTH, names.GINI, names.PRICE_INDEX, names.TRADE_VOLUME, names.KPI, names.PLAYER_CLV,
-                names.CHURN_RISK_PLAYERS},
+                names.CHURN_RISK_PLAYERS, names.FORECAST, names.FORECAST_30D},
     "rankings": {names.PLAYER_RATING, names.LEAGUE_PLAYERS, names.TOP_MOVER_RATING_CHANGE, names.RANKING_MODEL_LOG_LOSS,
                  names.RANKING_MODEL_BRIER, names.RANKING_MATCH_QUALITY},
     "alerts": {names.DETECTION_FLAGGED, names.DETECTIONS, names.DETECTIONS_OPEN, names.INTERVENTIONS_OPEN,
@@ -106,7 +106,7 @@ REQUIRED = {
                  names.DETECTION_RULES, names.DETECTION_ERRORS},
     "topology": {"redis_instance_info", "redis_sentinel_master_ckquorum_status", "mongodb_up"},
     "ml": {names.RANKING_MODEL_LOG_LOSS, names.RANKING_MODEL_BRIER, names.CHURN_CLASSIFIER_AUC,
-           names.MODEL_FIT_TIMESTAMP, names.ANOMALY_SCORE},
+           names.MODEL_FIT_TIMESTAMP, names.ANOMALY_SCORE, names.FORECAST_MAPE},
     "security": {names.DEAD_LETTERS, names.DETECTIONS_STORED, names.DETECTION_FLAGGED},
     "platform": {names.INGEST_LAG, names.DB_STATEMENTS, names.DB_STATEMENT_SECONDS, "redis_keyspace_hits_total",
                  "redis_keyspace_misses_total", names.EXPORTER_REFRESH_DURATION},

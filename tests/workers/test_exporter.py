@@ -416,9 +416,25 @@ def test_readiness_follows_the_first_snapshot(store: Engine) -> None:
         server.shutdown()
 
 
-def test_kpis_clv_and_churn_tiers_against_pandas(store: Engine) -> None:
+def _independent_forecast(daily: pd.Series, horizon: int = 30) -> pd.DataFrame:
+    """statsmodels' ETS (additive error, damped additive trend, weekly seasonality) fitted here directly:
+    ``mean``, ``pi_lower``, ``pi_upper`` of the ``horizon`` days after ``daily``, clipped at 0."""
+    import warnings
+
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ETSModel(daily, error="add", trend="add", damped_trend=True, seasonal="add",
+                       seasonal_periods=7).fit(disp=False, maxiter=500)  # fmt: skip
+        frame = fit.get_prediction(start=len(daily), end=len(daily) + horizon - 1).summary_frame(alpha=0.05)
+    return frame[["mean", "pi_lower", "pi_upper"]].clip(lower=0.0)
+
+
+def test_kpis_clv_churn_tiers_and_forecasts_against_pandas(store: Engine) -> None:
     """The slow section at the end of the CDNOW log: the 30-day KPIs against pandas, the CLV histogram and the risk
-    tiers over every CDNOW player; bounded labels only."""
+    tiers over every CDNOW player, the DAU and revenue forecasts against statsmodels fitted here on pandas' daily
+    series; bounded labels only."""
     from game_analytics.workers.exporter_value import KPI_NAMES
 
     as_of = datetime(1998, 6, 30, tzinfo=UTC)
@@ -441,3 +457,25 @@ def test_kpis_clv_and_churn_tiers_against_pandas(store: Engine) -> None:
     tiers = {t: value(found, names.CHURN_RISK_PLAYERS, game="cdnow", tier=t) for t in ("high", "medium", "low")}
     assert sum(tiers.values()) == customers and tiers["high"] > 0
     assert not any("cdnow-" in str(labels) for _, labels in found)
+
+    # forecasts of 1998-06-30 (the as_of day) on, from the complete days 1997-01-01 .. 1998-06-29
+    days = pd.date_range("1997-01-01", "1998-06-29", freq="D")
+    history = master[master["date"] < pd.Timestamp("1998-06-30")]
+    dau = history.drop_duplicates(["customer_id", "date"]).groupby("date").size().reindex(days, fill_value=0)
+    daily_revenue = history.groupby("date")["dollar_value"].sum().reindex(days, fill_value=0.0)
+    for metric, series in (("dau", dau.astype(float)), ("revenue", daily_revenue.astype(float))):
+        expected = _independent_forecast(series)
+        for bound, column in (("forecast", "mean"), ("lower", "pi_lower"), ("upper", "pi_upper")):
+            got = value(found, names.FORECAST, game="cdnow", metric=metric, bound=bound)
+            assert got == pytest.approx(float(expected[column].iloc[0]), rel=1e-6, abs=1e-9), (metric, bound)
+        total = expected["mean"].mean() if metric == "dau" else expected["mean"].sum()
+        assert value(found, names.FORECAST_30D, game="cdnow", metric=metric) == pytest.approx(float(total), rel=1e-6)
+        held_out = _independent_forecast(series.iloc[:-30])["mean"].to_numpy()
+        actual = series.iloc[-30:].to_numpy()
+        keep = actual != 0
+        mape = float(np.mean(np.abs(actual[keep] - held_out[keep]) / actual[keep]))
+        assert value(found, names.FORECAST_MAPE, game="cdnow", metric=metric) == pytest.approx(mape, rel=1e-6)
+        print(f"\nexporter {metric}: forecast of 1998-06-30 {expected['mean'].iloc[0]:.2f} "
+              f"[{expected['pi_lower'].iloc[0]:.2f}, {expected['pi_upper'].iloc[0]:.2f}], next 30 days "
+              f"{'mean' if metric == 'dau' else 'total'} {total:.2f}, backtest MAPE {100 * mape:.1f} %")
+    assert value(found, names.MODEL_FIT_TIMESTAMP, game="cdnow", model="forecast") > 0

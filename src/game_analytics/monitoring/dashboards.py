@@ -94,6 +94,7 @@ def activity() -> dict[str, Any]:
                         "month.", [(f"sum by (game, event_type, period) ({names.PERIOD_EVENTS}{{{GAME}}})", "")]),
         ]),
         _row("activity_kpis"),
+        _row("activity_forecast"),
         ("Regions", [
             rows_heatmap_panel("Activity by region", "Players active in the last hour, one row per region.",
                                f"sum by (region) ({names.ACTIVE_PLAYERS_BY_REGION}{{{REGION}}})", "{{region}}"),
@@ -129,6 +130,7 @@ def economy() -> dict[str, Any]:
                              span=24),
         ]),
         _row("economy_value"),
+        _row("economy_forecast"),
     ])
 
 

@@ -1,14 +1,14 @@
-"""Dashboard rows of the game KPIs, player value and outcome-model quality (docs/analytics.md), placed into the
-Activity, Economy and Rankings dashboards of :mod:`.dashboards`."""
+"""Dashboard rows of the game KPIs, player value, forecasts and outcome-model quality (docs/analytics.md), placed into
+the Activity, Economy and Rankings dashboards of :mod:`.dashboards`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from . import names
-from .panels import GAME, bargauge_panel, distribution_panel, timeseries_panel
+from .panels import GAME, bargauge_panel, distribution_panel, stat_panel, timeseries_panel
 
-__all__ = ["activity_kpis", "economy_value", "ranking_model_quality"]
+__all__ = ["activity_forecast", "activity_kpis", "economy_forecast", "economy_value", "ranking_model_quality"]
 
 
 def activity_kpis() -> tuple[str, list[Any]]:
@@ -40,6 +40,30 @@ def economy_value() -> tuple[str, list[Any]]:
         distribution_panel("Players by lifetime value", "Discounted 12-month CLV (BG/NBD x Gamma-Gamma, fixed "
                            "buckets, USD).", f"sum by (le) ({names.PLAYER_CLV}_bucket{{{GAME}}})", span=24),
     ])
+
+
+def _forecast_row(metric: str, label: str, unit: str, horizon: str) -> tuple[str, list[Any]]:
+    """A row of the ``metric`` forecast: today's forecast with its 95 % interval and the 30-day figure (the backtest
+    MAPE of both forecasts is on the ML performance dashboard)."""
+    where = f'{GAME}, metric="{metric}"'
+    return (f"{label} forecast (ETS, 95 % interval)", [
+        timeseries_panel(f"{label} forecast for today", f"The exporter's ETS forecast of the current UTC day's "
+                         f"{label} from the complete days before it, with the 95 % prediction interval "
+                         "(docs/analytics.md).", [(f"max by (game, bound) ({names.FORECAST}{{{where}}})",
+                                                   "{{game}} {{bound}}")], unit=unit, span=16),
+        stat_panel(f"{label} forecast, next 30 days ({horizon})", f"The forecast's {horizon} over the 30 days from "
+                   "today.", f"sum({names.FORECAST_30D}{{{where}}})", unit=unit, span=8),
+    ])
+
+
+def activity_forecast() -> tuple[str, list[Any]]:
+    """Activity row: the DAU forecast (:func:`_forecast_row`)."""
+    return _forecast_row("dau", "DAU", "short", "mean")
+
+
+def economy_forecast() -> tuple[str, list[Any]]:
+    """Economy row: the revenue forecast (:func:`_forecast_row`)."""
+    return _forecast_row("revenue", "Revenue", "currencyUSD", "total")
 
 
 def ranking_model_quality() -> tuple[str, list[Any]]:

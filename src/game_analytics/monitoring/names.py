@@ -98,10 +98,14 @@ CHURN_RISK_PLAYERS = f"{PREFIX}_churn_risk_players"  # gauge{game, tier="high|me
 RANKING_MODEL_LOG_LOSS = f"{PREFIX}_ranking_model_log_loss"  # gauge{game, ranking, model="ratings|baseline"}: nats
 RANKING_MODEL_BRIER = f"{PREFIX}_ranking_model_brier_score"  # gauge{game, ranking, model="ratings|baseline"}
 RANKING_MATCH_QUALITY = f"{PREFIX}_ranking_match_quality"  # gauge{game, ranking}: mean over the held-out pairings
+# DAU and revenue forecasts (ETS, analytics/forecast.py) per game; metric = dau|revenue, bound = forecast|lower|upper
+FORECAST = f"{PREFIX}_forecast"  # gauge{game, metric, bound}: the current UTC day, 95 % interval
+FORECAST_30D = f"{PREFIX}_forecast_30d"  # gauge{game, metric}: mean DAU / total revenue of the next 30 days
+FORECAST_MAPE = f"{PREFIX}_forecast_backtest_mape"  # gauge{game, metric}: backtest error over 30 days (a share)
 
 # exporter: model performance and the platform (workers/exporter_platform.py, exporter_value.py; labels bounded)
 CHURN_CLASSIFIER_AUC = f"{PREFIX}_churn_classifier_roc_auc"  # gauge{game}: held-out ROC AUC (time split)
-MODEL_FIT_TIMESTAMP = f"{PREFIX}_model_fit_timestamp_seconds"  # gauge{game, model="customer_value|outcome"}
+MODEL_FIT_TIMESTAMP = f"{PREFIX}_model_fit_timestamp_seconds"  # gauge{game, model="customer_value|outcome|forecast"}
 ANOMALY_SCORE = f"{PREFIX}_anomaly_score"  # gauge histogram{rule}: scores of the anomalyScore detections stored
 ANOMALY_SCORE_BUCKETS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
 # from pg_stat_statements when the extension is installed; statement = select|insert|update|delete|copy|other

@@ -24,7 +24,8 @@ __all__ = ["FAILED_LOGINS_SQL", "INVALID_EVENTS_SQL", "ml_performance", "platfor
 
 
 def ml_performance() -> dict[str, Any]:
-    """Model quality per RankingJob, churn classifier AUC, age since refit, anomaly score distribution."""
+    """Model quality per RankingJob, churn classifier AUC, forecast backtest error, age since refit, anomaly score
+    distribution."""
     return _dashboard("ml", "Game analytics / ML performance", "How good the models are and how fresh.", [
         ("Model quality", [
             stat_panel("Churn classifier ROC AUC", "Held-out time split, 28-day horizon (0.5 = chance).",
@@ -48,10 +49,14 @@ def ml_performance() -> dict[str, Any]:
             timeseries_panel("Churn classifier ROC AUC", "By game.",
                              [(f"max by (game) ({names.CHURN_CLASSIFIER_AUC}{{{GAME}}})", "{{game}}")],
                              unit="percentunit", span=8, soft_min=None),
+            timeseries_panel("Forecast backtest MAPE", "Mean absolute percentage error of the DAU and revenue "
+                             "forecasts (ETS) on the last 30 complete days, fitted without them; lower is better.",
+                             [(f"max by (game, metric) ({names.FORECAST_MAPE}{{{GAME}}})", "{{game}} {{metric}}")],
+                             unit="percentunit", span=24),
         ]),
         ("Freshness and anomalies", [
             timeseries_panel("Age since refit", "Seconds since each model was fitted (the exporter refits the "
-                             "customer-value and outcome models every 10 minutes).",
+                             "customer-value, outcome and forecast models every 10 minutes).",
                              [(f"time() - max by (game, model) ({names.MODEL_FIT_TIMESTAMP}{{{GAME}}})",
                                "{{game}} {{model}}")], unit="s", span=12),
             distribution_panel("Anomaly score distribution", "Isolation Forest scores of the players the "

@@ -12,10 +12,15 @@ evaluation time moves) and serves the families it built last in between. Every l
   model of each RankingJob's game on its most recent held-out season against the home-advantage baseline, and
   ``RANKING_MATCH_QUALITY{game, ranking}``: the mean match quality of those recent pairings
   (:mod:`game_analytics.analytics.ratings.quality`).
+* ``FORECAST{game, metric="dau|revenue", bound="forecast|lower|upper"}``: the ETS forecast of the current UTC day
+  (the day of ``as_of``) with its 95 % prediction interval, fitted on the complete days before it;
+  ``FORECAST_30D{game, metric}``: mean DAU / total revenue forecast over the 30 days from that day;
+  ``FORECAST_MAPE{game, metric}``: the backtest error (a share) of the same model over the last 30 complete days
+  (:mod:`game_analytics.analytics.forecast`, as the activity and economy reports; docs/analytics.md);
 * ``CHURN_CLASSIFIER_AUC{game}``: ROC AUC of the churn classifier on a time split (trained on the features before
   ``as_of - 56 d`` and churn in the 28 days after, scored on the features before ``as_of - 28 d`` against churn in
   the last 28 days), left out when a split has a single class;
-  ``MODEL_FIT_TIMESTAMP{game, model="customer_value|outcome"}``: Unix time of the fit these families come from
+  ``MODEL_FIT_TIMESTAMP{game, model="customer_value|outcome|forecast"}``: Unix time of the fit these families come from
   (age since refit = now minus it).
 """
 
@@ -35,15 +40,17 @@ from threadpoolctl import threadpool_limits
 
 from game_analytics.analytics.churn.classifier import evaluate_time_split
 from game_analytics.analytics.churn.value import RISK_TIERS, score_customers
+from game_analytics.analytics.forecast import backtest, ets_forecast
 from game_analytics.analytics.ratings.quality import MatchModelQuality, match_model_quality
 from game_analytics.monitoring import names
 from game_analytics.storage.queries import Filters
+from game_analytics.storage.queries.activity import daily_active_players
 from game_analytics.storage.queries.customers import purchase_days
-from game_analytics.storage.queries.kpis import kpis
+from game_analytics.storage.queries.kpis import daily_revenue, kpis
 from game_analytics.storage.queries.ratings import board_games, game_matches
 from game_analytics.workers.buckets import le_buckets
 
-__all__ = ["KPI_NAMES", "KPI_WINDOW", "PlayerValueSection"]
+__all__ = ["FORECAST_HORIZON_DAYS", "KPI_NAMES", "KPI_WINDOW", "PlayerValueSection", "daily_history"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +96,14 @@ class PlayerValueSection:
                                 "(28-day horizon).", labels=["game"])  # fmt: skip
         fitted = GaugeMetricFamily(names.MODEL_FIT_TIMESTAMP, "Unix time of the model fit the exported figures "
                                    "come from.", labels=["game", "model"])  # fmt: skip
+        forecasts = (
+            GaugeMetricFamily(names.FORECAST, "ETS forecast of the current UTC day's DAU or revenue (USD) with its "
+                              "95 % prediction interval.", labels=["game", "metric", "bound"]),
+            GaugeMetricFamily(names.FORECAST_30D, f"Forecast over the next {FORECAST_HORIZON_DAYS} days: mean DAU, "
+                              "total revenue (USD).", labels=["game", "metric"]),
+            GaugeMetricFamily(names.FORECAST_MAPE, f"Backtest MAPE (a share) of the forecast over the last "
+                              f"{FORECAST_HORIZON_DAYS} complete days.", labels=["game", "metric"]),
+        )  # fmt: skip
         tick = timedelta(microseconds=1)
         end, start = as_of + tick, as_of - KPI_WINDOW + tick  # (as_of - 30 d, as_of], as the exporter's periods
         sql = "SELECT DISTINCT game FROM events WHERE occurred_at > :since AND occurred_at < :end"
@@ -102,6 +117,7 @@ class PlayerValueSection:
                 value = float(values[key])
                 if math.isfinite(value):
                     kpi.add_metric([game, key], value)
+            _add_forecasts(conn, game, as_of, forecasts, fitted)
             days = purchase_days(conn, Filters(None, end, (game,)))
             if days["player_id"].nunique() < 2:
                 continue
@@ -125,7 +141,7 @@ class PlayerValueSection:
                 per_bucket = np.bincount(np.searchsorted(bounds, values_clv, side="left"), minlength=len(bounds) + 1)
                 cumulative = [int(n) for n in np.cumsum(per_bucket)]
                 clv.add_metric([game], le_buckets(names.CLV_BUCKETS, cumulative), gsum_value=float(values_clv.sum()))
-        return [kpi, clv, tiers, auc, fitted, *self._ranking_quality(conn, as_of, games, fitted)]
+        return [kpi, clv, tiers, auc, *forecasts, fitted, *self._ranking_quality(conn, as_of, games, fitted)]
 
     @staticmethod
     def _ranking_quality(conn: Connection, as_of: datetime, games: Sequence[str],
@@ -175,3 +191,63 @@ def _classifier_auc(days: pd.DataFrame, as_of: datetime) -> float | None:
     except ValueError:  # a single class, or too few players before a cutoff
         return None
     return report.roc_auc if math.isfinite(report.roc_auc) else None
+
+
+#: the forecast horizon (days), as the reports' (reports/forecasts.py)
+FORECAST_HORIZON_DAYS = 30
+#: the forecasts are fitted on at most this many days before the current one (a fit on 730 days takes ~0.2 s, on
+#: 12 years 5 s: the report's whole-history fit would make the exporter's cost grow with the game's age)
+FORECAST_HISTORY_DAYS = 730
+
+
+def daily_history(conn: Connection, game: str, metric: str, as_of: datetime) -> pd.Series:
+    """``metric`` ("dau" or "revenue") of ``game`` per complete UTC day before ``as_of``'s day (naive day index; days
+    without activity 0): the last :data:`FORECAST_HISTORY_DAYS` days, or from the game's first day with data when
+    the game has no event before them."""
+    day = pd.Timestamp(as_of).tz_convert("UTC").normalize()
+    since = day - pd.Timedelta(days=FORECAST_HISTORY_DAYS)
+    filters = Filters(since.to_pydatetime(), day.to_pydatetime(), (game,))
+    if metric == "dau":
+        frame = daily_active_players(conn, filters)
+        series = pd.Series(frame["dau"].astype(float).to_numpy(), index=pd.to_datetime(frame["day"])) \
+            if not frame.empty else pd.Series(dtype=float)
+    else:
+        series = daily_revenue(conn, filters)
+    older = conn.execute(text("SELECT EXISTS (SELECT 1 FROM events WHERE game = :game AND occurred_at < :since)"),
+                         {"game": game, "since": since.to_pydatetime()}).scalar_one()  # fmt: skip
+    if older:
+        first = since.tz_localize(None)
+    elif series.empty:
+        return series
+    else:
+        first = series.index.min()
+    index = pd.date_range(first, day.tz_localize(None), freq="D", inclusive="left")
+    return series.reindex(index, fill_value=0.0).astype(float)
+
+
+def _add_forecasts(conn: Connection, game: str, as_of: datetime, families: tuple[GaugeMetricFamily, ...],
+                   fitted: GaugeMetricFamily) -> None:  # fmt: skip
+    """Add ``game``'s DAU and revenue forecasts to ``families`` (FORECAST, FORECAST_30D, FORECAST_MAPE); a metric
+    with under 14 days of history has no forecast, one with under 44 no backtest."""
+    point, horizon, error = families
+    done = False
+    for metric in ("dau", "revenue"):
+        history = daily_history(conn, game, metric, as_of)
+        try:
+            forecast = ets_forecast(history, FORECAST_HORIZON_DAYS).frame
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        done = True
+        first = forecast.iloc[0]
+        for bound in ("forecast", "lower", "upper"):
+            point.add_metric([game, metric, bound], float(first[bound]))
+        values = forecast["forecast"]
+        horizon.add_metric([game, metric], float(values.mean() if metric == "dau" else values.sum()))
+        try:
+            mape, _ = backtest(history, FORECAST_HORIZON_DAYS)
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if math.isfinite(mape):
+            error.add_metric([game, metric], mape)
+    if done:
+        fitted.add_metric([game, "forecast"], time.time())
