@@ -356,6 +356,12 @@ def child_problems(child: dict) -> list[str]:
         for p in c.get("ports") or []:
             if not 0 < int(p["containerPort"]) < 65536 or len(p.get("name", "")) > 15:
                 problems.append(f"{where}: invalid container port {p}")
+    for claim in (child.get("spec") or {}).get("volumeClaimTemplates") or [] if kind == "StatefulSet" else []:
+        # not checked when the API server admits the StatefulSet: its controller's PVC creation is refused
+        storage_class = (claim.get("spec") or {}).get("storageClassName")
+        if storage_class and (len(storage_class) > 253 or not NAME.fullmatch(storage_class)):
+            problems.append(f"{where}: invalid storageClassName {storage_class!r} in volume claim template "
+                            f"{claim['metadata']['name']}")
     for p in (child.get("spec") or {}).get("ports") or [] if kind == "Service" else []:
         if not 0 < int(p["port"]) < 65536 or len(p.get("name", "")) > 15:
             problems.append(f"{where}: invalid Service port {p}")

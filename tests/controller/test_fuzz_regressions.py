@@ -15,6 +15,12 @@
 - A MongoShardedCluster ``spec.adminSecretRef.name`` of ``kx.9qsxu.-l4y2qx`` was admitted (its pattern let a
   dot-separated label start with ``-``) and every mongos Deployment and bootstrap Job was then refused (found by the
   e2e dry-run fuzz); the field now has the DNS-subdomain pattern.
+- A ``storageClassName`` such as ``fast ssd`` or ``SSD`` (any string up to 253 characters) was admitted and
+  rendered into the volume claim templates: kube-apiserver admits such a StatefulSet (it does not validate the
+  templates), then refuses every PersistentVolumeClaim its controller creates, so the pods stay Pending and the
+  object waits without naming the field (found by reading the schema's free-text strings for issue 15; neither
+  fuzzer could see it: the harness did not check the claim templates, and the e2e dry-run admits the StatefulSet).
+  Every ``storageClassName`` now has the DNS-subdomain pattern, and the harness checks the templates.
 - The harness itself checked every child's name as a DNS label, so it refused a valid ``a.b-ranking`` ConfigMap.
 """
 
@@ -222,3 +228,56 @@ def test_a_spec_limit_below_the_default_request_lowers_the_request():
     kept = resources(Resources.model_validate({"limits": {"memory": "1Gi"}, "requests": {"memory": "64Mi"}}))
     assert kept["requests"]["memory"] == "64Mi", "a spec request is never changed"
     assert parse_quantity(resources(None)["requests"]["memory"]) <= parse_quantity(resources(None)["limits"]["memory"])
+
+
+#: (kind, path of a Storage in the example's spec)
+STORAGE_FIELDS = [("RedisFailover", ("redis", "storage")), ("MongoShardedCluster", ("configServer", "storage")),
+                  ("MongoShardedCluster", ("shards", "storage"))]
+EXAMPLE_FILE = {"RedisFailover": "redisfailover.yaml", "MongoShardedCluster": "mongoshardedcluster.yaml"}
+
+
+def _with_storage_class(kind: str, where: tuple[str, str], storage_class: str) -> dict:
+    obj = body(EXAMPLE_FILE[kind])
+    obj["spec"].setdefault(where[0], {}).setdefault(where[1], {})["storageClassName"] = storage_class
+    return obj
+
+
+@pytest.mark.parametrize(("kind", "where"), STORAGE_FIELDS)
+@pytest.mark.parametrize("storage_class", ["fast ssd", "SSD", "gp3_encrypted", "-fast", "\u00e9t\u00e9", "a" * 254])
+def test_a_storage_class_no_claim_can_name_is_refused_at_apply(kind, where, storage_class):
+    admitted, refusals = crd_fuzz.admit(_with_storage_class(kind, where, storage_class))
+    assert admitted is None
+    assert any("storageClassName" in r for r in refusals), refusals
+
+
+@pytest.mark.parametrize(("kind", "where"), STORAGE_FIELDS)
+@pytest.mark.parametrize("storage_class", ["standard", "gp3.encrypted", "fast-ssd-0"])
+def test_a_storage_class_name_is_admitted_and_rendered(kind, where, storage_class, no_sentinel_network):  # noqa: F811
+    admitted, refusals = crd_fuzz.admit(_with_storage_class(kind, where, storage_class))
+    assert admitted is not None, refusals
+    cluster = FakeCluster()
+    check_case(kind, admitted, cluster)
+    classes = {t["spec"].get("storageClassName") for child in cluster.created().values()
+               if child["kind"] == "StatefulSet" for t in child["spec"].get("volumeClaimTemplates") or []}
+    assert storage_class in classes, classes
+
+
+def test_an_older_crds_storage_class_is_invalid_spec_naming_the_field(no_sentinel_network):  # noqa: F811
+    """Stored under an older CRD (no pattern): the operator refuses it naming the field, renders nothing."""
+    obj = _with_storage_class("RedisFailover", ("redis", "storage"), "fast ssd")
+    cluster = FakeCluster()
+    outcome = reconcile(KINDS_BY_NAME["RedisFailover"], obj, cluster, Images())
+    ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec"), ready
+    assert ready["message"].startswith("spec.redis.storage.storageClassName"), ready["message"]
+    assert not [w for w in cluster.writes if "/statefulsets/" in w[1]]
+
+
+def test_the_harness_refuses_a_claim_template_the_api_server_would_refuse():
+    claim = {"metadata": {"name": "data"}, "spec": {"storageClassName": "fast ssd"}}
+    child = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "cache-redis", "namespace": "g"},
+             "spec": {"volumeClaimTemplates": [claim]}}
+    assert crd_fuzz.child_problems(child) == [
+        "StatefulSet/cache-redis: invalid storageClassName 'fast ssd' in volume claim template data"]
+    claim["spec"]["storageClassName"] = "gp3.encrypted"
+    assert crd_fuzz.child_problems(child) == []

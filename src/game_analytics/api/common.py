@@ -271,8 +271,11 @@ class Storage(Model):
     }
 
     size: Quantity = Field(default="1Gi", description="Requested volume size, e.g. 10Gi.")
+    #: a StorageClass name is a DNS subdomain: the API server admits a StatefulSet with any claim template, then
+    #: refuses every PersistentVolumeClaim its controller creates from it (the pods stay Pending)
     storage_class_name: str | None = Field(
-        default=None, max_length=253, description="StorageClass to use; the cluster default when unset."
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,
+        description="StorageClass to use (a DNS subdomain, e.g. gp3 or fast-ssd); the cluster default when unset.",
     )
 
 
