@@ -43,7 +43,7 @@ class Measured:
 
 
 MEASURED: dict[str, Measured] = {
-    "suddenWealthChange": Measured({"thresholdRatio": 5, "window": "1h", "minWealth": 100}, 10 * M, D, H + 10 * M),
+    "suddenWealthChange": Measured({"thresholdRatio": 5, "window": "1h", "minWealth": 200}, 10 * M, D, H + 10 * M),
     "rapidAssetTransfer": Measured({"count": 10, "window": "10m"}, 5 * M, 12 * H, 20 * M),
     "unusualLoginPattern": Measured({"maxDistinctRegions": 2, "maxLogins": 50, "window": "1h"}, 10 * M, 12 * H,
                                     H + 10 * M),
