@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
-from .settings import WORKERS as SETTINGS_WORKERS
+from .workers import WORKERS as SETTINGS_WORKERS  # not .settings: pydantic-settings is slow to import
 
 
 def _crds(args: argparse.Namespace) -> int:

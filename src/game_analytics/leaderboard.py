@@ -31,14 +31,16 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import count
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import psycopg
-import redis
 from numpy.typing import ArrayLike
 
 from game_analytics.analytics.leagues import leaderboard_order, percentile_ranks
+
+if TYPE_CHECKING:  # annotations only: `game-analytics rate` builds entries without importing the clients
+    import psycopg
+    import redis
 
 __all__ = [
     "Entry",

@@ -24,11 +24,12 @@ from typing import Annotated, Any, Literal, get_origin
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: every worker (``game-analytics worker NAME``): defined in game_analytics.workers for the CLI's start-up
+from game_analytics.workers import WORKERS
+
 ENV_PREFIX = "GAME_ANALYTICS_"
 #: the accepted ``--log-level`` values (any case)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-#: every worker (``game-analytics worker NAME``)
-WORKERS = ("ingest", "exporter", "detection", "ranking", "report")
 #: default ``--metrics-port`` of the long-running workers; the ranking and report Jobs serve none by default
 DEFAULT_METRICS_PORT = 9102
 

@@ -48,9 +48,10 @@ from game_analytics.api.common import parse_duration
 from game_analytics.api.rankingjob import ALGORITHMS, Algorithm, League, RankingJobSpec, RankingJobStatus
 from game_analytics.console import EXIT_FAILED, EXIT_USAGE, ArgumentParser, fail
 from game_analytics.leaderboard import Entry, Leaderboard, build_entries, write_entries
-from game_analytics.settings import ENV_PREFIX, parse_time
-from game_analytics.workers import runtime
 from game_analytics.workers.jobs import job_name, scheduled_time
+
+# The worker's settings and runtime (pydantic-settings, SQLAlchemy, psycopg, the HTTP server) are imported by the
+# functions that use them: `game-analytics rate` imports this module and needs none of them (start-up cost).
 
 __all__ = [
     "HISTORY_PERIOD_SECONDS",
@@ -197,18 +198,25 @@ def write_status(path: Path, summary: RunSummary) -> None:
 
 def _time(text: str | None) -> datetime | None:
     """An ISO 8601 setting (already checked by the settings model) as an aware datetime; None stays None."""
+    from game_analytics.settings import parse_time
+
     return None if text is None else parse_time(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``game-analytics worker ranking``: the ranking settings (each also read from its
     ``GAME_ANALYTICS_*`` variable)."""
+    from game_analytics.workers import runtime
+
     return runtime.parser("ranking", "Compute ratings and leaderboards.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ranking job once; prints a JSON summary. Returns 0, 1 (the run failed: storage, Redis) or 2 (usage:
     flags, settings or the --config document)."""
+    from game_analytics.settings import ENV_PREFIX
+    from game_analytics.workers import runtime
+
     parser = build_parser()
     args, settings = runtime.start(parser, argv, "ranking")
     if settings.config is None:
