@@ -261,3 +261,33 @@ def test_the_claim_idle_setting_reaches_the_streaming_path(setup: dict[str, Any]
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_entries_still_being_evaluated_are_not_claimed_back_by_their_own_consumer(setup: dict[str, Any],
+                                                                                  monkeypatch) -> None:  # fmt: skip
+    """Behind by more than ``claim_idle_ms`` (the full latency benchmark at 5,000 events/s: batches of 50,000
+    taking 10 s and more), the periodic claim took this consumer's own entries - read, queued or under
+    evaluation, not acknowledged yet - and handed them over again: each was evaluated twice, the backlog grew
+    by a batch each time ("took over 50000 entries of <itself>"). They are evaluated once, then acknowledged."""
+    evaluator, stream = setup["evaluator"], setup["stream"]
+    evaluator.claim_idle_ms, evaluator.claim_every_s = 100, 0.05
+    evaluated: list[str] = []
+
+    def slow_process(events: list[dict[str, Any]]) -> None:  # an evaluation slower than claim_idle_ms
+        evaluated.extend(e["event_id"] for e in events)
+        if events:
+            time.sleep(1.0)
+
+    monkeypatch.setattr(evaluator, "process", slow_process)
+    event = purchase("p1", T0, 1.0)
+    publish_events([event], setup["redis_url"], stream=stream)
+    stop = threading.Event()
+    thread = threading.Thread(target=evaluator.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert evaluated == [event["event_id"]]
+    assert setup["client"].xpending(stream, "detection")["pending"] == 0

@@ -85,6 +85,11 @@ def _id_text(entry: tuple[int, int]) -> str:
     return f"{entry[0]}-{entry[1]}"
 
 
+def _keys(batches: Sequence[tuple[Any, Any]]) -> set[tuple[str, str]]:
+    """``(stream, entry id)`` of every entry of ``batches`` (``XREADGROUP`` / ``XAUTOCLAIM`` replies), as text."""
+    return {(_text(stream), _text(entry[0])) for stream, entries in batches for entry in entries}
+
+
 def _parse(batches: Iterable[tuple[Any, Iterable[tuple[Any, Any]]]]) -> list[dict[str, Any]]:
     """``{event_id, event_type, player_id, occurred_at (datetime), sent (XADD time, s), stream, id ((ms, seq))}``
     of the well-formed entries of ``[(stream, entries)]`` (a malformed one is the ingest worker's dead letter, not
@@ -149,6 +154,8 @@ class StreamEvaluator:
         self._latest: datetime | None = None
         self._last_full: dict[str, float] = {}
         self._late: list[dict[str, Any]] = []  # triggers not stored by the ingest worker in time (next batch)
+        # (stream, entry id) handed over and not yet through their acknowledgement: never claimed back (_claim)
+        self._inflight: set[tuple[str, str]] = set()
         self.behind, self.full_read = 0.0, False  # see backlog()
         self.latency = Histogram(names.DETECTION_STREAM_LATENCY.removesuffix("_seconds") + "_seconds",
                                  "From an entry's XADD to its rules evaluated by the streaming path.",
@@ -355,17 +362,24 @@ class StreamEvaluator:
     def _claim(self, stop: threading.Event, out: queue.Queue) -> None:
         """Hand over, stream by stream and ``batch`` at a time, the entries pending in the group for longer than
         ``claim_idle_ms`` for any consumer, now claimed for this one
-        (:func:`~game_analytics.workers.shards.claim_idle`, the ingest workers' ``XAUTOCLAIM``)."""
+        (:func:`~game_analytics.workers.shards.claim_idle`, the ingest workers' ``XAUTOCLAIM``), except this
+        consumer's own entries still queued or under evaluation (behind by more than ``claim_idle_ms``, they
+        would be evaluated twice and the backlog grow by a batch)."""
         for stream in self.streams:
             for entries in claim_idle(self.client, stream, self.group, self.consumer, self.claim_idle_ms,
                                       self.batch):  # fmt: skip
-                log.info("took over %d entries of %s left pending in group %s", len(entries), stream, self.group)
-                self._hand_over(stop, out, [(stream, entries)])
+                with self._lock:  # this consumer's own entries still queued or under evaluation: not again
+                    entries = [e for e in entries if (_text(stream), _text(e[0])) not in self._inflight]
+                if entries:
+                    log.info("took over %d entries of %s left pending in group %s", len(entries), stream, self.group)
+                    self._hand_over(stop, out, [(stream, entries)])
 
     def _hand_over(self, stop: threading.Event, out: queue.Queue, batches: list[tuple[Any, Any]]) -> None:
         """Put ``(batches, their parsed events, filled a whole batch)`` into ``out``, waiting until it is taken
         or ``stop`` is set."""
         item = (batches, _parse(batches), sum(len(entries) for _, entries in batches) >= self.batch)
+        with self._lock:
+            self._inflight.update(_keys(batches))
         while not stop.is_set():
             try:
                 out.put(item, timeout=0.5)
@@ -391,8 +405,12 @@ class StreamEvaluator:
                         self.process(events)
                     self.resend()
                     last_tick = time.monotonic()
-                for stream, entries in batches:
-                    self.client.xack(stream, self.group, *[entry_id for entry_id, _ in entries])
+                try:
+                    for stream, entries in batches:
+                        self.client.xack(stream, self.group, *[entry_id for entry_id, _ in entries])
+                finally:  # a failed acknowledgement leaves them pending: the periodic claim may take them again
+                    with self._lock:
+                        self._inflight.difference_update(_keys(batches))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("stream acknowledgement failed (%s); retrying in 1 s", exc)
                 stop.wait(1.0)
