@@ -203,7 +203,7 @@ FORECAST_HISTORY_DAYS = 730
 def daily_history(conn: Connection, game: str, metric: str, as_of: datetime) -> pd.Series:
     """``metric`` ("dau" or "revenue") of ``game`` per complete UTC day before ``as_of``'s day (naive day index; days
     without activity 0): the last :data:`FORECAST_HISTORY_DAYS` days, or from the game's first day with data when
-    the game has no event before them."""
+    the game has no event (for revenue: no purchase) before them."""
     day = pd.Timestamp(as_of).tz_convert("UTC").normalize()
     since = day - pd.Timedelta(days=FORECAST_HISTORY_DAYS)
     filters = Filters(since.to_pydatetime(), day.to_pydatetime(), (game,))
@@ -213,7 +213,8 @@ def daily_history(conn: Connection, game: str, metric: str, as_of: datetime) -> 
             if not frame.empty else pd.Series(dtype=float)
     else:
         series = daily_revenue(conn, filters)
-    older = conn.execute(text("SELECT EXISTS (SELECT 1 FROM events WHERE game = :game AND occurred_at < :since)"),
+    kind = " AND event_type = 'purchase'" if metric == "revenue" else ""  # a game without purchases has no revenue
+    older = conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM events WHERE game = :game AND occurred_at < :since{kind})"),
                          {"game": game, "since": since.to_pydatetime()}).scalar_one()  # fmt: skip
     if older:
         first = since.tz_localize(None)
