@@ -87,7 +87,7 @@ def test_steps_are_bounded() -> None:
         steps(at(0), at(0) + timedelta(days=10_000), M)
 
 
-def test_promql_detectors_are_not_backtested_yet(tmp_path: Path, capsys) -> None:
+def test_a_promql_rule_without_prometheus_is_not_backtested(tmp_path: Path, capsys) -> None:
     spec = AlertRuleSpec.model_validate({"category": "system", "detector": {"ingestLag": {"maxLagSeconds": 60}},
                                          "runbookURL": "https://x.example/r"})  # fmt: skip
     with pytest.raises(NotBacktestable, match="query_range"):

@@ -139,9 +139,9 @@ def test_the_measured_rules_are_the_shipped_examples() -> None:
 def test_the_critical_wealth_jump_example_flags_at_most_two_real_customers_in_the_harness_month(
         postgres_server, _migrated_template) -> None:
     """The only critical example (the goal: precision >= 0.9 with 20 plants allows 2 natural flags) over untouched
-    CDNOW in February 1997, CDNOW's acquisition month: with minWealth 100 five new customers' first-day orders of
-    $500-$1,000 were 5x the floor (precision 0.8); with 200 one ($1,000+) is left.  A planted whale is still found.
-    CDNOW purchases carry dates only: each day's are seen by a step at 00:30 (window 1h)."""
+    CDNOW in February 1997, CDNOW's acquisition month: with minWealth 100 five customers with $0-136 spent before
+    had a day of $507-1,029, 5x that or the floor (precision 0.8); with 200 one ($1,029, new) is left.  A planted
+    whale is still found.  CDNOW purchases carry dates only: each day's are seen by a step at 00:30 (window 1h)."""
     from game_analytics.alerting.cli import load_alertrule
     from game_analytics.alerting.replay import replay
 
