@@ -202,3 +202,26 @@ def test_a_failed_database_is_exit_1_and_one_line_for_every_command(command: lis
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith(f"game-analytics {command[0]}"), out.stderr
+
+
+def test_report_run_lists_its_files_with_output_and_writes_them_to_output_dir() -> None:
+    """``report run`` (and its dashboard preview) print data, the written files, so ``--output`` is ``table|json`` as
+    everywhere; the folder is ``--output-dir`` (the report worker's flag). ``--output DIR``, the older spelling, still
+    names the folder."""
+    from pathlib import Path as P
+
+    from game_analytics.console import UsageError, output_and_folder
+    from game_analytics.reports.dashboard.preview import _parser as preview_parser
+    from game_analytics.workers.report_cli import _cli_parser
+
+    base = ["run", "--type", "retention"]
+    for argv, expected in [([], ("table", P("/tmp/reports"))), (["--output", "json"], ("json", P("/tmp/reports"))),
+                           (["--output", "json", "--output-dir", "/data/r"], ("json", P("/data/r"))),
+                           (["--output-dir", "/data/r"], ("table", P("/data/r"))),
+                           (["--output", "/data/old"], ("table", P("/data/old")))]:
+        assert output_and_folder(_cli_parser().parse_args(base + argv), "/tmp/reports") == expected, argv
+        preview = preview_parser().parse_args(["--type", "dashboard", "--dashboard", "activity", "--prometheus",
+                                               "http://127.0.0.1:9", *argv])  # fmt: skip
+        assert output_and_folder(preview, "/tmp/reports") == expected, argv
+    with pytest.raises(UsageError, match="--output-dir"):
+        output_and_folder(_cli_parser().parse_args(base + ["--output", "/a", "--output-dir", "/b"]), "/tmp/reports")

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from game_analytics.api.common import parse_duration
@@ -23,10 +24,13 @@ __all__ = [
     "EXIT_USAGE",
     "ArgumentParser",
     "UsageError",
+    "add_output_flags",
     "default_actor",
     "dump_json",
     "fail",
+    "output_and_folder",
     "parse_when",
+    "print_files",
     "render_table",
 ]
 
@@ -130,3 +134,34 @@ def dump_json(value: Any) -> str:
     """Indented JSON with datetimes as ISO 8601 strings."""
     return json.dumps(value, indent=2, sort_keys=True, default=lambda v: v.isoformat() if isinstance(v, datetime)
                       else str(v))  # fmt: skip
+
+
+def add_output_flags(parser: argparse.ArgumentParser, default_dir: str) -> None:
+    """``--output table|json`` (how a command that writes files lists them) and ``--output-dir DIR`` (where it writes
+    them); read both back with :func:`output_and_folder`."""
+    parser.add_argument("--output", default="table", metavar="table|json",
+                        help="list the written files one path a line (table, the default) or as json "
+                             "(an --output that is a folder is the older spelling of --output-dir)")
+    parser.add_argument("--output-dir", default=None, help=f"folder of the written files (default: {default_dir})")
+
+
+def output_and_folder(args: argparse.Namespace, default_dir: str) -> tuple[str, Path]:
+    """(``table`` or ``json``, the folder) from :func:`add_output_flags`'s flags.
+
+    Raises:
+        UsageError: ``--output`` names a folder (the older spelling) and ``--output-dir`` is given too.
+    """
+    if args.output in ("table", "json"):
+        return args.output, Path(args.output_dir or default_dir)
+    if args.output_dir is not None:
+        raise UsageError(f"--output is table or json with --output-dir (got {args.output!r})")
+    return "table", Path(args.output)
+
+
+def print_files(paths: Sequence[Any], output: str) -> None:
+    """The written files on stdout: one path a line, or ``{"files": [...]}`` for ``--output json``."""
+    if output == "json":
+        print(dump_json({"files": [str(p) for p in paths]}))
+    else:
+        for path in paths:
+            print(path)

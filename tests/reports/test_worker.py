@@ -141,6 +141,10 @@ def test_cli_run_prints_paths(tmp_path: Path, sample_dsn: str, capsys: pytest.Ca
                    for s in ("json", "zip")]
     assert report_cli.cli_main(["run", "--type", "retention", "--from", "1998-01-01", "--dsn", sample_dsn]) == 2
     assert "--from and --to go together" in capsys.readouterr().err
+    json_dir = tmp_path / "json"  # --output json lists them; --output-dir is the folder (docs/cli.md)
+    assert report_cli.cli_main(["run", "--type", "retention", "--format", "csv", "--as-of", "latest", "--lookback",
+                                "90d", "--output", "json", "--output-dir", str(json_dir), "--dsn", sample_dsn]) == 0
+    assert json.loads(capsys.readouterr().out) == {"files": [str(json_dir / "cli-retention-19980701T000000Z.zip")]}
 
 
 def _fast_retry(cls):  # type: ignore[no-untyped-def]

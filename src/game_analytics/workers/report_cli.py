@@ -1,7 +1,7 @@
 """``game-analytics report run|history``: run reports by hand and list recent runs.
 
 ``report run --type playerActivity --format html [--format csv] [--from 1997-01-01 --to 1998-07-01 | --as-of latest
-[--lookback 30d]] [--output DIR] [--dsn URL]`` builds the reports with the ScheduledReport worker's
+[--lookback 30d]] [--output-dir DIR] [--output table|json] [--dsn URL]`` builds the reports with the ScheduledReport worker's
 :func:`~game_analytics.workers.report.run_reports` and prints the artefact paths; ``report run --type dashboard``
 is a local preview (:mod:`game_analytics.reports.dashboard.preview`); ``report history`` lists recent runs.
 
@@ -14,7 +14,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -23,7 +22,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..api.scheduledreport import ReportFilters, ReportFormat, ReportType, WebhookStyle
-from ..console import EXIT_USAGE, UsageError, dump_json, fail
+from ..console import (
+    EXIT_USAGE,
+    UsageError,
+    add_output_flags,
+    dump_json,
+    fail,
+    output_and_folder,
+    print_files,
+)
 from ..reports.dashboard.preview import preview_main
 from ..reports.history import recent_runs
 from ..reports.model import ReportPeriod, validate_filters
@@ -56,8 +63,7 @@ def _cli_parser() -> argparse.ArgumentParser:
     run.add_argument("--event-type", dest="event_types", action="append", default=[],
                      help="only this event type (repeatable)")
     run.add_argument("--top-n", type=int, default=10, help="rows of top-N tables (1-1000, default: 10)")
-    run.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT),
-                     help=f"output folder (default: {DEFAULT_OUTPUT})")
+    add_output_flags(run, DEFAULT_OUTPUT)
     run.add_argument("--dsn", help=f"database URL (default: ${ENV_PREFIX}DSN)")
     run.add_argument("--name", default="cli", help="name recorded in report_runs (default: cli)")
     run.add_argument("--namespace", default=None, help="namespace recorded in report_runs")
@@ -108,21 +114,21 @@ def _cli_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     if args.start or args.end or args.as_of not in (None, "latest"):
         _cli_period(args, None, filters)  # flag errors before connecting
+    output, folder = output_and_folder(args, DEFAULT_OUTPUT)
     engine = engine_for(args.dsn or settings.dsn)
     try:
         period = _cli_period(args, engine, filters)
         config = RunConfig(
             name=args.name, namespace=args.namespace or settings.namespace,
             reports=list(dict.fromkeys(ReportType(t) for t in args.types)), period=period, filters=filters,
-            formats=[ReportFormat(f) for f in (args.formats or ["html"])], output_dir=args.output,
+            formats=[ReportFormat(f) for f in (args.formats or ["html"])], output_dir=folder,
             webhook=(args.webhook_url, WebhookStyle(args.webhook_style)) if args.webhook_url else None,
         )  # fmt: skip
         with _console_progress() as progress:
             result = run_reports(engine, config, progress=progress)
     finally:
         engine.dispose()
-    for path in result.summary.artifacts:
-        print(path)
+    print_files(result.summary.artifacts, output)
     for kind, error in result.summary.failures.items():
         print(f"error: report {kind} failed: {error}", file=sys.stderr)
     for error in result.delivery_errors:

@@ -1,9 +1,10 @@
 """``game-analytics report run --type dashboard``: render a dashboard locally, before Grafana is involved.
 
 ``game-analytics report run --type dashboard --dashboard UID --prometheus URL [--format pdf|html|json|csv ...]
-[--var NAME=VALUE ...] [--lookback 6h | --from T1 --to T2] [--scrape-interval 30s] [--dsn URL] [--output DIR]``
-writes ``<slug>-dashboard-<end>.<ext>`` into ``--output`` and prints the paths. Nothing is recorded in
-``report_runs`` and nothing is delivered; ``--dsn`` (or ``GAME_ANALYTICS_DSN``) is only needed by SQL panels.
+[--var NAME=VALUE ...] [--lookback 6h | --from T1 --to T2] [--scrape-interval 30s] [--dsn URL] [--output-dir DIR]
+[--output table|json]`` writes ``<slug>-dashboard-<end>.<ext>`` into ``--output-dir`` and prints the paths
+(``--output DIR`` is the older spelling of ``--output-dir``). Nothing is recorded in ``report_runs`` and nothing is
+delivered; ``--dsn`` (or ``GAME_ANALYTICS_DSN``) is only needed by SQL panels.
 Exit codes: 0 written (panels without data included), 1 a panel's query failed, 2 bad flags.
 """
 
@@ -12,12 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from ...api.common import parse_duration
 from ...api.scheduledreport import DashboardReport, ReportFormat
+from ...console import UsageError, add_output_flags, output_and_folder, print_files
 from ..model import ReportPeriod
 from .build import DashboardTarget, build_dashboard_report, load_dashboard
+
+#: where the files go without --output-dir
+DEFAULT_FOLDER = "/tmp/reports"
 
 __all__ = ["DashboardTarget", "dashboard_target", "preview_main"]
 
@@ -45,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", help="range end, ISO 8601 (default: now)")
     p.add_argument("--scrape-interval", default="30s", help="the data source's scrape interval (default: 30s)")
     p.add_argument("--dsn", help="PostgreSQL URL for SQL panels (default: $GAME_ANALYTICS_DSN)")
-    p.add_argument("--output", type=Path, default=Path("/tmp/reports"), help="output folder (default: /tmp/reports)")
+    add_output_flags(p, DEFAULT_FOLDER)
     return p  # fmt: skip
 
 
@@ -63,6 +67,11 @@ def preview_main(argv: list[str]) -> int:
     from ..render import write_report
 
     args = _parser().parse_args(argv)
+    try:
+        output, folder = output_and_folder(args, DEFAULT_FOLDER)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if set(args.types) != {"dashboard"}:
         print("error: --type dashboard cannot be combined with other report types in one run", file=sys.stderr)
         return 2
@@ -98,8 +107,7 @@ def preview_main(argv: list[str]) -> int:
         if engine is not None:
             engine.dispose()
     formats = [ReportFormat(f) for f in (args.formats or ["pdf"])]
-    for path in write_report(report, formats, args.output, prefix=f"{slug}-"):
-        print(path)
+    print_files(write_report(report, formats, folder, prefix=f"{slug}-"), output)
     failed = report.figure("panels_failed")
     for note in report.notes:
         print(note, file=sys.stderr)
