@@ -138,3 +138,24 @@ def test_a_dashboard_report_is_admitted_only_with_its_spec():
     obj["spec"]["dashboard"] = {"uid": "grafana-home"}  # not one of the product's
     admitted, refusals = crd_fuzz.admit(obj)
     assert admitted is None and refusals[0].startswith(".spec.dashboard.uid: ")
+
+
+def test_time_axes_span_the_dashboards_range_with_distinct_tick_labels():
+    """As in Grafana, a time series spans the dashboard's time range even where its data cover two seconds of it
+    (the rendered operator page showed 02:09:12 02:09:12 02:09:13 02:09:13 under a p99 of two points)."""
+    import matplotlib.dates as mdates
+
+    from game_analytics.reports.dashboard.build import PanelOutcome, _draw_page
+    from game_analytics.reports.dashboard.fetch import PanelData, Series
+
+    period = ReportPeriod(END - timedelta(minutes=2), END)
+    t0 = END.timestamp() - 70
+    short = Series("p99", {}, np.array([t0, t0 + 1, t0 + 2]), np.array([0.005, 0.005, 0.005]))
+    panel = {"type": "timeseries", "title": "Reconcile duration p99", "gridPos": {"x": 0, "y": 0, "w": 8, "h": 8},
+             "fieldConfig": {"defaults": {"unit": "s"}}}
+    fig = _draw_page("Dash", "Row", "", [PanelOutcome("Row", panel, "ok", PanelData([short]))], period)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    assert ax.get_xlim() == pytest.approx(tuple(mdates.date2num([period.start, period.end])))
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert len(labels) >= 3 and len(set(labels)) == len(labels), labels

@@ -124,12 +124,14 @@ def _run(panel: dict[str, Any], row: str, target: DashboardTarget, period: Repor
     return PanelOutcome(row, panel, "no data" if data.empty else "ok", data)
 
 
-def _draw_page(title: str, row: str, subtitle: str, outcomes: list[PanelOutcome]) -> MplFigure:
+def _draw_page(title: str, row: str, subtitle: str, outcomes: list[PanelOutcome],
+               period: ReportPeriod | None = None) -> MplFigure:
     with matplotlib.rc_context({"text.parse_math": False}):  # "$" in titles and queries is text, not TeX
-        return _draw_grid(title, row, subtitle, outcomes)
+        return _draw_grid(title, row, subtitle, outcomes, period)
 
 
-def _draw_grid(title: str, row: str, subtitle: str, outcomes: list[PanelOutcome]) -> MplFigure:
+def _draw_grid(title: str, row: str, subtitle: str, outcomes: list[PanelOutcome],
+               period: ReportPeriod | None = None) -> MplFigure:
     fig = MplFigure(figsize=PAGE_SIZE)
     FigureCanvasAgg(fig)
     fig.text(0.025, 0.965, title, fontsize=14, fontweight="bold", va="top")
@@ -139,6 +141,7 @@ def _draw_grid(title: str, row: str, subtitle: str, outcomes: list[PanelOutcome]
     top = min(o.panel["gridPos"]["y"] for o in outcomes)
     units = max(MIN_UNITS, max(o.panel["gridPos"]["y"] + o.panel["gridPos"]["h"] for o in outcomes) - top)
     unit_h = ah / units
+    time_range = (period.start.timestamp(), period.end.timestamp()) if period else None
     for outcome in outcomes:
         pos = outcome.panel["gridPos"]
         x = ax0 + aw * pos["x"] / GRID_COLUMNS
@@ -146,7 +149,7 @@ def _draw_grid(title: str, row: str, subtitle: str, outcomes: list[PanelOutcome]
         h = unit_h * pos["h"]
         y = ay0 + ah - unit_h * (pos["y"] - top) - h
         draw_panel(fig, (x + _GAP / 2, y + _GAP / 2, w - _GAP, h - _GAP), outcome.panel, outcome.status,
-                   outcome.data, outcome.detail)  # fmt: skip
+                   outcome.data, outcome.detail, time_range)  # fmt: skip
     return fig
 
 
@@ -197,7 +200,7 @@ def build_dashboard_report(target: DashboardTarget, period: ReportPeriod, *, eng
             page_outcomes = [outcomes[id(p)] for p in page]
 
             def draw(label: str = label, page_outcomes: list[PanelOutcome] = page_outcomes) -> MplFigure:
-                return _draw_page(dashboard["title"], label, subtitle, page_outcomes)
+                return _draw_page(dashboard["title"], label, subtitle, page_outcomes, period)
 
             report.pages.append(Page(f"{dashboard['title']}: {label}", draw))
     counts = {s: sum(o.status == s for o in ordered) for s in ("ok", "no data", "error", "unsupported")}

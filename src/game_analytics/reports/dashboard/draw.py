@@ -53,15 +53,22 @@ def _times(series: Series) -> pd.DatetimeIndex:
     return pd.to_datetime(series.times, unit="s", utc=True)
 
 
-def _time_axis(ax: Any, span_seconds: float) -> None:
+def _time_axis(ax: Any, span_seconds: float, time_range: tuple[float, float] | None = None) -> None:
+    """Date ticks on whole seconds, minutes, hours or days (never two ticks with one label); with ``time_range``
+    (Unix seconds) the axis spans the dashboard's time range, as Grafana's does, not only the data."""
+    if time_range is not None and time_range[1] > time_range[0]:
+        span_seconds = time_range[1] - time_range[0]
+        ax.set_xlim(*mdates.date2num(pd.to_datetime(list(time_range), unit="s", utc=True)))
     if span_seconds <= 3600:
         fmt = "%H:%M:%S"
     elif span_seconds <= 2 * 86_400:
         fmt = "%H:%M"
     else:
         fmt = "%m-%d %H:%M" if span_seconds <= 14 * 86_400 else "%Y-%m-%d"
+    locator = mdates.AutoDateLocator(tz="UTC", minticks=3, maxticks=6)
+    locator.intervald[mdates.SECONDLY] = [1, 2, 5, 10, 15, 30]  # no sub-second ticks: the labels show seconds
+    ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz="UTC"))
-    ax.xaxis.set_major_locator(MaxNLocator(5))
 
 
 def _value_limits(ax: Any, panel: dict, series: list[Series]) -> None:
@@ -86,7 +93,8 @@ def _value_limits(ax: Any, panel: dict, series: list[Series]) -> None:
     ax.set_ylim(low - below, high + margin)  # a line on the lower bound stays visible above the axis
 
 
-def _timeseries(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData) -> None:
+def _timeseries(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData,
+                time_range: tuple[float, float] | None = None) -> None:
     x, y, w, h = box
     unit = unit_of(panel)
     series = [s for s in data.series if np.isfinite(s.values).any()]
@@ -100,12 +108,12 @@ def _timeseries(fig: Figure, box: tuple[float, float, float, float], panel: dict
     spans = []
     for i, s in enumerate(series):
         spans.append(s.times.max() - s.times.min() if s.times.size else 0)
-        style = {"marker": "o", "markersize": 2.5} if len(s.times) < 3 else {}
+        style = {"marker": "o", "markersize": 2.5} if len(s.times) < 10 else {}  # a few points stay visible
         ax.plot(_times(s), s.values, color=_PALETTE[i % len(_PALETTE)], linewidth=1.1, label=s.name, **style)
     _value_limits(ax, panel, series)
     ax.yaxis.set_major_formatter(_axis_formatter(unit))
     ax.yaxis.set_major_locator(MaxNLocator(4))
-    _time_axis(ax, max(spans or [0]))
+    _time_axis(ax, max(spans or [0]), time_range)
     ax.tick_params(labelsize=6, length=2)
     ax.grid(True, color="#e5e5e5", linewidth=0.5)
     for side in ("top", "right"):
@@ -119,7 +127,8 @@ def _timeseries(fig: Figure, box: tuple[float, float, float, float], panel: dict
                    fontsize=5.8, frameon=False, handlelength=1.2, columnspacing=1.2, borderaxespad=0.0)
 
 
-def _stat(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData) -> None:
+def _stat(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData,
+          time_range: tuple[float, float] | None = None) -> None:
     x, y, w, h = box
     unit = unit_of(panel)
     series = [s for s in data.series if np.isfinite(s.values).any()][:6]
@@ -135,7 +144,8 @@ def _stat(fig: Figure, box: tuple[float, float, float, float], panel: dict, data
                      color=_MUTED)  # fmt: skip
 
 
-def _bargauge(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData) -> None:
+def _bargauge(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData,
+              time_range: tuple[float, float] | None = None) -> None:
     x, y, w, h = box
     unit = unit_of(panel)
     series = [s for s in data.series if np.isfinite(s.values).any()]
@@ -164,7 +174,8 @@ def _cell(value: Any, column: str, unit: str) -> str:
     return textwrap.shorten(str(value), 28, placeholder="…") if value is not None else ""
 
 
-def _table(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData) -> None:
+def _table(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData,
+           time_range: tuple[float, float] | None = None) -> None:
     x, y, w, h = box
     unit = unit_of(panel)
     frame = pd.concat(data.tables, ignore_index=True) if len(data.tables) > 1 else data.tables[0]
@@ -190,7 +201,8 @@ def _table(fig: Figure, box: tuple[float, float, float, float], panel: dict, dat
         fig.text(x + w - 0.006, y + 0.003, f"{len(frame) - fit} more rows", fontsize=5.5, color=_MUTED, ha="right")
 
 
-def _heatmap(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData) -> None:
+def _heatmap(fig: Figure, box: tuple[float, float, float, float], panel: dict, data: PanelData,
+             time_range: tuple[float, float] | None = None) -> None:
     x, y, w, h = box
     unit = unit_of(panel)
     series = [s for s in data.series if np.isfinite(s.values).any()]
@@ -204,7 +216,7 @@ def _heatmap(fig: Figure, box: tuple[float, float, float, float], panel: dict, d
                       extent=(start, end if end > start else start + 1e-3, len(series) - 0.5, -0.5))  # fmt: skip
     ax.set_yticks(range(len(series)), [textwrap.shorten(s.name, 20, placeholder="…") for s in series], fontsize=6)
     ax.xaxis_date(tz="UTC")
-    _time_axis(ax, float(times[-1] - times[0]))
+    _time_axis(ax, float(times[-1] - times[0]), time_range)
     ax.tick_params(labelsize=6, length=2)
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01, format=_axis_formatter(unit))
     bar.ax.tick_params(labelsize=5.5)
@@ -222,11 +234,12 @@ def _message(fig: Figure, box: tuple[float, float, float, float], text: str, col
 
 
 def draw_panel(fig: Figure, rect: tuple[float, float, float, float], panel: dict[str, Any], status: str,
-               data: PanelData | None, detail: str = "") -> None:
+               data: PanelData | None, detail: str = "", time_range: tuple[float, float] | None = None) -> None:
     """Draw ``panel`` into ``rect`` = ``(x, y, width, height)`` in figure fractions.
 
     ``status`` is ``ok`` (draw ``data`` in the panel's type), ``no data``, ``error`` (``detail`` is shown) or
-    ``unsupported``.
+    ``unsupported``. ``time_range`` (Unix seconds) is the dashboard's: the time axes of time series and heat maps
+    span it, whatever part of it has data.
     """
     x, y, w, h = rect
     fig.add_artist(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.004", linewidth=0.6,
@@ -245,7 +258,7 @@ def draw_panel(fig: Figure, rect: tuple[float, float, float, float], panel: dict
         top += 0.0125 * len(lines) + 0.006
     body = (x, y, w, max(h - top, 0.02))
     if status == "ok" and data is not None:
-        RENDERERS[panel["type"]](fig, body, panel, data)
+        RENDERERS[panel["type"]](fig, body, panel, data, time_range)
     elif status == "no data":
         _message(fig, body, "no data", _MUTED)
     elif status == "unsupported":
