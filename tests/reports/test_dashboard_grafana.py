@@ -74,8 +74,9 @@ def test_legends_units_and_thresholds():
     assert legend("", {"__name__": "up", "pod": "p"}) == 'up{pod="p"}'
     assert [format_value(v, u) for v, u in [(1234, "short"), (10.0, "short"), (0.526, "percentunit"),
                                              (90, "s"), (0.02, "s"), (2048, "bytes"), (3.5, "ops"),
-                                             (41.36, "currencyUSD"), (None, "short")]] == \
-        ["1.23 K", "10", "52.6%", "1.50 min", "20 ms", "2 KiB", "3.50 ops/s", "$41.36", "-"]
+                                             (41.36, "currencyUSD"), (None, "short"), (0x22389E1B9F8B9, "hex"),
+                                             (255.4, "hex0x")]] == \
+        ["1.23 K", "10", "52.6%", "1.50 min", "20 ms", "2 KiB", "3.50 ops/s", "$41.36", "-", "22389E1B9F8B9", "0xFF"]
     steps = {"defaults": {"thresholds": {"steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}]}}}
     assert threshold_color(0, steps) == "#73bf69" and threshold_color(1, steps) == "#f2495c"
     assert threshold_color(81, {}) == "#f2495c"  # Grafana's default: red from 80

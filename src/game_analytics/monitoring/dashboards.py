@@ -209,8 +209,8 @@ def alerts() -> dict[str, Any]:
             stat_panel("Audit chain length", "Entries in the tamper-evident audit log; with the head hash, an anchor "
                        "for `game-analytics audit verify --expect-head`.",
                        f"max({names.AUDIT_CHAIN_LENGTH}{{{NS}}})"),
-            stat_panel("Audit chain head", "The first 13 hex digits of the newest entry's hash, as a number.",
-                       f"max({names.AUDIT_CHAIN_HEAD}{{{NS}}})", unit="none"),
+            stat_panel("Audit chain head", "The first 13 hex digits of the newest entry's hash: the start of "
+                       "`game-analytics audit head`'s HASH.", f"max({names.AUDIT_CHAIN_HEAD}{{{NS}}})", unit="hex"),
         ]),
     ], variables=[RULE_VARIABLE])
     return _with_sql_variables(model, priority=False)

@@ -185,8 +185,9 @@ def audit() -> dict[str, Any]:
             stat_panel("Audit chain length", "Entries in the audit log (seq of the newest); record it with the "
                        "head for `game-analytics audit verify --expect-head`.",
                        f"max({names.AUDIT_CHAIN_LENGTH}{{{NS}}})", span=12),
-            stat_panel("Audit chain head", "The first 13 hex digits of the newest entry's hash, as a number.",
-                       f"max({names.AUDIT_CHAIN_HEAD}{{{NS}}})", unit="none", span=12),
+            stat_panel("Audit chain head", "The first 13 hex digits of the newest entry's hash: the start of "
+                       "`game-analytics audit head`'s HASH.", f"max({names.AUDIT_CHAIN_HEAD}{{{NS}}})", unit="hex",
+                       span=12),
         ]),
         ("Actions", [
             sql_timeseries_panel("Actions by actor", "Audit entries per interval, by actor.", BY_ACTOR_SQL),

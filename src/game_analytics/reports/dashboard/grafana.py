@@ -245,7 +245,7 @@ def _duration(seconds: float) -> str:
 
 def format_value(value: float | None, unit: str | None, decimals: int | None = None) -> str:
     """``value`` as Grafana shows it in ``unit`` (``short``, ``none``, ``percent``, ``percentunit``, ``s``, ``ms``,
-    ``ops``, ``reqps``, ``bytes``, ``decbytes``, ``currencyUSD``, ``dtdurations``); other units print the number
+    ``ops``, ``reqps``, ``bytes``, ``decbytes``, ``currencyUSD``, ``dtdurations``, ``hex``, ``hex0x``); other units print the number
     and the unit name. None and NaN are ``-``."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -272,6 +272,9 @@ def format_value(value: float | None, unit: str | None, decimals: int | None = N
     if unit == "decbytes":
         scaled, suffix = _si(value, (" B", " kB", " MB", " GB", " TB"))
         return _number(scaled, decimals) + suffix
+    if unit in ("hex", "hex0x"):  # Grafana: the rounded value in upper-case hexadecimal
+        digits = f"{round(value):X}" if value >= 0 else f"-{round(-value):X}"
+        return ("0x" if unit == "hex0x" else "") + digits
     if unit == "currencyUSD":
         scaled, suffix = _si(value, ("", "K", "M", "B"))
         return "$" + _number(scaled, decimals if decimals is not None else 2) + suffix
