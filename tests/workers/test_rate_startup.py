@@ -1,5 +1,6 @@
 """``game-analytics rate`` imports only what rating a CSV needs (issue 17's start-up goal: under 1.5 s for a
-2,500-match CSV, printed by benchmarks/bench_ratings.py): no database, Redis, settings or statistics libraries."""
+2,500-match CSV, printed by benchmarks/bench_ratings.py): no database, Redis, settings or statistics libraries,
+and of the custom resources' models only RankingJob's."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import contextlib, io, json, sys
 from game_analytics import cli
 with contextlib.redirect_stdout(io.StringIO()) as out:
     code = cli.main(["rate", sys.argv[1], "--top", "2", "--format", sys.argv[2]])
-print(json.dumps({"code": code, "out": out.getvalue(), "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+print(json.dumps({"code": code, "out": out.getvalue(), "modules": sorted({m.split(".")[0] for m in sys.modules}),
+                  "kinds": sorted(m for m in sys.modules if m.startswith("game_analytics.api."))}))
 """
 
 
@@ -32,3 +34,5 @@ def test_rate_imports_no_database_redis_or_statistics_libraries(tmp_path: Path) 
         assert result["code"] == 0 and "a" in result["out"], result["out"]
         loaded = sorted(set(NOT_NEEDED) & set(result["modules"]))
         assert not loaded, f"game-analytics rate --format {fmt} imported {loaded}"
+        # of the custom resources' models only RankingJob's (game_analytics.api builds the others lazily)
+        assert result["kinds"] == ["game_analytics.api.common", "game_analytics.api.rankingjob"], result["kinds"]
