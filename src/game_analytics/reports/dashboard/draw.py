@@ -104,7 +104,7 @@ def _timeseries(fig: Figure, box: tuple[float, float, float, float], panel: dict
     legend_lines = math.ceil(len(shown) / columns)
     legend_h = min(0.4 * h, 0.0165 * legend_lines + 0.004)
     left = 0.07  # room for the value axis' tick labels (about 0.8 inch)
-    ax = fig.add_axes((x + left, y + legend_h + 0.03, w - left - 0.012, h - legend_h - 0.04))
+    ax = fig.add_axes((x + left, y + legend_h + 0.03, w - left - 0.026, h - legend_h - 0.04))  # room for the last time label
     spans = []
     for i, s in enumerate(series):
         spans.append(s.times.max() - s.times.min() if s.times.size else 0)
