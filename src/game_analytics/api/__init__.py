@@ -87,7 +87,7 @@ def _kinds() -> tuple[KindInfo, ...]:
         ),
         KindInfo(
             "RankingJob", "rankingjobs", ("grj",), rankingjob.RankingJobSpec, rankingjob.RankingJobStatus,
-            "Player ratings (Glicko-2, Elo, OpenSkill), leaderboards and leagues computed on a schedule.",
+            "Player ratings (Glicko-2, Elo, OpenSkill, TrueSkill), leaderboards and leagues computed on a schedule.",
             (
                 PrinterColumn("Algorithm", ".spec.algorithm"),
                 PrinterColumn("Schedule", ".spec.schedule"),

@@ -1,4 +1,4 @@
-"""Skill rating systems (Glicko-2, Elo, OpenSkill) and outcome prediction."""
+"""Skill rating systems (Glicko-2, Elo, OpenSkill, TrueSkill) and outcome prediction."""
 
 from game_analytics.analytics.ratings.decay import inactivity_rd
 from game_analytics.analytics.ratings.elo import EloConfig, elo_expected, rate_elo
