@@ -7,8 +7,7 @@ import pandas as pd
 
 from ..analytics.forecast import backtest, ets_forecast
 from ..storage.queries import Filters
-from ..storage.queries.activity import daily_active_players
-from ..storage.queries.kpis import daily_revenue
+from ..storage.queries.kpis import daily_series
 from .context import BuildContext
 from .model import ChartSpec, Figure, Report, Table
 
@@ -23,12 +22,7 @@ def add_forecast(report: Report, ctx: BuildContext, metric: str) -> None:
     backtest MAPE over the last 30 observed days and a figure with the forecast total/mean."""
     filters = Filters.of(ctx.filters, None, ctx.period.end)
     with ctx.engine.connect() as conn:
-        if metric == "dau":
-            frame = daily_active_players(conn, filters)
-            series = pd.Series(frame["dau"].astype(float).to_numpy(), index=pd.to_datetime(frame["day"])) \
-                if not frame.empty else pd.Series(dtype=float)
-        else:
-            series = daily_revenue(conn, filters)
+        series = daily_series(conn, filters, metric)
     label = "DAU" if metric == "dau" else "Revenue (USD)"
     try:
         forecast = ets_forecast(series, HORIZON_DAYS)

@@ -44,9 +44,8 @@ from game_analytics.analytics.forecast import backtest, ets_forecast
 from game_analytics.analytics.ratings.quality import MatchModelQuality, match_model_quality
 from game_analytics.monitoring import names
 from game_analytics.storage.queries import Filters
-from game_analytics.storage.queries.activity import daily_active_players
 from game_analytics.storage.queries.customers import purchase_days
-from game_analytics.storage.queries.kpis import daily_revenue, kpis
+from game_analytics.storage.queries.kpis import daily_series, kpis
 from game_analytics.storage.queries.ratings import board_games, game_matches
 from game_analytics.workers.buckets import le_buckets
 
@@ -207,12 +206,7 @@ def daily_history(conn: Connection, game: str, metric: str, as_of: datetime) -> 
     day = pd.Timestamp(as_of).tz_convert("UTC").normalize()
     since = day - pd.Timedelta(days=FORECAST_HISTORY_DAYS)
     filters = Filters(since.to_pydatetime(), day.to_pydatetime(), (game,))
-    if metric == "dau":
-        frame = daily_active_players(conn, filters)
-        series = pd.Series(frame["dau"].astype(float).to_numpy(), index=pd.to_datetime(frame["day"])) \
-            if not frame.empty else pd.Series(dtype=float)
-    else:
-        series = daily_revenue(conn, filters)
+    series = daily_series(conn, filters, metric)
     kind = " AND event_type = 'purchase'" if metric == "revenue" else ""  # a game without purchases has no revenue
     older = conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM events WHERE game = :game AND occurred_at < :since{kind})"),
                          {"game": game, "since": since.to_pydatetime()}).scalar_one()  # fmt: skip
