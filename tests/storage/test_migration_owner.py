@@ -81,7 +81,7 @@ def test_the_owner_dsn_migrates_and_the_workers_role_cannot_disable_the_trigger(
     # the partitions: refused to the workers' role, done by the owner (the CronJob)
     capsys.readouterr()
     assert partitions_main(["maintain", "--dsn", roles.worker, "--ahead", "6"]) == 1
-    assert "InsufficientPrivilege" in capsys.readouterr().out
+    assert "InsufficientPrivilege" in capsys.readouterr().err  # errors go to stderr, one line (docs/cli.md)
     assert partitions_main(["maintain", "--dsn", roles.owner, "--ahead", "6"]) == 0
     assert "created ['events_p" in capsys.readouterr().out
     # and the owner can switch the trigger off, which is why its DSN stays out of the worker pods
