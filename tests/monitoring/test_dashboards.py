@@ -38,10 +38,10 @@ def test_uids_are_stable_and_unique():
 def test_template_variables(name):
     variables = {v["name"]: v for v in MODELS[name]["templating"]["list"]}
     extra = {"interventions": ["pgdatasource", "priority"], "audit": ["pgdatasource"],
-             "security": ["pgdatasource"], "alerts": ["rule", "pgdatasource"]}.get(name, [])
+             "security": ["pgdatasource"], "alerts": ["rule", "pgdatasource"], "activity": ["report"]}.get(name, [])
     assert list(variables) == ["datasource", "namespace", "game", "region", *extra]
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    for var in ("namespace", "game", "region", *(["rule"] if "rule" in extra else [])):
+    for var in ("namespace", "game", "region", *(v for v in ("rule", "report") if v in extra)):
         assert variables[var]["type"] == "query" and variables[var]["multi"] and variables[var]["includeAll"]
         assert variables[var]["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
 

@@ -39,11 +39,13 @@ from devtools.alert_path import example_rule
 from devtools.monitoring_stack import Prometheus
 from devtools.waiting import free_port
 from game_analytics.api.alertrule import AlertRuleSpec
+from game_analytics.api.scheduledreport import FunnelReport, ReportFilters, ReportFormat, ReportType
 from game_analytics.controller import metrics as operator_metrics
 from game_analytics.controller.alertrule import render as alertrule
 from game_analytics.controller.common.render import Owner
 from game_analytics.data.events import match_events
 from game_analytics.monitoring import dashboards
+from game_analytics.reports import ReportPeriod
 from game_analytics.reports.dashboard.build import dashboard_rows
 from game_analytics.storage.engine import make_engine
 from game_analytics.workers import report as worker
@@ -81,8 +83,6 @@ NO_DATA: dict[str, dict[str, str]] = {
     "audit": {},
     "operator": {
         "Reconcile duration p99": "the quantile of a histogram rate: the reconciles may fall between steps",
-        "Scheduled job runs per hour": "no ScheduledReport or RankingJob CronJob run is recorded here",
-        "Scheduled jobs": "no ScheduledReport or RankingJob CronJob run is recorded here",
         "Exporter query errors per second": _NO_CHANGE,
         "Rule evaluation errors per second": _NO_CHANGE,
         "Streaming path: alerts posted per second": _NO_STREAMING,
@@ -145,6 +145,13 @@ def stack(postgres_server, _migrated_template, redis_server, tmp_path_factory) -
                    "game": "cdnow", "occurred_at": (latest + timedelta(minutes=i)).isoformat(), "region": "US",
                    "payload": {"success": i % 4 != 0}} for i in range(12)]
         copy_events(logins, dsn)
+        # a funnel ScheduledReport run (first purchase -> a repeat within 90 days), for the funnel panels
+        funnel = FunnelReport.model_validate({"steps": [{"eventType": "purchase"}, {"eventType": "purchase"}],
+                                              "conversionWindow": "90d"})
+        assert worker.run_reports(engine, worker.RunConfig(
+            name="repeat-purchase", namespace=NAMESPACE, reports=[ReportType.FUNNEL],
+            period=ReportPeriod(latest - timedelta(days=365), latest), filters=ReportFilters(),
+            formats=[ReportFormat.JSON], output_dir=workdir / "funnel", funnel=funnel)).ok
         ports = {job: free_port() for job in ("ingest", "exporter", "detection", "operator")}
         processes.append(Worker("ingest", [
             "--redis-url", redis_server.url, "--dsn", dsn, "--stream", STREAM, "--group", "ingest",

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from . import names
+from .kpi_panels import REPORT_VARIABLE
 from .panels import (
     CONFIGMAP_LABEL,
     CONFIGMAP_LIMIT_BYTES,  # noqa: F401 - re-exported (tests)
@@ -53,7 +54,8 @@ def _row(name: str) -> tuple[str, list[Any]]:
 
 
 def activity() -> dict[str, Any]:
-    """Activity monitor: DAU/WAU/MAU, sessions, events per second, session length, activity heat map by region."""
+    """Activity monitor: DAU/WAU/MAU, sessions, events per second, session length, KPIs, DAU forecast, funnels
+    (``report`` variable), activity heat map by region."""
     active = names.ACTIVE_PLAYERS
     return _dashboard("activity", "Game analytics / Activity", "Who plays, how much, and where.", [
         ("Active players", [
@@ -95,11 +97,12 @@ def activity() -> dict[str, Any]:
         ]),
         _row("activity_kpis"),
         _row("activity_forecast"),
+        _row("activity_funnels"),
         ("Regions", [
             rows_heatmap_panel("Activity by region", "Players active in the last hour, one row per region.",
                                f"sum by (region) ({names.ACTIVE_PLAYERS_BY_REGION}{{{REGION}}})", "{{region}}"),
         ]),
-    ])
+    ], variables=[REPORT_VARIABLE])
 
 
 def economy() -> dict[str, Any]:

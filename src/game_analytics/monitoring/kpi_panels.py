@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import names
-from .panels import GAME, bargauge_panel, distribution_panel, stat_panel, timeseries_panel
+from .panels import GAME, NS, bargauge_panel, distribution_panel, stat_panel, timeseries_panel
 
-__all__ = ["activity_forecast", "activity_kpis", "economy_forecast", "economy_value", "ranking_model_quality"]
+__all__ = ["REPORT_VARIABLE", "activity_forecast", "activity_funnels", "activity_kpis", "economy_forecast", "economy_value", "ranking_model_quality"]
 
 
 def activity_kpis() -> tuple[str, list[Any]]:
@@ -23,6 +23,24 @@ def activity_kpis() -> tuple[str, list[Any]]:
         timeseries_panel("Sessions per DAU and stickiness", "Sessions per daily active player; average DAU over "
                          "the 30-day actives.", [(f'max by (kpi) ({names.KPI}{{{GAME}, '
                                                   f'kpi=~"sessions_per_dau|stickiness"}})', "{{kpi}}")], span=8),
+    ])
+
+
+#: the Activity dashboard's ``report`` variable: the funnel ScheduledReports (``<namespace>/<name>``) with a run
+REPORT_VARIABLE = ("report", "Funnel report", f"label_values({names.FUNNEL_STEP_PLAYERS}{{{NS}}}, report)")
+
+
+def activity_funnels() -> tuple[str, list[Any]]:
+    """Activity row: players per step and conversion from step 1 of the latest run of the ``report`` funnels."""
+    where = f'{NS}, report=~"$report"'
+    return ("Funnels (latest run of each funnel ScheduledReport)", [
+        bargauge_panel("Funnel: players per step", "Players reaching each step within the conversion window, in "
+                       "the latest succeeded run of the selected funnel reports (docs/reports.md).",
+                       f"max by (report, step, event_type) ({names.FUNNEL_STEP_PLAYERS}{{{where}}})",
+                       "{{report}} {{step}}. {{event_type}}", span=12),
+        bargauge_panel("Funnel: conversion from step 1", "Share of the funnel's entrants reaching each step.",
+                       f"max by (report, step, event_type) ({names.FUNNEL_STEP_CONVERSION}{{{where}}})",
+                       "{{report}} {{step}}. {{event_type}}", span=12, unit="percentunit"),
     ])
 
 

@@ -103,6 +103,11 @@ FORECAST = f"{PREFIX}_forecast"  # gauge{game, metric, bound}: the current UTC d
 FORECAST_30D = f"{PREFIX}_forecast_30d"  # gauge{game, metric}: mean DAU / total revenue of the next 30 days
 FORECAST_MAPE = f"{PREFIX}_forecast_backtest_mape"  # gauge{game, metric}: backtest error over 30 days (a share)
 
+# exporter: funnels (workers/exporter_funnel.py), from the latest succeeded run of each funnel ScheduledReport;
+# report = <namespace>/<name>, step = the step's position "1".."10" (spec.funnel has 2 to 10), event_type its type
+FUNNEL_STEP_PLAYERS = f"{PREFIX}_funnel_step_players"  # gauge{report, step, event_type}: players reaching the step
+FUNNEL_STEP_CONVERSION = f"{PREFIX}_funnel_step_conversion_ratio"  # gauge{report, step, event_type}: share of step 1
+
 # exporter: model performance and the platform (workers/exporter_platform.py, exporter_value.py; labels bounded)
 CHURN_CLASSIFIER_AUC = f"{PREFIX}_churn_classifier_roc_auc"  # gauge{game}: held-out ROC AUC (time split)
 MODEL_FIT_TIMESTAMP = f"{PREFIX}_model_fit_timestamp_seconds"  # gauge{game, model="customer_value|outcome|forecast"}

@@ -154,8 +154,8 @@ def _dashboard(slug: str, title: str, description: str, rows: list[tuple[str, li
 
 
 def bargauge_panel(title: str, description: str, expr: str, legend: str, *, span: int = 12,
-                   height: int = 8) -> bargauge.Panel:
+                   height: int = 8, unit: str = "short") -> bargauge.Panel:
     """Horizontal bars of an instant query, one per series."""
-    panel = _common(bargauge.Panel(), title, description, "short", span, height).thresholds(thresholds())
+    panel = _common(bargauge.Panel(), title, description, unit, span, height).thresholds(thresholds())
     return _targets(panel, [(expr, legend)], instant=True)
 

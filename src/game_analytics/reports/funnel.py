@@ -17,12 +17,27 @@ from ..storage.queries.activity import funnel
 from .context import BuildContext
 from .model import ChartSpec, Figure, Report, Table
 
-__all__ = ["build_funnel", "funnel_steps"]
+__all__ = ["build_funnel", "funnel_result", "funnel_steps"]
 
 
 def funnel_steps(spec: FunnelReport) -> list[tuple[str, dict[str, str]]]:
     """The query layer's steps of ``spec``: ``(event type, payload filter)`` per step, in order."""
     return [(step.event_type, dict(step.payload)) for step in spec.steps]
+
+
+def funnel_result(report: Report) -> dict[str, object] | None:
+    """The step results of a funnel ``report`` as stored in ``report_runs.parameters.funnel`` (read by the
+    exporter, :mod:`game_analytics.workers.exporter_funnel`): ``{"steps": [{"step", "name", "event_type",
+    "players", "conversion", "step_conversion"}, ...]}`` (step 1-based, conversions as shares); None for any
+    other report."""
+    table = next((t for t in report.tables if t.name == "funnel_steps"), None)
+    if report.report_type is not ReportType.FUNNEL or table is None:
+        return None
+    return {"steps": [
+        {"step": int(row.step), "name": str(row.name), "event_type": str(row.event_type), "players": int(row.players),
+         "conversion": float(row.conversion), "step_conversion": float(row.step_conversion)}
+        for row in table.frame.itertuples(index=False)
+    ]}  # fmt: skip
 
 
 def _hours(seconds: float) -> float | None:

@@ -23,6 +23,8 @@ Exported families (names from :mod:`game_analytics.monitoring.names`):
   ``INTERVENTIONS_OPEN{action, status, priority}`` likewise, ``action = review_<category>``;
   ``DETECTIONS_STORED{rule, category, severity}``: all detections recorded.
 * ``SCHEDULED_RUNS`` / ``SCHEDULED_LAST_SUCCESS{kind="ScheduledReport", name}`` from ``report_runs``.
+* ``FUNNEL_STEP_PLAYERS`` / ``FUNNEL_STEP_CONVERSION{report, step, event_type}``: the latest succeeded run of each
+  funnel ScheduledReport (``report_runs.parameters.funnel``): :mod:`game_analytics.workers.exporter_funnel`.
 * ``INGEST_LAG{stream}``: seconds since the oldest entry the consumer group has not acknowledged (the oldest
   pending entry, else the first undelivered one; 0 when caught up), with ``INGEST_GROUP_LAG`` and
   ``INGEST_GROUP_PENDING{stream, group}`` (entries, from ``XINFO GROUPS``); one series per shard stream
@@ -75,6 +77,7 @@ from game_analytics.storage.queries import activity, ratings, rollups, sessions
 from game_analytics.storage.queries import economy as economy_sql
 from game_analytics.workers import runtime
 from game_analytics.workers.buckets import cumulate, le_buckets
+from game_analytics.workers.exporter_funnel import funnel_families
 from game_analytics.workers.exporter_platform import platform_families
 from game_analytics.workers.exporter_value import PlayerValueSection
 from game_analytics.workers.runtime import parse_as_of, resolve_as_of, serve, start, stop_event
@@ -265,6 +268,7 @@ class AnalyticsCollector(Collector):
             for name, section in (
                 ("activity", self._activity), ("sessions", self._sessions), ("economy", self._economy),
                 ("rankings", self._rankings), ("detections", self._detections), ("scheduled", self._scheduled),
+                ("funnels", funnel_families),
                 ("player_value", lambda c, t: self._player_value.families(c, t, self.games)),
                 ("platform", platform_families),
             ):  # fmt: skip

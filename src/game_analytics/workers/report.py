@@ -47,6 +47,7 @@ from ..console import EXIT_USAGE, UsageError
 from ..reports.builders import build_report
 from ..reports.dashboard.preview import DashboardTarget, dashboard_target
 from ..reports.delivery import RetryPolicy, RunSummary, deliver_channels
+from ..reports.funnel import funnel_result
 from ..reports.history import (
     FAILED,
     SENT,
@@ -152,7 +153,8 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
                 progress: Progress | None = None) -> RunResult:  # fmt: skip
     """Build, write, deliver and record every report of ``config``.
 
-    Each report type gets a ``report_runs`` row before it is built.  A report that fails is recorded as failed at
+    Each report type gets a ``report_runs`` row before it is built (a funnel's step results go into its
+    ``parameters.funnel``, which the exporter publishes).  A report that fails is recorded as failed at
     once and the others still run; delivery then reports the successes and the failures, and when delivery fails
     every report of the run is recorded as failed with the delivery error.
 
@@ -160,7 +162,7 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
         sqlalchemy.exc.SQLAlchemyError: the run history cannot be written (database down).
     """
     summary = RunSummary(config.name, config.namespace)
-    pending: list[tuple[int, list[Path]]] = []
+    pending: list[tuple[int, list[Path], dict[str, object]]] = []  # run id, artefacts, results to record
     run_ids: dict[str, int] = {}
     params = config.parameters()
     connection = engine.raw_connection()  # matches and players are derived from events: fold in the new ones
@@ -185,7 +187,8 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
         else:
             summary.reports.append(report)
             summary.artifacts += paths
-            pending.append((run_id, paths))
+            result = funnel_result(report)  # the exporter publishes a funnel run's steps from its row
+            pending.append((run_id, paths, {} if result is None else {"funnel": result}))
         finally:
             if progress is not None and task is not None:
                 progress.update(task, total=1, completed=1)
@@ -194,11 +197,11 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
     if channels:
         params = {**params, "delivery": {**params["delivery"], "channels": channels}}  # type: ignore[dict-item]
         for run_id in run_ids.values():  # failed reports too: their row carries the run's delivery record
-            if all(run_id != pending_id for pending_id, _ in pending):
+            if all(run_id != pending_id for pending_id, _, _ in pending):
                 record_parameters(engine, run_id, params)
-    for run_id, paths in pending:
+    for run_id, paths, results in pending:
         size = sum(p.stat().st_size for p in paths)
-        run_params = {**params, "artifacts": [str(p) for p in paths]}
+        run_params = {**params, **results, "artifacts": [str(p) for p in paths]}
         if delivery_errors:
             finish_run(engine, run_id, outcome=FAILED, artifact_bytes=size, parameters=run_params,
                        error="delivery failed: " + "; ".join(delivery_errors))  # fmt: skip
