@@ -150,6 +150,16 @@ def test_copy_events_reload_overlapping_data(db_dsn: str) -> None:
         )
 
 
+def test_a_bulk_load_leaves_fresh_planner_statistics(db_dsn: str) -> None:
+    """A report right after ``game-analytics load`` must not be planned on an unanalysed table (the CDNOW funnel
+    query nest-looped for minutes before autovacuum's analyse): copy_events analyses what it loaded."""
+    assert copy_events([purchase(i, f"u{i % 30}", 1 + i % 28) for i in range(1000)], db_dsn).inserted == 1000
+    with psycopg.connect(libpq_dsn(db_dsn)) as conn:
+        rows = conn.execute("SELECT relname, reltuples FROM pg_class WHERE relname LIKE 'events%' AND relkind = 'r' "
+                            "AND reltuples > 0").fetchall()  # fmt: skip
+    assert sum(n for _, n in rows) == 1000, rows  # reltuples stays -1 (never analysed) without ANALYZE
+
+
 def test_several_batches_in_one_transaction(conn) -> None:
     first = [purchase(i, "u1", 1) for i in range(5)] + [match(1, "A", "B", 2)]
     # replays keep their time (the key is (event_id, occurred_at): see storage/partitions.py)

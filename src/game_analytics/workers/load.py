@@ -122,8 +122,10 @@ def copy_events(
 
     Idempotent by ``event_id``.  Invalid events are written to ``dead_letters`` with stream ``load:<source>``
     and their 0-based position as ``stream_id``.  With ``catch_up`` the derived tables (players, matches, ...)
-    then fold in the new events (:func:`game_analytics.storage.derived.catch_up_now`), so a bulk load leaves
-    them current.  Raises ``psycopg.Error`` on database errors (committed batches stay).
+    then fold in the new events (:func:`game_analytics.storage.derived.catch_up_now`) and, when anything was
+    inserted, the planner statistics are refreshed (``ANALYZE``; tables the role may not analyse are skipped with
+    a warning), so a bulk load leaves the store ready to query.  Raises ``psycopg.Error`` on database errors
+    (committed batches stay).
     """
     result = LoadResult()
     stream = f"load:{source}"
@@ -141,6 +143,9 @@ def copy_events(
             result.dead_lettered += len(batch.dead) + len(outcome.rejected)
         if catch_up:
             derived.catch_up_now(conn)
+            if result.inserted:  # fresh planner statistics at once, not when autovacuum gets to it (a query
+                conn.execute("ANALYZE")  # planned on an unanalysed load can nest-loop for minutes)
+                conn.commit()
     return result
 
 
