@@ -33,10 +33,11 @@ so what they see is exact for their snapshot and nobody waits for a background j
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
 
-__all__ = ["STATE_NAME", "catch_up", "catch_up_now"]
+__all__ = ["STATE_NAME", "catch_up", "catch_up_engine", "catch_up_now"]
 
 #: ``aggregate_state.name`` of the derived tables' snapshot.
 STATE_NAME = "players"
@@ -196,3 +197,15 @@ def catch_up_now(conn: psycopg.Connection, *, attempts: int = 5) -> int:
                 raise
             time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
+
+
+def catch_up_engine(engine: Any) -> int:
+    """:func:`catch_up_now` on a connection of the SQLAlchemy ``engine``'s pool (given back afterwards).
+
+    Returns:
+        The number of new events folded in. Raises what :func:`catch_up_now` raises."""
+    connection = engine.raw_connection()
+    try:
+        return catch_up_now(connection.driver_connection)
+    finally:
+        connection.close()

@@ -165,11 +165,7 @@ def run_reports(engine: Engine, config: RunConfig, *, now: datetime | None = Non
     pending: list[tuple[int, list[Path], dict[str, object]]] = []  # run id, artefacts, results to record
     run_ids: dict[str, int] = {}
     params = config.parameters()
-    connection = engine.raw_connection()  # matches and players are derived from events: fold in the new ones
-    try:
-        derived.catch_up_now(connection.driver_connection)
-    finally:
-        connection.close()
+    derived.catch_up_engine(engine)  # matches and players are derived from events: fold in the new ones
     for rtype in config.reports:
         run_id = start_run(engine, name=config.name, namespace=config.namespace, report_type=rtype.value,
                            parameters=params)  # fmt: skip

@@ -136,19 +136,23 @@ class StreamEvaluator:
             evaluation of everything pending costs little more than one of a small batch and the worker catches
             up in a few steps instead of queueing batches behind each other (with 10,000, a backlog of 60 s at
             5,000 events/s did not drain in minutes).
+        fold_every_s: a thread folds the stored events into the derived tables this often
+            (``worker.fold()``): suddenWealthChange reads the running balances there plus the events not folded
+            in yet, so a batch costs its own players' recent events, not their whole history.
     """
 
     def __init__(self, worker: Any, client: redis.Redis, streams: Sequence[str], alertmanager: AlertmanagerClient | None,
                  *, group: str = "detection", consumer: str | None = None, ingest_group: str = "ingest",
                  block_ms: int = 200, claim_idle_ms: int = 30_000, claim_every_s: float = 15.0,
-                 store_timeout: float = 5.0, min_full_gap: float = 1.0, batch: int = 50_000) -> None:  # fmt: skip
+                 store_timeout: float = 5.0, min_full_gap: float = 1.0, batch: int = 50_000,
+                 fold_every_s: float = 2.0) -> None:  # fmt: skip
         self.worker, self.client, self.streams = worker, client, list(streams)
         self.alertmanager = alertmanager
         self.group, self.consumer = group, consumer or socket.gethostname()
         self.ingest_group = ingest_group
         self.block_ms, self.store_timeout, self.min_full_gap = block_ms, store_timeout, min_full_gap
         self.claim_idle_ms, self.claim_every_s = claim_idle_ms, claim_every_s
-        self.batch = batch
+        self.batch, self.fold_every_s = batch, fold_every_s
         self.alerts: dict[str, RuleAlert] = {}
         self._lock = threading.Lock()
         self._latest: datetime | None = None
@@ -387,12 +391,20 @@ class StreamEvaluator:
             except queue.Full:
                 continue
 
+    def _fold(self, stop: threading.Event) -> None:
+        """Every ``fold_every_s`` seconds while there are rules, fold the stored events into the derived tables
+        (``worker.fold()``, a thread of its own: the evaluations never wait for it)."""
+        while not stop.wait(self.fold_every_s):
+            if self.worker.rules:
+                self.worker.fold()
+
     def run(self, stop: threading.Event) -> None:
         """Evaluate and acknowledge what :meth:`_read` reads (in a second thread, so that reading and parsing
         the next batch - Python, about half of a batch's time at 50,000 entries - overlaps the evaluation of
         this one - the database) until ``stop`` is set; pauses 1 s after errors."""
         handed: queue.Queue = queue.Queue(maxsize=1)
         threading.Thread(target=self._read, args=(stop, handed), name="detection-stream-read", daemon=True).start()
+        threading.Thread(target=self._fold, args=(stop,), name="detection-stream-fold", daemon=True).start()
         last_tick = 0.0
         while not stop.is_set():
             try:
