@@ -29,6 +29,7 @@ import argparse
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,26 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def rss_mib(pid: int) -> float:
+    """VmRSS (the resident set now) of ``pid`` in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def trace_report(operator: OperatorProcess, path: Path | None, phase: str) -> None:
+    """With ``--tracemalloc``: ask the operator for a report now (SIGUSR1) and keep a copy named after ``phase``."""
+    if path is None or operator.pid is None:
+        return
+    os.kill(operator.pid, signal.SIGUSR1)
+    time.sleep(5.0)  # the report is written in a thread of the operator
+    if path.exists():
+        copy_to = path.with_name(f"{path.stem}-{phase}{path.suffix}")
+        copy_to.write_text(path.read_text())
+        print(f"  tracemalloc report ({phase}): {copy_to}", flush=True)
+
+
 def reconcile_seconds(metrics_text: str) -> dict[str, tuple[int, float]]:
     """kind -> (reconciles, mean seconds) from the operator's reconcile-duration histogram (Prometheus text)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -189,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="the chart to install (CRDs and RBAC); default: the repository's")
     parser.add_argument("--max-workers", type=int, default=None,
                         help="the operator's GAME_ANALYTICS_MAX_WORKERS (default: the operator's own)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra variable of the operator's environment, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
+    parser.add_argument("--tracemalloc", type=Path, default=None, metavar="FILE",
+                        help="run the operator with GAME_ANALYTICS_TRACEMALLOC=FILE (a report every 60 s and at "
+                             "each phase: controller/memtrace.py)")
     parser.add_argument("--no-cache", action="store_true",
                         help="run the operator with GAME_ANALYTICS_WATCH_CACHE=false (every read from the API server)")
     args = benchargs.parse(parser, argv, {"rules": 10, "each": 1, "resync": 3.0, "idle_resyncs": 1,
@@ -228,7 +254,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"control plane and chart up in {time.perf_counter() - started:.0f} s; load average {load()}")
 
         env = {"GAME_ANALYTICS_WATCH_CACHE": "false" if args.no_cache else "true",
-               **({"GAME_ANALYTICS_MAX_WORKERS": str(args.max_workers)} if args.max_workers else {})}
+               **({"GAME_ANALYTICS_MAX_WORKERS": str(args.max_workers)} if args.max_workers else {}),
+               **({"GAME_ANALYTICS_TRACEMALLOC": str(args.tracemalloc.resolve())} if args.tracemalloc else {}),
+               **dict(kv.split("=", 1) for kv in args.env)}
         operator = OperatorProcess(sa_kubeconfig, work / "operator.log", resync_seconds=args.resync,
                                    namespaces=[NS], env=env).start()  # fmt: skip
         print(f"operator: {', '.join(f'{k}={v}' for k, v in env.items())}")
@@ -261,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         figure(f"all {len(wanted):,} Ready (from the first create; creates took {created:.0f} s)",
                f"{took:,.1f} s (load {load()})")
         figure("operator peak RSS (VmHWM) after all Ready", f"{peak_rss_mib(operator.pid):,.0f} MiB")
+        trace_report(operator, args.tracemalloc, "ready")
         until_ready = read_audit_events(cp.audit_log, verbs=None, user=OPERATOR_USER)
         by_verb = Counter(e["verb"] for e in until_ready)
         figure("apiserver requests until all Ready, per object",
@@ -284,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
         writes = [e for e in idle if e["verb"] in WRITE_VERBS]
         per = args.idle_resyncs
         by_verb = Counter(e["verb"] for e in idle)
+        figure("operator RSS after the idle window: now (VmRSS) / peak (VmHWM)",
+               f"{rss_mib(operator.pid):,.0f} / {peak_rss_mib(operator.pid):,.0f} MiB")
+        trace_report(operator, args.tracemalloc, "idle")
         figure(f"idle: apiserver requests per resync ({per} x {args.resync:.0f} s)",
                f"{len(idle) / per:,.1f} ({', '.join(f'{v} {n / per:,.1f}' for v, n in sorted(by_verb.items()))})")
         written = Counter(" ".join((e["verb"], "/".join(filter(None, (e["objectRef"].get("resource"),

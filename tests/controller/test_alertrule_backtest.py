@@ -401,3 +401,25 @@ def test_status_shows_the_measured_quality_of_the_detector_type(tmp_path: Path, 
     other = body("alertrule-ingest-lag.yaml")
     run("AlertRule", other, cluster)
     assert "quality" not in other["status"], "a type the file does not hold gets no figures"
+
+
+def _depth(tb) -> int:
+    n = 0
+    while tb is not None:
+        n, tb = n + 1, tb.tb_next
+    return n
+
+
+def test_a_failed_backtest_does_not_keep_each_reconciles_stack(install) -> None:
+    """Seen in the scale bench (tracemalloc, docs/scaling.md): ``future.result()`` re-raised the cached failure's
+    one exception object at every resync, each raise prepended that reconcile's frames to its traceback, and the
+    frames kept every reconcile's body, spec and children alive (RSS grew after all Ready)."""
+    error = OSError("connection refused")
+    install(Recorder(error=error))
+    cluster, rule = FakeCluster(), dry()
+    run("AlertRule", rule, cluster, IMAGES)
+    depth = _depth(error.__traceback__)
+    for _ in range(5):
+        run("AlertRule", rule, cluster, IMAGES)
+    assert backtested(rule)["reason"] == "BacktestFailed"
+    assert _depth(error.__traceback__) == depth, "each reconcile's frames were added to the failure's traceback"

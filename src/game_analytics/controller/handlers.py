@@ -8,6 +8,8 @@ Environment:
     GAME_ANALYTICS_WATCH_CACHE      ``false`` reads every object from the API server on each reconcile instead of
                                     from the watch-fed cache (:mod:`.cache`; default on)
     GAME_ANALYTICS_MAX_WORKERS      reconciles that run at once (Kopf's sync-handler threads; default 8)
+    GAME_ANALYTICS_TRACEMALLOC      a file: trace allocations and write reports there on SIGUSR1 and every
+                                    ``GAME_ANALYTICS_TRACEMALLOC_SECONDS`` (:mod:`.memtrace`; default off)
 
 Every handled reconcile is audited (:mod:`game_analytics.controller.audit`): children applied or pruned, the
 disruptive step that ran, and spec changes (create, update, delete) of the spec-audited kinds. A deletion of
@@ -27,7 +29,7 @@ from prometheus_client import start_http_server
 
 from ..api import GROUP, KINDS, VERSION, KindInfo
 from ..config import Images
-from . import audit, events
+from . import audit, events, memtrace
 from .k8s import Cluster
 from .reconcile import TransientError, reconcile
 
@@ -42,6 +44,7 @@ MAX_WORKERS = int(os.environ.get("GAME_ANALYTICS_MAX_WORKERS", "8"))
 CONSISTENCY_SECONDS = 60.0
 
 _state: dict[str, Any] = {}
+memtrace.start()  # at import, in the main thread (the SIGUSR1 handler); off unless GAME_ANALYTICS_TRACEMALLOC
 
 
 def cluster() -> Cluster:

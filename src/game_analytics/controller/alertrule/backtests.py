@@ -224,21 +224,25 @@ class Backtester:
                 entry.future.add_done_callback(self._finished)
             wait = self._wait if self._queued <= 1 else 0.0  # others ahead: report Running, look again next time
         try:
-            result = entry.future.result(timeout=wait)
+            # exception(), not result(): result() re-raises the future's one exception object, and each raise
+            # prepends this reconcile's frames to its __traceback__; the cached failed future then kept every
+            # reconcile's stack (body, spec, children) alive until the retry (docs/scaling.md, RSS after Ready)
+            exc = entry.future.exception(timeout=wait)
         except TimeoutError:
             if entry.shown is not None:  # the last result of this spec stays until the new one is in
                 return None, entry.shown
             return None, self._show(entry, conditions.condition(
                 CONDITION, None, "Running", f"backtesting the {self.settings.window} before {_rfc3339(end)}",
                 generation))
-        except NotBacktestable as exc:
+        if isinstance(exc, NotBacktestable):
             return self._failed(entry, "BacktestUnavailable", str(exc), generation)
-        except BudgetExceeded as exc:
+        if isinstance(exc, BudgetExceeded):
             return self._failed(entry, "BudgetExceeded", str(exc), generation)
-        except Exception as exc:  # noqa: BLE001 - the store or Prometheus failed: report, retry later
+        if exc is not None:  # the store or Prometheus failed: report, retry later
             message = " ".join(str(exc).split())[:500]
             kind = exc.kind if isinstance(exc, BacktestError) else type(exc).__name__
             return self._failed(entry, "BacktestFailed", f"{kind}: {message}", generation)
+        result = entry.future.result()
         status = result if isinstance(result, BacktestStatus) else summary(result, self.settings)
         return status, self._show(entry, conditions.condition(
             CONDITION, True, "Computed", f"{status.pages} pages ({status.pages_per_week:g}/week) in the "
