@@ -165,6 +165,18 @@ class Store:
         with self._lock:
             return sorted(self._objects)
 
+    def version(self, name: str) -> int | None | bool:
+        """The held ``resourceVersion`` of ``name`` (nothing decoded); False when the store does not hold it."""
+        with self._lock:
+            held = self._objects.get(name)
+        return False if held is None else held.rv
+
+    def versions(self, selector: dict[str, str] | None) -> int:
+        """A hash of the ``(name, resourceVersion)`` of every held object matching ``selector`` (nothing decoded):
+        it changes when one of them changes, appears or goes."""
+        with self._lock:
+            return hash(tuple((n, h.rv) for n, h in sorted(self._objects.items()) if matches(h.labels, selector)))
+
     def covers(self, selector: dict[str, str] | None) -> bool:
         """Whether every object ``selector`` matches is one this store holds (it selects on the required label)."""
         return self.required_label is None or self.required_label in (selector or {})

@@ -8,6 +8,8 @@ Environment:
     GAME_ANALYTICS_WATCH_CACHE      ``false`` reads every object from the API server on each reconcile instead of
                                     from the watch-fed cache (:mod:`.cache`; default on)
     GAME_ANALYTICS_MAX_WORKERS      reconciles that run at once (Kopf's sync-handler threads; default 8)
+    GAME_ANALYTICS_RESYNC_SKIP      ``false`` runs every resync in full; by default a resync whose inputs did not
+                                    change since a reconcile that changed nothing is skipped (:mod:`.inputs`)
     GAME_ANALYTICS_TRACEMALLOC      a file: trace allocations and write reports there on SIGUSR1 and every
                                     ``GAME_ANALYTICS_TRACEMALLOC_SECONDS`` (:mod:`.memtrace`; default off)
 
@@ -29,7 +31,7 @@ from prometheus_client import start_http_server
 
 from ..api import GROUP, KINDS, VERSION, KindInfo
 from ..config import Images
-from . import audit, events, memtrace
+from . import audit, events, inputs, memtrace
 from .k8s import Cluster
 from .reconcile import TransientError, reconcile
 
@@ -146,23 +148,43 @@ def _handler(info: KindInfo):
 def _forget(type: str, body: kopf.Body, **_: Any) -> None:  # noqa: A002 - Kopf's keyword
     """Drop a deleted object's :func:`_serialized` state (else the map keeps one entry per object ever seen)."""
     if type == "DELETED":
+        uid = str((body.get("metadata") or {}).get("uid") or "")
         with _objects_lock:
-            _objects.pop(str((body.get("metadata") or {}).get("uid") or ""), None)
+            _objects.pop(uid, None)
+        _inputs.pop(uid, None)
+
+
+#: per object (uid): the inputs of its last reconcile that changed nothing (:mod:`.inputs`)
+_inputs: dict[str, inputs.Held] = {}
 
 
 def _reconcile(info: KindInfo, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, reason: Any, old: Any,
                new: Any) -> None:
+    images = _state.get("images") or Images.from_env()
+    uid = str((body.get("metadata") or {}).get("uid") or "")
+    skippable = inputs.ENABLED and WATCH_CACHE and info.kind in inputs.SKIPPABLE and uid
+    held = _inputs.pop(uid, None) if skippable else None
+    extra = inputs.extra(info.kind, images) if skippable else None
+    if reason is None and held is not None and held.unchanged(cluster(), body, extra):  # a resync: Kopf's timers
+        _inputs[uid] = held  # pass no reason
+        logger.debug("resync skipped: nothing it reads changed")
+        return
+    recorder = inputs.Recorder(cluster()) if skippable else cluster()
     try:
-        outcome = reconcile(info, body, cluster(), _state.get("images") or Images.from_env())
+        outcome = reconcile(info, body, recorder, images)
     except TransientError as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
     for type_, event_reason, message in outcome.events:  # posted directly: posting.level would drop Normal ones
         events.post(cluster(), events.manifest(body, type_, event_reason, message))
         logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s: %s", event_reason, message)
-    auditor().write(cluster(), body, audit.outcome_records(info.kind, body, outcome, reason, old, new))
+    records = audit.outcome_records(info.kind, body, outcome, reason, old, new)
+    auditor().write(cluster(), body, records)
     changed = outcome.status_patch(body.get("status"))
     if changed:
         patch.setdefault("status", {}).update(changed)
+    if skippable and inputs.changed_nothing(outcome, records, changed):
+        if (now_held := inputs.held(body, recorder, extra)) is not None:
+            _inputs[uid] = now_held
 
 
 def register(info: KindInfo) -> None:
