@@ -47,7 +47,7 @@ def _proc_status() -> dict[str, int]:
 
 
 def _is_noise(trace: tracemalloc.StatisticDiff | tracemalloc.Statistic) -> bool:
-    return trace.traceback[0].filename.endswith(("tracemalloc.py", "memtrace.py"))
+    return trace.traceback[0].filename in (tracemalloc.__file__, __file__)
 
 
 def report(baseline: tracemalloc.Snapshot | None = None) -> tuple[str, tracemalloc.Snapshot]:
