@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -23,7 +24,7 @@ from devtools.waiting import free_port
 from game_analytics.storage.derived import catch_up_now
 from game_analytics.storage.engine import libpq_dsn
 from game_analytics.storage.migrate import upgrade
-from game_analytics.workers.ingest import IngestConfig, IngestMetrics, IngestWorker
+from game_analytics.workers.ingest import CommitInDoubt, IngestConfig, IngestMetrics, IngestWorker
 from game_analytics.workers.load import copy_events, load_events, publish_events
 
 
@@ -358,6 +359,57 @@ def test_worker_rides_out_a_postgres_crash(redis_url, stream, rclient) -> None:
             proc.kill()
         pg.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def ingested(metrics: IngestMetrics) -> float:
+    return sum(s.value for m in metrics.events.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+def test_a_commit_lost_in_flight_is_settled_by_asking_postgres(db_dsn, redis_url, stream) -> None:
+    """The connection dies inside COMMIT: store() raises CommitInDoubt, and settle() counts the batch's events
+    only if PostgreSQL says the transaction committed."""
+    publish_events([purchase(i) for i in range(10)], redis_url, stream=stream)
+    config = IngestConfig(redis_url=redis_url, dsn=db_dsn, stream=stream, consumer="w")
+    metrics = IngestMetrics(CollectorRegistry())
+    outcome: list[BaseException] = []
+    with psycopg.connect(libpq_dsn(db_dsn), autocommit=True) as admin, IngestWorker(config, metrics) as worker:
+        # A deferred constraint trigger runs inside COMMIT: it stalls there until the backend is terminated.
+        admin.execute("CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS "
+                      "$$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$")  # fmt: skip
+        admin.execute("CREATE CONSTRAINT TRIGGER stall AFTER INSERT ON event_ids DEFERRABLE INITIALLY DEFERRED "
+                      "FOR EACH ROW EXECUTE FUNCTION stall()")  # fmt: skip
+        batch = next(worker.batches(threading.Event(), until_idle=True))
+        pid = worker.db.info.backend_pid
+
+        def store() -> None:
+            try:
+                worker.store(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=store)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event = 'PgSleep'", (pid,)).fetchone():  # fmt: skip
+            time.sleep(0.02)
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        thread.join(30)
+        admin.execute("DROP TRIGGER stall ON event_ids")
+    assert len(outcome) == 1 and isinstance(outcome[0], CommitInDoubt), outcome
+    doubt = outcome[0]
+    assert doubt.inserted == {("cdnow", "purchase"): 10}
+    with IngestWorker(config, metrics) as worker:
+        assert worker.settle(doubt) is False  # terminated inside COMMIT: rolled back
+        assert ingested(metrics) == 0
+        with psycopg.connect(libpq_dsn(db_dsn)) as other:
+            committed = other.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+        assert worker.settle(CommitInDoubt(committed, {("cdnow", "purchase"): 3})) is True
+        assert ingested(metrics) == 3
+        assert worker.settle(CommitInDoubt(str(int(committed) + 10**6), {("cdnow", "purchase"): 5})) is False
+        assert worker.run(until_idle=True) == 10  # the redelivery stores the batch
+    assert scalar(db_dsn, "SELECT count(*) FROM events") == 10
+    assert ingested(metrics) == 13
 
 
 def test_worker_finds_the_master_through_sentinels(db_dsn) -> None:

@@ -18,6 +18,10 @@ Delivery model (at-least-once from Redis, idempotent into PostgreSQL):
    ``field``), then all entries are ``XACK``-ed.  A crash anywhere before the XACK only causes a redelivery, which
    the unique keys turn into no-ops: no event is lost and none is stored twice.  (The dead-letter *stream* is
    therefore at-least-once; consumers de-duplicate on its ``stream_id`` field.)
+5. A connection lost during the COMMIT leaves its outcome unknown to the worker.  The batch is redelivered either
+   way; so that ``game_analytics_events_ingested_total`` still counts each stored event once, the worker asks
+   PostgreSQL after reconnecting whether that transaction committed (``pg_xact_status``, the documented way to
+   settle an in-doubt commit) and, if it did, counts the batch's events then (:class:`CommitInDoubt`).
 
 The guarantee needs PostgreSQL's ``synchronous_commit`` on (its default): with it off, a database crash can lose
 commits that were already reported successful, and so acknowledged.
@@ -112,6 +116,9 @@ class IngestMetrics:
 
 _DEFAULT_METRICS: IngestMetrics | None = None
 
+_CURRENT_XACT = "SELECT pg_current_xact_id()::text"
+_XACT_STATUS = "SELECT pg_xact_status(%s::xid8)"
+
 
 def default_metrics() -> IngestMetrics:
     """The process-wide metrics in the global registry (created on first use)."""
@@ -173,6 +180,19 @@ class IngestConfig:
                                 sentinel_kwargs={"socket_timeout": 5, "password": self.sentinel_password})  # fmt: skip
             return sentinel.master_for(self.sentinel_master, password=self.redis_password, protocol=2)
         return redis.Redis.from_url(self.redis_url, password=self.redis_password, protocol=2)
+
+
+class CommitInDoubt(psycopg.OperationalError):
+    """The connection was lost while a batch's COMMIT was in flight: it may or may not have been applied.
+
+    Attributes:
+        xact_id: the transaction's 64-bit id (``pg_current_xact_id()``, as text).
+        inserted: what the batch stored if it committed, ``(game, event type) -> events``.
+    """
+
+    def __init__(self, xact_id: str, inserted: dict[tuple[str, str], int]) -> None:
+        super().__init__(f"connection lost during the COMMIT of transaction {xact_id}")
+        self.xact_id, self.inserted = xact_id, inserted
 
 
 class IngestWorker:
@@ -281,8 +301,15 @@ class IngestWorker:
     def store(self, batch: Batch) -> int:
         """Store ``batch`` (one transaction), dead-letter and acknowledge its entries; return how many."""
         started = time.perf_counter()
-        with self.db.transaction():
-            outcome = write_batch(self.db, batch, self.config.stream, direct=self._direct)
+        xact_id: str | None = None
+        try:
+            with self.db.transaction():
+                outcome = write_batch(self.db, batch, self.config.stream, direct=self._direct)
+                xact_id = self.db.execute(_CURRENT_XACT).fetchone()[0]
+        except psycopg.OperationalError as exc:
+            if xact_id is not None and self.db.broken:  # the COMMIT was sent, its reply lost
+                raise CommitInDoubt(xact_id, outcome.inserted) from exc
+            raise
         # After duplicates (a redelivery) expect more: then skip the direct attempt for the next batch.
         self._direct = outcome.duplicates == 0
         dead = batch.dead + outcome.rejected  # rejected: rows PostgreSQL refused (see write_batch)
@@ -304,6 +331,24 @@ class IngestWorker:
         self.metrics.batch_duration.observe(time.perf_counter() - started)
         return len(batch.entry_ids)
 
+    def settle(self, doubt: CommitInDoubt) -> bool:
+        """Ask PostgreSQL whether ``doubt``'s transaction committed; if so count its events as ingested (its
+        redelivered entries then count as duplicates).  Returns whether it committed: False also when the
+        server no longer knows the transaction (too old, or lost with a crash that rolled ``nextXid`` back).
+        """
+        try:
+            status = self.db.execute(_XACT_STATUS, (doubt.xact_id,)).fetchone()[0]
+        except psycopg.errors.InvalidParameterValue:  # "transaction ID ... is in the future": it was lost
+            self.db.rollback()
+            status = None
+        self.db.rollback()  # end the implicit transaction the query opened
+        log.info("in-doubt commit of transaction %s: %s", doubt.xact_id, status or "unknown")
+        if status != "committed":
+            return False
+        for (game, etype), n in doubt.inserted.items():
+            self.metrics.events.labels(game, etype).inc(n)
+        return True
+
 
 # --- command line ---------------------------------------------------------------------------------------------
 
@@ -318,13 +363,19 @@ def consume(config: IngestConfig, stop: threading.Event) -> None:
     """Run an :class:`IngestWorker` on ``config`` until ``stop`` is set, reconnecting with exponential backoff
     (0.5 s .. 30 s) after PostgreSQL/Redis connection errors."""
     backoff = 0.5
+    doubt: CommitInDoubt | None = None
     while not stop.is_set():
         try:
             with IngestWorker(config) as worker:
                 log.info("ingesting stream %s as %s/%s", config.stream, config.group, config.consumer)
                 backoff = 0.5
+                if doubt is not None:
+                    worker.settle(doubt)
+                    doubt = None
                 worker.run(stop)
         except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, CommitInDoubt):
+                doubt = exc  # settled on the next connection
             # Nothing is lost: unacknowledged entries stay pending and are re-read after reconnecting.
             log.warning("connection problem on %s (%s); reconnecting in %.1f s", config.stream, exc, backoff)
             stop.wait(backoff)
