@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Engine
 
 from .activity import daily_active_players
 from .filters import Bind, Filters, fetch_frame, where
@@ -51,43 +52,48 @@ def kpis(bind: Bind, filters: Filters, *, currency: str = "USD") -> dict[str, An
     """
     if filters.start is None or filters.end is None or filters.end <= filters.start:
         raise ValueError("KPIs need a window: filters.start < filters.end")
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return kpis(conn, filters, currency=currency)
     days = math.ceil((filters.end - filters.start).total_seconds() / 86_400)
     cond, params = where(filters)
     all_cond, all_params = where(filters.between(None, None), prefix="g")
-    retention = ", ".join(f"({n})" for n in RETENTION_DAYS)
+    first_day = "(first_at AT TIME ZONE 'UTC')::date"
+    kept = ", ".join(f"count(*) FILTER (WHERE {first_day} + {n} = ANY(days)) AS k{n}" for n in RETENTION_DAYS)
+    retention = ", ".join(f"coalesce(sum(players) FILTER (WHERE first_day + {n} <= last_day), 0) AS eligible{n}, "
+                          f"coalesce(sum(k{n}) FILTER (WHERE first_day + {n} <= last_day), 0) AS kept{n}"
+                          for n in RETENTION_DAYS)  # fmt: skip
+    # One pass in player order over the (player_id, occurred_at) index: the DISTINCT aggregate rules out a hash
+    # aggregate, so each player's events stream through one group (nothing materialised, no spill); a player's
+    # days are kept in a small array only to test "active on first day + N". The groups are then summed by
+    # cohort day (NULL: not new in the window), at most one row per day of the window.
     sql = f"""
-    WITH win AS (
-        SELECT e.player_id, (e.occurred_at AT TIME ZONE 'UTC')::date AS day,
-               CASE WHEN e.event_type = 'purchase' AND coalesce(e.payload->>'currency', 'USD') = :currency
-                    THEN coalesce((e.payload->>'amount')::float8, 0) ELSE 0 END AS revenue
-        FROM events e WHERE {cond}
-    ), alltime AS (
-        SELECT DISTINCT e.player_id, (e.occurred_at AT TIME ZONE 'UTC')::date AS day FROM events e WHERE {all_cond}
-    ), firsts AS (
-        SELECT e.player_id, min(e.occurred_at) AS first_seen, (min(e.occurred_at) AT TIME ZONE 'UTC')::date AS first_day
+    WITH per_player AS (
+        SELECT min(e.occurred_at) AS first_at, max(e.occurred_at) AS last_at,
+               count(DISTINCT (e.occurred_at AT TIME ZONE 'UTC')::date)
+                   FILTER (WHERE e.occurred_at >= :kpi_start AND e.occurred_at < :kpi_end) AS win_days,
+               array_agg((e.occurred_at AT TIME ZONE 'UTC')::date) AS days
         FROM events e WHERE {all_cond} GROUP BY e.player_id
-    ), cohort AS (
-        SELECT * FROM firsts WHERE first_seen >= :kpi_start AND first_seen < :kpi_end
-    ), retained AS (
-        -- a hash join, not EXISTS: the CTE has no index, so EXISTS scanned it once per cohort row (quadratic);
-        -- alltime holds each (player, day) once, so the join matches at most one row
-        SELECT k.n, count(*) AS eligible, count(a.player_id) AS kept
-        FROM cohort c CROSS JOIN (VALUES {retention}) AS k(n)
-        LEFT JOIN alltime a ON a.player_id = c.player_id AND a.day = c.first_day + k.n
-        WHERE c.first_day + k.n <= (SELECT max(day) FROM alltime)
-        GROUP BY k.n
+    ), by_cohort AS (
+        SELECT CASE WHEN first_at >= :kpi_start AND first_at < :kpi_end THEN {first_day} END AS first_day,
+               count(*) AS players, count(*) FILTER (WHERE win_days > 0) AS active, sum(win_days) AS player_days,
+               max(last_at) AS last_at, {kept}
+        FROM per_player GROUP BY 1
+    ), dated AS (
+        SELECT b.*, (max(last_at) OVER () AT TIME ZONE 'UTC')::date AS last_day FROM by_cohort b
     )
-    SELECT (SELECT count(DISTINCT player_id) FROM win) AS active_players,
-           (SELECT count(*) FROM (SELECT DISTINCT player_id, day FROM win) AS d) AS player_days,
-           (SELECT coalesce(sum(revenue), 0) FROM win) AS revenue,
-           (SELECT count(DISTINCT player_id) FROM win WHERE revenue > 0) AS paying_players,
-           (SELECT count(*) FROM cohort) AS new_players,
-           (SELECT coalesce(json_object_agg(n, json_build_array(eligible, kept)), '{{}}') FROM retained) AS retention
+    SELECT coalesce(sum(active), 0) AS active_players, coalesce(sum(player_days), 0) AS player_days,
+           coalesce(sum(players) FILTER (WHERE first_day IS NOT NULL), 0) AS new_players, {retention}
+    FROM dated
     """
-    row = fetch_frame(bind, sql, {**params, **all_params, "currency": currency,
-                                  "kpi_start": filters.start, "kpi_end": filters.end}).iloc[0]  # fmt: skip
-    active, player_days = int(row["active_players"]), int(row["player_days"])
-    revenue, paying, new = float(row["revenue"]), int(row["paying_players"]), int(row["new_players"])
+    row = fetch_frame(bind, sql, {**all_params, "kpi_start": filters.start, "kpi_end": filters.end}).iloc[0]
+    money = fetch_frame(bind, f"""
+        SELECT coalesce(sum(amount), 0) AS revenue, count(DISTINCT player_id) FILTER (WHERE amount > 0) AS paying
+        FROM (SELECT e.player_id, coalesce((e.payload->>'amount')::float8, 0) AS amount FROM events e
+              WHERE {cond} AND e.event_type = 'purchase' AND coalesce(e.payload->>'currency', 'USD') = :currency) AS p
+        """, {**params, "currency": currency}).iloc[0]  # fmt: skip
+    active, player_days, new = int(row["active_players"]), int(row["player_days"]), int(row["new_players"])
+    revenue, paying = float(money["revenue"]), int(money["paying"])
     out: dict[str, Any] = {
         "days": days, "active_players": active, "player_days": player_days,
         "mean_dau": player_days / days, "stickiness": _ratio(player_days / days, active),
@@ -95,11 +101,10 @@ def kpis(bind: Bind, filters: Filters, *, currency: str = "USD") -> dict[str, An
         "arppu": _ratio(revenue, paying), "conversion": _ratio(paying, active),
         "new_players": new, "returning_players": active - new,
     }  # fmt: skip
-    kept = row["retention"] or {}
     for n in RETENTION_DAYS:
-        eligible, retained = kept.get(str(n), (0, 0))
-        out[f"d{n}_cohort"] = int(eligible)
-        out[f"d{n}"] = _ratio(retained, eligible)
+        eligible = int(row[f"eligible{n}"])
+        out[f"d{n}_cohort"] = eligible
+        out[f"d{n}"] = _ratio(int(row[f"kept{n}"]), eligible)
     summary, method = session_summary(bind, filters)
     sessions = int(summary["sessions"])
     out.update(sessions=sessions, sessions_per_dau=_ratio(sessions, player_days), session_method=method,
