@@ -9,6 +9,9 @@ purchases, 10 % trades, ending at the current hour, one month partition per mont
   * the exporter's full (cold) refresh and an incremental one after 10,000 new events (without the KPI/CLV
     section, which refreshes on its own 10-minute cycle);
   * each report type over the whole period;
+  * each worker-evaluated detector's evaluation at the newest hour (the rule parameters of the detector-quality
+    harness, ``alerting.harness.MEASURED``), and the operator's backtest of one rule (rapidAssetTransfer over the
+    chart's default window and step, 7d at 5m);
   * the retention drop of the oldest partition (``maintain`` with a retention just past it);
   * database size per million events (events partitions with their indexes; the rollups).
 
@@ -24,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import bench_ingest
 import benchargs
@@ -34,12 +39,17 @@ from sqlalchemy import text
 
 from devtools.postgres import start_postgres
 from devtools.redis import start_redis
+from game_analytics.alerting.cli import backtest_rule
+from game_analytics.alerting.harness import MEASURED, spec_of
+from game_analytics.api.common import parse_duration
 from game_analytics.api.scheduledreport import ReportFilters, ReportType
+from game_analytics.config import BacktestSettings
 from game_analytics.reports import ReportPeriod, build_report
 from game_analytics.storage import derived
 from game_analytics.storage.engine import libpq_dsn, make_engine
 from game_analytics.storage.migrate import upgrade
 from game_analytics.storage.partitions import ensure_partition, list_partitions, maintain, partition_for
+from game_analytics.workers.detectors import DETECTORS, Context
 from game_analytics.workers.exporter import AnalyticsCollector
 
 FULL = {"events": 10_000_000, "players": 1_000_000, "days": 120}
@@ -143,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as exc:  # noqa: BLE001 - a figure, not a test: say what failed and go on
                 figure(f"report {report_type.value}", f"failed: {type(exc).__name__}: {exc}"[:80])
 
+        bench_detectors(limited, dsn, end, figure, args.report_timeout)
+        limited.dispose()
+
         with psycopg.connect(libpq_dsn(dsn), autocommit=True) as admin:
             oldest = list_partitions(admin)[0]
             done = maintain(admin, now=end, retention=end - oldest.end)
@@ -153,6 +166,30 @@ def main(argv: list[str] | None = None) -> None:
         rd.stop()
         pg.stop()
     print("goals: exporter full refresh < 1 s, each report < 10 s, retention drop < 1 s (at 10M events / 1M players)")
+
+
+def bench_detectors(engine, dsn: str, end: datetime, figure, timeout: int) -> None:
+    """Each worker-evaluated detector once at ``end`` (a cold model: anomalyScore fits its forest), then the
+    operator's backtest of one rule over the chart's default window and step (each statement ``timeout`` s)."""
+    with tempfile.TemporaryDirectory(prefix="bench-models-") as models, engine.connect() as conn:
+        for kind, detect in DETECTORS.items():
+            spec = spec_of(kind, MEASURED[kind].params)
+            ctx = Context(conn, end, [], f"bench/{kind}", Path(models), float("inf"))
+            started = time.perf_counter()
+            try:
+                found = detect(ctx, spec.detector.params())
+                figure(f"detector {kind}", f"{time.perf_counter() - started:,.2f} s ({len(found)} flagged)")
+            except Exception as exc:  # noqa: BLE001 - a figure, not a test
+                conn.rollback()
+                figure(f"detector {kind}", f"failed: {type(exc).__name__}: {exc}"[:80])
+    settings, kind = BacktestSettings(), "rapidAssetTransfer"
+    started = time.perf_counter()
+    result = backtest_rule(f"bench/{kind}", spec_of(kind, MEASURED[kind].params),
+                           end - parse_duration(settings.window), end, parse_duration(settings.step),
+                           dsn=dsn, prometheus=None,
+                           engine_options={"connect_args": {"options": f"-c statement_timeout={timeout * 1000}"}})
+    figure(f"backtest {kind}, {settings.window} at {settings.step}",
+           f"{time.perf_counter() - started:,.1f} s ({len(result.incidents)} incidents)")
 
 
 def bench_exporter_add(engine, end: datetime, n: int) -> None:
