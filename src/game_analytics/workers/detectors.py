@@ -110,9 +110,12 @@ _FLOW = ("CASE e.event_type WHEN 'purchase' THEN (e.payload->>'amount')::numeric
          "ELSE (e.payload->>'delta')::numeric END")  # fmt: skip
 _FLOWS = "e.event_type IN ('purchase', 'currency_change') AND e.player_id IS NOT NULL"
 _MARKET = "e.game, coalesce(e.payload->>'currency', 'USD') AS currency, e.player_id"
-#: the events the catch-up had not folded into ``player_balances`` at the snapshot ``:snapshot`` (its xmin
-#: ``:xmin`` as a parameter of its own, so that a custom plan estimates the ``xact_id`` index range)
-_UNFOLDED = "e.xact_id >= :xmin AND NOT pg_visible_in_snapshot(e.xact_id::text::xid8, CAST(:snapshot AS pg_snapshot))"
+#: the events the catch-up had not folded into ``player_balances``: not visible in the snapshot it recorded,
+#: read by the same statement as the balances (``folded_at``), so both are of the same catch-up whatever commits
+#: meanwhile. ``:xmin`` is the xmin of that snapshot as read just before the statement, a lower bound of the one
+#: the statement reads (catch-ups serialize and record ever later snapshots; every transaction below a snapshot's
+#: xmin is visible in it): a parameter of its own, so that a custom plan estimates the ``xact_id`` index range
+_UNFOLDED = "e.xact_id >= :xmin AND NOT pg_visible_in_snapshot(e.xact_id::text::xid8, (SELECT snap FROM folded_at))"
 _SNAPSHOT = "SELECT snapshot FROM aggregate_state WHERE name = :name"
 
 
@@ -138,8 +141,10 @@ def _wealth_change_sql(ctx: Context, folded: bool) -> str:
         WHERE {_FLOWS} AND e.occurred_at > :as_of{games}{scope} GROUP BY 1, 2, 3
     )""" if folded else ""
     before, after = "(w.after - m.change)", "w.after"
+    state = ("folded_at AS MATERIALIZED (SELECT CAST(snapshot AS pg_snapshot) AS snap FROM aggregate_state "
+             "WHERE name = :name), ") if folded else ""
     return f"""
-    WITH moved AS MATERIALIZED (
+    WITH {state}moved AS MATERIALIZED (
         SELECT {_MARKET}, sum({_FLOW}) AS change FROM events e
         WHERE {_FLOWS} AND e.occurred_at > :since AND e.occurred_at <= :as_of{games}{scope} GROUP BY 1, 2, 3
     ), unfolded AS (
@@ -159,25 +164,20 @@ def sudden_wealth_change(ctx: Context, p: Any) -> list[Finding]:
     run (:func:`game_analytics.storage.derived.catch_up`; the detection worker runs one before each whole pass
     and the streaming path every few seconds).
 
-    The balances and the snapshot they are exact at are read without a lock: the snapshot before and after the
-    query must be the same (a catch-up committing in between moves it forward; then the query runs again, and
-    after 3 such tries from every event, which needs no snapshot)."""
+    The balances and the snapshot they are exact at are read by one statement, so under one statement snapshot
+    and without a lock: a catch-up committing at any time is either wholly in it or not at all. (Reading the
+    snapshot in a statement of its own and checking it again afterwards lost this race at every fold while the
+    query ran, and after 3 losses fell back to the sum of every event, seconds per batch under load.) Without
+    any catch-up yet, the sum of every flow up to ``as_of``."""
     params: dict[str, Any] = {"since": ctx.as_of - parse_duration(p.window, allow_zero=True), "as_of": ctx.as_of,
                               "floor": max(float(p.min_wealth), 1.0), "min_wealth": float(p.min_wealth),
                               "threshold": float(p.threshold_ratio), **_games(ctx)[1], **_players(ctx)[1]}  # fmt: skip
-    state = {"name": STATE_NAME}
-    rows = None
-    for _ in range(3):
-        snapshot = ctx.conn.execute(text(_SNAPSHOT), state).scalar()
-        if snapshot is None:
-            break
-        found = _rows(ctx, _wealth_change_sql(ctx, True),
-                      {**params, "snapshot": snapshot, "xmin": int(snapshot.split(":")[0])})  # fmt: skip
-        if ctx.conn.execute(text(_SNAPSHOT), state).scalar() == snapshot:
-            rows = found
-            break
-    if rows is None:
+    snapshot = ctx.conn.execute(text(_SNAPSHOT), {"name": STATE_NAME}).scalar()
+    if snapshot is None:
         rows = _rows(ctx, _wealth_change_sql(ctx, False), params)
+    else:
+        rows = _rows(ctx, _wealth_change_sql(ctx, True),
+                     {**params, "name": STATE_NAME, "xmin": int(snapshot.split(":")[0])})  # fmt: skip
     out = []
     for r in rows:
         ratio = float(r["ratio"])
