@@ -14,7 +14,7 @@ EXPECTED_TABLES = {
     "events", "players", "matches", "rating_history", "leaderboard_entries", "detections",
     "interventions", "report_runs", "audit_log", "dead_letters", "player_balances", "player_activity",
     "aggregate_state", "activity_hourly", "market_hourly", "last_activity_hourly", "wealth_values",
-    "leaderboard_rating_counts", "event_ids",
+    "leaderboard_rating_counts", "event_ids", "session_logins", "session_lengths",
 }  # fmt: skip
 
 

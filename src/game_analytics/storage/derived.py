@@ -1,6 +1,6 @@
 """Tables derived from ``events``, kept current by an incremental catch-up instead of on the ingest path.
 
-``events`` is the only table the ingest path writes (so that it runs near the speed of a raw ``COPY``).  Eight
+``events`` is the only table the ingest path writes (so that it runs near the speed of a raw ``COPY``).  Ten
 tables are folded from it here, set-based and only over the events committed since the previous catch-up:
 
     players          one row per participant: the ``player_id`` of every event, both sides of every match
@@ -20,6 +20,9 @@ tables are folded from it here, set-based and only over the events committed sin
                      players of a window are a sum over hours (:mod:`.queries.rollups`)
     market_hourly    purchases (count, quantity, amount per currency) and trades (count, value) per game and UTC
                      hour: what the exporter's price index and trade volume read instead of payloads
+    session_logins   logins per (game, region), all time: the exporter's ``sessions_total``
+    session_lengths  finished sessions per (game, ``ceil(session_seconds)``) and their summed length: the
+                     exporter's session-length histogram (integer bounds are sums of these rows)
 
 Which events are new: those whose storing transaction was not visible in the snapshot recorded by the previous
 catch-up (``aggregate_state.snapshot``): ``xact_id >= pg_snapshot_xmin(S) AND NOT pg_visible_in_snapshot`` -- an
@@ -52,7 +55,9 @@ _CATCH_UP = """
 WITH new AS MATERIALIZED (
     SELECT e.id, e.event_id, e.game, e.player_id, e.region, e.occurred_at, e.event_type,
            CASE WHEN e.event_type IN ('purchase', 'currency_change', 'match_result', 'trade') THEN e.payload END
-               AS payload
+               AS payload,
+           CASE WHEN e.event_type = 'logout' AND jsonb_typeof(e.payload->'session_seconds') = 'number'
+                THEN (e.payload->>'session_seconds')::float8 END AS session_seconds
     FROM events e WHERE {new}
 ), sides AS (
     SELECT id, event_id, game, region, occurred_at, payload,
@@ -140,6 +145,17 @@ WITH new AS MATERIALIZED (
         quantity = CASE WHEN m.quantity IS NULL THEN excluded.quantity
                         ELSE m.quantity + coalesce(excluded.quantity, 0) END,
         value = CASE WHEN m.value IS NULL THEN excluded.value ELSE m.value + coalesce(excluded.value, 0) END
+), login_rollup AS (
+    INSERT INTO session_logins AS s (game, region, logins)
+    SELECT game, coalesce(region, 'unknown'), count(*) FROM new WHERE event_type = 'login'
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (game, region) DO UPDATE SET logins = s.logins + excluded.logins
+), length_rollup AS (
+    INSERT INTO session_lengths AS s (game, seconds_ceil, sessions, seconds)
+    SELECT game, ceil(session_seconds)::bigint, count(*), sum(session_seconds) FROM new
+    WHERE session_seconds IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (game, seconds_ceil) DO UPDATE SET sessions = s.sessions + excluded.sessions,
+                                                   seconds = s.seconds + excluded.seconds
 )
 SELECT count(*) FROM new
 """

@@ -21,6 +21,8 @@ Tables:
     aggregate_state      the snapshot up to which those aggregates include ``events`` (see ``Event.xact_id``)
     activity_hourly      events per (game, event type, UTC hour), likewise (storage/derived.py)
     market_hourly        purchases and trades per (game, kind, currency, UTC hour): count, quantity, value
+    session_logins       logins per (game, region), all time (storage/derived.py)
+    session_lengths      finished sessions per (game, whole seconds of length): count, sum of lengths
 """
 
 from __future__ import annotations
@@ -456,6 +458,32 @@ class LeaderboardRatingCount(Base):
     rating_ceil: Mapped[float] = mapped_column(Double, primary_key=True)
     players: Mapped[int] = mapped_column(BigInteger)
     rating_sum: Mapped[Any] = mapped_column(Numeric)
+
+
+class SessionLogins(Base):
+    """How many ``login`` events a game had in a region (``'unknown'`` for events without one), all time.
+    Maintained by the catch-up (migration 0011); read by the exporter's ``sessions_total``
+    (:func:`game_analytics.storage.queries.sessions.logins_by_region`)."""
+
+    __tablename__ = "session_logins"
+
+    game: Mapped[str] = mapped_column(String(64), primary_key=True)
+    region: Mapped[str] = mapped_column(String(32), primary_key=True)
+    logins: Mapped[int] = mapped_column(BigInteger)
+
+
+class SessionLengths(Base):
+    """Finished sessions (``logout`` events with a numeric ``session_seconds``) of a game whose length rounds up to
+    ``seconds_ceil`` whole seconds, and the sum of their lengths (seconds), all time.  Maintained by the catch-up
+    (migration 0011); read by the exporter's session-length histogram, whose integer bounds are sums of these rows
+    (:func:`game_analytics.storage.queries.sessions.logout_seconds_buckets`)."""
+
+    __tablename__ = "session_lengths"
+
+    game: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seconds_ceil: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sessions: Mapped[int] = mapped_column(BigInteger)
+    seconds: Mapped[float] = mapped_column(Double)
 
 
 class WealthValue(Base):

@@ -218,7 +218,7 @@ class AnalyticsCollector(Collector):
         One REPEATABLE READ transaction: first the running per-player aggregates catch up with the events
         committed since the previous refresh (:func:`derived.catch_up`; its cost grows with the new
         events, not with the store), then every section reads the same snapshot.  If the catch-up fails, the
-        sections that read those aggregates (activity, economy) are left out as failed.
+        sections that read those aggregates (activity, sessions, economy) are left out as failed.
         """
         started = time.perf_counter()
         families: list[Metric] = []
@@ -272,7 +272,7 @@ class AnalyticsCollector(Collector):
                 ("player_value", lambda c, t: self._player_value.families(c, t, self.games)),
                 ("platform", platform_families),
             ):  # fmt: skip
-                if not caught_up and name in ("activity", "economy"):
+                if not caught_up and name in ("activity", "sessions", "economy"):
                     self._errors[name] = self._errors.get(name, 0) + 1
                     continue
                 try:

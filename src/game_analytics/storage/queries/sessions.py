@@ -8,7 +8,11 @@ web-analytics convention) and a session lasts from its first to its last event.
 * :func:`session_summary` applies the definition (the reports' session figures);
 * :func:`sessions` lists the inter-event sessions, one row each;
 * :func:`logins_by_region` and :func:`logout_seconds_buckets` are the cheap per-scrape part the exporter
-  publishes: sessions started (``login`` events) and the lengths of finished sessions (``logout`` events).
+  publishes: sessions started (``login`` events) and the lengths of finished sessions (``logout`` events), all
+  time, from the counts the catch-up keeps (``session_logins``, ``session_lengths``; migration 0011) minus the
+  events stored after ``as_of`` (a partition-pruned range, empty for ``--as-of now``). They must be read in the
+  transaction that ran :func:`game_analytics.storage.derived.catch_up` (the exporter does), where those counts
+  hold exactly the events of the transaction's snapshot.
 """
 
 from __future__ import annotations
@@ -101,23 +105,39 @@ def _games(games: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 def logins_by_region(bind: Bind, as_of: datetime, games: Sequence[str] = ()) -> list[tuple[str, str, int]]:
     """Sessions started (``login`` events) up to ``as_of`` (inclusive): ``(game, region or "unknown", count)``
-    rows ordered by game and region."""
+    rows ordered by game and region, none with a zero count (module docstring: read after a catch-up)."""
     more, params = _games(games)
     return list(fetch_frame(bind, f"""
-        SELECT e.game, coalesce(e.region, 'unknown') AS region, count(*) AS n FROM events e
-        WHERE e.event_type = 'login' AND e.occurred_at <= :as_of{more} GROUP BY 1, 2 ORDER BY 1, 2""",
+        SELECT game, region, sum(n)::bigint AS n FROM (
+            SELECT e.game, e.region, e.logins AS n FROM session_logins e WHERE TRUE{more}
+            UNION ALL
+            SELECT e.game, coalesce(e.region, 'unknown'), -count(*) FROM events e
+            WHERE e.event_type = 'login' AND e.occurred_at > :as_of{more} GROUP BY 1, 2
+        ) AS t GROUP BY 1, 2 HAVING sum(n) > 0 ORDER BY 1, 2""",
         {**params, "as_of": as_of}).itertuples(index=False, name=None))  # fmt: skip
 
 
 def logout_seconds_buckets(bind: Bind, as_of: datetime, bounds: Sequence[float],
                            games: Sequence[str] = ()) -> list[tuple[str, int, int, float]]:  # fmt: skip
-    """Lengths of finished sessions (``logout`` events' ``session_seconds`` up to ``as_of``) per game as
+    """Lengths of finished sessions (``logout`` events' numeric ``session_seconds`` up to ``as_of``) per game as
     ``(game, width_bucket(-seconds, negated reversed bounds), count, sum of seconds)`` rows, the form
-    upper-inclusive (``le``) histogram buckets are cumulated from."""
+    upper-inclusive (``le``) histogram buckets are cumulated from (module docstring: read after a catch-up).
+    ``bounds`` must be whole seconds: ``seconds <= b`` is then ``ceil(seconds) <= b``, which the counts hold.
+
+    Raises:
+        ValueError: a bound is not a whole number."""
+    if any(float(b) != int(b) for b in bounds):
+        raise ValueError(f"session-length bounds must be whole seconds, got {list(bounds)}")
     more, params = _games(games)
     rows = fetch_frame(bind, f"""
-        SELECT game, width_bucket(-s, CAST(:bounds AS float8[])) AS b, count(*) AS n, sum(s) AS total FROM (
-            SELECT e.game, (e.payload->>'session_seconds')::float8 AS s FROM events e
-            WHERE e.event_type = 'logout' AND e.payload ? 'session_seconds' AND e.occurred_at <= :as_of{more}
-        ) AS x GROUP BY 1, 2""", {**params, "as_of": as_of, "bounds": [-float(b) for b in reversed(bounds)]})
+        SELECT game, width_bucket(-s, CAST(:bounds AS float8[])) AS b, sum(n)::bigint AS n, sum(total) AS total
+        FROM (
+            SELECT e.game, e.seconds_ceil::float8 AS s, e.sessions AS n, e.seconds AS total
+            FROM session_lengths e WHERE TRUE{more}
+            UNION ALL
+            SELECT e.game, ceil((e.payload->>'session_seconds')::float8), -1, -(e.payload->>'session_seconds')::float8
+            FROM events e WHERE e.event_type = 'logout' AND jsonb_typeof(e.payload->'session_seconds') = 'number'
+              AND e.occurred_at > :as_of{more}
+        ) AS x GROUP BY 1, 2 HAVING sum(n) <> 0""", {**params, "as_of": as_of,
+                                                    "bounds": [-float(b) for b in reversed(bounds)]})  # fmt: skip
     return list(rows.itertuples(index=False, name=None))
