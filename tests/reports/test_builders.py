@@ -285,3 +285,25 @@ def test_dau_and_revenue_forecasts_with_a_backtest(cdnow_engine: Engine, cdnow_m
         assert report.figure(f"{metric}_forecast_mape") == pytest.approx(100 * expected, rel=1e-6)
         print(f"\n{metric}: 30-day backtest MAPE {100 * expected:.1f} %")
     assert any(c.name == "dau_forecast" for c in activity.charts)
+
+
+def test_every_report_statement_is_planned_for_whole_period_scans(cdnow_engine: Engine) -> None:
+    """The report's transactions run with REPORT_PLANNING (work_mem, effective_cache_size = shared_buffers), read
+    back from the server by the statements of a real report; the engine's other connections keep the defaults."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, str]] = []
+
+    def probe(conn, cursor, statement, *_args) -> None:
+        if "FROM events" in statement and not statement.lstrip().startswith("SELECT current_setting"):
+            seen.append(conn.exec_driver_sql("SELECT current_setting('work_mem'), current_setting("
+                                             "'effective_cache_size') = current_setting('shared_buffers')").one())
+
+    event.listen(cdnow_engine, "after_cursor_execute", probe)
+    try:
+        build_report(cdnow_engine, ReportType.PLAYER_ACTIVITY, SPRING, ReportFilters())
+    finally:
+        event.remove(cdnow_engine, "after_cursor_execute", probe)
+    assert len(seen) >= 5 and set(seen) == {("256MB", True)}, seen
+    with cdnow_engine.connect() as conn:
+        assert conn.execute(text("SELECT current_setting('work_mem')")).scalar() != "256MB"

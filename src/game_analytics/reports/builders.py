@@ -56,7 +56,7 @@ def build_player_activity(ctx: BuildContext) -> Report:
     f, fp = clauses(Filters.of(ctx.filters))
     unit = bucket_unit(ctx.period)
     p = ctx.params(unit=unit, **fp)
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         counts = player_counts(conn, Filters.of(ctx.filters, ctx.period.start, ctx.period.end), p["prev_start"])
         in_period = f"e.occurred_at >= :start AND e.occurred_at < :end{f}"
         overview = fetch_frame(conn, f"""
@@ -148,7 +148,7 @@ def build_economic_health(ctx: BuildContext) -> Report:
     unit = bucket_unit(ctx.period)
     p = ctx.params(unit=unit, **fp)
     in_period = f"e.occurred_at >= :start AND e.occurred_at < :end{f}"
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         spend = fetch_frame(conn, f"""
             SELECT e.player_id, sum((e.payload->>'amount')::double precision) AS spend,
                    sum((e.payload->>'quantity')::bigint) AS units, count(*) AS purchases
@@ -296,7 +296,7 @@ def build_retention(ctx: BuildContext) -> Report:
     f, fp = clauses(Filters.of(ctx.filters))
     unit = bucket_unit(ctx.period)
     p = ctx.params(unit=unit, **fp)
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         activity = fetch_frame(conn, f"""
             WITH first AS (
                 SELECT e.player_id, date_trunc(:unit, min(e.occurred_at), 'UTC') AS cohort

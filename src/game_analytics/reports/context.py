@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from ..api.scheduledreport import FunnelReport, ReportFilters, ReportType
 from .compute import bucket_starts
 from .model import Report, ReportPeriod
 
-__all__ = ["UNIT_LABEL", "BuildContext", "bucket_series", "naive_utc", "number"]
+__all__ = ["REPORT_PLANNING", "UNIT_LABEL", "BuildContext", "bucket_series", "naive_utc", "number"]
+
+#: how a report's transaction is planned (:meth:`BuildContext.connect`): memory for the sorts and hashes of a whole
+#: period's players (``work_mem``, per node), and random heap fetches costed as if only PostgreSQL's own buffers
+#: cached the table (``effective_cache_size`` = ``shared_buffers``): with the default 4GB the planner read a
+#: 120-day period's 10M events in player order through the (player_id, occurred_at) index, one heap fetch per row
+#: (top performers: 73 s), where a parallel scan and a sort take 24 s (docs/scaling.md, the scale run)
+REPORT_PLANNING = ("SELECT set_config('work_mem', '256MB', true), "
+                   "set_config('effective_cache_size', current_setting('shared_buffers'), true)")
 
 #: axis label of each bucket unit
 UNIT_LABEL = {"day": "Day (UTC)", "week": "Week starting (UTC)", "month": "Month (UTC)"}
@@ -37,6 +47,14 @@ class BuildContext:
     filters: ReportFilters
     now: datetime
     funnel: FunnelReport | None = None
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection of :attr:`engine` in a transaction planned for whole-period scans
+        (:data:`REPORT_PLANNING`, set for this transaction only); rolled back at the end (reports only read)."""
+        with self.engine.connect() as conn:
+            conn.execute(text(REPORT_PLANNING))
+            yield conn
 
     def params(self, **extra: Any) -> dict[str, Any]:
         """Base SQL parameters: ``start``, ``end``, ``prev_start``, ``top_n`` plus ``extra``."""

@@ -21,7 +21,7 @@ def add_forecast(report: Report, ctx: BuildContext, metric: str) -> None:
     history up to the period end: a table and chart (history of the last 90 days, forecast, 95 % interval), the
     backtest MAPE over the last 30 observed days and a figure with the forecast total/mean."""
     filters = Filters.of(ctx.filters, None, ctx.period.end)
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         series = daily_series(conn, filters, metric)
     label = "DAU" if metric == "dau" else "Revenue (USD)"
     try:

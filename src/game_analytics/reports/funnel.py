@@ -57,7 +57,7 @@ def build_funnel(ctx: BuildContext) -> Report:
         raise ValueError("report type funnel needs spec.funnel (steps, conversionWindow)")
     window = parse_duration(spec.conversion_window)
     report = ctx.new_report(ReportType.FUNNEL, "Funnel")
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         frame = funnel(conn, funnel_steps(spec), Filters.of(ctx.filters, ctx.period.start, ctx.period.end),
                        window=window)  # fmt: skip
     table = frame.assign(

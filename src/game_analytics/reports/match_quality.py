@@ -24,7 +24,7 @@ def add_match_quality(report: Report, ctx: BuildContext) -> None:
         sql += " AND game = ANY(CAST(:games AS text[]))"
         params["games"] = list(ctx.filters.games)
     rows, best = [], None
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         games = conn.execute(text(sql + " GROUP BY 1 ORDER BY 2 DESC, 1"), params).all()
         for game, _ in games:
             try:

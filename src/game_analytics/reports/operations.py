@@ -31,7 +31,7 @@ def build_rankings(ctx: BuildContext) -> Report:
     if ctx.filters.games:
         mf, mp = " AND m.game = ANY(CAST(:f_games AS text[]))", {"f_games": list(ctx.filters.games)}
     p = ctx.params(**{**lp, **hp, **mp})  # the same filter values under the same names
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         board = fetch_frame(conn, f"""
             WITH latest AS (
                 SELECT DISTINCT ON (board) board, season FROM leaderboard_entries
@@ -132,7 +132,7 @@ def build_security(ctx: BuildContext) -> Report:
     report = ctx.new_report(ReportType.SECURITY, "Security")
     df, dp = player_clause(Filters.of(ctx.filters), "d.player_id")
     p = ctx.params(**dp)
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         by_kind = fetch_frame(conn, f"""
             SELECT d.category, d.severity, count(*) AS detections, count(DISTINCT d.player_id) AS players
             FROM detections d WHERE d.detected_at >= :start AND d.detected_at < :end{df}

@@ -39,7 +39,7 @@ def _value(v: float | int) -> float | int | None:
 def add_kpis(report: Report, ctx: BuildContext, *, revenue_only: bool = False) -> None:
     """Append the KPI figures, a ``kpis`` table and (unless ``revenue_only``) the classic-retention and
     new-vs-returning charts for the report period to ``report``."""
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         k = kpis(conn, Filters.of(ctx.filters, ctx.period.start, ctx.period.end))
     pct = {"conversion", "stickiness", *(f"d{n}" for n in RETENTION_DAYS)}
     labels = {
@@ -87,7 +87,7 @@ def add_kpis(report: Report, ctx: BuildContext, *, revenue_only: bool = False) -
 def customer_scores(ctx: BuildContext) -> CustomerScores | None:
     """The customer-base models fitted on the purchase days up to the period's end (all history of the filters'
     games and regions); None with fewer than 2 purchasing players or a failed fit."""
-    with ctx.engine.connect() as conn:
+    with ctx.connect() as conn:
         days = purchase_days(conn, Filters.of(ctx.filters, None, ctx.period.end))
     if days["player_id"].nunique() < 2:
         return None
