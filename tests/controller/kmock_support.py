@@ -14,6 +14,10 @@ a documented behaviour of the real API server (see docs/testing.md, "kmock tier"
 * Equality-based ``labelSelector`` on list requests (``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``).
 * A failed JSON-patch ``test`` operation answers 422 (as the API server does), not 500.
 * Watches subscribe to changes atomically with their initial snapshot, so no event is lost in between.
+* A watch resumed from a ``resourceVersion`` this emulator gave also gets a ``DELETED`` event for each object
+  deleted since (the API server replays the events after that version). Without it an object deleted while a
+  client was between two watches stayed in that client's cache for good (the read cache's watches end after 1 s
+  of silence in these tests).
 
 The API discovery of built-in kinds comes from kmock's bundled resource list; our CRDs are registered from
 ``crds/*.yaml``, and the prometheus-operator kinds the operator writes are registered by hand.
@@ -103,8 +107,17 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
 
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     _versions: itertools.count = attrs.field(factory=lambda: itertools.count(1), init=False)
+    #: the resourceVersion each deletion was given, by object key
+    _deleted_at: dict = attrs.field(factory=dict, init=False)
 
     async def _handle(self, request: kmock.Request) -> Any:
+        if request.resource is not None and request.action == kmock.action.DELETE:
+            try:
+                return await super()._handle(request)
+            finally:
+                key = (request.resource, request.namespace, request.name)
+                if key in self.objects and self.objects[key].deleted:
+                    self._deleted_at[key] = next(self._versions)
         if request.resource is None or request.action not in (kmock.action.CREATE, kmock.action.UPDATE):
             return await super()._handle(request)
         async with self._write_lock:  # previews below must see the state the write is applied to
@@ -157,10 +170,15 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         yield b""  # send the headers now
         assert request.resource is not None
         bus = self._buses[request.resource]
+        since = str(request.params.get("resourceVersion") or "")
         async with self._lock:  # writes publish to the bus while holding this lock
             marker = await bus.mark()
             snapshot = [{"type": "ADDED", "object": obj.raw} for (res, ns, name), obj in self.objects.items()
                         if not obj.deleted and _watched(request, res, ns, name)]
+            if since.isdigit():  # kmock's lists answer version "...": only a resumed watch has a number
+                snapshot += [{"type": "DELETED", "object": self.objects[key].last.raw}
+                             for key, at in self._deleted_at.items()
+                             if at > int(since) and self.objects[key].deleted and _watched(request, *key)]
         try:
             for event in snapshot:
                 yield event
