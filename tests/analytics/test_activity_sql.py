@@ -93,6 +93,17 @@ def test_dau_wau_mau_match_pandas(cdnow_engine: Engine, cdnow: pd.DataFrame) -> 
     assert list(got.index) == list(days)
 
 
+def test_daily_players_is_the_dau_of_every_active_day(cdnow_engine: Engine, cdnow: pd.DataFrame) -> None:
+    start, end = datetime(1997, 3, 1, tzinfo=UTC), datetime(1997, 6, 1, tzinfo=UTC)
+    got = activity.daily_players(cdnow_engine, Filters(start=start, end=end))
+    full = activity.daily_active_players(cdnow_engine, Filters(start=start, end=end)).set_index("day")["dau"]
+    pd.testing.assert_series_equal(got, full[full > 0], check_names=False, check_freq=False)
+    window = cdnow[(cdnow["day"] >= "1997-03-01") & (cdnow["day"] < "1997-06-01")]
+    assert got.to_dict() == window.groupby("day")["player_id"].nunique().to_dict()
+    after = datetime(2001, 1, 1, tzinfo=UTC)  # after the CDNOW log
+    assert activity.daily_players(cdnow_engine, Filters(start=after, end=after + timedelta(days=1))).empty
+
+
 def test_active_players_by_period(cdnow_engine: Engine, cdnow: pd.DataFrame) -> None:
     as_of = datetime(1998, 6, 30, tzinfo=UTC)
     got = activity.active_players_by_period(cdnow_engine, as_of).set_index("period")["players"]

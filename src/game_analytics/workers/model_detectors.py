@@ -128,16 +128,9 @@ def churn_risk(ctx: Any, p: Any) -> list[Any]:
 
 def _daily(ctx: Any, metric: str, games: tuple[str, ...], start: datetime, end: datetime) -> pd.Series:
     """``metric`` per UTC day in ``[start, end)`` (naive day index; days without activity 0)."""
-    from game_analytics.storage.queries.activity import daily_active_players
-    from game_analytics.storage.queries.kpis import daily_revenue
+    from game_analytics.storage.queries.kpis import daily_series
 
-    filters = Filters(start, end, games)
-    if metric == "dau":
-        frame = daily_active_players(ctx.conn, filters)
-        series = pd.Series(frame["dau"].astype(float).to_numpy(), index=pd.to_datetime(frame["day"])) \
-            if not frame.empty else pd.Series(dtype=float)
-    else:
-        series = daily_revenue(ctx.conn, filters)
+    series = daily_series(ctx.conn, Filters(start, end, games), metric)
     index = pd.date_range(pd.Timestamp(start).tz_convert(None), pd.Timestamp(end).tz_convert(None), freq="D",
                           inclusive="left")  # fmt: skip
     return series.reindex(index, fill_value=0.0).astype(float)

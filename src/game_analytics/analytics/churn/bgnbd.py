@@ -92,8 +92,10 @@ def fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = 
     scale = 1.0 / w.sum()
 
     def nll(logp: NDArray[np.float64]) -> float:
-        r, alpha, a, b = np.exp(logp)
-        val = -float((w * _log_likelihood(r, alpha, a, b, xv, tv, Tv)).sum()) * scale
+        # the unbounded polish may step to parameters that overflow (inf - inf): such a point is rejected as 1e300
+        with np.errstate(over="ignore", invalid="ignore"):
+            r, alpha, a, b = np.exp(logp)
+            val = -float((w * _log_likelihood(r, alpha, a, b, xv, tv, Tv)).sum()) * scale
         return val if np.isfinite(val) else 1e300
 
     x0 = np.log([1.0, max(float(np.mean(Tv)), 1e-3), 1.0, 1.0])

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from .activity import daily_active_players
+from .activity import daily_players
 from .filters import Bind, Filters, fetch_frame, where
 from .sessions import session_summary
 
@@ -129,14 +129,11 @@ def daily_revenue(bind: Bind, filters: Filters, *, currency: str = "USD") -> pd.
 
 def daily_series(bind: Bind, filters: Filters, metric: str) -> pd.Series:
     """The daily series a forecast is fitted on: ``metric`` "dau" (distinct active players per UTC day, from
-    :func:`.activity.daily_active_players`) or "revenue" (:func:`daily_revenue`), as a float Series indexed by
+    :func:`.activity.daily_players`) or "revenue" (:func:`daily_revenue`), as a float Series indexed by
     day (datetime64, naive UTC midnight); days without activity are absent.  Raises ``ValueError`` for another
     metric."""
     if metric == "revenue":
         return daily_revenue(bind, filters)
     if metric != "dau":
         raise ValueError(f"metric must be 'dau' or 'revenue', not {metric!r}")
-    frame = daily_active_players(bind, filters)
-    if frame.empty:
-        return pd.Series(dtype=float)
-    return pd.Series(frame["dau"].astype(float).to_numpy(), index=pd.to_datetime(frame["day"]))
+    return daily_players(bind, filters).astype(float).rename(None)
