@@ -130,9 +130,11 @@ def statuses(kubeconfig: Path) -> dict[str, dict]:
             for o in json.loads(kubectl(kubeconfig, "get", info.crd_name, "-n", NS, "-o", "json"))["items"]}
 
 
-def status_changes(before: dict[str, dict], after: dict[str, dict]) -> Counter:
+def status_changes(before: dict[str, dict], after: dict[str, dict],
+                   examples: dict[str, str] | None = None) -> Counter:
     """What changed between two :func:`statuses` snapshots: ``"kind field"`` -> objects (a condition as
-    ``conditions[Type] old-reason -> new-reason``), so an idle write can be traced to the field it wrote."""
+    ``conditions[Type] old-reason -> new-reason``), so an idle write can be traced to the field it wrote.
+    ``examples`` (when given) gets, per change, the keys of one such condition whose values differ, old -> new."""
     changes: Counter = Counter()
     for key, new in after.items():
         old, kind = before.get(key, {}), key.split("/")[0]
@@ -140,9 +142,13 @@ def status_changes(before: dict[str, dict], after: dict[str, dict]) -> Counter:
             if field == "conditions":
                 was = {c["type"]: c for c in old.get(field) or []}
                 for c in new.get(field) or []:
-                    if was.get(c["type"]) != c:
-                        changes[f"{kind} conditions[{c['type']}] "
-                                f"{(was.get(c['type']) or {}).get('reason')} -> {c.get('reason')}"] += 1
+                    if (prior := was.get(c["type"])) != c:
+                        change = f"{kind} conditions[{c['type']}] {(prior or {}).get('reason')} -> {c.get('reason')}"
+                        changes[change] += 1
+                        if examples is not None and change not in examples:
+                            examples[change] = f"{key}: " + ", ".join(
+                                f"{k} {str((prior or {}).get(k))[:80]!r} -> {str(c.get(k))[:80]!r}"
+                                for k in sorted(set(prior or {}) | set(c)) if (prior or {}).get(k) != c.get(k))
             elif old.get(field) != new.get(field):
                 changes[f"{kind} {field}"] += 1
     return changes
@@ -308,7 +314,8 @@ def main(argv: list[str] | None = None) -> None:
         snapshot = statuses(admin)
         window = args.resync * args.idle_resyncs
         time.sleep(window)
-        changes = status_changes(snapshot, statuses(admin))
+        examples: dict[str, str] = {}
+        changes = status_changes(snapshot, statuses(admin), examples)
         idle = read_audit_events(cp.audit_log, verbs=None, user=OPERATOR_USER)[before:]
         writes = [e for e in idle if e["verb"] in WRITE_VERBS]
         per = args.idle_resyncs
@@ -326,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
                                                if writes else ""))  # fmt: skip
         if changes:
             figure("idle: status fields changed (objects)", "; ".join(f"{k}: {n}" for k, n in changes.most_common(6)))
+            for example in examples.values():
+                print(f"    e.g. {example}")
 
         name = next(o["metadata"]["name"] for o in reversed(wanted) if o["kind"] == "AlertRule")
         started = time.perf_counter()
