@@ -142,13 +142,13 @@ def status_changes(before: dict[str, dict], after: dict[str, dict],
             if field == "conditions":
                 was = {c["type"]: c for c in old.get(field) or []}
                 for c in new.get(field) or []:
-                    if (prior := was.get(c["type"])) != c:
-                        change = f"{kind} conditions[{c['type']}] {(prior or {}).get('reason')} -> {c.get('reason')}"
+                    if (prior := was.get(c["type"]) or {}) != c:
+                        change = f"{kind} conditions[{c['type']}] {prior.get('reason')} -> {c.get('reason')}"
                         changes[change] += 1
                         if examples is not None and change not in examples:
                             examples[change] = f"{key}: " + ", ".join(
-                                f"{k} {str((prior or {}).get(k))[:80]!r} -> {str(c.get(k))[:80]!r}"
-                                for k in sorted(set(prior or {}) | set(c)) if (prior or {}).get(k) != c.get(k))
+                                f"{k} {str(prior.get(k))[:80]!r} -> {str(c.get(k))[:80]!r}"
+                                for k in sorted(set(prior) | set(c)) if prior.get(k) != c.get(k))
             elif old.get(field) != new.get(field):
                 changes[f"{kind} {field}"] += 1
     return changes

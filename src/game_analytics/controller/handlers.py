@@ -32,6 +32,7 @@ from prometheus_client import start_http_server
 from ..api import GROUP, KINDS, VERSION, KindInfo
 from ..config import Images
 from . import audit, events, inputs, memtrace
+from .cache import _rv as store_rv
 from .k8s import Cluster
 from .reconcile import TransientError, reconcile
 
@@ -169,20 +170,16 @@ def freshest(info: KindInfo, body: Any) -> Any:
     meta = body.get("metadata") or {}
     name, namespace = meta.get("name"), meta.get("namespace")
     store = cluster().store(f"{GROUP}/{VERSION}", info.kind, namespace) if name and namespace else None
-    held = store.version(name) if store is not None else None
-    try:
-        newer = isinstance(held, int) and not isinstance(held, bool) and held > int(meta.get("resourceVersion"))
-    except (TypeError, ValueError):  # no version on the body
+    mine, held = store_rv(body), store.version(name) if store is not None else None
+    if mine is None or held is None or held is False or held <= mine:  # False: the store does not hold it
         return body
-    cached = store.get(name) if newer else None
-    if cached is not None and (cached.get("metadata") or {}).get("uid") == meta.get("uid"):
-        return cached
-    return body
+    cached = store.get(name)
+    return cached if cached is not None and (cached.get("metadata") or {}).get("uid") == meta.get("uid") else body
 
 
 def _reconcile(info: KindInfo, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, reason: Any, old: Any,
                new: Any) -> None:
-    body = freshest(info, body) if WATCH_CACHE else body
+    body = freshest(info, body)  # without the cache there is no store: Kopf's body
     images = _state.get("images") or Images.from_env()
     uid = str((body.get("metadata") or {}).get("uid") or "")
     skippable = inputs.ENABLED and WATCH_CACHE and info.kind in inputs.SKIPPABLE and uid
